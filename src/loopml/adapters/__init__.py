@@ -1,0 +1,1 @@
+"""I/O behind the ports: SQL stores, artifact storage, model flavors."""

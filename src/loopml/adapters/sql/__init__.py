@@ -1,0 +1,1 @@
+"""The metadata store on SQLAlchemy Core: SQLite (WAL) embedded, PostgreSQL at scale."""

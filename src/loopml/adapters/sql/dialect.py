@@ -1,0 +1,45 @@
+"""The two statements SQLite and PostgreSQL spell alike but SQLAlchemy builds per dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `rows`, skipping any whose key exists."""
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+    only_if_newer: str | None = None,
+) -> None:
+    """Insert `rows`, or update the `update` columns of the row with the same `keys`.
+
+    With `only_if_newer`, an existing row is updated only when the incoming value of that column
+    is at least the stored one (the latest metric value by step).
+    """
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    where = None
+    if only_if_newer is not None:
+        where = stmt.excluded[only_if_newer] >= table.c[only_if_newer]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}, where=where
+    )
+    conn.execute(stmt, list(rows))

@@ -1,0 +1,124 @@
+"""Opening the metadata database: engine settings per backend, write/read transactions, and the
+schema brought to the newest migration on first open (safely when several processes open at once).
+
+SQLite runs in WAL mode with a 30 s busy timeout, foreign keys on and `synchronous=FULL` (a commit
+that returned is on disk). Write transactions start with `BEGIN IMMEDIATE`, so two writers queue on
+the busy timeout instead of failing with "database is locked" when a reader upgrades to a writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from loopml.errors import InvalidInput, Unavailable
+
+BUSY_TIMEOUT_MS = 30_000
+_READ_OPTION = "loopml_read"
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` and route them to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        poolclass=NullPool if parsed.database in (None, "", ":memory:") else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read = conn.get_execution_options().get(_READ_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url` with loopml's settings for its backend."""
+    url = normalise_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as exc:  # sqlalchemy raises ArgumentError with no hint
+        raise InvalidInput(
+            f"LOOPML_DB_URL {url!r} is not a database URL.",
+            "Use sqlite:///path/to/loopml.db or postgresql+psycopg://user@host/db.",
+        ) from exc
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    if backend == "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise InvalidInput(
+        f"Database backend {backend!r} is not supported.",
+        "Use SQLite (sqlite:///...) or PostgreSQL (postgresql+psycopg://...).",
+    )
+
+
+class Database:
+    """An engine plus the two kinds of transaction loopml uses."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any error."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise _unavailable(self.engine, exc) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (never takes the SQLite write lock)."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**{_READ_OPTION: True})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise _unavailable(self.engine, exc) from exc
+
+    def lock_events(self, conn: Connection) -> None:
+        """Serialise appends to the event chain (SQLite's write lock already does)."""
+        if self.backend == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7405913)"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _unavailable(engine: Engine, exc: OperationalError) -> Unavailable:
+    where = engine.url.render_as_string(hide_password=True)
+    first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return Unavailable(
+        f"The metadata database at {where} did not answer: {first_line}.",
+        "Check that it is running and reachable (LOOPML_DB_URL), then retry.",
+    )

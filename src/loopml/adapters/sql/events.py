@@ -1,0 +1,109 @@
+"""The append-only, hash-chained event log, and the helper every repository uses to record its
+mutation in the same transaction as the change itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.dialect import insert_ignore
+from loopml.adapters.sql.engine import Database
+from loopml.domain.audit import GENESIS_HASH, event_hash
+from loopml.domain.records import Event, EventDraft
+
+Clock = Callable[[], int]
+"""Returns the current time in integer microseconds since the epoch."""
+
+
+def system_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def us_to_datetime(us: int) -> datetime:
+    """Exact conversion (no float rounding), so a stored time hashes the same when read back."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def datetime_to_us(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def ensure_project(conn: Connection, project: str, now_us: int) -> None:
+    """Create `project` on first use; projects are namespaces."""
+    insert_ignore(conn, t.projects, [{"name": project, "created_us": now_us}])
+
+
+def append_event(db: Database, conn: Connection, draft: EventDraft, now_us: int) -> Event:
+    """Append `draft` to the chain inside the caller's write transaction."""
+    db.lock_events(conn)
+    head = conn.execute(
+        select(t.events.c.seq, t.events.c.hash).order_by(t.events.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
+    when = us_to_datetime(now_us)
+    digest = event_hash(
+        prev, seq, when, draft.action, draft.entity, draft.actor, draft.before, draft.after
+    )
+    conn.execute(
+        t.events.insert().values(
+            seq=seq, time_us=now_us, action=draft.action, entity=draft.entity, actor=draft.actor,
+            before=draft.before, after=draft.after, prev_hash=prev, hash=digest,
+        )
+    )
+    return Event(seq, when, draft.action, draft.entity, draft.actor, draft.before, draft.after,
+                 prev, digest)
+
+
+def _row_to_event(row: Any) -> Event:
+    return Event(
+        seq=row.seq, time=us_to_datetime(row.time_us), action=row.action, entity=row.entity,
+        actor=row.actor, before=row.before, after=row.after, prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class SqlEventLog:
+    """The `EventLog` port on SQL."""
+
+    def __init__(self, db: Database, clock: Clock = system_clock_us) -> None:
+        self._db = db
+        self._clock = clock
+
+    def append(self, event: EventDraft) -> Event:
+        with self._db.write() as conn:
+            return append_event(self._db, conn, event, self._clock())
+
+    def list(
+        self, *, entity: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[Event]:
+        query = select(t.events).order_by(t.events.c.seq.desc()).limit(limit)
+        if entity is not None:
+            query = query.where(
+                (t.events.c.entity == entity) | t.events.c.entity.startswith(entity + "/")
+            )
+        if action is not None:
+            query = query.where(t.events.c.action == action)
+        with self._db.read() as conn:
+            return [_row_to_event(row) for row in conn.execute(query)]
+
+    def iterate(self) -> Iterator[Event]:
+        batch = 1000
+        last = 0
+        while True:
+            query = (
+                select(t.events).where(t.events.c.seq > last).order_by(t.events.c.seq).limit(batch)
+            )
+            with self._db.read() as conn:
+                rows = [_row_to_event(row) for row in conn.execute(query)]
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1].seq

@@ -1,0 +1,94 @@
+"""Compile a parsed `RunQuery` into one SQL statement. Values are bound parameters, never text."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, select
+
+from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.events import datetime_to_us
+from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, RunQuery
+from loopml.errors import InvalidInput
+
+_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "=": operator.eq, "!=": operator.ne, ">": operator.gt,
+    ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
+_ATTRIBUTE_COLUMNS = {
+    "status": t.runs.c.status, "name": t.runs.c.name, "run_id": t.runs.c.id,
+    "start_time": t.runs.c.start_us, "end_time": t.runs.c.end_us,
+}
+_TIME_ATTRIBUTES = {"start_time", "end_time"}
+
+
+def _time_value(field: FieldRef, value: float | str) -> int:
+    """Times compare as epoch milliseconds or ISO-8601 text."""
+    if isinstance(value, float):
+        return int(value * 1000)
+    try:
+        return datetime_to_us(datetime.fromisoformat(value))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"attributes.{field.key} = {value!r} is not a time.",
+            "Give epoch milliseconds or an ISO time such as '2026-11-28T13:00:00+00:00'.",
+        ) from exc
+
+
+def _side_table(kind: FieldKind) -> Any:
+    return {
+        FieldKind.METRICS: t.latest_metrics, FieldKind.PARAMS: t.params, FieldKind.TAGS: t.tags
+    }[kind]
+
+
+def _apply_where(query: Select[Any], index: int, cmp: Comparison) -> Select[Any]:
+    compare = _OPS[cmp.op]
+    if cmp.field.kind is FieldKind.ATTRIBUTES:
+        column = _ATTRIBUTE_COLUMNS[cmp.field.key]
+        if cmp.field.key in _TIME_ATTRIBUTES:
+            return query.where(compare(column, _time_value(cmp.field, cmp.value)))
+        return query.where(compare(column, str(cmp.value)))
+    side = _side_table(cmp.field.kind).alias(f"w{index}")
+    column = side.c.value
+    if cmp.field.kind is FieldKind.PARAMS and isinstance(cmp.value, float):
+        column = side.c.value_num
+    on = and_(side.c.run_id == t.runs.c.id, side.c.key == cmp.field.key)
+    return query.join(side, on).where(compare(column, cmp.value))
+
+
+def _order_column(query: Select[Any], index: int, key: OrderKey) -> tuple[Select[Any], Any]:
+    if key.field.kind is FieldKind.ATTRIBUTES:
+        return query, _ATTRIBUTE_COLUMNS[key.field.key]
+    side = _side_table(key.field.kind).alias(f"o{index}")
+    on = and_(side.c.run_id == t.runs.c.id, side.c.key == key.field.key)
+    column = side.c.value_num if key.field.kind is FieldKind.PARAMS else side.c.value
+    return query.outerjoin(side, on), column
+
+
+def _filtered(query: RunQuery) -> Select[Any]:
+    stmt = select(t.runs.c.id).where(t.runs.c.project == query.project)
+    if query.parent_id is not None:
+        stmt = stmt.where(t.runs.c.parent_id == query.parent_id)
+    elif query.top_level_only:
+        stmt = stmt.where(t.runs.c.parent_id.is_(None))
+    for index, cmp in enumerate(query.where):
+        stmt = _apply_where(stmt, index, cmp)
+    return stmt
+
+
+def page_statement(query: RunQuery, limit: int, offset: int) -> Select[Any]:
+    """Run ids of one page, in the requested order; runs missing an order key come last."""
+    stmt = _filtered(query)
+    order: list[Any] = []
+    for index, key in enumerate(query.order_by):
+        stmt, column = _order_column(stmt, index, key)
+        order.append((column.desc() if key.descending else column.asc()).nulls_last())
+    order += [t.runs.c.start_us.desc(), t.runs.c.id]
+    return stmt.order_by(*order).limit(limit).offset(offset)
+
+
+def count_statement(query: RunQuery) -> Select[Any]:
+    return select(func.count()).select_from(_filtered(query).subquery())

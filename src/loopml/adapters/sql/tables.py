@@ -1,0 +1,196 @@
+"""Table definitions. The schema itself is owned by the Alembic migrations beside this module;
+`tests/contract/test_migrations.py` proves the two agree.
+
+Times are integer microseconds since the epoch (UTC): exact, portable and cheap to compare.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    UniqueConstraint("project", "name", name="uq_datasets_project_name"),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("total_size", BigInteger, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("table_schema", JSON, nullable=True),
+    Column("profile", JSON, nullable=True),
+    UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_dataset_version"),
+    UniqueConstraint("dataset_id", "digest", name="uq_dataset_versions_dataset_digest"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("parent_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("environment", JSON, nullable=False),
+    Index("ix_runs_project_start", "project", "start_us"),
+    Index("ix_runs_parent", "parent_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("value_num", Float, nullable=True),
+    Index("ix_params_key_num", "key", "value_num"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id"), primary_key=True),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("digest", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    UniqueConstraint("project", "name", name="uq_models_project_name"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("flavor", String(50), nullable=False),
+    Column("flavor_info", JSON, nullable=False),
+    Column("artifact_digest", String(80), nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("signature", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("entity", String(500), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("prev_hash", String(80), nullable=False),
+    Column("hash", String(80), nullable=False),
+    Index("ix_events_entity", "entity"),
+    Index("ix_events_action", "action"),
+)

@@ -1,0 +1,68 @@
+"""The `loopml` command: builds the Typer app and turns loopml errors into one clear message.
+
+Exit codes: 0 success, 1 a loopml error (not found, invalid input, conflict, integrity,
+unavailable), 2 a usage error. `--debug` shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from loopml.cli import data, models, runs, workspace
+
+HELP = """loopml: versioned data, tracked runs, a model registry, closed into one loop.
+
+The workspace is ./.loopml/ (SQLite + a folder) unless LOOPML_DB_URL and LOOPML_ARTIFACTS say
+otherwise; it is created on first use.
+"""
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False, rich_markup_mode=None)
+
+    @app.callback()
+    def _root(
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    ) -> None:
+        """loopml command line."""
+
+    workspace.register(app)
+    app.add_typer(data.app, name="data")
+    app.add_typer(runs.app, name="runs")
+    app.add_typer(models.app, name="models")
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import click
+
+    from loopml.errors import LoopmlError, exit_code
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(build_app())
+    try:
+        command.main(args=args, prog_name="loopml", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as usage:
+        usage.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.stderr.write("Aborted.\n")
+        sys.exit(130)
+    except LoopmlError as error:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"error: {error.message}\n")
+        if error.hint:
+            sys.stderr.write(f"  {error.hint}\n")
+        sys.exit(exit_code(error))
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)

@@ -1,0 +1,87 @@
+"""What every command needs: the workspace, the project, and output in text or JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from loopml.bootstrap import Workspace
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+PROJECT_OPTION = typer.Option(
+    None, "--project", "-p", help="Project (namespace) to use; default $LOOPML_PROJECT or 'default'."
+)
+
+
+def open_workspace() -> Workspace:
+    from loopml.bootstrap import open_workspace as open_ws
+
+    return open_ws()
+
+
+def project_of(workspace: Workspace, project: str | None) -> str:
+    from loopml.domain.refs import check_name
+
+    return check_name(project, "project") if project else workspace.project
+
+
+def plain(value: Any) -> Any:
+    """`value` as JSON-ready data: dataclasses to dicts, times to ISO text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(plain(value), indent=2, default=str) + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(soft_wrap=True).print(table)
+
+
+def print_fields(fields: Sequence[tuple[str, Any]]) -> None:
+    width = max((len(k) for k, _ in fields), default=0)
+    for key, value in fields:
+        sys.stdout.write(f"{key.ljust(width)}  {'' if value is None else value}\n")
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def size(nbytes: int) -> str:
+    step = 1024.0
+    amount = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < step or unit == "TiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= step
+    return f"{nbytes} B"

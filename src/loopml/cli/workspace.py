@@ -1,0 +1,91 @@
+"""`loopml init`, `loopml db upgrade`, `loopml audit ...`: the workspace itself."""
+
+from __future__ import annotations
+
+import typer
+
+from loopml.cli.context import JSON_OPTION, open_workspace, print_fields, print_json, print_table
+
+db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail of every change.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.add_typer(db_app, name="db")
+    app.add_typer(audit_app, name="audit")
+
+
+def init(as_json: bool = JSON_OPTION) -> None:
+    """Create the workspace (./.loopml/ by default). Every command also does this on first use."""
+    workspace = open_workspace()
+    settings = workspace.settings
+    info = {"database": settings.db_url, "artifacts": settings.artifacts_url,
+            "project": settings.project}
+    if as_json:
+        print_json(info)
+        return
+    print_fields([("workspace ready", ""), *info.items()])
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: bool = JSON_OPTION) -> None:
+    """Apply the schema migrations shipped with loopml (safe to run at any time)."""
+    from loopml.adapters.sql.engine import Database, create_store_engine
+    from loopml.adapters.sql.migrate import HEAD_REVISION, current_revision, upgrade
+    from loopml.settings import Settings
+
+    settings = Settings.from_env()
+    db = Database(create_store_engine(settings.db_url))
+    upgrade(db)
+    with db.read() as conn:
+        revision = current_revision(conn)
+    db.dispose()
+    if as_json:
+        print_json({"revision": revision, "head": HEAD_REVISION})
+        return
+    print_fields([("schema revision", revision), ("newest", HEAD_REVISION)])
+
+
+@audit_app.command("log")
+def audit_log(
+    entity: str = typer.Option(None, "--entity", help="Only events of this entity, e.g. model:churn."),
+    action: str = typer.Option(None, "--action", help="Only this action, e.g. model.alias_set."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Newest events to show."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the newest events: who changed what, when, from what to what."""
+    workspace = open_workspace()
+    if entity and entity.count(":") == 1 and "/" not in entity:
+        kind, name = entity.split(":")
+        entity = f"{kind}:{workspace.project}/{name}"
+    events = workspace.audit.log(entity=entity, action=action, limit=limit)
+    if as_json:
+        print_json(events)
+        return
+    print_table(None, ["seq", "time", "actor", "action", "entity", "change"], [
+        (e.seq, e.time.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.entity,
+         _change(e.before, e.after)) for e in events
+    ])
+
+
+def _change(before: object, after: object) -> str:
+    if before is None:
+        return str(after or "")
+    return f"{before} -> {after}"
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: bool = JSON_OPTION) -> None:
+    """Check the hash chain of the whole audit trail; exit 1 if any event was altered."""
+    workspace = open_workspace()
+    verdict = workspace.audit.verify()
+    if as_json:
+        print_json(verdict)
+    elif verdict.ok:
+        print_fields([("audit trail", "intact"), ("events checked", verdict.checked)])
+    else:
+        print_fields([("audit trail", "ALTERED"), ("first bad event", verdict.first_bad_seq),
+                      ("reason", verdict.reason)])
+    if not verdict.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,69 @@
+"""The audit trail's hash chain: each event's hash covers its content and the previous hash.
+
+Editing, inserting or deleting any stored event changes a hash that every later event depends on,
+so `verify_chain` finds the first place the trail was altered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from loopml.domain.hashing import canonical_json, digest_bytes
+from loopml.domain.records import Event
+
+GENESIS_HASH = "blake3:" + "0" * 64
+"""The `prev_hash` of the first event."""
+
+
+def event_hash(
+    prev_hash: str,
+    seq: int,
+    time: datetime,
+    action: str,
+    entity: str,
+    actor: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> str:
+    """The chained hash of one event."""
+    body = {
+        "prev": prev_hash,
+        "seq": seq,
+        "time": time.isoformat(timespec="microseconds"),
+        "action": action,
+        "entity": entity,
+        "actor": actor,
+        "before": before,
+        "after": after,
+    }
+    return digest_bytes(canonical_json(body))
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+
+
+def verify_chain(events: Iterable[Event]) -> ChainVerdict:
+    """Check every event's hash and link, in order. Events need the fields of `Event`."""
+    prev, expected_seq, checked = GENESIS_HASH, None, 0
+    for ev in events:
+        if expected_seq is not None and ev.seq != expected_seq:
+            return ChainVerdict(False, checked, ev.seq, f"event {expected_seq} is missing")
+        if ev.prev_hash != prev:
+            return ChainVerdict(False, checked, ev.seq, "link to the previous event is broken")
+        recomputed = event_hash(
+            ev.prev_hash, ev.seq, ev.time, ev.action, ev.entity, ev.actor, ev.before, ev.after
+        )
+        if recomputed != ev.hash:
+            return ChainVerdict(False, checked, ev.seq, "content does not match its hash")
+        prev, expected_seq, checked = ev.hash, ev.seq + 1, checked + 1
+    return ChainVerdict(True, checked)

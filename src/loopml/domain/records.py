@@ -1,0 +1,162 @@
+"""The records loopml stores, as frozen values: datasets, runs, models, events.
+
+Typed ids keep a run id from being passed where a model name is expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NewType
+
+from loopml.domain.hashing import Digest
+
+RunId = NewType("RunId", str)
+ProjectName = NewType("ProjectName", str)
+
+DEFAULT_PROJECT = ProjectName("default")
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a named dataset."""
+
+    project: str
+    name: str
+    version: int
+    digest: Digest
+    message: str
+    created_at: datetime
+    actor: str
+    file_count: int
+    total_size: int
+    schema: dict[str, Any] | None = None
+    """Tabular schema as stored (see `loopml.domain.profile`); None for non-tabular data."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    project: str
+    name: str
+    latest_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.RUNNING: frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}),
+    RunStatus.FINISHED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.KILLED: frozenset(),
+}
+"""Which status a run may move to from each status: only a running run ends, and only once."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    key: str
+    value: float
+    step: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class RunArtifact:
+    path: str
+    digest: Digest
+    size: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run with its latest metric values, params, tags and inputs."""
+
+    id: RunId
+    project: str
+    name: str
+    status: RunStatus
+    start_time: datetime
+    end_time: datetime | None
+    error: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    """Dataset versions used, as `name@version` refs."""
+    parent_id: RunId | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.end_time is None:
+            return None
+        return (self.end_time - self.start_time).total_seconds()
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    project: str
+    name: str
+    description: str
+    latest_version: int
+    aliases: dict[str, int]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    project: str
+    name: str
+    version: int
+    run_id: RunId | None
+    flavor: str
+    artifact_digest: Digest
+    signature: dict[str, Any]
+    metrics: dict[str, float]
+    created_at: datetime
+    actor: str
+    aliases: tuple[str, ...] = ()
+    flavor_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """A mutation to record: who did what to which entity, with the state before and after."""
+
+    action: str
+    entity: str
+    """`kind:project/name[...]`, e.g. `model:default/churn`, `run:default/<id>`."""
+    actor: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An appended, hash-chained entry of the audit trail."""
+
+    seq: int
+    time: datetime
+    action: str
+    entity: str
+    actor: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    prev_hash: str
+    hash: str

@@ -1,0 +1,80 @@
+"""The convenience tracking API: `loopml.start_run()` over the process-wide workspace.
+
+The active run lives in a `ContextVar`, so threads and asyncio tasks each see their own.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+from loopml.bootstrap import default_workspace
+from loopml.domain.records import Run, RunId
+from loopml.ports import RunPage
+from loopml.services.tracking import ActiveRun
+
+_active: ContextVar[ActiveRun | None] = ContextVar("loopml_active_run", default=None)
+
+
+class _RunContext(ActiveRun):
+    """An `ActiveRun` that is also the active run of its context until it ends."""
+
+    _token: Token[ActiveRun | None] | None = None
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            if self._token is not None:
+                _active.reset(self._token)
+                self._token = None
+
+
+def start_run(
+    name: str | None = None,
+    *,
+    project: str | None = None,
+    tags: dict[str, Any] | None = None,
+    parent: ActiveRun | str | None = None,
+) -> ActiveRun:
+    """Start a run in the workspace of this process (`LOOPML_*` settings, else ./.loopml/).
+
+    Use it in a `with` block: the run ends when the block ends, and is marked failed with the
+    error text if an exception escapes it.
+    """
+    workspace = default_workspace()
+    parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+    run = workspace.tracking.start_run(
+        project=project or workspace.project, name=name, tags=tags,
+        parent_id=RunId(parent_id) if parent_id else None,
+    )
+    run.__class__ = _RunContext
+    run._token = _active.set(run)  # type: ignore[attr-defined]
+    return run
+
+
+def active_run() -> ActiveRun | None:
+    """The run started in this context and not yet ended, if any."""
+    run = _active.get()
+    return run if run is not None and not run._ended else None
+
+
+def get_run(run_id: str) -> Run:
+    return default_workspace().tracking.get(run_id)
+
+
+def search_runs(
+    filter: str | None = None, order_by: str | None = None, *, project: str | None = None,
+    limit: int = 100, offset: int = 0,
+) -> RunPage:
+    """Runs matching `filter` (e.g. "metrics.f1 > 0.8 and params.model = 'gbm'")."""
+    workspace = default_workspace()
+    return workspace.tracking.search(project=project or workspace.project, filter=filter,
+                                     order_by=order_by, limit=limit, offset=offset)

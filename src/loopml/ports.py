@@ -1,0 +1,222 @@
+"""The small interfaces services depend on; adapters implement them.
+
+One Protocol per aggregate or capability, about eight methods at most. Each mutation takes the
+`EventDraft` that records it, and the store writes both in one transaction, so a change and its
+audit entry are never apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from loopml.domain.filters import RunQuery
+from loopml.domain.hashing import Digest
+from loopml.domain.manifest import BlobRef, Manifest
+from loopml.domain.records import (
+    DatasetSummary,
+    DatasetVersion,
+    Event,
+    EventDraft,
+    MetricPoint,
+    ModelSummary,
+    ModelVersion,
+    Run,
+    RunArtifact,
+    RunId,
+    RunStatus,
+)
+
+ProgressFn = Callable[[int], None]
+"""Called with the number of bytes just processed."""
+
+
+class BlobStore(Protocol):
+    """Content-addressed, immutable bytes. Writes are atomic; reads are verified against the hash."""
+
+    def put_file(self, path: Path, *, progress: ProgressFn | None = None) -> BlobRef: ...
+
+    def put_bytes(self, data: bytes) -> BlobRef: ...
+
+    def open(self, digest: Digest) -> AbstractContextManager[BinaryIO]:
+        """A reader that raises IntegrityError at end of stream if the bytes do not match."""
+        ...
+
+    def read_bytes(self, digest: Digest) -> bytes: ...
+
+    def get_file(
+        self, digest: Digest, dest: Path, *, progress: ProgressFn | None = None
+    ) -> None: ...
+
+    def exists(self, digest: Digest) -> bool: ...
+
+    def url(self) -> str:
+        """Where the blobs live, for messages."""
+        ...
+
+
+class HashCache(Protocol):
+    """Remembers the digest of a local file by (path, size, mtime) so it is never rehashed."""
+
+    def get(self, path: Path) -> BlobRef | None: ...
+
+    def put(self, path: Path, ref: BlobRef) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewDatasetVersion:
+    project: str
+    name: str
+    manifest: Manifest
+    message: str
+    schema: dict[str, Any] | None
+    profile: dict[str, Any] | None
+
+
+class DatasetStore(Protocol):
+    def add_version(self, new: NewDatasetVersion, event: EventDraft) -> tuple[DatasetVersion, bool]:
+        """Store `new` as the next version, or return the existing one with the same digest.
+
+        The flag is True when a version was created.
+        """
+        ...
+
+    def get_version(self, project: str, name: str, version: int | None) -> DatasetVersion:
+        """A version by number, or the latest when `version` is None."""
+        ...
+
+    def get_manifest(self, project: str, name: str, version: int) -> Manifest: ...
+
+    def get_profile(self, project: str, name: str, version: int) -> dict[str, Any] | None: ...
+
+    def list_datasets(self, project: str) -> list[DatasetSummary]: ...
+
+    def list_versions(self, project: str, name: str) -> list[DatasetVersion]: ...
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[Run]
+    total: int
+
+
+class RunStore(Protocol):
+    def create_run(
+        self, project: str, name: str, environment: dict[str, Any], tags: dict[str, str],
+        parent_id: RunId | None, event: EventDraft,
+    ) -> Run: ...
+
+    def get_run(self, run_id: RunId) -> Run: ...
+
+    def end_run(
+        self, run_id: RunId, status: RunStatus, error: str | None, now: datetime, event: EventDraft
+    ) -> Run: ...
+
+    def log_batch(
+        self,
+        run_id: RunId,
+        metrics: Sequence[MetricPoint] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Write metric points, params and tags in one transaction."""
+        ...
+
+    def add_inputs_and_artifacts(
+        self, run_id: RunId, dataset_refs: Iterable[tuple[str, str, int]],
+        artifacts: Iterable[RunArtifact],
+    ) -> None:
+        """Link dataset versions (project, name, version) and artifacts to a run."""
+        ...
+
+    def search(self, query: RunQuery, limit: int, offset: int) -> RunPage: ...
+
+    def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]: ...
+
+    def list_artifacts(self, run_id: RunId) -> list[RunArtifact]: ...
+
+
+@dataclass(frozen=True)
+class NewModelVersion:
+    project: str
+    name: str
+    run_id: RunId | None
+    flavor: str
+    flavor_info: dict[str, Any]
+    manifest: Manifest
+    signature: dict[str, Any]
+    metrics: dict[str, float]
+
+
+class ModelStore(Protocol):
+    def register(self, new: NewModelVersion, event: EventDraft) -> ModelVersion:
+        """Create the model if needed and add the next version number."""
+        ...
+
+    def get_version(self, project: str, name: str, version: int) -> ModelVersion: ...
+
+    def get_manifest(self, project: str, name: str, version: int) -> Manifest: ...
+
+    def resolve_alias(self, project: str, name: str, alias: str) -> int: ...
+
+    def set_alias(
+        self, project: str, name: str, alias: str, version: int | None, event: EventDraft
+    ) -> int | None:
+        """Point `alias` at `version` (None deletes it). Returns the version it pointed at before."""
+        ...
+
+    def list_models(self, project: str) -> list[ModelSummary]: ...
+
+    def list_versions(self, project: str, name: str) -> list[ModelVersion]: ...
+
+
+class EventLog(Protocol):
+    def append(self, event: EventDraft) -> Event: ...
+
+    def list(
+        self, *, entity: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[Event]: ...
+
+    def iterate(self) -> Iterator[Event]:
+        """Every event in order, for verifying the chain."""
+        ...
+
+
+class TableDescriber(Protocol):
+    """Reads a tabular file and describes it for the dataset version."""
+
+    def is_tabular(self, path: Path) -> bool: ...
+
+    def describe(self, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (schema, profile) of a CSV or Parquet file, as stored JSON."""
+        ...
+
+
+class LoadedModel(Protocol):
+    raw: Any
+
+    def predict(self, frame: Any) -> Any: ...
+
+    def predict_proba(self, frame: Any) -> Any: ...
+
+
+class ModelSerializer(Protocol):
+    """Writes a model object to a folder with the right flavor, and reads it back safely."""
+
+    def save(self, model: Any, directory: Path) -> tuple[str, dict[str, Any]]:
+        """Returns (flavor name, flavor info to store with the version)."""
+        ...
+
+    def load(
+        self, flavor: str, directory: Path, info: dict[str, Any], *, trust: bool
+    ) -> LoadedModel: ...
+
+
+class EnvironmentProbe(Protocol):
+    def capture(self) -> tuple[dict[str, Any], str]:
+        """(environment facts, the installed-packages list as requirements text)."""
+        ...

@@ -1,0 +1,1 @@
+"""Use cases, one module per area. Every mutation is recorded as an event."""

@@ -1,0 +1,132 @@
+"""The model registry: versions with flavor, signature, metrics and verified artifacts; aliases."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loopml.domain.manifest import Manifest
+from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
+from loopml.domain.refs import ModelRef, check_alias, check_name, parse_model_ref
+from loopml.domain.signature import infer_signature
+from loopml.errors import IntegrityError, InvalidInput
+from loopml.ports import BlobStore, LoadedModel, ModelSerializer, ModelStore, NewModelVersion, RunStore
+
+
+class RegistryService:
+    def __init__(
+        self,
+        store: ModelStore,
+        runs: RunStore,
+        blobs: BlobStore,
+        serializer: ModelSerializer,
+        actor: str,
+    ) -> None:
+        self._store = store
+        self._runs = runs
+        self._blobs = blobs
+        self._serializer = serializer
+        self._actor = actor
+
+    def register(
+        self,
+        model: Any,
+        name: str,
+        *,
+        project: str,
+        run_id: str | None = None,
+        input_example: Any = None,
+        output_example: Any = None,
+        metrics: dict[str, float] | None = None,
+    ) -> ModelVersion:
+        """Save `model` with its flavor and add it as the next version of `name`.
+
+        The signature is inferred from `input_example` (and from the model's predictions on it
+        when no `output_example` is given); the metrics are the run's latest values, overridden
+        by `metrics`.
+        """
+        check_name(name, "model")
+        snapshot: dict[str, float] = {}
+        if run_id is not None:
+            run = self._runs.get_run(RunId(run_id))
+            snapshot.update(run.metrics)
+        snapshot.update(metrics or {})
+        signature: dict[str, Any] = {}
+        if input_example is not None:
+            if output_example is None and callable(getattr(model, "predict", None)):
+                output_example = model.predict(input_example)
+            signature = infer_signature(input_example, output_example).to_dict()
+        with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
+            flavor, info = self._serializer.save(model, Path(tmp))
+            manifest = self._store_folder(Path(tmp))
+        new = NewModelVersion(project, name, RunId(run_id) if run_id else None, flavor, info,
+                              manifest, signature, snapshot)
+        event = EventDraft("model.version_registered", f"model:{project}/{name}", self._actor)
+        return self._store.register(new, event)
+
+    def _store_folder(self, folder: Path) -> Manifest:
+        entries = [(p.relative_to(folder).as_posix(), self._blobs.put_file(p))
+                   for p in sorted(folder.rglob("*")) if p.is_file()]
+        return Manifest.of(entries)
+
+    def resolve(self, ref: str | ModelRef, project: str) -> ModelVersion:
+        parsed = parse_model_ref(ref) if isinstance(ref, str) else ref
+        if parsed.alias is not None:
+            version = self._store.resolve_alias(project, parsed.name, parsed.alias)
+        elif parsed.version is not None:
+            version = parsed.version
+        else:
+            summaries = {m.name: m for m in self._store.list_models(project)}
+            version = self._latest(parsed.name, project, summaries)
+        return self._store.get_version(project, parsed.name, version)
+
+    def _latest(self, name: str, project: str, summaries: dict[str, ModelSummary]) -> int:
+        if name not in summaries:
+            self._store.list_versions(project, name)  # raises NotFound with the right message
+        return summaries[name].latest_version
+
+    def load(self, ref: str, *, project: str, trust: bool = False) -> LoadedModel:
+        """Fetch a version's files, verify every hash, and deserialize with its flavor."""
+        version = self.resolve(ref, project)
+        manifest = self._store.get_manifest(project, version.name, version.version)
+        if manifest.digest != version.artifact_digest:
+            raise IntegrityError(
+                f"The file list of model {version.ref} does not match its recorded digest "
+                f"{version.artifact_digest}.",
+                "The registry entry was altered; register the model again.",
+            )
+        with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
+            for rel, blob in manifest.files.items():
+                target = Path(tmp) / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._blobs.get_file(blob.digest, target)
+            return self._serializer.load(version.flavor, Path(tmp), version.flavor_info,
+                                         trust=trust)
+
+    def set_alias(self, name: str, alias: str, version: int, *, project: str) -> int | None:
+        """Point `alias` at `version`; returns the version it pointed at before."""
+        check_alias(alias)
+        event = EventDraft("model.alias_set", f"model:{project}/{name}", self._actor)
+        return self._store.set_alias(project, name, alias, version, event)
+
+    def delete_alias(self, name: str, alias: str, *, project: str) -> int | None:
+        check_alias(alias)
+        event = EventDraft("model.alias_deleted", f"model:{project}/{name}", self._actor)
+        return self._store.set_alias(project, name, alias, None, event)
+
+    def list(self, project: str) -> list[ModelSummary]:
+        return self._store.list_models(project)
+
+    def versions(self, name: str, project: str) -> list[ModelVersion]:
+        return self._store.list_versions(project, check_name(name, "model"))
+
+    def check_version_number(self, version: Any) -> int:
+        try:
+            number = int(version)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            raise InvalidInput(f"Model version {version!r} is not a positive number.",
+                               "Give the version number, such as 3.")
+        return number

@@ -1,0 +1,291 @@
+"""Experiment tracking: runs with params, buffered metrics, tags, artifacts, inputs, environment.
+
+Metric points are buffered in memory and written in batches: when the buffer holds
+`FLUSH_POINTS` points, when `FLUSH_INTERVAL_S` has passed (checked on every call and by a
+background timer), on `flush()` and when the run ends. A crash loses at most the points logged in
+the last `FLUSH_INTERVAL_S` seconds, and never more than `FLUSH_POINTS`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from loopml.domain.filters import RunQuery, parse_filter, parse_order_by
+from loopml.domain.manifest import safe_relative_path
+from loopml.domain.records import (
+    DatasetVersion,
+    EventDraft,
+    MetricPoint,
+    Run,
+    RunArtifact,
+    RunId,
+    RunStatus,
+)
+from loopml.errors import InvalidInput
+from loopml.ports import BlobStore, EnvironmentProbe, RunPage, RunStore
+
+FLUSH_POINTS = 1000
+FLUSH_INTERVAL_S = 1.0
+MAX_KEY_LENGTH = 250
+
+
+def _check_key(key: str, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"{what.capitalize()} name {key!r} is not allowed.",
+            f"Use a non-empty string of at most {MAX_KEY_LENGTH} characters.",
+        )
+    return key
+
+
+def _check_value(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value)  # numpy scalars and the like
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"Metric {key!r} got {value!r} ({type(value).__name__}), not a number.",
+                "Log numbers as metrics; log text as a param or a tag.",
+            ) from None
+    return float(value)
+
+
+class ActiveRun:
+    """A run being recorded. Use it as a context manager: an exception marks the run failed."""
+
+    def __init__(self, service: TrackingService, run: Run) -> None:
+        self._service = service
+        self.id: RunId = run.id
+        self.project = run.project
+        self.name = run.name
+        self._buffer: list[MetricPoint] = []
+        self._steps: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._ended = False
+        self._timer = threading.Thread(target=self._flush_periodically, daemon=True,
+                                       name=f"loopml-flush-{run.id[:8]}")
+        self._stop = threading.Event()
+        self._timer.start()
+
+    # -- logging -----------------------------------------------------------------------------
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        clean = {_check_key(k, "param"): str(v) for k, v in params.items()}
+        self._service.store.log_batch(self.id, params=clean)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        clean = {_check_key(k, "tag"): str(v) for k, v in tags.items()}
+        self._service.store.log_batch(self.id, tags=clean)
+
+    def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+        """Buffer one point; `step` defaults to the next step of this key (0, 1, 2, ...)."""
+        number = _check_value(key, value)
+        now_ms = time.time_ns() // 1_000_000
+        with self._lock:
+            if key not in self._steps:
+                _check_key(key, "metric")
+            if step is None:
+                step = self._steps.get(key, -1) + 1
+            self._steps[key] = max(step, self._steps.get(key, step))
+            self._buffer.append(MetricPoint(key, number, int(step), now_ms))
+            due = (len(self._buffer) >= FLUSH_POINTS
+                   or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S)
+        if due:
+            self.flush()
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.log_metric(key, value, step)
+
+    def flush(self) -> None:
+        """Write every buffered point now."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+        if batch:
+            try:
+                self._service.store.log_batch(self.id, metrics=batch)
+            except Exception:
+                with self._lock:  # keep the points for the next try
+                    self._buffer[:0] = batch
+                raise
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            if self._buffer and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+                try:
+                    self.flush()
+                except Exception:  # the next flush retries; an error surfaces at run end
+                    continue
+
+    def use_dataset(self, dataset: DatasetVersion | str) -> DatasetVersion:
+        """Record a dataset version as an input of this run (`churn@2` or a DatasetVersion)."""
+        version = dataset if isinstance(dataset, DatasetVersion) else (
+            self._service.resolve_dataset(dataset, self.project))
+        self._service.store.add_inputs_and_artifacts(
+            self.id, [(version.project, version.name, version.version)], [])
+        return version
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> list[str]:
+        """Store a file, or every file of a folder, with this run; returns the stored paths."""
+        return self._service.log_artifact(self.id, Path(local_path), artifact_path)
+
+    def log_text(self, text: str, artifact_path: str) -> str:
+        ref = self._service.blobs.put_bytes(text.encode())
+        path = safe_relative_path(artifact_path)
+        self._service.store.add_inputs_and_artifacts(
+            self.id, [], [RunArtifact(path, ref.digest, ref.size)])
+        return path
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> Run:
+        """Flush and close the run with `status`."""
+        if self._ended:
+            return self._service.get(self.id)
+        self._stop.set()
+        try:
+            self.flush()
+        finally:
+            self._ended = True
+            self._service.active_runs.discard(self)
+        return self._service.end_run(self.id, status, error)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end(RunStatus.KILLED, "KeyboardInterrupt")
+        else:
+            text = "".join(traceback.format_exception_only(exc)).strip()
+            self.end(RunStatus.FAILED, text)
+
+    def __repr__(self) -> str:
+        return f"ActiveRun(id={self.id!r}, name={self.name!r}, project={self.project!r})"
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    runs: tuple[Run, Run]
+    params: dict[str, tuple[str | None, str | None]]
+    metrics: dict[str, tuple[float | None, float | None]]
+    inputs: tuple[tuple[str, ...], tuple[str, ...]]
+
+
+class TrackingService:
+    def __init__(
+        self,
+        store: RunStore,
+        blobs: BlobStore,
+        environment: EnvironmentProbe,
+        resolve_dataset: Callable[[str, str], DatasetVersion],
+        actor: str,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self._environment = environment
+        self.resolve_dataset = resolve_dataset
+        self._actor = actor
+        self.active_runs: set[ActiveRun] = set()
+
+    def start_run(
+        self, *, project: str, name: str | None = None, tags: Mapping[str, Any] | None = None,
+        parent_id: RunId | None = None, capture_environment: bool = True,
+    ) -> ActiveRun:
+        environment: dict[str, Any] = {}
+        packages_ref = None
+        if capture_environment:
+            environment, packages = self._environment.capture()
+            packages_ref = self.blobs.put_bytes(packages.encode())
+            environment = {**environment, "packages_digest": packages_ref.digest}
+        run_name = name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
+        run = self.store.create_run(
+            project, run_name, environment, {k: str(v) for k, v in (tags or {}).items()},
+            parent_id, EventDraft("run.created", f"run:{project}", self._actor),
+        )
+        if packages_ref is not None:
+            self.store.add_inputs_and_artifacts(run.id, [], [RunArtifact(
+                "environment/requirements.txt", packages_ref.digest, packages_ref.size)])
+        active = ActiveRun(self, run)
+        self.active_runs.add(active)
+        return active
+
+    def end_run(self, run_id: RunId, status: RunStatus, error: str | None) -> Run:
+        run = self.store.get_run(run_id)
+        return self.store.end_run(
+            run_id, status, error, datetime.now(UTC),
+            EventDraft(f"run.{status.value}", f"run:{run.project}/{run_id}", self._actor),
+        )
+
+    def log_artifact(self, run_id: RunId, local: Path, artifact_path: str | None) -> list[str]:
+        if not local.exists():
+            raise InvalidInput(f"No file or folder at {str(local)!r} to log as an artifact.",
+                               "Check the path.")
+        base = safe_relative_path(artifact_path or local.name)
+        files = [(base, local)] if local.is_file() else [
+            (f"{base}/{p.relative_to(local).as_posix()}", p)
+            for p in sorted(local.rglob("*")) if p.is_file()
+        ]
+        stored = []
+        for rel, path in files:
+            ref = self.blobs.put_file(path)
+            stored.append(RunArtifact(safe_relative_path(rel), ref.digest, ref.size))
+        self.store.add_inputs_and_artifacts(run_id, [], stored)
+        return [a.path for a in stored]
+
+    def get(self, run_id: str) -> Run:
+        return self.store.get_run(RunId(run_id))
+
+    def search(
+        self, *, project: str, filter: str | None = None, order_by: str | None = None,
+        limit: int = 100, offset: int = 0, parent_id: str | None = None,
+    ) -> RunPage:
+        query = RunQuery(project, parse_filter(filter), parse_order_by(order_by),
+                         parent_id=parent_id)
+        return self.store.search(query, limit, offset)
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        return self.store.metric_history(RunId(run_id), key)
+
+    def artifacts(self, run_id: str) -> list[RunArtifact]:
+        return self.store.list_artifacts(RunId(run_id))
+
+    def fetch_artifact(self, run_id: str, path: str, dest: Path) -> Path:
+        for artifact in self.artifacts(run_id):
+            if artifact.path == path:
+                self.blobs.get_file(artifact.digest, dest)
+                return dest
+        raise InvalidInput(f"Run {run_id} has no artifact {path!r}.",
+                           f"List them with `loopml runs show {run_id}`.")
+
+    def compare(self, run_a: str, run_b: str) -> RunComparison:
+        a, b = self.get(run_a), self.get(run_b)
+        params = {k: (a.params.get(k), b.params.get(k)) for k in sorted({*a.params, *b.params})}
+        metrics = {k: (a.metrics.get(k), b.metrics.get(k))
+                   for k in sorted({*a.metrics, *b.metrics})}
+        return RunComparison((a, b), params, metrics, (a.inputs, b.inputs))
+
+    def close_all(self) -> None:
+        """Flush and finish runs left open (at interpreter exit)."""
+        for active in list(self.active_runs):
+            active.end()
+

@@ -1,0 +1,61 @@
+"""Typed settings, read once from the environment. No other module reads `os.environ`.
+
+| variable | meaning | default |
+|---|---|---|
+| LOOPML_HOME | folder of the embedded workspace | ./.loopml |
+| LOOPML_DB_URL | metadata database (SQLAlchemy URL) | sqlite:///$LOOPML_HOME/loopml.db |
+| LOOPML_ARTIFACTS | artifact root, any fsspec URL | $LOOPML_HOME/artifacts |
+| LOOPML_PROJECT | project used when none is given | default |
+| LOOPML_ACTOR | name recorded on events | the operating-system user |
+| LOOPML_S3_ENDPOINT_URL | endpoint of an S3-compatible server | AWS |
+| LOOPML_CACHE_DIR | local cache (file hashes) | $LOOPML_HOME/cache |
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_url: str
+    artifacts_url: str
+    project: str = "default"
+    actor: str = "unknown"
+    cache_dir: Path = field(default_factory=lambda: Path(".loopml/cache"))
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """True when both stores live in the local home folder."""
+        return self.db_url.startswith("sqlite") and "://" not in self.artifacts_url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("LOOPML_HOME") or (cwd or Path.cwd()) / ".loopml").absolute()
+        options: dict[str, Any] = {}
+        if env.get("LOOPML_S3_ENDPOINT_URL"):
+            options["client_kwargs"] = {"endpoint_url": env["LOOPML_S3_ENDPOINT_URL"]}
+        return cls(
+            home=home,
+            db_url=env.get("LOOPML_DB_URL") or f"sqlite:///{home / 'loopml.db'}",
+            artifacts_url=env.get("LOOPML_ARTIFACTS") or str(home / "artifacts"),
+            project=env.get("LOOPML_PROJECT") or "default",
+            actor=env.get("LOOPML_ACTOR") or _os_user(),
+            cache_dir=Path(env.get("LOOPML_CACHE_DIR") or home / "cache"),
+            storage_options=options,
+        )
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

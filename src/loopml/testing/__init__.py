@@ -1,0 +1,1 @@
+"""Conformance suites and fakes that ship with loopml."""

@@ -1,0 +1,107 @@
+"""Shared fixtures: the metadata backends (SQLite and PostgreSQL) and workspaces on them.
+
+PostgreSQL tests use one fresh database per test session on the server at
+LOOPML_TEST_POSTGRES_URL (default: the local trust-auth server), and a fresh schema per test.
+Under LOOPML_REQUIRE_SERVICES=1 a missing service fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from loopml.adapters.sql.engine import Database, create_store_engine
+from loopml.adapters.sql.migrate import ensure_schema
+from loopml.settings import Settings
+
+POSTGRES_URL = os.environ.get(
+    "LOOPML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_SERVICES = os.environ.get("LOOPML_REQUIRE_SERVICES") == "1"
+
+
+def missing_service(reason: str) -> None:
+    """Skip, or fail when the run requires every service."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (LOOPML_REQUIRE_SERVICES=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh database for this test session, dropped at the end."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"loopml_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        missing_service(f"PostgreSQL at {POSTGRES_URL} is not answering: {exc.orig}")
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _postgres_schema_url(database_url: str) -> str:
+    """A URL whose connections live in a new, empty schema of the session database."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return f"{database_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata database URL on each backend, empty."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta' / 'loopml.db'}"
+    return _postgres_schema_url(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    db = Database(create_store_engine(db_url))
+    ensure_schema(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(db_url: str | None = None, **overrides: object) -> Settings:
+        home = tmp_path / "ws"
+        values: dict[str, object] = {
+            "home": home,
+            "db_url": db_url or f"sqlite:///{home / 'loopml.db'}",
+            "artifacts_url": str(home / "artifacts"),
+            "actor": "tester",
+            "cache_dir": home / "cache",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def workspace(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[object]:
+    """A workspace on each metadata backend with a local artifact folder."""
+    from loopml.bootstrap import open_workspace
+
+    ws = open_workspace(make_settings(db_url))
+    yield ws
+    ws.close()
