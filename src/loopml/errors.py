@@ -1,9 +1,9 @@
 """The one exception tree of loopml, caught by type and never by message.
 
     LoopmlError                     base: a message that names the problem, and a hint with the fix
-    ├── NotFound                    a named thing (dataset, run, model, version, alias, blob) is absent
+    ├── NotFound                    a named thing (dataset, run, model, version, alias) is absent
     ├── AlreadyExists               a create would overwrite something that must stay unique
-    ├── InvalidInput                the caller's input is malformed (a filter, a file, a name, a value)
+    ├── InvalidInput                the caller's input is malformed (a filter, a file, a name)
     ├── Conflict                    the input is valid but the current state forbids the change
     ├── IntegrityError              stored bytes no longer match their recorded hash
     └── Unavailable                 a service (database, object store) did not answer; retryable

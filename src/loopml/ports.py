@@ -36,7 +36,7 @@ ProgressFn = Callable[[int], None]
 
 
 class BlobStore(Protocol):
-    """Content-addressed, immutable bytes. Writes are atomic; reads are verified against the hash."""
+    """Content-addressed, immutable bytes. Writes are atomic; reads are checked against the hash."""
 
     def put_file(self, path: Path, *, progress: ProgressFn | None = None) -> BlobRef: ...
 
@@ -106,8 +106,14 @@ class RunPage:
 
 class RunStore(Protocol):
     def create_run(
-        self, project: str, name: str, environment: dict[str, Any], tags: dict[str, str],
-        parent_id: RunId | None, event: EventDraft,
+        self,
+        *,
+        project: str,
+        name: str,
+        environment: dict[str, Any],
+        tags: dict[str, str],
+        parent_id: RunId | None,
+        event: EventDraft,
     ) -> Run: ...
 
     def get_run(self, run_id: RunId) -> Run: ...
@@ -127,7 +133,9 @@ class RunStore(Protocol):
         ...
 
     def add_inputs_and_artifacts(
-        self, run_id: RunId, dataset_refs: Iterable[tuple[str, str, int]],
+        self,
+        run_id: RunId,
+        dataset_refs: Iterable[tuple[str, str, int]],
         artifacts: Iterable[RunArtifact],
     ) -> None:
         """Link dataset versions (project, name, version) and artifacts to a run."""
@@ -166,7 +174,7 @@ class ModelStore(Protocol):
     def set_alias(
         self, project: str, name: str, alias: str, version: int | None, event: EventDraft
     ) -> int | None:
-        """Point `alias` at `version` (None deletes it). Returns the version it pointed at before."""
+        """Point `alias` at `version` (None deletes it); returns where it pointed before."""
         ...
 
     def list_models(self, project: str) -> list[ModelSummary]: ...

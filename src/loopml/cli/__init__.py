@@ -1,1 +1,1 @@
-"""The `loopml` command line: Typer commands, one module per group; heavy imports inside commands."""
+"""The `loopml` command line: Typer commands, one module per group, heavy imports inside."""

@@ -20,8 +20,13 @@ otherwise; it is created on first use.
 
 
 def build_app() -> typer.Typer:
-    app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False, rich_markup_mode=None)
+    app = typer.Typer(
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
 
     @app.callback()
     def _root(
@@ -37,8 +42,6 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
-
     from loopml.errors import LoopmlError, exit_code
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -46,14 +49,18 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(build_app())
     try:
         command.main(args=args, prog_name="loopml", standalone_mode=False)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         sys.exit(done.exit_code)
-    except click.ClickException as usage:
-        usage.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("Aborted.\n")
         sys.exit(130)
+    except typer.TyperException as usage:  # a usage error: bad option, missing argument
+        show = getattr(usage, "show", None)
+        if show is not None:
+            show()
+        else:
+            sys.stderr.write(f"error: {usage}\n")
+        sys.exit(2)
     except LoopmlError as error:
         if debug:
             import traceback

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 PROJECT_OPTION = typer.Option(
-    None, "--project", "-p", help="Project (namespace) to use; default $LOOPML_PROJECT or 'default'."
+    None,
+    "--project",
+    "-p",
+    help="Project (namespace) to use; default $LOOPML_PROJECT or 'default'.",
 )
 
 
@@ -37,18 +40,20 @@ def project_of(workspace: Workspace, project: str | None) -> str:
 def plain(value: Any) -> Any:
     """`value` as JSON-ready data: dataclasses to dicts, times to ISO text."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [plain(v) for v in value]
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    return str(value) if isinstance(value, Path) else value
 
 
 def print_json(value: Any) -> None:
@@ -61,10 +66,12 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
 
     table = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=True).print(table)
+    # Piped output is never cut to a terminal's width: scripts and greps see whole ids.
+    width = None if sys.stdout.isatty() else 1000
+    Console(soft_wrap=True, width=width).print(table)
 
 
 def print_fields(fields: Sequence[tuple[str, Any]]) -> None:

@@ -21,8 +21,9 @@ from loopml.cli.context import (
     when,
 )
 
-app = typer.Typer(help="Versioned datasets: immutable, content-addressed, profiled.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Versioned datasets: immutable, content-addressed, profiled.", no_args_is_help=True
+)
 
 _PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
@@ -35,10 +36,16 @@ def _progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
     if not sys.stderr.isatty():
         yield lambda phase, done, total: None
         return
-    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), transient=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    )
     task = None
     with bar:
+
         def advance(phase: str, done: int, total: int) -> None:
             nonlocal task
             if total < _PROGRESS_MIN_BYTES:
@@ -62,15 +69,23 @@ def add(
     """Add a file or folder as a new version; adding the same bytes again returns that version."""
     workspace = open_workspace()
     with _progress(f"adding {path.name}") as progress:
-        result = workspace.data.add(path, name=name, message=message, profile=not no_profile,
-                                    project=project_of(workspace, project), progress=progress)
+        result = workspace.data.add(
+            path,
+            name=name,
+            message=message,
+            profile=not no_profile,
+            project=project_of(workspace, project),
+            progress=progress,
+        )
     version = result.version
     if as_json:
         print_json({"created": result.created, **_version_dict(version)})
         return
     verb = "added" if result.created else "unchanged, already"
-    sys.stdout.write(f"{verb} {version.ref}  {version.digest}  "
-                     f"{version.file_count} file(s), {size(version.total_size)}\n")
+    sys.stdout.write(
+        f"{verb} {version.ref}  {version.digest}  "
+        f"{version.file_count} file(s), {size(version.total_size)}\n"
+    )
 
 
 def _version_dict(version: object) -> dict[str, object]:
@@ -95,17 +110,31 @@ def list_(
         if as_json:
             print_json([_version_dict(v) for v in versions])
             return
-        print_table(f"{name} ({project})", ["version", "created", "files", "size", "digest",
-                                            "message"],
-                    [(v.version, when(v.created_at), v.file_count, size(v.total_size),
-                      v.digest[:19], v.message) for v in versions])
+        print_table(
+            f"{name} ({project})",
+            ["version", "created", "files", "size", "digest", "message"],
+            [
+                (
+                    v.version,
+                    when(v.created_at),
+                    v.file_count,
+                    size(v.total_size),
+                    v.digest[:19],
+                    v.message,
+                )
+                for v in versions
+            ],
+        )
         return
     datasets = workspace.data.list(project)
     if as_json:
         print_json(datasets)
         return
-    print_table(f"datasets ({project})", ["name", "latest", "updated"],
-                [(d.name, d.latest_version, when(d.updated_at)) for d in datasets])
+    print_table(
+        f"datasets ({project})",
+        ["name", "latest", "updated"],
+        [(d.name, d.latest_version, when(d.updated_at)) for d in datasets],
+    )
 
 
 @app.command("show")
@@ -120,16 +149,26 @@ def show(
     manifest = workspace.data.manifest(version)
     profile = workspace.data.profile(version)
     if as_json:
-        print_json({**_version_dict(version), "files": manifest.to_dict()["files"],
-                    "profile": profile})
+        print_json(
+            {**_version_dict(version), "files": manifest.to_dict()["files"], "profile": profile}
+        )
         return
-    print_fields([("dataset", version.ref), ("digest", version.digest),
-                  ("created", f"{when(version.created_at)} by {version.actor}"),
-                  ("message", version.message), ("files", version.file_count),
-                  ("size", size(version.total_size))])
+    print_fields(
+        [
+            ("dataset", version.ref),
+            ("digest", version.digest),
+            ("created", f"{when(version.created_at)} by {version.actor}"),
+            ("message", version.message),
+            ("files", version.file_count),
+            ("size", size(version.total_size)),
+        ]
+    )
     if len(manifest.files) <= 50:
-        print_table("files", ["path", "size", "digest"],
-                    [(p, size(r.size), r.digest[:19]) for p, r in manifest.files.items()])
+        print_table(
+            "files",
+            ["path", "size", "digest"],
+            [(p, size(r.size), r.digest[:19]) for p, r in manifest.files.items()],
+        )
     if version.schema:
         from loopml.cli.profile_view import print_profile
 
@@ -147,16 +186,26 @@ def diff(
     workspace = open_workspace()
     result = workspace.data.diff(old, new, project_of(workspace, project))
     if as_json:
-        print_json({"old": result.old.ref, "new": result.new.ref, "files": result.files,
-                    "schema": result.schema_changes, "profile": result.profile_changes})
+        print_json(
+            {
+                "old": result.old.ref,
+                "new": result.new.ref,
+                "files": result.files,
+                "schema": result.schema_changes,
+                "profile": result.profile_changes,
+            }
+        )
         return
     out = sys.stdout
     out.write(f"{result.old.ref} -> {result.new.ref}\n")
     if result.old.digest == result.new.digest:
         out.write("identical\n")
         return
-    for mark, paths in (("+", result.files.added), ("-", result.files.removed),
-                        ("~", result.files.changed)):
+    for mark, paths in (
+        ("+", result.files.added),
+        ("-", result.files.removed),
+        ("~", result.files.changed),
+    ):
         for p in paths:
             out.write(f"  {mark} {p}\n")
     for title, lines in (("schema", result.schema_changes), ("profile", result.profile_changes)):

@@ -18,8 +18,9 @@ from loopml.cli.context import (
 )
 
 app = typer.Typer(help="The model registry: versions, signatures, aliases.", no_args_is_help=True)
-alias_app = typer.Typer(help="Movable names on versions: champion, challenger, ...",
-                        no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Movable names on versions: champion, challenger, ...", no_args_is_help=True
+)
 app.add_typer(alias_app, name="alias")
 
 
@@ -31,40 +32,72 @@ def list_(project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(models)
         return
-    print_table(None, ["model", "latest", "aliases", "created"], [
-        (m.name, m.latest_version,
-         ", ".join(f"{a}={v}" for a, v in sorted(m.aliases.items())), when(m.created_at))
-        for m in models])
+    print_table(
+        None,
+        ["model", "latest", "aliases", "created"],
+        [
+            (
+                m.name,
+                m.latest_version,
+                ", ".join(f"{a}={v}" for a, v in sorted(m.aliases.items())),
+                when(m.created_at),
+            )
+            for m in models
+        ],
+    )
 
 
 @app.command("versions")
-def versions(name: str = typer.Argument(..., help="Model name."),
-             project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
+def versions(
+    name: str = typer.Argument(..., help="Model name."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """List the versions of a model."""
     workspace = open_workspace()
     found = workspace.registry.versions(name, project_of(workspace, project))
     if as_json:
         print_json(found)
         return
-    print_table(name, ["version", "aliases", "flavor", "run", "metrics", "created"], [
-        (v.version, ", ".join(v.aliases), v.flavor, (v.run_id or "")[:8],
-         ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())[:4]),
-         when(v.created_at)) for v in found])
+    print_table(
+        name,
+        ["version", "aliases", "flavor", "run", "metrics", "created"],
+        [
+            (
+                v.version,
+                ", ".join(v.aliases),
+                v.flavor,
+                (v.run_id or "")[:8],
+                ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())[:4]),
+                when(v.created_at),
+            )
+            for v in found
+        ],
+    )
 
 
 @app.command("show")
-def show(ref: str = typer.Argument(..., help="churn/3, churn@champion or churn (latest)."),
-         project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
+def show(
+    ref: str = typer.Argument(..., help="churn/3, churn@champion or churn (latest)."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """One model version: run, flavor, signature, metrics, artifact digest."""
     workspace = open_workspace()
     version = workspace.registry.resolve(ref, project_of(workspace, project))
     if as_json:
         print_json(version)
         return
-    print_fields([("model", version.ref), ("aliases", ", ".join(version.aliases)),
-                  ("flavor", version.flavor), ("run", version.run_id),
-                  ("artifact", version.artifact_digest),
-                  ("created", f"{when(version.created_at)} by {version.actor}")])
+    print_fields(
+        [
+            ("model", version.ref),
+            ("aliases", ", ".join(version.aliases)),
+            ("flavor", version.flavor),
+            ("run", version.run_id),
+            ("artifact", version.artifact_digest),
+            ("created", f"{when(version.created_at)} by {version.actor}"),
+        ]
+    )
     inputs = version.signature.get("inputs", [])
     if inputs:
         print_table("signature", ["input", "type"], [(c["name"], c["type"]) for c in inputs])
@@ -73,14 +106,18 @@ def show(ref: str = typer.Argument(..., help="churn/3, churn@champion or churn (
 
 
 @alias_app.command("set")
-def alias_set(name: str = typer.Argument(..., help="Model name."),
-              alias: str = typer.Argument(..., help="Alias, e.g. champion."),
-              version: int = typer.Argument(..., help="Version number it should point at."),
-              project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
+def alias_set(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str = typer.Argument(..., help="Alias, e.g. champion."),
+    version: int = typer.Argument(..., help="Version number it should point at."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Point an alias at a version (moving it if it pointed elsewhere)."""
     workspace = open_workspace()
-    before = workspace.registry.set_alias(name, alias, version,
-                                          project=project_of(workspace, project))
+    before = workspace.registry.set_alias(
+        name, alias, version, project=project_of(workspace, project)
+    )
     if as_json:
         print_json({"model": name, "alias": alias, "version": version, "previous": before})
         return
@@ -89,9 +126,12 @@ def alias_set(name: str = typer.Argument(..., help="Model name."),
 
 
 @alias_app.command("delete")
-def alias_delete(name: str = typer.Argument(..., help="Model name."),
-                 alias: str = typer.Argument(..., help="Alias to remove."),
-                 project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
+def alias_delete(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str = typer.Argument(..., help="Alias to remove."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Remove an alias."""
     workspace = open_workspace()
     before = workspace.registry.delete_alias(name, alias, project=project_of(workspace, project))

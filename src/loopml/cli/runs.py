@@ -17,36 +17,57 @@ from loopml.cli.context import (
     when,
 )
 
-app = typer.Typer(help="Tracked runs: params, metrics, artifacts, inputs, environment.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Tracked runs: params, metrics, artifacts, inputs, environment.", no_args_is_help=True
+)
 
-_FILTER_HELP = ("Only runs where this holds, e.g. \"metrics.f1 > 0.8 and params.model = 'gbm' "
-                "and tags.team != 'x'\".")
+_FILTER_HELP = (
+    "Only runs where this holds, e.g. \"metrics.f1 > 0.8 and params.model = 'gbm' "
+    "and tags.team != 'x'\"."
+)
 
 
 @app.command("list")
 def list_(
     filter: str = typer.Option(None, "--filter", "-f", help=_FILTER_HELP),
-    order_by: str = typer.Option(None, "--order-by", "-o",
-                                 help="e.g. -metrics.f1 (descending), 'params.lr asc'."),
+    order_by: str = typer.Option(
+        None, "--order-by", "-o", help="e.g. -metrics.f1 (descending), 'params.lr asc'."
+    ),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Runs per page."),
     page: int = typer.Option(1, "--page", min=1, help="Page number."),
-    columns: str = typer.Option(None, "--columns",
-                                help="Comma-separated metrics/params to show, e.g. f1,lr."),
+    columns: str = typer.Option(
+        None, "--columns", help="Comma-separated metrics/params to show, e.g. f1,lr."
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List runs, newest first unless --order-by says otherwise."""
     workspace = open_workspace()
-    result = workspace.tracking.search(project=project_of(workspace, project), filter=filter,
-                                       order_by=order_by, limit=limit, offset=(page - 1) * limit)
+    result = workspace.tracking.search(
+        project=project_of(workspace, project),
+        filter=filter,
+        order_by=order_by,
+        limit=limit,
+        offset=(page - 1) * limit,
+    )
     if as_json:
         print_json({"total": result.total, "runs": result.runs})
         return
-    keys = [c.strip() for c in columns.split(",")] if columns else sorted(
-        {k for r in result.runs for k in r.metrics})[:6]
-    rows = [(r.id, r.name, r.status, when(r.start_time),
-             *(_short(r.metrics.get(k, r.params.get(k))) for k in keys)) for r in result.runs]
+    keys = (
+        [c.strip() for c in columns.split(",")]
+        if columns
+        else sorted({k for r in result.runs for k in r.metrics})[:6]
+    )
+    rows = [
+        (
+            r.id,
+            r.name,
+            r.status,
+            when(r.start_time),
+            *(_short(r.metrics.get(k, r.params.get(k))) for k in keys),
+        )
+        for r in result.runs
+    ]
     print_table(None, ["run id", "name", "status", "started", *keys], rows)
     shown = len(result.runs)
     sys.stdout.write(f"{shown} of {result.total} run(s)\n")
@@ -59,8 +80,9 @@ def _short(value: object) -> str:
 
 
 @app.command("show")
-def show(run_id: str = typer.Argument(..., help="The run id."),
-         as_json: bool = JSON_OPTION) -> None:
+def show(
+    run_id: str = typer.Argument(..., help="The run id."), as_json: bool = JSON_OPTION
+) -> None:
     """Everything about one run."""
     workspace = open_workspace()
     run = workspace.tracking.get(run_id)
@@ -69,24 +91,41 @@ def show(run_id: str = typer.Argument(..., help="The run id."),
         print_json({"run": run, "artifacts": artifacts})
         return
     duration = f"{run.duration_s:.1f} s" if run.duration_s is not None else "running"
-    print_fields([("run", run.id), ("name", run.name), ("project", run.project),
-                  ("status", run.status.value), ("started", when(run.start_time)),
-                  ("duration", duration), ("error", run.error), ("parent", run.parent_id),
-                  ("inputs", ", ".join(run.inputs))])
-    for title, values in (("params", run.params), ("metrics", run.metrics), ("tags", run.tags),
-                          ("environment", {k: v for k, v in run.environment.items()
-                                           if k != "argv"})):
+    print_fields(
+        [
+            ("run", run.id),
+            ("name", run.name),
+            ("project", run.project),
+            ("status", run.status.value),
+            ("started", when(run.start_time)),
+            ("duration", duration),
+            ("error", run.error),
+            ("parent", run.parent_id),
+            ("inputs", ", ".join(run.inputs)),
+        ]
+    )
+    for title, values in (
+        ("params", run.params),
+        ("metrics", run.metrics),
+        ("tags", run.tags),
+        ("environment", {k: v for k, v in run.environment.items() if k != "argv"}),
+    ):
         if values:
             print_table(title, ["key", "value"], [(k, _short(v)) for k, v in values.items()])
     if artifacts:
-        print_table("artifacts", ["path", "size", "digest"],
-                    [(a.path, a.size, a.digest[:19]) for a in artifacts])
+        print_table(
+            "artifacts",
+            ["path", "size", "digest"],
+            [(a.path, a.size, a.digest[:19]) for a in artifacts],
+        )
 
 
 @app.command("compare")
-def compare(run_a: str = typer.Argument(..., help="First run id."),
-            run_b: str = typer.Argument(..., help="Second run id."),
-            as_json: bool = JSON_OPTION) -> None:
+def compare(
+    run_a: str = typer.Argument(..., help="First run id."),
+    run_b: str = typer.Argument(..., help="Second run id."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Params, metrics and inputs of two runs side by side; differences marked with *."""
     workspace = open_workspace()
     result = workspace.tracking.compare(run_a, run_b)
@@ -97,8 +136,15 @@ def compare(run_a: str = typer.Argument(..., help="First run id."),
     rows: list[tuple[str, str, str, str]] = []
     for kind, values in (("param", result.params), ("metric", result.metrics)):
         for key, (left, right) in values.items():
-            rows.append(("*" if left != right else "", f"{kind} {key}", _short(left),
-                         _short(right)))
-    rows.append(("*" if result.inputs[0] != result.inputs[1] else "", "inputs",
-                 ", ".join(result.inputs[0]), ", ".join(result.inputs[1])))
+            rows.append(
+                ("*" if left != right else "", f"{kind} {key}", _short(left), _short(right))
+            )
+    rows.append(
+        (
+            "*" if result.inputs[0] != result.inputs[1] else "",
+            "inputs",
+            ", ".join(result.inputs[0]),
+            ", ".join(result.inputs[1]),
+        )
+    )
     print_table(None, ["", "", f"{a.name} ({a.id[:8]})", f"{b.name} ({b.id[:8]})"], rows)

@@ -20,8 +20,11 @@ def init(as_json: bool = JSON_OPTION) -> None:
     """Create the workspace (./.loopml/ by default). Every command also does this on first use."""
     workspace = open_workspace()
     settings = workspace.settings
-    info = {"database": settings.db_url, "artifacts": settings.artifacts_url,
-            "project": settings.project}
+    info = {
+        "database": settings.db_url,
+        "artifacts": settings.artifacts_url,
+        "project": settings.project,
+    }
     if as_json:
         print_json(info)
         return
@@ -49,7 +52,9 @@ def db_upgrade(as_json: bool = JSON_OPTION) -> None:
 
 @audit_app.command("log")
 def audit_log(
-    entity: str = typer.Option(None, "--entity", help="Only events of this entity, e.g. model:churn."),
+    entity: str = typer.Option(
+        None, "--entity", help="Only events of this entity, e.g. model:churn."
+    ),
     action: str = typer.Option(None, "--action", help="Only this action, e.g. model.alias_set."),
     limit: int = typer.Option(50, "--limit", min=1, help="Newest events to show."),
     as_json: bool = JSON_OPTION,
@@ -63,10 +68,21 @@ def audit_log(
     if as_json:
         print_json(events)
         return
-    print_table(None, ["seq", "time", "actor", "action", "entity", "change"], [
-        (e.seq, e.time.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.entity,
-         _change(e.before, e.after)) for e in events
-    ])
+    print_table(
+        None,
+        ["seq", "time", "actor", "action", "entity", "change"],
+        [
+            (
+                e.seq,
+                e.time.strftime("%Y-%m-%d %H:%M:%S"),
+                e.actor,
+                e.action,
+                e.entity,
+                _change(e.before, e.after),
+            )
+            for e in events
+        ],
+    )
 
 
 def _change(before: object, after: object) -> str:
@@ -85,7 +101,12 @@ def audit_verify(as_json: bool = JSON_OPTION) -> None:
     elif verdict.ok:
         print_fields([("audit trail", "intact"), ("events checked", verdict.checked)])
     else:
-        print_fields([("audit trail", "ALTERED"), ("first bad event", verdict.first_bad_seq),
-                      ("reason", verdict.reason)])
+        print_fields(
+            [
+                ("audit trail", "ALTERED"),
+                ("first bad event", verdict.first_bad_seq),
+                ("reason", verdict.reason),
+            ]
+        )
     if not verdict.ok:
         raise typer.Exit(1)

@@ -20,6 +20,7 @@ GENESIS_HASH = "blake3:" + "0" * 64
 
 def event_hash(
     prev_hash: str,
+    *,
     seq: int,
     time: datetime,
     action: str,
@@ -50,8 +51,6 @@ class ChainVerdict:
     reason: str = ""
 
 
-
-
 def verify_chain(events: Iterable[Event]) -> ChainVerdict:
     """Check every event's hash and link, in order. Events need the fields of `Event`."""
     prev, expected_seq, checked = GENESIS_HASH, None, 0
@@ -61,7 +60,14 @@ def verify_chain(events: Iterable[Event]) -> ChainVerdict:
         if ev.prev_hash != prev:
             return ChainVerdict(False, checked, ev.seq, "link to the previous event is broken")
         recomputed = event_hash(
-            ev.prev_hash, ev.seq, ev.time, ev.action, ev.entity, ev.actor, ev.before, ev.after
+            ev.prev_hash,
+            seq=ev.seq,
+            time=ev.time,
+            action=ev.action,
+            entity=ev.entity,
+            actor=ev.actor,
+            before=ev.before,
+            after=ev.after,
         )
         if recomputed != ev.hash:
             return ChainVerdict(False, checked, ev.seq, "content does not match its hash")

@@ -32,7 +32,16 @@ class FieldKind(StrEnum):
 
 
 ATTRIBUTES = frozenset({"status", "name", "run_id", "start_time", "end_time"})
-OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+OPERATORS = {
+    "=": "=",
+    "==": "=",
+    "!=": "!=",
+    "<>": "!=",
+    ">": ">",
+    ">=": ">=",
+    "<": "<",
+    "<=": "<=",
+}
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,9 @@ def _field(text: str, token: _Token) -> FieldRef:
     prefix = aliases.get(prefix.lower(), prefix.lower())
     if prefix not in FieldKind.__members__.values():
         raise _error(
-            text, token.pos, f"Unknown field {token.text!r}",
+            text,
+            token.pos,
+            f"Unknown field {token.text!r}",
             "Fields start with metrics., params., tags. or attributes.",
         )
     if key.startswith("`"):
@@ -128,7 +139,9 @@ def _field(text: str, token: _Token) -> FieldRef:
     kind = FieldKind(prefix)
     if kind is FieldKind.ATTRIBUTES and key not in ATTRIBUTES:
         raise _error(
-            text, token.pos, f"Unknown attribute {key!r}",
+            text,
+            token.pos,
+            f"Unknown attribute {key!r}",
             f"Attributes are {', '.join(sorted(ATTRIBUTES))}.",
         )
     return FieldRef(kind, key)
@@ -144,12 +157,16 @@ def _value(text: str, field: FieldRef, token: _Token) -> float | str:
         return _unquote(token.text)
     if token.kind != "number":
         raise _error(
-            text, token.pos, f"Expected a number or a quoted string, got {token.text!r}",
+            text,
+            token.pos,
+            f"Expected a number or a quoted string, got {token.text!r}",
             "Quote text values: params.model = 'gbm'.",
         )
     if field.kind is FieldKind.TAGS:
         raise _error(
-            text, token.pos, f"Tag {field.key!r} is text and cannot be compared with a number",
+            text,
+            token.pos,
+            f"Tag {field.key!r} is text and cannot be compared with a number",
             f"Quote the value: tags.{field.key} = '{token.text}'.",
         )
     return float(token.text)
@@ -158,7 +175,9 @@ def _value(text: str, field: FieldRef, token: _Token) -> float | str:
 def _check_kind(text: str, field: FieldRef, value: float | str, pos: int) -> None:
     if field.kind is FieldKind.METRICS and isinstance(value, str):
         raise _error(
-            text, pos, f"Metric {field.key!r} is a number and cannot be compared with text",
+            text,
+            pos,
+            f"Metric {field.key!r} is a number and cannot be compared with text",
             f"Compare it with a number: metrics.{field.key} > 0.5.",
         )
 

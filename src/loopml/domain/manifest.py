@@ -1,4 +1,4 @@
-"""Manifests: an immutable map of relative path -> (blob digest, size), identified by its own digest."""
+"""Manifests: an immutable map of relative path -> (blob digest, size), named by its own digest."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class BlobRef:
 
 
 def safe_relative_path(path: str) -> str:
-    """`path` normalised to a forward-slash relative path, or InvalidInput if it escapes its root."""
+    """`path` as a forward-slash relative path, or InvalidInput if it escapes its root."""
     cleaned = path.replace("\\", "/")
     if not cleaned or cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
         raise InvalidInput(

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from loopml.domain.manifest import BlobRef, Manifest, ManifestDiff, diff_manifests
+from loopml.domain.profile import TableProfile, TableSchema
+from loopml.domain.profile_diff import diff_profiles, diff_schemas
 from loopml.domain.records import DatasetSummary, DatasetVersion, EventDraft
 from loopml.domain.refs import DatasetRef, check_name, parse_dataset_ref
 from loopml.errors import InvalidInput, NotFound
@@ -93,8 +95,12 @@ class DataService:
             schema, table_profile = self._tables.describe(files[0][1])
         manifest = self._store_files(files, progress)
         new = NewDatasetVersion(project, name, manifest, message, schema, table_profile)
-        event = EventDraft("dataset.version_added", f"dataset:{project}/{name}", self._actor,
-                           after={"message": message})
+        event = EventDraft(
+            "dataset.version_added",
+            f"dataset:{project}/{name}",
+            self._actor,
+            after={"message": message},
+        )
         version, created = self._store.add_version(new, event)
         return AddResult(version, created)
 
@@ -140,8 +146,9 @@ class DataService:
     def profile(self, version: DatasetVersion) -> dict[str, Any] | None:
         return self._store.get_profile(version.project, version.name, version.version)
 
-    def get(self, ref: str, project: str, dest: Path,
-            progress: Progress | None = None) -> list[Path]:
+    def get(
+        self, ref: str, project: str, dest: Path, progress: Progress | None = None
+    ) -> list[Path]:
         """Write the files of a version under `dest`, each verified against its hash."""
         version = self.resolve(ref, project)
         manifest = self.manifest(version)
@@ -167,7 +174,7 @@ class DataService:
             schema_diff = diff_schemas(
                 TableSchema.from_dict(old.schema), TableSchema.from_dict(new.schema)
             )
-            schema_changes = schema_diff.describe_lines()
+            schema_changes = [change.describe() for change in schema_diff.changes]
         old_profile, new_profile = self.profile(old), self.profile(new)
         if old_profile is not None and new_profile is not None:
             changes = diff_profiles(

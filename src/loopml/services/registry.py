@@ -11,7 +11,14 @@ from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
 from loopml.domain.refs import ModelRef, check_alias, check_name, parse_model_ref
 from loopml.domain.signature import infer_signature
 from loopml.errors import IntegrityError, InvalidInput
-from loopml.ports import BlobStore, LoadedModel, ModelSerializer, ModelStore, NewModelVersion, RunStore
+from loopml.ports import (
+    BlobStore,
+    LoadedModel,
+    ModelSerializer,
+    ModelStore,
+    NewModelVersion,
+    RunStore,
+)
 
 
 class RegistryService:
@@ -60,14 +67,25 @@ class RegistryService:
         with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
             flavor, info = self._serializer.save(model, Path(tmp))
             manifest = self._store_folder(Path(tmp))
-        new = NewModelVersion(project, name, RunId(run_id) if run_id else None, flavor, info,
-                              manifest, signature, snapshot)
+        new = NewModelVersion(
+            project,
+            name,
+            RunId(run_id) if run_id else None,
+            flavor,
+            info,
+            manifest,
+            signature,
+            snapshot,
+        )
         event = EventDraft("model.version_registered", f"model:{project}/{name}", self._actor)
         return self._store.register(new, event)
 
     def _store_folder(self, folder: Path) -> Manifest:
-        entries = [(p.relative_to(folder).as_posix(), self._blobs.put_file(p))
-                   for p in sorted(folder.rglob("*")) if p.is_file()]
+        entries = [
+            (p.relative_to(folder).as_posix(), self._blobs.put_file(p))
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        ]
         return Manifest.of(entries)
 
     def resolve(self, ref: str | ModelRef, project: str) -> ModelVersion:
@@ -101,8 +119,9 @@ class RegistryService:
                 target = Path(tmp) / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._blobs.get_file(blob.digest, target)
-            return self._serializer.load(version.flavor, Path(tmp), version.flavor_info,
-                                         trust=trust)
+            return self._serializer.load(
+                version.flavor, Path(tmp), version.flavor_info, trust=trust
+            )
 
     def set_alias(self, name: str, alias: str, version: int, *, project: str) -> int | None:
         """Point `alias` at `version`; returns the version it pointed at before."""
@@ -127,6 +146,8 @@ class RegistryService:
         except (TypeError, ValueError):
             number = 0
         if number < 1:
-            raise InvalidInput(f"Model version {version!r} is not a positive number.",
-                               "Give the version number, such as 3.")
+            raise InvalidInput(
+                f"Model version {version!r} is not a positive number.",
+                "Give the version number, such as 3.",
+            )
         return number

@@ -71,8 +71,9 @@ class ActiveRun:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._ended = False
-        self._timer = threading.Thread(target=self._flush_periodically, daemon=True,
-                                       name=f"loopml-flush-{run.id[:8]}")
+        self._timer = threading.Thread(
+            target=self._flush_periodically, daemon=True, name=f"loopml-flush-{run.id[:8]}"
+        )
         self._stop = threading.Event()
         self._timer.start()
 
@@ -102,8 +103,10 @@ class ActiveRun:
                 step = self._steps.get(key, -1) + 1
             self._steps[key] = max(step, self._steps.get(key, step))
             self._buffer.append(MetricPoint(key, number, int(step), now_ms))
-            due = (len(self._buffer) >= FLUSH_POINTS
-                   or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S)
+            due = (
+                len(self._buffer) >= FLUSH_POINTS
+                or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+            )
         if due:
             self.flush()
 
@@ -134,10 +137,14 @@ class ActiveRun:
 
     def use_dataset(self, dataset: DatasetVersion | str) -> DatasetVersion:
         """Record a dataset version as an input of this run (`churn@2` or a DatasetVersion)."""
-        version = dataset if isinstance(dataset, DatasetVersion) else (
-            self._service.resolve_dataset(dataset, self.project))
+        version = (
+            dataset
+            if isinstance(dataset, DatasetVersion)
+            else (self._service.resolve_dataset(dataset, self.project))
+        )
         self._service.store.add_inputs_and_artifacts(
-            self.id, [(version.project, version.name, version.version)], [])
+            self.id, [(version.project, version.name, version.version)], []
+        )
         return version
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> list[str]:
@@ -148,7 +155,8 @@ class ActiveRun:
         ref = self._service.blobs.put_bytes(text.encode())
         path = safe_relative_path(artifact_path)
         self._service.store.add_inputs_and_artifacts(
-            self.id, [], [RunArtifact(path, ref.digest, ref.size)])
+            self.id, [], [RunArtifact(path, ref.digest, ref.size)]
+        )
         return path
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -168,7 +176,9 @@ class ActiveRun:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if exc is None:
@@ -208,8 +218,13 @@ class TrackingService:
         self.active_runs: set[ActiveRun] = set()
 
     def start_run(
-        self, *, project: str, name: str | None = None, tags: Mapping[str, Any] | None = None,
-        parent_id: RunId | None = None, capture_environment: bool = True,
+        self,
+        *,
+        project: str,
+        name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent_id: RunId | None = None,
+        capture_environment: bool = True,
     ) -> ActiveRun:
         environment: dict[str, Any] = {}
         packages_ref = None
@@ -219,12 +234,23 @@ class TrackingService:
             environment = {**environment, "packages_digest": packages_ref.digest}
         run_name = name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
         run = self.store.create_run(
-            project, run_name, environment, {k: str(v) for k, v in (tags or {}).items()},
-            parent_id, EventDraft("run.created", f"run:{project}", self._actor),
+            project=project,
+            name=run_name,
+            environment=environment,
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            parent_id=parent_id,
+            event=EventDraft("run.created", f"run:{project}", self._actor),
         )
         if packages_ref is not None:
-            self.store.add_inputs_and_artifacts(run.id, [], [RunArtifact(
-                "environment/requirements.txt", packages_ref.digest, packages_ref.size)])
+            self.store.add_inputs_and_artifacts(
+                run.id,
+                [],
+                [
+                    RunArtifact(
+                        "environment/requirements.txt", packages_ref.digest, packages_ref.size
+                    )
+                ],
+            )
         active = ActiveRun(self, run)
         self.active_runs.add(active)
         return active
@@ -232,19 +258,28 @@ class TrackingService:
     def end_run(self, run_id: RunId, status: RunStatus, error: str | None) -> Run:
         run = self.store.get_run(run_id)
         return self.store.end_run(
-            run_id, status, error, datetime.now(UTC),
+            run_id,
+            status,
+            error,
+            datetime.now(UTC),
             EventDraft(f"run.{status.value}", f"run:{run.project}/{run_id}", self._actor),
         )
 
     def log_artifact(self, run_id: RunId, local: Path, artifact_path: str | None) -> list[str]:
         if not local.exists():
-            raise InvalidInput(f"No file or folder at {str(local)!r} to log as an artifact.",
-                               "Check the path.")
+            raise InvalidInput(
+                f"No file or folder at {str(local)!r} to log as an artifact.", "Check the path."
+            )
         base = safe_relative_path(artifact_path or local.name)
-        files = [(base, local)] if local.is_file() else [
-            (f"{base}/{p.relative_to(local).as_posix()}", p)
-            for p in sorted(local.rglob("*")) if p.is_file()
-        ]
+        files = (
+            [(base, local)]
+            if local.is_file()
+            else [
+                (f"{base}/{p.relative_to(local).as_posix()}", p)
+                for p in sorted(local.rglob("*"))
+                if p.is_file()
+            ]
+        )
         stored = []
         for rel, path in files:
             ref = self.blobs.put_file(path)
@@ -256,11 +291,18 @@ class TrackingService:
         return self.store.get_run(RunId(run_id))
 
     def search(
-        self, *, project: str, filter: str | None = None, order_by: str | None = None,
-        limit: int = 100, offset: int = 0, parent_id: str | None = None,
+        self,
+        *,
+        project: str,
+        filter: str | None = None,
+        order_by: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        parent_id: str | None = None,
     ) -> RunPage:
-        query = RunQuery(project, parse_filter(filter), parse_order_by(order_by),
-                         parent_id=parent_id)
+        query = RunQuery(
+            project, parse_filter(filter), parse_order_by(order_by), parent_id=parent_id
+        )
         return self.store.search(query, limit, offset)
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
@@ -274,18 +316,20 @@ class TrackingService:
             if artifact.path == path:
                 self.blobs.get_file(artifact.digest, dest)
                 return dest
-        raise InvalidInput(f"Run {run_id} has no artifact {path!r}.",
-                           f"List them with `loopml runs show {run_id}`.")
+        raise InvalidInput(
+            f"Run {run_id} has no artifact {path!r}.",
+            f"List them with `loopml runs show {run_id}`.",
+        )
 
     def compare(self, run_a: str, run_b: str) -> RunComparison:
         a, b = self.get(run_a), self.get(run_b)
         params = {k: (a.params.get(k), b.params.get(k)) for k in sorted({*a.params, *b.params})}
-        metrics = {k: (a.metrics.get(k), b.metrics.get(k))
-                   for k in sorted({*a.metrics, *b.metrics})}
+        metrics = {
+            k: (a.metrics.get(k), b.metrics.get(k)) for k in sorted({*a.metrics, *b.metrics})
+        }
         return RunComparison((a, b), params, metrics, (a.inputs, b.inputs))
 
     def close_all(self) -> None:
         """Flush and finish runs left open (at interpreter exit)."""
         for active in list(self.active_runs):
             active.end()
-

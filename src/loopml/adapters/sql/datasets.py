@@ -22,19 +22,32 @@ from loopml.errors import NotFound
 from loopml.ports import NewDatasetVersion
 
 _VERSION_COLUMNS = (
-    t.datasets.c.project, t.datasets.c.name, t.dataset_versions.c.version,
-    t.dataset_versions.c.digest, t.dataset_versions.c.message, t.dataset_versions.c.created_us,
-    t.dataset_versions.c.actor, t.dataset_versions.c.file_count,
-    t.dataset_versions.c.total_size, t.dataset_versions.c.table_schema,
+    t.datasets.c.project,
+    t.datasets.c.name,
+    t.dataset_versions.c.version,
+    t.dataset_versions.c.digest,
+    t.dataset_versions.c.message,
+    t.dataset_versions.c.created_us,
+    t.dataset_versions.c.actor,
+    t.dataset_versions.c.file_count,
+    t.dataset_versions.c.total_size,
+    t.dataset_versions.c.table_schema,
 )
 _JOINED = t.dataset_versions.join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
 
 
 def _to_version(row: Any) -> DatasetVersion:
     return DatasetVersion(
-        project=row.project, name=row.name, version=row.version, digest=Digest(row.digest),
-        message=row.message, created_at=us_to_datetime(row.created_us), actor=row.actor,
-        file_count=row.file_count, total_size=row.total_size, schema=row.table_schema,
+        project=row.project,
+        name=row.name,
+        version=row.version,
+        digest=Digest(row.digest),
+        message=row.message,
+        created_at=us_to_datetime(row.created_us),
+        actor=row.actor,
+        file_count=row.file_count,
+        total_size=row.total_size,
+        schema=row.table_schema,
     )
 
 
@@ -58,7 +71,9 @@ class SqlDatasetStore:
             ensure_project(conn, new.project, now)
             dataset_id, latest = self._dataset_for_update(conn, new.project, new.name, now)
             existing = conn.execute(
-                select(*_VERSION_COLUMNS).select_from(_JOINED).where(
+                select(*_VERSION_COLUMNS)
+                .select_from(_JOINED)
+                .where(
                     t.dataset_versions.c.dataset_id == dataset_id,
                     t.dataset_versions.c.digest == digest,
                 )
@@ -68,19 +83,31 @@ class SqlDatasetStore:
             version = latest + 1
             conn.execute(
                 t.dataset_versions.insert().values(
-                    dataset_id=dataset_id, version=version, digest=digest, message=new.message,
-                    actor=event.actor, created_us=now, file_count=len(new.manifest.files),
-                    total_size=new.manifest.total_size, manifest=new.manifest.to_dict(),
-                    table_schema=new.schema, profile=new.profile,
+                    dataset_id=dataset_id,
+                    version=version,
+                    digest=digest,
+                    message=new.message,
+                    actor=event.actor,
+                    created_us=now,
+                    file_count=len(new.manifest.files),
+                    total_size=new.manifest.total_size,
+                    manifest=new.manifest.to_dict(),
+                    table_schema=new.schema,
+                    profile=new.profile,
                 )
             )
             conn.execute(
-                t.datasets.update().where(t.datasets.c.id == dataset_id)
+                t.datasets.update()
+                .where(t.datasets.c.id == dataset_id)
                 .values(latest_version=version, updated_us=now)
             )
             after = {"version": version, "digest": digest, **(event.after or {})}
-            append_event(self._db, conn, EventDraft(event.action, event.entity, event.actor,
-                                                    event.before, after), now)
+            append_event(
+                self._db,
+                conn,
+                EventDraft(event.action, event.entity, event.actor, event.before, after),
+                now,
+            )
         return self.get_version(new.project, new.name, version), True
 
     def _dataset_for_update(
@@ -138,7 +165,9 @@ class SqlDatasetStore:
             ).scalar_one()
 
     def get_manifest(self, project: str, name: str, version: int) -> Manifest:
-        return Manifest.from_dict(self._column(project, name, version, t.dataset_versions.c.manifest))
+        return Manifest.from_dict(
+            self._column(project, name, version, t.dataset_versions.c.manifest)
+        )
 
     def get_profile(self, project: str, name: str, version: int) -> dict[str, Any] | None:
         profile: dict[str, Any] | None = self._column(
@@ -153,7 +182,9 @@ class SqlDatasetStore:
         with self._db.read() as conn:
             return [
                 DatasetSummary(
-                    project=row.project, name=row.name, latest_version=row.latest_version,
+                    project=row.project,
+                    name=row.name,
+                    latest_version=row.latest_version,
                     created_at=us_to_datetime(row.created_us),
                     updated_at=us_to_datetime(row.updated_us),
                 )
@@ -162,7 +193,8 @@ class SqlDatasetStore:
 
     def list_versions(self, project: str, name: str) -> list[DatasetVersion]:
         query = (
-            select(*_VERSION_COLUMNS).select_from(_JOINED)
+            select(*_VERSION_COLUMNS)
+            .select_from(_JOINED)
             .where(t.datasets.c.project == project, t.datasets.c.name == name)
             .order_by(t.dataset_versions.c.version)
         )

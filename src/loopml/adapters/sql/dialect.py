@@ -24,6 +24,7 @@ def upsert(
     conn: Connection,
     table: Table,
     rows: Sequence[dict[str, Any]],
+    *,
     keys: Sequence[str],
     update: Sequence[str],
     only_if_newer: str | None = None,

@@ -50,22 +50,43 @@ def append_event(db: Database, conn: Connection, draft: EventDraft, now_us: int)
     seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
     when = us_to_datetime(now_us)
     digest = event_hash(
-        prev, seq, when, draft.action, draft.entity, draft.actor, draft.before, draft.after
+        prev,
+        seq=seq,
+        time=when,
+        action=draft.action,
+        entity=draft.entity,
+        actor=draft.actor,
+        before=draft.before,
+        after=draft.after,
     )
     conn.execute(
         t.events.insert().values(
-            seq=seq, time_us=now_us, action=draft.action, entity=draft.entity, actor=draft.actor,
-            before=draft.before, after=draft.after, prev_hash=prev, hash=digest,
+            seq=seq,
+            time_us=now_us,
+            action=draft.action,
+            entity=draft.entity,
+            actor=draft.actor,
+            before=draft.before,
+            after=draft.after,
+            prev_hash=prev,
+            hash=digest,
         )
     )
-    return Event(seq, when, draft.action, draft.entity, draft.actor, draft.before, draft.after,
-                 prev, digest)
+    return Event(
+        seq, when, draft.action, draft.entity, draft.actor, draft.before, draft.after, prev, digest
+    )
 
 
 def _row_to_event(row: Any) -> Event:
     return Event(
-        seq=row.seq, time=us_to_datetime(row.time_us), action=row.action, entity=row.entity,
-        actor=row.actor, before=row.before, after=row.after, prev_hash=row.prev_hash,
+        seq=row.seq,
+        time=us_to_datetime(row.time_us),
+        action=row.action,
+        entity=row.entity,
+        actor=row.actor,
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
         hash=row.hash,
     )
 

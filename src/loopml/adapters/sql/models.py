@@ -25,10 +25,17 @@ from loopml.ports import NewModelVersion
 
 _JOINED = t.model_versions.join(t.models, t.models.c.id == t.model_versions.c.model_id)
 _VERSION_COLUMNS = (
-    t.models.c.project, t.models.c.name, t.model_versions.c.version, t.model_versions.c.run_id,
-    t.model_versions.c.flavor, t.model_versions.c.flavor_info,
-    t.model_versions.c.artifact_digest, t.model_versions.c.signature,
-    t.model_versions.c.metrics, t.model_versions.c.created_us, t.model_versions.c.actor,
+    t.models.c.project,
+    t.models.c.name,
+    t.model_versions.c.version,
+    t.model_versions.c.run_id,
+    t.model_versions.c.flavor,
+    t.model_versions.c.flavor_info,
+    t.model_versions.c.artifact_digest,
+    t.model_versions.c.signature,
+    t.model_versions.c.metrics,
+    t.model_versions.c.created_us,
+    t.model_versions.c.actor,
     t.model_versions.c.model_id,
 )
 
@@ -51,50 +58,84 @@ class SqlModelStore:
             ensure_project(conn, new.project, now)
             model_id, latest = self._model_for_update(conn, new.project, new.name, now)
             version = latest + 1
-            conn.execute(t.model_versions.insert().values(
-                model_id=model_id, version=version, run_id=new.run_id, flavor=new.flavor,
-                flavor_info=new.flavor_info, artifact_digest=new.manifest.digest,
-                manifest=new.manifest.to_dict(), signature=new.signature, metrics=new.metrics,
-                actor=event.actor, created_us=now,
-            ))
-            conn.execute(t.models.update().where(t.models.c.id == model_id)
-                         .values(latest_version=version))
-            append_event(self._db, conn, EventDraft(
-                event.action, event.entity, event.actor, None,
-                {"version": version, "run_id": new.run_id, "flavor": new.flavor,
-                 "artifact_digest": new.manifest.digest},
-            ), now)
+            conn.execute(
+                t.model_versions.insert().values(
+                    model_id=model_id,
+                    version=version,
+                    run_id=new.run_id,
+                    flavor=new.flavor,
+                    flavor_info=new.flavor_info,
+                    artifact_digest=new.manifest.digest,
+                    manifest=new.manifest.to_dict(),
+                    signature=new.signature,
+                    metrics=new.metrics,
+                    actor=event.actor,
+                    created_us=now,
+                )
+            )
+            conn.execute(
+                t.models.update().where(t.models.c.id == model_id).values(latest_version=version)
+            )
+            append_event(
+                self._db,
+                conn,
+                EventDraft(
+                    event.action,
+                    event.entity,
+                    event.actor,
+                    None,
+                    {
+                        "version": version,
+                        "run_id": new.run_id,
+                        "flavor": new.flavor,
+                        "artifact_digest": new.manifest.digest,
+                    },
+                ),
+                now,
+            )
         return self.get_version(new.project, new.name, version)
 
     def _model_for_update(
         self, conn: Connection, project: str, name: str, now: int
     ) -> tuple[int, int]:
         query = select(t.models.c.id, t.models.c.latest_version).where(
-            t.models.c.project == project, t.models.c.name == name)
+            t.models.c.project == project, t.models.c.name == name
+        )
         if self._db.backend == "postgresql":
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is not None:
             return int(row.id), int(row.latest_version)
-        result = conn.execute(t.models.insert().values(
-            project=project, name=name, description="", created_us=now, latest_version=0))
+        result = conn.execute(
+            t.models.insert().values(
+                project=project, name=name, description="", created_us=now, latest_version=0
+            )
+        )
         return int(result.inserted_primary_key[0]), 0  # type: ignore[index]
 
     def _model_id(self, conn: Connection, project: str, name: str) -> tuple[int, int]:
-        row = conn.execute(select(t.models.c.id, t.models.c.latest_version).where(
-            t.models.c.project == project, t.models.c.name == name)).first()
+        row = conn.execute(
+            select(t.models.c.id, t.models.c.latest_version).where(
+                t.models.c.project == project, t.models.c.name == name
+            )
+        ).first()
         if row is None:
             raise _missing_model(project, name)
         return int(row.id), int(row.latest_version)
 
     def _version_row(self, conn: Connection, project: str, name: str, version: int) -> Any:
         model_id, latest = self._model_id(conn, project, name)
-        row = conn.execute(select(*_VERSION_COLUMNS).select_from(_JOINED).where(
-            t.model_versions.c.model_id == model_id, t.model_versions.c.version == version)).first()
+        row = conn.execute(
+            select(*_VERSION_COLUMNS)
+            .select_from(_JOINED)
+            .where(t.model_versions.c.model_id == model_id, t.model_versions.c.version == version)
+        ).first()
         if row is None:
             have = f"its versions are 1 to {latest}" if latest else "it has no versions yet"
-            raise NotFound(f"Model {name!r} has no version {version}; {have}.",
-                           f"List versions with `loopml models versions {name}`.")
+            raise NotFound(
+                f"Model {name!r} has no version {version}; {have}.",
+                f"List versions with `loopml models versions {name}`.",
+            )
         return row
 
     def _aliases(self, conn: Connection, model_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -107,10 +148,16 @@ class SqlModelStore:
     @staticmethod
     def _to_version(row: Any, aliases: dict[str, int]) -> ModelVersion:
         return ModelVersion(
-            project=row.project, name=row.name, version=row.version,
-            run_id=RunId(row.run_id) if row.run_id else None, flavor=row.flavor,
-            artifact_digest=Digest(row.artifact_digest), signature=row.signature,
-            metrics=row.metrics, created_at=us_to_datetime(row.created_us), actor=row.actor,
+            project=row.project,
+            name=row.name,
+            version=row.version,
+            run_id=RunId(row.run_id) if row.run_id else None,
+            flavor=row.flavor,
+            artifact_digest=Digest(row.artifact_digest),
+            signature=row.signature,
+            metrics=row.metrics,
+            created_at=us_to_datetime(row.created_us),
+            actor=row.actor,
             aliases=tuple(sorted(a for a, v in aliases.items() if v == row.version)),
             flavor_info=row.flavor_info,
         )
@@ -123,9 +170,15 @@ class SqlModelStore:
     def get_manifest(self, project: str, name: str, version: int) -> Manifest:
         with self._db.read() as conn:
             self._version_row(conn, project, name, version)
-            data = conn.execute(select(t.model_versions.c.manifest).select_from(_JOINED).where(
-                t.models.c.project == project, t.models.c.name == name,
-                t.model_versions.c.version == version)).scalar_one()
+            data = conn.execute(
+                select(t.model_versions.c.manifest)
+                .select_from(_JOINED)
+                .where(
+                    t.models.c.project == project,
+                    t.models.c.name == name,
+                    t.model_versions.c.version == version,
+                )
+            ).scalar_one()
         return Manifest.from_dict(data)
 
     def resolve_alias(self, project: str, name: str, alias: str) -> int:
@@ -134,8 +187,10 @@ class SqlModelStore:
             aliases = self._aliases(conn, [model_id])[model_id]
         if alias not in aliases:
             known = ", ".join(sorted(aliases)) or "none"
-            raise NotFound(f"Model {name!r} has no alias {alias!r} (its aliases: {known}).",
-                           f"Set it with `loopml models alias set {name} {alias} VERSION`.")
+            raise NotFound(
+                f"Model {name!r} has no alias {alias!r} (its aliases: {known}).",
+                f"Set it with `loopml models alias set {name} {alias} VERSION`.",
+            )
         return aliases[alias]
 
     def set_alias(
@@ -148,33 +203,63 @@ class SqlModelStore:
             before = self._aliases(conn, [model_id])[model_id].get(alias)
             if version is None:
                 if before is None:
-                    raise NotFound(f"Model {name!r} has no alias {alias!r} to delete.",
-                                   f"See its aliases with `loopml models versions {name}`.")
-                conn.execute(t.model_aliases.delete().where(
-                    t.model_aliases.c.model_id == model_id, t.model_aliases.c.alias == alias))
+                    raise NotFound(
+                        f"Model {name!r} has no alias {alias!r} to delete.",
+                        f"See its aliases with `loopml models versions {name}`.",
+                    )
+                conn.execute(
+                    t.model_aliases.delete().where(
+                        t.model_aliases.c.model_id == model_id, t.model_aliases.c.alias == alias
+                    )
+                )
             else:
-                upsert(conn, t.model_aliases, [{"model_id": model_id, "alias": alias,
-                                                "version": version}],
-                       ["model_id", "alias"], ["version"])
-            append_event(self._db, conn, EventDraft(
-                event.action, event.entity, event.actor,
-                {"alias": alias, "version": before}, {"alias": alias, "version": version},
-            ), self._clock())
+                upsert(
+                    conn,
+                    t.model_aliases,
+                    [{"model_id": model_id, "alias": alias, "version": version}],
+                    keys=["model_id", "alias"],
+                    update=["version"],
+                )
+            append_event(
+                self._db,
+                conn,
+                EventDraft(
+                    event.action,
+                    event.entity,
+                    event.actor,
+                    {"alias": alias, "version": before},
+                    {"alias": alias, "version": version},
+                ),
+                self._clock(),
+            )
         return before
 
     def list_models(self, project: str) -> list[ModelSummary]:
         with self._db.read() as conn:
-            rows = conn.execute(select(t.models).where(t.models.c.project == project)
-                                .order_by(t.models.c.name)).all()
+            rows = conn.execute(
+                select(t.models).where(t.models.c.project == project).order_by(t.models.c.name)
+            ).all()
             aliases = self._aliases(conn, [r.id for r in rows])
-        return [ModelSummary(project=r.project, name=r.name, description=r.description,
-                             latest_version=r.latest_version, aliases=dict(aliases[r.id]),
-                             created_at=us_to_datetime(r.created_us)) for r in rows]
+        return [
+            ModelSummary(
+                project=r.project,
+                name=r.name,
+                description=r.description,
+                latest_version=r.latest_version,
+                aliases=dict(aliases[r.id]),
+                created_at=us_to_datetime(r.created_us),
+            )
+            for r in rows
+        ]
 
     def list_versions(self, project: str, name: str) -> list[ModelVersion]:
         with self._db.read() as conn:
             model_id, _ = self._model_id(conn, project, name)
-            rows = conn.execute(select(*_VERSION_COLUMNS).select_from(_JOINED).where(
-                t.model_versions.c.model_id == model_id).order_by(t.model_versions.c.version))
+            rows = conn.execute(
+                select(*_VERSION_COLUMNS)
+                .select_from(_JOINED)
+                .where(t.model_versions.c.model_id == model_id)
+                .order_by(t.model_versions.c.version)
+            )
             aliases = self._aliases(conn, [model_id])[model_id]
             return [self._to_version(row, aliases) for row in rows]

@@ -15,12 +15,19 @@ from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, Run
 from loopml.errors import InvalidInput
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
-    "=": operator.eq, "!=": operator.ne, ">": operator.gt,
-    ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 _ATTRIBUTE_COLUMNS = {
-    "status": t.runs.c.status, "name": t.runs.c.name, "run_id": t.runs.c.id,
-    "start_time": t.runs.c.start_us, "end_time": t.runs.c.end_us,
+    "status": t.runs.c.status,
+    "name": t.runs.c.name,
+    "run_id": t.runs.c.id,
+    "start_time": t.runs.c.start_us,
+    "end_time": t.runs.c.end_us,
 }
 _TIME_ATTRIBUTES = {"start_time", "end_time"}
 
@@ -40,7 +47,9 @@ def _time_value(field: FieldRef, value: float | str) -> int:
 
 def _side_table(kind: FieldKind) -> Any:
     return {
-        FieldKind.METRICS: t.latest_metrics, FieldKind.PARAMS: t.params, FieldKind.TAGS: t.tags
+        FieldKind.METRICS: t.latest_metrics,
+        FieldKind.PARAMS: t.params,
+        FieldKind.TAGS: t.tags,
     }[kind]
 
 

@@ -58,8 +58,14 @@ class SqlRunStore:
         self._clock = clock
 
     def create_run(
-        self, project: str, name: str, environment: dict[str, Any], tags: dict[str, str],
-        parent_id: RunId | None, event: EventDraft,
+        self,
+        *,
+        project: str,
+        name: str,
+        environment: dict[str, Any],
+        tags: dict[str, str],
+        parent_id: RunId | None,
+        event: EventDraft,
     ) -> Run:
         run_id = RunId(uuid.uuid4().hex)
         with self._db.write() as conn:
@@ -69,16 +75,30 @@ class SqlRunStore:
                 self._status(conn, parent_id)
             conn.execute(
                 t.runs.insert().values(
-                    id=run_id, project=project, name=name, status=RunStatus.RUNNING.value,
-                    start_us=now, environment=environment, parent_id=parent_id,
+                    id=run_id,
+                    project=project,
+                    name=name,
+                    status=RunStatus.RUNNING.value,
+                    start_us=now,
+                    environment=environment,
+                    parent_id=parent_id,
                 )
             )
-            insert_ignore(conn, t.tags, [{"run_id": run_id, "key": k, "value": v}
-                                         for k, v in tags.items()])
-            append_event(self._db, conn, EventDraft(
-                event.action, f"run:{project}/{run_id}", event.actor, None,
-                {"name": name, "status": RunStatus.RUNNING.value, **(event.after or {})},
-            ), now)
+            insert_ignore(
+                conn, t.tags, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
+            )
+            append_event(
+                self._db,
+                conn,
+                EventDraft(
+                    event.action,
+                    f"run:{project}/{run_id}",
+                    event.actor,
+                    None,
+                    {"name": name, "status": RunStatus.RUNNING.value, **(event.after or {})},
+                ),
+                now,
+            )
         return self.get_run(run_id)
 
     def _status(self, conn: Connection, run_id: str) -> RunStatus:
@@ -88,7 +108,11 @@ class SqlRunStore:
         return RunStatus(status)
 
     def end_run(
-        self, run_id: RunId, status: RunStatus, error: str | None, now: datetime,
+        self,
+        run_id: RunId,
+        status: RunStatus,
+        error: str | None,
+        now: datetime,
         event: EventDraft,
     ) -> Run:
         with self._db.write() as conn:
@@ -99,18 +123,30 @@ class SqlRunStore:
                     "Only a running run can be ended, and only once.",
                 )
             conn.execute(
-                t.runs.update().where(t.runs.c.id == run_id)
+                t.runs.update()
+                .where(t.runs.c.id == run_id)
                 .values(status=status.value, end_us=datetime_to_us(now), error=error)
             )
-            append_event(self._db, conn, EventDraft(
-                event.action, event.entity, event.actor, {"status": current.value},
-                {"status": status.value, **({"error": error} if error else {})},
-            ), self._clock())
+            append_event(
+                self._db,
+                conn,
+                EventDraft(
+                    event.action,
+                    event.entity,
+                    event.actor,
+                    {"status": current.value},
+                    {"status": status.value, **({"error": error} if error else {})},
+                ),
+                self._clock(),
+            )
         return self.get_run(run_id)
 
     def log_batch(
-        self, run_id: RunId, metrics: Sequence[MetricPoint] = (),
-        params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+        self,
+        run_id: RunId,
+        metrics: Sequence[MetricPoint] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> None:
         with self._db.write() as conn:
             if self._status(conn, run_id) is not RunStatus.RUNNING and (metrics or params):
@@ -121,16 +157,24 @@ class SqlRunStore:
             if params:
                 self._write_params(conn, run_id, params)
             if tags:
-                upsert(conn, t.tags, [{"run_id": run_id, "key": k, "value": v}
-                                      for k, v in tags.items()], ["run_id", "key"], ["value"])
+                upsert(
+                    conn,
+                    t.tags,
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+                    keys=["run_id", "key"],
+                    update=["value"],
+                )
             if metrics:
                 self._write_metrics(conn, run_id, metrics)
 
     def _write_params(self, conn: Connection, run_id: str, params: dict[str, str]) -> None:
-        stored = dict(conn.execute(
-            select(t.params.c.key, t.params.c.value)
-            .where(t.params.c.run_id == run_id, t.params.c.key.in_(list(params)))
-        ).all())
+        stored = dict(
+            conn.execute(
+                select(t.params.c.key, t.params.c.value).where(
+                    t.params.c.run_id == run_id, t.params.c.key.in_(list(params))
+                )
+            ).all()
+        )
         changed = {k: (stored[k], v) for k, v in params.items() if k in stored and stored[k] != v}
         if changed:
             key, (old, new) = next(iter(changed.items()))
@@ -138,48 +182,80 @@ class SqlRunStore:
                 f"Param {key!r} of run {run_id} is already {old!r}; it cannot become {new!r}.",
                 "Params are fixed once logged: log a new name, or start a new run.",
             )
-        insert_ignore(conn, t.params, [
-            {"run_id": run_id, "key": k, "value": v, "value_num": _as_number(v)}
-            for k, v in params.items()
-        ])
+        insert_ignore(
+            conn,
+            t.params,
+            [
+                {"run_id": run_id, "key": k, "value": v, "value_num": _as_number(v)}
+                for k, v in params.items()
+            ],
+        )
 
     def _write_metrics(self, conn: Connection, run_id: str, points: Sequence[MetricPoint]) -> None:
-        rows = [{"run_id": run_id, "key": p.key, "step": p.step, "timestamp_ms": p.timestamp_ms,
-                 "value": p.value} for p in points]
+        rows = [
+            {
+                "run_id": run_id,
+                "key": p.key,
+                "step": p.step,
+                "timestamp_ms": p.timestamp_ms,
+                "value": p.value,
+            }
+            for p in points
+        ]
         conn.execute(t.metrics.insert(), rows)
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:
             seen = latest.get(row["key"])
             if seen is None or row["step"] >= seen["step"]:
                 latest[row["key"]] = row
-        upsert(conn, t.latest_metrics, list(latest.values()), ["run_id", "key"],
-               ["step", "timestamp_ms", "value"], only_if_newer="step")
+        upsert(
+            conn,
+            t.latest_metrics,
+            list(latest.values()),
+            keys=["run_id", "key"],
+            update=["step", "timestamp_ms", "value"],
+            only_if_newer="step",
+        )
 
     def add_inputs_and_artifacts(
-        self, run_id: RunId, dataset_refs: Iterable[tuple[str, str, int]],
+        self,
+        run_id: RunId,
+        dataset_refs: Iterable[tuple[str, str, int]],
         artifacts: Iterable[RunArtifact],
     ) -> None:
         refs, arts = list(dataset_refs), list(artifacts)
         with self._db.write() as conn:
             self._status(conn, run_id)
             ids = [self._dataset_version_id(conn, *ref) for ref in refs]
-            insert_ignore(conn, t.run_inputs, [{"run_id": run_id, "dataset_version_id": i}
-                                               for i in ids])
-            upsert(conn, t.run_artifacts, [
-                {"run_id": run_id, "path": a.path, "digest": a.digest, "size": a.size}
-                for a in arts
-            ], ["run_id", "path"], ["digest", "size"])
+            insert_ignore(
+                conn, t.run_inputs, [{"run_id": run_id, "dataset_version_id": i} for i in ids]
+            )
+            upsert(
+                conn,
+                t.run_artifacts,
+                [
+                    {"run_id": run_id, "path": a.path, "digest": a.digest, "size": a.size}
+                    for a in arts
+                ],
+                keys=["run_id", "path"],
+                update=["digest", "size"],
+            )
 
     def _dataset_version_id(self, conn: Connection, project: str, name: str, version: int) -> int:
         found = conn.execute(
             select(t.dataset_versions.c.id)
             .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
-            .where(t.datasets.c.project == project, t.datasets.c.name == name,
-                   t.dataset_versions.c.version == version)
+            .where(
+                t.datasets.c.project == project,
+                t.datasets.c.name == name,
+                t.dataset_versions.c.version == version,
+            )
         ).scalar()
         if found is None:
-            raise NotFound(f"Dataset version {name}@{version} does not exist.",
-                           f"List versions with `loopml data list {name}`.")
+            raise NotFound(
+                f"Dataset version {name}@{version} does not exist.",
+                f"List versions with `loopml data list {name}`.",
+            )
         return int(found)
 
     def get_run(self, run_id: RunId) -> Run:
@@ -191,8 +267,10 @@ class SqlRunStore:
 
     def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
         if limit < 1 or offset < 0:
-            raise InvalidInput(f"Page limit {limit} / offset {offset} is out of range.",
-                               "Use a limit of at least 1 and an offset of at least 0.")
+            raise InvalidInput(
+                f"Page limit {limit} / offset {offset} is out of range.",
+                "Use a limit of at least 1 and an offset of at least 0.",
+            )
         with self._db.read() as conn:
             ids = list(conn.execute(page_statement(query, limit, offset)).scalars())
             total = int(conn.execute(count_statement(query)).scalar_one())
@@ -203,17 +281,14 @@ class SqlRunStore:
             return []
         rows = {r.id: r for r in conn.execute(select(t.runs).where(t.runs.c.id.in_(ids)))}
         side: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-        for name, table in (("params", t.params), ("metrics", t.latest_metrics),
-                            ("tags", t.tags)):
-            stmt = select(table.c.run_id, table.c.key, table.c.value).where(
-                table.c.run_id.in_(ids))
+        for name, table in (("params", t.params), ("metrics", t.latest_metrics), ("tags", t.tags)):
+            stmt = select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(ids))
             for run_id, key, value in conn.execute(stmt):
                 side[run_id][name][key] = value
         inputs: dict[str, list[str]] = defaultdict(list)
         stmt = (
             select(t.run_inputs.c.run_id, t.datasets.c.name, t.dataset_versions.c.version)
-            .join(t.dataset_versions,
-                  t.dataset_versions.c.id == t.run_inputs.c.dataset_version_id)
+            .join(t.dataset_versions, t.dataset_versions.c.id == t.run_inputs.c.dataset_version_id)
             .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
             .where(t.run_inputs.c.run_id.in_(ids))
         )
@@ -224,12 +299,18 @@ class SqlRunStore:
     @staticmethod
     def _to_run(row: Any, side: dict[str, dict[str, Any]], inputs: list[str]) -> Run:
         return Run(
-            id=RunId(row.id), project=row.project, name=row.name, status=RunStatus(row.status),
+            id=RunId(row.id),
+            project=row.project,
+            name=row.name,
+            status=RunStatus(row.status),
             start_time=us_to_datetime(row.start_us),
             end_time=us_to_datetime(row.end_us) if row.end_us is not None else None,
-            error=row.error, params=dict(side.get("params", {})),
-            metrics=dict(side.get("metrics", {})), tags=dict(side.get("tags", {})),
-            environment=row.environment, inputs=tuple(sorted(inputs)),
+            error=row.error,
+            params=dict(side.get("params", {})),
+            metrics=dict(side.get("metrics", {})),
+            tags=dict(side.get("tags", {})),
+            environment=row.environment,
+            inputs=tuple(sorted(inputs)),
             parent_id=RunId(row.parent_id) if row.parent_id else None,
         )
 
@@ -244,8 +325,11 @@ class SqlRunStore:
             return [MetricPoint(*row) for row in conn.execute(stmt)]
 
     def list_artifacts(self, run_id: RunId) -> list[RunArtifact]:
-        stmt = (select(t.run_artifacts).where(t.run_artifacts.c.run_id == run_id)
-                .order_by(t.run_artifacts.c.path))
+        stmt = (
+            select(t.run_artifacts)
+            .where(t.run_artifacts.c.run_id == run_id)
+            .order_by(t.run_artifacts.c.path)
+        )
         with self._db.read() as conn:
             self._status(conn, run_id)
             return [RunArtifact(r.path, Digest(r.digest), r.size) for r in conn.execute(stmt)]

@@ -105,7 +105,9 @@ tags = Table(
 metrics = Table(
     "metrics",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
     Column("key", String(250), nullable=False),
     Column("step", BigInteger, nullable=False),
@@ -182,7 +184,9 @@ model_aliases = Table(
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("time_us", BigInteger, nullable=False),
     Column("action", String(100), nullable=False),
     Column("entity", String(500), nullable=False),

@@ -1,0 +1,91 @@
+"""The sklearn flavor: scikit-learn estimators saved with skops, loaded without running code.
+
+`save` records the types outside skops' safe defaults that the model needs (`trusted_types`);
+`load` trusts exactly those, so a file altered after registration to ask for anything else (a
+function to call, a class whose construction runs code) is refused before any object is built.
+"""
+
+from __future__ import annotations
+
+import platform
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from loopml.adapters.flavors.base import LoadedModel, prepare_empty_directory
+from loopml.errors import IntegrityError, InvalidInput, NotFound
+
+MODEL_FILE = "model.skops"
+INFO_SCHEMA_VERSION = 1
+
+
+class SklearnFlavor:
+    """Saves scikit-learn estimators and pipelines to `model.skops`."""
+
+    name = "sklearn"
+
+    def save(self, model: Any, directory: Path) -> dict[str, Any]:
+        import sklearn
+        import skops
+        import skops.io
+        from skops.io.exceptions import UnsupportedTypeException
+
+        prepare_empty_directory(directory)
+        path = directory / MODEL_FILE
+        try:
+            skops.io.dump(model, path)
+        except UnsupportedTypeException as error:
+            path.unlink(missing_ok=True)
+            raise InvalidInput(
+                f"skops cannot save this {type(model).__name__}: {error}",
+                "Save it with the python flavor (cloudpickle) instead; loading it will need trust.",
+            ) from error
+        return {
+            "flavor": self.name,
+            "schema_version": INFO_SCHEMA_VERSION,
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "trusted_types": sorted(skops.io.get_untrusted_types(file=path)),
+            "sklearn_version": sklearn.__version__,
+            "skops_version": skops.__version__,
+            "python_version": platform.python_version(),
+        }
+
+    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
+        """Load with only the recorded types trusted; `trust_pickle` is unused (no pickle here)."""
+        import skops.io
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        trusted = _trusted_types(info)
+        path = directory / MODEL_FILE
+        if not path.is_file():
+            raise NotFound(
+                f"The sklearn model file {path} is missing.",
+                "Check that the model version's artifacts were downloaded completely.",
+            )
+        try:
+            model = skops.io.load(path, trusted=trusted)
+        except UntrustedTypesFoundException as error:
+            unexpected = sorted(set(skops.io.get_untrusted_types(file=path)) - set(trusted))
+            raise IntegrityError(
+                "The model file asks for types that were not recorded at registration: "
+                f"{unexpected or error}.",
+                "The file was changed after it was registered; do not load it. Register the "
+                "model again from a trusted source.",
+            ) from error
+        except (zipfile.BadZipFile, KeyError, ValueError) as error:
+            raise IntegrityError(
+                f"The model file {path} is not a readable skops file: {error!r}.",
+                "The file is damaged or was replaced; register the model again.",
+            ) from error
+        return LoadedModel(raw=model, flavor=self.name)
+
+
+def _trusted_types(info: dict[str, Any]) -> list[str]:
+    trusted = info.get("trusted_types")
+    if not isinstance(trusted, list) or not all(isinstance(name, str) for name in trusted):
+        raise InvalidInput(
+            f"The sklearn flavor info has trusted_types={trusted!r}; a list of type names is "
+            "needed.",
+            "Pass the info dict returned by save when the model was registered.",
+        )
+    return trusted

@@ -1,0 +1,168 @@
+"""The commands of the issue, run the way a user runs them, on a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopml.cli.app import main
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run `loopml ARGS` in-process in an empty folder; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("LOOPML_") and not name.startswith("LOOPML_TEST"):
+            monkeypatch.delenv(name)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def _write_csv(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pd.DataFrame({
+        "tenure": rng.integers(0, 72, 300),
+        "plan": rng.choice(["basic", "plus"], 300),
+        "monthly": rng.normal(50, 9, 300),
+    }).to_csv(path, index=False)
+
+
+def test_data_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "data").mkdir()
+    _write_csv(tmp_path / "data" / "train.csv", 0)
+    code, out, _ = cli("init")
+    assert code == 0
+    assert (tmp_path / ".loopml" / "loopml.db").exists()
+    code, out, _ = cli("data", "add", "data/train.csv", "--name", "churn", "-m", "jan snapshot")
+    assert (code, out.split()[0:2]) == (0, ["added", "churn@1"])
+    code, out, _ = cli("data", "add", "data/train.csv", "--name", "churn", "--json")
+    assert json.loads(out)["created"] is False
+    _write_csv(tmp_path / "data" / "train.csv", 1)
+    assert cli("data", "add", "data/train.csv", "--name", "churn")[0] == 0
+    code, out, _ = cli("data", "list", "--json")
+    assert [(d["name"], d["latest_version"]) for d in json.loads(out)] == [("churn", 2)]
+    code, out, _ = cli("data", "show", "churn@1")
+    assert code == 0
+    assert "jan snapshot" in out
+    assert "tenure" in out
+    code, out, _ = cli("data", "diff", "churn@1", "churn@2")
+    assert code == 0
+    assert "~ train.csv" in out
+    code, out, _ = cli("data", "get", "churn@2", "-o", "out")
+    assert code == 0
+    assert (tmp_path / "out" / "train.csv").read_bytes() == (
+        tmp_path / "data" / "train.csv").read_bytes()
+
+
+def test_runs_and_models_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from loopml.bootstrap import open_workspace
+
+    workspace = open_workspace()
+    ids = {}
+    for name, f1, model in (("a", 0.9, "gbm"), ("b", 0.7, "gbm"), ("c", 0.95, "linear")):
+        with workspace.tracking.start_run(project="default", name=name) as run:
+            run.log_params({"model": model})
+            run.log_metric("f1", f1)
+        ids[name] = run.id
+    from sklearn.dummy import DummyClassifier
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    clf = DummyClassifier().fit(frame, [0, 1, 1])
+    for _ in range(3):
+        workspace.registry.register(clf, "churn", project="default", input_example=frame)
+    workspace.close()
+
+    code, out, _ = cli("runs", "list", "--project", "default", "--filter",
+                       "metrics.f1 > 0.8 and params.model = 'gbm'", "--order-by", "-metrics.f1",
+                       "--json")
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)["runs"]] == ["a"]
+    code, out, _ = cli("runs", "list", "--order-by", "-metrics.f1")
+    assert out.index(ids["c"]) < out.index(ids["a"]) < out.index(ids["b"])
+    code, out, _ = cli("runs", "show", ids["a"])
+    assert (code, "gbm" in out) == (0, True)
+    code, out, _ = cli("runs", "compare", ids["a"], ids["c"])
+    assert code == 0
+    assert "linear" in out
+    code, out, _ = cli("models", "list", "--json")
+    assert json.loads(out)[0]["latest_version"] == 3
+    code, out, _ = cli("models", "alias", "set", "churn", "champion", "3")
+    assert (code, out.strip()) == (0, "churn@champion -> 3")
+    code, out, _ = cli("models", "versions", "churn", "--json")
+    assert [v["aliases"] for v in json.loads(out)] == [[], [], ["champion"]]
+    code, out, _ = cli("audit", "log", "--entity", "model:churn", "--json")
+    assert json.loads(out)[0]["action"] == "model.alias_set"
+    code, out, _ = cli("audit", "verify")
+    assert (code, "intact" in out) == (0, True)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["data", "show", "ghost@1"], "Dataset 'ghost' does not exist"),
+        (["runs", "show", "0" * 32], "Run '00000000000000000000000000000000' does not exist"),
+        (["models", "versions", "ghost"], "Model 'ghost' does not exist"),
+        (["runs", "list", "--filter", "metrics.f1 >> 2"], "position 12"),
+        (["data", "add", "nowhere.csv"], "No file or folder"),
+        (["models", "alias", "set", "ghost", "champion", "1"], "Model 'ghost' does not exist"),
+    ],
+    ids=["unknown-dataset", "unknown-run", "unknown-model", "bad-filter", "missing-file",
+         "alias-unknown-model"],
+)
+def test_user_errors_are_one_clear_message_and_exit_1(cli, args: list[str], words: str) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli(*args)
+    assert code == 1
+    assert words in err
+    assert "Traceback" not in err
+    assert err.startswith("error: ")
+
+
+def test_alias_on_a_missing_version_names_the_versions(cli) -> None:  # type: ignore[no-untyped-def]
+    from loopml.bootstrap import open_workspace
+    from sklearn.dummy import DummyClassifier
+
+    workspace = open_workspace()
+    workspace.registry.register(DummyClassifier().fit([[0], [1]], [0, 1]), "churn",
+                                project="default")
+    workspace.close()
+    code, _, err = cli("models", "alias", "set", "churn", "champion", "7")
+    assert code == 1
+    assert "no version 7; its versions are 1 to 1" in err
+    assert "loopml models versions churn" in err
+
+
+def test_usage_errors_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("models", "alias", "set", "churn", "champion", "three")
+    assert code == 2
+    assert "Invalid value for 'version'" in err
+
+
+def test_debug_shows_the_traceback(cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("--debug", "data", "show", "ghost")
+    assert code == 1
+    assert "Traceback" in err
+
+
+def test_the_installed_command_answers_help_quickly() -> None:
+    done = subprocess.run([sys.executable, "-m", "loopml", "--help"], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0
+    for group in ("data", "runs", "models", "audit", "init"):
+        assert group in done.stdout
