@@ -56,11 +56,15 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
     runs = SqlRunStore(db)
     data = DataService(datasets, blobs, ArrowTableDescriber(), cache, settings.actor)
     tracking = TrackingService(
-        runs, blobs, LocalEnvironmentProbe(), lambda ref, project: data.resolve(ref, project),
+        runs,
+        blobs,
+        LocalEnvironmentProbe(),
+        lambda ref, project: data.resolve(ref, project),
         settings.actor,
     )
-    registry = RegistryService(SqlModelStore(db), runs, blobs, FlavorModelSerializer(),
-                               settings.actor)
+    registry = RegistryService(
+        SqlModelStore(db), runs, blobs, FlavorModelSerializer(), settings.actor
+    )
     return Workspace(settings, db, blobs, data, tracking, registry, AuditService(SqlEventLog(db)))
 
 

@@ -26,7 +26,9 @@ class _RunContext(ActiveRun):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         try:
@@ -52,7 +54,9 @@ def start_run(
     workspace = default_workspace()
     parent_id = parent.id if isinstance(parent, ActiveRun) else parent
     run = workspace.tracking.start_run(
-        project=project or workspace.project, name=name, tags=tags,
+        project=project or workspace.project,
+        name=name,
+        tags=tags,
         parent_id=RunId(parent_id) if parent_id else None,
     )
     run.__class__ = _RunContext
@@ -71,10 +75,19 @@ def get_run(run_id: str) -> Run:
 
 
 def search_runs(
-    filter: str | None = None, order_by: str | None = None, *, project: str | None = None,
-    limit: int = 100, offset: int = 0,
+    filter: str | None = None,
+    order_by: str | None = None,
+    *,
+    project: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> RunPage:
     """Runs matching `filter` (e.g. "metrics.f1 > 0.8 and params.model = 'gbm'")."""
     workspace = default_workspace()
-    return workspace.tracking.search(project=project or workspace.project, filter=filter,
-                                     order_by=order_by, limit=limit, offset=offset)
+    return workspace.tracking.search(
+        project=project or workspace.project,
+        filter=filter,
+        order_by=order_by,
+        limit=limit,
+        offset=offset,
+    )

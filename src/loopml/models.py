@@ -34,8 +34,13 @@ def register(
     elif run is not None:
         run_id = run
     return workspace.registry.register(
-        model, name, project=project or workspace.project, run_id=run_id,
-        input_example=input_example, output_example=output_example, metrics=metrics,
+        model,
+        name,
+        project=project or workspace.project,
+        run_id=run_id,
+        input_example=input_example,
+        output_example=output_example,
+        metrics=metrics,
     )
 
 
