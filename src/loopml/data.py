@@ -33,7 +33,7 @@ def download(ref: str, dest: str | Path, *, project: str | None = None) -> list[
 
 def list_datasets(*, project: str | None = None) -> list[DatasetSummary]:
     workspace = default_workspace()
-    return workspace.data.list(project or workspace.project)
+    return workspace.data.datasets(project or workspace.project)
 
 
 def versions(name: str, *, project: str | None = None) -> list[DatasetVersion]:

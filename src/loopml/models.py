@@ -26,7 +26,7 @@ def register(
     them.
     """
     workspace = default_workspace()
-    run_id = None
+    run_id: str | None = None
     if isinstance(run, ActiveRun):
         run.flush()
         run_id = run.id
@@ -66,7 +66,7 @@ def set_alias(name: str, alias: str, version: int, *, project: str | None = None
 
 def list_models(*, project: str | None = None) -> list[ModelSummary]:
     workspace = default_workspace()
-    return workspace.registry.list(project or workspace.project)
+    return workspace.registry.models(project or workspace.project)
 
 
 def versions(name: str, *, project: str | None = None) -> list[ModelVersion]:

@@ -104,23 +104,33 @@ class RunPage:
     total: int
 
 
+@dataclass(frozen=True)
+class NewRun:
+    project: str
+    name: str
+    environment: dict[str, Any]
+    tags: dict[str, str]
+    parent_id: RunId | None = None
+    artifacts: tuple[RunArtifact, ...] = ()
+
+
 class RunStore(Protocol):
-    def create_run(
-        self,
-        *,
-        project: str,
-        name: str,
-        environment: dict[str, Any],
-        tags: dict[str, str],
-        parent_id: RunId | None,
-        event: EventDraft,
-    ) -> Run: ...
+    def create_run(self, new: NewRun, event: EventDraft) -> Run: ...
 
     def get_run(self, run_id: RunId) -> Run: ...
 
     def end_run(
-        self, run_id: RunId, status: RunStatus, error: str | None, now: datetime, event: EventDraft
-    ) -> Run: ...
+        self,
+        run_id: RunId,
+        status: RunStatus,
+        error: str | None,
+        now: datetime,
+        event: EventDraft,
+        *,
+        final_metrics: Sequence[MetricPoint] = (),
+    ) -> Run:
+        """End a running run, writing its last buffered metric points in the same transaction."""
+        ...
 
     def log_batch(
         self,
@@ -205,7 +215,8 @@ class TableDescriber(Protocol):
 
 
 class LoadedModel(Protocol):
-    raw: Any
+    @property
+    def raw(self) -> Any: ...
 
     def predict(self, frame: Any) -> Any: ...
 

@@ -17,7 +17,7 @@ from loopml.domain.hashing import Digest, digest_bytes
 from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import EventDraft, MetricPoint, RunStatus
 from loopml.errors import Conflict, InvalidInput, NotFound
-from loopml.ports import NewDatasetVersion, NewModelVersion
+from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun
 
 
 def _event(action: str = "test", entity: str = "x:default/y") -> EventDraft:
@@ -67,14 +67,8 @@ def test_projects_are_separate_namespaces(database: Database) -> None:
 
 
 def _run(store: SqlRunStore, name: str = "r") -> str:
-    return store.create_run(
-        project="default",
-        name=name,
-        environment={"python": "3"},
-        tags={"team": "a"},
-        parent_id=None,
-        event=_event(),
-    ).id
+    new = NewRun(project="default", name=name, environment={"python": "3"}, tags={"team": "a"})
+    return store.create_run(new, _event()).id
 
 
 def test_run_lifecycle_params_metrics_tags(database: Database) -> None:
@@ -127,7 +121,8 @@ def searchable(database: Database) -> SqlRunStore:
         ("d", None, "gbm", "2", "x"),
     ]
     for name, f1, model, depth, team in rows:
-        run_id = store.create_run("default", name, {}, {"team": team}, None, _event()).id
+        new = NewRun(project="default", name=name, environment={}, tags={"team": team})
+        run_id = store.create_run(new, _event()).id
         store.log_batch(run_id, params={"model": model, "depth": depth})
         if f1 is not None:
             store.log_batch(run_id, metrics=[MetricPoint("f1", f1, 0, 0)])

@@ -37,11 +37,13 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 def _write_csv(path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    pd.DataFrame({
-        "tenure": rng.integers(0, 72, 300),
-        "plan": rng.choice(["basic", "plus"], 300),
-        "monthly": rng.normal(50, 9, 300),
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, 300),
+            "plan": rng.choice(["basic", "plus"], 300),
+            "monthly": rng.normal(50, 9, 300),
+        }
+    ).to_csv(path, index=False)
 
 
 def test_data_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +70,8 @@ def test_data_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-
     code, out, _ = cli("data", "get", "churn@2", "-o", "out")
     assert code == 0
     assert (tmp_path / "out" / "train.csv").read_bytes() == (
-        tmp_path / "data" / "train.csv").read_bytes()
+        tmp_path / "data" / "train.csv"
+    ).read_bytes()
 
 
 def test_runs_and_models_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -89,9 +92,17 @@ def test_runs_and_models_commands(cli, tmp_path: Path) -> None:  # type: ignore[
         workspace.registry.register(clf, "churn", project="default", input_example=frame)
     workspace.close()
 
-    code, out, _ = cli("runs", "list", "--project", "default", "--filter",
-                       "metrics.f1 > 0.8 and params.model = 'gbm'", "--order-by", "-metrics.f1",
-                       "--json")
+    code, out, _ = cli(
+        "runs",
+        "list",
+        "--project",
+        "default",
+        "--filter",
+        "metrics.f1 > 0.8 and params.model = 'gbm'",
+        "--order-by",
+        "-metrics.f1",
+        "--json",
+    )
     assert code == 0
     assert [r["name"] for r in json.loads(out)["runs"]] == ["a"]
     code, out, _ = cli("runs", "list", "--order-by", "-metrics.f1")
@@ -123,11 +134,17 @@ def test_runs_and_models_commands(cli, tmp_path: Path) -> None:  # type: ignore[
         (["data", "add", "nowhere.csv"], "No file or folder"),
         (["models", "alias", "set", "ghost", "champion", "1"], "Model 'ghost' does not exist"),
     ],
-    ids=["unknown-dataset", "unknown-run", "unknown-model", "bad-filter", "missing-file",
-         "alias-unknown-model"],
+    ids=[
+        "unknown-dataset",
+        "unknown-run",
+        "unknown-model",
+        "bad-filter",
+        "missing-file",
+        "alias-unknown-model",
+    ],
 )
 def test_user_errors_are_one_clear_message_and_exit_1(cli, args: list[str], words: str) -> None:  # type: ignore[no-untyped-def]
-    code, out, err = cli(*args)
+    code, _, err = cli(*args)
     assert code == 1
     assert words in err
     assert "Traceback" not in err
@@ -135,12 +152,14 @@ def test_user_errors_are_one_clear_message_and_exit_1(cli, args: list[str], word
 
 
 def test_alias_on_a_missing_version_names_the_versions(cli) -> None:  # type: ignore[no-untyped-def]
-    from loopml.bootstrap import open_workspace
     from sklearn.dummy import DummyClassifier
 
+    from loopml.bootstrap import open_workspace
+
     workspace = open_workspace()
-    workspace.registry.register(DummyClassifier().fit([[0], [1]], [0, 1]), "churn",
-                                project="default")
+    workspace.registry.register(
+        DummyClassifier().fit([[0], [1]], [0, 1]), "churn", project="default"
+    )
     workspace.close()
     code, _, err = cli("models", "alias", "set", "churn", "champion", "7")
     assert code == 1
@@ -161,8 +180,9 @@ def test_debug_shows_the_traceback(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_the_installed_command_answers_help_quickly() -> None:
-    done = subprocess.run([sys.executable, "-m", "loopml", "--help"], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "loopml", "--help"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0
     for group in ("data", "runs", "models", "audit", "init"):
         assert group in done.stdout

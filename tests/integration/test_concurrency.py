@@ -54,8 +54,12 @@ def test_eight_processes_log_metrics_at_once_and_lose_nothing(
     settings = make_settings(db_url)  # type: ignore[operator]
     open_workspace(settings).close()  # schema in place; the race is on the writes
     procs = [
-        subprocess.Popen([sys.executable, "-c", _LOGGER, f"writer-{i}"], env=_env(settings),
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _LOGGER, f"writer-{i}"],
+            env=_env(settings),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(PROCESSES)
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
@@ -89,7 +93,9 @@ def test_kill_9_during_data_add_leaves_nothing_half_written(
             out.write(chunk)
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopml", "data", "add", str(big), "--name", "big"],
-        env=_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     tmp_dir = Path(settings.artifacts_url) / "tmp"
     deadline = time.monotonic() + 60

@@ -15,12 +15,14 @@ from loopml.errors import IntegrityError, InvalidInput, NotFound
 
 def _csv(path: Path, rows: int = 200, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "tenure": rng.integers(0, 72, rows),
-        "monthly": rng.normal(50, 10, rows).round(2),
-        "plan": rng.choice(["basic", "plus", "pro"], rows),
-        "churned": rng.integers(0, 2, rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, rows),
+            "monthly": rng.normal(50, 10, rows).round(2),
+            "plan": rng.choice(["basic", "plus", "pro"], rows),
+            "churned": rng.integers(0, 2, rows),
+        }
+    )
     frame.to_csv(path, index=False)
     return path
 
@@ -31,7 +33,8 @@ def test_adding_the_same_bytes_twice_gives_the_same_version(
     data = _csv(tmp_path / "train.csv")
     first = workspace.data.add(data, name="churn", project="default", message="jan")
     again = workspace.data.add(data, name="churn", project="default")
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.version == first.version
     _csv(tmp_path / "train.csv", seed=1)
     second = workspace.data.add(data, name="churn", project="default")
@@ -57,7 +60,9 @@ def test_files_come_back_verified(workspace: Workspace, tmp_path: Path) -> None:
     assert (version.file_count, version.schema) == (2, None)
     written = workspace.data.get("imgs@1", "default", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
-        "2.bin", "a/1.bin"]
+        "2.bin",
+        "a/1.bin",
+    ]
     assert (tmp_path / "out" / "a" / "1.bin").read_bytes() == b"\x00" * 1000
 
 
@@ -102,14 +107,19 @@ def test_a_run_records_everything_and_fails_with_the_error_text(
 ) -> None:
     version = workspace.data.add(_csv(tmp_path / "c.csv"), name="churn", project="default")
     (tmp_path / "confusion.png").write_bytes(b"png bytes")
-    with pytest.raises(ZeroDivisionError):
+
+    def train() -> str:
         with workspace.tracking.start_run(project="default", name="gbm") as run:
             run.use_dataset(version.version)
             run.log_params({"lr": 0.1, "depth": 6})
             for step in range(30):
                 run.log_metric("loss", 1 / (step + 1))
             run.log_artifact(tmp_path / "confusion.png")
-            _ = 1 / 0
+            raise ZeroDivisionError("division by zero")
+
+    with pytest.raises(ZeroDivisionError):
+        train()
+    run = workspace.tracking.search(project="default", filter="attributes.name = 'gbm'").runs[0]
     stored = workspace.tracking.get(run.id)
     assert stored.status is RunStatus.FAILED
     assert stored.error == "ZeroDivisionError: division by zero"
@@ -134,8 +144,9 @@ def _model_and_frame() -> tuple[object, pd.DataFrame]:
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"tenure": rng.integers(0, 72, 100).astype(float),
-                          "monthly": rng.normal(50, 10, 100)})
+    frame = pd.DataFrame(
+        {"tenure": rng.integers(0, 72, 100).astype(float), "monthly": rng.normal(50, 10, 100)}
+    )
     labels = (frame["tenure"] < 20).astype(int)
     return LogisticRegression().fit(frame, labels), frame
 
@@ -145,8 +156,9 @@ def test_register_alias_and_load_back(workspace: Workspace) -> None:
     with workspace.tracking.start_run(project="default", name="fit") as run:
         run.log_metric("f1", 0.9)
         run.flush()
-        first = workspace.registry.register(model, "churn", project="default", run_id=run.id,
-                                            input_example=frame.head())
+        first = workspace.registry.register(
+            model, "churn", project="default", run_id=run.id, input_example=frame.head()
+        )
     second = workspace.registry.register(model, "churn", project="default")
     assert (first.version, second.version) == (1, 2)
     assert first.metrics == {"f1": 0.9}

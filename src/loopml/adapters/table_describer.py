@@ -9,6 +9,8 @@ from loopml.adapters.tables import describe_table_file, is_tabular
 
 
 class ArrowTableDescriber:
+    """Arrow is imported on the first table, so adding other files never pays for it."""
+
     def is_tabular(self, path: Path) -> bool:
         return is_tabular(path)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from loopml.domain.profile import TableProfile, TableSchema, infer_schema, profile_table
 from loopml.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:  # Arrow is imported by the functions that read, so `is_tabular` stays light
+    import pyarrow as pa
+
+    from loopml.domain.profile import TableProfile, TableSchema
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".parquet": "Parquet", ".pq": "Parquet"}
 """Tabular formats by lowercase file suffix."""
@@ -24,6 +25,10 @@ def is_tabular(path: Path) -> bool:
 
 def read_table(path: Path) -> pa.Table:
     """The table in the CSV, TSV or Parquet file at `path`, read with all cores."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     file_format = _format_of(path)
     try:
         if file_format == "Parquet":
@@ -43,6 +48,8 @@ def read_table(path: Path) -> pa.Table:
 
 def describe_table_file(path: Path) -> tuple[TableSchema, TableProfile]:
     """The inferred schema of the table file at `path`, and its profile."""
+    from loopml.domain.profile import infer_schema, profile_table
+
     table = read_table(path)
     schema = infer_schema(table)
     return schema, profile_table(table, schema)

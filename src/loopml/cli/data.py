@@ -126,7 +126,7 @@ def list_(
             ],
         )
         return
-    datasets = workspace.data.list(project)
+    datasets = workspace.data.datasets(project)
     if as_json:
         print_json(datasets)
         return

@@ -28,7 +28,7 @@ app.add_typer(alias_app, name="alias")
 def list_(project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List registered models with their latest version and aliases."""
     workspace = open_workspace()
-    models = workspace.registry.list(project_of(workspace, project))
+    models = workspace.registry.models(project_of(workspace, project))
     if as_json:
         print_json(models)
         return

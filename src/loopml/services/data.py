@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from loopml.domain.manifest import BlobRef, Manifest, ManifestDiff, diff_manifests
-from loopml.domain.profile import TableProfile, TableSchema
-from loopml.domain.profile_diff import diff_profiles, diff_schemas
 from loopml.domain.records import DatasetSummary, DatasetVersion, EventDraft
 from loopml.domain.refs import DatasetRef, check_name, parse_dataset_ref
 from loopml.errors import InvalidInput, NotFound
@@ -134,7 +132,7 @@ class DataService:
         parsed = parse_dataset_ref(ref) if isinstance(ref, str) else ref
         return self._store.get_version(project, parsed.name, parsed.version)
 
-    def list(self, project: str) -> list[DatasetSummary]:
+    def datasets(self, project: str) -> list[DatasetSummary]:
         return self._store.list_datasets(project)
 
     def versions(self, name: str, project: str) -> list[DatasetVersion]:
@@ -166,6 +164,9 @@ class DataService:
 
     def diff(self, old_ref: str, new_ref: str, project: str) -> DatasetDiff:
         """Files added, removed and changed, and how the schema and profile moved."""
+        from loopml.domain.profile import TableProfile, TableSchema  # Arrow: only when diffing
+        from loopml.domain.profile_diff import diff_profiles, diff_schemas
+
         old, new = self.resolve(old_ref, project), self.resolve(new_ref, project)
         files = diff_manifests(self.manifest(old), self.manifest(new))
         schema_changes: list[str] = []

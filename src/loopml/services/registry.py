@@ -134,7 +134,7 @@ class RegistryService:
         event = EventDraft("model.alias_deleted", f"model:{project}/{name}", self._actor)
         return self._store.set_alias(project, name, alias, None, event)
 
-    def list(self, project: str) -> list[ModelSummary]:
+    def models(self, project: str) -> list[ModelSummary]:
         return self._store.list_models(project)
 
     def versions(self, name: str, project: str) -> list[ModelVersion]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from loopml.domain.records import (
     RunStatus,
 )
 from loopml.errors import InvalidInput
-from loopml.ports import BlobStore, EnvironmentProbe, RunPage, RunStore
+from loopml.ports import BlobStore, EnvironmentProbe, NewRun, RunPage, RunStore
 
 FLUSH_POINTS = 1000
 FLUSH_INTERVAL_S = 1.0
@@ -71,11 +72,7 @@ class ActiveRun:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._ended = False
-        self._timer = threading.Thread(
-            target=self._flush_periodically, daemon=True, name=f"loopml-flush-{run.id[:8]}"
-        )
-        self._stop = threading.Event()
-        self._timer.start()
+        _FLUSHER.watch(self)
 
     # -- logging -----------------------------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
@@ -127,13 +124,10 @@ class ActiveRun:
                     self._buffer[:0] = batch
                 raise
 
-    def _flush_periodically(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL_S):
-            if self._buffer and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
-                try:
-                    self.flush()
-                except Exception:  # the next flush retries; an error surfaces at run end
-                    continue
+    def flush_if_due(self) -> None:
+        """Flush when points have waited `FLUSH_INTERVAL_S`; called by the background flusher."""
+        if self._buffer and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+            self.flush()
 
     def use_dataset(self, dataset: DatasetVersion | str) -> DatasetVersion:
         """Record a dataset version as an input of this run (`churn@2` or a DatasetVersion)."""
@@ -161,16 +155,21 @@ class ActiveRun:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> Run:
-        """Flush and close the run with `status`."""
+        """Close the run with `status`, writing the buffered points in the same transaction."""
         if self._ended:
             return self._service.get(self.id)
-        self._stop.set()
+        _FLUSHER.forget(self)
+        with self._lock:
+            batch, self._buffer = self._buffer, []
         try:
-            self.flush()
-        finally:
-            self._ended = True
-            self._service.active_runs.discard(self)
-        return self._service.end_run(self.id, status, error)
+            run = self._service.end_run(self, status, error, batch)
+        except Exception:
+            with self._lock:
+                self._buffer[:0] = batch
+            raise
+        self._ended = True
+        self._service.active_runs.discard(self)
+        return run
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -191,6 +190,43 @@ class ActiveRun:
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, name={self.name!r}, project={self.project!r})"
+
+
+class _Flusher:
+    """One daemon thread that flushes every active run's due points, so a run whose loop went
+    quiet still reaches the store within `FLUSH_INTERVAL_S`."""
+
+    def __init__(self) -> None:
+        self._runs: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, run: ActiveRun) -> None:
+        with self._lock:
+            self._runs.add(run)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, daemon=True, name="loopml-metric-flusher"
+                )
+                self._thread.start()
+
+    def forget(self, run: ActiveRun) -> None:
+        with self._lock:
+            self._runs.discard(run)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL_S / 2)
+            with self._lock:
+                runs = list(self._runs)
+            for run in runs:
+                try:
+                    run.flush_if_due()
+                except Exception:  # kept in the buffer; the next flush or the run's end retries
+                    continue
+
+
+_FLUSHER = _Flusher()
 
 
 @dataclass(frozen=True)
@@ -227,42 +263,32 @@ class TrackingService:
         capture_environment: bool = True,
     ) -> ActiveRun:
         environment: dict[str, Any] = {}
-        packages_ref = None
+        artifacts: tuple[RunArtifact, ...] = ()
         if capture_environment:
             environment, packages = self._environment.capture()
-            packages_ref = self.blobs.put_bytes(packages.encode())
-            environment = {**environment, "packages_digest": packages_ref.digest}
-        run_name = name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
-        run = self.store.create_run(
+            ref = self.blobs.put_bytes(packages.encode())
+            environment = {**environment, "packages_digest": ref.digest}
+            artifacts = (RunArtifact("environment/requirements.txt", ref.digest, ref.size),)
+        new = NewRun(
             project=project,
-            name=run_name,
+            name=name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"),
             environment=environment,
             tags={k: str(v) for k, v in (tags or {}).items()},
             parent_id=parent_id,
-            event=EventDraft("run.created", f"run:{project}", self._actor),
+            artifacts=artifacts,
         )
-        if packages_ref is not None:
-            self.store.add_inputs_and_artifacts(
-                run.id,
-                [],
-                [
-                    RunArtifact(
-                        "environment/requirements.txt", packages_ref.digest, packages_ref.size
-                    )
-                ],
-            )
+        run = self.store.create_run(new, EventDraft("run.created", f"run:{project}", self._actor))
         active = ActiveRun(self, run)
         self.active_runs.add(active)
         return active
 
-    def end_run(self, run_id: RunId, status: RunStatus, error: str | None) -> Run:
-        run = self.store.get_run(run_id)
+    def end_run(
+        self, run: ActiveRun, status: RunStatus, error: str | None, final: list[MetricPoint]
+    ) -> Run:
+        entity = f"run:{run.project}/{run.id}"
+        event = EventDraft(f"run.{status.value}", entity, self._actor)
         return self.store.end_run(
-            run_id,
-            status,
-            error,
-            datetime.now(UTC),
-            EventDraft(f"run.{status.value}", f"run:{run.project}/{run_id}", self._actor),
+            run.id, status, error, datetime.now(UTC), event, final_metrics=final
         )
 
     def log_artifact(self, run_id: RunId, local: Path, artifact_path: str | None) -> list[str]:

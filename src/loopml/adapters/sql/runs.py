@@ -35,7 +35,7 @@ from loopml.domain.records import (
     RunStatus,
 )
 from loopml.errors import Conflict, InvalidInput, NotFound
-from loopml.ports import RunPage
+from loopml.ports import NewRun, RunPage
 
 
 def _as_number(value: str) -> float | None:
@@ -57,49 +57,44 @@ class SqlRunStore:
         self._db = db
         self._clock = clock
 
-    def create_run(
-        self,
-        *,
-        project: str,
-        name: str,
-        environment: dict[str, Any],
-        tags: dict[str, str],
-        parent_id: RunId | None,
-        event: EventDraft,
-    ) -> Run:
+    def create_run(self, new: NewRun, event: EventDraft) -> Run:
         run_id = RunId(uuid.uuid4().hex)
         with self._db.write() as conn:
             now = self._clock()
-            ensure_project(conn, project, now)
-            if parent_id is not None:
-                self._status(conn, parent_id)
+            ensure_project(conn, new.project, now)
+            if new.parent_id is not None:
+                self._status(conn, new.parent_id)
             conn.execute(
                 t.runs.insert().values(
                     id=run_id,
-                    project=project,
-                    name=name,
+                    project=new.project,
+                    name=new.name,
                     status=RunStatus.RUNNING.value,
                     start_us=now,
-                    environment=environment,
-                    parent_id=parent_id,
+                    environment=new.environment,
+                    parent_id=new.parent_id,
                 )
             )
-            insert_ignore(
-                conn, t.tags, [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
-            )
+            rows = [{"run_id": run_id, "key": k, "value": v} for k, v in new.tags.items()]
+            insert_ignore(conn, t.tags, rows)
+            self._write_artifacts(conn, run_id, new.artifacts)
+            after = {"name": new.name, "status": RunStatus.RUNNING.value, **(event.after or {})}
+            entity = f"run:{new.project}/{run_id}"
             append_event(
-                self._db,
-                conn,
-                EventDraft(
-                    event.action,
-                    f"run:{project}/{run_id}",
-                    event.actor,
-                    None,
-                    {"name": name, "status": RunStatus.RUNNING.value, **(event.after or {})},
-                ),
-                now,
+                self._db, conn, EventDraft(event.action, entity, event.actor, None, after), now
             )
-        return self.get_run(run_id)
+        return Run(
+            id=run_id,
+            project=new.project,
+            name=new.name,
+            status=RunStatus.RUNNING,
+            start_time=us_to_datetime(now),
+            end_time=None,
+            error=None,
+            tags=dict(new.tags),
+            environment=new.environment,
+            parent_id=new.parent_id,
+        )
 
     def _status(self, conn: Connection, run_id: str) -> RunStatus:
         status = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
@@ -114,9 +109,13 @@ class SqlRunStore:
         error: str | None,
         now: datetime,
         event: EventDraft,
+        *,
+        final_metrics: Sequence[MetricPoint] = (),
     ) -> Run:
         with self._db.write() as conn:
             current = self._status(conn, run_id)
+            if final_metrics and current is RunStatus.RUNNING:
+                self._write_metrics(conn, run_id, final_metrics)
             if status not in RUN_TRANSITIONS[current]:
                 raise Conflict(
                     f"Run {run_id} is {current} and cannot become {status}.",
@@ -192,7 +191,7 @@ class SqlRunStore:
         )
 
     def _write_metrics(self, conn: Connection, run_id: str, points: Sequence[MetricPoint]) -> None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "run_id": run_id,
                 "key": p.key,
@@ -230,16 +229,15 @@ class SqlRunStore:
             insert_ignore(
                 conn, t.run_inputs, [{"run_id": run_id, "dataset_version_id": i} for i in ids]
             )
-            upsert(
-                conn,
-                t.run_artifacts,
-                [
-                    {"run_id": run_id, "path": a.path, "digest": a.digest, "size": a.size}
-                    for a in arts
-                ],
-                keys=["run_id", "path"],
-                update=["digest", "size"],
-            )
+            self._write_artifacts(conn, run_id, arts)
+
+    @staticmethod
+    def _write_artifacts(conn: Connection, run_id: str, artifacts: Sequence[RunArtifact]) -> None:
+        rows = [
+            {"run_id": run_id, "path": a.path, "digest": a.digest, "size": a.size}
+            for a in artifacts
+        ]
+        upsert(conn, t.run_artifacts, rows, keys=["run_id", "path"], update=["digest", "size"])
 
     def _dataset_version_id(self, conn: Connection, project: str, name: str, version: int) -> int:
         found = conn.execute(
