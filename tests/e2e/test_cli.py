@@ -151,6 +151,32 @@ def test_user_errors_are_one_clear_message_and_exit_1(cli, args: list[str], word
     assert err.startswith("error: ")
 
 
+def test_a_non_table_where_a_table_is_needed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "picture.png").write_bytes(b"\x89PNG not a table")
+    code, _, err = cli("data", "add", "picture.png", "--table")
+    assert code == 1
+    assert "not a CSV or Parquet file" in err
+    assert cli("data", "list", "--json")[1].strip() == "[]"  # nothing was written
+
+
+def test_a_corrupted_blob_is_named_and_no_bad_file_is_left(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
+    assert cli("data", "add", "d.csv")[0] == 0
+    blob = next(p for p in (tmp_path / ".loopml" / "artifacts" / "blobs").rglob("*") if p.is_file())
+    blob.chmod(0o644)
+    blob.write_bytes(b"a,b\n1,2\n3,5\n")
+    code, _, err = cli("data", "get", "d@1", "-o", "out")
+    assert code == 1
+    assert f"blake3:{blob.parent.name}{blob.name}" in err
+    assert not (tmp_path / "out" / "d.csv").exists()
+
+
+def test_db_upgrade_reports_the_revision(cli) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = cli("db", "upgrade", "--json")
+    assert code == 0
+    assert json.loads(out)["revision"] == json.loads(out)["head"]
+
+
 def test_alias_on_a_missing_version_names_the_versions(cli) -> None:  # type: ignore[no-untyped-def]
     from sklearn.dummy import DummyClassifier
 

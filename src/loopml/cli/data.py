@@ -63,6 +63,9 @@ def add(
     name: str = typer.Option(None, "--name", "-n", help="Dataset name (default: the file name)."),
     message: str = typer.Option("", "--message", "-m", help="What this version is."),
     no_profile: bool = typer.Option(False, "--no-profile", help="Skip the schema and profile."),
+    table: bool = typer.Option(
+        False, "--table", help="Require one CSV/TSV/Parquet file (refuse anything else)."
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -74,6 +77,7 @@ def add(
             name=name,
             message=message,
             profile=not no_profile,
+            require_table=table,
             project=project_of(workspace, project),
             progress=progress,
         )
