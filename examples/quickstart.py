@@ -1,6 +1,6 @@
 """The README's Python example, end to end: version data, track a run, register, load.
 
-    python examples/quickstart.py        # writes ./.loopml/ (or wherever LOOPML_* points)
+python examples/quickstart.py        # writes ./.loopml/ (or wherever LOOPML_* points)
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ def main() -> None:
     loopml.models.set_alias("churn", "champion", mv.version)
     champion = loopml.models.load("churn@champion")  # or "churn/3"
     predictions = champion.predict(x_test)
-    print(f"dataset {ds.ref}, run {run.id}, model {mv.ref} (f1 {mv.metrics['f1']:.3f}), "
-          f"{int(predictions.sum())} of {len(predictions)} predicted to churn")
+    print(
+        f"dataset {ds.ref}, run {run.id}, model {mv.ref} (f1 {mv.metrics['f1']:.3f}), "
+        f"{int(predictions.sum())} of {len(predictions)} predicted to churn"
+    )
 
 
 if __name__ == "__main__":
