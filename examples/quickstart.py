@@ -1,10 +1,15 @@
 """The README's Python example, end to end: version data, track a run, register, load.
 
-python examples/quickstart.py        # writes ./.loopml/ (or wherever LOOPML_* points)
+Run: python examples/quickstart.py [FOLDER]     (works in FOLDER, default ./loopml-quickstart/)
+
+Everything lands in FOLDER/.loopml/ unless LOOPML_* settings point elsewhere; look at it with
+`cd FOLDER && loopml runs list`, `loopml models versions churn`, `loopml data show churn`.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,9 @@ def make_data(path: Path, rows: int = 2000, seed: int = 0) -> None:
 
 
 def main() -> None:
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "loopml-quickstart")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
     Path("data").mkdir(exist_ok=True)
     make_data(Path("data/train.csv"))
     ds = loopml.data.add("data/train.csv", name="churn")  # same bytes -> same version
@@ -53,7 +61,8 @@ def main() -> None:
     predictions = champion.predict(x_test)
     print(
         f"dataset {ds.ref}, run {run.id}, model {mv.ref} (f1 {mv.metrics['f1']:.3f}), "
-        f"{int(predictions.sum())} of {len(predictions)} predicted to churn"
+        f"{int(predictions.sum())} of {len(predictions)} predicted to churn\n"
+        f"Look around: cd {folder} && loopml runs list && loopml models versions churn"
     )
 
 

@@ -39,7 +39,7 @@ def test_quickstart_runs_and_leaves_a_registered_champion(tmp_path: Path) -> Non
     assert "model churn/2" in again.stdout
     listing = subprocess.run(
         [sys.executable, "-m", "loopml", "models", "versions", "churn"],
-        cwd=tmp_path,
+        cwd=tmp_path / "loopml-quickstart",
         env=env,
         capture_output=True,
         text=True,

@@ -121,3 +121,38 @@ def test_kill_9_during_data_add_leaves_nothing_half_written(
     workspace.data.get("big@1", "default", out)
     assert (out / "big.bin").stat().st_size == big.stat().st_size
     workspace.close()
+
+
+_QUIET_LOGGER = textwrap.dedent(
+    """
+    import sys, time
+    from loopml.bootstrap import open_workspace
+    from loopml.settings import Settings
+    workspace = open_workspace(Settings.from_env())
+    run = workspace.tracking.start_run(project="default", name="crash")
+    for step in range(500):
+        run.log_metric("loss", 1.0, step=step)
+    print(run.id, flush=True)
+    time.sleep(60)  # the loop went quiet; the process is about to be killed
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_crash_loses_no_point_older_than_the_flush_interval(
+    db_url: str, make_settings: object
+) -> None:
+    settings = make_settings(db_url)  # type: ignore[operator]
+    open_workspace(settings).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _QUIET_LOGGER], env=_env(settings), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    time.sleep(1.5)  # the documented bound is 1.1 s
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    workspace = open_workspace(settings)
+    assert len(workspace.tracking.metric_history(run_id, "loss")) == 500
+    workspace.close()

@@ -271,7 +271,10 @@ class SqlRunStore:
             )
         with self._db.read() as conn:
             ids = list(conn.execute(page_statement(query, limit, offset)).scalars())
-            total = int(conn.execute(count_statement(query)).scalar_one())
+            if offset == 0 and len(ids) < limit:
+                total = len(ids)  # the whole result fits the first page: no count needed
+            else:
+                total = int(conn.execute(count_statement(query)).scalar_one())
             return RunPage(self._hydrate(conn, ids), total)
 
     def _hydrate(self, conn: Connection, ids: list[str]) -> list[Run]:
