@@ -29,9 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
-
 from loopml.domain.hashing import (
     CHUNK_BYTES,
     Digest,
@@ -226,6 +223,15 @@ class _VerifyingReader(io.RawIOBase):
             )
 
 
+def _local_root(root_url: str) -> str | None:
+    """The absolute folder of a local root (a path or `file://`), or None for any other URL."""
+    if root_url.startswith("file://"):
+        root_url = root_url[len("file://") :]
+    elif "://" in root_url or root_url.startswith(("s3:", "gs:", "memory:")):
+        return None
+    return os.path.abspath(os.path.expanduser(root_url))
+
+
 class FsspecBlobStore:
     """A BlobStore under `root_url`: a local path, `file://…`, `s3://bucket/prefix`, …
 
@@ -234,11 +240,25 @@ class FsspecBlobStore:
     """
 
     def __init__(self, root_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        fs, root = url_to_fs(root_url, **(storage_options or {}))
-        self._fs = fs
-        self._local = isinstance(fs, LocalFileSystem)
+        local_root = _local_root(root_url)
+        self._local = local_root is not None
+        self._filesystem: Any = None
+        if local_root is not None:  # plain os calls: fsspec is imported only if ever needed
+            root = local_root
+        else:
+            from fsspec.core import url_to_fs
+
+            self._filesystem, root = url_to_fs(root_url, **(storage_options or {}))
         self._root = root.rstrip("/") if root != "/" else root
-        self._url = self._root if self._local else str(fs.unstrip_protocol(self._root))
+        self._url = self._root if self._local else str(self._fs.unstrip_protocol(self._root))
+
+    @property
+    def _fs(self) -> Any:
+        if self._filesystem is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._filesystem = LocalFileSystem()
+        return self._filesystem
 
     def url(self) -> str:
         return self._url

@@ -9,7 +9,6 @@ from typing import Any
 from loopml.domain.manifest import Manifest
 from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
 from loopml.domain.refs import ModelRef, check_alias, check_name, parse_model_ref
-from loopml.domain.signature import infer_signature
 from loopml.errors import IntegrityError, InvalidInput
 from loopml.ports import (
     BlobStore,
@@ -61,6 +60,8 @@ class RegistryService:
         snapshot.update(metrics or {})
         signature: dict[str, Any] = {}
         if input_example is not None:
+            from loopml.domain.signature import infer_signature  # numpy: only when needed
+
             if output_example is None and callable(getattr(model, "predict", None)):
                 output_example = model.predict(input_example)
             signature = infer_signature(input_example, output_example).to_dict()

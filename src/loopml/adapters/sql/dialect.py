@@ -6,12 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql, sqlite
 
 
 def _insert(conn: Connection, table: Table) -> Any:
-    module = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return module.insert(table)
+    if conn.dialect.name == "postgresql":  # imported on use: SQLite users never load it
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
