@@ -11,7 +11,6 @@ import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ GIT_CACHE_S = 5.0
 @functools.cache
 def installed_packages() -> str:
     """`name==version` lines of every installed distribution, sorted."""
+    from importlib import metadata  # read once per process, on the first run
+
     lines = {
         f"{dist.metadata['Name']}=={dist.version}"
         for dist in metadata.distributions()

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.dialect import lock_or_create_named
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
     Clock,
@@ -69,7 +70,9 @@ class SqlDatasetStore:
         with self._db.write() as conn:
             now = self._clock()
             ensure_project(conn, new.project, now)
-            dataset_id, latest = self._dataset_for_update(conn, new.project, new.name, now)
+            dataset_id, latest = lock_or_create_named(
+                conn, t.datasets, new.project, new.name, {"created_us": now, "updated_us": now}
+            )
             existing = conn.execute(
                 select(*_VERSION_COLUMNS)
                 .select_from(_JOINED)
@@ -109,24 +112,6 @@ class SqlDatasetStore:
                 now,
             )
         return self.get_version(new.project, new.name, version), True
-
-    def _dataset_for_update(
-        self, conn: Connection, project: str, name: str, now: int
-    ) -> tuple[int, int]:
-        query = select(t.datasets.c.id, t.datasets.c.latest_version).where(
-            t.datasets.c.project == project, t.datasets.c.name == name
-        )
-        if self._db.backend == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is not None:
-            return int(row.id), int(row.latest_version)
-        result = conn.execute(
-            t.datasets.insert().values(
-                project=project, name=name, created_us=now, updated_us=now, latest_version=0
-            )
-        )
-        return int(result.inserted_primary_key[0]), 0  # type: ignore[index]
 
     def _version_row(self, conn: Connection, project: str, name: str, version: int | None) -> Any:
         ds = conn.execute(

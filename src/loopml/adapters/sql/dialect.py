@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, select
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -48,3 +48,22 @@ def upsert(
         index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}, where=where
     )
     conn.execute(stmt, list(rows))
+
+
+def lock_or_create_named(
+    conn: Connection, table: Table, project: str, name: str, values: dict[str, Any]
+) -> tuple[int, int]:
+    """Id and latest version number of the row named (`project`, `name`), created with `values`
+    if missing, and locked until the transaction ends so version numbers never collide.
+
+    Insert-if-absent first, then read under `FOR UPDATE` (PostgreSQL); SQLite's write
+    transaction already holds the database lock.
+    """
+    insert_ignore(conn, table, [{"project": project, "name": name, "latest_version": 0, **values}])
+    query = select(table.c.id, table.c.latest_version).where(
+        table.c.project == project, table.c.name == name
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).one()
+    return int(row.id), int(row.latest_version)

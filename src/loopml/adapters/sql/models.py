@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
-from loopml.adapters.sql.dialect import upsert
+from loopml.adapters.sql.dialect import lock_or_create_named, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
     Clock,
@@ -56,7 +56,9 @@ class SqlModelStore:
         with self._db.write() as conn:
             now = self._clock()
             ensure_project(conn, new.project, now)
-            model_id, latest = self._model_for_update(conn, new.project, new.name, now)
+            model_id, latest = lock_or_create_named(
+                conn, t.models, new.project, new.name, {"description": "", "created_us": now}
+            )
             version = latest + 1
             conn.execute(
                 t.model_versions.insert().values(
@@ -94,24 +96,6 @@ class SqlModelStore:
                 now,
             )
         return self.get_version(new.project, new.name, version)
-
-    def _model_for_update(
-        self, conn: Connection, project: str, name: str, now: int
-    ) -> tuple[int, int]:
-        query = select(t.models.c.id, t.models.c.latest_version).where(
-            t.models.c.project == project, t.models.c.name == name
-        )
-        if self._db.backend == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is not None:
-            return int(row.id), int(row.latest_version)
-        result = conn.execute(
-            t.models.insert().values(
-                project=project, name=name, description="", created_us=now, latest_version=0
-            )
-        )
-        return int(result.inserted_primary_key[0]), 0  # type: ignore[index]
 
     def _model_id(self, conn: Connection, project: str, name: str) -> tuple[int, int]:
         row = conn.execute(
