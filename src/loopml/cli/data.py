@@ -31,11 +31,11 @@ _PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar on stderr for large inputs when stderr is a terminal."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
     if not sys.stderr.isatty():
         yield lambda phase, done, total: None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     bar = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
