@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from loopml import data, models
     from loopml.fluent import active_run, get_run, search_runs, start_run
+    from loopml.pipelines import run_pipeline
+    from loopml.steps import pipeline, step
 
 __version__ = "0.1.0"
 
@@ -27,8 +29,11 @@ __all__ = [
     "data",
     "get_run",
     "models",
+    "pipeline",
+    "run_pipeline",
     "search_runs",
     "start_run",
+    "step",
 ]
 
 _LAZY = {
@@ -36,6 +41,9 @@ _LAZY = {
     "get_run": "loopml.fluent",
     "search_runs": "loopml.fluent",
     "start_run": "loopml.fluent",
+    "pipeline": "loopml.steps",
+    "step": "loopml.steps",
+    "run_pipeline": "loopml.pipelines",
 }
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from loopml.adapters.artifacts import FsspecBlobStore
 from loopml.adapters.environment import LocalEnvironmentProbe
@@ -15,10 +19,15 @@ from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.events import SqlEventLog
 from loopml.adapters.sql.migrate import ensure_schema
 from loopml.adapters.sql.models import SqlModelStore
+from loopml.adapters.sql.pipelines import SqlPipelineStore
 from loopml.adapters.sql.runs import SqlRunStore
+from loopml.adapters.step_values import TypedValueSerializer
 from loopml.adapters.table_describer import ArrowTableDescriber
 from loopml.services.audit import AuditService
-from loopml.services.data import DataService
+from loopml.services.data import DataService, dataset_pins
+from loopml.services.folders import ValueStore
+from loopml.services.lineage import LineageService
+from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, numbers_of
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
 from loopml.settings import Settings
@@ -35,6 +44,9 @@ class Workspace:
     tracking: TrackingService
     registry: RegistryService
     audit: AuditService
+    pipelines: PipelineService
+    lineage: SqlPipelineStore
+    graph: LineageService
 
     @property
     def project(self) -> str:
@@ -42,6 +54,9 @@ class Workspace:
 
     def close(self) -> None:
         self.tracking.close_all()
+        key = settings_key(self.settings)
+        if _worker_workspaces.get(key) is self:
+            del _worker_workspaces[key]
         self.db.dispose()
 
 
@@ -59,22 +74,50 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         runs,
         blobs,
         LocalEnvironmentProbe(),
-        lambda ref, project: data.resolve(ref, project),
+        lambda ref, project: data.resolve(ref, project, record=False),
         settings.actor,
     )
-    registry = RegistryService(
-        SqlModelStore(db), runs, blobs, FlavorModelSerializer(), settings.actor
+    values = ValueStore(blobs, TypedValueSerializer())
+    pipeline_store = SqlPipelineStore(db)
+    spec = settings_key(settings)
+    pipelines = PipelineService(
+        tracking, pipeline_store, values, run_step_task, dataclasses.asdict(settings)
     )
-    return Workspace(settings, db, blobs, data, tracking, registry, AuditService(SqlEventLog(db)))
+    models = SqlModelStore(db)
+    registry = RegistryService(models, runs, blobs, FlavorModelSerializer(), settings.actor)
+    workspace = Workspace(
+        settings,
+        db,
+        blobs,
+        data,
+        tracking,
+        registry,
+        AuditService(SqlEventLog(db)),
+        pipelines,
+        pipeline_store,
+        LineageService(runs, pipeline_store, pipeline_store, models),
+    )
+    _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it
+    return workspace
 
 
 _default: Workspace | None = None
 _default_lock = threading.Lock()
+_override: ContextVar[Workspace | None] = ContextVar("loopml_workspace", default=None)
+_worker_workspaces: dict[str, Workspace] = {}
+
+
+def settings_key(settings: Settings) -> str:
+    return json.dumps(dataclasses.asdict(settings), sort_keys=True, default=str)
 
 
 def default_workspace() -> Workspace:
-    """The process-wide workspace of the convenience API, opened from the environment once."""
+    """The workspace of the convenience API: the one a pipeline step runs in, else the
+    process-wide one opened from the environment once."""
     global _default
+    override = _override.get()
+    if override is not None:
+        return override
     with _default_lock:
         if _default is None:
             _default = open_workspace()
@@ -90,3 +133,49 @@ def reset_default_workspace() -> None:
             atexit.unregister(_default.close)
             _default.close()
         _default = None
+
+
+def run_step_task(task: StepTask) -> StepOutcome:
+    """Run one pipeline step where this process is (the executors' worker function).
+
+    Inputs come from the artifact store and outputs go back there. While the step runs, its run
+    is the current run, its workspace is the default one, and dataset pins apply.
+    """
+    import cloudpickle
+
+    settings = Settings(**task.workspace)
+    key = settings_key(settings)
+    workspace = _worker_workspaces.get(key)
+    if workspace is None:
+        workspace = _worker_workspaces[key] = open_workspace(settings)
+    function = cloudpickle.loads(task.function)
+    arguments = {name: workspace.pipelines.values.load(ref) for name, ref in task.inputs.items()}
+    run = workspace.tracking.attach(task.run_id).activate()
+    tokens = (_override.set(workspace), dataset_pins.set(dict(task.dataset_pins)))
+    try:
+        value = function(**task.params, **arguments)
+        outputs = split_outputs(task, value)
+        refs = tuple(workspace.pipelines.values.store(v) for v in outputs)
+        metrics = numbers_of(outputs[0]) if len(outputs) == 1 else {}
+        if metrics:
+            run.log_metrics(metrics)
+        run.flush()
+    finally:
+        _override.reset(tokens[0])
+        dataset_pins.reset(tokens[1])
+        run.deactivate()
+    return StepOutcome(refs)
+
+
+def split_outputs(task: StepTask, value: Any) -> tuple[Any, ...]:
+    if task.n_outputs == 1:
+        return (value,)
+    if not isinstance(value, tuple | list) or len(value) != task.n_outputs:
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            f"Step {task.step!r} declares {task.n_outputs} outputs but returned "
+            f"{type(value).__name__}.",
+            f"Return a tuple of {task.n_outputs} values, or fix the return annotation.",
+        )
+    return tuple(value)

@@ -1,42 +1,16 @@
 """The convenience tracking API: `loopml.start_run()` over the process-wide workspace.
 
-The active run lives in a `ContextVar`, so threads and asyncio tasks each see their own.
+The current run lives in a `ContextVar`, so threads and asyncio tasks each see their own.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
-from types import TracebackType
 from typing import Any
 
 from loopml.bootstrap import default_workspace
 from loopml.domain.records import Run, RunId
 from loopml.ports import RunPage
-from loopml.services.tracking import ActiveRun
-
-_active: ContextVar[ActiveRun | None] = ContextVar("loopml_active_run", default=None)
-
-
-class _RunContext(ActiveRun):
-    """An `ActiveRun` that is also the active run of its context until it ends."""
-
-    _token: Token[ActiveRun | None] | None = None
-
-    def __enter__(self) -> ActiveRun:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc, tb)
-        finally:
-            if self._token is not None:
-                _active.reset(self._token)
-                self._token = None
+from loopml.services.tracking import ActiveRun, current_run
 
 
 def start_run(
@@ -49,7 +23,7 @@ def start_run(
     """Start a run in the workspace of this process (`LOOPML_*` settings, else ./.loopml/).
 
     Use it in a `with` block: the run ends when the block ends, and is marked failed with the
-    error text if an exception escapes it.
+    error text if an exception escapes it. Until it ends it is this context's current run.
     """
     workspace = default_workspace()
     parent_id = parent.id if isinstance(parent, ActiveRun) else parent
@@ -59,15 +33,13 @@ def start_run(
         tags=tags,
         parent_id=RunId(parent_id) if parent_id else None,
     )
-    run.__class__ = _RunContext
-    run._token = _active.set(run)  # type: ignore[attr-defined]
-    return run
+    return run.activate()
 
 
 def active_run() -> ActiveRun | None:
-    """The run started in this context and not yet ended, if any."""
-    run = _active.get()
-    return run if run is not None and not run._ended else None
+    """The run started in this context (or the pipeline step running here), if any."""
+    run = current_run.get()
+    return run if run is not None and not run.ended else None
 
 
 def get_run(run_id: str) -> Run:

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from loopml.cli import data, models, runs, workspace
+from loopml.cli import data, models, pipeline, runs, workspace
 
 HELP = """loopml: versioned data, tracked runs, a model registry, closed into one loop.
 
@@ -38,6 +38,8 @@ def build_app() -> typer.Typer:
     app.add_typer(data.app, name="data")
     app.add_typer(runs.app, name="runs")
     app.add_typer(models.app, name="models")
+    app.add_typer(pipeline.app, name="pipeline")
+    app.command("lineage")(pipeline.lineage)
     return app
 
 

@@ -120,6 +120,41 @@ def show(
         )
 
 
+@app.command("reproduce")
+def reproduce(
+    run_id: str = typer.Argument(..., help="A pipeline run."),
+    executor: str = typer.Option("local", "--executor", "-e", help="local, processes or ray."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Rerun a pipeline run on the same data versions and parameters; compare its metrics."""
+    from loopml.pipelines import reproduce_run
+
+    result = reproduce_run(run_id, executor=executor)
+    if as_json:
+        print_json(
+            {
+                "original": run_id,
+                "new": result.result.run.id,
+                "status": result.result.run.status.value,
+                "warnings": result.warnings,
+                "metric_changes": result.metric_changes,
+                "identical_metrics": result.identical_metrics,
+            }
+        )
+    else:
+        for warning in result.warnings:
+            sys.stderr.write(f"warning: {warning}\n")
+        sys.stdout.write(
+            f"reproduced {run_id} as {result.result.run.id} ({result.result.run.status.value})\n"
+        )
+        if result.identical_metrics:
+            sys.stdout.write("metrics identical\n")
+        for key, (before, after) in result.metric_changes.items():
+            sys.stdout.write(f"  {key}: {_short(before)} -> {_short(after)}\n")
+    if not result.result.ok:
+        raise typer.Exit(1)
+
+
 @app.command("compare")
 def compare(
     run_a: str = typer.Argument(..., help="First run id."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ from loopml.domain.records import DatasetSummary, DatasetVersion, EventDraft
 from loopml.domain.refs import DatasetRef, check_name, parse_dataset_ref
 from loopml.errors import InvalidInput, NotFound
 from loopml.ports import BlobStore, DatasetStore, HashCache, NewDatasetVersion, TableDescriber
+from loopml.services.tracking import current_run
+
+dataset_pins: ContextVar[dict[str, int] | None] = ContextVar("loopml_dataset_pins", default=None)
+"""Dataset name -> version that `name` and `name@latest` resolve to here (a reproduced run)."""
 
 Progress = Callable[[str, int, int], None]
 """Called with (phase, bytes done, bytes total) while files are hashed and stored."""
@@ -128,9 +133,21 @@ class DataService:
             self._cache.put(path, ref)
         return ref
 
-    def resolve(self, ref: str | DatasetRef, project: str) -> DatasetVersion:
+    def resolve(
+        self, ref: str | DatasetRef, project: str, *, record: bool = True
+    ) -> DatasetVersion:
+        """The version `ref` names. Inside a run (a `with` block or a pipeline step) it is
+        recorded as the run's input unless `record` is False; a pinned name resolves to its pin.
+        """
         parsed = parse_dataset_ref(ref) if isinstance(ref, str) else ref
-        return self._store.get_version(project, parsed.name, parsed.version)
+        version = parsed.version
+        if version is None:
+            version = (dataset_pins.get() or {}).get(parsed.name)
+        found = self._store.get_version(project, parsed.name, version)
+        run = current_run.get()
+        if record and run is not None:
+            run.use_dataset(found)
+        return found
 
     def datasets(self, project: str) -> list[DatasetSummary]:
         return self._store.list_datasets(project)

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loopml.domain.manifest import Manifest
 from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
 from loopml.domain.refs import ModelRef, check_alias, check_name, parse_model_ref
 from loopml.errors import IntegrityError, InvalidInput
@@ -18,6 +17,7 @@ from loopml.ports import (
     NewModelVersion,
     RunStore,
 )
+from loopml.services.folders import fetch_folder, store_folder
 
 
 class RegistryService:
@@ -67,7 +67,7 @@ class RegistryService:
             signature = infer_signature(input_example, output_example).to_dict()
         with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
             flavor, info = self._serializer.save(model, Path(tmp))
-            manifest = self._store_folder(Path(tmp))
+            manifest = store_folder(self._blobs, Path(tmp))
         new = NewModelVersion(
             project,
             name,
@@ -80,14 +80,6 @@ class RegistryService:
         )
         event = EventDraft("model.version_registered", f"model:{project}/{name}", self._actor)
         return self._store.register(new, event)
-
-    def _store_folder(self, folder: Path) -> Manifest:
-        entries = [
-            (p.relative_to(folder).as_posix(), self._blobs.put_file(p))
-            for p in sorted(folder.rglob("*"))
-            if p.is_file()
-        ]
-        return Manifest.of(entries)
 
     def resolve(self, ref: str | ModelRef, project: str) -> ModelVersion:
         parsed = parse_model_ref(ref) if isinstance(ref, str) else ref
@@ -116,10 +108,7 @@ class RegistryService:
                 "The registry entry was altered; register the model again.",
             )
         with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
-            for rel, blob in manifest.files.items():
-                target = Path(tmp) / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._blobs.get_file(blob.digest, target)
+            fetch_folder(self._blobs, manifest, Path(tmp))
             return self._serializer.load(
                 version.flavor, Path(tmp), version.flavor_info, trust=trust
             )

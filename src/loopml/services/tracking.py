@@ -13,6 +13,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,9 @@ from loopml.domain.records import (
 )
 from loopml.errors import InvalidInput
 from loopml.ports import BlobStore, EnvironmentProbe, NewRun, RunPage, RunStore
+
+current_run: ContextVar[ActiveRun | None] = ContextVar("loopml_current_run", default=None)
+"""The run that code in this context logs to: the `with` block's run, or a pipeline step's run."""
 
 FLUSH_POINTS = 1000
 FLUSH_INTERVAL_S = 1.0
@@ -72,7 +76,23 @@ class ActiveRun:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._ended = False
+        self._token: Token[ActiveRun | None] | None = None
         _FLUSHER.watch(self)
+
+    def deactivate(self) -> None:
+        """Stop being the current run of this context, without ending the run."""
+        if self._token is not None:
+            try:
+                current_run.reset(self._token)
+            except ValueError:  # activated in another context
+                current_run.set(None)
+            self._token = None
+
+    def activate(self) -> ActiveRun:
+        """Make this the current run of this context (what `loopml.active_run()` returns)."""
+        if self._token is None:
+            self._token = current_run.set(self)
+        return self
 
     # -- logging -----------------------------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
@@ -124,6 +144,10 @@ class ActiveRun:
                     self._buffer[:0] = batch
                 raise
 
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
     def flush_if_due(self) -> None:
         """Flush when points have waited `FLUSH_INTERVAL_S`; called by the background flusher."""
         if self._buffer and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
@@ -169,10 +193,11 @@ class ActiveRun:
             raise
         self._ended = True
         self._service.active_runs.discard(self)
+        self.deactivate()
         return run
 
     def __enter__(self) -> ActiveRun:
-        return self
+        return self.activate()
 
     def __exit__(
         self,
@@ -281,6 +306,19 @@ class TrackingService:
         active = ActiveRun(self, run)
         self.active_runs.add(active)
         return active
+
+    def current_environment(self) -> dict[str, Any]:
+        """Where code runs now (git commit, Python, ...), as a run would record it."""
+        return self._environment.capture()[0]
+
+    def attach(self, run_id: str) -> ActiveRun:
+        """Log to a run started elsewhere (a pipeline step in a worker); it must be running."""
+        run = self.store.get_run(RunId(run_id))
+        if run.status is not RunStatus.RUNNING:
+            raise InvalidInput(
+                f"Run {run_id} is {run.status}; only a running run takes logs.", "Start a new run."
+            )
+        return ActiveRun(self, run)
 
     def end_run(
         self, run: ActiveRun, status: RunStatus, error: str | None, final: list[MetricPoint]

@@ -198,3 +198,35 @@ events = Table(
     Index("ix_events_entity", "entity"),
     Index("ix_events_action", "action"),
 )
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("digest", String(80), primary_key=True),
+    Column("serializer", String(30), nullable=False),
+    Column("type_name", String(300), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+run_io = Table(
+    "run_io",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("direction", String(3), primary_key=True),
+    Column("name", String(250), primary_key=True),
+    Column("artifact_digest", String(80), ForeignKey("artifacts.digest"), nullable=False),
+    Index("ix_run_io_artifact", "artifact_digest", "direction"),
+)
+
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("project", String(200), ForeignKey("projects.name"), primary_key=True),
+    Column("cache_key", String(80), primary_key=True),
+    Column("step_name", String(250), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)

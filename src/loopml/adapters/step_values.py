@@ -1,0 +1,350 @@
+"""Step outputs as files: a serializer chosen by the value's type, and the same bytes every time.
+
+An artifact is named by the digest of its files, so `dump` must write identical bytes for equal
+values, in any process. The serializers, tried in this order:
+
+    parquet   pandas DataFrame or Series (`value.parquet` + `meta.json`: which of the two)
+    numpy     numpy ndarray without Python objects (`value.npy`)
+    json      None, bool, int, finite float, str, and lists/tuples/dicts of these with str keys
+              (`value.json`, canonical; `meta.json` says whether the top level was a tuple)
+    sklearn   scikit-learn estimators through the sklearn flavor (`model.skops` + `flavor.json`)
+    pickle    anything else cloudpickle can write (`value.pkl`)
+
+A value a serializer cannot store faithfully (a frame parquet would give back changed, an object
+array, NaN in JSON, an estimator skops refuses) falls through to the next one. Pickle bytes are
+stable for most values, but not across processes for sets of str (hash randomization). Heavy
+libraries are imported inside the functions that use them, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import shutil
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopml.adapters.flavors.base import get_flavor
+from loopml.errors import AlreadyExists, IntegrityError, InvalidInput
+
+META_FILE = "meta.json"
+META_SCHEMA_VERSION = 1
+FLAVOR_FILE = "flavor.json"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+"""The earliest date a zip entry can carry; every skops entry gets it instead of the save time."""
+
+
+class _Unsuitable(Exception):
+    """This serializer cannot store the value faithfully; the next one is tried."""
+
+
+@dataclass(frozen=True)
+class _Serializer:
+    name: str
+    accepts: Callable[[Any], bool]
+    write: Callable[[Any, Path], None]
+    read: Callable[[Path], Any]
+
+
+class TypedValueSerializer:
+    """The `ValueSerializer` port: the first serializer that can store a value writes it."""
+
+    def dump(self, value: Any, directory: Path) -> tuple[str, str]:
+        _require_empty(directory)
+        for serializer in SERIALIZERS:
+            if serializer.accepts(value) and _write_or_clear(serializer, value, directory):
+                return serializer.name, _type_name(value)
+        raise AssertionError("unreachable: the pickle serializer accepts every value")
+
+    def load(self, serializer: str, directory: Path) -> Any:
+        for candidate in SERIALIZERS:
+            if candidate.name == serializer:
+                return candidate.read(directory)
+        raise InvalidInput(
+            f"Unknown step value serializer {serializer!r}.",
+            f"Use one of: {', '.join(s.name for s in SERIALIZERS)}.",
+        )
+
+
+def _write_or_clear(serializer: _Serializer, value: Any, directory: Path) -> bool:
+    """Write with `serializer`; on any failure leave `directory` empty. False means unsuitable."""
+    try:
+        serializer.write(value, directory)
+    except BaseException as error:
+        _clear(directory)
+        if isinstance(error, _Unsuitable):
+            return False
+        raise
+    return True
+
+
+def _require_empty(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise AlreadyExists(
+            f"Cannot write a step value into {directory}: the folder is not empty.",
+            "Pass a new, empty folder.",
+        )
+
+
+def _clear(directory: Path) -> None:
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _loaded(module: str, name: str) -> Any:
+    """`module.name` if `module` is imported, else None: a value of a class not loaded yet
+    cannot exist, so a type check never needs to import pandas, numpy or sklearn."""
+    return getattr(sys.modules.get(module), name, None)
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _existing(directory: Path, name: str) -> Path:
+    path = directory / name
+    if not path.is_file():
+        raise IntegrityError(
+            f"The step value file {name} is missing from {directory}.",
+            "The artifact was stored incompletely; rerun the step that produced it with "
+            "--no-cache.",
+        )
+    return path
+
+
+def _canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _write_meta(directory: Path, kind: str, **extra: Any) -> None:
+    meta = {"kind": kind, "schema_version": META_SCHEMA_VERSION, **extra}
+    (directory / META_FILE).write_bytes(_canonical_json(meta))
+
+
+def _read_json(directory: Path, name: str) -> Any:
+    return json.loads(_existing(directory, name).read_bytes().decode("utf-8"))
+
+
+# parquet: pandas frames and series
+def _is_pandas_frame_or_series(value: Any) -> bool:
+    return type(value) in (_loaded("pandas", "DataFrame"), _loaded("pandas", "Series"))
+
+
+def _write_parquet(value: Any, directory: Path) -> None:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    series = isinstance(value, pd.Series)
+    if series and not _is_json_scalar(value.name):
+        raise _Unsuitable
+    table = _arrow_table(value.to_frame() if series else value)
+    pq.write_table(table, directory / "value.parquet", compression="snappy", version="2.6")
+    extra = {"name": value.name} if series else {}
+    if getattr(value.index, "freq", None) is not None:  # parquet keeps no DatetimeIndex freq
+        extra["index_freq"] = value.index.freqstr
+    _write_meta(directory, "series" if series else "frame", **extra)
+
+
+def _arrow_table(frame: Any) -> Any:
+    """The frame as an Arrow table, or _Unsuitable when parquet would not give it back equal."""
+    import pyarrow as pa
+    from pandas.api.types import infer_dtype
+
+    if any("mixed" in infer_dtype(level) for level in _levels(frame.columns)):
+        raise _Unsuitable  # pyarrow would turn the labels into strings
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+    except (pa.ArrowException, ValueError, TypeError) as error:
+        raise _Unsuitable from error
+    if not all(map(_round_trips, table.schema.types)):
+        raise _Unsuitable
+    if _dtypes(frame) != _dtypes(table.slice(0, 0).to_pandas()):
+        raise _Unsuitable  # e.g. object columns of str come back as the str dtype in pandas 3
+    return table
+
+
+def _levels(index: Any) -> list[Any]:
+    return list(getattr(index, "levels", [index]))
+
+
+def _dtypes(frame: Any) -> list[Any]:
+    """The dtypes parquet must give back: of the columns, the index levels and the label levels."""
+    labels = [*_levels(frame.index), *_levels(frame.columns)]
+    return [*frame.dtypes, *(level.dtype for level in labels)]
+
+
+def _round_trips(arrow_type: Any) -> bool:
+    """Parquet gives categoricals back only for string categories, and nested values as arrays."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        value_type = arrow_type.value_type
+        return bool(pa.types.is_string(value_type) or pa.types.is_large_string(value_type))
+    return not pa.types.is_nested(arrow_type)
+
+
+def _read_parquet(directory: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    meta = _read_json(directory, META_FILE)
+    frame = pq.read_table(_existing(directory, "value.parquet")).to_pandas()
+    if meta.get("index_freq"):
+        frame.index = type(frame.index)(frame.index, freq=meta["index_freq"])
+    if meta.get("kind") == "series":
+        return frame.iloc[:, 0].rename(meta.get("name"))
+    return frame
+
+
+# numpy: plain arrays
+def _is_plain_array(value: Any) -> bool:
+    return type(value) is _loaded("numpy", "ndarray") and not value.dtype.hasobject
+
+
+def _write_numpy(value: Any, directory: Path) -> None:
+    import numpy as np
+
+    np.save(directory / "value.npy", value, allow_pickle=False)
+
+
+def _read_numpy(directory: Path) -> Any:
+    import numpy as np
+
+    return np.load(_existing(directory, "value.npy"), allow_pickle=False)
+
+
+# json: canonical JSON data
+def _is_json_scalar(value: Any) -> bool:
+    if type(value) is float:
+        return math.isfinite(value)
+    return value is None or type(value) in (bool, int, str)
+
+
+def _is_json_value(value: Any) -> bool:
+    if type(value) in (list, tuple):
+        return all(_is_json_value(item) for item in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_json_value(v) for k, v in value.items())
+    return _is_json_scalar(value)
+
+
+def _write_json(value: Any, directory: Path) -> None:
+    try:
+        data = _canonical_json(value)
+    except UnicodeEncodeError as error:  # a lone surrogate in a str
+        raise _Unsuitable from error
+    (directory / "value.json").write_bytes(data)
+    _write_meta(directory, "tuple" if type(value) is tuple else "value")
+
+
+def _read_json_value(directory: Path) -> Any:
+    value = _read_json(directory, "value.json")
+    return tuple(value) if _read_json(directory, META_FILE).get("kind") == "tuple" else value
+
+
+# sklearn: estimators via the sklearn flavor, made byte-stable
+def _is_sklearn_estimator(value: Any) -> bool:
+    estimator = _loaded("sklearn.base", "BaseEstimator")
+    return estimator is not None and isinstance(value, estimator)
+
+
+def _write_sklearn(value: Any, directory: Path) -> None:
+    from loopml.adapters.flavors.sklearn import MODEL_FILE
+
+    try:
+        info = get_flavor("sklearn").save(value, directory)
+    except InvalidInput as error:  # skops cannot store it; cloudpickle may
+        raise _Unsuitable from error
+    _canonicalize_skops(directory / MODEL_FILE)
+    (directory / FLAVOR_FILE).write_bytes(_canonical_json(info))
+
+
+def _read_sklearn(directory: Path) -> Any:
+    from loopml.adapters.flavors.sklearn import MODEL_FILE
+
+    info = _read_json(directory, FLAVOR_FILE)
+    _existing(directory, MODEL_FILE)
+    return get_flavor("sklearn").load(directory, info, trust_pickle=False).raw
+
+
+def _canonicalize_skops(path: Path) -> None:
+    """Rewrite a skops zip so equal models give equal bytes.
+
+    skops names its array files and `__id__` memo keys after `id(obj)` (memory addresses) and
+    stamps each entry with the save time. Here ids are renumbered and files renamed in the
+    order the schema first mentions them, and entries are written sorted, stored, at ZIP_EPOCH.
+    """
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    schema = json.loads(entries.pop("schema.json"))
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+    schema = _renumber(schema, ids, files, set(entries))
+    renamed = {files.get(name, name): data for name, data in entries.items()}
+    renamed["schema.json"] = json.dumps(schema, indent=2).encode("utf-8")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(renamed):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.create_system = 3  # unix, whatever the platform
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, renamed[name])
+    path.write_bytes(buffer.getvalue())
+
+
+def _renumber(node: Any, ids: dict[int, int], files: dict[str, str], names: set[str]) -> Any:
+    """`node` with `__id__` values numbered 1, 2, ... and `file` names from 1.npy, 2.bin, ..."""
+    if isinstance(node, list):
+        return [_renumber(item, ids, files, names) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result: dict[str, Any] = {}
+    for key, item in node.items():
+        if key == "__id__" and type(item) is int:
+            result[key] = ids.setdefault(item, len(ids) + 1)
+        elif key == "file" and isinstance(item, str) and item in names:
+            result[key] = files.setdefault(item, f"{len(files) + 1}{Path(item).suffix}")
+        else:
+            result[key] = _renumber(item, ids, files, names)
+    return result
+
+
+# pickle: everything else
+def _write_pickle(value: Any, directory: Path) -> None:
+    import cloudpickle
+
+    try:
+        data = cloudpickle.dumps(value)
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError) as error:
+        raise InvalidInput(
+            f"Cannot store the step's return value of type {_type_name(value)}: cloudpickle "
+            f"cannot serialize it ({error}).",
+            "A step must return something serializable: a DataFrame, an array, JSON data, a "
+            "model, or a picklable object (not a lock, a socket, a generator or an open file).",
+        ) from error
+    (directory / "value.pkl").write_bytes(data)
+
+
+def _read_pickle(directory: Path) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(_existing(directory, "value.pkl").read_bytes())
+
+
+SERIALIZERS: tuple[_Serializer, ...] = (
+    _Serializer("parquet", _is_pandas_frame_or_series, _write_parquet, _read_parquet),
+    _Serializer("numpy", _is_plain_array, _write_numpy, _read_numpy),
+    _Serializer("json", _is_json_value, _write_json, _read_json_value),
+    _Serializer("sklearn", _is_sklearn_estimator, _write_sklearn, _read_sklearn),
+    _Serializer("pickle", lambda value: True, _write_pickle, _read_pickle),
+)
+"""Tried in order on dump; looked up by name on load."""

@@ -1,0 +1,275 @@
+"""Pipelines from Python and the CLI: run, resume, reproduce and sweep.
+
+from loopml import pipeline, step
+result = run_pipeline(churn, {"lr": 0.05}, executor="processes")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loopml.adapters.executors.factory import make_executor
+from loopml.bootstrap import Workspace, default_workspace
+from loopml.domain.records import Run, RunId, RunStatus
+from loopml.errors import Conflict, InvalidInput
+from loopml.ports import Executor
+from loopml.services.pipelines import (
+    KIND_TAG,
+    PARAMS_TAG,
+    PIPELINE_TAG,
+    SOURCE_TAG,
+    PipelineRunResult,
+)
+from loopml.steps import Pipeline, load_pipeline
+
+if TYPE_CHECKING:
+    from loopml.domain.records import ModelVersion
+
+
+def _ref_of(pipeline: Pipeline) -> str:
+    return pipeline.source_ref or f"{pipeline.fn.__module__}:{pipeline.name}"
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    params: Mapping[str, Any] | None = None,
+    *,
+    executor: str | Executor = "local",
+    ray_address: str | None = None,
+    use_cache: bool = True,
+    project: str | None = None,
+    workspace: Workspace | None = None,
+    parent_id: str | None = None,
+    dataset_pins: Mapping[str, int] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> PipelineRunResult:
+    """Run `pipeline` with `params` on an executor (`local`, `processes` or `ray`)."""
+    ws = workspace or default_workspace()
+    graph, steps = pipeline.trace(dict(params or {}))
+    specs = {name: step.spec() for name, step in steps.items()}
+    runner = (
+        make_executor(executor, ray_address=ray_address)
+        if isinstance(executor, str)
+        else (executor)
+    )
+    try:
+        return ws.pipelines.run(
+            graph,
+            specs,
+            project=project or ws.project,
+            executor=runner,
+            use_cache=use_cache,
+            pipeline_ref=_ref_of(pipeline),
+            parent_id=parent_id,
+            dataset_pins=dataset_pins,
+            tags=tags,
+        )
+    finally:
+        if isinstance(executor, str):
+            runner.close()
+
+
+def _pipeline_run(ws: Workspace, run_id: str) -> tuple[Run, Pipeline, dict[str, Any]]:
+    run = ws.tracking.get(run_id)
+    if run.tags.get(KIND_TAG) != "pipeline":
+        raise InvalidInput(
+            f"Run {run_id} is not a pipeline run.",
+            "Give the id of a run made by `loopml pipeline run`.",
+        )
+    pipeline = load_pipeline(run.tags[PIPELINE_TAG])
+    return run, pipeline, json.loads(run.tags.get(PARAMS_TAG, "{}"))
+
+
+def resume_pipeline(
+    run_id: str,
+    *,
+    executor: str = "local",
+    ray_address: str | None = None,
+    workspace: Workspace | None = None,
+) -> PipelineRunResult:
+    """Run a failed pipeline run again: finished steps are reused, the rest run."""
+    ws = workspace or default_workspace()
+    run, pipeline, params = _pipeline_run(ws, run_id)
+    if run.status not in (RunStatus.FAILED, RunStatus.KILLED):
+        raise Conflict(
+            f"Pipeline run {run_id} is {run.status}; only a failed or killed run can be resumed.",
+            "Use `loopml pipeline run` to run it again.",
+        )
+    return run_pipeline(
+        pipeline,
+        params,
+        executor=executor,
+        ray_address=ray_address,
+        project=run.project,
+        workspace=ws,
+        tags={"loopml.resumed_from": run_id},
+    )
+
+
+@dataclass
+class Reproduction:
+    original: Run
+    result: PipelineRunResult
+    warnings: list[str] = field(default_factory=list)
+    metric_changes: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    @property
+    def identical_metrics(self) -> bool:
+        return not self.metric_changes
+
+
+def _pins_and_sources(ws: Workspace, run: Run) -> tuple[dict[str, int], dict[str, str]]:
+    pins: dict[str, int] = {}
+    sources: dict[str, str] = {}
+    for child_id in ws.lineage.children_of(run.id):
+        child = ws.tracking.get(child_id)
+        sources[child.name] = child.tags.get(SOURCE_TAG, "")
+        for ref in child.inputs:
+            name, _, version = ref.partition("@")
+            pins[name] = int(version)
+    return pins, sources
+
+
+def reproduce_run(
+    run_id: str,
+    *,
+    executor: str = "local",
+    ray_address: str | None = None,
+    workspace: Workspace | None = None,
+) -> Reproduction:
+    """Rerun a pipeline run on the same dataset versions and parameters, without the cache,
+    warning where the code differs, and compare the metrics."""
+    ws = workspace or default_workspace()
+    run, pipeline, params = _pipeline_run(ws, run_id)
+    pins, sources = _pins_and_sources(ws, run)
+    warnings = []
+    _, steps = pipeline.trace(params)
+    for name, step in steps.items():
+        if name in sources and sources[name] != step.source_digest():
+            warnings.append(f"step {name!r}: its source code differs from the original run's")
+    env = ws.tracking.current_environment()
+    for key in ("git_commit", "git_dirty"):
+        if run.environment.get(key) != env.get(key):
+            warnings.append(f"{key}: {run.environment.get(key)} then, {env.get(key)} now")
+    result = run_pipeline(
+        pipeline,
+        params,
+        executor=executor,
+        ray_address=ray_address,
+        use_cache=False,
+        project=run.project,
+        workspace=ws,
+        dataset_pins=pins,
+        tags={"loopml.reproduces": run_id},
+    )
+    before, after = run.metrics, result.run.metrics
+    changes = {
+        k: (before.get(k), after.get(k))
+        for k in sorted({*before, *after})
+        if before.get(k) != after.get(k)
+    }
+    return Reproduction(run, result, warnings, changes)
+
+
+@dataclass
+class SweepResult:
+    run: Run
+    trials: list[PipelineRunResult]
+    best: PipelineRunResult | None
+    metric: str
+    model_version: ModelVersion | None = None
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(grid[k] for k in keys))
+    ]
+
+
+def sample_random(
+    space: Mapping[str, Sequence[Any]], trials: int, seed: int
+) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [{k: rng.choice(list(v)) for k, v in space.items()} for _ in range(trials)]
+
+
+def sweep_pipeline(
+    pipeline: Pipeline,
+    trials: list[dict[str, Any]],
+    *,
+    metric: str = "metrics.f1",
+    maximize: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
+    register: str | None = None,
+    workspace: Workspace | None = None,
+    base_params: Mapping[str, Any] | None = None,
+) -> SweepResult:
+    """Run one pipeline run per parameter set under a sweep run, concurrently on the executor,
+    and report (optionally register) the best by `metric`."""
+    if not metric.startswith("metrics."):
+        raise InvalidInput(
+            f"--best {metric!r} does not name a metric.", "Write metrics.NAME, e.g. metrics.f1."
+        )
+    key = metric.removeprefix("metrics.")
+    ws = workspace or default_workspace()
+    for params in trials:
+        pipeline.trace({**(base_params or {}), **params})  # every trial's params are valid
+    runner = make_executor(executor, ray_address=ray_address)
+    parent = ws.tracking.start_run(
+        project=ws.project,
+        name=f"sweep-{pipeline.name}",
+        tags={KIND_TAG: "sweep", PIPELINE_TAG: _ref_of(pipeline)},
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, runner.parallelism)) as pool:
+            futures = [
+                pool.submit(
+                    run_pipeline,
+                    pipeline,
+                    {**(base_params or {}), **p},
+                    executor=runner,
+                    workspace=ws,
+                    parent_id=parent.id,
+                )
+                for p in trials
+            ]
+            results = [f.result() for f in futures]
+        scored = [r for r in results if r.ok and key in r.run.metrics]
+        best = (max if maximize else min)(scored, key=lambda r: r.run.metrics[key], default=None)
+        if best is not None:
+            parent.set_tags({"loopml.best_run": best.run.id})
+            parent.log_metric(key, best.run.metrics[key])
+        version = _register_best(ws, best, register) if register and best else None
+        parent.end()
+    except BaseException as exc:
+        parent.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        runner.close()
+    return SweepResult(ws.tracking.get(parent.id), results, best, metric, version)
+
+
+def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> ModelVersion:
+    for step_run_id in ws.lineage.children_of(best.run.id):
+        _, outputs = ws.lineage.io_of(RunId(step_run_id))
+        for ref in outputs:
+            if ref.serializer not in ("sklearn", "pickle"):
+                continue
+            model = ws.pipelines.values.load(ref)
+            if callable(getattr(model, "predict", None)):
+                return ws.registry.register(
+                    model, name, project=best.run.project, run_id=best.run.id
+                )
+    raise InvalidInput(
+        "The best trial produced no model to register.",
+        "Have a step return a scikit-learn model or an object with predict.",
+    )

@@ -1,0 +1,106 @@
+"""Lineage: what a run or model version came from, and what a dataset version went into.
+
+The graph is read from what the other services record: run inputs (dataset versions), step
+inputs and outputs (artifacts), parent/child runs, and the run behind each model version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loopml.domain.records import RunId
+from loopml.ports import LineageStore, ModelStore, PipelineStore, RunStore
+
+MAX_DEPTH = 6
+
+
+@dataclass
+class LineageNode:
+    kind: str
+    """`run`, `step`, `pipeline`, `dataset`, `model`, `artifact`."""
+    ref: str
+    label: str
+    children: list[LineageNode] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "ref": self.ref,
+            "label": self.label,
+            "children": [c.to_dict() for c in self.children],
+        }
+
+
+class LineageService:
+    def __init__(
+        self, runs: RunStore, pipelines: PipelineStore, links: LineageStore, models: ModelStore
+    ) -> None:
+        self._runs = runs
+        self._pipelines = pipelines
+        self._links = links
+        self._models = models
+
+    def _run_node(self, run_id: RunId) -> LineageNode:
+        run = self._runs.get_run(run_id)
+        kind = run.tags.get("loopml.kind", "run")
+        cached = run.tags.get("loopml.cached_from")
+        note = f", cached from {cached[:8]}" if cached else ""
+        return LineageNode(
+            "step" if kind == "step" else ("pipeline" if kind == "pipeline" else "run"),
+            run.id,
+            f"{run.name} ({run.status.value}{note})",
+        )
+
+    def upstream_of_run(self, run_id: RunId, depth: int = 0) -> LineageNode:
+        """A run with what it read: dataset versions, and the steps that made its inputs."""
+        node = self._run_node(run_id)
+        run = self._runs.get_run(run_id)
+        node.children += [LineageNode("dataset", ref, ref) for ref in run.inputs]
+        if depth >= MAX_DEPTH:
+            return node
+        inputs, _ = self._pipelines.io_of(run_id)
+        for arg, artifact in inputs.items():
+            made, _ = self._pipelines.artifact_runs(artifact.digest)
+            child = LineageNode(
+                "artifact", artifact.digest, f"{arg} = {artifact.type_name} {artifact.digest[:19]}"
+            )
+            child.children += [self.upstream_of_run(m, depth + 1) for m in made[:1]]
+            node.children.append(child)
+        if node.kind == "pipeline":
+            node.children += [
+                self.upstream_of_run(c, depth + 1) for c in self._links.children_of(run_id)
+            ]
+        return node
+
+    def upstream_of_model(self, project: str, name: str, version: int) -> LineageNode:
+        mv = self._models.get_version(project, name, version)
+        node = LineageNode(
+            "model",
+            mv.ref,
+            f"model {mv.ref} ({mv.flavor})" + (f" [{', '.join(mv.aliases)}]" if mv.aliases else ""),
+        )
+        if mv.run_id is not None:
+            run = self._runs.get_run(mv.run_id)
+            root = run.parent_id or run.id
+            node.children.append(self.upstream_of_run(RunId(root)))
+        return node
+
+    def downstream_of_dataset(self, project: str, name: str, version: int) -> LineageNode:
+        """A dataset version with the runs that read it, their pipelines and their models."""
+        ref = f"{name}@{version}"
+        node = LineageNode("dataset", ref, f"dataset {ref}")
+        seen: set[str] = set()
+        for run_id in self._links.runs_using_dataset(project, name, version):
+            run = self._runs.get_run(run_id)
+            top = RunId(run.parent_id) if run.parent_id else run.id
+            if top in seen:
+                continue
+            seen.add(top)
+            child = self._run_node(top)
+            family = [top, *self._links.children_of(top)]
+            child.children += [
+                LineageNode("model", f"{m}/{v}", f"model {m}/{v}")
+                for _, m, v, _ in self._links.model_versions_of(family)
+            ]
+            node.children.append(child)
+        return node

@@ -1,0 +1,311 @@
+"""Pipelines end to end on a real workspace: the example pipeline, caching by content, retries,
+failure and resume, bad input, reproduce, lineage and sweeps."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopml.bootstrap import Workspace, open_workspace
+from loopml.domain.records import RunStatus
+from loopml.errors import InvalidInput
+from loopml.pipelines import reproduce_run, resume_pipeline, run_pipeline, sweep_pipeline
+from loopml.services.pipelines import PipelineRunResult
+from loopml.settings import Settings
+from loopml.steps import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = f"{ROOT / 'examples' / 'churn' / 'pipeline.py'}:churn"
+
+
+@pytest.fixture
+def ws(make_settings: Callable[..., Settings]) -> Iterator[Workspace]:
+    workspace = open_workspace(make_settings())
+    yield workspace
+    workspace.close()
+
+
+def _example_data() -> Any:
+    spec = importlib.util.spec_from_file_location("churn_data", ROOT / "examples/churn/data.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _add_churn(ws: Workspace, tmp_path: Path, seed: int = 0, shift: float = 0.0) -> None:
+    path = _example_data().write_churn(
+        tmp_path / f"churn-{seed}-{shift}.csv", rows=800, seed=seed, shift=shift
+    )
+    ws.data.add(path, name="churn", project="default")
+
+
+def _statuses(result: PipelineRunResult) -> dict[str, str]:
+    return {name: report.status for name, report in result.steps.items()}
+
+
+def _running_runs(ws: Workspace) -> list[str]:
+    return [
+        r.id
+        for r in ws.tracking.search(
+            project="default", limit=1000, filter="attributes.status = 'running'"
+        ).runs
+    ]
+
+
+def test_the_example_pipeline_runs_records_and_registers(ws: Workspace, tmp_path: Path) -> None:
+    _add_churn(ws, tmp_path)
+    result = run_pipeline(load_pipeline(EXAMPLE), {"lr": 0.1}, workspace=ws)
+    assert result.ok, result.run.error
+    assert set(_statuses(result).values()) == {"ran"}
+    assert list(result.steps) == ["load", "validate", "split", "train", "evaluate", "register"]
+    assert 0.5 < result.metrics["f1"] <= 1.0
+    assert result.run.metrics["f1"] == pytest.approx(result.metrics["f1"])
+    children = ws.tracking.search(project="default", parent_id=result.run.id).runs
+    assert {c.name for c in children} == set(result.steps)
+    load_run = next(c for c in children if c.name == "load")
+    assert load_run.inputs == ("churn@1",)  # down to the dataset version
+    assert ws.registry.resolve("churn", "default").version == 1
+    _, outputs = ws.lineage.io_of(next(c for c in children if c.name == "train").id)
+    assert outputs[0].serializer == "sklearn"
+    assert _running_runs(ws) == []
+
+
+def test_a_rerun_with_nothing_changed_executes_no_step(ws: Workspace, tmp_path: Path) -> None:
+    _add_churn(ws, tmp_path)
+    pipeline = load_pipeline(EXAMPLE)
+    first = run_pipeline(pipeline, {}, workspace=ws)
+    again = run_pipeline(pipeline, {}, workspace=ws)
+    assert set(_statuses(again).values()) == {"cached"}
+    assert again.metrics == first.metrics
+    assert ws.registry.resolve("churn", "default").version == 1  # register was not rerun
+    forced = run_pipeline(pipeline, {}, workspace=ws, use_cache=False)
+    assert set(_statuses(forced).values()) == {"ran"}
+
+
+def test_a_changed_parameter_reruns_that_step_and_downstream_only(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    pipeline = load_pipeline(EXAMPLE)
+    run_pipeline(pipeline, {"lr": 0.1}, workspace=ws)
+    changed = run_pipeline(pipeline, {"lr": 0.05}, workspace=ws)
+    assert _statuses(changed) == {
+        "load": "cached",
+        "validate": "cached",
+        "split": "cached",
+        "train": "ran",
+        "evaluate": "ran",
+        "register": "ran",
+    }
+
+
+def _write(path: Path, source: str) -> str:
+    path.write_text(textwrap.dedent(source))
+    return f"{path}:flow"
+
+
+_FLOW = """
+    import pandas as pd
+    from loopml import pipeline, step
+
+    @step
+    def make(n: int = 5) -> pd.DataFrame:
+        return pd.DataFrame({{"x": list(range(n))}})  # {make_note}
+
+    @step
+    def double(df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(y=df["x"] * {factor})
+
+    @step
+    def total(df: pd.DataFrame) -> dict:
+        return {{"total": float(df["y"].sum())}}
+
+    @pipeline
+    def flow(n: int = 5):
+        return total(double(make(n)))
+"""
+
+
+def test_a_code_change_reruns_the_step_and_downstream(ws: Workspace, tmp_path: Path) -> None:
+    ref = _write(tmp_path / "flow.py", _FLOW.format(make_note="v1", factor=2))
+    assert run_pipeline(load_pipeline(ref), {}, workspace=ws).metrics == {"total": 20.0}
+    ref = _write(tmp_path / "flow.py", _FLOW.format(make_note="v1", factor=3))
+    result = run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    assert _statuses(result) == {"make": "cached", "double": "ran", "total": "ran"}
+    assert result.metrics == {"total": 30.0}
+
+
+def test_identical_output_from_changed_code_still_hits_the_cache_downstream(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    ref = _write(tmp_path / "flow.py", _FLOW.format(make_note="v1", factor=2))
+    run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    ref = _write(tmp_path / "flow.py", _FLOW.format(make_note="same data, new code", factor=2))
+    result = run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    assert _statuses(result) == {"make": "ran", "double": "cached", "total": "cached"}
+
+
+_FLAKY = """
+    from pathlib import Path
+    from loopml import pipeline, step
+
+    MARK = Path({mark!r})
+
+    @step
+    def first() -> int:
+        return 1
+
+    @step(retries={retries}, backoff_s=0.01)
+    def flaky(x: int) -> int:
+        attempts = int(MARK.read_text()) + 1 if MARK.exists() else 1
+        MARK.write_text(str(attempts))
+        if attempts <= {failures}:
+            raise RuntimeError(f"attempt {{attempts}} failed")
+        return x + 1
+
+    @step
+    def last(x: int) -> dict:
+        return {{"value": float(x)}}
+
+    @pipeline
+    def flow():
+        return last(flaky(first()))
+"""
+
+
+def test_a_step_is_retried_with_backoff(ws: Workspace, tmp_path: Path) -> None:
+    ref = _write(
+        tmp_path / "flaky.py", _FLAKY.format(mark=str(tmp_path / "mark"), retries=2, failures=2)
+    )
+    result = run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    assert result.ok
+    assert result.steps["flaky"].attempts == 3
+
+
+def test_a_failing_step_fails_the_run_by_name_and_resume_continues(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    mark = tmp_path / "mark"
+    ref = _write(tmp_path / "flaky.py", _FLAKY.format(mark=str(mark), retries=0, failures=1))
+    failed = run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    assert failed.run.status is RunStatus.FAILED
+    assert failed.run.error == "step 'flaky' failed: RuntimeError: attempt 1 failed"
+    assert _statuses(failed) == {"first": "ran", "flaky": "failed", "last": "not run"}
+    assert _running_runs(ws) == []
+    resumed = resume_pipeline(failed.run.id, workspace=ws)
+    assert resumed.ok
+    assert _statuses(resumed) == {"first": "cached", "flaky": "ran", "last": "ran"}
+    assert resumed.run.tags["loopml.resumed_from"] == failed.run.id
+
+
+def test_an_unserializable_output_fails_clearly(ws: Workspace, tmp_path: Path) -> None:
+    ref = _write(
+        tmp_path / "bad.py",
+        """
+        import threading
+        from loopml import pipeline, step
+
+        @step
+        def lock() -> object:
+            return threading.Lock()
+
+        @pipeline
+        def flow():
+            return lock()
+    """,
+    )
+    result = run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    assert result.run.status is RunStatus.FAILED
+    assert "step 'lock' failed" in (result.run.error or "")
+    assert "lock" in (result.run.error or "").lower()
+    assert _running_runs(ws) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [({"nope": 1}, "has no parameter 'nope'"), ({"lr": [1, 2]}, None)],
+    ids=["unknown-parameter", "json-list-is-accepted"],
+)
+def test_parameters_are_checked(
+    ws: Workspace, params: dict[str, object], words: str | None
+) -> None:
+    pipeline = load_pipeline(EXAMPLE)
+    if words is None:
+        pipeline.trace(params)
+        return
+    with pytest.raises(InvalidInput, match=words):
+        pipeline.trace(params)
+
+
+def test_command_line_values_are_converted_or_refused() -> None:
+    pipeline = load_pipeline(EXAMPLE)
+    assert pipeline.coerce({"lr": "0.05", "depth": "4"}) == {"lr": 0.05, "depth": 4}
+    with pytest.raises(InvalidInput, match="'lr' of pipeline 'churn' expects float; got 'fast'"):
+        pipeline.coerce({"lr": "fast"})
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("raise ImportError('boom')", "does not import: ImportError: boom"),
+        ("x = 1", "'flow' in"),
+        ("def flow(): pass", "not a @pipeline function"),
+    ],
+    ids=["import-error", "missing", "not-a-pipeline"],
+)
+def test_a_bad_pipeline_file_is_one_clear_error(tmp_path: Path, source: str, words: str) -> None:
+    (tmp_path / "p.py").write_text(source)
+    with pytest.raises(InvalidInput, match=words):
+        load_pipeline(f"{tmp_path / 'p.py'}:flow")
+
+
+def test_reproduce_uses_the_same_data_version_and_gets_the_same_metrics(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path, seed=0)
+    original = run_pipeline(load_pipeline(EXAMPLE), {"depth": 2}, workspace=ws)
+    _add_churn(ws, tmp_path, seed=5, shift=1.0)  # churn@latest moves on to version 2
+    again = reproduce_run(original.run.id, workspace=ws)
+    assert again.result.ok
+    assert again.identical_metrics, again.metric_changes
+    children = ws.tracking.search(project="default", parent_id=again.result.run.id).runs
+    assert next(c for c in children if c.name == "load").inputs == ("churn@1",)
+    assert set(_statuses(again.result).values()) == {"ran"}  # reproduced, not served from cache
+
+
+def test_lineage_backwards_from_a_model_and_forwards_from_data(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    run_pipeline(load_pipeline(EXAMPLE), {}, workspace=ws)
+    back = ws.graph.upstream_of_model("default", "churn", 1).to_dict()
+    text = repr(back)
+    assert "churn@1" in text  # the dataset version at the root
+    assert "'kind': 'pipeline'" in text
+    forward = ws.graph.downstream_of_dataset("default", "churn", 1).to_dict()
+    assert "churn/1" in repr(forward)
+
+
+def test_a_sweep_runs_trials_under_one_run_and_picks_the_best(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    trials = [{"lr": 0.05, "model_name": "sweep"}, {"lr": 0.2, "model_name": "sweep"}]
+    result = sweep_pipeline(
+        load_pipeline(EXAMPLE), trials, metric="metrics.auc", workspace=ws, register="churn-best"
+    )
+    assert len(result.trials) == 2
+    assert all(t.run.parent_id == result.run.id for t in result.trials)
+    best = max(result.trials, key=lambda t: t.run.metrics["auc"])
+    assert result.best is not None
+    assert result.best.run.id == best.run.id
+    assert result.run.tags["loopml.best_run"] == best.run.id
+    assert result.model_version is not None
+    assert result.model_version.run_id == best.run.id
