@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,28 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from loopml.cli.app import main
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """Run `loopml ARGS` in-process in an empty folder; returns (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("LOOPML_") and not name.startswith("LOOPML_TEST"):
-            monkeypatch.delenv(name)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as done:
-            code = int(done.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def _write_csv(path: Path, seed: int) -> None:
@@ -212,3 +189,16 @@ def test_the_installed_command_answers_help_quickly() -> None:
     assert done.returncode == 0
     for group in ("data", "runs", "models", "audit", "init"):
         assert group in done.stdout
+
+
+def test_audit_verify_exits_1_when_an_event_was_edited(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    (tmp_path / "d.csv").write_text("a\n1\n")
+    assert cli("data", "add", "d.csv")[0] == 0
+    assert cli("audit", "verify")[0] == 0
+    with sqlite3.connect(tmp_path / ".loopml" / "loopml.db") as db:
+        db.execute("UPDATE events SET actor = 'mallory' WHERE seq = 1")
+    code, out, _ = cli("audit", "verify", "--json")
+    assert code == 1
+    assert json.loads(out)["first_bad_seq"] == 1

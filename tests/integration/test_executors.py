@@ -196,3 +196,17 @@ def test_importing_the_executors_does_not_import_ray() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "ray" else real_find_spec(name, *args),
+    )
+    with pytest.raises(InvalidInput, match="needs Ray") as raised:
+        make_executor("ray")
+    assert raised.value.hint == "pip install 'loopml[ray]'"

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     command = typer.main.get_command(build_app())
     try:
-        command.main(args=args, prog_name="loopml", standalone_mode=False)
+        code = command.main(args=args, prog_name="loopml", standalone_mode=False)
+        if isinstance(code, int) and code:  # `raise typer.Exit(1)` comes back as a return value
+            sys.exit(code)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:

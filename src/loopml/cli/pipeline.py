@@ -212,25 +212,28 @@ def lineage(
         print_json(node.to_dict())
         return
     from rich.console import Console
+    from rich.text import Text
     from rich.tree import Tree
 
     def grow(tree: Tree, item: Any) -> None:
         for child in item.children:
-            grow(tree.add(f"[{child.kind}] {child.label}  {child.ref[:19]}"), child)
+            grow(tree.add(Text(f"{child.kind}: {child.label}  {child.ref[:19]}")), child)
 
-    root = Tree(f"[{node.kind}] {node.label}  {node.ref}")
+    root = Tree(Text(f"{node.kind}: {node.label}  {node.ref}"))
     grow(root, node)
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000).print(root)
 
 
 def _lineage_of_ref(ws: Any, ref: str, project: str) -> Any:
-    from loopml.errors import NotFound
+    from loopml.errors import InvalidInput, NotFound
 
-    try:
-        mv = ws.registry.resolve(ref, project)
+    name, _, version = ref.partition("@")
+    if "/" in ref or not (version.isdigit() or version == "latest"):
+        mv = ws.registry.resolve(ref, project)  # churn/3, churn@champion: a model
         return ws.graph.upstream_of_model(project, mv.name, mv.version)
-    except NotFound:
-        if "/" in ref:
-            raise
-    version = ws.data.resolve(ref, project, record=False)
-    return ws.graph.downstream_of_dataset(project, version.name, version.version)
+    try:  # churn@2: a dataset version; churn@latest: a dataset if there is one, else a model
+        version_found = ws.data.resolve(ref, project, record=False)
+    except (NotFound, InvalidInput):
+        mv = ws.registry.resolve(f"{name}@latest", project)
+        return ws.graph.upstream_of_model(project, mv.name, mv.version)
+    return ws.graph.downstream_of_dataset(project, version_found.name, version_found.version)

@@ -11,11 +11,12 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from loopml.adapters.executors.futures import closed_error, relay
@@ -80,11 +81,10 @@ class RayExecutor:
 
 @dataclass
 class _Session:
-    """What this executor changed to reach Ray, so `end()` undoes exactly that."""
+    """What this executor set up to reach Ray, so `end()` undoes exactly that."""
 
     connected: bool = False
     temp_dir: str | None = None
-    saved_env: dict[str, str | None] = field(default_factory=dict)
 
     def end(self) -> None:
         if self.connected:
@@ -93,17 +93,16 @@ class _Session:
             ray.shutdown()
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
-        _restore_env(self.saved_env)
 
 
 def _start_local(num_cpus: int | None) -> _Session:
     _require_ray()
-    session = _Session(saved_env=_set_env(_local_env()))  # before `import ray` reads them
+    _prepare_local_env()
     import ray
 
     if ray.is_initialized():
-        return session
-    session.temp_dir = tempfile.mkdtemp(prefix="loopml-ray-")
+        return _Session()
+    session = _Session(temp_dir=tempfile.mkdtemp(prefix="loopml-ray-"))
     try:
         ray.init(
             num_cpus=num_cpus or os.cpu_count() or 1,
@@ -118,19 +117,24 @@ def _start_local(num_cpus: int | None) -> _Session:
     return session
 
 
-def _local_env() -> dict[str, str]:
-    """Environment for a local Ray: loopback only, no usage statistics, no token on disk."""
-    env = {
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Ray's switch for multi-node clusters: off, the node address is 127.0.0.1 and every
-        # Ray server listens there only. Read once, when `ray` is first imported.
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    }
+def _prepare_local_env() -> None:
+    """Environment for a local Ray: no usage statistics, loopback only, no token on disk.
+
+    Ray reads the last two when `ray` is first imported, so they are set only before that, and
+    kept for the life of the process: a later local Ray must see the same ones. If something
+    imported Ray first, Ray's defaults apply (the node's address, a token in ~/.ray).
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if "ray" in sys.modules:
+        return
+    # Ray's switch for multi-node clusters: off, the node address is 127.0.0.1 and every Ray
+    # server listens there only.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if "RAY_AUTH_MODE" not in os.environ:
-        # Token authentication with a fresh token held in the environment, which the Ray
-        # processes inherit: Ray's default would write one to ~/.ray/auth_token.
-        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    return env
+        # Token authentication with a token held in the environment, which the Ray processes
+        # inherit (Ray's default writes a token to ~/.ray/auth_token).
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def _join(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> _Session:
@@ -176,20 +180,6 @@ def _require_ray() -> None:
             "The ray executor needs Ray, which is not installed.",
             hint="pip install 'loopml[ray]'",
         )
-
-
-def _set_env(values: Mapping[str, str]) -> dict[str, str | None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    return saved
-
-
-def _restore_env(saved: Mapping[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def _translate_error(error: BaseException) -> BaseException:
