@@ -31,6 +31,10 @@ class LoopmlError(Exception):
     def __str__(self) -> str:
         return f"{self.message} {self.hint}".strip()
 
+    def __reduce__(self) -> tuple[type[LoopmlError], tuple[str, str]]:
+        """Pickle with the hint, so an error raised in a worker process arrives whole."""
+        return (type(self), (self.message, self.hint))
+
 
 class NotFound(LoopmlError):
     """A named thing does not exist."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -113,6 +113,9 @@ class NewRun:
     tags: dict[str, str]
     parent_id: RunId | None = None
     artifacts: tuple[RunArtifact, ...] = ()
+    params: dict[str, str] = field(default_factory=dict)
+    finished: bool = False
+    """Record a run that is already over (a pipeline step served from the cache)."""
 
 
 class RunStore(Protocol):
@@ -129,7 +132,7 @@ class RunStore(Protocol):
         event: EventDraft,
         *,
         final_metrics: Sequence[MetricPoint] = (),
-    ) -> Run:
+    ) -> None:
         """End a running run, writing its last buffered metric points in the same transaction."""
         ...
 

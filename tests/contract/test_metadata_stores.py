@@ -83,7 +83,8 @@ def test_run_lifecycle_params_metrics_tags(database: Database) -> None:
     assert run.tags == {"team": "a", "stage": "dev"}
     assert run.metrics == {"loss": pytest.approx(1 / 50)}  # latest by step, not by arrival
     assert len(store.metric_history(run_id, "loss")) == 51
-    ended = store.end_run(run_id, RunStatus.FINISHED, None, datetime.now(UTC), _event())
+    store.end_run(run_id, RunStatus.FINISHED, None, datetime.now(UTC), _event())
+    ended = store.get_run(run_id)
     assert ended.status is RunStatus.FINISHED
     assert ended.end_time is not None
     with pytest.raises(Conflict):

@@ -107,7 +107,7 @@ def test_a_failed_run_exits_1_names_the_step_and_resumes(cli, tmp_path: Path) ->
         "    return {'x': float(x)}\n\n"
         "@pipeline\ndef flow():\n    return two(one())\n"
     )
-    code, out, err = cli("pipeline", "run", "flow.py:flow", "--json")
+    code, out, _ = cli("pipeline", "run", "flow.py:flow", "--json")
     assert code == 1
     failed = json.loads(out)
     assert failed["error"] == "step 'two' failed: ValueError: not ok yet"

@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import io
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,18 @@ def _check_digest(digest: str) -> str:
     return hex_part(digest)
 
 
+_THREAD_BUFFERS = threading.local()
+
+
+def _chunk_buffer() -> bytearray:
+    """This thread's reusable chunk buffer: allocating (and zeroing) 8 MiB per small file
+    would cost more than the file."""
+    buffer: bytearray | None = getattr(_THREAD_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = _THREAD_BUFFERS.buffer = bytearray(CHUNK_BYTES)
+    return buffer
+
+
 def _pump(
     read_into: Callable[[bytearray], int | None], write: WriteFn, progress: ProgressFn | None
 ) -> tuple[Digest, int]:
@@ -92,7 +105,7 @@ def _pump(
     One reused buffer, one pass: the bytes hashed are exactly the bytes written.
     """
     hasher, size = new_hasher(), 0
-    buffer = bytearray(CHUNK_BYTES)
+    buffer = _chunk_buffer()
     with ThreadPoolExecutor(max_workers=1) as helper:  # its thread starts on first use only
         while n := read_into(buffer):
             _hash_while_writing(helper, hasher, memoryview(buffer)[:n], write)

@@ -225,31 +225,34 @@ class _Execution:
         key = cache_key(spec.source_digest, node.params, {a: r.digest for a, r in inputs.items()})
         tags = {KIND_TAG: "step", SOURCE_TAG: spec.source_digest, "loopml.cache_key": key}
         hit = self.s.store.cached(self.run.project, key) if self.use_cache and spec.cache else None
+        params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in node.params.items()}
         if hit is not None:
-            tags[CACHED_FROM_TAG] = hit.run_id
-        child = self.s.tracking.start_run(
-            project=self.run.project,
-            name=name,
-            tags=tags,
-            parent_id=self.run.id,
-            capture_environment=False,
-        )
-        child.log_params(
-            {k: v if isinstance(v, str) else json.dumps(v) for k, v in node.params.items()}
-        )
-        if hit is not None:
+            done = self.s.tracking.record_finished(
+                project=self.run.project,
+                name=name,
+                parent_id=self.run.id,
+                params=params,
+                tags={**tags, CACHED_FROM_TAG: hit.run_id},
+            )
             self.s.store.record_io(
-                child.id,
+                done.id,
                 inputs=inputs,
                 outputs=hit.outputs,
                 project=self.run.project,
                 cache_key=None,
                 step_name=name,
             )
-            child.end()
             self.outputs[name] = hit.outputs
-            self.reports[name] = StepReport(name, "cached", child.id)
+            self.reports[name] = StepReport(name, "cached", done.id)
             return
+        child = self.s.tracking.start_run(
+            project=self.run.project,
+            name=name,
+            tags=tags,
+            parent_id=self.run.id,
+            capture_environment=False,
+            params=params,
+        )
         task = StepTask(
             self.s._workspace,
             self.run.project,

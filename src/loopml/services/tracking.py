@@ -100,14 +100,16 @@ class ActiveRun:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         clean = {_check_key(k, "param"): str(v) for k, v in params.items()}
-        self._service.store.log_batch(self.id, params=clean)
+        if clean:
+            self._service.store.log_batch(self.id, params=clean)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         clean = {_check_key(k, "tag"): str(v) for k, v in tags.items()}
-        self._service.store.log_batch(self.id, tags=clean)
+        if clean:
+            self._service.store.log_batch(self.id, tags=clean)
 
     def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
         """Buffer one point; `step` defaults to the next step of this key (0, 1, 2, ...)."""
@@ -178,15 +180,15 @@ class ActiveRun:
         return path
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> Run:
+    def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
         """Close the run with `status`, writing the buffered points in the same transaction."""
         if self._ended:
-            return self._service.get(self.id)
+            return
         _FLUSHER.forget(self)
         with self._lock:
             batch, self._buffer = self._buffer, []
         try:
-            run = self._service.end_run(self, status, error, batch)
+            self._service.end_run(self, status, error, batch)
         except Exception:
             with self._lock:
                 self._buffer[:0] = batch
@@ -194,7 +196,6 @@ class ActiveRun:
         self._ended = True
         self._service.active_runs.discard(self)
         self.deactivate()
-        return run
 
     def __enter__(self) -> ActiveRun:
         return self.activate()
@@ -286,6 +287,7 @@ class TrackingService:
         tags: Mapping[str, Any] | None = None,
         parent_id: RunId | None = None,
         capture_environment: bool = True,
+        params: Mapping[str, Any] | None = None,
     ) -> ActiveRun:
         environment: dict[str, Any] = {}
         artifacts: tuple[RunArtifact, ...] = ()
@@ -301,11 +303,33 @@ class TrackingService:
             tags={k: str(v) for k, v in (tags or {}).items()},
             parent_id=parent_id,
             artifacts=artifacts,
+            params={_check_key(k, "param"): str(v) for k, v in (params or {}).items()},
         )
         run = self.store.create_run(new, EventDraft("run.created", f"run:{project}", self._actor))
         active = ActiveRun(self, run)
         self.active_runs.add(active)
         return active
+
+    def record_finished(
+        self,
+        *,
+        project: str,
+        name: str,
+        parent_id: RunId | None,
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+    ) -> Run:
+        """Record a run that is already over, in one write (a step served from the cache)."""
+        new = NewRun(
+            project=project,
+            name=name,
+            environment={},
+            tags=dict(tags),
+            parent_id=parent_id,
+            params=dict(params),
+            finished=True,
+        )
+        return self.store.create_run(new, EventDraft("run.created", f"run:{project}", self._actor))
 
     def current_environment(self) -> dict[str, Any]:
         """Where code runs now (git commit, Python, ...), as a run would record it."""
@@ -322,12 +346,10 @@ class TrackingService:
 
     def end_run(
         self, run: ActiveRun, status: RunStatus, error: str | None, final: list[MetricPoint]
-    ) -> Run:
+    ) -> None:
         entity = f"run:{run.project}/{run.id}"
         event = EventDraft(f"run.{status.value}", entity, self._actor)
-        return self.store.end_run(
-            run.id, status, error, datetime.now(UTC), event, final_metrics=final
-        )
+        self.store.end_run(run.id, status, error, datetime.now(UTC), event, final_metrics=final)
 
     def log_artifact(self, run_id: RunId, local: Path, artifact_path: str | None) -> list[str]:
         if not local.exists():

@@ -34,8 +34,9 @@ class RayExecutor:
     `address=None` starts a local Ray (`num_cpus`, default one per CPU) that listens on the
     loopback interface only, sends no usage statistics, keeps its session files in a temporary
     folder, and is shut down by `close()`. `address="HOST:PORT"` joins a running cluster, whose
-    workers must have loopml and the step's modules installed. If Ray is already initialized in
-    this process, the executor uses that connection and leaves it open on `close()`.
+    workers must have loopml and the step's modules installed; `close()` disconnects and the
+    cluster runs on. If Ray is already initialized in this process, the executor uses that
+    connection and leaves it open on `close()`.
 
     A failed task surfaces as the exception the task raised; a worker or node that died
     surfaces as `Unavailable` (Ray does not retry the task: the pipeline's policy decides).

@@ -59,6 +59,7 @@ class SqlRunStore:
 
     def create_run(self, new: NewRun, event: EventDraft) -> Run:
         run_id = RunId(uuid.uuid4().hex)
+        status = RunStatus.FINISHED if new.finished else RunStatus.RUNNING
         with self._db.write() as conn:
             now = self._clock()
             ensure_project(conn, new.project, now)
@@ -69,8 +70,9 @@ class SqlRunStore:
                     id=run_id,
                     project=new.project,
                     name=new.name,
-                    status=RunStatus.RUNNING.value,
+                    status=status.value,
                     start_us=now,
+                    end_us=now if new.finished else None,
                     environment=new.environment,
                     parent_id=new.parent_id,
                 )
@@ -78,7 +80,9 @@ class SqlRunStore:
             rows = [{"run_id": run_id, "key": k, "value": v} for k, v in new.tags.items()]
             insert_ignore(conn, t.tags, rows)
             self._write_artifacts(conn, run_id, new.artifacts)
-            after = {"name": new.name, "status": RunStatus.RUNNING.value, **(event.after or {})}
+            if new.params:
+                self._write_params(conn, run_id, new.params)
+            after = {"name": new.name, "status": status.value, **(event.after or {})}
             entity = f"run:{new.project}/{run_id}"
             append_event(
                 self._db, conn, EventDraft(event.action, entity, event.actor, None, after), now
@@ -87,11 +91,12 @@ class SqlRunStore:
             id=run_id,
             project=new.project,
             name=new.name,
-            status=RunStatus.RUNNING,
+            status=status,
             start_time=us_to_datetime(now),
-            end_time=None,
+            end_time=us_to_datetime(now) if new.finished else None,
             error=None,
             tags=dict(new.tags),
+            params=dict(new.params),
             environment=new.environment,
             parent_id=new.parent_id,
         )
@@ -111,7 +116,7 @@ class SqlRunStore:
         event: EventDraft,
         *,
         final_metrics: Sequence[MetricPoint] = (),
-    ) -> Run:
+    ) -> None:
         with self._db.write() as conn:
             current = self._status(conn, run_id)
             if final_metrics and current is RunStatus.RUNNING:
@@ -138,7 +143,6 @@ class SqlRunStore:
                 ),
                 self._clock(),
             )
-        return self.get_run(run_id)
 
     def log_batch(
         self,
