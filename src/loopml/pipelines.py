@@ -212,6 +212,7 @@ def sweep_pipeline(
     register: str | None = None,
     workspace: Workspace | None = None,
     base_params: Mapping[str, Any] | None = None,
+    project: str | None = None,
 ) -> SweepResult:
     """Run one pipeline run per parameter set under a sweep run, concurrently on the executor,
     and report (optionally register) the best by `metric`."""
@@ -224,8 +225,9 @@ def sweep_pipeline(
     for params in trials:
         pipeline.trace({**(base_params or {}), **params})  # every trial's params are valid
     runner = make_executor(executor, ray_address=ray_address)
+    project = project or ws.project
     parent = ws.tracking.start_run(
-        project=ws.project,
+        project=project,
         name=f"sweep-{pipeline.name}",
         tags={KIND_TAG: "sweep", PIPELINE_TAG: _ref_of(pipeline)},
     )
@@ -239,6 +241,7 @@ def sweep_pipeline(
                     executor=runner,
                     workspace=ws,
                     parent_id=parent.id,
+                    project=project,
                 )
                 for p in trials
             ]

@@ -309,3 +309,40 @@ def test_a_sweep_runs_trials_under_one_run_and_picks_the_best(
     assert result.run.tags["loopml.best_run"] == best.run.id
     assert result.model_version is not None
     assert result.model_version.run_id == best.run.id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_the_example_gives_the_same_result_on_every_executor(
+    ws: Workspace, tmp_path: Path, executor: str
+) -> None:
+    _add_churn(ws, tmp_path)
+    pipeline = load_pipeline(EXAMPLE)
+    local = run_pipeline(pipeline, {"depth": 2}, workspace=ws, use_cache=False)
+    remote = run_pipeline(pipeline, {"depth": 2}, workspace=ws, use_cache=False, executor=executor)
+    assert remote.ok, remote.run.error
+    assert remote.metrics == local.metrics
+    assert set(_statuses(remote).values()) == {"ran"}
+    children = ws.tracking.search(project="default", parent_id=remote.run.id).runs
+    assert next(c for c in children if c.name == "load").inputs == ("churn@1",)
+    assert next(c for c in children if c.name == "evaluate").metrics == remote.metrics
+    assert _running_runs(ws) == []
+
+
+def test_a_ray_address_that_does_not_answer_is_one_clear_error(ws: Workspace) -> None:
+    import socket
+
+    from loopml.errors import Unavailable
+
+    with socket.socket() as probe:  # a free port on 127.0.0.1 where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(Unavailable, match=f"127.0.0.1:{port} did not answer"):
+        run_pipeline(
+            load_pipeline(EXAMPLE),
+            {},
+            workspace=ws,
+            executor="ray",
+            ray_address=f"127.0.0.1:{port}",
+        )
+    assert ws.tracking.search(project="default").total == 0  # no half-recorded run

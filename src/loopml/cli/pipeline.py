@@ -39,13 +39,6 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
-def _use_project(project: str | None) -> None:
-    if project:
-        import os
-
-        os.environ["LOOPML_PROJECT"] = project
-
-
 def report(result: PipelineRunResult, as_json: bool) -> None:
     if as_json:
         print_json(
@@ -88,7 +81,6 @@ def run(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run a pipeline: unchanged steps are served from the cache; exit 1 if a step fails."""
-    _use_project(project)
     from loopml.pipelines import run_pipeline
     from loopml.steps import load_pipeline
 
@@ -96,7 +88,12 @@ def run(
     params = pipeline.coerce(_pairs(param, "--param"))
     report(
         run_pipeline(
-            pipeline, params, executor=executor, ray_address=ray_address, use_cache=not no_cache
+            pipeline,
+            params,
+            executor=executor,
+            ray_address=ray_address,
+            use_cache=not no_cache,
+            project=project,
         ),
         as_json,
     )
@@ -140,7 +137,6 @@ def sweep(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run a pipeline over a grid (or a random sample) of parameters, trials concurrently."""
-    _use_project(project)
     from loopml.errors import InvalidInput
     from loopml.pipelines import expand_grid, sample_random, sweep_pipeline
     from loopml.steps import load_pipeline
@@ -159,6 +155,7 @@ def sweep(
         ray_address=ray_address,
         register=register,
         base_params=pipeline.coerce(_pairs(param, "--param")),
+        project=project,
     )
     key = best.removeprefix("metrics.")
     rows = [
