@@ -207,7 +207,7 @@ def sweep_pipeline(
     *,
     metric: str = "metrics.f1",
     maximize: bool = True,
-    executor: str = "local",
+    executor: str | Executor = "local",
     ray_address: str | None = None,
     register: str | None = None,
     workspace: Workspace | None = None,
@@ -224,7 +224,11 @@ def sweep_pipeline(
     ws = workspace or default_workspace()
     for params in trials:
         pipeline.trace({**(base_params or {}), **params})  # every trial's params are valid
-    runner = make_executor(executor, ray_address=ray_address)
+    runner = (
+        make_executor(executor, ray_address=ray_address)
+        if isinstance(executor, str)
+        else (executor)
+    )
     project = project or ws.project
     parent = ws.tracking.start_run(
         project=project,
@@ -257,7 +261,8 @@ def sweep_pipeline(
         parent.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        runner.close()
+        if isinstance(executor, str):
+            runner.close()
     return SweepResult(ws.tracking.get(parent.id), results, best, metric, version)
 
 

@@ -346,3 +346,14 @@ def test_a_ray_address_that_does_not_answer_is_one_clear_error(ws: Workspace) ->
             ray_address=f"127.0.0.1:{port}",
         )
     assert ws.tracking.search(project="default").total == 0  # no half-recorded run
+
+
+def test_reproduce_warns_when_a_step_changed_and_reports_the_metric_change(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    ref = _write(tmp_path / "flow.py", _FLOW.format(make_note="v1", factor=2))
+    original = run_pipeline(load_pipeline(ref), {}, workspace=ws)
+    _write(tmp_path / "flow.py", _FLOW.format(make_note="v1", factor=3))
+    again = reproduce_run(original.run.id, workspace=ws)
+    assert again.warnings == ["step 'double': its source code differs from the original run's"]
+    assert again.metric_changes == {"total": (20.0, 30.0)}
