@@ -14,6 +14,7 @@ from loopml.adapters.artifacts import FsspecBlobStore
 from loopml.adapters.environment import LocalEnvironmentProbe
 from loopml.adapters.hash_cache import SqliteHashCache
 from loopml.adapters.model_serializer import FlavorModelSerializer
+from loopml.adapters.output_capture import captured_output
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.events import SqlEventLog
@@ -153,7 +154,12 @@ def run_step_task(task: StepTask) -> StepOutcome:
     run = workspace.tracking.attach(task.run_id).activate()
     tokens = (_override.set(workspace), dataset_pins.set(dict(task.dataset_pins)))
     try:
-        value = function(**task.params, **arguments)
+        with captured_output() as output:
+            try:
+                value = function(**task.params, **arguments)
+            finally:
+                if output.tell():
+                    run.log_text(output.getvalue(), "logs/output.log")
         outputs = split_outputs(task, value)
         refs = tuple(workspace.pipelines.values.store(v) for v in outputs)
         metrics = numbers_of(outputs[0]) if len(outputs) == 1 else {}

@@ -357,3 +357,34 @@ def test_reproduce_warns_when_a_step_changed_and_reports_the_metric_change(
     again = reproduce_run(original.run.id, workspace=ws)
     assert again.warnings == ["step 'double': its source code differs from the original run's"]
     assert again.metric_changes == {"total": (20.0, 30.0)}
+
+
+def test_what_a_step_prints_and_logs_is_kept_with_its_run(ws: Workspace, tmp_path: Path) -> None:
+    ref = _write(
+        tmp_path / "talk.py",
+        """
+        import logging
+        from loopml import pipeline, step
+
+        @step
+        def talk(fail: bool = False) -> int:
+            print("hello from the step")
+            logging.getLogger("talk").warning("careful")
+            if fail:
+                raise RuntimeError("stop")
+            return 1
+
+        @pipeline
+        def flow(fail: bool = False):
+            return talk(fail=fail)
+    """,
+    )
+    for fail in (False, True):
+        result = run_pipeline(load_pipeline(ref), {"fail": fail}, workspace=ws)
+        step_run = result.steps["talk"].run_id
+        assert step_run is not None
+        log = tmp_path / f"log-{fail}.txt"
+        ws.tracking.fetch_artifact(step_run, "logs/output.log", log)
+        text = log.read_text()
+        assert "hello from the step" in text
+        assert "WARNING talk: careful" in text
