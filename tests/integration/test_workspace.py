@@ -186,3 +186,13 @@ def test_a_corrupted_model_blob_is_refused_by_name(workspace: Workspace) -> None
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=blob.digest):
         workspace.registry.load("churn/1", project="default")
+
+
+def test_the_same_model_registered_twice_has_the_same_artifact_digest(
+    workspace: Workspace,
+) -> None:
+    model, _ = _model_and_frame()
+    first = workspace.registry.register(model, "churn", project="default")
+    second = workspace.registry.register(model, "churn", project="default")
+    assert second.version == first.version + 1
+    assert second.artifact_digest == first.artifact_digest  # equal content, equal identity

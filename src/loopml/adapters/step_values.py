@@ -18,13 +18,11 @@ libraries are imported inside the functions that use them, so importing this mod
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import pickle
 import shutil
 import sys
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,6 @@ from loopml.errors import AlreadyExists, IntegrityError, InvalidInput
 META_FILE = "meta.json"
 META_SCHEMA_VERSION = 1
 FLAVOR_FILE = "flavor.json"
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-"""The earliest date a zip entry can carry; every skops entry gets it instead of the save time."""
 
 
 class _Unsuitable(Exception):
@@ -258,13 +254,11 @@ def _is_sklearn_estimator(value: Any) -> bool:
 
 
 def _write_sklearn(value: Any, directory: Path) -> None:
-    from loopml.adapters.flavors.sklearn import MODEL_FILE
 
     try:
         info = get_flavor("sklearn").save(value, directory)
     except InvalidInput as error:  # skops cannot store it; cloudpickle may
         raise _Unsuitable from error
-    _canonicalize_skops(directory / MODEL_FILE)
     (directory / FLAVOR_FILE).write_bytes(_canonical_json(info))
 
 
@@ -274,48 +268,6 @@ def _read_sklearn(directory: Path) -> Any:
     info = _read_json(directory, FLAVOR_FILE)
     _existing(directory, MODEL_FILE)
     return get_flavor("sklearn").load(directory, info, trust_pickle=False).raw
-
-
-def _canonicalize_skops(path: Path) -> None:
-    """Rewrite a skops zip so equal models give equal bytes.
-
-    skops names its array files and `__id__` memo keys after `id(obj)` (memory addresses) and
-    stamps each entry with the save time. Here ids are renumbered and files renamed in the
-    order the schema first mentions them, and entries are written sorted, stored, at ZIP_EPOCH.
-    """
-    with zipfile.ZipFile(path) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    schema = json.loads(entries.pop("schema.json"))
-    ids: dict[int, int] = {}
-    files: dict[str, str] = {}
-    schema = _renumber(schema, ids, files, set(entries))
-    renamed = {files.get(name, name): data for name, data in entries.items()}
-    renamed["schema.json"] = json.dumps(schema, indent=2).encode("utf-8")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(renamed):
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.create_system = 3  # unix, whatever the platform
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, renamed[name])
-    path.write_bytes(buffer.getvalue())
-
-
-def _renumber(node: Any, ids: dict[int, int], files: dict[str, str], names: set[str]) -> Any:
-    """`node` with `__id__` values numbered 1, 2, ... and `file` names from 1.npy, 2.bin, ..."""
-    if isinstance(node, list):
-        return [_renumber(item, ids, files, names) for item in node]
-    if not isinstance(node, dict):
-        return node
-    result: dict[str, Any] = {}
-    for key, item in node.items():
-        if key == "__id__" and type(item) is int:
-            result[key] = ids.setdefault(item, len(ids) + 1)
-        elif key == "file" and isinstance(item, str) and item in names:
-            result[key] = files.setdefault(item, f"{len(files) + 1}{Path(item).suffix}")
-        else:
-            result[key] = _renumber(item, ids, files, names)
-    return result
 
 
 # pickle: everything else

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, indexes, range_indexes
 from sklearn.linear_model import LogisticRegression
 
-from loopml.adapters.step_values import ZIP_EPOCH, TypedValueSerializer
+from loopml.adapters.flavors.skops_canonical import ZIP_EPOCH
+from loopml.adapters.step_values import TypedValueSerializer
 from loopml.errors import AlreadyExists, IntegrityError, InvalidInput
 
 SERIALIZER = TypedValueSerializer()

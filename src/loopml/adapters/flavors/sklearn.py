@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.adapters.flavors.base import LoadedModel, prepare_empty_directory
+from loopml.adapters.flavors.skops_canonical import canonicalize_skops
 from loopml.errors import IntegrityError, InvalidInput, NotFound
 
 MODEL_FILE = "model.skops"
@@ -40,6 +41,7 @@ class SklearnFlavor:
                 f"skops cannot save this {type(model).__name__}: {error}",
                 "Save it with the python flavor (cloudpickle) instead; loading it will need trust.",
             ) from error
+        canonicalize_skops(path)
         return {
             "flavor": self.name,
             "schema_version": INFO_SCHEMA_VERSION,
