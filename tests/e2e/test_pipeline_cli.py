@@ -35,6 +35,17 @@ def test_run_rerun_reproduce_and_lineage(cli) -> None:  # type: ignore[no-untype
     assert {s["status"] for s in json.loads(out)["steps"]} == {"cached"}
     code, out, _ = cli("runs", "list", "--filter", "tags.`loopml.kind` = 'pipeline'", "--json")
     assert json.loads(out)["total"] == 2
+    code, out, _ = cli("runs", "list", "--parent", first["run_id"], "--json")
+    steps = json.loads(out)["runs"]
+    assert {r["name"] for r in steps} == {
+        "load",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "register",
+    }
+    assert json.loads(cli("runs", "list", "--json")[1])["total"] == 2  # steps only with --all
     code, out, _ = cli("runs", "reproduce", first["run_id"], "--json")
     assert code == 0
     assert json.loads(out)["identical_metrics"] is True

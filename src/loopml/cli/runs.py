@@ -35,6 +35,12 @@ def list_(
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Runs per page."),
     page: int = typer.Option(1, "--page", min=1, help="Page number."),
+    parent: str = typer.Option(
+        None, "--parent", help="Only the child runs of this run (a pipeline's steps)."
+    ),
+    all_runs: bool = typer.Option(
+        False, "--all", help="Include child runs (pipeline steps, sweep trials)."
+    ),
     columns: str = typer.Option(
         None, "--columns", help="Comma-separated metrics/params to show, e.g. f1,lr."
     ),
@@ -49,6 +55,8 @@ def list_(
         order_by=order_by,
         limit=limit,
         offset=(page - 1) * limit,
+        parent_id=parent,
+        top_level_only=not (all_runs or parent),
     )
     if as_json:
         print_json({"total": result.total, "runs": result.runs})

@@ -385,9 +385,14 @@ class TrackingService:
         limit: int = 100,
         offset: int = 0,
         parent_id: str | None = None,
+        top_level_only: bool = False,
     ) -> RunPage:
         query = RunQuery(
-            project, parse_filter(filter), parse_order_by(order_by), parent_id=parent_id
+            project,
+            parse_filter(filter),
+            parse_order_by(order_by),
+            parent_id=parent_id,
+            top_level_only=top_level_only,
         )
         return self.store.search(query, limit, offset)
 
