@@ -8,7 +8,7 @@ import json
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.adapters.artifacts import FsspecBlobStore
 from loopml.adapters.environment import LocalEnvironmentProbe
@@ -32,6 +32,10 @@ from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, nu
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
 from loopml.settings import Settings
+
+if TYPE_CHECKING:
+    from loopml.adapters.prediction_log import PredictionLogWriter
+    from loopml.adapters.prediction_log_reader import PredictionLogReader
 
 
 @dataclass
@@ -134,6 +138,19 @@ def reset_default_workspace() -> None:
             atexit.unregister(_default.close)
             _default.close()
         _default = None
+
+
+def prediction_log_writer(settings: Settings) -> PredictionLogWriter:
+    """The writer of served predictions and labels, under the workspace's artifact root."""
+    from loopml.adapters.prediction_log import PredictionLogWriter  # Arrow: only when serving
+
+    return PredictionLogWriter(settings.artifacts_url, settings.storage_options)
+
+
+def prediction_log_reader(settings: Settings) -> PredictionLogReader:
+    from loopml.adapters.prediction_log_reader import PredictionLogReader
+
+    return PredictionLogReader(settings.artifacts_url, settings.storage_options)
 
 
 def run_step_task(task: StepTask) -> StepOutcome:

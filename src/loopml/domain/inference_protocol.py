@@ -1,0 +1,462 @@
+"""The Open Inference Protocol (KServe "Predict Protocol Version 2") REST codec, as pure functions.
+
+A request `{"id"?, "parameters"?, "inputs": [{"name", "shape", "datatype", "parameters"?, "data"}],
+"outputs"?: [{"name", ...}]}` is decoded into one 1-D numpy column per model input. Two layouts
+are accepted:
+
+- one tensor per column, named after it, of shape `[n]` or `[n, 1]` (tensors the model does not
+  take are kept, after the model's columns);
+- a single 2-D tensor of shape `[n, k]`, not named after a column, whose `k` columns follow the
+  signature's order.
+
+`data` is flat (row-major) or nested to match `shape`. Every element is checked by the numpy dtype
+the whole list converts to, never one by one: a string in an FP32 tensor, a float in an INT64
+tensor, or a number in a BYTES tensor is refused. loopml extension: `null` is read as a missing
+value in FP tensors (NaN) and BYTES tensors (None), and refused elsewhere, because the encoder
+writes NaN, +-inf and None as `null` (JSON has no NaN). Integers are range-checked against their
+datatype; FP16/FP32 values beyond the type's range are refused. Known limit: numpy reads a JSON
+list mixing integers below 2**63 with integers at or above it as float64, so such a UINT64 tensor
+is refused (all values below, or all at or above, 2**63 are fine). A JSON `true` among numbers in
+an INT or FP tensor reads as 1, as Python's json and numpy see it.
+
+A tensor's datatype must feed its column's loopml type (`FEEDS`): BYTES into a float column is
+refused, integers into a float column are fine. Columns keep the tensor's dtype (INT32 -> int32,
+BYTES -> object array of str); datetime columns arrive as BYTES strings, left for the caller to
+parse.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from loopml.domain.signature import ColumnType
+from loopml.errors import InvalidInput
+
+Array = npt.NDArray[Any]
+
+INTEGER_DATATYPES = frozenset(
+    {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
+)
+FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+DATATYPES = INTEGER_DATATYPES | FLOAT_DATATYPES | {"BOOL", "BYTES"}
+"""Every V2 datatype this codec reads and writes."""
+
+FEEDS: dict[ColumnType, frozenset[str]] = {
+    ColumnType.INTEGER: INTEGER_DATATYPES,
+    ColumnType.FLOAT: INTEGER_DATATYPES | FLOAT_DATATYPES,
+    ColumnType.BOOLEAN: frozenset({"BOOL"}),
+    ColumnType.STRING: frozenset({"BYTES"}),
+    ColumnType.CATEGORY: frozenset({"BYTES"}),
+    ColumnType.DATETIME: frozenset({"BYTES"}),
+    ColumnType.OBJECT: DATATYPES,
+}
+"""For each loopml column type, the V2 datatypes that may feed it."""
+
+DATATYPE_BY_COLUMN_TYPE: dict[ColumnType, str] = dict.fromkeys(ColumnType, "BYTES") | {
+    ColumnType.INTEGER: "INT64",
+    ColumnType.FLOAT: "FP64",
+    ColumnType.BOOLEAN: "BOOL",
+}
+"""The V2 datatype model metadata advertises for each loopml column type."""
+
+_NUMPY_DTYPE = {name: np.dtype(name.lower()) for name in INTEGER_DATATYPES} | {
+    f"FP{bits}": np.dtype(f"float{bits}") for bits in (16, 32, 64)
+}
+_NUMPY_DTYPE |= {"BOOL": np.dtype(np.bool_), "BYTES": np.dtype(object)}
+_DATATYPE_BY_DTYPE = {dtype: name for name, dtype in _NUMPY_DTYPE.items() if name != "BYTES"}
+_JSON_KINDS = {"BOOL": "b", "BYTES": "U"} | dict.fromkeys(INTEGER_DATATYPES, "iu")
+_JSON_KINDS |= dict.fromkeys(FLOAT_DATATYPES, "iuf")
+_KIND_LABELS = {"b": "booleans", "iu": "integers", "iuf": "numbers", "U": "strings"}
+_TENSOR_KEYS = ("name", "shape", "datatype", "data")
+_TENSOR_HINT = 'Write each input as {"name": ..., "shape": [...], "datatype": ..., "data": [...]}.'
+_NONE = np.array(None, dtype=object)
+"""Compared against an object array, elementwise: where it holds None."""
+
+
+@dataclass(frozen=True)
+class DecodedRequest:
+    """An inference request as named 1-D columns of `rows` values each."""
+
+    id: str | None
+    columns: dict[str, Array]
+    rows: int
+    requested_outputs: list[str] | None
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    values: Array
+    """Flat, row-major, in the datatype's numpy dtype."""
+
+
+def decode_infer_request(
+    body: Mapping[str, Any], signature_inputs: Sequence[tuple[str, str]]
+) -> DecodedRequest:
+    """The columns of a V2 inference request for a model taking `signature_inputs`.
+
+    `signature_inputs` is the model's (column name, loopml type) list, in signature order.
+    Raises `InvalidInput` naming the input and the problem.
+    """
+    if not isinstance(body, Mapping) or "inputs" not in body:
+        raise InvalidInput(
+            'The inference request has no "inputs".',
+            'Send {"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}.',
+        )
+    request_id, parameters = _request_id(body), _parameters(body)
+    requested_outputs = _requested_outputs(body)
+    signature = [(name, _column_type(name, type_)) for name, type_ in signature_inputs]
+    tensors = _parse_tensors(body["inputs"])
+    if _is_matrix_layout(tensors, signature):
+        columns, rows = _split_matrix(tensors[0], signature)
+    else:
+        columns, rows = _columns_by_name(tensors, signature)
+    return DecodedRequest(request_id, columns, rows, requested_outputs, parameters)
+
+
+def encode_infer_response(
+    model_name: str,
+    model_version: str,
+    outputs: Mapping[str, Array],
+    request_id: str | None,
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A V2 inference response; NaN, +-inf and None become JSON `null`.
+
+    Datetime arrays are written as BYTES ISO-8601 strings, bytes as UTF-8 text.
+    """
+    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        response["id"] = request_id
+    if parameters:
+        response["parameters"] = dict(parameters)
+    response["outputs"] = [_encode_tensor(name, np.asarray(a)) for name, a in outputs.items()]
+    return response
+
+
+def encode_error(message: str) -> dict[str, str]:
+    """The V2 error body."""
+    return {"error": message}
+
+
+def server_metadata(name: str, version: str) -> dict[str, Any]:
+    """The V2 server metadata body; loopml implements no protocol extensions."""
+    return {"name": name, "version": version, "extensions": []}
+
+
+def model_metadata(
+    name: str,
+    versions: Sequence[str],
+    platform: str,
+    inputs: Sequence[tuple[str, str]],
+    outputs: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """The V2 model metadata body; every tensor has shape [-1] (any number of rows)."""
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": platform,
+        "inputs": _tensor_metadata(inputs),
+        "outputs": _tensor_metadata(outputs),
+    }
+
+
+def _tensor_metadata(columns: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "datatype": DATATYPE_BY_COLUMN_TYPE[_column_type(name, type_)],
+            "shape": [-1],
+        }
+        for name, type_ in columns
+    ]
+
+
+def _column_type(name: str, type_: str) -> ColumnType:
+    try:
+        return ColumnType(type_)
+    except ValueError:
+        allowed = ", ".join(t.value for t in ColumnType)
+        raise InvalidInput(
+            f"Signature column {name!r} has type {type_!r}.", f"Use one of: {allowed}."
+        ) from None
+
+
+def _request_id(body: Mapping[str, Any]) -> str | None:
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput(
+            f'The request "id" is {request_id!r}, not a string.', "Send the id as a string."
+        )
+    return request_id
+
+
+def _parameters(body: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = body.get("parameters", {})
+    if not isinstance(parameters, Mapping):
+        raise InvalidInput(
+            f'The request "parameters" is {parameters!r}, not an object.',
+            'Send "parameters" as a JSON object, or leave it out.',
+        )
+    return dict(parameters)
+
+
+def _requested_outputs(body: Mapping[str, Any]) -> list[str] | None:
+    outputs = body.get("outputs")
+    if outputs is None:
+        return None
+    items = outputs if isinstance(outputs, list) else [None]
+    names = [item.get("name") if isinstance(item, Mapping) else None for item in items]
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidInput(
+            f'The request "outputs" is {outputs!r}; each requested output needs a "name".',
+            'Send "outputs": [{"name": "prediction"}], or leave it out for all outputs.',
+        )
+    return [name for name in names if isinstance(name, str)]
+
+
+def _parse_tensors(inputs: object) -> list[_Tensor]:
+    if not isinstance(inputs, list):
+        raise InvalidInput(
+            f'The request "inputs" is {type(inputs).__name__}, not a list.',
+            'Send "inputs" as a list of tensors.',
+        )
+    tensors = [_parse_tensor(item, index) for index, item in enumerate(inputs)]
+    names = [tensor.name for tensor in tensors]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidInput(f"The inputs repeat the names {repeated}.", "Send each input once.")
+    return tensors
+
+
+def _parse_tensor(item: object, index: int) -> _Tensor:
+    label = f"inputs[{index}]"
+    if not isinstance(item, Mapping):
+        raise InvalidInput(f"Input {label} is {item!r}, not an object.", _TENSOR_HINT)
+    if isinstance(item.get("name"), str):
+        label = repr(item["name"])
+    missing = ", ".join(repr(key) for key in _TENSOR_KEYS if key not in item)
+    if missing or not isinstance(item["name"], str):
+        raise InvalidInput(f"Input {label} lacks {missing or 'a string name'}.", _TENSOR_HINT)
+    datatype = item["datatype"]
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise InvalidInput(
+            f"Input {label} has datatype {datatype!r}.",
+            f"Use one of: {', '.join(sorted(DATATYPES))}.",
+        )
+    shape = _shape(label, item["shape"])
+    return _Tensor(
+        item["name"], datatype, shape, _decode_data(label, datatype, shape, item["data"])
+    )
+
+
+def _shape(label: str, shape: object) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape
+    ):
+        raise InvalidInput(
+            f"Input {label} has shape {shape!r}.", "Give the shape as a list of sizes >= 0."
+        )
+    return tuple(shape)
+
+
+def _decode_data(label: str, datatype: str, shape: tuple[int, ...], data: object) -> Array:
+    """The data as a flat array of the datatype's dtype, after checking shape and element types."""
+    if not isinstance(data, list):
+        raise InvalidInput(f"Input {label} has data {data!r}, not a list.", "Send data as a list.")
+    try:
+        values = np.asarray(data)
+    except ValueError:
+        raise InvalidInput(
+            f"Input {label} has nested data of uneven lengths.", "Nest the data to match its shape."
+        ) from None
+    _check_shape(label, values, shape)
+    if datatype == "BYTES":
+        return _decode_bytes(label, np.asarray(data, dtype=object).reshape(-1))
+    return _decode_numbers(label, datatype, values.reshape(-1))
+
+
+def _check_shape(label: str, values: Array, shape: tuple[int, ...]) -> None:
+    if values.ndim > 1 and values.shape != shape:
+        raise InvalidInput(
+            f"Input {label} has data nested as {list(values.shape)}, but shape {list(shape)}.",
+            "Nest the data to match the shape, or send it flat in row-major order.",
+        )
+    if values.size != math.prod(shape):
+        raise InvalidInput(
+            f"Input {label} has shape {list(shape)} ({math.prod(shape)} elements) "
+            f"but {values.size} data elements.",
+            "Send as many data elements as the shape's sizes multiply to.",
+        )
+
+
+def _null_mask(label: str, datatype: str, flat: Array) -> Array:
+    nulls: Array = np.equal(flat, _NONE) if flat.dtype == object else np.zeros(flat.shape, bool)
+    if nulls.any() and datatype not in FLOAT_DATATYPES | {"BYTES"}:
+        raise InvalidInput(
+            f"Input {label} ({datatype}) holds null at index {int(np.argmax(nulls))}.",
+            "Only FP and BYTES tensors take null (as a missing value).",
+        )
+    return nulls
+
+
+def _check_kind(label: str, datatype: str, present: Array) -> None:
+    kinds = _JSON_KINDS[datatype]
+    if present.size and present.dtype.kind not in kinds:
+        raise InvalidInput(
+            f"Input {label} ({datatype}) holds data that are not all {_KIND_LABELS[kinds]}.",
+            f"Send {datatype} data as JSON {_KIND_LABELS[kinds]}.",
+        )
+
+
+def _decode_numbers(label: str, datatype: str, flat: Array) -> Array:
+    nulls = _null_mask(label, datatype, flat)
+    present = np.asarray(flat[~nulls].tolist()) if nulls.any() else flat
+    if present.dtype == object:
+        present = np.asarray(present.tolist())
+    _check_kind(label, datatype, present)
+    dtype = _NUMPY_DTYPE[datatype]
+    if datatype in INTEGER_DATATYPES:
+        _check_range(label, datatype, present)
+    with np.errstate(over="ignore"):
+        converted = present.astype(dtype)
+    if datatype in FLOAT_DATATYPES and np.any(np.isinf(converted) & np.isfinite(present)):
+        raise InvalidInput(
+            f"Input {label} ({datatype}) holds values beyond the datatype's range.",
+            "Send a wider datatype (FP64).",
+        )
+    if not nulls.any():
+        return converted
+    result = np.full(flat.shape, np.nan, dtype=dtype)
+    result[~nulls] = converted
+    return result
+
+
+def _check_range(label: str, datatype: str, present: Array) -> None:
+    info = np.iinfo(_NUMPY_DTYPE[datatype])
+    if present.size and (int(present.min()) < info.min or int(present.max()) > info.max):
+        raise InvalidInput(
+            f"Input {label} ({datatype}) holds values outside [{info.min}, {info.max}].",
+            "Send a wider datatype (INT64).",
+        )
+
+
+def _decode_bytes(label: str, flat: Array) -> Array:
+    """Strings stay Python str in an object array; any other JSON value is refused."""
+    nulls = _null_mask(label, "BYTES", flat)
+    present = flat[~nulls]
+    if not np.all(np.equal(present, present.astype(str).astype(object))):
+        raise InvalidInput(
+            f"Input {label} (BYTES) holds data that are not all strings.",
+            "Send BYTES data as JSON strings.",
+        )
+    return flat
+
+
+def _is_matrix_layout(tensors: list[_Tensor], signature: list[tuple[str, ColumnType]]) -> bool:
+    names = {name for name, _ in signature}
+    return len(tensors) == 1 and tensors[0].name not in names and len(tensors[0].shape) == 2
+
+
+def _split_matrix(
+    tensor: _Tensor, signature: list[tuple[str, ColumnType]]
+) -> tuple[dict[str, Array], int]:
+    rows, width = tensor.shape
+    if width != len(signature):
+        raise InvalidInput(
+            f"Input {tensor.name!r} has shape {list(tensor.shape)}: {width} columns, but the "
+            f"model takes {len(signature)} ({', '.join(name for name, _ in signature)}).",
+            "Send one column per model input, in signature order, or one tensor per column.",
+        )
+    matrix = tensor.values.reshape(rows, width)
+    for name, column_type in signature:
+        _check_feeds(tensor, name, column_type)
+    columns = {
+        name: np.ascontiguousarray(matrix[:, index]) for index, (name, _) in enumerate(signature)
+    }
+    return columns, rows
+
+
+def _columns_by_name(
+    tensors: list[_Tensor], signature: list[tuple[str, ColumnType]]
+) -> tuple[dict[str, Array], int]:
+    by_name = {tensor.name: tensor for tensor in tensors}
+    missing = [name for name, _ in signature if name not in by_name]
+    if missing:
+        raise InvalidInput(
+            f"The request lacks the model inputs {missing}; it has {sorted(by_name)}.",
+            "Send one tensor per model input, named after the column, or one [n, k] tensor.",
+        )
+    for tensor in tensors:
+        if len(tensor.shape) not in (1, 2) or tensor.shape[1:] not in ((), (1,)):
+            raise InvalidInput(
+                f"Input {tensor.name!r} has shape {list(tensor.shape)}; a column is [n] or [n, 1].",
+                "Send one tensor per column, or a single [n, k] tensor for all columns.",
+            )
+    for name, column_type in signature:
+        _check_feeds(by_name[name], name, column_type)
+    ordered = [name for name, _ in signature] + [n for n in by_name if n not in dict(signature)]
+    return {name: by_name[name].values for name in ordered}, _row_count(tensors)
+
+
+def _row_count(tensors: list[_Tensor]) -> int:
+    rows = {tensor.name: tensor.shape[0] for tensor in tensors}
+    if len(set(rows.values())) > 1:
+        raise InvalidInput(
+            f"The inputs have different row counts: {rows}.",
+            "Send the same number of rows in every input.",
+        )
+    return next(iter(rows.values()), 0)
+
+
+def _check_feeds(tensor: _Tensor, column: str, column_type: ColumnType) -> None:
+    if tensor.datatype not in FEEDS[column_type]:
+        allowed = ", ".join(sorted(FEEDS[column_type]))
+        raise InvalidInput(
+            f"Input {tensor.name!r} is {tensor.datatype}, which cannot feed the "
+            f"{column_type.value} column {column!r}.",
+            f"Send {column!r} as one of: {allowed}.",
+        )
+
+
+def _encode_tensor(name: str, array: Array) -> dict[str, Any]:
+    datatype, data = _encode_data(name, array.reshape(-1))
+    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+
+
+def _encode_data(name: str, flat: Array) -> tuple[str, list[Any]]:
+    kind = flat.dtype.kind
+    if kind == "f":
+        data = flat.astype(object)
+        data[~np.isfinite(flat)] = None
+        return _DATATYPE_BY_DTYPE[flat.dtype.newbyteorder("=")], data.tolist()
+    if kind in "biu":
+        return _DATATYPE_BY_DTYPE[flat.dtype.newbyteorder("=")], flat.tolist()
+    if kind == "M":
+        return "BYTES", _with_nulls(np.datetime_as_string(flat), np.isnat(flat))
+    if kind == "S":
+        return "BYTES", np.char.decode(flat, "utf-8").tolist()
+    if kind in "OU":
+        nulls = np.equal(flat, _NONE) | np.not_equal(flat, flat) if kind == "O" else None
+        return "BYTES", _with_nulls(flat.astype(str), nulls)
+    raise InvalidInput(
+        f"Output {name!r} has dtype {flat.dtype}, which has no V2 datatype.",
+        "Return booleans, integers, floats, strings or datetimes.",
+    )
+
+
+def _with_nulls(strings: Array, nulls: Array | None) -> list[Any]:
+    data = strings.astype(object)
+    if nulls is not None:
+        data[nulls] = None
+    result: list[Any] = data.tolist()
+    return result

@@ -1,0 +1,1 @@
+"""The model server: an ASGI app that serves deployments, logs every prediction, swaps live."""

@@ -1,0 +1,121 @@
+"""One served model: the version in use, swapped atomically when its alias moves.
+
+A background thread asks the registry which version the alias points at (one cheap query every
+`poll_s`). When it changes, the new version loads and is warmed in that thread while requests
+keep going to the old one; then one assignment swaps them. A request holds the `Served` it
+started with, so it finishes on, and is labelled with, the version that really answered it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from loopml.bootstrap import Workspace
+from loopml.domain.records import ModelVersion
+from loopml.domain.refs import ModelRef, parse_model_ref
+from loopml.ports import LoadedModel
+
+log = logging.getLogger("loopml.serving")
+
+
+@dataclass(frozen=True)
+class Served:
+    version: ModelVersion
+    model: LoadedModel
+    inputs: tuple[tuple[str, str], ...]
+    """(column, type) the model expects, from its signature."""
+
+    @property
+    def has_proba(self) -> bool:
+        return callable(getattr(self.model.raw, "predict_proba", None))
+
+
+def _inputs_of(version: ModelVersion) -> tuple[tuple[str, str], ...]:
+    return tuple((c["name"], c["type"]) for c in version.signature.get("inputs", []))
+
+
+def _warm(served: Served) -> None:
+    """One prediction on a made-up row, so the first real request pays no lazy set-up."""
+    import pandas as pd
+
+    defaults = {"integer": 0, "float": 0.0, "boolean": False}
+    row = {name: defaults.get(kind, "") for name, kind in served.inputs}
+    try:
+        served.model.predict(pd.DataFrame([row], columns=[n for n, _ in served.inputs]))
+    except Exception as exc:  # a made-up row may be refused; the model still serves real ones
+        log.info("warm-up of %s skipped: %s", served.version.ref, exc)
+
+
+class ModelHost:
+    def __init__(
+        self,
+        workspace: Workspace,
+        deployment: str,
+        model_ref: str,
+        *,
+        project: str | None = None,
+        trust: bool = False,
+        poll_s: float = 2.0,
+    ) -> None:
+        self.workspace = workspace
+        self.deployment = deployment
+        self.ref: ModelRef = parse_model_ref(model_ref)
+        self.project = project or workspace.project
+        self.trust = trust
+        self.poll_s = poll_s
+        self.swaps = 0
+        self.current = self._load(workspace.registry.resolve(self.ref, self.project))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    def _load(self, version: ModelVersion) -> Served:
+        model = self.workspace.registry.load(version.ref, project=self.project, trust=self.trust)
+        served = Served(version, model, _inputs_of(version))
+        _warm(served)
+        return served
+
+    def refresh(self) -> bool:
+        """Swap to the version the reference names now, if it changed. True when swapped."""
+        target = self.workspace.registry.resolve(self.ref, self.project)
+        if target.version == self.current.version.version:
+            return False
+        fresh = self._load(target)
+        self.current = fresh  # one assignment: requests see the old or the new, never a mix
+        self.swaps += 1
+        log.info("%s now serves %s", self.deployment, target.ref)
+        return True
+
+    def start(self) -> None:
+        if self.ref.version is not None or self._thread is not None:
+            return  # a pinned version never moves
+        self._thread = threading.Thread(
+            target=self._follow, daemon=True, name=f"loopml-follow-{self.deployment}"
+        )
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except Exception as exc:  # the registry may be briefly away; keep serving
+                log.warning("%s: could not check %s: %s", self.deployment, self.ref, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def describe(self) -> dict[str, Any]:
+        v = self.current.version
+        return {
+            "deployment": self.deployment,
+            "model": v.name,
+            "version": v.version,
+            "aliases": list(v.aliases),
+            "flavor": v.flavor,
+        }

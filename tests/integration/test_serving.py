@@ -1,0 +1,225 @@
+"""The model server in-process: predictions, validation, feedback, the V2 protocol, metrics,
+the prediction log and live swaps when the alias moves."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from loopml.bootstrap import Workspace, open_workspace, prediction_log_reader, prediction_log_writer
+from loopml.serving.app import create_app
+from loopml.serving.host import ModelHost
+from loopml.serving.log_sink import LogSink
+from loopml.settings import Settings
+
+
+def _frame(rows: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, rows),
+            "plan": rng.choice(["basic", "plus", "pro"], rows),
+            "monthly": rng.normal(60, 15, rows).round(2),
+        }
+    )
+    return frame, (frame["tenure"] < 20).astype(int).to_numpy()
+
+
+def _model(depth: int) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    encode = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"
+    )
+    frame, labels = _frame()
+    model = Pipeline(
+        [("encode", encode), ("gbm", HistGradientBoostingClassifier(max_depth=depth, max_iter=20))]
+    )
+    return model.fit(frame, labels)
+
+
+@pytest.fixture
+def served(
+    make_settings: Callable[..., Settings],
+) -> Iterator[tuple[Workspace, ModelHost, TestClient, LogSink]]:
+    ws = open_workspace(make_settings())
+    frame, _ = _frame()
+    for depth in (2, 3):
+        ws.registry.register(_model(depth), "churn", project="default", input_example=frame.head(3))
+    ws.registry.set_alias("churn", "champion", 1, project="default")
+    host = ModelHost(ws, "churn-prod", "churn@champion", poll_s=0.2)
+    sink = LogSink(prediction_log_writer(ws.settings))
+    with TestClient(create_app({"churn-prod": host}, sink)) as client:
+        yield ws, host, client, sink
+    host.stop()
+    sink.close()
+    ws.close()
+
+
+ROW = {"tenure": 3, "plan": "basic", "monthly": 29.5}
+
+
+def test_predict_answers_with_version_and_request_ids(served: Any) -> None:
+    _, _, client, _ = served
+    response = client.post(
+        "/predict", json={"rows": [ROW, {**ROW, "tenure": 60}], "probabilities": True}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["predictions"] == [1, 0]
+    assert (body["model"], body["model_version"]) == ("churn", 1)
+    assert len(set(body["request_ids"])) == 2
+    assert len(body["probabilities"][0]) == 2
+    split = client.post(
+        "/predict", json={"columns": ["tenure", "plan", "monthly"], "data": [[3, "basic", 29.5]]}
+    )
+    assert split.json()["predictions"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"rows": [{"tenure": 3, "plan": "basic"}]}, 422, "Row 0 has no field 'monthly'"),
+        ({"rows": [ROW, {**ROW, "tenure": "long"}]}, 422, "Row 1 field 'tenure' is 'long'"),
+        ({"rows": []}, 422, "no rows"),
+        ({"rows": "x"}, 422, "list of objects"),
+        ({"columns": ["tenure"], "data": [[1, 2]]}, 422, "Row 0 of 'data'"),
+        ({"rows": [ROW] * 10_001}, 413, "at most 10000"),
+        ([1, 2], 422, "JSON object"),
+    ],
+    ids=[
+        "missing-field",
+        "wrong-type",
+        "empty",
+        "rows-not-list",
+        "split-shape",
+        "too-many-rows",
+        "not-an-object",
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(
+    served: Any, body: Any, status: int, words: str
+) -> None:
+    _, _, client, _ = served
+    response = client.post("/predict", json=body)
+    assert response.status_code == status
+    assert words in response.json()["error"]
+
+
+def test_garbage_and_huge_bodies_are_refused_and_the_server_keeps_serving(served: Any) -> None:
+    _, _, client, _ = served
+    assert client.post("/predict", content=b"{not json").status_code == 400
+    assert client.post("/predict", content=b"x" * (9 * 1024 * 1024)).status_code == 413
+    assert client.post("/predict", json={"rows": [ROW]}).status_code == 200
+
+
+def test_nulls_are_served_and_flagged_in_the_log(served: Any) -> None:
+    ws, _, client, sink = served
+    response = client.post("/predict", json={"rows": [{**ROW, "monthly": None}]})
+    assert response.status_code == 200
+    request_id = response.json()["request_ids"][0]
+    sink.writer.flush()
+    record = prediction_log_reader(ws.settings).get(request_id)
+    assert record is not None
+    assert record["flags"] == "null:monthly"
+
+
+def test_feedback_is_joined_to_its_prediction(served: Any) -> None:
+    ws, _, client, sink = served
+    ids = client.post("/predict", json={"rows": [ROW, ROW]}).json()["request_ids"]
+    answer = client.post("/feedback", json=[{"request_id": ids[0], "label": 0}])
+    assert answer.json() == {"accepted": 1}
+    assert client.post("/feedback", json={"label": 1}).status_code == 422
+    sink.writer.flush()
+    table = prediction_log_reader(ws.settings).read("churn-prod")
+    labels = dict(
+        zip(table["request_id"].to_pylist(), table["label_json"].to_pylist(), strict=True)
+    )
+    assert labels == {ids[0]: "0", ids[1]: None}
+
+
+def test_the_v2_protocol(served: Any) -> None:
+    _, _, client, _ = served
+    assert client.get("/v2").json()["name"] == "loopml"
+    assert client.get("/v2/health/ready").status_code == 200
+    meta = client.get("/v2/models/churn-prod").json()
+    assert [i["name"] for i in meta["inputs"]] == ["tenure", "plan", "monthly"]
+    assert client.get("/v2/models/churn-prod/versions/1/ready").status_code == 200
+    assert client.get("/v2/models/churn-prod/versions/7/ready").status_code == 404
+    body = {
+        "id": "r1",
+        "inputs": [
+            {"name": "tenure", "shape": [2], "datatype": "INT64", "data": [3, 60]},
+            {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+            {"name": "monthly", "shape": [2], "datatype": "FP64", "data": [29.5, 80.0]},
+        ],
+    }
+    response = client.post("/v2/models/churn-prod/infer", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["model_name"], result["model_version"], result["id"]) == ("churn", "1", "r1")
+    assert result["outputs"][0]["data"] == [1, 0]
+    wrong = {
+        "inputs": [
+            {**body["inputs"][0], "datatype": "BYTES", "data": ["a", "b"]},
+            *body["inputs"][1:],
+        ]
+    }
+    refused = client.post("/v2/models/churn-prod/infer", json=wrong)
+    assert refused.status_code == 400
+    assert "tenure" in refused.json()["error"]
+    assert client.post("/v2/models/nope/infer", json=body).status_code == 404
+
+
+def test_metrics_in_prometheus_format(served: Any) -> None:
+    _, _, client, _ = served
+    client.post("/predict", json={"rows": [ROW]})
+    client.post("/predict", json={"rows": []})
+    text = client.get("/metrics").text
+    assert 'loopml_requests_total{endpoint="predict",status="200"} 1.0' in text
+    assert 'loopml_requests_total{endpoint="predict",status="422"} 1.0' in text
+    assert 'loopml_model_version{deployment="churn-prod",model="churn"} 1.0' in text
+    assert "loopml_prediction_log_queue_rows" in text
+
+
+def test_moving_the_alias_swaps_live_without_a_failed_request(served: Any) -> None:
+    ws, host, client, _ = served
+    host.start()
+    failures: list[str] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            response = client.post("/predict", json={"rows": [ROW]})
+            if response.status_code != 200:
+                failures.append(response.text)
+            else:
+                versions.add(response.json()["model_version"])
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for target in (2, 1, 2):
+        ws.registry.set_alias("churn", "champion", target, project="default")
+        deadline = threading.Event()
+        for _ in range(50):
+            if host.current.version.version == target:
+                break
+            deadline.wait(0.1)
+        assert host.current.version.version == target
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert versions == {1, 2}
+    assert host.swaps == 3
