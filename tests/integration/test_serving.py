@@ -223,3 +223,40 @@ def test_moving_the_alias_swaps_live_without_a_failed_request(served: Any) -> No
     assert failures == []
     assert versions == {1, 2}
     assert host.swaps == 3
+
+
+def test_one_bad_request_in_a_batch_does_not_fail_the_others(served: Any) -> None:
+    from loopml.serving.batching import Job
+    from loopml.serving.frames import RequestError
+
+    _, host, client, _ = served
+    server = client.app.state.server
+    good = [ROW, {**ROW, "tenure": 61}]
+    bad = [ROW, {**ROW, "monthly": "a lot"}]
+    results = server.run_batch(
+        host,
+        [
+            Job(good, False, None),
+            Job(bad, False, None),  # type: ignore[arg-type]
+            Job([ROW], True, None),
+        ],
+    )  # type: ignore[arg-type]
+    assert results[0]["predictions"] == [1, 0]
+    assert isinstance(results[1], RequestError)
+    assert results[1].message == "Row 1 field 'monthly' is 'a lot', which is not a float."
+    assert results[2]["predictions"] == [1]
+    assert len(results[2]["probabilities"]) == 1
+
+
+def test_concurrent_requests_share_model_calls(served: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, client, _ = served
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(
+            pool.map(lambda _: client.post("/predict", json={"rows": [ROW]}), range(200))
+        )
+    assert {a.status_code for a in answers} == {200}
+    batcher = client.app.state.server.batcher(next(iter(client.app.state.server.hosts.values())))
+    assert batcher.jobs == 200
+    assert batcher.batches < 200  # some requests were answered together

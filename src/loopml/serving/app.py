@@ -9,17 +9,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from loopml.serving.frames import RequestError, ServedRows, build_batch
-from loopml.serving.host import ModelHost
+from loopml.serving.batching import Job, MicroBatcher
+from loopml.serving.frames import BatchFrame, RequestError, ServedRows, batch_frame, request_rows
+from loopml.serving.host import ModelHost, Served
 from loopml.serving.telemetry import Telemetry
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -63,19 +64,38 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         raise RequestError(400, f"The body is not valid JSON: {exc}.") from None
 
 
+def _ids(count: int) -> list[str]:
+    """One request id per row: the request's id and the row's position."""
+    base = uuid.uuid4().hex
+    return [f"{base}-{i}" for i in range(count)]
+
+
 def _outputs(values: Any) -> list[Any]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    predictions: list[Any]
+    probabilities: list[Any] | None
+    latency_us: int
 
 
 class Server:
     """The request handlers over the hosted deployments."""
 
     def __init__(
-        self, hosts: Mapping[str, ModelHost], sink: PredictionSink | None, telemetry: Telemetry
+        self,
+        hosts: Mapping[str, ModelHost],
+        sink: PredictionSink | None,
+        telemetry: Telemetry,
+        batching: Mapping[str, Any] | None = None,
     ) -> None:
         self.hosts = dict(hosts)
         self.sink = sink
         self.telemetry = telemetry
+        self._batching = dict(batching or {})
+        self._batchers: dict[str, MicroBatcher] = {}
 
     def host(self, name: str | None) -> ModelHost:
         if name is None:
@@ -87,48 +107,102 @@ class Server:
                 return host
         raise RequestError(404, f"No deployment or model named {name!r} is served here.")
 
-    def predict_rows(self, host: ModelHost, body: Any) -> dict[str, Any]:
+    def batcher(self, host: ModelHost) -> MicroBatcher:
+        batcher = self._batchers.get(host.deployment)
+        if batcher is None:
+            batcher = self._batchers[host.deployment] = MicroBatcher(
+                lambda jobs: self.run_batch(host, jobs), **self._batching
+            )
+        return batcher
+
+    async def predict(self, host: ModelHost, body: Any) -> dict[str, Any]:
+        rows = request_rows(body, host.current.inputs)
+        wanted = bool(body.get("probabilities")) if isinstance(body, dict) else False
+        result: dict[str, Any] = await self.batcher(host).submit(rows, wanted)
+        return result
+
+    def run_batch(self, host: ModelHost, jobs: Sequence[Job]) -> list[Any]:
+        """One model call for every request of the batch; a request whose rows do not convert
+        gets its 422 and the others their predictions."""
         started = time.perf_counter_ns()
-        served = host.current  # this request is answered by this version, even across a swap
-        batch = build_batch(body, served.inputs)
+        served = host.current  # the whole batch is answered by this version, even mid-swap
+        rows = [row for job in jobs for row in job.rows]
+        prepared = batch_frame(rows, served.inputs)
         try:
-            predictions = _outputs(served.model.predict(batch.frame))
+            predictions = (
+                _outputs(served.model.predict(prepared.frame)) if len(prepared.frame) else []
+            )
             probabilities = (
-                _outputs(served.model.predict_proba(batch.frame))
-                if body.get("probabilities") and served.has_proba
+                _outputs(served.model.predict_proba(prepared.frame))
+                if served.has_proba and any(j.probabilities for j in jobs) and len(prepared.frame)
                 else None
             )
         except Exception as exc:
-            raise RequestError(
+            error = RequestError(
                 422, f"The model could not predict these rows: {type(exc).__name__}: {exc}"
-            ) from None
-        base = uuid.uuid4().hex
-        ids = [f"{base}-{i}" for i in range(len(predictions))]
+            )
+            return [error] * len(jobs)
         latency_us = (time.perf_counter_ns() - started) // 1000
-        if self.sink is not None:
+        return self._split(
+            host, served, jobs, prepared, _Answer(predictions, probabilities, latency_us)
+        )
+
+    def _split(
+        self,
+        host: ModelHost,
+        served: Served,
+        jobs: Sequence[Job],
+        prepared: BatchFrame,
+        answer: _Answer,
+    ) -> list[Any]:
+        predictions, probabilities = answer.predictions, answer.probabilities
+        results: list[Any] = []
+        logged: dict[str, list[Any]] = {"rows": [], "ids": [], "flags": [], "outputs": []}
+        start, position, taken = 0, 0, 0  # input row, kept-row (prediction) index, rows served
+        for job in jobs:
+            span = range(start, start + len(job.rows))
+            start += len(job.rows)
+            kept = int(prepared.kept[span.start : span.stop].sum())
+            outputs = predictions[position : position + kept]
+            probs = probabilities[position : position + kept] if probabilities else None
+            position += kept
+            bad = next((i for i in span if i in prepared.errors), None)
+            if bad is not None:
+                message = f"Row {bad - span.start} {prepared.errors[bad]}."
+                results.append(RequestError(422, message))
+                continue
+            ids = _ids(len(job.rows))
+            version = served.version
+            result: dict[str, Any] = {
+                "predictions": outputs,
+                "request_ids": ids,
+                "model": version.name,
+                "model_version": version.version,
+            }
+            if job.probabilities and probs is not None:
+                result["probabilities"] = probs
+            results.append(result)
+            logged["rows"] += job.rows
+            logged["ids"] += ids
+            logged["flags"] += [prepared.flags[i] for i in span]
+            logged["outputs"] += outputs
+            taken += len(job.rows)
+        if self.sink is not None and logged["ids"]:
             version = served.version
             self.sink.log_predictions(
                 ServedRows(
                     host.deployment,
                     version.name,
                     version.version,
-                    batch.rows,
-                    predictions,
-                    ids,
-                    latency_us,
-                    batch.flags,
+                    logged["rows"],
+                    logged["outputs"],
+                    logged["ids"],
+                    answer.latency_us,
+                    logged["flags"],
                 )
             )
-        self.telemetry.rows(host.deployment, len(ids))
-        result: dict[str, Any] = {
-            "predictions": predictions,
-            "request_ids": ids,
-            "model": served.version.name,
-            "model_version": served.version.version,
-        }
-        if probabilities is not None:
-            result["probabilities"] = probabilities
-        return result
+        self.telemetry.rows(host.deployment, taken)
+        return results
 
     def feedback(self, host: ModelHost, body: Any) -> dict[str, Any]:
         items = body if isinstance(body, list) else [body]
@@ -167,17 +241,24 @@ def _endpoint(
     return wrapped
 
 
-def create_app(hosts: Mapping[str, ModelHost], sink: PredictionSink | None = None) -> Starlette:
-    """The ASGI app serving `hosts` (deployment name -> host), logging to `sink`."""
+def create_app(
+    hosts: Mapping[str, ModelHost],
+    sink: PredictionSink | None = None,
+    *,
+    batching: Mapping[str, Any] | None = None,
+) -> Starlette:
+    """The ASGI app serving `hosts` (deployment name -> host), logging to `sink`.
+
+    `batching` configures the micro-batcher: `max_batch_rows`, `max_wait_ms`, `enabled`.
+    """
     from loopml.serving import protocol_routes
 
     telemetry = Telemetry(hosts, sink)
-    server = Server(hosts, sink, telemetry)
+    server = Server(hosts, sink, telemetry, batching)
 
     async def predict(request: Request) -> Response:
         host = server.host(request.query_params.get("deployment"))
-        body = await read_json(request)
-        return json_response(await run_in_threadpool(server.predict_rows, host, body))
+        return json_response(await server.predict(host, await read_json(request)))
 
     async def feedback(request: Request) -> Response:
         host = server.host(request.query_params.get("deployment"))

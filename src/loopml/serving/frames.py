@@ -38,16 +38,6 @@ class ServedRows:
     flags: Sequence[str]
 
 
-@dataclass(frozen=True)
-class Batch:
-    frame: Any
-    """A pandas DataFrame with the signature's columns, in order."""
-    rows: list[dict[str, Any]]
-    """The rows as received (for the prediction log)."""
-    flags: list[str]
-    """Per row: comma-separated notes such as `null:tenure`."""
-
-
 def _rows_of(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, Mapping):
         raise RequestError(422, "The body must be a JSON object with 'rows' or 'columns'+'data'.")
@@ -73,34 +63,11 @@ def _check_present(rows: list[dict[str, Any]], names: Sequence[str]) -> None:
             raise RequestError(422, f"Row {index} has no field {missing!r}.")
 
 
-def _convert(frame: Any, name: str, kind: str) -> Any:
-    import pandas as pd
-
-    column = frame[name]
-    if kind in ("integer", "float"):
-        converted = pd.to_numeric(column, errors="coerce")
-    elif kind == "boolean":
-        converted = column.map({True: True, False: False, "true": True, "false": False})
-        converted = converted.astype("object")
-    elif kind == "datetime":
-        converted = pd.to_datetime(column, errors="coerce", utc=True)
-    else:
-        return column.where(column.isna(), column.astype(str))
-    bad = converted.isna() & column.notna()
-    if bad.any():
-        index = int(bad.to_numpy().nonzero()[0][0])
-        raise RequestError(
-            422,
-            f"Row {index} field {name!r} is {column.iloc[index]!r}, "
-            f"which is not {'an' if kind == 'integer' else 'a'} {kind}.",
-        )
-    return converted
-
-
-def build_batch(body: Any, signature: Sequence[tuple[str, str]], max_rows: int = MAX_ROWS) -> Batch:
-    """The request's rows as a frame with the signature's columns and types."""
-    import pandas as pd
-
+def request_rows(
+    body: Any, signature: Sequence[tuple[str, str]], max_rows: int = MAX_ROWS
+) -> list[dict[str, Any]]:
+    """The request's rows, checked for shape, size and presence of every field (cheap checks,
+    done per request); values are converted per batch by `batch_frame`."""
     rows = _rows_of(body)
     if not rows:
         raise RequestError(422, "The request has no rows.")
@@ -108,14 +75,98 @@ def build_batch(body: Any, signature: Sequence[tuple[str, str]], max_rows: int =
         raise RequestError(
             413, f"The request has {len(rows)} rows; at most {max_rows} are served per request."
         )
+    _check_present(rows, [name for name, _ in signature])
+    return rows
+
+
+@dataclass(frozen=True)
+class BatchFrame:
+    frame: Any
+    """Rows that converted cleanly, as the model expects them."""
+    kept: Any
+    """numpy bool mask over the input rows: True where the row is in `frame`."""
+    errors: dict[int, str]
+    """Input row -> why it could not be converted."""
+    flags: list[str]
+
+
+_NUMERIC = frozenset({"integer", "float"})
+
+
+def _numeric_frame(rows: Sequence[Mapping[str, Any]], names: list[str]) -> Any:
+    """All-numeric signatures: one numpy conversion for the whole batch (None becomes NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    values = np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
+    return pd.DataFrame(values, columns=names)
+
+
+def _first_bad(converted: Any, column: Any) -> Any:
+    return (converted.isna() & column.notna()).to_numpy()
+
+
+def _converted_frame(
+    rows: Sequence[Mapping[str, Any]], signature: Sequence[tuple[str, str]]
+) -> tuple[Any, dict[int, str]]:
+    import pandas as pd
+
     names = [name for name, _ in signature]
-    _check_present(rows, names)
-    frame = pd.DataFrame.from_records(rows, columns=names) if names else pd.DataFrame(rows)
+    frame = pd.DataFrame.from_records(list(rows), columns=names)
+    errors: dict[int, str] = {}
     for name, kind in signature:
-        frame[name] = _convert(frame, name, kind)
+        column = frame[name]
+        converted = _convert_lenient(column, kind)
+        for index in _first_bad(converted, column).nonzero()[0]:
+            article = "an" if kind == "integer" else "a"
+            errors.setdefault(
+                int(index),
+                f"field {name!r} is {column.iloc[index]!r}, which is not {article} {kind}",
+            )
+        frame[name] = converted
+    return frame, errors
+
+
+def _convert_lenient(column: Any, kind: str) -> Any:
+    import pandas as pd
+
+    if kind in _NUMERIC:
+        return pd.to_numeric(column, errors="coerce")
+    if kind == "boolean":
+        mapped = column.map({True: True, False: False, "true": True, "false": False})
+        return mapped.astype("object")
+    if kind == "datetime":
+        return pd.to_datetime(column, errors="coerce", utc=True)
+    return column.where(column.isna(), column.astype(str))
+
+
+def batch_frame(
+    rows: Sequence[Mapping[str, Any]], signature: Sequence[tuple[str, str]]
+) -> BatchFrame:
+    """The batch's rows converted to the signature's types; rows that cannot be are set aside
+    with the reason, so one bad request does not fail the others."""
+    import numpy as np
+
+    names = [name for name, _ in signature]
+    errors: dict[int, str] = {}
+    frame = None
+    if names and all(kind in _NUMERIC for _, kind in signature):
+        try:
+            frame = _numeric_frame(rows, names)
+        except (TypeError, ValueError):
+            frame = None
+    if frame is None:
+        frame, errors = _converted_frame(rows, signature)
+    kept = np.ones(len(rows), dtype=bool)
+    if errors:
+        kept[list(errors)] = False
+        frame = frame[kept].reset_index(drop=True)
     nulls = frame.isna()
     flags = [""] * len(rows)
     if nulls.to_numpy().any():
+        positions = kept.nonzero()[0]
         for index in nulls.any(axis=1).to_numpy().nonzero()[0]:
-            flags[int(index)] = ",".join(f"null:{c}" for c in nulls.columns[nulls.iloc[index]])
-    return Batch(frame, rows, flags)
+            flags[int(positions[index])] = ",".join(
+                f"null:{c}" for c in nulls.columns[nulls.iloc[index]]
+            )
+    return BatchFrame(frame, kept, errors, flags)
