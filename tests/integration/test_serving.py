@@ -260,3 +260,22 @@ def test_concurrent_requests_share_model_calls(served: Any) -> None:
     batcher = client.app.state.server.batcher(next(iter(client.app.state.server.hosts.values())))
     assert batcher.jobs == 200
     assert batcher.batches < 200  # some requests were answered together
+
+
+def test_a_numeric_model_takes_arrays_with_the_same_answers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    ws = open_workspace(make_settings())
+    frame, labels = _frame()
+    numeric = frame[["tenure", "monthly"]]
+    model = HistGradientBoostingClassifier(max_iter=20).fit(numeric, labels)
+    ws.registry.register(model, "numeric", project="default", input_example=numeric.head(3))
+    host = ModelHost(ws, "numeric", "numeric")
+    assert host.current.array_input
+    with TestClient(create_app({"numeric": host})) as client:
+        rows = numeric.head(50).to_dict("records")
+        answer = client.post("/predict", json={"rows": rows}).json()
+    assert answer["predictions"] == model.predict(numeric.head(50)).tolist()
+    ws.close()

@@ -24,6 +24,13 @@ def serve(
     poll_s: float = typer.Option(2.0, "--poll-s", help="How often to check the alias."),
     trust: bool = typer.Option(False, "--trust", help="Allow python-flavor (pickle) models."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log predictions."),
+    max_batch_rows: int = typer.Option(
+        512, "--max-batch-rows", min=1, help="Rows one model call may take from waiting requests."
+    ),
+    batch_wait_ms: float = typer.Option(
+        0.0, "--batch-wait-ms", min=0.0, help="Hold a batch open this long to gather more."
+    ),
+    no_batching: bool = typer.Option(False, "--no-batching", help="One model call per request."),
     project: str = PROJECT_OPTION,
 ) -> None:
     """Serve a model over HTTP: /predict, /feedback, the V2 protocol, /metrics."""
@@ -40,7 +47,12 @@ def serve(
     hosted = ModelHost(ws, name, model, project=project, trust=trust, poll_s=poll_s)
     hosted.start()
     sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
-    app = create_app({name: hosted}, sink)
+    batching = {
+        "max_batch_rows": max_batch_rows,
+        "max_wait_ms": batch_wait_ms,
+        "enabled": not no_batching,
+    }
+    app = create_app({name: hosted}, sink, batching=batching)
     served = hosted.current.version
     sys.stderr.write(f"serving {served.ref} as {name!r} on http://{host}:{port}\n")
     try:

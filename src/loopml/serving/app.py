@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from loopml.serving.batching import Job, MicroBatcher
 from loopml.serving.frames import BatchFrame, RequestError, ServedRows, batch_frame, request_rows
-from loopml.serving.host import ModelHost, Served
+from loopml.serving.host import NO_FEATURE_NAMES, ModelHost, Served
 from loopml.serving.telemetry import Telemetry
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -129,12 +130,12 @@ class Server:
         rows = [row for job in jobs for row in job.rows]
         prepared = batch_frame(rows, served.inputs)
         try:
-            predictions = (
-                _outputs(served.model.predict(prepared.frame)) if len(prepared.frame) else []
-            )
+            features = served.features(prepared.frame)
+            predictions = _outputs(served.model.predict(features)) if len(prepared.frame) else []
+            wants_proba = served.has_proba and any(j.probabilities for j in jobs)
             probabilities = (
-                _outputs(served.model.predict_proba(prepared.frame))
-                if served.has_proba and any(j.probabilities for j in jobs) and len(prepared.frame)
+                _outputs(served.model.predict_proba(features))
+                if wants_proba and len(prepared.frame)
                 else None
             )
         except Exception as exc:
@@ -253,6 +254,8 @@ def create_app(
     """
     from loopml.serving import protocol_routes
 
+    # Numeric models may take arrays (Served.array_input): their feature-name warning is noise.
+    warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES, category=UserWarning)
     telemetry = Telemetry(hosts, sink)
     server = Server(hosts, sink, telemetry, batching)
 

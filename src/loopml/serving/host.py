@@ -8,6 +8,7 @@ started with, so it finishes on, and is labelled with, the version that really a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ class Served:
     model: LoadedModel
     inputs: tuple[tuple[str, str], ...]
     """(column, type) the model expects, from its signature."""
+    array_input: bool = False
+    """Feed a numpy array rather than a DataFrame: scikit-learn's feature-name checks on a
+    DataFrame cost about 0.5 ms a call. Chosen at load time, for numeric inputs only, and only
+    when both give the same predictions on the warm-up rows."""
+
+    def features(self, frame: Any) -> Any:
+        """What the model is called with for `frame`."""
+        return frame.to_numpy(dtype="float64") if self.array_input else frame
 
     @property
     def has_proba(self) -> bool:
@@ -37,16 +46,35 @@ def _inputs_of(version: ModelVersion) -> tuple[tuple[str, str], ...]:
     return tuple((c["name"], c["type"]) for c in version.signature.get("inputs", []))
 
 
-def _warm(served: Served) -> None:
-    """One prediction on a made-up row, so the first real request pays no lazy set-up."""
+NO_FEATURE_NAMES = "X does not have valid feature names"
+"""scikit-learn's warning when an array reaches a model fitted on a DataFrame (array_input)."""
+
+
+def _warm(served: Served) -> Served:
+    """Predictions on made-up rows, so the first real request pays no lazy set-up; also decides
+    whether the model can take a numpy array."""
+    import warnings
+
+    import numpy as np
     import pandas as pd
 
     defaults = {"integer": 0, "float": 0.0, "boolean": False}
-    row = {name: defaults.get(kind, "") for name, kind in served.inputs}
+    names = [n for n, _ in served.inputs]
+    frame = pd.DataFrame([{n: defaults.get(k, "") for n, k in served.inputs}] * 2, columns=names)
     try:
-        served.model.predict(pd.DataFrame([row], columns=[n for n, _ in served.inputs]))
+        expected = np.asarray(served.model.predict(frame))
     except Exception as exc:  # a made-up row may be refused; the model still serves real ones
         log.info("warm-up of %s skipped: %s", served.version.ref, exc)
+        return served
+    if not names or any(kind not in ("integer", "float") for _, kind in served.inputs):
+        return served
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES)
+            same = np.array_equal(np.asarray(served.model.predict(frame.to_numpy())), expected)
+    except Exception:
+        return served
+    return dataclasses.replace(served, array_input=same)
 
 
 class ModelHost:
@@ -77,9 +105,7 @@ class ModelHost:
 
     def _load(self, version: ModelVersion) -> Served:
         model = self.workspace.registry.load(version.ref, project=self.project, trust=self.trust)
-        served = Served(version, model, _inputs_of(version))
-        _warm(served)
-        return served
+        return _warm(Served(version, model, _inputs_of(version)))
 
     def refresh(self) -> bool:
         """Swap to the version the reference names now, if it changed. True when swapped."""

@@ -55,10 +55,11 @@ def _infer(server: Server, host: ModelHost, body: Any, served: Served) -> dict[s
     names = [name for name, _ in served.inputs]
     frame = pd.DataFrame({name: decoded.columns[name] for name in names}, columns=names)
     try:
-        outputs = {"predict": served.model.predict(frame)}
+        features = served.features(frame)
+        outputs = {"predict": served.model.predict(features)}
         wanted = decoded.requested_outputs or []
         if "predict_proba" in wanted and served.has_proba:
-            outputs["predict_proba"] = served.model.predict_proba(frame)
+            outputs["predict_proba"] = served.model.predict_proba(features)
     except Exception as exc:
         raise RequestError(
             400, f"The model could not predict: {type(exc).__name__}: {exc}"
