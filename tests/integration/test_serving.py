@@ -279,3 +279,11 @@ def test_a_numeric_model_takes_arrays_with_the_same_answers(
         answer = client.post("/predict", json={"rows": rows}).json()
     assert answer["predictions"] == model.predict(numeric.head(50)).tolist()
     ws.close()
+
+
+def test_the_openapi_document_lists_every_route(served: Any) -> None:
+    _, _, client, _ = served
+    document = client.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    app_paths = {route.path for route in client.app.routes}
+    assert app_paths - {"/openapi.json"} == set(document["paths"])

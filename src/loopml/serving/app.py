@@ -273,11 +273,18 @@ def create_app(
     async def deployments(request: Request) -> Response:
         return json_response([h.describe() for h in server.hosts.values()])
 
+    async def openapi(request: Request) -> Response:
+        from loopml import __version__
+        from loopml.serving.openapi import openapi_document
+
+        return json_response(openapi_document(__version__))
+
     routes = [
         Route("/predict", _endpoint(server, "predict", predict), methods=["POST"]),
         Route("/feedback", _endpoint(server, "feedback", feedback), methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/deployments", _endpoint(server, "deployments", deployments), methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *protocol_routes.routes(server, _endpoint),
     ]
     app = Starlette(routes=routes)
