@@ -45,7 +45,6 @@ def serve(
     ws = open_workspace()
     name = deployment or parse_model_ref(model).name
     hosted = ModelHost(ws, name, model, project=project, trust=trust, poll_s=poll_s)
-    hosted.start()
     sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
     batching = {
         "max_batch_rows": max_batch_rows,
@@ -55,13 +54,10 @@ def serve(
     app = create_app({name: hosted}, sink, batching=batching)
     served = hosted.current.version
     sys.stderr.write(f"serving {served.ref} as {name!r} on http://{host}:{port}\n")
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-    finally:  # uvicorn returns on SIGTERM/SIGINT: write what is queued
-        hosted.stop()
-        if sink is not None:
-            sink.close()
-        ws.close()
+    # The app's shutdown writes the queued prediction log (SIGTERM loses nothing); uvicorn then
+    # re-raises the signal, so the process ends as terminated by it, as process managers expect.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    ws.close()
 
 
 def _rows(table: Any) -> list[dict[str, Any]]:

@@ -6,10 +6,11 @@ Every request is answered with JSON; bad input gets a 4xx naming the problem, ne
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +36,10 @@ class PredictionSink(Protocol):
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None: ...
 
     def stats(self) -> dict[str, int]: ...
+
+    def close(self) -> None:
+        """Write everything queued; called on shutdown."""
+        ...
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -242,6 +247,26 @@ def _endpoint(
     return wrapped
 
 
+def _lifespan(
+    server: Server,
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for host in server.hosts.values():
+            host.start()
+        try:
+            yield
+        finally:  # graceful shutdown (SIGTERM): stop following aliases, write the queued log
+            for host in server.hosts.values():
+                host.stop()
+            for batcher in server._batchers.values():
+                batcher.close()
+            if server.sink is not None:
+                server.sink.close()
+
+    return lifespan
+
+
 def create_app(
     hosts: Mapping[str, ModelHost],
     sink: PredictionSink | None = None,
@@ -287,6 +312,7 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         *protocol_routes.routes(server, _endpoint),
     ]
-    app = Starlette(routes=routes)
+
+    app = Starlette(routes=routes, lifespan=_lifespan(server))
     app.state.server = server
     return app

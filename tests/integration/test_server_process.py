@@ -1,0 +1,160 @@
+"""`loopml serve` as a real process on 127.0.0.1: sustained load, hostile bodies, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopml.bootstrap import open_workspace, prediction_log_reader
+from loopml.settings import Settings
+
+ROW = {"tenure": 3.0, "monthly": 29.5}
+LOAD_SECONDS = float(os.environ.get("LOOPML_TEST_LOAD_SECONDS", "30"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Settings]]:
+    from sklearn.linear_model import LogisticRegression
+
+    settings = make_settings()
+    ws = open_workspace(settings)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"tenure": rng.integers(0, 72, 200).astype(float), "monthly": rng.normal(60, 15, 200)}
+    )
+    model = LogisticRegression().fit(frame, (frame["tenure"] < 20).astype(int))
+    ws.registry.register(model, "churn", project="default", input_example=frame.head(3))
+    ws.close()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LOOPML_DB_URL": settings.db_url,
+        "LOOPML_ARTIFACTS": settings.artifacts_url,
+        "LOOPML_HOME": str(settings.home),
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopml", "serve", "churn", "--port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the server did not start")
+    yield url, proc, settings
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+async def _hammer(url: str, seconds: float, concurrency: int) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    stop = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+        async def worker() -> None:
+            while time.monotonic() < stop:
+                response = await client.post(f"{url}/predict", json={"rows": [ROW]})
+                statuses[response.status_code] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+@pytest.mark.slow
+def test_sustained_load_at_concurrency_64_gets_no_error(
+    server: tuple[str, object, Settings],
+) -> None:
+    url, _, _ = server
+    statuses = asyncio.run(_hammer(url, LOAD_SECONDS, 64))
+    assert set(statuses) == {200}, statuses
+    assert statuses[200] > 100
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b'{"rows": {"tenure": 1}}', 422),
+        (b'{"columns": ["tenure"], "data": [[1, 2, 3]]}', 422),
+        (os.urandom(10 * 1024 * 1024), 413),
+        (b'{"rows": [' + b",".join([b'{"tenure": 1, "monthly": 2}'] * 1_000_000) + b"]}", 413),
+        (b'{"rows": [' + b",".join([b'{"tenure": 1, "monthly": 2}'] * 10_001) + b"]}", 413),
+    ],
+    ids=[
+        "invalid-json",
+        "wrong-shape",
+        "ragged-split",
+        "10MB-garbage",
+        "a-million-rows",
+        "too-many-rows",
+    ],
+)
+def test_hostile_bodies_get_a_4xx_and_the_server_keeps_serving(
+    server: tuple[str, object, Settings], body: bytes, status: int
+) -> None:
+    url, _, _ = server
+    answer = httpx.post(f"{url}/predict", content=body, timeout=30)
+    assert answer.status_code == status
+    assert "error" in answer.json()
+    assert httpx.post(f"{url}/predict", json={"rows": [ROW]}).status_code == 200
+
+
+def test_sigterm_loses_no_logged_prediction(
+    server: tuple[str, subprocess.Popen[bytes], Settings],
+) -> None:
+    url, proc, settings = server
+    ids = []
+    for _ in range(50):
+        ids += httpx.post(f"{url}/predict", json={"rows": [ROW, ROW]}).json()["request_ids"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after shutdown
+    table = prediction_log_reader(settings).read(
+        "churn", columns=["request_id"], with_feedback=False
+    )
+    assert set(table["request_id"].to_pylist()) == set(ids)
+
+
+def test_kill_9_loses_at_most_the_flush_window(
+    server: tuple[str, subprocess.Popen[bytes], Settings],
+) -> None:
+    url, proc, settings = server
+    early = httpx.post(f"{url}/predict", json={"rows": [ROW] * 20}).json()["request_ids"]
+    time.sleep(2.0)  # longer than the documented one-second window
+    httpx.post(f"{url}/predict", json={"rows": [ROW] * 20})
+    proc.kill()
+    proc.wait()
+    table = prediction_log_reader(settings).read(
+        "churn", columns=["request_id"], with_feedback=False
+    )
+    assert set(early) <= set(table["request_id"].to_pylist())
