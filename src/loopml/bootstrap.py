@@ -16,6 +16,7 @@ from loopml.adapters.hash_cache import SqliteHashCache
 from loopml.adapters.model_serializer import FlavorModelSerializer
 from loopml.adapters.output_capture import captured_output
 from loopml.adapters.sql.datasets import SqlDatasetStore
+from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.events import SqlEventLog
 from loopml.adapters.sql.migrate import ensure_schema
@@ -26,6 +27,7 @@ from loopml.adapters.step_values import TypedValueSerializer
 from loopml.adapters.table_describer import ArrowTableDescriber
 from loopml.services.audit import AuditService
 from loopml.services.data import DataService, dataset_pins
+from loopml.services.deployments import DeploymentService
 from loopml.services.folders import ValueStore
 from loopml.services.lineage import LineageService
 from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, numbers_of
@@ -52,6 +54,7 @@ class Workspace:
     pipelines: PipelineService
     lineage: SqlPipelineStore
     graph: LineageService
+    deployments: DeploymentService
 
     @property
     def project(self) -> str:
@@ -101,6 +104,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         pipelines,
         pipeline_store,
         LineageService(runs, pipeline_store, pipeline_store, models),
+        DeploymentService(SqlDeploymentStore(db), registry, settings.actor),
     )
     _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it
     return workspace

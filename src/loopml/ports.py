@@ -21,6 +21,7 @@ from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import (
     DatasetSummary,
     DatasetVersion,
+    Deployment,
     Event,
     EventDraft,
     MetricPoint,
@@ -338,3 +339,15 @@ class LineageStore(Protocol):
         ...
 
     def children_of(self, run_id: RunId) -> list[RunId]: ...
+
+
+class DeploymentStore(Protocol):
+    def save(self, deployment: Deployment, event: EventDraft) -> tuple[Deployment, bool]:
+        """Create or replace; the flag is True when created."""
+        ...
+
+    def get(self, project: str, name: str) -> Deployment: ...
+
+    def list(self, project: str) -> list[Deployment]: ...
+
+    def delete(self, project: str, name: str, event: EventDraft) -> None: ...

@@ -202,3 +202,37 @@ def test_audit_verify_exits_1_when_an_event_was_edited(cli, tmp_path: Path) -> N
     code, out, _ = cli("audit", "verify", "--json")
     assert code == 1
     assert json.loads(out)["first_bad_seq"] == 1
+
+
+def test_deploy_commands(cli) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.dummy import DummyClassifier
+
+    from loopml.bootstrap import open_workspace
+
+    workspace = open_workspace()
+    for _ in range(2):
+        workspace.registry.register(
+            DummyClassifier().fit([[0], [1]], [0, 1]), "churn", project="default"
+        )
+    workspace.registry.set_alias("churn", "champion", 1, project="default")
+    workspace.close()
+    code, out, _ = cli(
+        "deploy",
+        "create",
+        "churn-prod",
+        "--model",
+        "churn@champion",
+        "--shadow",
+        "churn/2",
+        "--json",
+    )
+    assert (code, json.loads(out)["created"]) == (0, True)
+    code, out, _ = cli("deploy", "show", "churn-prod", "--json")
+    assert json.loads(out)["serves_version"] == 1
+    code, out, _ = cli("deploy", "list")
+    assert "churn-prod" in out
+    code, _, err = cli("deploy", "create", "bad", "--model", "churn/5")
+    assert (code, "no version 5" in err) == (1, True)
+    assert cli("deploy", "delete", "churn-prod")[0] == 0
+    code, _, err = cli("deploy", "show", "churn-prod")
+    assert (code, "does not exist" in err) == (1, True)

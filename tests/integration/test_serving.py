@@ -287,3 +287,54 @@ def test_the_openapi_document_lists_every_route(served: Any) -> None:
     assert document["openapi"].startswith("3.")
     app_paths = {route.path for route in client.app.routes}
     assert app_paths - {"/openapi.json"} == set(document["paths"])
+
+
+def test_shadow_sees_every_request_and_canary_answers_its_share(served: Any) -> None:
+    from loopml.serving.host import DeploymentHosts
+
+    ws, _, _, sink = served
+    primary = ModelHost(ws, "split", "churn/1")
+    shadow = ModelHost(ws, "split", "churn/2", role="shadow")
+    canary = ModelHost(ws, "split", "churn/2", role="canary")
+    hosts = {"split": DeploymentHosts(primary, shadow, canary, canary_percent=100.0)}
+    with TestClient(create_app(hosts, sink)) as client:
+        answered = {
+            client.post("/predict", json={"rows": [ROW]}).json()["model_version"] for _ in range(10)
+        }
+        assert answered == {2}  # the canary takes 100%
+        client.app.state.server.deployments["split"].canary_percent = 0.0
+        ids = [client.post("/predict", json={"rows": [ROW]}).json() for _ in range(10)]
+        assert {answer["model_version"] for answer in ids} == {1}
+    sink.writer.flush()
+    table = prediction_log_reader(ws.settings).read("split", with_feedback=False)
+    shadows = [
+        v
+        for v, s in zip(
+            table["model_version"].to_pylist(), table["shadow"].to_pylist(), strict=True
+        )
+        if s
+    ]
+    assert len(shadows) == 20  # the shadow (version 2) saw every request
+    assert set(shadows) == {2}
+
+
+def test_deployments_are_records_with_events(served: Any) -> None:
+    from loopml.errors import InvalidInput, NotFound
+
+    ws, _, _, _ = served
+    found, created = ws.deployments.create(
+        "churn-prod", project="default", model="churn@champion", shadow="churn/2"
+    )
+    assert created
+    assert (found.model_ref, found.shadow_ref) == ("churn@champion", "churn/2")
+    _, created_again = ws.deployments.create("churn-prod", project="default", model="churn/2")
+    assert not created_again
+    assert ws.deployments.get("churn-prod", "default").shadow_ref is None
+    with pytest.raises(NotFound, match="no version 9"):
+        ws.deployments.create("x", project="default", model="churn/9")
+    with pytest.raises(InvalidInput, match="without a canary"):
+        ws.deployments.create("x", project="default", model="churn/1", canary_percent=5)
+    ws.deployments.delete("churn-prod", "default")
+    assert ws.deployments.list("default") == []
+    actions = [e.action for e in ws.audit.log(entity="deployment:default/churn-prod")]
+    assert actions == ["deployment.deleted", "deployment.saved", "deployment.saved"]

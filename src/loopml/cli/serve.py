@@ -15,11 +15,18 @@ predictions_app = typer.Typer(
 
 
 def serve(
-    model: str = typer.Argument(..., help="churn@champion (follows the alias), churn/3, churn."),
+    model: str = typer.Argument(
+        None,
+        help="churn@champion (follows the alias), churn/3, churn; "
+        "or leave it out and name --deployment(s).",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8080, "--port", help="Port to listen on."),
-    deployment: str = typer.Option(
-        None, "--deployment", "-d", help="Name of this deployment (default: the model's name)."
+    deployment: list[str] = typer.Option(
+        [],
+        "--deployment",
+        "-d",
+        help="Serve this stored deployment (repeatable); with MODEL, the name to serve it under.",
     ),
     poll_s: float = typer.Option(2.0, "--poll-s", help="How often to check the alias."),
     trust: bool = typer.Option(False, "--trust", help="Allow python-flavor (pickle) models."),
@@ -37,27 +44,69 @@ def serve(
     import uvicorn
 
     from loopml.bootstrap import open_workspace, prediction_log_writer
-    from loopml.domain.refs import parse_model_ref
     from loopml.serving.app import create_app
-    from loopml.serving.host import ModelHost
     from loopml.serving.log_sink import LogSink
 
     ws = open_workspace()
-    name = deployment or parse_model_ref(model).name
-    hosted = ModelHost(ws, name, model, project=project, trust=trust, poll_s=poll_s)
+    hosts = _hosts(ws, model, deployment, project=project, trust=trust, poll_s=poll_s)
     sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
     batching = {
         "max_batch_rows": max_batch_rows,
         "max_wait_ms": batch_wait_ms,
         "enabled": not no_batching,
     }
-    app = create_app({name: hosted}, sink, batching=batching)
-    served = hosted.current.version
-    sys.stderr.write(f"serving {served.ref} as {name!r} on http://{host}:{port}\n")
+    app = create_app(hosts, sink, batching=batching)
+    for name, hosted in hosts.items():
+        sys.stderr.write(
+            f"serving {hosted.primary.current.version.ref} as {name!r} on http://{host}:{port}\n"
+        )
     # The app's shutdown writes the queued prediction log (SIGTERM loses nothing); uvicorn then
     # re-raises the signal, so the process ends as terminated by it, as process managers expect.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     ws.close()
+
+
+def _hosts(
+    ws: Any,
+    model: str | None,
+    deployments: list[str],
+    *,
+    project: str | None,
+    trust: bool,
+    poll_s: float,
+) -> dict[str, Any]:
+    """What to serve: a model under a name, or stored deployments with shadow and canary."""
+    from loopml.domain.refs import parse_model_ref
+    from loopml.errors import InvalidInput
+    from loopml.serving.host import DeploymentHosts, ModelHost
+
+    def make(name: str, ref: str, role: str = "primary") -> ModelHost:
+        return ModelHost(ws, name, ref, project=project, trust=trust, poll_s=poll_s, role=role)
+
+    if model is not None:
+        if len(deployments) > 1:
+            raise InvalidInput(
+                "A MODEL is served under one name; several --deployment were given.",
+                "Give one --deployment NAME, or leave MODEL out.",
+            )
+        name = deployments[0] if deployments else parse_model_ref(model).name
+        return {name: DeploymentHosts(make(name, model))}
+    if not deployments:
+        raise InvalidInput(
+            "Nothing to serve.",
+            "Give a MODEL, e.g. churn@champion, or "
+            "--deployment NAME of a deployment made with `loopml deploy create`.",
+        )
+    hosts: dict[str, Any] = {}
+    for name in deployments:
+        found = ws.deployments.get(name, project or ws.project)
+        hosts[name] = DeploymentHosts(
+            make(name, found.model_ref),
+            make(name, found.shadow_ref, "shadow") if found.shadow_ref else None,
+            make(name, found.canary_ref, "canary") if found.canary_ref else None,
+            found.canary_percent,
+        )
+    return hosts
 
 
 def _rows(table: Any) -> list[dict[str, Any]]:

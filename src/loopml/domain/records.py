@@ -160,3 +160,18 @@ class Event:
     after: dict[str, Any] | None
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A served endpoint: a model reference (usually an alias), an optional shadow that sees
+    every request without answering, and an optional canary that answers a share of them."""
+
+    project: str
+    name: str
+    model_ref: str
+    shadow_ref: str | None
+    canary_ref: str | None
+    canary_percent: float
+    created_at: datetime
+    updated_at: datetime

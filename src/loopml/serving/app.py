@@ -6,7 +6,9 @@ Every request is answered with JSON; bad input gets a 4xx naming the problem, ne
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import time
 import uuid
 import warnings
@@ -22,7 +24,7 @@ from starlette.routing import Route
 
 from loopml.serving.batching import Job, MicroBatcher
 from loopml.serving.frames import BatchFrame, RequestError, ServedRows, batch_frame, request_rows
-from loopml.serving.host import NO_FEATURE_NAMES, ModelHost, Served
+from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost, Served
 from loopml.serving.telemetry import Telemetry
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -92,12 +94,18 @@ class Server:
 
     def __init__(
         self,
-        hosts: Mapping[str, ModelHost],
+        hosts: Mapping[str, ModelHost | DeploymentHosts],
         sink: PredictionSink | None,
         telemetry: Telemetry,
         batching: Mapping[str, Any] | None = None,
     ) -> None:
-        self.hosts = dict(hosts)
+        self.deployments = {
+            name: h if isinstance(h, DeploymentHosts) else DeploymentHosts(h)
+            for name, h in hosts.items()
+        }
+        self.hosts = {name: d.primary for name, d in self.deployments.items()}
+        self._shadow_tasks: set[asyncio.Task[Any]] = set()
+        self.shadow_errors = 0
         self.sink = sink
         self.telemetry = telemetry
         self._batching = dict(batching or {})
@@ -114,18 +122,32 @@ class Server:
         raise RequestError(404, f"No deployment or model named {name!r} is served here.")
 
     def batcher(self, host: ModelHost) -> MicroBatcher:
-        batcher = self._batchers.get(host.deployment)
+        key = f"{host.deployment}:{host.role}"
+        batcher = self._batchers.get(key)
         if batcher is None:
-            batcher = self._batchers[host.deployment] = MicroBatcher(
+            batcher = self._batchers[key] = MicroBatcher(
                 lambda jobs: self.run_batch(host, jobs), **self._batching
             )
         return batcher
 
     async def predict(self, host: ModelHost, body: Any) -> dict[str, Any]:
-        rows = request_rows(body, host.current.inputs)
+        """Answer with the primary (or, for a share of requests, the canary); mirror the rows to
+        the shadow in the background, never waiting for it."""
+        deployment = self.deployments[host.deployment]
+        chosen = deployment.pick(random.uniform(0.0, 100.0))
+        rows = request_rows(body, chosen.current.inputs)
         wanted = bool(body.get("probabilities")) if isinstance(body, dict) else False
-        result: dict[str, Any] = await self.batcher(host).submit(rows, wanted)
+        result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted)
+        if deployment.shadow is not None:
+            task = asyncio.create_task(self.batcher(deployment.shadow).submit(rows, False))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_done)
         return result
+
+    def _shadow_done(self, task: asyncio.Task[Any]) -> None:
+        self._shadow_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.shadow_errors += 1  # a shadow's failure never reaches the client
 
     def run_batch(self, host: ModelHost, jobs: Sequence[Job]) -> list[Any]:
         """One model call for every request of the batch; a request whose rows do not convert
@@ -205,6 +227,7 @@ class Server:
                     logged["ids"],
                     answer.latency_us,
                     logged["flags"],
+                    shadow=host.role == "shadow",
                 )
             )
         self.telemetry.rows(host.deployment, taken)
@@ -252,12 +275,15 @@ def _lifespan(
 ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        for host in server.hosts.values():
+        every = [h for d in server.deployments.values() for h in d.all()]
+        for host in every:
             host.start()
         try:
             yield
         finally:  # graceful shutdown (SIGTERM): stop following aliases, write the queued log
-            for host in server.hosts.values():
+            if server._shadow_tasks:  # let mirrored requests finish (bounded), so they are logged
+                await asyncio.wait(list(server._shadow_tasks), timeout=5)
+            for host in every:
                 host.stop()
             for batcher in server._batchers.values():
                 batcher.close()
@@ -268,7 +294,7 @@ def _lifespan(
 
 
 def create_app(
-    hosts: Mapping[str, ModelHost],
+    hosts: Mapping[str, ModelHost | DeploymentHosts],
     sink: PredictionSink | None = None,
     *,
     batching: Mapping[str, Any] | None = None,
@@ -281,7 +307,8 @@ def create_app(
 
     # Numeric models may take arrays (Served.array_input): their feature-name warning is noise.
     warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES, category=UserWarning)
-    telemetry = Telemetry(hosts, sink)
+    primaries = {n: h.primary if isinstance(h, DeploymentHosts) else h for n, h in hosts.items()}
+    telemetry = Telemetry(primaries, sink)
     server = Server(hosts, sink, telemetry, batching)
 
     async def predict(request: Request) -> Response:

@@ -36,6 +36,7 @@ class ServedRows:
     request_ids: Sequence[str]
     latency_us: int
     flags: Sequence[str]
+    shadow: bool = False
 
 
 def _rows_of(body: Any) -> list[dict[str, Any]]:

@@ -87,9 +87,12 @@ class ModelHost:
         project: str | None = None,
         trust: bool = False,
         poll_s: float = 2.0,
+        role: str = "primary",
     ) -> None:
         self.workspace = workspace
         self.deployment = deployment
+        self.role = role
+        """`primary`, `shadow` (sees every request, never answers) or `canary`."""
         self.ref: ModelRef = parse_model_ref(model_ref)
         self.project = project or workspace.project
         self.trust = trust
@@ -145,3 +148,22 @@ class ModelHost:
             "aliases": list(v.aliases),
             "flavor": v.flavor,
         }
+
+
+@dataclass
+class DeploymentHosts:
+    """What one deployment serves: the primary, and optionally a shadow and a canary."""
+
+    primary: ModelHost
+    shadow: ModelHost | None = None
+    canary: ModelHost | None = None
+    canary_percent: float = 0.0
+
+    def all(self) -> list[ModelHost]:
+        return [h for h in (self.primary, self.shadow, self.canary) if h is not None]
+
+    def pick(self, draw: float) -> ModelHost:
+        """The host that answers a request whose random draw (0 to 100) is `draw`."""
+        if self.canary is not None and draw < self.canary_percent:
+            return self.canary
+        return self.primary

@@ -40,7 +40,7 @@ class LogSink:
                     _json(output),
                     served.latency_us,
                     flag,
-                    False,
+                    served.shadow,
                 )
                 for request_id, row, output, flag in zip(
                     served.request_ids, served.rows, served.outputs, served.flags, strict=True

@@ -230,3 +230,18 @@ step_cache = Table(
     Column("outputs", JSON, nullable=False),
     Column("created_us", BigInteger, nullable=False),
 )
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("model_ref", String(300), nullable=False),
+    Column("shadow_ref", String(300), nullable=True),
+    Column("canary_ref", String(300), nullable=True),
+    Column("canary_percent", Float, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("project", "name", name="uq_deployments_project_name"),
+)
