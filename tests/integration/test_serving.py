@@ -338,3 +338,56 @@ def test_deployments_are_records_with_events(served: Any) -> None:
     assert ws.deployments.list("default") == []
     actions = [e.action for e in ws.audit.log(entity="deployment:default/churn-prod")]
     assert actions == ["deployment.deleted", "deployment.saved", "deployment.saved"]
+
+
+def test_explain_is_exact_for_a_linear_model_with_a_training_reference(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    ws = open_workspace(make_settings())
+    frame, labels = _frame()
+    numeric = frame[["tenure", "monthly"]].astype(float)
+    numeric.to_csv(tmp_path / "train.csv", index=False)
+    version = ws.data.add(tmp_path / "train.csv", name="train", project="default").version
+    model = LogisticRegression().fit(numeric, labels)
+    with ws.tracking.start_run(project="default", name="fit") as run:
+        run.use_dataset(version)
+        ws.registry.register(
+            model, "linear", project="default", run_id=run.id, input_example=numeric.head(3)
+        )
+    host = ModelHost(ws, "linear", "linear")
+    with TestClient(create_app({"linear": host})) as client:
+        answer = client.post("/explain", json={"rows": numeric.head(3).to_dict("records")}).json()
+    assert answer["method"] == "linear-exact"
+    assert answer["reference"]["source"] == "training profile"
+    reference = answer["reference"]["values"]
+    assert reference["tenure"] == pytest.approx(
+        float(np.quantile(numeric["tenure"], 0.5, method="averaged_inverted_cdf"))
+    )
+    base = model.decision_function(pd.DataFrame([reference]))[0]
+    scores = model.decision_function(numeric.head(3))
+    for row, score in zip(answer["explanations"], scores, strict=True):
+        assert base + sum(row.values()) == pytest.approx(score)
+    ws.close()
+
+
+def test_explain_falls_back_to_occlusion_and_says_which_reference(served: Any) -> None:
+    _, host, client, _ = served
+    rows = [ROW, {**ROW, "tenure": 60, "plan": "pro"}]
+    answer = client.post("/explain", json={"rows": rows}).json()
+    assert answer["method"] == "occlusion"
+    assert answer["reference"]["source"] == "this request's means and modes"
+    assert set(answer["explanations"][0]) == {"tenure", "plan", "monthly"}
+    model = host.current.model
+    frame = pd.DataFrame(rows)
+    reference = answer["reference"]["values"]
+    predicted = model.predict_proba(frame).argmax(axis=1)
+    occluded = frame.assign(tenure=reference["tenure"])
+    expected = (
+        model.predict_proba(frame)[np.arange(2), predicted]
+        - model.predict_proba(occluded)[np.arange(2), predicted]
+    )
+    got = [row["tenure"] for row in answer["explanations"]]
+    assert got == pytest.approx(expected.tolist())
+    assert client.post("/explain", json={"rows": [{"tenure": 1}]}).status_code == 422

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -233,6 +234,23 @@ class Server:
         self.telemetry.rows(host.deployment, taken)
         return results
 
+    def explain(self, host: ModelHost, body: Any) -> dict[str, Any]:
+        from loopml.serving.explain import explain
+
+        served = host.current
+        prepared = batch_frame(request_rows(body, served.inputs), served.inputs)
+        if prepared.errors:
+            first = min(prepared.errors)
+            raise RequestError(422, f"Row {first} {prepared.errors[first]}.")
+        try:
+            answer = explain(served, prepared.frame, served.reference)
+        except Exception as exc:
+            raise RequestError(
+                422, f"The model could not explain these rows: {type(exc).__name__}: {exc}"
+            ) from None
+        version = served.version
+        return {**answer, "model": version.name, "model_version": version.version}
+
     def feedback(self, host: ModelHost, body: Any) -> dict[str, Any]:
         items = body if isinstance(body, list) else [body]
         pairs: list[tuple[str, Any]] = []
@@ -319,6 +337,11 @@ def create_app(
         host = server.host(request.query_params.get("deployment"))
         return json_response(server.feedback(host, await read_json(request)))
 
+    async def explain(request: Request) -> Response:
+        host = server.host(request.query_params.get("deployment"))
+        body = await read_json(request)
+        return json_response(await run_in_threadpool(server.explain, host, body))
+
     async def metrics(request: Request) -> Response:
         return Response(telemetry.render(), media_type=telemetry.content_type)
 
@@ -334,6 +357,7 @@ def create_app(
     routes = [
         Route("/predict", _endpoint(server, "predict", predict), methods=["POST"]),
         Route("/feedback", _endpoint(server, "feedback", feedback), methods=["POST"]),
+        Route("/explain", _endpoint(server, "explain", explain), methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/deployments", _endpoint(server, "deployments", deployments), methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

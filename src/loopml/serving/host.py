@@ -33,6 +33,9 @@ class Served:
     DataFrame cost about 0.5 ms a call. Chosen at load time, for numeric inputs only, and only
     when both give the same predictions on the warm-up rows."""
 
+    reference: dict[str, Any] | None = None
+    """Training medians/modes per input, for `/explain` (None when the data is unknown)."""
+
     def features(self, frame: Any) -> Any:
         """What the model is called with for `frame`."""
         return frame.to_numpy(dtype="float64") if self.array_input else frame
@@ -108,7 +111,35 @@ class ModelHost:
 
     def _load(self, version: ModelVersion) -> Served:
         model = self.workspace.registry.load(version.ref, project=self.project, trust=self.trust)
-        return _warm(Served(version, model, _inputs_of(version)))
+        inputs = _inputs_of(version)
+        served = _warm(Served(version, model, inputs))
+        return dataclasses.replace(served, reference=self._reference(version, inputs))
+
+    def _reference(
+        self, version: ModelVersion, inputs: tuple[tuple[str, str], ...]
+    ) -> dict[str, Any] | None:
+        """Reference values from the profile of the data the model was trained on: the inputs
+        of its run, or of its pipeline's steps."""
+        from loopml.serving.explain import reference_from_profile
+
+        if version.run_id is None:
+            return None
+        try:
+            run = self.workspace.tracking.get(version.run_id)
+            refs = list(run.inputs)
+            if not refs and run.parent_id:
+                for child in self.workspace.tracking.search(
+                    project=run.project, parent_id=run.parent_id
+                ).runs:
+                    refs += child.inputs
+            for ref in refs:
+                data = self.workspace.data.resolve(ref, run.project, record=False)
+                reference = reference_from_profile(self.workspace.data.profile(data), inputs)
+                if reference is not None:
+                    return reference
+        except Exception as exc:  # no reference: /explain falls back and says so
+            log.info("no training reference for %s: %s", version.ref, exc)
+        return None
 
     def refresh(self) -> bool:
         """Swap to the version the reference names now, if it changed. True when swapped."""

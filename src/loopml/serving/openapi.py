@@ -142,6 +142,12 @@ def openapi_document(version: str) -> dict[str, Any]:
             {"type": "object"},
             (400, 413, 422),
         ),
+        "/explain": _post(
+            "Per-feature attributions of rows (method and reference in the answer)",
+            _PREDICT_BODY,
+            {"type": "object"},
+            (400, 404, 413, 422),
+        ),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
