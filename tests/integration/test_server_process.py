@@ -11,7 +11,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -31,9 +30,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
 def server(
-    make_settings: Callable[..., Settings], tmp_path: Path
+    make_settings: Callable[..., Settings], request: pytest.FixtureRequest
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], Settings]]:
     from sklearn.linear_model import LogisticRegression
 
@@ -55,7 +54,17 @@ def server(
         "OMP_NUM_THREADS": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loopml", "serve", "churn", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "loopml",
+            "serve",
+            "churn",
+            "--port",
+            str(port),
+            "--workers",
+            str(request.param),
+        ],
         env=env,
         stderr=subprocess.DEVNULL,
     )
@@ -74,6 +83,7 @@ def server(
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+    subprocess.run(["pkill", "-9", "-f", "--", f"--port {port} "], check=False)  # any worker
 
 
 async def _hammer(url: str, seconds: float, concurrency: int) -> Counter[int]:
@@ -152,9 +162,23 @@ def test_kill_9_loses_at_most_the_flush_window(
     early = httpx.post(f"{url}/predict", json={"rows": [ROW] * 20}).json()["request_ids"]
     time.sleep(2.0)  # longer than the documented one-second window
     httpx.post(f"{url}/predict", json={"rows": [ROW] * 20})
-    proc.kill()
+    port = url.rsplit(":", 1)[1]
+    subprocess.run(["pkill", "-9", "-f", "--", f"--port {port} "], check=False)  # every worker
     proc.wait()
     table = prediction_log_reader(settings).read(
         "churn", columns=["request_id"], with_feedback=False
     )
     assert set(early) <= set(table["request_id"].to_pylist())
+
+
+def test_keep_alive_requests_are_not_delayed(server: tuple[str, object, Settings]) -> None:
+    url, _, _ = server
+    with httpx.Client() as client:  # one keep-alive connection, requests one after another
+        client.post(f"{url}/predict", json={"rows": [ROW]})
+        took = []
+        for _ in range(40):
+            start = time.perf_counter()
+            assert client.post(f"{url}/predict", json={"rows": [ROW]}).status_code == 200
+            took.append(time.perf_counter() - start)
+    took.sort()
+    assert took[len(took) // 2] < 0.02  # no 40 ms delayed-ACK wait: TCP_NODELAY is set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -38,32 +39,46 @@ def serve(
         0.0, "--batch-wait-ms", min=0.0, help="Hold a batch open this long to gather more."
     ),
     no_batching: bool = typer.Option(False, "--no-batching", help="One model call per request."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Server processes sharing the port (each loads the models)."
+    ),
     project: str = PROJECT_OPTION,
 ) -> None:
     """Serve a model over HTTP: /predict, /feedback, the V2 protocol, /metrics."""
     import uvicorn
 
-    from loopml.bootstrap import open_workspace, prediction_log_writer
-    from loopml.serving.app import create_app
-    from loopml.serving.log_sink import LogSink
+    from loopml.serving.workers import listen, nodelay_protocol, run_workers
 
-    ws = open_workspace()
-    hosts = _hosts(ws, model, deployment, project=project, trust=trust, poll_s=poll_s)
-    sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
-    batching = {
-        "max_batch_rows": max_batch_rows,
-        "max_wait_ms": batch_wait_ms,
-        "enabled": not no_batching,
-    }
-    app = create_app(hosts, sink, batching=batching)
-    for name, hosted in hosts.items():
-        sys.stderr.write(
-            f"serving {hosted.primary.current.version.ref} as {name!r} on http://{host}:{port}\n"
-        )
-    # The app's shutdown writes the queued prediction log (SIGTERM loses nothing); uvicorn then
-    # re-raises the signal, so the process ends as terminated by it, as process managers expect.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-    ws.close()
+    def serve_one(fd: int | None) -> None:
+
+        from loopml.bootstrap import open_workspace, prediction_log_writer
+        from loopml.serving.app import create_app
+        from loopml.serving.log_sink import LogSink
+
+        ws = open_workspace()
+        hosts = _hosts(ws, model, deployment, project=project, trust=trust, poll_s=poll_s)
+        sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
+        batching = {
+            "max_batch_rows": max_batch_rows,
+            "max_wait_ms": batch_wait_ms,
+            "enabled": not no_batching,
+        }
+        app = create_app(hosts, sink, batching=batching)
+        for name, hosted in hosts.items():
+            sys.stderr.write(
+                f"[{os.getpid()}] serving {hosted.primary.current.version.ref} "
+                f"as {name!r} on http://{host}:{port}\n"
+            )
+        # The app's shutdown writes the queued prediction log (SIGTERM loses nothing); uvicorn
+        # then re-raises the signal, so the process ends as terminated by it.
+        where: dict[str, Any] = {"fd": fd} if fd is not None else {"host": host, "port": port}
+        uvicorn.run(app, **where, http=nodelay_protocol(), log_level="warning", access_log=False)
+        ws.close()
+
+    if workers == 1:
+        serve_one(None)
+        return
+    raise typer.Exit(run_workers(workers, listen(host, port), serve_one))
 
 
 def _hosts(
