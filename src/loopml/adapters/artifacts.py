@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from loopml.adapters.local_files import fsync_dir, local_root, new_file
 from loopml.domain.hashing import (
     CHUNK_BYTES,
     Digest,
@@ -172,27 +173,6 @@ class _LocalWriter:
         self._offset += written
 
 
-@contextlib.contextmanager
-def _new_file(path: Path) -> Iterator[int]:
-    """A file descriptor on a new file at `path`, fsynced and closed when the block succeeds."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        yield fd
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _VerifyingReader(io.RawIOBase):
     """Passes reads through, hashing them; at end of stream checks the hash against `digest`."""
 
@@ -236,15 +216,6 @@ class _VerifyingReader(io.RawIOBase):
             )
 
 
-def _local_root(root_url: str) -> str | None:
-    """The absolute folder of a local root (a path or `file://`), or None for any other URL."""
-    if root_url.startswith("file://"):
-        root_url = root_url[len("file://") :]
-    elif "://" in root_url or root_url.startswith(("s3:", "gs:", "memory:")):
-        return None
-    return os.path.abspath(os.path.expanduser(root_url))
-
-
 class FsspecBlobStore:
     """A BlobStore under `root_url`: a local path, `file://…`, `s3://bucket/prefix`, …
 
@@ -253,11 +224,11 @@ class FsspecBlobStore:
     """
 
     def __init__(self, root_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        local_root = _local_root(root_url)
-        self._local = local_root is not None
+        folder = local_root(root_url)
+        self._local = folder is not None
         self._filesystem: Any = None
-        if local_root is not None:  # plain os calls: fsspec is imported only if ever needed
-            root = local_root
+        if folder is not None:  # plain os calls: fsspec is imported only if ever needed
+            root = folder
         else:
             from fsspec.core import url_to_fs
 
@@ -345,7 +316,7 @@ class FsspecBlobStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         try:
-            with self.open(digest) as src, _new_file(tmp) as fd:
+            with self.open(digest) as src, new_file(tmp) as fd:
                 _pump(src.readinto, _LocalWriter(fd).write, progress)
             os.replace(tmp, dest)
         except BaseException:
@@ -397,7 +368,7 @@ class FsspecBlobStore:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / uuid.uuid4().hex
         try:
-            with _new_file(tmp) as fd:
+            with new_file(tmp) as fd:
                 ref = write(fd)
             final = Path(self._path(ref.digest))
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -405,7 +376,7 @@ class FsspecBlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return ref
 
     def _remote_exists(self, digest: Digest) -> bool:

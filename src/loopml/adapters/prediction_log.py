@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loopml.adapters.local_files import fsync_dir, local_root, new_file
 from loopml.errors import Unavailable
 
 PREDICTIONS_DIR = "predictions"
@@ -105,23 +106,14 @@ def partition_dir(kind: str, deployment: str) -> str:
     return f"{kind}/deployment={quote(deployment, safe='')}"
 
 
-def _local_root(root_url: str) -> str | None:
-    """The absolute folder of a local root (a path or `file://`), or None for any other URL."""
-    if root_url.startswith("file://"):
-        root_url = root_url[len("file://") :]
-    elif "://" in root_url or root_url.startswith(("s3:", "gs:", "memory:")):
-        return None
-    return os.path.abspath(os.path.expanduser(root_url))
-
-
 class LogStorage:
     """Where the log lives: plain os calls for a local folder, fsspec for any other URL."""
 
     def __init__(self, root_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        local_root = _local_root(root_url)
+        folder = local_root(root_url)
         self.fs: Any = None
-        if local_root is not None:
-            self.root = local_root
+        if folder is not None:
+            self.root = folder
         else:
             from fsspec.core import url_to_fs
 
@@ -147,7 +139,7 @@ class LogStorage:
         os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
         try:
-            with _new_file(tmp) as fd:
+            with new_file(tmp) as fd:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
@@ -156,27 +148,7 @@ class LogStorage:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder)
-
-
-@contextlib.contextmanager
-def _new_file(path: str) -> Iterator[int]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        yield fd
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(folder)
 
 
 def _to_table(batch: Sequence[Record], schema: pa.Schema) -> pa.Table:
