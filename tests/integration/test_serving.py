@@ -391,3 +391,30 @@ def test_explain_falls_back_to_occlusion_and_says_which_reference(served: Any) -
     got = [row["tenure"] for row in answer["explanations"]]
     assert got == pytest.approx(expected.tolist())
     assert client.post("/explain", json={"rows": [{"tenure": 1}]}).status_code == 422
+
+
+def test_an_unseen_category_is_served_and_flagged(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> None:
+    ws = open_workspace(make_settings())
+    frame, _ = _frame()
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    version = ws.data.add(tmp_path / "train.csv", name="train", project="default").version
+    with ws.tracking.start_run(project="default", name="fit") as run:
+        run.use_dataset(version)
+        ws.registry.register(
+            _model(2), "churn", project="default", run_id=run.id, input_example=frame.head(3)
+        )
+    host = ModelHost(ws, "churn", "churn")
+    assert host.current.categories == {"plan": frozenset({"basic", "plus", "pro"})}
+    sink = LogSink(prediction_log_writer(ws.settings))
+    with TestClient(create_app({"churn": host}, sink)) as client:
+        answer = client.post(
+            "/predict", json={"rows": [ROW, {**ROW, "plan": "gold", "monthly": None}]}
+        )
+    assert answer.status_code == 200
+    ids = answer.json()["request_ids"]
+    reader = prediction_log_reader(ws.settings)
+    assert reader.get(ids[0])["flags"] == ""  # type: ignore[index]
+    assert reader.get(ids[1])["flags"] == "null:monthly,unseen_category:plan"  # type: ignore[index]
+    ws.close()

@@ -156,7 +156,7 @@ class Server:
         started = time.perf_counter_ns()
         served = host.current  # the whole batch is answered by this version, even mid-swap
         rows = [row for job in jobs for row in job.rows]
-        prepared = batch_frame(rows, served.inputs)
+        prepared = batch_frame(rows, served.inputs, served.categories)
         try:
             features = served.features(prepared.frame)
             predictions = _outputs(served.model.predict(features)) if len(prepared.frame) else []

@@ -142,7 +142,9 @@ def _convert_lenient(column: Any, kind: str) -> Any:
 
 
 def batch_frame(
-    rows: Sequence[Mapping[str, Any]], signature: Sequence[tuple[str, str]]
+    rows: Sequence[Mapping[str, Any]],
+    signature: Sequence[tuple[str, str]],
+    categories: Mapping[str, frozenset[str]] | None = None,
 ) -> BatchFrame:
     """The batch's rows converted to the signature's types; rows that cannot be are set aside
     with the reason, so one bad request does not fail the others."""
@@ -162,12 +164,31 @@ def batch_frame(
     if errors:
         kept[list(errors)] = False
         frame = frame[kept].reset_index(drop=True)
-    nulls = frame.isna()
-    flags = [""] * len(rows)
-    if nulls.to_numpy().any():
-        positions = kept.nonzero()[0]
-        for index in nulls.any(axis=1).to_numpy().nonzero()[0]:
-            flags[int(positions[index])] = ",".join(
-                f"null:{c}" for c in nulls.columns[nulls.iloc[index]]
-            )
-    return BatchFrame(frame, kept, errors, flags)
+    return BatchFrame(frame, kept, errors, _flags(frame, kept, len(rows), categories or {}))
+
+
+def _flags(
+    frame: Any, kept: Any, count: int, categories: Mapping[str, frozenset[str]]
+) -> list[str]:
+    """Per input row: `null:col` for a missing value, `unseen_category:col` for a value the
+    training data never had; computed column-wise, then joined for the flagged rows only."""
+    import numpy as np
+
+    marks: list[tuple[str, Any]] = [
+        (f"null:{c}", frame[c].isna().to_numpy()) for c in frame.columns
+    ]
+    marks += [
+        (f"unseen_category:{c}", (frame[c].notna() & ~frame[c].isin(list(known))).to_numpy())
+        for c, known in categories.items()
+        if c in frame.columns
+    ]
+    flags = [""] * count
+    if not marks:
+        return flags
+    table: Any = np.column_stack([mask for _, mask in marks])
+    positions = kept.nonzero()[0]
+    for index in np.flatnonzero(table.any(axis=1)):
+        flags[int(positions[index])] = ",".join(
+            label for (label, _), hit in zip(marks, table[index], strict=True) if hit
+        )
+    return flags

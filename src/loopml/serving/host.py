@@ -36,6 +36,9 @@ class Served:
     reference: dict[str, Any] | None = None
     """Training medians/modes per input, for `/explain` (None when the data is unknown)."""
 
+    categories: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    """Categories seen in training per text input; a value outside them is flagged."""
+
     def features(self, frame: Any) -> Any:
         """What the model is called with for `frame`."""
         return frame.to_numpy(dtype="float64") if self.array_input else frame
@@ -47,6 +50,19 @@ class Served:
 
 def _inputs_of(version: ModelVersion) -> tuple[tuple[str, str], ...]:
     return tuple((c["name"], c["type"]) for c in version.signature.get("inputs", []))
+
+
+def _categories(
+    schema: dict[str, Any] | None, inputs: tuple[tuple[str, str], ...]
+) -> dict[str, frozenset[str]]:
+    """Known categories of the model's text inputs, from the training data's schema."""
+    wanted = {name for name, kind in inputs if kind in ("string", "category")}
+    columns = (schema or {}).get("columns", [])
+    return {
+        c["name"]: frozenset(map(str, c["categories"]))
+        for c in columns
+        if c["name"] in wanted and c.get("categories")
+    }
 
 
 NO_FEATURE_NAMES = "X does not have valid feature names"
@@ -113,17 +129,18 @@ class ModelHost:
         model = self.workspace.registry.load(version.ref, project=self.project, trust=self.trust)
         inputs = _inputs_of(version)
         served = _warm(Served(version, model, inputs))
-        return dataclasses.replace(served, reference=self._reference(version, inputs))
+        reference, categories = self._training_data(version, inputs)
+        return dataclasses.replace(served, reference=reference, categories=categories)
 
-    def _reference(
+    def _training_data(
         self, version: ModelVersion, inputs: tuple[tuple[str, str], ...]
-    ) -> dict[str, Any] | None:
-        """Reference values from the profile of the data the model was trained on: the inputs
-        of its run, or of its pipeline's steps."""
+    ) -> tuple[dict[str, Any] | None, dict[str, frozenset[str]]]:
+        """Reference values and known categories from the data the model was trained on: the
+        dataset versions its run read, or its pipeline's steps read."""
         from loopml.serving.explain import reference_from_profile
 
         if version.run_id is None:
-            return None
+            return None, {}
         try:
             run = self.workspace.tracking.get(version.run_id)
             refs = list(run.inputs)
@@ -136,10 +153,10 @@ class ModelHost:
                 data = self.workspace.data.resolve(ref, run.project, record=False)
                 reference = reference_from_profile(self.workspace.data.profile(data), inputs)
                 if reference is not None:
-                    return reference
+                    return reference, _categories(data.schema, inputs)
         except Exception as exc:  # no reference: /explain falls back and says so
             log.info("no training reference for %s: %s", version.ref, exc)
-        return None
+        return None, {}
 
     def refresh(self) -> bool:
         """Swap to the version the reference names now, if it changed. True when swapped."""
