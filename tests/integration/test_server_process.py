@@ -5,85 +5,29 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
+from served import ServerProcess, register_churn, serving
 
-from loopml.bootstrap import open_workspace, prediction_log_reader
+from loopml.bootstrap import prediction_log_reader
 from loopml.settings import Settings
 
 ROW = {"tenure": 3.0, "monthly": 29.5}
 LOAD_SECONDS = float(os.environ.get("LOOPML_TEST_LOAD_SECONDS", "30"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
 def server(
     make_settings: Callable[..., Settings], request: pytest.FixtureRequest
-) -> Iterator[tuple[str, subprocess.Popen[bytes], Settings]]:
-    from sklearn.linear_model import LogisticRegression
-
+) -> Iterator[ServerProcess]:
     settings = make_settings()
-    ws = open_workspace(settings)
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {"tenure": rng.integers(0, 72, 200).astype(float), "monthly": rng.normal(60, 15, 200)}
-    )
-    model = LogisticRegression().fit(frame, (frame["tenure"] < 20).astype(int))
-    ws.registry.register(model, "churn", project="default", input_example=frame.head(3))
-    ws.close()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LOOPML_DB_URL": settings.db_url,
-        "LOOPML_ARTIFACTS": settings.artifacts_url,
-        "LOOPML_HOME": str(settings.home),
-        "OMP_NUM_THREADS": "1",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loopml",
-            "serve",
-            "churn",
-            "--port",
-            str(port),
-            "--workers",
-            str(request.param),
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the server did not start")
-    yield url, proc, settings
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    subprocess.run(["pkill", "-9", "-f", "--", f"--port {port} "], check=False)  # any worker
+    register_churn(settings)
+    with serving(settings, "churn", "--workers", str(request.param)) as running:
+        yield running
 
 
 async def _hammer(url: str, seconds: float, concurrency: int) -> Counter[int]:
@@ -103,9 +47,9 @@ async def _hammer(url: str, seconds: float, concurrency: int) -> Counter[int]:
 
 @pytest.mark.slow
 def test_sustained_load_at_concurrency_64_gets_no_error(
-    server: tuple[str, object, Settings],
+    server: ServerProcess,
 ) -> None:
-    url, _, _ = server
+    url = server.url
     statuses = asyncio.run(_hammer(url, LOAD_SECONDS, 64))
     assert set(statuses) == {200}, statuses
     assert statuses[200] > 100
@@ -131,9 +75,9 @@ def test_sustained_load_at_concurrency_64_gets_no_error(
     ],
 )
 def test_hostile_bodies_get_a_4xx_and_the_server_keeps_serving(
-    server: tuple[str, object, Settings], body: bytes, status: int
+    server: ServerProcess, body: bytes, status: int
 ) -> None:
-    url, _, _ = server
+    url = server.url
     answer = httpx.post(f"{url}/predict", content=body, timeout=30)
     assert answer.status_code == status
     assert "error" in answer.json()
@@ -141,9 +85,9 @@ def test_hostile_bodies_get_a_4xx_and_the_server_keeps_serving(
 
 
 def test_sigterm_loses_no_logged_prediction(
-    server: tuple[str, subprocess.Popen[bytes], Settings],
+    server: ServerProcess,
 ) -> None:
-    url, proc, settings = server
+    url, proc, settings = server.url, server.proc, server.settings
     ids = []
     for _ in range(50):
         ids += httpx.post(f"{url}/predict", json={"rows": [ROW, ROW]}).json()["request_ids"]
@@ -156,14 +100,13 @@ def test_sigterm_loses_no_logged_prediction(
 
 
 def test_kill_9_loses_at_most_the_flush_window(
-    server: tuple[str, subprocess.Popen[bytes], Settings],
+    server: ServerProcess,
 ) -> None:
-    url, proc, settings = server
+    url, proc, settings = server.url, server.proc, server.settings
     early = httpx.post(f"{url}/predict", json={"rows": [ROW] * 20}).json()["request_ids"]
     time.sleep(2.0)  # longer than the documented one-second window
     httpx.post(f"{url}/predict", json={"rows": [ROW] * 20})
-    port = url.rsplit(":", 1)[1]
-    subprocess.run(["pkill", "-9", "-f", "--", f"--port {port} "], check=False)  # every worker
+    server.kill_all()
     proc.wait()
     table = prediction_log_reader(settings).read(
         "churn", columns=["request_id"], with_feedback=False
@@ -171,8 +114,8 @@ def test_kill_9_loses_at_most_the_flush_window(
     assert set(early) <= set(table["request_id"].to_pylist())
 
 
-def test_keep_alive_requests_are_not_delayed(server: tuple[str, object, Settings]) -> None:
-    url, _, _ = server
+def test_keep_alive_requests_are_not_delayed(server: ServerProcess) -> None:
+    url = server.url
     with httpx.Client() as client:  # one keep-alive connection, requests one after another
         client.post(f"{url}/predict", json={"rows": [ROW]})
         took = []

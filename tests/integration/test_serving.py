@@ -167,7 +167,19 @@ def test_the_v2_protocol(served: Any) -> None:
     assert response.status_code == 200, response.text
     result = response.json()
     assert (result["model_name"], result["model_version"], result["id"]) == ("churn", "1", "r1")
+    assert [o["name"] for o in result["outputs"]] == ["prediction", "probabilities"]
     assert result["outputs"][0]["data"] == [1, 0]
+    assert result["outputs"][1]["shape"] == [2, 2]
+    assert [o["name"] for o in meta["outputs"]] == ["prediction", "probabilities"]
+    only = client.post(
+        "/v2/models/churn-prod/infer", json={**body, "outputs": [{"name": "probabilities"}]}
+    ).json()
+    assert [o["name"] for o in only["outputs"]] == ["probabilities"]
+    unknown = client.post(
+        "/v2/models/churn-prod/infer", json={**body, "outputs": [{"name": "score"}]}
+    )
+    assert unknown.status_code == 400
+    assert "prediction, probabilities" in unknown.json()["error"]
     wrong = {
         "inputs": [
             {**body["inputs"][0], "datatype": "BYTES", "data": ["a", "b"]},
@@ -287,6 +299,10 @@ def test_the_openapi_document_lists_every_route(served: Any) -> None:
     assert document["openapi"].startswith("3.")
     app_paths = {route.path for route in client.app.routes}
     assert app_paths - {"/openapi.json"} == set(document["paths"])
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    row = body["schema"]["oneOf"][0]["properties"]["rows"]["items"]
+    assert row["required"] == ["tenure", "plan", "monthly"]  # the served model's signature
+    assert row["properties"]["plan"]["type"] == ["string", "null"]
 
 
 def test_shadow_sees_every_request_and_canary_answers_its_share(served: Any) -> None:

@@ -352,7 +352,9 @@ def create_app(
         from loopml import __version__
         from loopml.serving.openapi import openapi_document
 
-        return json_response(openapi_document(__version__))
+        hosts = list(server.hosts.values())
+        inputs = hosts[0].current.inputs if len(hosts) == 1 else None
+        return json_response(openapi_document(__version__, inputs))
 
     routes = [
         Route("/predict", _endpoint(server, "predict", predict), methods=["POST"]),

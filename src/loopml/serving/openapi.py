@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -10,27 +11,52 @@ _ROW = {
     "additionalProperties": True,
     "description": "One row: a value per input column of the model's signature.",
 }
-_PREDICT_BODY = {
-    "oneOf": [
-        {
-            "type": "object",
-            "required": ["rows"],
-            "properties": {
-                "rows": {"type": "array", "items": _ROW, "maxItems": 10_000},
-                "probabilities": {"type": "boolean"},
-            },
-        },
-        {
-            "type": "object",
-            "required": ["columns", "data"],
-            "properties": {
-                "columns": {"type": "array", "items": {"type": "string"}},
-                "data": {"type": "array", "items": {"type": "array"}},
-                "probabilities": {"type": "boolean"},
-            },
-        },
-    ]
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "integer": {"type": "integer"},
+    "float": {"type": ["number", "null"]},
+    "boolean": {"type": "boolean"},
+    "string": {"type": ["string", "null"]},
+    "category": {"type": ["string", "null"]},
+    "datetime": {"type": "string", "format": "date-time"},
 }
+
+
+def _row(inputs: Sequence[tuple[str, str]] | None) -> dict[str, Any]:
+    """A row's schema: the served model's input columns when there is one model, else any
+    object."""
+    if not inputs:
+        return _ROW
+    return {
+        **_ROW,
+        "required": [name for name, _ in inputs],
+        "properties": {name: _JSON_TYPES.get(kind, {}) for name, kind in inputs},
+    }
+
+
+def _predict_body(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["rows"],
+                "properties": {
+                    "rows": {"type": "array", "items": row, "minItems": 1, "maxItems": 10_000},
+                    "probabilities": {"type": "boolean"},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["columns", "data"],
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
+                    "probabilities": {"type": "boolean"},
+                },
+            },
+        ]
+    }
+
+
 _PREDICTION = {
     "type": "object",
     "required": ["predictions", "request_ids", "model", "model_version"],
@@ -120,14 +146,19 @@ def _post(
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
+def openapi_document(
+    version: str, inputs: Sequence[tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """The document for a server of loopml `version`; `inputs` (column, loopml type) describe
+    the rows of `/predict` and `/explain` when the server hosts a single model."""
+    predict_body = _predict_body(_row(inputs))
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     ver = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
     infer = _post(
         "Open Inference Protocol inference", _INFER_BODY, {"type": "object"}, (400, 404, 413)
     )
     paths: dict[str, Any] = {
-        "/predict": _post("Predict rows", _PREDICT_BODY, _PREDICTION, (400, 404, 413, 422)),
+        "/predict": _post("Predict rows", predict_body, _PREDICTION, (400, 404, 413, 422)),
         "/feedback": _post(
             "Record true labels of served requests",
             {
@@ -144,7 +175,7 @@ def openapi_document(version: str) -> dict[str, Any]:
         ),
         "/explain": _post(
             "Per-feature attributions of rows (method and reference in the answer)",
-            _PREDICT_BODY,
+            predict_body,
             {"type": "object"},
             (400, 404, 413, 422),
         ),

@@ -22,6 +22,7 @@ from loopml.domain.inference_protocol import (
     model_metadata,
     server_metadata,
 )
+from loopml.domain.signature import PREDICTION_COLUMN
 from loopml.errors import InvalidInput
 from loopml.serving.frames import RequestError, ServedRows
 
@@ -44,6 +45,50 @@ def _check_version(host: ModelHost, request: Request) -> Served:
     return served
 
 
+PROBABILITIES = "probabilities"
+"""The V2 output tensor of class probabilities (shape [n, classes]), for models that have them."""
+
+
+def _declared_outputs(served: Served) -> list[tuple[str, str]]:
+    """The model's prediction outputs, as its signature names them ("prediction" if unknown)."""
+    columns = [(c["name"], c["type"]) for c in served.version.signature.get("outputs", [])]
+    return columns or [(PREDICTION_COLUMN, "object")]
+
+
+def _output_metadata(served: Served) -> list[dict[str, Any]]:
+    declared = [c for c in _declared_outputs(served) if c[1] != "object"]
+    entries: list[dict[str, Any]] = model_metadata("", [], "", [], declared)["outputs"]
+    if served.has_proba:
+        classes = getattr(served.model.raw, "classes_", None)
+        width = len(classes) if classes is not None else -1
+        entries.append({"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, width]})
+    return entries
+
+
+def _outputs(served: Served, features: Any, wanted: list[str] | None) -> dict[str, Any]:
+    """The output tensors asked for (all of them when `wanted` is None), by name."""
+    import numpy as np
+
+    declared = [name for name, _ in _declared_outputs(served)]
+    available = declared + ([PROBABILITIES] if served.has_proba else [])
+    unknown = [name for name in wanted or [] if name not in available]
+    if unknown:
+        raise RequestError(
+            400, f"The model has no output {unknown[0]!r}; it has: {', '.join(available)}."
+        )
+    chosen = available if wanted is None else wanted
+    outputs: dict[str, Any] = {}
+    if any(name in declared for name in chosen):
+        predicted = np.asarray(served.model.predict(features))
+        if len(declared) > 1 and predicted.ndim == 2 and predicted.shape[1] == len(declared):
+            outputs |= {name: predicted[:, i] for i, name in enumerate(declared)}
+        else:
+            outputs[declared[0]] = predicted
+    if PROBABILITIES in chosen:
+        outputs[PROBABILITIES] = served.model.predict_proba(features)
+    return {name: outputs[name] for name in chosen if name in outputs}
+
+
 def _infer(server: Server, host: ModelHost, body: Any, served: Served) -> dict[str, Any]:
     import pandas as pd
 
@@ -55,17 +100,16 @@ def _infer(server: Server, host: ModelHost, body: Any, served: Served) -> dict[s
     names = [name for name, _ in served.inputs]
     frame = pd.DataFrame({name: decoded.columns[name] for name in names}, columns=names)
     try:
-        features = served.features(frame)
-        outputs = {"predict": served.model.predict(features)}
-        wanted = decoded.requested_outputs or []
-        if "predict_proba" in wanted and served.has_proba:
-            outputs["predict_proba"] = served.model.predict_proba(features)
+        outputs = _outputs(served, served.features(frame), decoded.requested_outputs)
+    except RequestError:
+        raise
     except Exception as exc:
         raise RequestError(
             400, f"The model could not predict: {type(exc).__name__}: {exc}"
         ) from None
     if server.sink is not None:
-        predictions = list(outputs["predict"])
+        logged = [v for k, v in outputs.items() if k != PROBABILITIES] or list(outputs.values())
+        predictions = logged[0].tolist() if hasattr(logged[0], "tolist") else list(logged[0])
         ids = [f"{decoded.id or 'v2'}-{i}" for i in range(len(predictions))]
         version = served.version
         server.sink.log_predictions(
@@ -102,16 +146,10 @@ def routes(server: Server, wrap: Wrap) -> list[Route]:
         host = server.host(request.path_params["name"])
         served = _check_version(host, request)
         v = served.version
-        outputs = [(c["name"], c["type"]) for c in v.signature.get("outputs", [])]
-        return json_response(
-            model_metadata(
-                request.path_params["name"],
-                [str(v.version)],
-                f"loopml-{v.flavor}",
-                list(served.inputs),
-                outputs,
-            )
+        body = model_metadata(
+            request.path_params["name"], [str(v.version)], f"loopml-{v.flavor}", served.inputs, []
         )
+        return json_response({**body, "outputs": _output_metadata(served)})
 
     async def model_ready(request: Request) -> Response:
         _check_version(server.host(request.path_params["name"]), request)

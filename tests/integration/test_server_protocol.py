@@ -1,0 +1,103 @@
+"""The model server's public surface as outsiders see it: a V2 client written by someone else
+(NVIDIA's `tritonclient`), and the OpenAPI document fuzzed by schemathesis (no input gets a 5xx).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from served import ServerProcess, register_churn, serving, settings_in
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    settings = settings_in(tmp_path_factory.mktemp("protocol") / "ws")
+    register_churn(settings, with_plan=True)
+    with serving(settings, "churn") as running:
+        yield running
+
+
+def test_a_third_party_v2_client_can_infer(server: ServerProcess) -> None:
+    import tritonclient.http as v2
+
+    client = v2.InferenceServerClient(url=server.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready("churn")
+        metadata = client.get_model_metadata("churn")
+        assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+            "tenure": "FP64",
+            "monthly": "FP64",
+            "plan": "BYTES",
+        }
+        columns = {
+            "tenure": np.array([3.0, 60.0]),
+            "monthly": np.array([29.5, 80.0]),
+            "plan": np.array([b"basic", b"pro"], dtype=object),
+        }
+        inputs = []
+        for name, values in columns.items():
+            tensor = v2.InferInput(name, list(values.shape), "BYTES" if name == "plan" else "FP64")
+            tensor.set_data_from_numpy(values, binary_data=False)
+            inputs.append(tensor)
+        wanted = [
+            v2.InferRequestedOutput("prediction", binary_data=False),
+            v2.InferRequestedOutput("probabilities", binary_data=False),
+        ]
+        result = client.infer("churn", inputs, outputs=wanted, request_id="tc-1")
+        assert result.as_numpy("prediction").tolist() == [1, 0]
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (2, 2)
+        assert np.allclose(probabilities.sum(axis=1), 1.0)
+        assert result.get_response()["id"] == "tc-1"
+        with pytest.raises(Exception, match="no output 'score'"):
+            client.infer("churn", inputs, outputs=[v2.InferRequestedOutput("score", False)])
+    finally:
+        client.close()
+
+
+def test_no_generated_request_gets_a_server_error(server: ServerProcess, tmp_path: Path) -> None:
+    """schemathesis's coverage and fuzzing phases over every operation of the server's own
+    OpenAPI document; model-name paths use the served model, so requests reach the model
+    rather than stopping at a 404."""
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(
+        'parameters = { name = "churn", version = "1" }\n'
+        "request-timeout = 30\n"
+        "[generation]\nmax-examples = 60\n"
+    )
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "--config-file",
+            str(config),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
+
+
+def test_the_fuzzed_server_still_serves(server: ServerProcess) -> None:
+    import httpx
+
+    row = {"tenure": 3.0, "monthly": 29.5, "plan": "basic"}
+    answer = httpx.post(f"{server.url}/predict", json={"rows": [row]})
+    assert answer.status_code == 200
+    assert answer.json()["predictions"] == [1]
