@@ -65,7 +65,8 @@ class ServerProcess:
 
     def kill_all(self) -> None:
         """kill -9 the server and every worker it forked."""
-        subprocess.run(["pkill", "-9", "-f", "--", f"--port {self.port} "], check=False)
+        pattern = f"loopml serve .*--port {self.port}( |$)"
+        subprocess.run(["pkill", "-9", "-f", "--", pattern], check=False)
 
 
 @contextmanager

@@ -99,7 +99,10 @@ class PredictionLogReader:
         wanted = _check_columns(columns)
         needed = {*wanted, "time_us", *(["request_id"] if with_feedback else [])}
         read = [name for name in PREDICTION_SCHEMA.names if name in needed]
-        table = self._scan(PREDICTIONS_DIR, deployment, _time_filter(since_us, until_us), read)
+        where = _time_filter(since_us, until_us)
+        if limit is not None:
+            where = self._newest_only(deployment, where, limit)
+        table = self._scan(PREDICTIONS_DIR, deployment, where, read)
         if limit is not None:
             newest = pc.select_k_unstable(
                 table, min(limit, table.num_rows), [("time_us", "descending")]
@@ -129,6 +132,19 @@ class PredictionLogReader:
         return {**first, "label_json": latest[0] if latest else None}
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _newest_only(
+        self, deployment: str, where: ds.Expression | None, limit: int
+    ) -> ds.Expression | None:
+        """`where`, narrowed to rows no older than the `limit`-th newest: found from the time
+        column alone, so the wide columns are read only from the files that hold those rows."""
+        times = self._scan(PREDICTIONS_DIR, deployment, where, ["time_us"])
+        if times.num_rows <= limit:
+            return where
+        newest = pc.select_k_unstable(times, limit, [("time_us", "descending")])
+        oldest_kept = pc.min(times["time_us"].take(newest)).as_py()
+        bound = ds.field("time_us") >= oldest_kept
+        return bound if where is None else where & bound
 
     def _labels(self, deployment: str, since_us: int | None, ids: pa.Array | None) -> pa.Table:
         """The latest `label_json` per request id of `deployment` (only of `ids` if given)."""

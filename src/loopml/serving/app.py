@@ -158,13 +158,15 @@ class Server:
         rows = [row for job in jobs for row in job.rows]
         prepared = batch_frame(rows, served.inputs, served.categories)
         try:
-            features = served.features(prepared.frame)
-            predictions = _outputs(served.model.predict(features)) if len(prepared.frame) else []
+            if served.array_input and prepared.values is not None:
+                features = prepared.values  # no data frame is ever built for this batch
+            else:
+                features = served.features(prepared.frame)
+            count = prepared.rows
+            predictions = _outputs(served.model.predict(features)) if count else []
             wants_proba = served.has_proba and any(j.probabilities for j in jobs)
             probabilities = (
-                _outputs(served.model.predict_proba(features))
-                if wants_proba and len(prepared.frame)
-                else None
+                _outputs(served.model.predict_proba(features)) if wants_proba and count else None
             )
         except Exception as exc:
             error = RequestError(

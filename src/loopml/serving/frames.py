@@ -80,27 +80,42 @@ def request_rows(
     return rows
 
 
-@dataclass(frozen=True)
+@dataclass
 class BatchFrame:
-    frame: Any
-    """Rows that converted cleanly, as the model expects them."""
     kept: Any
     """numpy bool mask over the input rows: True where the row is in `frame`."""
     errors: dict[int, str]
     """Input row -> why it could not be converted."""
     flags: list[str]
+    names: list[str]
+    values: Any = None
+    """All-numeric signatures: the kept rows as one float64 matrix (columns in `names` order);
+    the data frame is built from it only when something asks for `frame`."""
+    _frame: Any = None
+
+    @property
+    def frame(self) -> Any:
+        """Rows that converted cleanly, as a data frame with the signature's columns."""
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self.values, columns=self.names)
+        return self._frame
+
+    @property
+    def rows(self) -> int:
+        """How many rows converted cleanly."""
+        return len(self.values) if self.values is not None else len(self._frame)
 
 
 _NUMERIC = frozenset({"integer", "float"})
 
 
-def _numeric_frame(rows: Sequence[Mapping[str, Any]], names: list[str]) -> Any:
+def _numeric_values(rows: Sequence[Mapping[str, Any]], names: list[str]) -> Any:
     """All-numeric signatures: one numpy conversion for the whole batch (None becomes NaN)."""
     import numpy as np
-    import pandas as pd
 
-    values = np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
-    return pd.DataFrame(values, columns=names)
+    return np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
 
 
 def _first_bad(converted: Any, column: Any) -> Any:
@@ -151,44 +166,50 @@ def batch_frame(
     import numpy as np
 
     names = [name for name, _ in signature]
-    errors: dict[int, str] = {}
-    frame = None
+    kept = np.ones(len(rows), dtype=bool)
     if names and all(kind in _NUMERIC for _, kind in signature):
         try:
-            frame = _numeric_frame(rows, names)
+            values = _numeric_values(rows, names)
         except (TypeError, ValueError):
-            frame = None
-    if frame is None:
-        frame, errors = _converted_frame(rows, signature)
-    kept = np.ones(len(rows), dtype=bool)
+            pass  # some value is not a number: the column-wise path names it
+        else:
+            nulls = np.isnan(values)
+            flags = _flags(names, nulls, kept, None, {})
+            return BatchFrame(kept, {}, flags, names, values=values)
+    frame, errors = _converted_frame(rows, signature)
     if errors:
         kept[list(errors)] = False
         frame = frame[kept].reset_index(drop=True)
-    return BatchFrame(frame, kept, errors, _flags(frame, kept, len(rows), categories or {}))
+    flags = _flags(names, frame.isna().to_numpy(), kept, frame, categories or {})
+    return BatchFrame(kept, errors, flags, names, _frame=frame)
 
 
 def _flags(
-    frame: Any, kept: Any, count: int, categories: Mapping[str, frozenset[str]]
+    names: list[str],
+    nulls: Any,
+    kept: Any,
+    frame: Any,
+    categories: Mapping[str, frozenset[str]],
 ) -> list[str]:
     """Per input row: `null:col` for a missing value, `unseen_category:col` for a value the
-    training data never had; computed column-wise, then joined for the flagged rows only."""
+    training data never had. Computed as one boolean matrix (kept rows x marks); only flagged
+    rows are visited in Python."""
     import numpy as np
 
-    marks: list[tuple[str, Any]] = [
-        (f"null:{c}", frame[c].isna().to_numpy()) for c in frame.columns
-    ]
-    marks += [
-        (f"unseen_category:{c}", (frame[c].notna() & ~frame[c].isin(list(known))).to_numpy())
-        for c, known in categories.items()
-        if c in frame.columns
-    ]
-    flags = [""] * count
-    if not marks:
+    labels = [f"null:{c}" for c in names]
+    masks = [nulls]
+    for column, known in categories.items():
+        if column in names:
+            values = frame[column]
+            labels.append(f"unseen_category:{column}")
+            masks.append((values.notna() & ~values.isin(list(known))).to_numpy()[:, None])
+    flags = [""] * len(kept)
+    table: Any = np.hstack(masks) if len(masks) > 1 else masks[0]
+    flagged = np.flatnonzero(table.any(axis=1))
+    if not flagged.size:
         return flags
-    table: Any = np.column_stack([mask for _, mask in marks])
     positions = kept.nonzero()[0]
-    for index in np.flatnonzero(table.any(axis=1)):
-        flags[int(positions[index])] = ",".join(
-            label for (label, _), hit in zip(marks, table[index], strict=True) if hit
-        )
+    marks = np.array(labels, dtype=object)
+    for index in flagged:
+        flags[int(positions[index])] = ",".join(marks[table[index]])
     return flags
