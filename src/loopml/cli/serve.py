@@ -15,6 +15,10 @@ predictions_app = typer.Typer(
 )
 
 
+GRACE_S = 30
+"""Seconds a stopping server gives requests in flight before it stops anyway."""
+
+
 def serve(
     model: str = typer.Argument(
         None,
@@ -69,10 +73,18 @@ def serve(
                 f"[{os.getpid()}] serving {hosted.primary.current.version.ref} "
                 f"as {name!r} on http://{host}:{port}\n"
             )
-        # The app's shutdown writes the queued prediction log (SIGTERM loses nothing); uvicorn
-        # then re-raises the signal, so the process ends as terminated by it.
+        # On SIGTERM requests in flight get up to GRACE_S to finish, then the app's shutdown
+        # writes the queued prediction log (nothing acknowledged is lost); uvicorn then
+        # re-raises the signal, so the process ends as terminated by it.
         where: dict[str, Any] = {"fd": fd} if fd is not None else {"host": host, "port": port}
-        uvicorn.run(app, **where, http=nodelay_protocol(), log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            **where,
+            http=nodelay_protocol(),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=GRACE_S,
+        )
         ws.close()
 
     if workers == 1:

@@ -37,7 +37,7 @@ class Telemetry:
         )
         self._batch = Histogram(
             "loopml_batch_rows",
-            "Rows per prediction request.",
+            "Rows per model call (a batch of one or more requests).",
             ["deployment"],
             buckets=BATCH_BUCKETS,
             registry=self.registry,
