@@ -1,0 +1,126 @@
+"""Drift statistics on counts: merging, agreement with the textbook tests, edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from loopml.domain import drift
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@given(
+    arrays(np.float64, st.integers(1, 400), elements=finite),
+    arrays(np.float64, st.integers(0, 300), elements=finite),
+    arrays(np.float64, st.integers(0, 300), elements=finite),
+)
+def test_window_counts_merge_exactly(reference: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    summary = drift.summarize_numeric(reference, bins=50)
+    whole = drift.count_numeric(summary, np.concatenate([a, b]))
+    parts = drift.count_numeric(summary, a).counts + drift.count_numeric(summary, b).counts
+    assert np.array_equal(whole.counts, parts)
+    assert whole.counts.sum() == a.size + b.size
+
+
+def test_nulls_and_infinities_are_counted_apart() -> None:
+    summary = drift.summarize_numeric(np.array([1.0, np.nan, 2.0, np.inf, 3.0]))
+    assert (summary.rows, summary.nulls) == (3, 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 0.5))
+def test_binned_ks_never_exceeds_scipy_and_is_close(seed: int, shift: float) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    reference, current = rng.normal(0, 1, 3_000), rng.normal(shift, 1, 2_000)
+    result = drift.numeric_drift(
+        drift.summarize_numeric(reference),
+        drift.count_numeric(drift.summarize_numeric(reference), current),
+    )
+    exact = stats.ks_2samp(reference, current, method="asymp")
+    assert result.ks_statistic <= exact.statistic + 1e-12
+    assert result.ks_statistic >= exact.statistic - 1.5 / 1000 - 1e-9  # one bin's share
+    assert result.p_value >= exact.pvalue - 1e-9  # conservative
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.1, 0.5, 2.0])
+def test_wasserstein_is_the_shift_in_reference_spreads(shift: float) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    reference, current = rng.normal(5, 3, 50_000), rng.normal(5 + 3 * shift, 3, 50_000)
+    summary = drift.summarize_numeric(reference)
+    result = drift.numeric_drift(summary, drift.count_numeric(summary, current))
+    exact = stats.wasserstein_distance(reference, current) / reference.std()
+    assert result.wasserstein == pytest.approx(exact, abs=0.01)
+
+
+def test_psi_is_zero_for_identical_counts_and_grows_with_the_shift() -> None:
+    assert drift.psi(np.array([10, 20, 30]), np.array([10, 20, 30])) == pytest.approx(0.0)
+    assert drift.psi(np.array([10, 20, 30]), np.array([30, 20, 10])) > 0.5
+
+
+def test_chi2_matches_scipy_when_no_cell_is_pooled() -> None:
+    from scipy import stats
+
+    ref, cur = np.array([120, 80, 60, 40]), np.array([100, 90, 70, 30])
+    statistic, p_value, dof = drift.chi2_homogeneity(ref, cur)
+    expected = stats.chi2_contingency(np.vstack([ref, cur]), correction=False)
+    assert statistic == pytest.approx(expected.statistic)
+    assert p_value == pytest.approx(expected.pvalue)
+    assert dof == 3
+
+
+def test_an_unseen_category_is_a_finite_cell() -> None:
+    ref = drift.summarize_categories(np.array(["a", "b"]), np.array([500, 500]), 0)
+    cur = drift.summarize_categories(np.array(["a", "b", "z"]), np.array([450, 450, 100]), 3)
+    result = drift.category_drift(ref, cur)
+    assert math.isfinite(result.chi2)
+    assert result.p_value < 1e-6
+    assert result.new_categories == {"z": pytest.approx(0.1)}
+    assert math.isfinite(result.psi)
+
+
+@given(
+    arrays(np.int64, 6, elements=st.integers(0, 1_000)),
+    arrays(np.int64, 6, elements=st.integers(0, 1_000)),
+)
+def test_js_distance_is_between_0_and_1_and_symmetric(a: np.ndarray, b: np.ndarray) -> None:
+    if a.sum() == 0 or b.sum() == 0:
+        return
+    distance = drift.js_distance(a, b)
+    assert 0.0 <= distance <= 1.0 + 1e-12
+    assert distance == pytest.approx(drift.js_distance(b, a))
+
+
+def test_disjoint_samples_are_at_js_distance_1() -> None:
+    assert drift.js_distance(np.array([5, 0]), np.array([0, 7])) == pytest.approx(1.0)
+
+
+@given(arrays(np.float64, st.integers(1, 40), elements=st.floats(0.0, 1.0)))
+def test_benjamini_hochberg_q_values_are_monotone_and_at_least_p(p: np.ndarray) -> None:
+    q = drift.benjamini_hochberg(p)
+    assert np.all(q >= p - 1e-12)
+    assert np.all(q <= 1.0)
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(q[order]) >= -1e-12)
+
+
+def test_benjamini_hochberg_known_values_and_nan() -> None:
+    q = drift.benjamini_hochberg(np.array([0.01, 0.04, np.nan, 0.03]))
+    assert q[2] != q[2]  # NaN stays NaN
+    assert q[[0, 1, 3]] == pytest.approx([0.03, 0.04, 0.04])
+
+
+def test_a_summary_survives_json() -> None:
+    summary = drift.summarize_numeric(np.random.default_rng(0).normal(size=1_000))
+    back = drift.NumericSummary.from_dict(summary.to_dict())
+    assert np.array_equal(back.edges, summary.edges)
+    assert np.array_equal(back.counts, summary.counts)

@@ -1,0 +1,72 @@
+"""`loopml.monitoring.compare` as a user calls it: inputs, the report, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from synthetic import table
+
+from loopml import monitoring
+from loopml.errors import InvalidInput
+
+
+def test_a_stored_reference_gives_the_same_report_as_the_raw_frame() -> None:
+    reference, current = table(3_000, seed=1), table(3_000, seed=2, shift_std={"num_03": 0.3})
+    kept = monitoring.Reference.from_dict(
+        json.loads(json.dumps(monitoring.summarize(reference).to_dict()))
+    )
+    direct = monitoring.compare(reference, current).to_dict()
+    stored = monitoring.compare(kept, current).to_dict()
+    assert stored == direct
+    assert direct["drifted_features"] == ["num_03"]
+
+
+def test_the_json_report_is_plain_json_with_every_feature() -> None:
+    reference = pd.DataFrame({"x": np.arange(1_000.0), "plan": ["a", "b"] * 500})
+    current = pd.DataFrame({"x": np.arange(1_000.0) + 400, "plan": ["a", "c"] * 500})
+    data = json.loads(monitoring.compare(reference, current).to_json())
+    assert data["schema_version"] == 1
+    assert [f["name"] for f in data["features"]] == ["x", "plan"]
+    assert set(data["drifted_features"]) == {"x", "plan"}
+    plan = data["features"][1]
+    assert plan["findings"] == ["new_categories:c"]
+    assert plan["statistics"]["new_categories"] == {"c": 0.5}
+
+
+def test_arrow_tables_and_declared_kinds_are_accepted() -> None:
+    reference = pa.table({"zip": pa.array([10115, 10117] * 500), "y": np.ones(1_000)})
+    report = monitoring.compare(reference, reference, categorical=["zip"])
+    assert report.features["zip"].kind == "categorical"
+    assert report.drifted_features == []
+
+
+@pytest.mark.parametrize(
+    ("current", "message"),
+    [
+        (pd.DataFrame({"y": [1.0]}), "lacks the reference's columns ['x']"),
+        (pd.DataFrame({"x": pd.Series([], dtype=float)}), "current data has no rows"),
+        (pd.DataFrame({"x": ["a", "b"]}), "'x' is numeric in the reference but text"),
+        ([1, 2, 3], "is a list, not a data frame"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(current: object, message: str) -> None:
+    reference = pd.DataFrame({"x": np.arange(100.0)})
+    with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
+        monitoring.compare(reference, current)
+
+
+def test_an_empty_reference_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="reference has no rows"):
+        monitoring.summarize(pd.DataFrame({"x": pd.Series([], dtype=float)}))
+
+
+def test_a_column_of_nulls_in_the_window_reads_as_no_values() -> None:
+    reference = pd.DataFrame({"x": np.arange(100.0)})
+    current = pd.DataFrame({"x": [None, None, None]})
+    feature = monitoring.compare(reference, current).features["x"]
+    assert feature.statistics["current_nulls"] == 3
+    assert not feature.drifted
