@@ -125,8 +125,47 @@ def count_numeric(reference: NumericSummary, values: Array) -> NumericSummary:
     return _numeric_from(finite, nulls, reference.edges)
 
 
+GRID_CELLS_PER_BIN = 64
+"""Cells of the uniform lookup grid per bin (see `bin_index`)."""
+
+
+def bin_index(edges: Array, values: Array) -> Array:
+    """`np.searchsorted(edges, values, side="left")` (the number of edges below each value),
+    about four times as fast on large inputs spread like their edges: a uniform grid over the edges'
+    range answers every value whose grid cell (and both neighbours) holds no edge with one
+    multiply and one lookup; the others take the binary search. Data too lumpy for the grid
+    (checked on a sample) goes straight to the binary search."""
+    if edges.size < 2 or values.size < 50_000:
+        return np.searchsorted(edges, values, side="left")
+    low, high = float(edges[0]), float(edges[-1])
+    cells = GRID_CELLS_PER_BIN * edges.size
+    width = (high - low) / cells
+    if not width > 0 or not math.isfinite(width):
+        return np.searchsorted(edges, values, side="left")
+    starts = low + width * np.arange(cells + 1)
+    below = np.searchsorted(edges, starts, side="left")  # edges under each cell's start
+    plain = below[1:] == below[:-1]  # no edge inside the cell
+    # A value rounded into a neighbouring cell gets the same answer when both hold no edge.
+    safe = plain & np.concatenate([[False], plain[:-1]]) & np.concatenate([plain[1:], [False]])
+    scale = 1.0 / width
+
+    def cell_of(part: Array) -> Array:
+        cell = np.floor((part - low) * scale)
+        np.clip(cell, 0, cells - 1, out=cell)
+        return cell.astype(np.intp)
+
+    probe = values[:20_000]
+    if np.count_nonzero(~safe[cell_of(probe)] | (probe > high)) > 0.25 * probe.size:
+        return np.searchsorted(edges, values, side="left")
+    cell = cell_of(values)
+    result = below[cell]
+    slow = ~safe[cell] | (values > high)  # values under `low` fall in cell 0, never safe
+    result[slow] = np.searchsorted(edges, values[slow], side="left")
+    return result
+
+
 def _numeric_from(finite: Array, nulls: int, edges: Array) -> NumericSummary:
-    counts = np.bincount(np.searchsorted(edges, finite, side="left"), minlength=edges.size + 1)
+    counts = np.bincount(bin_index(edges, finite), minlength=edges.size + 1)
     below = above = 0.0
     if finite.size:
         mean, std = float(finite.mean()), float(finite.std())
@@ -244,8 +283,9 @@ def ks_p_value(statistic: float, n: int, m: int) -> float:
 
 def _wasserstein(reference: NumericSummary, current: NumericSummary, gaps: Array) -> float:
     """Integral of |F_ref - F_cur| over the reference spread. Between edges the gap is taken
-    as linear (trapezoids on the exact gaps at the edges); beyond the outer edges the integral of a tail CDF is its mean excess
-    (sum of distances past the edge over the rows), exact when one tail dominates the other."""
+    as linear (trapezoids on the exact gaps at the edges); beyond the outer edges the integral
+    of a tail CDF is its mean excess (sum of distances past the edge over the rows), exact when
+    one tail dominates the other."""
     edges = reference.edges
     if edges.size == 0:
         return 0.0

@@ -124,3 +124,21 @@ def test_a_summary_survives_json() -> None:
     back = drift.NumericSummary.from_dict(summary.to_dict())
     assert np.array_equal(back.edges, summary.edges)
     assert np.array_equal(back.counts, summary.counts)
+
+
+@pytest.mark.parametrize("kind", ["normal", "heavy-tailed", "integers", "edges-and-beyond"])
+def test_the_grid_lookup_agrees_with_binary_search(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    reference = {
+        "normal": rng.normal(size=200_000),
+        "heavy-tailed": np.exp(rng.normal(0, 2, 200_000)),
+        "integers": rng.integers(0, 40, 200_000).astype(float),
+        "edges-and-beyond": rng.uniform(-1, 1, 200_000),
+    }[kind]
+    edges = drift.summarize_numeric(reference).edges
+    values = np.concatenate(
+        [reference[::-1] * 1.01, edges, np.nextafter(edges, np.inf), [-1e9, 1e9, edges[0] - 1e-12]]
+    )
+    assert np.array_equal(
+        drift.bin_index(edges, values), np.searchsorted(edges, values, side="left")
+    )
