@@ -21,6 +21,7 @@ from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.events import SqlEventLog
 from loopml.adapters.sql.migrate import ensure_schema
 from loopml.adapters.sql.models import SqlModelStore
+from loopml.adapters.sql.monitors import SqlMonitorStore
 from loopml.adapters.sql.pipelines import SqlPipelineStore
 from loopml.adapters.sql.runs import SqlRunStore
 from loopml.adapters.step_values import TypedValueSerializer
@@ -30,6 +31,7 @@ from loopml.services.data import DataService, dataset_pins
 from loopml.services.deployments import DeploymentService
 from loopml.services.folders import ValueStore
 from loopml.services.lineage import LineageService
+from loopml.services.monitors import MonitorService
 from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, numbers_of
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
@@ -55,6 +57,7 @@ class Workspace:
     lineage: SqlPipelineStore
     graph: LineageService
     deployments: DeploymentService
+    monitors: MonitorService
 
     @property
     def project(self) -> str:
@@ -105,6 +108,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         pipeline_store,
         LineageService(runs, pipeline_store, pipeline_store, models),
         DeploymentService(SqlDeploymentStore(db), registry, settings.actor),
+        MonitorService(SqlMonitorStore(db), settings.actor),
     )
     _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it
     return workspace

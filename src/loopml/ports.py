@@ -27,6 +27,8 @@ from loopml.domain.records import (
     MetricPoint,
     ModelSummary,
     ModelVersion,
+    Monitor,
+    MonitorRun,
     Run,
     RunArtifact,
     RunId,
@@ -351,3 +353,21 @@ class DeploymentStore(Protocol):
     def list(self, project: str) -> list[Deployment]: ...
 
     def delete(self, project: str, name: str, event: EventDraft) -> None: ...
+
+
+class MonitorStore(Protocol):
+    def save(self, monitor: Monitor, event: EventDraft) -> tuple[Monitor, bool]:
+        """Create or replace; the flag is True when created."""
+        ...
+
+    def get(self, project: str, name: str) -> Monitor: ...
+
+    def delete(self, project: str, name: str, event: EventDraft) -> None: ...
+
+    def add_run(self, run: MonitorRun, event: EventDraft) -> MonitorRun: ...
+
+    def get_run(self, project: str, run_id: int) -> MonitorRun: ...
+
+    def runs(self, project: str, monitor: str, limit: int) -> list[MonitorRun]: ...
+
+    def list(self, project: str) -> list[Monitor]: ...

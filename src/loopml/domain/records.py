@@ -175,3 +175,37 @@ class Deployment:
     canary_percent: float
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """Drift checks of a deployment's served rows against a reference dataset version, over a
+    sliding time window, on a schedule. The reference is summarised once, when the monitor is
+    made; `summary_digest` names that summary in the artifact store."""
+
+    project: str
+    name: str
+    deployment: str
+    reference: str
+    """The dataset version, pinned (`name@N`)."""
+    summary_digest: Digest
+    window_s: int
+    every_s: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """One evaluation of a monitor over one window; the full report is a JSON artifact."""
+
+    id: int
+    project: str
+    monitor: str
+    time: datetime
+    window_start_us: int
+    window_end_us: int
+    rows: int
+    drift_share: float
+    drifted: tuple[str, ...]
+    report_digest: Digest

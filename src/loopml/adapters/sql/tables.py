@@ -245,3 +245,35 @@ deployments = Table(
     Column("updated_us", BigInteger, nullable=False),
     UniqueConstraint("project", "name", name="uq_deployments_project_name"),
 )
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("deployment", String(200), nullable=False),
+    Column("reference", String(300), nullable=False),
+    Column("summary_digest", String(80), nullable=False),
+    Column("window_s", Integer, nullable=False),
+    Column("every_s", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("project", "name", name="uq_monitors_project_name"),
+)
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("monitor", String(200), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("window_start_us", BigInteger, nullable=False),
+    Column("window_end_us", BigInteger, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("drift_share", Float, nullable=False),
+    Column("drifted_json", Text, nullable=False),
+    Column("report_digest", String(80), nullable=False),
+    Index("ix_monitor_runs_project_monitor_time", "project", "monitor", "time_us"),
+)

@@ -1,0 +1,195 @@
+"""`loopml monitor ...`: drift monitors over a deployment's prediction log."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from loopml.cli.context import (
+    JSON_OPTION,
+    PROJECT_OPTION,
+    open_workspace,
+    plain,
+    print_fields,
+    print_json,
+    print_table,
+    project_of,
+    when,
+)
+
+app = typer.Typer(
+    help="Drift monitors: a deployment's served rows against a reference dataset version.",
+    no_args_is_help=True,
+)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Monitor name, e.g. churn-drift."),
+    deployment: str = typer.Option(..., "--deployment", "-d", help="Deployment to watch."),
+    reference: str = typer.Option(
+        ..., "--reference", "-r", help="Dataset version the model learnt from, e.g. churn@3."
+    ),
+    window: str = typer.Option("1h", "--window", help="How far back each run looks (10m, 1h)."),
+    every: str = typer.Option("10m", "--every", help="How often `monitor serve` runs it."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a monitor (or replace the one with this name); the reference is summarised now,
+    once."""
+    from loopml.monitoring.monitors import create as create_monitor
+
+    ws = open_workspace()
+    found = create_monitor(
+        name,
+        deployment=deployment,
+        reference=reference,
+        window=window,
+        every=every,
+        project=project_of(ws, project),
+        workspace=ws,
+    )
+    if as_json:
+        print_json(plain(found))
+        return
+    sys.stdout.write(
+        f"monitor {name}: {deployment} against {found.reference}, "
+        f"window {_duration(found.window_s)}, every {_duration(found.every_s)}\n"
+    )
+
+
+@app.command("list")
+def list_(project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List monitors."""
+    ws = open_workspace()
+    found = ws.monitors.list(project_of(ws, project))
+    if as_json:
+        print_json(found)
+        return
+    print_table(
+        None,
+        ["monitor", "deployment", "reference", "window", "every", "updated"],
+        [
+            (
+                m.name,
+                m.deployment,
+                m.reference,
+                _duration(m.window_s),
+                _duration(m.every_s),
+                when(m.updated_at),
+            )
+            for m in found
+        ],
+    )
+
+
+@app.command("run")
+def run(
+    name: str = typer.Argument(..., help="Monitor name."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Evaluate the monitor now, over its latest window, and store the report."""
+    from loopml.monitoring.monitors import run as run_monitor
+
+    ws = open_workspace()
+    result = run_monitor(name, project=project_of(ws, project), workspace=ws)
+    if as_json:
+        print_json({"run": result.run.id, **result.report.to_dict()})
+        return
+    report = result.report
+    sys.stdout.write(
+        f"run {result.run.id}: {result.run.rows} rows, drift share {report.drift_share:.0%}"
+        f"{': ' + ', '.join(report.drifted_features) if report.drifted_features else ''}\n"
+    )
+    _print_features(report.to_dict())
+
+
+@app.command("history")
+def history(
+    name: str = typer.Argument(..., help="Monitor name."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many runs, newest first."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One line per run: window, rows, drift share and the drifted features."""
+    ws = open_workspace()
+    runs = ws.monitors.history(name, project_of(ws, project), limit)
+    if as_json:
+        print_json(runs)
+        return
+    print_table(
+        None,
+        ["run", "time", "rows", "drift share", "drifted"],
+        [(r.id, when(r.time), r.rows, f"{r.drift_share:.0%}", ", ".join(r.drifted)) for r in runs],
+    )
+
+
+@app.command("report")
+def report(
+    run_id: int = typer.Argument(..., help="Monitor run id (from `monitor history`)."),
+    output: str = typer.Option("table", "--format", "-f", help="table or json."),
+    project: str = PROJECT_OPTION,
+) -> None:
+    """The full report of one monitor run."""
+    from loopml.errors import InvalidInput
+    from loopml.monitoring.monitors import report_document
+
+    if output not in ("table", "json"):
+        raise InvalidInput(f"Unknown format {output!r}.", "Use --format table or --format json.")
+    ws = open_workspace()
+    document = report_document(run_id, project=project_of(ws, project), workspace=ws)
+    if output == "json":
+        print_json(document)
+        return
+    print_fields(
+        [
+            ("run", document["run"]),
+            ("monitor", document["monitor"]),
+            ("deployment", document["deployment"]),
+            ("reference", document["reference"]),
+            ("rows", f"{document['current_rows']} served, {document['reference_rows']} reference"),
+            ("drift share", f"{document['drift_share']:.0%}"),
+        ]
+    )
+    _print_features(document)
+
+
+@app.command("delete")
+def delete(
+    name: str = typer.Argument(..., help="Monitor name."), project: str = PROJECT_OPTION
+) -> None:
+    """Delete a monitor (its stored reports stay in the artifact store)."""
+    ws = open_workspace()
+    ws.monitors.delete(name, project_of(ws, project))
+    sys.stdout.write(f"deleted monitor {name}\n")
+
+
+def _print_features(document: dict[str, Any]) -> None:
+    rows = []
+    for feature in document["features"]:
+        q = feature["q_value"]
+        rows.append(
+            (
+                feature["name"],
+                feature["kind"],
+                "DRIFT" if feature["drifted"] else "",
+                "" if q is None else f"{q:.3g}",
+                f"{feature['effect']} {_number(feature['effect_value'])}"
+                f" (>= {_number(feature['effect_threshold'])})",
+                " ".join(feature["findings"]),
+            )
+        )
+    print_table(None, ["feature", "kind", "drift", "q", "effect", "findings"], rows)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _duration(seconds: int) -> str:
+    from loopml.domain.durations import format_duration
+
+    return format_duration(seconds)

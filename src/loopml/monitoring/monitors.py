@@ -1,0 +1,194 @@
+"""Monitors over the prediction log: a deployment's served rows in a sliding window, compared
+with a reference dataset version summarised once, every run stored and audited.
+
+    monitor = create("churn-drift", deployment="churn-prod", reference="churn@3", window="1h")
+    result = run("churn-drift")           # one evaluation over the latest window
+    result.report.drifted_features ; result.run.id
+
+The window is `[now - window, now)` of the deployment's log, shadow rows left out (they were
+never answered). Inputs come from the log's JSON column, parsed for the whole window at once by
+Arrow. Columns of the reference the model does not take (a label, an id) are not compared.
+A run that has nothing to look at (no rows, no shared column) stores nothing and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loopml.bootstrap import Workspace, default_workspace, prediction_log_reader
+from loopml.domain.durations import parse_duration
+from loopml.domain.records import Monitor, MonitorRun
+from loopml.errors import InvalidInput
+from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
+
+LOG_COLUMNS = ["request_id", "time_us", "inputs_json", "shadow"]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    run: MonitorRun
+    report: DriftReport
+
+
+def create(
+    name: str,
+    *,
+    deployment: str,
+    reference: str,
+    window: str | int = "1h",
+    every: str | int = "10m",
+    project: str | None = None,
+    workspace: Workspace | None = None,
+) -> Monitor:
+    """Create (or replace) monitor `name`: summarise the reference dataset version once and
+    store the summary; `window` and `every` are durations (`10m`, `1h`) or seconds."""
+    ws = workspace or default_workspace()
+    project = project or ws.project
+    window_s, every_s = _seconds(window), _seconds(every)
+    version = ws.data.resolve(reference, project, record=False)
+    pinned = f"{version.name}@{version.version}"
+    if version.schema is None:
+        raise InvalidInput(
+            f"Dataset {pinned} has no table profile, so it cannot be a reference.",
+            "Use a version made from one CSV, TSV or Parquet file (`loopml data add FILE`).",
+        )
+    summary = summarize(_read_dataset(ws, version))
+    digest = ws.blobs.put_bytes(json.dumps(summary.to_dict()).encode()).digest
+    monitor, _ = ws.monitors.save(
+        name,
+        project=project,
+        deployment=deployment,
+        reference=pinned,
+        summary_digest=digest,
+        window_s=window_s,
+        every_s=every_s,
+    )
+    return monitor
+
+
+def run(
+    name: str,
+    *,
+    now_us: int | None = None,
+    project: str | None = None,
+    workspace: Workspace | None = None,
+) -> MonitorResult:
+    """Evaluate monitor `name` over the window ending now (or at `now_us`); store the report."""
+    ws = workspace or default_workspace()
+    project = project or ws.project
+    monitor = ws.monitors.get(name, project)
+    end = now_us if now_us is not None else time.time_ns() // 1000
+    start = end - monitor.window_s * 1_000_000
+    reference = Reference.from_dict(json.loads(ws.blobs.read_bytes(monitor.summary_digest)))
+    window = read_window(ws, monitor.deployment, start, end)
+    if window.num_rows == 0:
+        raise InvalidInput(
+            f"Deployment {monitor.deployment!r} served no rows between {_when(start)} and "
+            f"{_when(end)}, so monitor {name!r} has nothing to compare; nothing was stored.",
+            "Check the deployment name and that the server logs predictions, or widen the "
+            "window (`loopml monitor create ... --window 1d`).",
+        )
+    shared = [column for column in reference.kinds if column in window.column_names]
+    if not shared:
+        raise InvalidInput(
+            f"The served rows of {monitor.deployment!r} share no column with the reference "
+            f"{monitor.reference} ({', '.join(reference.kinds)}); nothing was stored.",
+            "Point the monitor at the dataset the model was trained on.",
+        )
+    report = compare(reference, window, columns=shared)
+    document = {
+        "monitor": name,
+        "deployment": monitor.deployment,
+        "reference": monitor.reference,
+        "window_start_us": start,
+        "window_end_us": end,
+        **report.to_dict(),
+    }
+    digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest
+    draft = MonitorRun(
+        0,
+        project,
+        name,
+        monitor.created_at,  # the store stamps the real time
+        start,
+        end,
+        window.num_rows,
+        report.drift_share,
+        tuple(report.drifted_features),
+        digest,
+    )
+    return MonitorResult(ws.monitors.record_run(draft), report)
+
+
+def report_document(
+    run_id: int, *, project: str | None = None, workspace: Workspace | None = None
+) -> dict[str, Any]:
+    """The full stored report of monitor run `run_id` (JSON, `schema_version` 1)."""
+    ws = workspace or default_workspace()
+    found = ws.monitors.run(run_id, project or ws.project)
+    document: dict[str, Any] = json.loads(ws.blobs.read_bytes(found.report_digest))
+    return {"run": found.id, **document}
+
+
+def read_window(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
+    """The inputs of the rows `deployment` answered in `[start_us, end_us)`, one column each."""
+    log = prediction_log_reader(ws.settings).read(
+        deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=False
+    )
+    served = log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
+    return parse_inputs(served["inputs_json"])
+
+
+def parse_inputs(column: pa.ChunkedArray) -> pa.Table:
+    """JSON objects, one per row, as an Arrow table: one newline-delimited buffer, one parse."""
+    import pyarrow.json as pj
+
+    if len(column) == 0:
+        return pa.table({})
+    lines = pc.binary_join_element_wise(column.combine_chunks(), "", "\n")
+    _, offset_buffer, data_buffer = lines.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[
+        lines.offset : lines.offset + len(lines) + 1
+    ]
+    data = data_buffer[int(offsets[0]) : int(offsets[-1])]
+    block = max(1 << 20, min(data.size, 1 << 26))
+    return pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=block))
+
+
+def _read_dataset(ws: Workspace, version: Any) -> pa.Table:
+    from loopml.adapters.tables import read_table
+
+    manifest = ws.data.manifest(version)
+    (relative, blob), *others = manifest.files.items()
+    if others:
+        raise InvalidInput(
+            f"Dataset {version.name}@{version.version} holds {len(manifest.files)} files.",
+            "Use a version made from one table file as the reference.",
+        )
+    with tempfile.TemporaryDirectory(prefix="loopml-reference-") as folder:
+        path = Path(folder) / Path(relative).name
+        ws.blobs.get_file(blob.digest, path)
+        return read_table(path)
+
+
+def _seconds(value: str | int) -> int:
+    if isinstance(value, int):
+        if value <= 0:
+            raise InvalidInput(f"The duration {value} s is not positive.", "Give 10m, 1h, ...")
+        return value
+    return parse_duration(value)
+
+
+def _when(time_us: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(time_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

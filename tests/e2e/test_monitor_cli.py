@@ -1,0 +1,79 @@
+"""`loopml monitor ...` end to end, in-process, on a prediction log written for real."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loopml.adapters.prediction_log import PredictionLogWriter, PredictionRecord, now_us
+
+
+def _frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "tenure": rng.normal(30.0 + shift, 10.0, rows),
+            "plan": rng.choice(["basic", "pro"], rows).astype(object),
+        }
+    )
+
+
+def test_monitor_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _frame(2_000, seed=1).to_csv(tmp_path / "churn.csv", index=False)
+    assert cli("data", "add", "churn.csv")[0] == 0
+    writer = PredictionLogWriter(str(tmp_path / ".loopml" / "artifacts"))
+    now = now_us()
+    served = _frame(1_000, seed=2, shift=8.0).to_dict("records")
+    writer.append(
+        [
+            PredictionRecord(
+                f"r{i}",
+                now - 1_000 * i,
+                "churn-prod",
+                "churn",
+                1,
+                json.dumps(row),
+                "0",
+                9,
+                "",
+                False,
+            )
+            for i, row in enumerate(served)
+        ]
+    )
+    writer.close()
+
+    code, out, _ = cli(
+        "monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1", "--window", "1h"
+    )
+    assert code == 0
+    assert "window 1h, every 10m" in out
+    code, out, _ = cli("monitor", "run", "churn-drift", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["drifted_features"] == ["tenure"]
+    code, out, _ = cli("monitor", "run", "churn-drift")
+    assert code == 0
+    assert "drift share 50%: tenure" in out
+    code, out, _ = cli("monitor", "history", "churn-drift", "--json")
+    runs = json.loads(out)
+    assert [r["rows"] for r in runs] == [1_000, 1_000]
+    code, out, _ = cli("monitor", "report", str(runs[0]["id"]), "--format", "json")
+    assert json.loads(out)["features"][0]["name"] == "tenure"
+    code, out, _ = cli("monitor", "report", str(runs[0]["id"]))
+    assert code == 0
+    assert "DRIFT" in out
+    assert "churn-drift" in cli("monitor", "list")[1]
+
+    code, _, err = cli("monitor", "run", "nope")
+    assert code == 1
+    assert "Monitor 'nope' does not exist" in err
+    code, _, err = cli("monitor", "report", "1", "--format", "pdf")
+    assert code == 1
+    assert "Unknown format 'pdf'" in err
+    code, _, err = cli("monitor", "create", "m", "-d", "x", "-r", "churn", "--every", "soon")
+    assert code == 1
+    assert "'soon' is not a duration" in err
