@@ -14,7 +14,9 @@ from loopml.adapters.artifacts import FsspecBlobStore
 from loopml.adapters.environment import LocalEnvironmentProbe
 from loopml.adapters.hash_cache import SqliteHashCache
 from loopml.adapters.model_serializer import FlavorModelSerializer
+from loopml.adapters.notify import ChannelNotifier
 from loopml.adapters.output_capture import captured_output
+from loopml.adapters.sql.alerts import SqlAlertStore
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.engine import Database, create_store_engine
@@ -26,6 +28,7 @@ from loopml.adapters.sql.pipelines import SqlPipelineStore
 from loopml.adapters.sql.runs import SqlRunStore
 from loopml.adapters.step_values import TypedValueSerializer
 from loopml.adapters.table_describer import ArrowTableDescriber
+from loopml.services.alerts import AlertService
 from loopml.services.audit import AuditService
 from loopml.services.data import DataService, dataset_pins
 from loopml.services.deployments import DeploymentService
@@ -58,6 +61,7 @@ class Workspace:
     graph: LineageService
     deployments: DeploymentService
     monitors: MonitorService
+    alerts: AlertService
 
     @property
     def project(self) -> str:
@@ -109,6 +113,15 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         LineageService(runs, pipeline_store, pipeline_store, models),
         DeploymentService(SqlDeploymentStore(db), registry, settings.actor),
         MonitorService(SqlMonitorStore(db), settings.actor),
+        AlertService(
+            SqlAlertStore(db),
+            ChannelNotifier(
+                smtp_url=settings.smtp_url,
+                smtp_from=settings.smtp_from,
+                webhook_secret=settings.webhook_secret,
+            ),
+            settings.actor,
+        ),
     )
     _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it
     return workspace

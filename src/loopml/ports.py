@@ -19,8 +19,11 @@ from loopml.domain.filters import RunQuery
 from loopml.domain.hashing import Digest
 from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import (
+    Alert,
+    AlertRule,
     DatasetSummary,
     DatasetVersion,
+    Delivery,
     Deployment,
     Event,
     EventDraft,
@@ -371,3 +374,32 @@ class MonitorStore(Protocol):
     def runs(self, project: str, monitor: str, limit: int) -> list[MonitorRun]: ...
 
     def list(self, project: str) -> list[Monitor]: ...
+
+
+class AlertStore(Protocol):
+    def add_rule(self, rule: AlertRule, event: EventDraft) -> AlertRule: ...
+
+    def rule(self, project: str, rule_id: int) -> AlertRule: ...
+
+    def rules(self, project: str, target: str | None = None) -> list[AlertRule]: ...
+
+    def delete_rule(self, project: str, rule_id: int, event: EventDraft) -> None: ...
+
+    def open_alert(self, rule_id: int) -> Alert | None: ...
+
+    def last_alert(self, rule_id: int) -> Alert | None: ...
+
+    def save_alert(self, alert: Alert, event: EventDraft) -> Alert: ...
+
+    def alert(self, project: str, alert_id: int) -> Alert: ...
+
+    def alerts(self, project: str, state: str | None, limit: int) -> list[Alert]: ...
+
+
+class Notifier(Protocol):
+    """Sends one notice on one channel (`log:`, `slack:URL`, `webhook:URL`, `email:ADDRESS`),
+    retrying; never raises: what happened is in the returned delivery."""
+
+    def deliver(
+        self, channel: str, event: str, subject: str, payload: dict[str, Any]
+    ) -> Delivery: ...

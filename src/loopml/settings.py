@@ -30,6 +30,11 @@ class Settings:
     actor: str = "unknown"
     cache_dir: Path = field(default_factory=lambda: Path(".loopml/cache"))
     storage_options: dict[str, Any] = field(default_factory=dict)
+    smtp_url: str | None = None
+    """`smtp://host:port` (or `smtps://`) that email alerts go through."""
+    smtp_from: str = "loopml@localhost"
+    webhook_secret: str | None = None
+    """Key of the HMAC-SHA256 signature on webhook alerts (`X-Loopml-Signature`)."""
 
     @property
     def embedded(self) -> bool:
@@ -51,6 +56,9 @@ class Settings:
             actor=env.get("LOOPML_ACTOR") or _os_user(),
             cache_dir=Path(env.get("LOOPML_CACHE_DIR") or home / "cache"),
             storage_options=options,
+            smtp_url=env.get("LOOPML_SMTP_URL") or None,
+            smtp_from=env.get("LOOPML_SMTP_FROM") or "loopml@localhost",
+            webhook_secret=env.get("LOOPML_WEBHOOK_SECRET") or None,
         )
 
 

@@ -3,89 +3,23 @@ audit events, and bad input that stores nothing."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
+from logged import frame, serve
 
-from loopml.adapters.prediction_log import PredictionRecord, now_us
-from loopml.bootstrap import Workspace, prediction_log_writer
+from loopml.adapters.prediction_log import now_us
+from loopml.bootstrap import Workspace
 from loopml.errors import InvalidInput, NotFound
 from loopml.monitoring import compare, monitors
 
 HOUR_US = 3_600_000_000
 
 
-def _frame(rows: int, seed: int, *, shift: float = 0.0, new_plan: float = 0.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    plans = rng.choice(["basic", "pro", "family"], rows, p=[0.5, 0.3, 0.2]).astype(object)
-    plans[: round(new_plan * rows)] = "student"
-    return pd.DataFrame(
-        {
-            "tenure": rng.integers(0, 72, rows).astype(float) + shift * 20.0,
-            "monthly": rng.normal(60.0, 15.0, rows),
-            "plan": plans,
-        }
-    )
-
-
-@pytest.fixture
-def churn(workspace: Any, tmp_path: Path) -> Workspace:
-    """A workspace with dataset churn@1 (the reference, with a label column)."""
-    ws: Workspace = workspace
-    reference = _frame(5_000, seed=1)
-    reference["churned"] = (reference["tenure"] < 20).astype(int)
-    path = tmp_path / "churn.parquet"
-    reference.to_parquet(path)
-    ws.data.add(path, name="churn", project="default")
-    return ws
-
-
-def _serve(ws: Workspace, frame: pd.DataFrame, *, at_us: int, shadow_rows: int = 0) -> None:
-    """Log `frame` as rows served by churn-prod just before `at_us` (plus shadow copies)."""
-    writer = prediction_log_writer(ws.settings)
-    rows = frame.to_dict("records")
-    records = [
-        PredictionRecord(
-            f"r{i}",
-            at_us - 1_000 * (i + 1),
-            "churn-prod",
-            "churn",
-            1,
-            json.dumps(row),
-            "0",
-            800,
-            "",
-            False,
-        )
-        for i, row in enumerate(rows)
-    ]
-    shadow = [
-        PredictionRecord(
-            f"s{i}",
-            at_us - 1_000 * (i + 1),
-            "churn-prod",
-            "churn",
-            2,
-            json.dumps({"tenure": 999.0, "monthly": 999.0, "plan": "shadow"}),
-            "1",
-            800,
-            "",
-            True,
-        )
-        for i in range(shadow_rows)
-    ]
-    writer.append(records + shadow)
-    writer.close()
-
-
 def test_a_monitor_finds_the_drift_in_served_rows_and_keeps_its_runs(churn: Workspace) -> None:
     now = now_us()
-    served = _frame(3_000, seed=2, shift=0.5, new_plan=0.05)
-    _serve(churn, served, at_us=now, shadow_rows=500)
+    served = frame(3_000, seed=2, shift=0.5, new_plan=0.05)
+    serve(churn, served, at_us=now, shadow_rows=500)
     monitor = monitors.create(
         "churn-drift", deployment="churn-prod", reference="churn", window="1h", workspace=churn
     )
@@ -95,7 +29,7 @@ def test_a_monitor_finds_the_drift_in_served_rows_and_keeps_its_runs(churn: Work
     result = monitors.run("churn-drift", now_us=now, workspace=churn)
     assert result.run.rows == 3_000  # shadow rows were never answered: not monitored
     assert {"tenure", "plan"} <= set(result.report.drifted_features)
-    direct = compare(_frame(5_000, seed=1), served)  # the log and the summary lose nothing
+    direct = compare(frame(5_000, seed=1), served)  # the log and the summary lose nothing
     for name, want in direct.features.items():  # row order may move a sum by one ulp
         got = result.report.features[name]
         assert got.drifted == want.drifted
@@ -117,14 +51,14 @@ def test_a_monitor_finds_the_drift_in_served_rows_and_keeps_its_runs(churn: Work
 
 def test_a_quiet_window_reports_no_drift(churn: Workspace) -> None:
     now = now_us()
-    _serve(churn, _frame(3_000, seed=3), at_us=now)
+    serve(churn, frame(3_000, seed=3), at_us=now)
     monitors.create("quiet", deployment="churn-prod", reference="churn@1", workspace=churn)
     assert monitors.run("quiet", now_us=now, workspace=churn).report.drifted_features == []
 
 
 def test_a_window_with_no_rows_stores_nothing_and_says_why(churn: Workspace) -> None:
     now = now_us()
-    _serve(churn, _frame(100, seed=4), at_us=now - 3 * HOUR_US)  # served, but long ago
+    serve(churn, frame(100, seed=4), at_us=now - 3 * HOUR_US)  # served, but long ago
     monitors.create("stale", deployment="churn-prod", reference="churn", workspace=churn)
     with pytest.raises(InvalidInput, match="served no rows") as refused:
         monitors.run("stale", now_us=now, workspace=churn)

@@ -209,3 +209,50 @@ class MonitorRun:
     drift_share: float
     drifted: tuple[str, ...]
     report_digest: Digest
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A condition over a monitor's reports and the channels told when it starts and stops
+    holding. `cooldown_s`: a rule that fires again this soon after resolving reopens its alert
+    without telling anyone again."""
+
+    id: int
+    project: str
+    target: str
+    """The monitor whose runs the condition reads."""
+    condition: str
+    channels: tuple[str, ...]
+    cooldown_s: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notice sent (or not) on one channel."""
+
+    channel: str
+    event: str
+    """`fired` or `resolved`."""
+    ok: bool
+    attempts: int
+    error: str | None
+    time_us: int
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A rule's condition holding: firing -> acknowledged (optional) -> resolved."""
+
+    id: int
+    project: str
+    rule_id: int
+    target: str
+    condition: str
+    state: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    value: float | None
+    """The field's value in the latest run when the alert last changed."""
+    deliveries: tuple[Delivery, ...]

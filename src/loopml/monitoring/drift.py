@@ -184,6 +184,7 @@ class DriftReport:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "drift_share": self.drift_share,
+            "drifted_count": len(self.drifted_features),
             "drifted_features": self.drifted_features,
             "thresholds": dict(self.thresholds.__dict__),
             "features": [feature.to_dict() for feature in self.features.values()],

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from loopml.bootstrap import Workspace, default_workspace, prediction_log_reader
 from loopml.domain.durations import parse_duration
-from loopml.domain.records import Monitor, MonitorRun
+from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import InvalidInput
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
 
@@ -37,6 +37,8 @@ LOG_COLUMNS = ["request_id", "time_us", "inputs_json", "shadow"]
 class MonitorResult:
     run: MonitorRun
     report: DriftReport
+    alerts: list[Alert]
+    """Alerts this run fired or resolved."""
 
 
 def create(
@@ -126,7 +128,38 @@ def run(
         tuple(report.drifted_features),
         digest,
     )
-    return MonitorResult(ws.monitors.record_run(draft), report)
+    recorded = ws.monitors.record_run(draft)
+    alerts = ws.alerts.evaluate(project, name, _recent(ws, recorded, document), end)
+    return MonitorResult(recorded, report, alerts)
+
+
+ALERT_HISTORY = 50
+"""Runs an alert rule can look back over (`for N windows`, `for DURATION`)."""
+
+
+def _recent(
+    ws: Workspace, latest: MonitorRun, document: dict[str, Any]
+) -> list[tuple[int, dict[str, Any]]]:
+    """(window end, report fields) of the monitor's latest runs, newest first. Older runs'
+    per-feature numbers are read from their stored reports only if a rule asks for them."""
+    runs = ws.monitors.history(latest.monitor, latest.project, ALERT_HISTORY)
+    wants_features = any(
+        "feature." in rule.condition for rule in ws.alerts.rules(latest.project, latest.monitor)
+    )
+    recent = []
+    for run in runs:
+        if run.id == latest.id:
+            fields = document
+        elif wants_features:
+            fields = json.loads(ws.blobs.read_bytes(run.report_digest))
+        else:
+            fields = {
+                "rows": run.rows,
+                "drift_share": run.drift_share,
+                "drifted_count": len(run.drifted),
+            }
+        recent.append((run.window_end_us, fields))
+    return recent
 
 
 def report_document(

@@ -277,3 +277,34 @@ monitor_runs = Table(
     Column("report_digest", String(80), nullable=False),
     Index("ix_monitor_runs_project_monitor_time", "project", "monitor", "time_us"),
 )
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("condition", String(500), nullable=False),
+    Column("channels_json", Text, nullable=False),
+    Column("cooldown_s", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Index("ix_alert_rules_project_target", "project", "target"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("rule_id", Integer, nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("condition", String(500), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("opened_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("resolved_us", BigInteger, nullable=True),
+    Column("value", Float, nullable=True),
+    Column("deliveries_json", Text, nullable=False),
+    Index("ix_alerts_project_state", "project", "state"),
+    Index("ix_alerts_rule", "rule_id"),
+)

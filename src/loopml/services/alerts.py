@@ -1,0 +1,176 @@
+"""Alerts: rules over a monitor's reports, evaluated after each of its runs.
+
+Lifecycle: a rule whose condition starts holding opens an alert (`firing`) and tells every
+channel once; while the condition keeps holding nothing more is sent (de-duplication); a person
+may `acknowledge` it; when the condition stops holding the alert is `resolved` and the channels
+are told so. A rule that fires again within its cooldown of resolving reopens the same alert
+silently, so a flapping condition does not page anyone twice. Every transition is an audited
+event and every delivery, failed or not, is kept on the alert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from loopml.domain.alerts import parse_channel, parse_condition, value_of
+from loopml.domain.records import Alert, AlertRule, EventDraft
+from loopml.domain.refs import check_name
+from loopml.errors import InvalidInput
+from loopml.ports import AlertStore, Notifier
+
+STATES = ("firing", "acknowledged", "resolved")
+
+
+class AlertService:
+    def __init__(
+        self,
+        store: AlertStore,
+        notifier: Notifier,
+        actor: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._actor = actor
+        self._clock = clock
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def add_rule(
+        self,
+        target: str,
+        *,
+        when: str,
+        notify: Sequence[str],
+        project: str,
+        cooldown_s: int = 3600,
+    ) -> AlertRule:
+        """A rule on monitor `target`: `when` is a condition (`drift_share > 0.3 for 3
+        windows`), `notify` the channels (`slack:URL`, `webhook:URL`, `email:ADDRESS`, `log:`)."""
+        check_name(target, "monitor")
+        condition = parse_condition(when)
+        channels = tuple(parse_channel(c).text() for c in notify) or ("log:",)
+        if cooldown_s < 0:
+            raise InvalidInput(f"Cooldown {cooldown_s} s is negative.", "Give 0 or more.")
+        rule = AlertRule(0, project, target, condition.text(), channels, cooldown_s, self._clock())
+        return self._store.add_rule(rule, self._event("alert_rule.added", project, target))
+
+    def rules(self, project: str, target: str | None = None) -> list[AlertRule]:
+        return self._store.rules(project, target)
+
+    def delete_rule(self, rule_id: int, project: str) -> None:
+        rule = self._store.rule(project, rule_id)
+        event = self._event("alert_rule.deleted", project, f"{rule.target}/{rule_id}")
+        self._store.delete_rule(project, rule_id, event)
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    def alerts(self, project: str, state: str | None = None, limit: int = 100) -> list[Alert]:
+        if state is not None and state not in STATES:
+            raise InvalidInput(
+                f"Unknown alert state {state!r}.", f"Use one of: {', '.join(STATES)}."
+            )
+        return self._store.alerts(project, state, max(1, limit))
+
+    def get(self, alert_id: int, project: str) -> Alert:
+        return self._store.alert(project, alert_id)
+
+    def acknowledge(self, alert_id: int, project: str) -> Alert:
+        alert = self._store.alert(project, alert_id)
+        if alert.state != "firing":
+            raise InvalidInput(
+                f"Alert {alert_id} is {alert.state}; only a firing alert can be acknowledged.",
+                "List firing alerts with `loopml alert list --state firing`.",
+            )
+        changed = dataclasses.replace(alert, state="acknowledged", updated_at=self._clock())
+        return self._store.save_alert(
+            changed, self._event("alert.acknowledged", project, alert.target)
+        )
+
+    def evaluate(
+        self,
+        project: str,
+        target: str,
+        runs: Sequence[tuple[int, Mapping[str, Any]]],
+        now_us: int,
+    ) -> list[Alert]:
+        """Apply every rule on `target` to its runs ((time_us, report), newest first); returns
+        the alerts that changed."""
+        changed = []
+        for rule in self._store.rules(project, target):
+            condition = parse_condition(rule.condition)
+            holds = condition.holds(runs, now_us)
+            value = value_of(runs[0][1], condition.field) if runs else None
+            current = self._store.open_alert(rule.id)
+            if holds and current is None:
+                changed.append(self._fire(rule, value))
+            elif not holds and current is not None:
+                changed.append(self._resolve(current, value))
+        return changed
+
+    def _fire(self, rule: AlertRule, value: float | None) -> Alert:
+        now = self._clock()
+        last = self._store.last_alert(rule.id)
+        if (
+            last is not None
+            and last.resolved_at is not None
+            and (now - last.resolved_at).total_seconds() < rule.cooldown_s
+        ):
+            reopened = dataclasses.replace(
+                last, state="firing", updated_at=now, resolved_at=None, value=value
+            )
+            event = self._event("alert.reopened", rule.project, rule.target)
+            return self._store.save_alert(reopened, event)
+        alert = Alert(
+            0,
+            rule.project,
+            rule.id,
+            rule.target,
+            rule.condition,
+            "firing",
+            now,
+            now,
+            None,
+            value,
+            (),
+        )
+        saved = self._store.save_alert(alert, self._event("alert.fired", rule.project, rule.target))
+        return self._notify(saved, rule, "fired")
+
+    def _resolve(self, alert: Alert, value: float | None) -> Alert:
+        now = self._clock()
+        resolved = dataclasses.replace(
+            alert, state="resolved", updated_at=now, resolved_at=now, value=value
+        )
+        saved = self._store.save_alert(
+            resolved, self._event("alert.resolved", alert.project, alert.target)
+        )
+        rule = self._store.rule(alert.project, alert.rule_id)
+        return self._notify(saved, rule, "resolved")
+
+    def _notify(self, alert: Alert, rule: AlertRule, event: str) -> Alert:
+        """Tell every channel, then keep what happened on the alert (the alert is saved first,
+        so a delivery that fails or hangs never loses it)."""
+        verb = "FIRING" if event == "fired" else "RESOLVED"
+        value = "" if alert.value is None else f" (now {alert.value:g})"
+        subject = f"[loopml] {verb}: {alert.target}: {alert.condition}{value}"
+        payload = {
+            "alert": alert.id,
+            "project": alert.project,
+            "monitor": alert.target,
+            "condition": alert.condition,
+            "state": alert.state,
+            "value": alert.value,
+            "opened_at": alert.opened_at.isoformat(),
+        }
+        deliveries = [self._notifier.deliver(c, event, subject, payload) for c in rule.channels]
+        kept = dataclasses.replace(alert, deliveries=(*alert.deliveries, *deliveries))
+        return self._store.save_alert(
+            kept, self._event(f"alert.{event}.delivered", alert.project, alert.target)
+        )
+
+    def _event(self, action: str, project: str, target: str) -> EventDraft:
+        return EventDraft(action, f"alert:{project}/{target}", self._actor)
