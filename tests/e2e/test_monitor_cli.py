@@ -21,7 +21,7 @@ def _frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     )
 
 
-def test_monitor_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _dataset_and_drifted_log(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _frame(2_000, seed=1).to_csv(tmp_path / "churn.csv", index=False)
     assert cli("data", "add", "churn.csv")[0] == 0
     writer = PredictionLogWriter(str(tmp_path / ".loopml" / "artifacts"))
@@ -46,11 +46,19 @@ def test_monitor_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyp
     )
     writer.close()
 
+
+def test_monitor_and_alert_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)
     code, out, _ = cli(
         "monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1", "--window", "1h"
     )
     assert code == 0
     assert "window 1h, every 10m" in out
+    code, out, _ = cli(
+        "alert", "rule", "add", "churn-drift", "--when", "drift_share > 0.3", "--notify", "log:"
+    )
+    assert code == 0
+    assert "drift_share > 0.3 -> log:" in out
     code, out, _ = cli("monitor", "run", "churn-drift", "--json")
     assert code == 0
     report = json.loads(out)
@@ -68,6 +76,24 @@ def test_monitor_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyp
     assert "DRIFT" in out
     assert "churn-drift" in cli("monitor", "list")[1]
 
+    code, out, _ = cli("alert", "list", "--state", "firing", "--json")
+    (alert,) = json.loads(out)
+    assert alert["condition"] == "drift_share > 0.3"
+    assert [d["ok"] for d in alert["deliveries"]] == [True]  # fired once, though both runs drift
+    assert cli("alert", "ack", str(alert["id"]))[0] == 0
+    code, out, _ = cli("alert", "show", str(alert["id"]))
+    assert "acknowledged" in out
+    assert "log:" in out
+    code, _, err = cli("alert", "ack", str(alert["id"]))
+    assert code == 1
+    assert "only a firing alert" in err
+    code, _, err = cli("alert", "list", "--state", "burning")
+    assert code == 1
+    assert "Unknown alert state" in err
+
+
+def test_monitor_command_errors(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)
     code, _, err = cli("monitor", "run", "nope")
     assert code == 1
     assert "Monitor 'nope' does not exist" in err
