@@ -53,7 +53,11 @@ def test_a_quiet_window_reports_no_drift(churn: Workspace) -> None:
     now = now_us()
     serve(churn, frame(3_000, seed=3), at_us=now)
     monitors.create("quiet", deployment="churn-prod", reference="churn@1", workspace=churn)
-    assert monitors.run("quiet", now_us=now, workspace=churn).report.drifted_features == []
+    result = monitors.run("quiet", now_us=now, workspace=churn)
+    assert result.report.drifted_features == []
+    document = monitors.report_document(result.run.id, workspace=churn)
+    assert document["quality_issues"] == 0
+    assert document["quality"]["missing_columns"] == ["churned"]
 
 
 def test_a_window_with_no_rows_stores_nothing_and_says_why(churn: Workspace) -> None:

@@ -29,8 +29,11 @@ from loopml.domain.durations import parse_duration
 from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import InvalidInput
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
+from loopml.monitoring.quality import check, coerce
 
 LOG_COLUMNS = ["request_id", "time_us", "inputs_json", "shadow"]
+VOLUME_HISTORY = 10
+"""Previous windows whose median row count is the volume norm."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ def run(
             "Check the deployment name and that the server logs predictions, or widen the "
             "window (`loopml monitor create ... --window 1d`).",
         )
+    window, violations = coerce(window, reference)
+    previous = [r.rows for r in ws.monitors.history(name, project, VOLUME_HISTORY)]
+    quality = check(window, reference, violations, previous)
     shared = [column for column in reference.kinds if column in window.column_names]
     if not shared:
         raise InvalidInput(
@@ -114,6 +120,8 @@ def run(
         "window_start_us": start,
         "window_end_us": end,
         **report.to_dict(),
+        "quality_issues": quality["issue_count"],
+        "quality": quality,
     }
     digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest
     draft = MonitorRun(

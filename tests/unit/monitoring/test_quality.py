@@ -1,0 +1,79 @@
+"""Data-quality checks of a window against its reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from loopml import monitoring
+from loopml.monitoring.quality import check, coerce
+
+
+def _reference() -> monitoring.Reference:
+    rng = np.random.default_rng(0)
+    return monitoring.summarize(
+        pd.DataFrame(
+            {
+                "tenure": rng.uniform(0, 72, 2_000),
+                "plan": rng.choice(["basic", "pro"], 2_000),
+                "churned": rng.integers(0, 2, 2_000),
+            }
+        )
+    )
+
+
+def _window(rows: int = 1_000, seed: int = 1) -> dict[str, list[object]]:
+    rng = np.random.default_rng(seed)
+    return {
+        "tenure": list(rng.uniform(0, 72, rows)),
+        "plan": list(rng.choice(["basic", "pro"], rows)),
+    }
+
+
+def test_a_clean_window_has_no_issue() -> None:
+    reference = _reference()
+    table, violations = coerce(pa.table(_window()), reference)
+    quality = check(table, reference, violations, history_rows=[1_000, 980, 1_020])
+    assert quality["issues"] == []
+    assert quality["missing_columns"] == ["churned"]  # the label: reported, not an issue
+    assert quality["volume"] == {"rows": 1_000, "expected": 1_000, "anomaly": False}
+
+
+def test_every_kind_of_problem_is_named() -> None:
+    reference = _reference()
+    data = _window()
+    data["tenure"][:100] = [None] * 100  # 10% missing
+    data["tenure"][100:120] = ["n/a"] * 20  # not numbers
+    data["tenure"][120:140] = [500.0] * 20  # beyond the reference's range
+    data["plan"][200:300] = [None] * 100
+    data["coupon"] = ["x"] * 1_000  # never seen in the reference
+    for row in range(300, 400):  # 100 exact copies of row 0
+        for name in data:
+            data[name][row] = data[name][0]
+    table = pa.table(
+        {k: pa.array([None if v is None else str(v) for v in vals]) for k, vals in data.items()}
+    )
+    coerced, violations = coerce(table, reference)
+    quality = check(coerced, reference, violations, history_rows=[5_000, 5_100, 4_900])
+    assert violations["tenure"] == 20
+    unreadable = sum(v is None or v == "n/a" for v in data["tenure"])
+    assert quality["columns"]["tenure"]["null_rate"] == unreadable / 1_000
+    assert set(quality["issues"]) == {
+        "unexpected_column:coupon",
+        "type_violations:tenure",
+        "null_rate:tenure",
+        "null_rate:plan",
+        "out_of_range:tenure",
+        "duplicate_rows",
+        "volume",
+    }
+    assert quality["issue_count"] == 7
+    assert quality["duplicate_rows"] >= 99
+    assert quality["volume"]["expected"] == 5_000
+
+
+def test_volume_needs_a_few_windows_of_history() -> None:
+    reference = _reference()
+    table, violations = coerce(pa.table(_window(rows=50)), reference)
+    assert check(table, reference, violations, history_rows=[1_000, 1_000])["issues"] == []
