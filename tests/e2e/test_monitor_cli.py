@@ -74,6 +74,11 @@ def test_monitor_and_alert_commands(cli, tmp_path: Path) -> None:  # type: ignor
     code, out, _ = cli("monitor", "report", str(runs[0]["id"]))
     assert code == 0
     assert "DRIFT" in out
+    code, out, _ = cli("monitor", "report", str(runs[0]["id"]), "--format", "html", "-o", "r.html")
+    assert code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<svg") == 3  # two features and the history
+    assert "Drift share over windows" in page
     assert "churn-drift" in cli("monitor", "list")[1]
 
     code, out, _ = cli("alert", "list", "--state", "firing", "--json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -130,19 +131,35 @@ def history(
 @app.command("report")
 def report(
     run_id: int = typer.Argument(..., help="Monitor run id (from `monitor history`)."),
-    output: str = typer.Option("table", "--format", "-f", help="table or json."),
+    output: str = typer.Option("table", "--format", "-f", help="table, json or html."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Where the html page goes (default monitor-run-ID.html)."
+    ),
     project: str = PROJECT_OPTION,
 ) -> None:
-    """The full report of one monitor run."""
+    """The full report of one monitor run; `--format html` writes a self-contained page with a
+    chart per feature and the monitor's drift share over its windows."""
     from loopml.errors import InvalidInput
     from loopml.monitoring.monitors import report_document
 
-    if output not in ("table", "json"):
-        raise InvalidInput(f"Unknown format {output!r}.", "Use --format table or --format json.")
+    if output not in ("table", "json", "html"):
+        raise InvalidInput(
+            f"Unknown format {output!r}.", "Use --format table, --format json or --format html."
+        )
     ws = open_workspace()
-    document = report_document(run_id, project=project_of(ws, project), workspace=ws)
+    proj = project_of(ws, project)
+    document = report_document(run_id, project=proj, workspace=ws)
     if output == "json":
         print_json(document)
+        return
+    if output == "html":
+        from loopml.monitoring.html import render
+
+        runs = ws.monitors.history(document["monitor"], proj, 200)[::-1]
+        history = [{"time": when(r.time), "drift_share": r.drift_share} for r in runs]
+        target = out or Path(f"monitor-run-{run_id}.html")
+        target.write_text(render(document, history), encoding="utf-8")
+        sys.stdout.write(f"wrote {target}\n")
         return
     print_fields(
         [

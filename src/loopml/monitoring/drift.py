@@ -26,10 +26,13 @@ The statistics themselves are in `loopml.domain.drift`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,6 +146,9 @@ class FeatureDrift:
     current_rows: int
     findings: list[str] = field(default_factory=list)
     """Things worth a look besides drift: `new_categories:a,b`, `oov_rate:0.031`."""
+    chart: dict[str, Any] = field(default_factory=dict)
+    """What a report page draws: numeric CDFs at up to 100 reference quantiles, or the shares
+    of the most frequent categories (tokens) on each side."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +165,7 @@ class FeatureDrift:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "findings": list(self.findings),
+            "chart": {k: _clean_list(v) for k, v in self.chart.items()},
         }
 
 
@@ -194,6 +201,20 @@ class DriftReport:
         import orjson
 
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2).decode()
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The report as one self-contained HTML page (no script, nothing fetched); written to
+        `path` when given."""
+        from loopml.monitoring.html import render
+
+        page = render(self.to_dict())
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+
+def _clean_list(values: Any) -> Any:
+    return [_clean(v) for v in values] if isinstance(values, list) else _clean(values)
 
 
 def _clean(value: Any) -> Any:
@@ -252,8 +273,13 @@ def compare(
     p_values = np.array([r[1] if r[1] is not None else np.nan for r in results.values()])
     q_values = stats.benjamini_hochberg(p_values)
     features = {
-        name: _decide(name, reference.kinds[name], result, q, limits)
-        for (name, result), q in zip(results.items(), q_values, strict=True)
+        name: dataclasses.replace(
+            _decide(name, reference.kinds[name], result, q, limits),
+            chart=_chart(reference.kinds[name], reference.summaries[name], current_summary),
+        )
+        for (name, result), q, current_summary in zip(
+            results.items(), q_values, counted, strict=True
+        )
     }
     reference_rows = max((_rows(reference.summaries[n]) for n in names), default=0)
     return DriftReport(features, limits, reference_rows, table.num_rows)
@@ -270,6 +296,40 @@ def _check_types(reference: Reference, table: pa.Table, names: list[str]) -> Non
                 f"{_describe(column_type)} in the current data.",
                 "Convert it to numbers first, or compare it as categorical=[...] on both sides.",
             )
+
+
+CHART_POINTS = 100
+CHART_CATEGORIES = 12
+
+
+def _chart(kind: str, reference: Any, current: Any) -> dict[str, Any]:
+    if kind == "numeric":
+        if reference.rows == 0 or current.rows == 0 or reference.edges.size == 0:
+            return {}
+        at = np.unique(np.linspace(0, reference.edges.size - 1, CHART_POINTS).round().astype(int))
+        ref_cdf = np.cumsum(reference.counts)[:-1][at] / reference.rows
+        cur_cdf = np.cumsum(current.counts)[:-1][at] / current.rows
+        return {
+            "x": reference.edges[at].tolist(),
+            "reference_cdf": ref_cdf.tolist(),
+            "current_cdf": cur_cdf.tolist(),
+        }
+    if kind == "categorical":
+        labels, ref, cur = stats.aligned_counts(reference, current)
+    else:
+        labels = np.union1d(reference.tokens.astype(str), current.tokens.astype(str))
+        ref = np.zeros(labels.size)
+        cur = np.zeros(labels.size)
+        ref[np.searchsorted(labels, reference.tokens.astype(str))] = reference.counts
+        cur[np.searchsorted(labels, current.tokens.astype(str))] = current.counts
+    ref_share = ref / max(ref.sum(), 1)
+    cur_share = cur / max(cur.sum(), 1)
+    top = np.argsort(-(ref_share + cur_share), kind="stable")[:CHART_CATEGORIES]
+    return {
+        "categories": [str(labels[i]) for i in top],
+        "reference_share": ref_share[top].tolist(),
+        "current_share": cur_share[top].tolist(),
+    }
 
 
 def _rows(summary: Any) -> int:

@@ -70,3 +70,20 @@ def test_a_column_of_nulls_in_the_window_reads_as_no_values() -> None:
     feature = monitoring.compare(reference, current).features["x"]
     assert feature.statistics["current_nulls"] == 3
     assert not feature.drifted
+
+
+def test_the_html_report_is_one_offline_page_with_a_chart_per_feature(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    reference = table(2_000, seed=1, columns=["num_00", "cat_1"])
+    current = table(2_000, seed=2, columns=["num_00", "cat_1"], shift_std={"num_00": 0.5})
+    report = monitoring.compare(reference, current)
+    page = report.to_html(tmp_path / "drift.html")
+    assert (tmp_path / "drift.html").read_text() == page
+    assert page.count("<svg") == 2
+    assert "<script" not in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "num_00 <span class='tag drift'>drift</span>" in page
+    assert "cat_1 <span class='tag ok'>ok</span>" in page
+    chart = report.features["num_00"].chart
+    assert chart["reference_cdf"] == sorted(chart["reference_cdf"])
+    assert len(chart["x"]) <= 100
