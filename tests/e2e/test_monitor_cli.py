@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +111,45 @@ def test_monitor_command_errors(cli, tmp_path: Path) -> None:  # type: ignore[no
     code, _, err = cli("monitor", "create", "m", "-d", "x", "-r", "churn", "--every", "soon")
     assert code == 1
     assert "'soon' is not a duration" in err
+
+
+class _Ready(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"ready": true}'
+        self.send_response(200 if self.path == "/v2/health/ready" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_health_monitor_alerts_when_the_server_is_down(cli) -> None:  # type: ignore[no-untyped-def]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ready)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    code, out, _ = cli(
+        "monitor", "create", "churn-prod", "-d", "churn-prod", "--probe", url, "--every", "1s"
+    )
+    assert code == 0
+    assert f"probing {url}" in out
+    rule = ["alert", "rule", "add", "churn-prod", "--when", "down for 2 windows", "--cooldown", "0"]
+    assert cli(*rule)[0] == 0
+
+    code, out, _ = cli("monitor", "serve", "--once")
+    assert "churn-prod: run 1: up (200" in out
+    server.shutdown()
+    server.server_close()
+    outs = []
+    for _ in range(2):
+        time.sleep(1.05)  # the schedule: every second
+        outs.append(cli("monitor", "serve", "--once")[1])
+    assert "DOWN (URLError" in outs[0]
+    assert "alert" not in outs[0]  # one down window is not yet "for 2 windows"
+    assert "alert 1 firing" in outs[1]
+    code, out, _ = cli("alert", "list", "--state", "firing", "--json")
+    assert json.loads(out)[0]["condition"] == "down for 2 windows"
+    code, out, _ = cli("monitor", "history", "churn-prod", "--json")
+    assert [r["rows"] for r in json.loads(out)] == [0, 0, 0]

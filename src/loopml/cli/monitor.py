@@ -31,7 +31,10 @@ def create(
     name: str = typer.Argument(..., help="Monitor name, e.g. churn-drift."),
     deployment: str = typer.Option(..., "--deployment", "-d", help="Deployment to watch."),
     reference: str = typer.Option(
-        ..., "--reference", "-r", help="Dataset version the model learnt from, e.g. churn@3."
+        None, "--reference", "-r", help="Drift: the dataset version the model learnt from."
+    ),
+    probe: str = typer.Option(
+        None, "--probe", help="Health: the server's base URL, e.g. http://127.0.0.1:8080."
     ),
     window: str = typer.Option("1h", "--window", help="How far back each run looks (10m, 1h)."),
     every: str = typer.Option("10m", "--every", help="How often `monitor serve` runs it."),
@@ -47,6 +50,7 @@ def create(
         name,
         deployment=deployment,
         reference=reference,
+        probe=probe,
         window=window,
         every=every,
         project=project_of(ws, project),
@@ -55,8 +59,9 @@ def create(
     if as_json:
         print_json(plain(found))
         return
+    watched = f"against {found.reference}" if found.reference else f"probing {found.probe_url}"
     sys.stdout.write(
-        f"monitor {name}: {deployment} against {found.reference}, "
+        f"monitor {name}: {deployment} {watched}, "
         f"window {_duration(found.window_s)}, every {_duration(found.every_s)}\n"
     )
 
@@ -71,12 +76,12 @@ def list_(project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
         return
     print_table(
         None,
-        ["monitor", "deployment", "reference", "window", "every", "updated"],
+        ["monitor", "deployment", "watches", "window", "every", "updated"],
         [
             (
                 m.name,
                 m.deployment,
-                m.reference,
+                m.reference or f"health of {m.probe_url}",
                 _duration(m.window_s),
                 _duration(m.every_s),
                 when(m.updated_at),
@@ -98,14 +103,56 @@ def run(
     ws = open_workspace()
     result = run_monitor(name, project=project_of(ws, project), workspace=ws)
     if as_json:
-        print_json({"run": result.run.id, **result.report.to_dict()})
+        print_json({"run": result.run.id, **result.document})
         return
-    report = result.report
-    sys.stdout.write(
-        f"run {result.run.id}: {result.run.rows} rows, drift share {report.drift_share:.0%}"
-        f"{': ' + ', '.join(report.drifted_features) if report.drifted_features else ''}\n"
+    sys.stdout.write(_summary(result) + "\n")
+    if result.report is not None:
+        _print_features(result.report.to_dict())
+
+
+def _summary(result: Any) -> str:
+    document = result.document
+    alerts = "".join(f"; alert {a.id} {a.state}" for a in result.alerts)
+    if document.get("kind") == "health":
+        state = "DOWN" if document["down"] else "up"
+        p99 = document["p99_latency_ms"]
+        return (
+            f"run {result.run.id}: {state} ({document['error'] or document['status']}, "
+            f"{document['probe_ms']:.1f} ms), {document['rows']} rows served"
+            f"{'' if p99 is None else f', p99 {p99:.1f} ms'}{alerts}"
+        )
+    drifted = document["drifted_features"]
+    return (
+        f"run {result.run.id}: {result.run.rows} rows, drift share {document['drift_share']:.0%}"
+        f"{': ' + ', '.join(drifted) if drifted else ''}"
+        f", {document['quality_issues']} quality issue(s){alerts}"
     )
-    _print_features(report.to_dict())
+
+
+@app.command("serve")
+def serve(
+    once: bool = typer.Option(False, "--once", help="Run what is due now, then exit."),
+    tick: float = typer.Option(5.0, "--tick", min=0.1, help="Seconds between schedule checks."),
+    project: str = PROJECT_OPTION,
+) -> None:
+    """Run every monitor on its schedule (`--every`), health probes included, until stopped;
+    alert rules are checked after each run."""
+    import time
+
+    from loopml.monitoring.monitors import run_due
+
+    ws = open_workspace()
+    proj = project_of(ws, project)
+    while True:
+        for name, outcome in run_due(project=proj, workspace=ws):
+            if isinstance(outcome, Exception):
+                sys.stdout.write(f"{name}: skipped: {outcome}\n")
+            else:
+                sys.stdout.write(f"{name}: {_summary(outcome)}\n")
+            sys.stdout.flush()
+        if once:
+            return
+        time.sleep(tick)
 
 
 @app.command("history")
@@ -151,6 +198,15 @@ def report(
     document = report_document(run_id, project=proj, workspace=ws)
     if output == "json":
         print_json(document)
+        return
+    if document.get("kind") == "health":
+        if output == "html":
+            raise InvalidInput(
+                f"Run {run_id} is a health probe; it has no charts.",
+                "Use --format table or --format json.",
+            )
+        keys = ("monitor", "deployment", "url", "down", "status", "error", "probe_ms", "rows")
+        print_fields([("run", run_id), *((k, document.get(k)) for k in keys)])
         return
     if output == "html":
         from loopml.monitoring.html import render

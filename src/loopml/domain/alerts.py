@@ -5,6 +5,7 @@ A condition is `FIELD OP NUMBER` with an optional duration, written as people wr
     drift_share > 0.3 for 3 windows      held in the 3 latest monitor runs
     rows < 100 for 30m                   held in every run of the last 30 minutes (at least one)
     drifted_count >= 2                   held in the latest run
+    down for 2m                          a health probe failed in every run of the last 2m
 
 FIELD is a number in the monitor run's report (`drift_share`, `drifted_count`, `rows`, or
 `feature.<name>.<statistic>`, e.g. `feature.tenure.wasserstein`); OP is one of < <= > >= == !=.
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loopml.domain.durations import parse_duration
+from loopml.domain.durations import format_duration, parse_duration
 from loopml.errors import InvalidInput
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -32,10 +33,13 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _CONDITION = re.compile(
-    r"^\s*(?P<field>[A-Za-z_][\w.\-]*)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(\.\d+)?)"
+    r"^\s*(?P<field>[A-Za-z_][\w.\-]*)"
+    r"(\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(\.\d+)?))?"
     r"(\s+for\s+(?P<count>\d+)\s+windows?|\s+for\s+(?P<duration>[\w ]+?))?\s*$"
 )
 CHANNEL_KINDS = ("log", "slack", "webhook", "email")
+FLAGS = frozenset({"down"})
+"""Fields that are conditions on their own: `down for 2m` means `down >= 1 for 2m`."""
 _HINT = (
     'Write FIELD OP NUMBER [for N windows | for DURATION], e.g. "drift_share > 0.3 for 3 windows".'
 )
@@ -53,8 +57,10 @@ class Condition:
 
     def text(self) -> str:
         base = f"{self.field} {self.op} {self.threshold:g}"
+        if self.field in FLAGS and (self.op, self.threshold) == (">=", 1.0):
+            base = self.field
         if self.seconds is not None:
-            return f"{base} for {self.seconds}s"
+            return f"{base} for {format_duration(self.seconds)}"
         return base if self.windows == 1 else f"{base} for {self.windows} windows"
 
     def holds(self, runs: Sequence[tuple[int, Mapping[str, Any]]], now_us: int) -> bool:
@@ -77,11 +83,14 @@ def parse_condition(text: str) -> Condition:
     match = _CONDITION.match(text)
     if match is None:
         raise InvalidInput(f"The condition {text!r} cannot be read.", _HINT)
+    if match["op"] is None and match["field"] not in FLAGS:
+        raise InvalidInput(f"The condition {text!r} has no comparison.", _HINT)
+    op, value = (match["op"], float(match["value"])) if match["op"] else (">=", 1.0)
     windows = int(match["count"]) if match["count"] else 1
     if windows < 1:
         raise InvalidInput(f"The condition {text!r} asks for 0 windows.", _HINT)
     seconds = parse_duration(match["duration"]) if match["duration"] else None
-    return Condition(match["field"], match["op"], float(match["value"]), windows, seconds)
+    return Condition(match["field"], op, value, windows, seconds)
 
 
 def value_of(fields: Mapping[str, Any], name: str) -> float | None:

@@ -179,20 +179,26 @@ class Deployment:
 
 @dataclass(frozen=True)
 class Monitor:
-    """Drift checks of a deployment's served rows against a reference dataset version, over a
-    sliding time window, on a schedule. The reference is summarised once, when the monitor is
-    made; `summary_digest` names that summary in the artifact store."""
+    """Checks of a deployment on a schedule over a sliding time window: drift of its served
+    rows against a reference dataset version (summarised once, when the monitor is made;
+    `summary_digest` names that summary in the artifact store), or its health (a probe)."""
 
     project: str
     name: str
     deployment: str
-    reference: str
-    """The dataset version, pinned (`name@N`)."""
-    summary_digest: Digest
+    reference: str | None
+    """The dataset version, pinned (`name@N`); None for a health probe."""
+    summary_digest: Digest | None
     window_s: int
     every_s: int
     created_at: datetime
     updated_at: datetime
+    probe_url: str | None = None
+    """A health probe: the server's base URL, whose `/v2/health/ready` each run asks."""
+
+    @property
+    def kind(self) -> str:
+        return "health" if self.probe_url else "drift"
 
 
 @dataclass(frozen=True)

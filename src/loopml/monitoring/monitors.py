@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.bootstrap import Workspace, default_workspace, prediction_log_reader
+from loopml.domain.alerts import parse_condition
 from loopml.domain.durations import parse_duration
 from loopml.domain.records import Alert, Monitor, MonitorRun
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopmlError
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
 from loopml.monitoring.quality import check, coerce
 
@@ -39,35 +40,42 @@ VOLUME_HISTORY = 10
 @dataclass(frozen=True)
 class MonitorResult:
     run: MonitorRun
-    report: DriftReport
+    report: DriftReport | None
+    """The drift report (None for a health probe)."""
     alerts: list[Alert]
     """Alerts this run fired or resolved."""
+    document: dict[str, Any]
+    """What was stored: the report with the window, quality, or the probe's findings."""
 
 
 def create(
     name: str,
     *,
     deployment: str,
-    reference: str,
+    reference: str | None = None,
+    probe: str | None = None,
     window: str | int = "1h",
     every: str | int = "10m",
     project: str | None = None,
     workspace: Workspace | None = None,
 ) -> Monitor:
-    """Create (or replace) monitor `name`: summarise the reference dataset version once and
-    store the summary; `window` and `every` are durations (`10m`, `1h`) or seconds."""
+    """Create (or replace) monitor `name`. With `reference` (a dataset version) it watches
+    drift: the reference is summarised once, here, and stored. With `probe` (the server's base
+    URL) it watches health. `window` and `every` are durations (`10m`, `1h`) or seconds."""
     ws = workspace or default_workspace()
     project = project or ws.project
     window_s, every_s = _seconds(window), _seconds(every)
-    version = ws.data.resolve(reference, project, record=False)
-    pinned = f"{version.name}@{version.version}"
-    if version.schema is None:
-        raise InvalidInput(
-            f"Dataset {pinned} has no table profile, so it cannot be a reference.",
-            "Use a version made from one CSV, TSV or Parquet file (`loopml data add FILE`).",
-        )
-    summary = summarize(_read_dataset(ws, version))
-    digest = ws.blobs.put_bytes(json.dumps(summary.to_dict()).encode()).digest
+    pinned, digest = None, None
+    if reference is not None:
+        version = ws.data.resolve(reference, project, record=False)
+        pinned = f"{version.name}@{version.version}"
+        if version.schema is None:
+            raise InvalidInput(
+                f"Dataset {pinned} has no table profile, so it cannot be a reference.",
+                "Use a version made from one CSV, TSV or Parquet file (`loopml data add FILE`).",
+            )
+        summary = summarize(_read_dataset(ws, version))
+        digest = ws.blobs.put_bytes(json.dumps(summary.to_dict()).encode()).digest
     monitor, _ = ws.monitors.save(
         name,
         project=project,
@@ -76,6 +84,7 @@ def create(
         summary_digest=digest,
         window_s=window_s,
         every_s=every_s,
+        probe_url=probe,
     )
     return monitor
 
@@ -93,6 +102,8 @@ def run(
     monitor = ws.monitors.get(name, project)
     end = now_us if now_us is not None else time.time_ns() // 1000
     start = end - monitor.window_s * 1_000_000
+    if monitor.summary_digest is None:
+        return _probe(ws, monitor, start, end)
     reference = Reference.from_dict(json.loads(ws.blobs.read_bytes(monitor.summary_digest)))
     window = read_window(ws, monitor.deployment, start, end)
     if window.num_rows == 0:
@@ -136,12 +147,107 @@ def run(
         tuple(report.drifted_features),
         digest,
     )
+    return _record(ws, draft, document, report)
+
+
+def _record(
+    ws: Workspace, draft: MonitorRun, document: dict[str, Any], report: DriftReport | None
+) -> MonitorResult:
     recorded = ws.monitors.record_run(draft)
-    alerts = ws.alerts.evaluate(project, name, _recent(ws, recorded, document), end)
-    return MonitorResult(recorded, report, alerts)
+    recent = _recent(ws, recorded, document)
+    alerts = ws.alerts.evaluate(draft.project, draft.monitor, recent, draft.window_end_us)
+    return MonitorResult(recorded, report, alerts, document)
+
+
+PROBE_PATH = "/v2/health/ready"
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe(ws: Workspace, monitor: Monitor, start: int, end: int) -> MonitorResult:
+    """One health check: the server's readiness, and from the log the rows served in the
+    window and their p99 latency."""
+    import urllib.error
+    import urllib.request
+
+    assert monitor.probe_url is not None
+    status, error = None, None
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(monitor.probe_url + PROBE_PATH, timeout=PROBE_TIMEOUT_S) as r:
+            status = r.status
+            ready = bool(json.loads(r.read() or b"{}").get("ready", status == 200))
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        status, ready, error = exc.code, False, f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        ready, error = False, f"{type(exc).__name__}: {exc}"
+    took_ms = (time.perf_counter() - started) * 1000
+    log = prediction_log_reader(ws.settings).read(
+        monitor.deployment,
+        since_us=start,
+        until_us=end,
+        columns=["latency_us", "shadow"],
+        with_feedback=False,
+    )
+    served = log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
+    latencies = served["latency_us"].to_numpy()
+    document: dict[str, Any] = {
+        "schema_version": 1,
+        "kind": "health",
+        "monitor": monitor.name,
+        "deployment": monitor.deployment,
+        "url": monitor.probe_url + PROBE_PATH,
+        "window_start_us": start,
+        "window_end_us": end,
+        "down": 0 if ready else 1,
+        "ready": ready,
+        "status": status,
+        "error": error,
+        "probe_ms": round(took_ms, 3),
+        "rows": int(served.num_rows),
+        "p99_latency_ms": float(np.percentile(latencies, 99) / 1000) if len(latencies) else None,
+    }
+    digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest
+    draft = MonitorRun(
+        0,
+        monitor.project,
+        monitor.name,
+        monitor.created_at,
+        start,
+        end,
+        served.num_rows,
+        0.0,
+        (),
+        digest,
+    )
+    return _record(ws, draft, document, None)
+
+
+def run_due(
+    *, now_us: int | None = None, project: str | None = None, workspace: Workspace | None = None
+) -> list[tuple[str, MonitorResult | Exception]]:
+    """Run every monitor whose last run is at least its schedule ago (or that never ran); a
+    monitor that cannot run now (no rows yet) is reported, not fatal."""
+    ws = workspace or default_workspace()
+    project = project or ws.project
+    now = now_us if now_us is not None else time.time_ns() // 1000
+    done: list[tuple[str, MonitorResult | Exception]] = []
+    for monitor in ws.monitors.list(project):
+        last = ws.monitors.history(monitor.name, project, 1)
+        if last and now - last[0].window_end_us < monitor.every_s * 1_000_000:
+            continue
+        try:
+            done.append(
+                (monitor.name, run(monitor.name, now_us=now, project=project, workspace=ws))
+            )
+        except LoopmlError as exc:
+            done.append((monitor.name, exc))
+    return done
 
 
 ALERT_HISTORY = 50
+_ON_EVERY_RUN = frozenset({"rows", "drift_share", "drifted_count"})
+"""Fields kept on the run record itself; any other is read from the stored reports."""
 """Runs an alert rule can look back over (`for N windows`, `for DURATION`)."""
 
 
@@ -151,14 +257,15 @@ def _recent(
     """(window end, report fields) of the monitor's latest runs, newest first. Older runs'
     per-feature numbers are read from their stored reports only if a rule asks for them."""
     runs = ws.monitors.history(latest.monitor, latest.project, ALERT_HISTORY)
-    wants_features = any(
-        "feature." in rule.condition for rule in ws.alerts.rules(latest.project, latest.monitor)
+    wants_documents = any(
+        parse_condition(rule.condition).field not in _ON_EVERY_RUN
+        for rule in ws.alerts.rules(latest.project, latest.monitor)
     )
     recent = []
     for run in runs:
         if run.id == latest.id:
             fields = document
-        elif wants_features:
+        elif wants_documents:
             fields = json.loads(ws.blobs.read_bytes(run.report_digest))
         else:
             fields = {

@@ -26,14 +26,25 @@ class MonitorService:
         *,
         project: str,
         deployment: str,
-        reference: str,
-        summary_digest: Digest,
+        reference: str | None,
+        summary_digest: Digest | None,
         window_s: int,
         every_s: int,
+        probe_url: str | None = None,
     ) -> tuple[Monitor, bool]:
-        """Create or replace a monitor. `reference` is a pinned dataset version (`name@N`)."""
+        """Create or replace a monitor: a drift monitor (`reference`, a pinned dataset version
+        `name@N`, with its summary) or a health probe (`probe_url`), not both."""
         check_name(name, "monitor")
         check_name(deployment, "deployment")
+        if (reference is None) == (probe_url is None):
+            raise InvalidInput(
+                "A monitor watches drift (a reference dataset) or health (a probe URL).",
+                "Give --reference DATASET@N for drift, or --probe http://host:port for health.",
+            )
+        if probe_url is not None and not probe_url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                f"The probe URL {probe_url!r} is not http(s).", "Give http://host:port."
+            )
         for label, seconds in (("window", window_s), ("schedule", every_s)):
             if seconds <= 0:
                 raise InvalidInput(
@@ -42,7 +53,16 @@ class MonitorService:
                 )
         now = datetime.now(UTC)
         monitor = Monitor(
-            project, name, deployment, reference, summary_digest, window_s, every_s, now, now
+            project,
+            name,
+            deployment,
+            reference,
+            summary_digest,
+            window_s,
+            every_s,
+            now,
+            now,
+            probe_url.rstrip("/") if probe_url else None,
         )
         return self._store.save(monitor, self._event("monitor.saved", project, name))
 

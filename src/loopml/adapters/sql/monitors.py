@@ -20,7 +20,7 @@ from loopml.domain.hashing import Digest
 from loopml.domain.records import EventDraft, Monitor, MonitorRun
 from loopml.errors import NotFound
 
-_SETTINGS = ("deployment", "reference", "summary_digest", "window_s", "every_s")
+_SETTINGS = ("deployment", "reference", "summary_digest", "window_s", "every_s", "probe_url")
 
 
 def _to_monitor(row: Any) -> Monitor:
@@ -29,11 +29,12 @@ def _to_monitor(row: Any) -> Monitor:
         row.name,
         row.deployment,
         row.reference,
-        Digest(row.summary_digest),
+        None if row.summary_digest is None else Digest(row.summary_digest),
         row.window_s,
         row.every_s,
         us_to_datetime(row.created_us),
         us_to_datetime(row.updated_us),
+        row.probe_url,
     )
 
 

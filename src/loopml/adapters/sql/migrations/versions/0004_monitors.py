@@ -1,4 +1,4 @@
-"""monitors: drift checks of a deployment against a summarised reference, and their runs
+"""monitors: drift checks against a summarised reference or health probes, and their runs
 
 Revision ID: 0004
 Revises: 0003
@@ -22,8 +22,9 @@ def upgrade() -> None:
         sa.Column("project", sa.String(length=200), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("deployment", sa.String(length=200), nullable=False),
-        sa.Column("reference", sa.String(length=300), nullable=False),
-        sa.Column("summary_digest", sa.String(length=80), nullable=False),
+        sa.Column("reference", sa.String(length=300), nullable=True),
+        sa.Column("summary_digest", sa.String(length=80), nullable=True),
+        sa.Column("probe_url", sa.String(length=500), nullable=True),
         sa.Column("window_s", sa.Integer(), nullable=False),
         sa.Column("every_s", sa.Integer(), nullable=False),
         sa.Column("created_us", sa.BigInteger(), nullable=False),
