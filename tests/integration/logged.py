@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from loopml.adapters.prediction_log import PredictionRecord
+from loopml.adapters.prediction_log import FeedbackRecord, PredictionRecord
 from loopml.bootstrap import Workspace, prediction_log_writer
 
 
@@ -24,28 +25,46 @@ def frame(rows: int, seed: int, *, shift: float = 0.0, new_plan: float = 0.0) ->
     )
 
 
-def serve(ws: Workspace, frame: pd.DataFrame, *, at_us: int, shadow_rows: int = 0) -> None:
-    """Log `frame` as rows served by churn-prod just before `at_us` (plus shadow copies)."""
+def serve(
+    ws: Workspace,
+    frame: pd.DataFrame,
+    *,
+    at_us: int,
+    shadow_rows: int = 0,
+    outputs: Sequence[object] | None = None,
+    labels: Sequence[object] | None = None,
+) -> None:
+    """Log `frame` as rows served by churn-prod just before `at_us` (plus shadow copies), with
+    `outputs` (default 0) and, when given, the `labels` fed back for them."""
     writer = prediction_log_writer(ws.settings)
     rows = frame.to_dict("records")
+    answers = list(outputs) if outputs is not None else [0] * len(rows)
     records = [
         PredictionRecord(
-            f"r{i}",
+            f"{at_us}-r{i}",
             at_us - 1_000 * (i + 1),
             "churn-prod",
             "churn",
             1,
             json.dumps(row),
-            "0",
+            json.dumps(answer),
             800,
             "",
             False,
         )
-        for i, row in enumerate(rows)
+        for i, (row, answer) in enumerate(zip(rows, answers, strict=True))
     ]
+    if labels is not None:
+        writer.append_feedback(
+            [
+                FeedbackRecord(f"{at_us}-r{i}", at_us, "churn-prod", json.dumps(label))
+                for i, label in enumerate(labels)
+                if label is not None  # no label came for this row
+            ]
+        )
     shadow = [
         PredictionRecord(
-            f"s{i}",
+            f"{at_us}-s{i}",
             at_us - 1_000 * (i + 1),
             "churn-prod",
             "churn",

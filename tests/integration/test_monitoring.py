@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from logged import frame, serve
 
@@ -94,3 +95,40 @@ def test_parse_inputs_reads_every_row_of_the_window() -> None:
     table = monitors.parse_inputs(column.slice(1))
     assert table.column("a").to_pylist() == [2.5, 3.0]
     assert table.column("b").to_pylist() == [None, "z"]
+
+
+def test_performance_decay_is_caught_when_a_fifth_of_the_labels_flip(churn: Workspace) -> None:
+    churn.alerts.add_rule("perf", when="accuracy < 0.9", notify=["log:"], project="default")
+    monitors.create(
+        "perf", deployment="churn-prod", reference="churn", window="10m", workspace=churn
+    )
+    start = now_us() - 60 * 60_000_000
+    rng = np.random.default_rng(9)
+    firing = []
+    for step, flipped in enumerate([0.0, 0.2]):
+        at = start + step * 20 * 60_000_000
+        served = frame(2_000, seed=60 + step)
+        predicted = (served["tenure"] < 20).astype(int).tolist()
+        labels = [1 - p if rng.random() < flipped else p for p in predicted]
+        serve(churn, served, at_us=at, outputs=predicted, labels=labels)
+        result = monitors.run("perf", now_us=at, workspace=churn)
+        performance = result.document["performance"]
+        assert performance["labelled_rows"] == 2_000
+        assert performance["task"] == "classification"
+        firing.append([a.state for a in result.alerts])
+        if step == 0:
+            assert result.document["accuracy"] == 1.0
+        else:
+            assert result.document["accuracy"] == pytest.approx(0.8, abs=0.03)
+    assert firing == [[], ["firing"]]  # caught in the first window after the flip
+
+
+def test_few_labels_give_no_metric(churn: Workspace) -> None:
+    at = now_us()
+    served = frame(500, seed=70)
+    serve(churn, served, at_us=at, outputs=[1] * 500, labels=[1] * 10 + [None] * 490)
+    monitors.create("perf", deployment="churn-prod", reference="churn", workspace=churn)
+    document = monitors.run("perf", now_us=at, workspace=churn).document
+    assert document["performance"]["labelled_rows"] == 10
+    assert document["performance"]["metrics"] == {}
+    assert "accuracy" not in document

@@ -30,9 +30,19 @@ from loopml.domain.durations import parse_duration
 from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import InvalidInput, LoopmlError
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
+from loopml.monitoring.jsonl import read_objects as parse_inputs
+from loopml.monitoring.performance import evaluate
 from loopml.monitoring.quality import check, coerce
 
-LOG_COLUMNS = ["request_id", "time_us", "inputs_json", "shadow"]
+LOG_COLUMNS = [
+    "request_id",
+    "time_us",
+    "model",
+    "model_version",
+    "inputs_json",
+    "output_json",
+    "shadow",
+]
 VOLUME_HISTORY = 10
 """Previous windows whose median row count is the volume norm."""
 
@@ -105,7 +115,8 @@ def run(
     if monitor.summary_digest is None:
         return _probe(ws, monitor, start, end)
     reference = Reference.from_dict(json.loads(ws.blobs.read_bytes(monitor.summary_digest)))
-    window = read_window(ws, monitor.deployment, start, end)
+    served = read_served(ws, monitor.deployment, start, end)
+    window = parse_inputs(served["inputs_json"])
     if window.num_rows == 0:
         raise InvalidInput(
             f"Deployment {monitor.deployment!r} served no rows between {_when(start)} and "
@@ -124,6 +135,9 @@ def run(
             "Point the monitor at the dataset the model was trained on.",
         )
     report = compare(reference, window, columns=shared)
+    performance = evaluate(
+        served["output_json"], served["label_json"], _model_metrics(ws, served, project)
+    )
     document = {
         "monitor": name,
         "deployment": monitor.deployment,
@@ -133,6 +147,8 @@ def run(
         **report.to_dict(),
         "quality_issues": quality["issue_count"],
         "quality": quality,
+        **performance["metrics"],
+        "performance": performance,
     }
     digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest
     draft = MonitorRun(
@@ -287,29 +303,31 @@ def report_document(
     return {"run": found.id, **document}
 
 
+def read_served(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
+    """The rows `deployment` answered in `[start_us, end_us)` (shadow rows left out), with the
+    latest label fed back for each (null where none came)."""
+    log = prediction_log_reader(ws.settings).read(
+        deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=True
+    )
+    return log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
+
+
 def read_window(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
     """The inputs of the rows `deployment` answered in `[start_us, end_us)`, one column each."""
-    log = prediction_log_reader(ws.settings).read(
-        deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=False
-    )
-    served = log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
-    return parse_inputs(served["inputs_json"])
+    return parse_inputs(read_served(ws, deployment, start_us, end_us)["inputs_json"])
 
 
-def parse_inputs(column: pa.ChunkedArray) -> pa.Table:
-    """JSON objects, one per row, as an Arrow table: one newline-delimited buffer, one parse."""
-    import pyarrow.json as pj
-
-    if len(column) == 0:
-        return pa.table({})
-    lines = pc.binary_join_element_wise(column.combine_chunks(), "", "\n")
-    _, offset_buffer, data_buffer = lines.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[
-        lines.offset : lines.offset + len(lines) + 1
-    ]
-    data = data_buffer[int(offsets[0]) : int(offsets[-1])]
-    block = max(1 << 20, min(data.size, 1 << 26))
-    return pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=block))
+def _model_metrics(ws: Workspace, served: pa.Table, project: str) -> dict[str, float]:
+    """The evaluation metrics registered with the model version that served most rows."""
+    if served.num_rows == 0:
+        return {}
+    counts = served.group_by(["model", "model_version"]).aggregate([("model", "count")])
+    top = counts.sort_by([("model_count", "descending")]).slice(0, 1).to_pylist()[0]
+    try:
+        version = ws.registry.resolve(f"{top['model']}/{top['model_version']}", project)
+    except LoopmlError:  # the version was deleted or lives elsewhere: nothing to compare with
+        return {}
+    return dict(version.metrics)
 
 
 def _read_dataset(ws: Workspace, version: Any) -> pa.Table:
