@@ -3,6 +3,7 @@ the prediction log and live swaps when the alias moves."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -433,4 +434,23 @@ def test_an_unseen_category_is_served_and_flagged(
     reader = prediction_log_reader(ws.settings)
     assert reader.get(ids[0])["flags"] == ""  # type: ignore[index]
     assert reader.get(ids[1])["flags"] == "null:monthly,unseen_category:plan"  # type: ignore[index]
+    ws.close()
+
+
+def test_probabilities_are_logged_when_asked_for_every_row(
+    make_settings: Callable[..., Settings],
+) -> None:
+    ws = open_workspace(make_settings())
+    frame, _ = _frame()
+    ws.registry.register(_model(1), "churn", project="default", input_example=frame.head(3))
+    host = ModelHost(ws, "churn", "churn")
+    sink = LogSink(prediction_log_writer(ws.settings))
+    with TestClient(create_app({"churn": host}, sink, log_probabilities=True)) as client:
+        ids = client.post("/predict", json={"rows": [ROW, ROW]}).json()["request_ids"]
+    sink.close()
+    logged = prediction_log_reader(ws.settings).get(ids[0])
+    assert logged is not None
+    probabilities = json.loads(logged["proba_json"])
+    assert len(probabilities) == 2
+    assert sum(probabilities) == pytest.approx(1.0)
     ws.close()

@@ -53,6 +53,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("latency_us", pa.int64()),
         ("flags", pa.string()),
         ("shadow", pa.bool_()),
+        ("proba_json", pa.string()),
     ]
 )
 FEEDBACK_SCHEMA = pa.schema(
@@ -81,6 +82,8 @@ class PredictionRecord:
     latency_us: int
     flags: str
     shadow: bool
+    proba_json: str | None = None
+    """Class probabilities the model gave, when the server computed them (else null)."""
 
 
 @dataclass(frozen=True, slots=True)

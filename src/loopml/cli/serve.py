@@ -36,6 +36,12 @@ def serve(
     poll_s: float = typer.Option(2.0, "--poll-s", help="How often to check the alias."),
     trust: bool = typer.Option(False, "--trust", help="Allow python-flavor (pickle) models."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log predictions."),
+    log_probabilities: bool = typer.Option(
+        False,
+        "--log-probabilities",
+        help="Log every row's class probabilities (monitoring then estimates performance "
+        "before labels arrive); costs one predict_proba per batch.",
+    ),
     max_batch_rows: int = typer.Option(
         512, "--max-batch-rows", min=1, help="Rows one model call may take from waiting requests."
     ),
@@ -67,7 +73,7 @@ def serve(
             "max_wait_ms": batch_wait_ms,
             "enabled": not no_batching,
         }
-        app = create_app(hosts, sink, batching=batching)
+        app = create_app(hosts, sink, batching=batching, log_probabilities=log_probabilities)
         for name, hosted in hosts.items():
             sys.stderr.write(
                 f"[{os.getpid()}] serving {hosted.primary.current.version.ref} "

@@ -41,6 +41,7 @@ LOG_COLUMNS = [
     "model_version",
     "inputs_json",
     "output_json",
+    "proba_json",
     "shadow",
 ]
 VOLUME_HISTORY = 10
@@ -136,8 +137,12 @@ def run(
         )
     report = compare(reference, window, columns=shared)
     performance = evaluate(
-        served["output_json"], served["label_json"], _model_metrics(ws, served, project)
+        served["output_json"],
+        served["label_json"],
+        _model_metrics(ws, served, project),
+        served["proba_json"],
     )
+    estimated = performance.get("estimated", {})
     document = {
         "monitor": name,
         "deployment": monitor.deployment,
@@ -148,6 +153,7 @@ def run(
         "quality_issues": quality["issue_count"],
         "quality": quality,
         **performance["metrics"],
+        **{f"estimated_{k}": estimated[k] for k in ("accuracy", "roc_auc") if k in estimated},
         "performance": performance,
     }
     digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest

@@ -37,9 +37,25 @@ def evaluate(
     outputs: pa.ChunkedArray,
     labels: pa.ChunkedArray,
     expected: Mapping[str, float] | None = None,
+    probabilities: pa.ChunkedArray | None = None,
 ) -> dict[str, Any]:
     """The performance section for served `outputs` and fed-back `labels` (JSON text columns,
-    aligned; labels null where none came)."""
+    aligned; labels null where none came); `probabilities` (JSON arrays of class probabilities,
+    null where not logged) add ROC AUC and log loss, and a label-free estimate."""
+    section = _realized(outputs, labels, expected, probabilities)
+    if probabilities is not None:
+        estimate = estimate_binary(json_values(probabilities))
+        if estimate:
+            section["estimated"] = estimate
+    return section
+
+
+def _realized(
+    outputs: pa.ChunkedArray,
+    labels: pa.ChunkedArray,
+    expected: Mapping[str, float] | None,
+    probabilities: pa.ChunkedArray | None,
+) -> dict[str, Any]:
     have = pc.invert(pc.is_null(labels))
     predicted = json_values(outputs.filter(have))
     truth = json_values(labels.filter(have))
@@ -54,6 +70,9 @@ def evaluate(
         metrics, task = _regression(predicted, truth), "regression"
     else:
         metrics, task = _classification(predicted, truth), "classification"
+        if probabilities is not None:
+            scores = json_values(probabilities.filter(have)).filter(known)
+            metrics |= _probabilistic(truth, scores)
     section.update(task=task, metrics=metrics)
     if expected:
         section["model_metrics"] = {k: float(v) for k, v in expected.items() if k in metrics}
@@ -106,4 +125,67 @@ def _regression(predicted: pa.ChunkedArray, truth: pa.ChunkedArray) -> dict[str,
         "mae": float(mean_absolute_error(y_true, y_pred)),
         "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
         "r2": float(r2_score(y_true, y_pred)),
+    }
+
+
+def _probabilities(scores: pa.ChunkedArray) -> Any:
+    """Rows of class probabilities as a 2-D float array (rows without them dropped)."""
+    present = scores.drop_null()
+    if len(present) == 0 or not pa.types.is_list(present.type):
+        return None
+    flat = pc.list_flatten(present).to_numpy(zero_copy_only=False).astype(np.float64)
+    width = flat.size // len(present)
+    if width < 2 or width * len(present) != flat.size:
+        return None
+    return flat.reshape(len(present), width)
+
+
+def _probabilistic(truth: pa.ChunkedArray, scores: pa.ChunkedArray) -> dict[str, float]:
+    """ROC AUC and log loss, for rows that have both a label and probabilities; classes are
+    the labels in sorted order, as scikit-learn orders `classes_`."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    if scores.null_count:
+        keep = pc.invert(pc.is_null(scores))
+        truth, scores = truth.filter(keep), scores.filter(keep)
+    matrix = _probabilities(scores)
+    if matrix is None or len(truth) < MIN_LABELLED:
+        return {}
+    y = np.asarray(_as_labels(truth))
+    classes = np.unique(y)
+    if classes.size < 2 or classes.size != matrix.shape[1]:
+        return {}
+    if classes.size == 2:
+        auc = roc_auc_score(y == classes[1], matrix[:, 1])
+    else:
+        auc = roc_auc_score(y, matrix, multi_class="ovr", labels=classes)
+    return {"roc_auc": float(auc), "log_loss": float(log_loss(y, matrix, labels=classes))}
+
+
+def estimate_binary(probabilities: pa.ChunkedArray) -> dict[str, Any]:
+    """(`probabilities`: parsed rows of two class probabilities.) Label-free performance of a binary classifier from its own confidence (the idea of
+    confidence-based performance estimation): if its probabilities are calibrated, a row
+    predicted with probability p is right with probability max(p, 1 - p), and the expected
+    confusion counts at every threshold give an expected ROC curve. It sees covariate shift,
+    never concept drift: labels, when they come, are the truth."""
+    matrix = _probabilities(probabilities)
+    if matrix is None or matrix.shape[1] != 2 or matrix.shape[0] < MIN_LABELLED:
+        return {}
+    positive = np.clip(matrix[:, 1], 0.0, 1.0)
+    right = np.maximum(positive, 1.0 - positive)
+    rows = positive.size
+    order = np.argsort(-positive, kind="stable")
+    ranked = positive[order]
+    true_pos = np.cumsum(ranked)
+    false_pos = np.cumsum(1.0 - ranked)
+    last_of_tie = np.append(ranked[1:] != ranked[:-1], True)  # one point per distinct score
+    tpr = np.concatenate([[0.0], true_pos[last_of_tie] / max(true_pos[-1], 1e-12)])
+    fpr = np.concatenate([[0.0], false_pos[last_of_tie] / max(false_pos[-1], 1e-12)])
+    return {
+        "rows": int(rows),
+        "accuracy": float(right.mean()),
+        "accuracy_standard_error": float(np.sqrt(np.sum(right * (1 - right))) / rows),
+        "roc_auc": float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)),
+        "note": "estimated from the model's confidence: assumes calibrated probabilities and "
+        "cannot see concept drift",
     }

@@ -110,6 +110,8 @@ class Server:
         self.sink = sink
         self.telemetry = telemetry
         self._batching = dict(batching or {})
+        self.log_probabilities = False
+        """Compute and log class probabilities for every row (for label-free estimates)."""
         self._batchers: dict[str, MicroBatcher] = {}
 
     def host(self, name: str | None) -> ModelHost:
@@ -164,7 +166,9 @@ class Server:
                 features = served.features(prepared.frame)
             count = prepared.rows
             predictions = _outputs(served.model.predict(features)) if count else []
-            wants_proba = served.has_proba and any(j.probabilities for j in jobs)
+            wants_proba = served.has_proba and (
+                self.log_probabilities or any(j.probabilities for j in jobs)
+            )
             probabilities = (
                 _outputs(served.model.predict_proba(features)) if wants_proba and count else None
             )
@@ -188,7 +192,13 @@ class Server:
     ) -> list[Any]:
         predictions, probabilities = answer.predictions, answer.probabilities
         results: list[Any] = []
-        logged: dict[str, list[Any]] = {"rows": [], "ids": [], "flags": [], "outputs": []}
+        logged: dict[str, list[Any]] = {
+            "rows": [],
+            "ids": [],
+            "flags": [],
+            "outputs": [],
+            "probs": [],
+        }
         start, position, taken = 0, 0, 0  # input row, kept-row (prediction) index, rows served
         for job in jobs:
             span = range(start, start + len(job.rows))
@@ -217,6 +227,7 @@ class Server:
             logged["ids"] += ids
             logged["flags"] += [prepared.flags[i] for i in span]
             logged["outputs"] += outputs
+            logged["probs"] += probs if probs is not None else [None] * len(outputs)
             taken += len(job.rows)
         if self.sink is not None and logged["ids"]:
             version = served.version
@@ -231,6 +242,7 @@ class Server:
                     answer.latency_us,
                     logged["flags"],
                     shadow=host.role == "shadow",
+                    probabilities=logged["probs"] if probabilities is not None else None,
                 )
             )
         self.telemetry.rows(host.deployment, taken)
@@ -318,10 +330,13 @@ def create_app(
     sink: PredictionSink | None = None,
     *,
     batching: Mapping[str, Any] | None = None,
+    log_probabilities: bool = False,
 ) -> Starlette:
     """The ASGI app serving `hosts` (deployment name -> host), logging to `sink`.
 
     `batching` configures the micro-batcher: `max_batch_rows`, `max_wait_ms`, `enabled`.
+    `log_probabilities` computes a classifier's class probabilities for every row and logs
+    them, so monitoring can estimate performance before labels arrive.
     """
     from loopml.serving import protocol_routes
 
@@ -330,6 +345,7 @@ def create_app(
     primaries = {n: h.primary if isinstance(h, DeploymentHosts) else h for n, h in hosts.items()}
     telemetry = Telemetry(primaries, sink)
     server = Server(hosts, sink, telemetry, batching)
+    server.log_probabilities = log_probabilities
 
     async def predict(request: Request) -> Response:
         host = server.host(request.query_params.get("deployment"))

@@ -37,6 +37,7 @@ class ServedRows:
     latency_us: int
     flags: Sequence[str]
     shadow: bool = False
+    probabilities: Sequence[Any] | None = None
 
 
 def _rows_of(body: Any) -> list[dict[str, Any]]:

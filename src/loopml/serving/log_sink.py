@@ -41,9 +41,15 @@ class LogSink:
                     served.latency_us,
                     flag,
                     served.shadow,
+                    None if proba is None else _json(proba),
                 )
-                for request_id, row, output, flag in zip(
-                    served.request_ids, served.rows, served.outputs, served.flags, strict=True
+                for request_id, row, output, flag, proba in zip(
+                    served.request_ids,
+                    served.rows,
+                    served.outputs,
+                    served.flags,
+                    served.probabilities or [None] * len(served.request_ids),
+                    strict=True,
                 )
             ]
         )

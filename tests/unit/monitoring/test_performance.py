@@ -47,3 +47,37 @@ def test_rows_without_a_label_do_not_count() -> None:
     assert section["labelled_rows"] == 20
     assert section["metrics"] == {}
     assert "metrics need 30" in section["note"]
+
+
+def _calibrated(
+    rows: int, seed: int, mean: float, spread: float
+) -> tuple[list[int], list[list[float]]]:
+    """Labels and a perfectly calibrated model's probabilities: y ~ Bernoulli(sigmoid(2x))."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(mean, spread, rows)
+    p = 1 / (1 + np.exp(-2 * x))
+    y = (rng.random(rows) < p).astype(int)
+    return y.tolist(), np.column_stack([1 - p, p]).tolist()
+
+
+@pytest.mark.parametrize(("mean", "spread"), [(0.0, 1.0), (0.8, 0.6), (-0.5, 2.0)])
+def test_the_label_free_estimate_tracks_realized_auc_under_covariate_shift(
+    mean: float, spread: float
+) -> None:
+    labels, probabilities = _calibrated(20_000, seed=int(10 * spread), mean=mean, spread=spread)
+    predicted = [int(p[1] >= 0.5) for p in probabilities]
+    section = evaluate(_json(predicted), _json(labels), probabilities=_json(probabilities))
+    realized, estimated = section["metrics"], section["estimated"]
+    assert estimated["roc_auc"] == pytest.approx(realized["roc_auc"], abs=0.02)
+    assert estimated["accuracy"] == pytest.approx(realized["accuracy"], abs=0.02)
+    assert realized["log_loss"] > 0
+
+
+def test_the_estimate_needs_no_label() -> None:
+    _, probabilities = _calibrated(1_000, seed=3, mean=0.0, spread=1.0)
+    section = evaluate(
+        _json([1] * 1_000), _json([None] * 1_000), probabilities=_json(probabilities)
+    )
+    assert section["metrics"] == {}
+    assert 0.5 < section["estimated"]["roc_auc"] < 1.0
+    assert section["estimated"]["accuracy_standard_error"] < 0.02
