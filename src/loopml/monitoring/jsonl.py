@@ -13,7 +13,8 @@ def read_objects(column: pa.ChunkedArray) -> pa.Table:
 
     if len(column) == 0:
         return pa.table({})
-    lines = pc.binary_join_element_wise(column.combine_chunks(), "", "\n")
+    whole = pc.fill_null(column.combine_chunks(), "{}")  # a null row stays a row, of nulls
+    lines = pc.binary_join_element_wise(whole, "", "\n")
     _, offset_buffer, data_buffer = lines.buffers()
     offsets = np.frombuffer(offset_buffer, dtype=np.int32)[
         lines.offset : lines.offset + len(lines) + 1

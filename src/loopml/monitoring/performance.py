@@ -29,7 +29,8 @@ def json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """JSON scalars (one per row, null where missing) as one typed Arrow column."""
     if len(column) == 0:
         return pa.chunked_array([], pa.null())
-    wrapped = pc.binary_join_element_wise('{"v":', column, "}", "")
+    text = pc.fill_null(column, "null")  # keeps every row: a missing value reads as null
+    wrapped = pc.binary_join_element_wise('{"v":', text, "}", "")
     return read_objects(wrapped)["v"]
 
 

@@ -81,3 +81,14 @@ def test_the_estimate_needs_no_label() -> None:
     assert section["metrics"] == {}
     assert 0.5 < section["estimated"]["roc_auc"] < 1.0
     assert section["estimated"]["accuracy_standard_error"] < 0.02
+
+
+def test_missing_json_values_keep_their_rows() -> None:
+    from loopml.monitoring.jsonl import read_objects
+    from loopml.monitoring.performance import json_values
+
+    column = pa.chunked_array([["1", None], ["3", None]], pa.string())
+    assert json_values(column).to_pylist() == [1, None, 3, None]
+    assert json_values(pa.chunked_array([[None, None]], pa.string())).to_pylist() == [None, None]
+    rows = pa.chunked_array([['{"a": 1}', None, '{"a": 3}']], pa.string())
+    assert read_objects(rows).column("a").to_pylist() == [1, None, 3]
