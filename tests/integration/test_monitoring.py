@@ -132,3 +132,30 @@ def test_few_labels_give_no_metric(churn: Workspace) -> None:
     assert document["performance"]["labelled_rows"] == 10
     assert document["performance"]["metrics"] == {}
     assert "accuracy" not in document
+
+
+def test_prediction_and_label_drift_against_the_models_outputs_on_the_reference(
+    churn: Workspace,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    reference = frame(5_000, seed=1)[["tenure", "monthly"]]
+    model = LogisticRegression().fit(reference, (reference["tenure"] < 20).astype(int))
+    churn.registry.register(model, "churn", project="default", input_example=reference.head(3))
+    monitors.create(
+        "outputs",
+        deployment="churn-prod",
+        reference="churn",
+        model="churn",
+        label="churned",
+        workspace=churn,
+    )
+    at = now_us()
+    served = frame(2_000, seed=80, shift=-0.5)  # shorter tenure: more churn predicted
+    predicted = model.predict(served[["tenure", "monthly"]]).tolist()
+    serve(churn, served, at_us=at, outputs=predicted, labels=predicted)
+    report = monitors.run("outputs", now_us=at, workspace=churn).report
+    assert report is not None
+    assert report.features["prediction"].kind == "categorical"
+    assert {"tenure", "prediction", "churned"} <= set(report.drifted_features)
+    assert report.features["churned"].current_rows == 2_000

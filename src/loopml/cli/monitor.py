@@ -36,6 +36,15 @@ def create(
     probe: str = typer.Option(
         None, "--probe", help="Health: the server's base URL, e.g. http://127.0.0.1:8080."
     ),
+    label: str = typer.Option(
+        None, "--label", help="Drift: the reference's label column, compared with feedback."
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help="Drift: the model whose outputs on the reference are the prediction reference "
+        "(default: the stored deployment's model).",
+    ),
     window: str = typer.Option("1h", "--window", help="How far back each run looks (10m, 1h)."),
     every: str = typer.Option("10m", "--every", help="How often `monitor serve` runs it."),
     project: str = PROJECT_OPTION,
@@ -51,6 +60,8 @@ def create(
         deployment=deployment,
         reference=reference,
         probe=probe,
+        label=label,
+        model=model,
         window=window,
         every=every,
         project=project_of(ws, project),

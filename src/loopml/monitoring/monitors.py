@@ -31,7 +31,7 @@ from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import InvalidInput, LoopmlError
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
 from loopml.monitoring.jsonl import read_objects as parse_inputs
-from loopml.monitoring.performance import evaluate
+from loopml.monitoring.performance import evaluate, json_values
 from loopml.monitoring.quality import check, coerce
 
 LOG_COLUMNS = [
@@ -65,6 +65,8 @@ def create(
     deployment: str,
     reference: str | None = None,
     probe: str | None = None,
+    label: str | None = None,
+    model: str | None = None,
     window: str | int = "1h",
     every: str | int = "10m",
     project: str | None = None,
@@ -72,7 +74,11 @@ def create(
 ) -> Monitor:
     """Create (or replace) monitor `name`. With `reference` (a dataset version) it watches
     drift: the reference is summarised once, here, and stored. With `probe` (the server's base
-    URL) it watches health. `window` and `every` are durations (`10m`, `1h`) or seconds."""
+    URL) it watches health. `window` and `every` are durations (`10m`, `1h`) or seconds.
+
+    Drift of the model's output: the reference gets a `prediction` column, the predictions of
+    `model` (default: the stored deployment's model) on the reference rows. Drift of the labels:
+    `label` names the reference's label column, compared with the labels fed back."""
     ws = workspace or default_workspace()
     project = project or ws.project
     window_s, every_s = _seconds(window), _seconds(every)
@@ -85,8 +91,21 @@ def create(
                 f"Dataset {pinned} has no table profile, so it cannot be a reference.",
                 "Use a version made from one CSV, TSV or Parquet file (`loopml data add FILE`).",
             )
-        summary = summarize(_read_dataset(ws, version))
-        digest = ws.blobs.put_bytes(json.dumps(summary.to_dict()).encode()).digest
+        table = _read_dataset(ws, version)
+        if label is not None and label not in table.column_names:
+            raise InvalidInput(
+                f"The reference {pinned} has no column {label!r} to take labels from.",
+                f"Choose among: {', '.join(table.column_names)}.",
+            )
+        table, categorical = _with_predictions(ws, table, deployment, model, project)
+        roles = {
+            "label": label,
+            "prediction": PREDICTION if PREDICTION in table.column_names else None,
+        }
+        if label is not None and table.schema.field(label).type != pa.float64():
+            categorical.append(label)
+        summary = {**summarize(table, categorical=categorical).to_dict(), "roles": roles}
+        digest = ws.blobs.put_bytes(json.dumps(summary).encode()).digest
     monitor, _ = ws.monitors.save(
         name,
         project=project,
@@ -115,9 +134,15 @@ def run(
     start = end - monitor.window_s * 1_000_000
     if monitor.summary_digest is None:
         return _probe(ws, monitor, start, end)
-    reference = Reference.from_dict(json.loads(ws.blobs.read_bytes(monitor.summary_digest)))
+    stored = json.loads(ws.blobs.read_bytes(monitor.summary_digest))
+    reference = Reference.from_dict(stored)
     served = read_served(ws, monitor.deployment, start, end)
     window = parse_inputs(served["inputs_json"])
+    roles = stored.get("roles") or {}
+    if served.num_rows and roles.get("prediction"):
+        window = window.append_column(PREDICTION, json_values(served["output_json"]))
+    if served.num_rows and roles.get("label"):
+        window = window.append_column(roles["label"], json_values(served["label_json"]))
     if window.num_rows == 0:
         raise InvalidInput(
             f"Deployment {monitor.deployment!r} served no rows between {_when(start)} and "
@@ -334,6 +359,36 @@ def _model_metrics(ws: Workspace, served: pa.Table, project: str) -> dict[str, f
     except LoopmlError:  # the version was deleted or lives elsewhere: nothing to compare with
         return {}
     return dict(version.metrics)
+
+
+PREDICTION = "prediction"
+"""The reference column holding the model's outputs on the reference rows."""
+
+
+def _with_predictions(
+    ws: Workspace, table: pa.Table, deployment: str, model: str | None, project: str
+) -> tuple[pa.Table, list[str]]:
+    """`table` with the model's predictions on it as a `prediction` column (and the columns to
+    read as categories: a classifier's predictions), when a model is known."""
+    if model is None:
+        try:
+            model = ws.deployments.get(deployment, project).model_ref
+        except LoopmlError:
+            return table, []  # no stored deployment, no model given: no prediction drift
+    version = ws.registry.resolve(model, project)
+    loaded = ws.registry.load(version.ref, project=project)
+    inputs = [column["name"] for column in version.signature.get("inputs", [])]
+    missing = [name for name in inputs if name not in table.column_names]
+    if missing:
+        raise InvalidInput(
+            f"The reference lacks the model's inputs {missing}.",
+            "Give the dataset the model was trained on as the reference.",
+        )
+    frame = table.select(inputs).to_pandas() if inputs else table.to_pandas()
+    predicted = np.asarray(loaded.predict(frame))
+    categorical = [PREDICTION] if callable(getattr(loaded.raw, "predict_proba", None)) else []
+    column = pa.array(predicted.astype(str) if categorical else predicted)
+    return table.append_column(PREDICTION, column), categorical
 
 
 def _read_dataset(ws: Workspace, version: Any) -> pa.Table:

@@ -164,11 +164,12 @@ def _probabilistic(truth: pa.ChunkedArray, scores: pa.ChunkedArray) -> dict[str,
 
 
 def estimate_binary(probabilities: pa.ChunkedArray) -> dict[str, Any]:
-    """(`probabilities`: parsed rows of two class probabilities.) Label-free performance of a binary classifier from its own confidence (the idea of
-    confidence-based performance estimation): if its probabilities are calibrated, a row
-    predicted with probability p is right with probability max(p, 1 - p), and the expected
-    confusion counts at every threshold give an expected ROC curve. It sees covariate shift,
-    never concept drift: labels, when they come, are the truth."""
+    """Label-free performance of a binary classifier from its own confidence (the idea of
+    confidence-based performance estimation), from `probabilities` (parsed rows of two class
+    probabilities): if they are calibrated, a row predicted with probability p is right with
+    probability max(p, 1 - p), and the expected confusion counts at every threshold give an
+    expected ROC curve. It sees covariate shift, never concept drift: labels, when they come,
+    are the truth."""
     matrix = _probabilities(probabilities)
     if matrix is None or matrix.shape[1] != 2 or matrix.shape[0] < MIN_LABELLED:
         return {}
