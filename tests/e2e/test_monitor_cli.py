@@ -131,15 +131,15 @@ def test_a_health_monitor_alerts_when_the_server_is_down(cli) -> None:  # type: 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{port}"
     code, out, _ = cli(
-        "monitor", "create", "churn-prod", "-d", "churn-prod", "--probe", url, "--every", "1s"
+        "monitor", "create", "churn-health", "-d", "churn-prod", "--probe", url, "--every", "1s"
     )
     assert code == 0
     assert f"probing {url}" in out
     rule = ["alert", "rule", "add", "churn-prod", "--when", "down for 2 windows", "--cooldown", "0"]
-    assert cli(*rule)[0] == 0
+    assert cli(*rule)[0] == 0  # on the deployment: heard by its health monitors
 
     code, out, _ = cli("monitor", "serve", "--once")
-    assert "churn-prod: run 1: up (200" in out
+    assert "churn-health: run 1: up (200" in out
     server.shutdown()
     server.server_close()
     outs = []
@@ -151,5 +151,5 @@ def test_a_health_monitor_alerts_when_the_server_is_down(cli) -> None:  # type: 
     assert "alert 1 firing" in outs[1]
     code, out, _ = cli("alert", "list", "--state", "firing", "--json")
     assert json.loads(out)[0]["condition"] == "down for 2 windows"
-    code, out, _ = cli("monitor", "history", "churn-prod", "--json")
+    code, out, _ = cli("monitor", "history", "churn-health", "--json")
     assert [r["rows"] for r in json.loads(out)] == [0, 0, 0]

@@ -212,3 +212,20 @@ def test_bad_rules_are_refused_before_anything_is_stored(churn: Workspace) -> No
     assert churn.alerts.rules("default") == []
     with pytest.raises(InvalidInput, match="Unknown alert state"):
         churn.alerts.alerts("default", state="burning")
+
+
+def test_a_rule_on_the_deployment_hears_only_monitors_that_report_its_field(
+    alerting: Workspace, receiver: Receiver
+) -> None:
+    ws = alerting
+    monitors.create("drift", deployment="churn-prod", reference="churn", window="10m", workspace=ws)
+    monitors.create("health", deployment="churn-prod", probe=receiver.url, workspace=ws)
+    ws.alerts.add_rule("churn-prod", when="drift_share > 0.3", notify=["log:"], project="default")
+    at = now_us()
+    _window(ws, drifted=True, at_us=at, seed=90)
+    (fired,) = monitors.run("drift", now_us=at, workspace=ws).alerts
+    assert fired.state == "firing"
+    probed = monitors.run("health", now_us=at + 1, workspace=ws)
+    assert probed.document["down"] == 1  # the receiver answers no GET
+    assert probed.alerts == []  # a health report has no drift_share: the alert stays as it is
+    assert ws.alerts.get(fired.id, "default").state == "firing"

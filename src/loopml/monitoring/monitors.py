@@ -201,8 +201,11 @@ def _record(
     ws: Workspace, draft: MonitorRun, document: dict[str, Any], report: DriftReport | None
 ) -> MonitorResult:
     recorded = ws.monitors.record_run(draft)
-    recent = _recent(ws, recorded, document)
-    alerts = ws.alerts.evaluate(draft.project, draft.monitor, recent, draft.window_end_us)
+    deployment = document.get("deployment")
+    recent = _recent(ws, recorded, document, deployment)
+    alerts = ws.alerts.evaluate(
+        draft.project, draft.monitor, recent, draft.window_end_us, deployment
+    )
     return MonitorResult(recorded, report, alerts, document)
 
 
@@ -299,14 +302,14 @@ _ON_EVERY_RUN = frozenset({"rows", "drift_share", "drifted_count"})
 
 
 def _recent(
-    ws: Workspace, latest: MonitorRun, document: dict[str, Any]
+    ws: Workspace, latest: MonitorRun, document: dict[str, Any], deployment: str | None
 ) -> list[tuple[int, dict[str, Any]]]:
     """(window end, report fields) of the monitor's latest runs, newest first. Older runs'
     per-feature numbers are read from their stored reports only if a rule asks for them."""
     runs = ws.monitors.history(latest.monitor, latest.project, ALERT_HISTORY)
     wants_documents = any(
         parse_condition(rule.condition).field not in _ON_EVERY_RUN
-        for rule in ws.alerts.rules(latest.project, latest.monitor)
+        for rule in ws.alerts.rules_for(latest.project, latest.monitor, deployment)
     )
     recent = []
     for run in runs:

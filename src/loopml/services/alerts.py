@@ -48,9 +48,10 @@ class AlertService:
         project: str,
         cooldown_s: int = 3600,
     ) -> AlertRule:
-        """A rule on monitor `target`: `when` is a condition (`drift_share > 0.3 for 3
-        windows`), `notify` the channels (`slack:URL`, `webhook:URL`, `email:ADDRESS`, `log:`)."""
-        check_name(target, "monitor")
+        """A rule on `target`, a monitor or a deployment (then every monitor of it whose reports
+        have the field): `when` is a condition (`drift_share > 0.3 for 3 windows`, `down for
+        2m`), `notify` the channels (`slack:URL`, `webhook:URL`, `email:ADDRESS`, `log:`)."""
+        check_name(target, "monitor or deployment")
         condition = parse_condition(when)
         channels = tuple(parse_channel(c).text() for c in notify) or ("log:",)
         if cooldown_s < 0:
@@ -90,20 +91,33 @@ class AlertService:
             changed, self._event("alert.acknowledged", project, alert.target)
         )
 
+    def rules_for(self, project: str, target: str, deployment: str | None) -> list[AlertRule]:
+        """The rules a run of monitor `target` (watching `deployment`) answers to: those on the
+        monitor, and those on its deployment."""
+        rules = self._store.rules(project, target)
+        if deployment is not None and deployment != target:
+            rules += self._store.rules(project, deployment)
+        return rules
+
     def evaluate(
         self,
         project: str,
         target: str,
         runs: Sequence[tuple[int, Mapping[str, Any]]],
         now_us: int,
+        deployment: str | None = None,
     ) -> list[Alert]:
-        """Apply every rule on `target` to its runs ((time_us, report), newest first); returns
-        the alerts that changed."""
+        """Apply the rules on monitor `target` (and on its `deployment`) to its runs
+        ((time_us, report), newest first); returns the alerts that changed. A rule on the
+        deployment only hears runs whose report has its field (`down` comes from health
+        monitors, `drift_share` from drift monitors), so two monitors never toggle one alert."""
         changed = []
-        for rule in self._store.rules(project, target):
+        for rule in self.rules_for(project, target, deployment):
             condition = parse_condition(rule.condition)
-            holds = condition.holds(runs, now_us)
             value = value_of(runs[0][1], condition.field) if runs else None
+            if rule.target != target and value is None:
+                continue  # a deployment rule about another kind of monitor
+            holds = condition.holds(runs, now_us)
             current = self._store.open_alert(rule.id)
             if holds and current is None:
                 changed.append(self._fire(rule, value))
