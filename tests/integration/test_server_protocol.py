@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +102,30 @@ def test_the_fuzzed_server_still_serves(server: ServerProcess) -> None:
     answer = httpx.post(f"{server.url}/predict", json={"rows": [row]})
     assert answer.status_code == 200
     assert answer.json()["predictions"] == [1]
+
+
+def test_a_health_monitor_reads_readiness_errors_and_latency_from_the_server(
+    server: ServerProcess,
+) -> None:
+    import httpx
+
+    from loopml.bootstrap import open_workspace
+    from loopml.monitoring import monitors
+
+    row = {"tenure": 3.0, "monthly": 29.5, "plan": "basic"}
+    ws = open_workspace(server.settings)
+    try:
+        monitors.create("health", deployment="churn", probe=server.url, workspace=ws)
+        first = monitors.run("health", workspace=ws).document
+        assert first["down"] == 0
+        for _ in range(6):
+            httpx.post(f"{server.url}/predict", json={"rows": [row]})
+        for _ in range(2):
+            httpx.post(f"{server.url}/predict", json={"rows": [{"tenure": 1}]})  # a 422
+        time.sleep(1.5)  # the log's flush interval
+        second = monitors.run("health", workspace=ws).document
+        assert second["error_rate"] == pytest.approx(2 / 8)
+        assert second["rows"] >= 6
+        assert second["p99_latency_ms"] > 0
+    finally:
+        ws.close()

@@ -232,6 +232,8 @@ def _probe(ws: Workspace, monitor: Monitor, start: int, end: int) -> MonitorResu
     except (OSError, ValueError) as exc:
         ready, error = False, f"{type(exc).__name__}: {exc}"
     took_ms = (time.perf_counter() - started) * 1000
+    counts = _request_counts(monitor.probe_url) if ready else None
+    previous = _previous_counts(ws, monitor)
     log = prediction_log_reader(ws.settings).read(
         monitor.deployment,
         since_us=start,
@@ -256,6 +258,9 @@ def _probe(ws: Workspace, monitor: Monitor, start: int, end: int) -> MonitorResu
         "probe_ms": round(took_ms, 3),
         "rows": int(served.num_rows),
         "p99_latency_ms": float(np.percentile(latencies, 99) / 1000) if len(latencies) else None,
+        "requests_total": None if counts is None else counts[0],
+        "errors_total": None if counts is None else counts[1],
+        "error_rate": _error_rate(counts, previous),
     }
     digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest
     draft = MonitorRun(
@@ -271,6 +276,56 @@ def _probe(ws: Workspace, monitor: Monitor, start: int, end: int) -> MonitorResu
         digest,
     )
     return _record(ws, draft, document, None)
+
+
+PREDICTION_ENDPOINTS = frozenset({"predict", "v2_infer"})
+
+
+def _request_counts(base_url: str) -> tuple[int, int] | None:
+    """(requests, non-2xx answers) to the prediction endpoints since the server started, from
+    its Prometheus `/metrics`; None when they cannot be read."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=PROBE_TIMEOUT_S) as answer:
+            text = answer.read().decode()
+        total = errors = 0
+        for family in text_string_to_metric_families(text):
+            if family.name != "loopml_requests":
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                if sample.labels.get("endpoint") in PREDICTION_ENDPOINTS:
+                    total += int(sample.value)
+                    if not sample.labels.get("status", "").startswith("2"):
+                        errors += int(sample.value)
+        return total, errors
+    except (OSError, ValueError):
+        return None
+
+
+def _previous_counts(ws: Workspace, monitor: Monitor) -> tuple[int, int] | None:
+    runs = ws.monitors.history(monitor.name, monitor.project, 1)
+    if not runs:
+        return None
+    before = json.loads(ws.blobs.read_bytes(runs[0].report_digest))
+    if before.get("requests_total") is None:
+        return None
+    return int(before["requests_total"]), int(before["errors_total"])
+
+
+def _error_rate(now: tuple[int, int] | None, before: tuple[int, int] | None) -> float | None:
+    """Share of prediction requests answered with an error since the previous probe (since the
+    server started, the first time or after a restart)."""
+    if now is None:
+        return None
+    total, errors = now
+    if before is not None and before[0] <= total and before[1] <= errors:
+        total, errors = total - before[0], errors - before[1]
+    return errors / total if total else 0.0
 
 
 def run_due(
