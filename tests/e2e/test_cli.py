@@ -236,3 +236,19 @@ def test_deploy_commands(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("deploy", "delete", "churn-prod")[0] == 0
     code, _, err = cli("deploy", "show", "churn-prod")
     assert (code, "does not exist" in err) == (1, True)
+
+
+def test_audit_head_and_checkpointed_verify(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    assert cli("data", "add", "a.csv")[0] == 0
+    code, head, _ = cli("audit", "head")
+    assert code == 0
+    seq, _, digest = head.strip().partition(":")
+    assert digest.startswith("blake3:")
+    assert cli("audit", "verify", "--checkpoint", head.strip())[0] == 0
+    code, out, _ = cli("audit", "verify", "--checkpoint", f"{int(seq) + 5}:{digest}")
+    assert code == 1
+    assert "newest events were removed" in out
+    code, _, err = cli("audit", "verify", "--checkpoint", "nonsense")
+    assert code == 1
+    assert "not an audit checkpoint" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from loopml.cli.context import JSON_OPTION, open_workspace, print_fields, print_json, print_table
@@ -91,11 +93,31 @@ def _change(before: object, after: object) -> str:
     return f"{before} -> {after}"
 
 
+@audit_app.command("head")
+def audit_head(as_json: bool = JSON_OPTION) -> None:
+    """Print the chain's head (SEQ:HASH). Keep it outside the database (a CI log, a ticket):
+    `audit verify --checkpoint` then also catches removal of the newest events."""
+    head = open_workspace().audit.head()
+    if as_json:
+        print_json({"seq": head.seq, "hash": head.hash, "checkpoint": head.text()})
+        return
+    sys.stdout.write(head.text() + "\n")
+
+
 @audit_app.command("verify")
-def audit_verify(as_json: bool = JSON_OPTION) -> None:
-    """Check the hash chain of the whole audit trail; exit 1 if any event was altered."""
+def audit_verify(
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", help="A SEQ:HASH from `audit head` that must still be in the chain."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Check the hash chain of the whole audit trail; exit 1 if any event was altered,
+    inserted or removed (the newest ones too, given a checkpoint)."""
+    from loopml.domain.audit import parse_checkpoint
+
+    mark = parse_checkpoint(checkpoint) if checkpoint else None
     workspace = open_workspace()
-    verdict = workspace.audit.verify()
+    verdict = workspace.audit.verify(mark)
     if as_json:
         print_json(verdict)
     elif verdict.ok:

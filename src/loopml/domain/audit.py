@@ -13,6 +13,7 @@ from typing import Any
 
 from loopml.domain.hashing import canonical_json, digest_bytes
 from loopml.domain.records import Event
+from loopml.errors import InvalidInput
 
 GENESIS_HASH = "blake3:" + "0" * 64
 """The `prev_hash` of the first event."""
@@ -73,3 +74,55 @@ def verify_chain(events: Iterable[Event]) -> ChainVerdict:
             return ChainVerdict(False, checked, ev.seq, "content does not match its hash")
         prev, expected_seq, checked = ev.hash, ev.seq + 1, checked + 1
     return ChainVerdict(True, checked)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain's head at some moment (`seq:hash`), kept outside the database (a CI log, a
+    ticket, another system). A chain that still holds this event with this hash was not cut or
+    rewritten up to it; one that does not was."""
+
+    seq: int
+    hash: str
+
+    def text(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+
+def parse_checkpoint(text: str) -> Checkpoint:
+    seq, sep, digest = text.strip().partition(":")
+    if not sep or not seq.isdigit() or not digest.startswith("blake3:"):
+        raise InvalidInput(
+            f"{text!r} is not an audit checkpoint.",
+            "Give the SEQ:HASH that `loopml audit head` printed, e.g. 42:blake3:ab12...",
+        )
+    return Checkpoint(int(seq), digest)
+
+
+def verify_with_checkpoint(events: Iterable[Event], checkpoint: Checkpoint) -> ChainVerdict:
+    """`verify_chain`, and the checkpointed event must still be there, unchanged: so removing
+    the newest events (which leaves a valid, shorter chain) is found too."""
+    seen: Event | None = None
+
+    def watch(stream: Iterable[Event]) -> Iterable[Event]:
+        nonlocal seen
+        for ev in stream:
+            if ev.seq == checkpoint.seq:
+                seen = ev
+            yield ev
+
+    verdict = verify_chain(watch(events))
+    if not verdict.ok:
+        return verdict
+    if seen is None:
+        return ChainVerdict(
+            False,
+            verdict.checked,
+            checkpoint.seq,
+            f"event {checkpoint.seq} of the checkpoint is gone: the newest events were removed",
+        )
+    if seen.hash != checkpoint.hash:
+        return ChainVerdict(
+            False, verdict.checked, checkpoint.seq, "the chain was rewritten up to the checkpoint"
+        )
+    return verdict

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from loopml.domain.audit import ChainVerdict, verify_chain
+from loopml.domain.audit import (
+    GENESIS_HASH,
+    ChainVerdict,
+    Checkpoint,
+    verify_chain,
+    verify_with_checkpoint,
+)
 from loopml.domain.records import Event
 from loopml.ports import EventLog
 
@@ -16,5 +22,16 @@ class AuditService:
     ) -> list[Event]:
         return self._events.list(entity=entity, action=action, limit=limit)
 
-    def verify(self) -> ChainVerdict:
-        return verify_chain(self._events.iterate())
+    def verify(self, checkpoint: Checkpoint | None = None) -> ChainVerdict:
+        """Walk the whole chain; with a `checkpoint` (from `head`), also check that it is still
+        there, unchanged."""
+        if checkpoint is None:
+            return verify_chain(self._events.iterate())
+        return verify_with_checkpoint(self._events.iterate(), checkpoint)
+
+    def head(self) -> Checkpoint:
+        """The newest event as a checkpoint to keep outside the database."""
+        newest = self._events.list(limit=1)
+        if not newest:
+            return Checkpoint(0, GENESIS_HASH)
+        return Checkpoint(newest[0].seq, newest[0].hash)
