@@ -99,7 +99,9 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         tracking, pipeline_store, values, run_step_task, dataclasses.asdict(settings)
     )
     models = SqlModelStore(db)
-    registry = RegistryService(models, runs, blobs, FlavorModelSerializer(), settings.actor)
+    registry = RegistryService(
+        models, runs, blobs, FlavorModelSerializer(), settings.actor, events=SqlEventLog(db)
+    )
     workspace = Workspace(
         settings,
         db,

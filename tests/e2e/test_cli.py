@@ -252,3 +252,23 @@ def test_audit_head_and_checkpointed_verify(cli, tmp_path: Path) -> None:  # typ
     code, _, err = cli("audit", "verify", "--checkpoint", "nonsense")
     assert code == 1
     assert "not an audit checkpoint" in err
+
+
+def test_models_promote_and_rollback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.dummy import DummyClassifier
+
+    from loopml.bootstrap import open_workspace
+    from loopml.settings import Settings
+
+    ws = open_workspace(Settings.from_env(env={}, cwd=tmp_path))
+    for _ in range(2):
+        ws.registry.register(DummyClassifier().fit([[0], [1]], [0, 1]), "churn", project="default")
+    ws.close()
+    assert cli("models", "promote", "churn", "1")[1] == "promoted churn 1 to champion\n"
+    assert "replacing 1" in cli("models", "promote", "churn", "2")[1]
+    code, out, _ = cli("models", "rollback", "churn")
+    assert code == 0
+    assert out == "rolled back churn@champion from 2 to 1\n"
+    code, _, err = cli("models", "rollback", "churn")
+    assert code == 1
+    assert "no earlier version" in err

@@ -196,3 +196,29 @@ def test_the_same_model_registered_twice_has_the_same_artifact_digest(
     second = workspace.registry.register(model, "churn", project="default")
     assert second.version == first.version + 1
     assert second.artifact_digest == first.artifact_digest  # equal content, equal identity
+
+
+def test_promote_and_rollback_walk_the_champions_history(workspace: Workspace) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    x = [[0.0], [1.0]]
+    for _ in range(3):
+        workspace.registry.register(
+            DummyClassifier().fit(x, [0, 1]), "churn", project="default", input_example=np.array(x)
+        )
+    registry = workspace.registry
+    with pytest.raises(InvalidInput, match="no earlier version"):
+        registry.rollback("churn", project="default")
+    assert registry.promote("churn", 1, project="default") is None
+    assert registry.promote("churn", 2, project="default") == 1
+    assert registry.promote("churn", 3, project="default") == 2
+    assert registry.rollback("churn", project="default") == (3, 2)
+    assert registry.rollback("churn", project="default") == (2, 1)  # twice: two versions back
+    assert registry.resolve("churn@champion", "default").version == 1
+    with pytest.raises(InvalidInput):
+        registry.rollback("churn", project="default")
+    with pytest.raises(NotFound):
+        registry.promote("churn", 9, project="default")
+    actions = [e.action for e in workspace.audit.log(entity="model:default/churn")]
+    assert actions[:2] == ["model.rolled_back", "model.rolled_back"]
+    assert workspace.audit.verify().ok

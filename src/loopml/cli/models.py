@@ -105,6 +105,44 @@ def show(
         print_table("metrics", ["metric", "value"], sorted(version.metrics.items()))
 
 
+@app.command("promote")
+def promote(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., help="Version to make the champion."),
+    alias: str = typer.Option("champion", "--alias", help="The alias to move."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Make a version the champion (servers following the alias swap to it live); audited."""
+    workspace = open_workspace()
+    before = workspace.registry.promote(
+        name, version, project=project_of(workspace, project), alias=alias
+    )
+    if as_json:
+        print_json({"model": name, "alias": alias, "version": version, "previous": before})
+        return
+    replaced = f", replacing {before}" if before is not None and before != version else ""
+    sys.stdout.write(f"promoted {name} {version} to {alias}{replaced}\n")
+
+
+@app.command("rollback")
+def rollback(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str = typer.Option("champion", "--alias", help="The alias to move back."),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Return the champion to the version it was before its latest promotion; audited."""
+    workspace = open_workspace()
+    current, previous = workspace.registry.rollback(
+        name, project=project_of(workspace, project), alias=alias
+    )
+    if as_json:
+        print_json({"model": name, "alias": alias, "from": current, "to": previous})
+        return
+    sys.stdout.write(f"rolled back {name}@{alias} from {current} to {previous}\n")
+
+
 @alias_app.command("set")
 def alias_set(
     name: str = typer.Argument(..., help="Model name."),

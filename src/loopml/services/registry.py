@@ -11,6 +11,7 @@ from loopml.domain.refs import ModelRef, check_alias, check_name, parse_model_re
 from loopml.errors import IntegrityError, InvalidInput
 from loopml.ports import (
     BlobStore,
+    EventLog,
     LoadedModel,
     ModelSerializer,
     ModelStore,
@@ -28,12 +29,15 @@ class RegistryService:
         blobs: BlobStore,
         serializer: ModelSerializer,
         actor: str,
+        *,
+        events: EventLog | None = None,
     ) -> None:
         self._store = store
         self._runs = runs
         self._blobs = blobs
         self._serializer = serializer
         self._actor = actor
+        self._events = events
 
     def register(
         self,
@@ -118,6 +122,50 @@ class RegistryService:
         check_alias(alias)
         event = EventDraft("model.alias_set", f"model:{project}/{name}", self._actor)
         return self._store.set_alias(project, name, alias, version, event)
+
+    def promote(
+        self, name: str, version: int, *, project: str, alias: str = "champion"
+    ) -> int | None:
+        """Make `version` the `alias` (champion by default): servers following it swap live.
+        Returns the version it replaced."""
+        check_alias(alias)
+        self.resolve(f"{name}/{version}", project)  # NotFound names what exists
+        event = EventDraft("model.promoted", f"model:{project}/{name}", self._actor)
+        return self._store.set_alias(project, name, alias, version, event)
+
+    def rollback(self, name: str, *, project: str, alias: str = "champion") -> tuple[int, int]:
+        """Return `alias` to the version it held before its latest promotion; (from, to).
+
+        The alias's history is read from the audit trail as a stack: a promotion or alias move
+        pushes a version, a rollback pops one, so rolling back twice goes two versions back."""
+        check_alias(alias)
+        stack = self._alias_stack(name, alias, project)
+        if len(stack) < 2:
+            raise InvalidInput(
+                f"{name}@{alias} has no earlier version to roll back to.",
+                f"Promote a version with `loopml models promote {name} VERSION`.",
+            )
+        current, previous = stack[-1], stack[-2]
+        event = EventDraft("model.rolled_back", f"model:{project}/{name}", self._actor)
+        self._store.set_alias(project, name, alias, previous, event)
+        return current, previous
+
+    def _alias_stack(self, name: str, alias: str, project: str) -> list[int]:
+        if self._events is None:
+            raise InvalidInput("This registry keeps no alias history.", "Open a workspace.")
+        history = self._events.list(entity=f"model:{project}/{name}", limit=100_000)
+        stack: list[int] = []
+        for event in reversed(history):  # oldest first
+            after = event.after or {}
+            if after.get("alias") != alias:
+                continue
+            if event.action == "model.rolled_back":
+                stack = stack[:-1]
+            elif after.get("version") is None:
+                stack = []
+            elif not stack or stack[-1] != after["version"]:
+                stack.append(int(after["version"]))
+        return stack
 
     def delete_alias(self, name: str, alias: str, *, project: str) -> int | None:
         check_alias(alias)
