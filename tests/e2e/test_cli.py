@@ -272,3 +272,60 @@ def test_models_promote_and_rollback(cli, tmp_path: Path) -> None:  # type: igno
     code, _, err = cli("models", "rollback", "churn")
     assert code == 1
     assert "no earlier version" in err
+
+
+def test_gate_passes_a_better_candidate_and_fails_a_worse_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.bootstrap import open_workspace
+    from loopml.settings import Settings
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=600)})
+    frame["churned"] = (frame["x"] + rng.normal(scale=0.3, size=600) > 0).astype(int)
+    frame.to_csv(tmp_path / "holdout.csv", index=False)
+    ws = open_workspace(Settings.from_env(env={}, cwd=tmp_path))
+    good = LogisticRegression().fit(frame[["x"]], frame["churned"])
+    weak = DummyClassifier(strategy="most_frequent").fit(frame[["x"]], frame["churned"])
+    for model in (weak, good, weak):
+        ws.registry.register(model, "churn", project="default", input_example=frame[["x"]].head(3))
+    ws.registry.promote("churn", 1, project="default")
+    ws.close()
+    assert cli("data", "add", "holdout.csv")[0] == 0
+
+    gate = ["gate", "-m", "churn", "-d", "holdout@1", "-r", "f1 >= champion.f1 + 0.05"]
+    code, out, _ = cli(*gate, "-c", "2", "--report", "gate.md")
+    assert code == 0
+    assert out.startswith("## Gate churn 2 on holdout@1: PASSED")
+    assert (tmp_path / "gate.md").read_text() == out
+    assert "| `f1 >= champion.f1 + 0.05` | pass |" in out
+    code, out, _ = cli(*gate, "-c", "3")
+    assert code == 1
+    assert "FAILED" in out
+    code, out, _ = cli(
+        "gate",
+        "-m",
+        "churn",
+        "-c",
+        "2",
+        "--against",
+        "none",
+        "-d",
+        "holdout@1",
+        "-r",
+        "accuracy >= 0.8",
+    )
+    assert code == 0
+
+    code, _, err = cli(*gate[:-2], "-r", "f1 is better", "-c", "2")
+    assert code == 1
+    assert "cannot be read" in err
+    code, _, err = cli(*gate[:-2], "-r", "wow >= 0.1", "-c", "2")
+    assert code == 1
+    assert "'wow', which is not measured" in err
+    pd.DataFrame({"x": [0.1, 0.2]}).to_csv(tmp_path / "unlabelled.csv", index=False)
+    assert cli("data", "add", "unlabelled.csv")[0] == 0
+    code, _, err = cli("gate", "-m", "churn", "-c", "2", "-d", "unlabelled@1", "-r", "f1 >= 0.5")
+    assert code == 1
+    assert "label column is unclear" in err

@@ -91,7 +91,7 @@ def create(
                 f"Dataset {pinned} has no table profile, so it cannot be a reference.",
                 "Use a version made from one CSV, TSV or Parquet file (`loopml data add FILE`).",
             )
-        table = _read_dataset(ws, version)
+        table = read_dataset(ws, version)
         if label is not None and label not in table.column_names:
             raise InvalidInput(
                 f"The reference {pinned} has no column {label!r} to take labels from.",
@@ -449,7 +449,7 @@ def _with_predictions(
     return table.append_column(PREDICTION, column), categorical
 
 
-def _read_dataset(ws: Workspace, version: Any) -> pa.Table:
+def read_dataset(ws: Workspace, version: Any) -> pa.Table:
     from loopml.adapters.tables import read_table
 
     manifest = ws.data.manifest(version)

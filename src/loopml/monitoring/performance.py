@@ -191,3 +191,18 @@ def estimate_binary(probabilities: pa.ChunkedArray) -> dict[str, Any]:
         "note": "estimated from the model's confidence: assumes calibrated probabilities and "
         "cannot see concept drift",
     }
+
+
+def score(predicted: Any, truth: Any, probabilities: Any = None) -> tuple[str, dict[str, float]]:
+    """(task, metrics) of `predicted` against `truth` (array-likes, aligned), the same metrics
+    as a monitor's window; `probabilities` (rows of class probabilities) add ROC AUC and log
+    loss for a classifier."""
+    guessed = pa.chunked_array([pa.array(np.asarray(predicted).tolist())])
+    real = pa.chunked_array([pa.array(np.asarray(truth).tolist())])
+    if _is_regression(guessed) or _is_regression(real):
+        return "regression", _regression(guessed, real)
+    metrics = _classification(guessed, real)
+    if probabilities is not None:
+        rows = pa.chunked_array([pa.array(np.asarray(probabilities, dtype=np.float64).tolist())])
+        metrics |= _probabilistic(real, rows)
+    return "classification", metrics
