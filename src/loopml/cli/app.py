@@ -10,7 +10,19 @@ import sys
 
 import typer
 
-from loopml.cli import alert, data, deploy, gate, models, monitor, pipeline, runs, serve, workspace
+from loopml.cli import (
+    alert,
+    data,
+    demo,
+    deploy,
+    gate,
+    models,
+    monitor,
+    pipeline,
+    runs,
+    serve,
+    workspace,
+)
 
 HELP = """loopml: versioned data, tracked runs, a model registry, closed into one loop.
 
@@ -45,6 +57,7 @@ def build_app() -> typer.Typer:
     app.add_typer(monitor.app, name="monitor")
     app.add_typer(alert.app, name="alert")
     app.command("gate")(gate.gate)
+    app.command("demo")(demo.demo)
     app.add_typer(serve.predictions_app, name="predictions")
     return app
 

@@ -1,0 +1,388 @@
+"""`loopml demo`: the whole loop, offline, on data it generates, in a folder you can explore after.
+
+A churn problem (numbers, a category, a short text note) over several periods. The world
+changes from the middle on: monthly prices shift up, a new plan ("student") appears, new words
+arrive in the notes ("outage", "refund"), and the relation to churn moves (students and outages
+now churn). The demo versions the first period, trains and registers v1, promotes it, serves it
+on a free local port, replays each later period as HTTP traffic with labels fed back, monitors
+each window, sends alerts to the log and to a webhook receiver it runs, retrains on the
+reference plus the newly labelled rows when an alert fires, gates the challenger against the
+champion on recent rows it never trained on, promotes it (the server swaps live), and shows the
+served accuracy recovering.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import typer
+
+WORDS = ["great", "slow", "support", "price", "app", "fast", "helpful", "billing", "contract"]
+NEW_WORDS = ["outage", "refund"]
+SHIFT_FROM = 3
+"""The first period in which the world has changed."""
+BATCH = 100
+"""Rows per HTTP request when replaying a period."""
+
+
+def period(index: int, rows: int, seed: int) -> Any:
+    """The rows of period `index`, with their true `churned` label."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed * 1000 + index)
+    changed = index >= SHIFT_FROM
+    tenure = rng.integers(0, 72, rows)
+    monthly = rng.normal(75.0 if changed else 60.0, 15.0, rows).round(2)
+    plans = np.array(["basic", "pro", "family"], dtype=object)[
+        rng.choice(3, rows, p=[0.5, 0.3, 0.2])
+    ]
+    if changed:
+        plans[rng.random(rows) < 0.2] = "student"
+    vocabulary = np.array(WORDS + (NEW_WORDS if changed else []), dtype=object)
+    weights = np.ones(vocabulary.size)
+    if changed:
+        weights[-2:] = 6.0
+    weights /= weights.sum()
+    notes = [" ".join(rng.choice(vocabulary, rng.integers(3, 7), p=weights)) for _ in range(rows)]
+    logit = 1.0 - 0.06 * tenure + 0.03 * (monthly - 60.0) + 0.6 * (plans == "basic")
+    if changed:
+        outage = np.array(["outage" in n for n in notes])
+        logit = logit + 3.0 * (plans == "student") + 2.5 * outage
+    churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame(
+        {"tenure": tenure, "monthly": monthly, "plan": plans, "note": notes, "churned": churned}
+    )
+
+
+def train(frame: Any) -> Any:
+    """A scikit-learn pipeline: scaled numbers, one-hot plan, bag of words of the note."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    features = make_column_transformer(
+        (StandardScaler(), ["tenure", "monthly"]),
+        (OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+        (CountVectorizer(), "note"),
+    )
+    model = make_pipeline(features, LogisticRegression(max_iter=2000))
+    return model.fit(frame.drop(columns=["churned"]), frame["churned"])
+
+
+@dataclass
+class Step:
+    period: int
+    rows: int = 0
+    drift_share: float = 0.0
+    drifted: list[str] = field(default_factory=list)
+    accuracy: float | None = None
+    alerts: int = 0
+    version: int = 0
+    action: str = ""
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Hooks.received.append(json.loads(body or b"{}"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _post(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+class _Server:
+    """The model server, in this process, on a free port of 127.0.0.1."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list[Step]:
+    """The whole loop in `folder`; `say(text)` reports progress. Returns the timeline."""
+    from loopml.bootstrap import open_workspace, prediction_log_writer
+    from loopml.monitoring import monitors
+    from loopml.serving.app import create_app
+    from loopml.serving.host import ModelHost
+    from loopml.serving.log_sink import LogSink
+    from loopml.settings import Settings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+    ws = open_workspace(Settings.from_env(env={"LOOPML_ACTOR": "demo"}, cwd=folder))
+    project = ws.project
+    hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{hooks.server_address[1]}/hook"
+
+    first = period(0, rows, seed)
+    first.to_csv(folder / "data" / "period-0.csv", index=False)
+    reference = ws.data.add(folder / "data" / "period-0.csv", name="churn", project=project)
+    say(f"versioned the first period as churn@{reference.version.version}")
+    champion = _train_and_register(ws, first, reference.version, project, "v1 on period 0")
+    ws.registry.promote("churn", champion, project=project)
+    say(f"trained, registered and promoted churn {champion}")
+
+    monitors.create(
+        "churn-drift",
+        deployment="churn-prod",
+        reference=f"churn@{reference.version.version}",
+        model="churn@champion",
+        label="churned",
+        window="4s",
+        every="1s",
+        workspace=ws,
+    )
+    channels = ["log:", f"webhook:{hook_url}"]
+    ws.alerts.add_rule("churn-drift", when="drift_share > 0.2", notify=channels, project=project)
+    ws.alerts.add_rule("churn-drift", when="accuracy < 0.7", notify=channels, project=project)
+
+    host = ModelHost(ws, "churn-prod", "churn@champion", project=project, poll_s=0.3)
+    sink = LogSink(prediction_log_writer(ws.settings))
+    timeline: list[Step] = []
+    with _Server(create_app({"churn-prod": host}, sink)) as url:
+        say(f"serving churn@champion on {url}")
+        for index in range(1, periods):
+            started = time.monotonic()
+            step = _one_period(ws, url, host, sink, index, rows, seed, reference.version, say)
+            timeline.append(step)
+            rest = 4.2 - (time.monotonic() - started)  # windows of 4 s never overlap
+            if rest > 0:
+                time.sleep(rest)
+    host.stop()
+    sink.close()
+    hooks.shutdown()
+    hooks.server_close()
+    (folder / "webhook-received.json").write_text(json.dumps(_Hooks.received, indent=2))
+    ws.close()
+    return timeline
+
+
+def _one_period(
+    ws: Any,
+    url: str,
+    host: Any,
+    sink: Any,
+    index: int,
+    rows: int,
+    seed: int,
+    reference: Any,
+    say: Any,
+) -> Step:
+    """Replay period `index`, monitor its window, and retrain if an alert fired."""
+    from loopml.monitoring import monitors
+
+    step = Step(index)
+    _replay(url, period(index, rows, seed))
+    sink.writer.flush()
+    result = monitors.run("churn-drift", workspace=ws)
+    report = result.report
+    assert report is not None
+    step.rows = result.run.rows
+    step.drift_share = report.drift_share
+    step.drifted = report.drifted_features
+    step.accuracy = result.document.get("accuracy")
+    step.alerts = sum(a.state == "firing" for a in result.alerts)
+    step.version = host.current.version.version
+    if step.alerts:
+        step.action = _retrain(ws, result, reference, ws.project, index)
+        deadline = time.monotonic() + 10  # the server follows the alias: wait for the swap
+        while step.action.startswith("promoted") and host.current.version.version == step.version:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    accuracy = "-" if step.accuracy is None else f"{step.accuracy:.2f}"
+    say(
+        f"period {index}: {step.rows} rows, drift share {step.drift_share:.0%}, accuracy "
+        f"{accuracy}{f', {step.alerts} alert(s)' if step.alerts else ''}"
+        f"{f', {step.action}' if step.action else ''}"
+    )
+    return step
+
+
+def _replay(url: str, frame: Any) -> None:
+    """Serve the period's rows over HTTP, then feed back the true labels."""
+    inputs = frame.drop(columns=["churned"]).to_dict("records")
+    labels = frame["churned"].tolist()
+    feedback = []
+    for start in range(0, len(inputs), BATCH):
+        answer = _post(f"{url}/predict", {"rows": inputs[start : start + BATCH]})
+        chunk = labels[start : start + BATCH]
+        feedback += [
+            {"request_id": rid, "label": label}
+            for rid, label in zip(answer["request_ids"], chunk, strict=True)
+        ]
+    _post(f"{url}/feedback", feedback)
+
+
+def _train_and_register(ws: Any, frame: Any, version: Any, project: str, note: str) -> int:
+    with ws.tracking.start_run(project=project, name=f"train {note}") as run:
+        run.use_dataset(version)
+        model = train(frame)
+        run.log_metric(
+            "train_accuracy", float(model.score(frame.drop(columns=["churned"]), frame["churned"]))
+        )
+        registered = ws.registry.register(
+            model,
+            "churn",
+            project=project,
+            run_id=run.id,
+            input_example=frame.drop(columns=["churned"]).head(5),
+        )
+    return int(registered.version)
+
+
+def _retrain(ws: Any, result: Any, reference: Any, project: str, index: int) -> str:
+    """Retrain on the reference plus 70% of the window's labelled rows; gate the challenger
+    against the champion on the other 30%; promote if it is better."""
+    import pandas as pd
+
+    from loopml.monitoring.gate import gate
+    from loopml.monitoring.jsonl import read_objects as parse_inputs
+    from loopml.monitoring.monitors import read_served
+    from loopml.monitoring.performance import json_values
+
+    served = read_served(ws, "churn-prod", result.run.window_start_us, result.run.window_end_us)
+    recent = parse_inputs(served["inputs_json"]).to_pandas()
+    recent["churned"] = json_values(served["label_json"]).to_pandas()
+    recent = recent.dropna(subset=["churned"]).sample(frac=1.0, random_state=index)
+    cut = int(len(recent) * 0.7)
+    folder = Path(ws.settings.home).parent / "data"
+    base = pd.read_csv(folder / "period-0.csv")
+    training = pd.concat([base, recent.iloc[:cut][base.columns]], ignore_index=True)
+    training.to_csv(folder / f"train-{index}.csv", index=False)
+    recent.iloc[cut:][base.columns].to_csv(folder / f"holdout-{index}.csv", index=False)
+    data = ws.data.add(
+        folder / f"train-{index}.csv",
+        name="churn",
+        project=project,
+        message=f"churn@{reference.version} + labelled rows of period {index}",
+    )
+    holdout = ws.data.add(folder / f"holdout-{index}.csv", name="churn-holdout", project=project)
+    challenger = _train_and_register(ws, training, data.version, project, f"period {index}")
+    verdict = gate(
+        ws,
+        model="churn",
+        candidate=str(challenger),
+        against="champion",
+        data=f"churn-holdout@{holdout.version.version}",
+        rules=["accuracy >= champion.accuracy + 0.01"],
+        label="churned",
+        project=project,
+    )
+    (folder / f"gate-{index}.md").write_text(verdict.markdown(f"Gate churn {challenger}"))
+    if not verdict.passed:
+        return f"challenger {challenger} not better: kept the champion"
+    ws.registry.promote("churn", challenger, project=project)
+    before = verdict.champion or {}
+    return (
+        f"promoted churn {challenger}: holdout accuracy {verdict.candidate['accuracy']:.2f} "
+        f"vs {before.get('accuracy', float('nan')):.2f}"
+    )
+
+
+def demo(
+    folder: Path = typer.Option(
+        Path("loopml-demo"), "--dir", help="Where the demo workspace goes."
+    ),
+    periods: int = typer.Option(6, "--periods", min=4, max=20, help="Periods of the timeline."),
+    rows: int = typer.Option(3000, "--rows", min=500, help="Rows per period."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated world."),
+) -> None:
+    """Run the whole loop on generated data: version, train, serve, monitor, alert, retrain,
+    gate, promote; then print the timeline and the commands to look at what happened."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if (folder / ".loopml").exists():
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{folder} already holds a loopml workspace.",
+            "Pass another --dir, or delete the folder to run the demo again.",
+        )
+    began = time.monotonic()
+    with console.status("running the loop...") as status:
+        timeline = run_demo(folder, periods, rows, seed, lambda text: console.log(text))
+        status.update("done")
+    table = Table(title="timeline (the world changes from period 3)")
+    for column in (
+        "period",
+        "rows",
+        "drift share",
+        "drifted",
+        "accuracy",
+        "alerts",
+        "served by",
+        "action",
+    ):
+        table.add_column(column)
+    for step in timeline:
+        table.add_row(
+            str(step.period),
+            str(step.rows),
+            f"{step.drift_share:.0%}" + (f" ({len(step.drifted)} columns)" if step.drifted else ""),
+            "-" if step.accuracy is None else f"{step.accuracy:.2f}",
+            str(step.alerts),
+            f"churn {step.version}",
+            step.action,
+        )
+    console.print(table)
+    console.print(f"finished in {time.monotonic() - began:.0f} s. Look around:")
+    for command in (
+        f"cd {folder}",
+        "loopml monitor history churn-drift",
+        "loopml monitor report RUN_ID --format html      # a run id from the history",
+        "loopml alert list",
+        "loopml models versions churn",
+        "loopml data list",
+        "loopml audit log --entity model:default/churn ; loopml audit verify",
+    ):
+        console.print(f"  {command}")
