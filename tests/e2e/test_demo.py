@@ -26,6 +26,7 @@ def test_a_short_demo_closes_the_loop(cli, tmp_path: Path) -> None:  # type: ign
     try:
         history = ws.monitors.history("churn-drift", "default")[::-1]  # oldest first
         assert [r.drift_share > 0.2 for r in history] == [False, False, True, True]
+        assert [r.rows for r in history] == [1_500] * 4  # each window holds its period only
         assert ws.registry.resolve("churn@champion", "default").version == 2
         challenger_data = ws.data.versions("churn", "default")
         assert len(challenger_data) == 2  # the reference, and reference + labelled rows
