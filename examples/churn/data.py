@@ -34,3 +34,15 @@ def write_churn(path: Path, rows: int = 3000, seed: int = 0, shift: float = 0.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     make_churn(rows, seed, shift).to_csv(path, index=False)
     return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write synthetic churn data as CSV.")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shift", type=float, default=0.0)
+    options = parser.parse_args()
+    print(write_churn(options.out, options.rows, options.seed, options.shift))
