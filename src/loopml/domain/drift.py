@@ -341,11 +341,18 @@ def aligned_counts(
     reference: CategorySummary, current: CategorySummary
 ) -> tuple[Array, Array, Array]:
     """Both samples' counts over the union of their categories (labels, ref, cur)."""
-    labels = np.union1d(reference.categories.astype(str), current.categories.astype(str))
+    return align(reference.categories, reference.counts, current.categories, current.counts)
+
+
+def align(
+    ref_labels: Array, ref_counts: Array, cur_labels: Array, cur_counts: Array
+) -> tuple[Array, Array, Array]:
+    """Two count vectors over the union of their labels (categories or tokens)."""
+    labels = np.union1d(ref_labels.astype(str), cur_labels.astype(str))
     ref = np.zeros(labels.size, dtype=np.int64)
     cur = np.zeros(labels.size, dtype=np.int64)
-    ref[np.searchsorted(labels, reference.categories.astype(str))] = reference.counts
-    cur[np.searchsorted(labels, current.categories.astype(str))] = current.counts
+    ref[np.searchsorted(labels, ref_labels.astype(str))] = ref_counts
+    cur[np.searchsorted(labels, cur_labels.astype(str))] = cur_counts
     return labels.astype(object), ref, cur
 
 
@@ -443,11 +450,7 @@ class TextDrift:
 def text_drift(reference: TokenSummary, current: TokenSummary, top: int = 10) -> TextDrift:
     if current.total == 0 or reference.total == 0:
         return TextDrift(math.nan, math.nan, math.nan, {})
-    labels = np.union1d(reference.tokens.astype(str), current.tokens.astype(str))
-    ref = np.zeros(labels.size, dtype=np.int64)
-    cur = np.zeros(labels.size, dtype=np.int64)
-    ref[np.searchsorted(labels, reference.tokens.astype(str))] = reference.counts
-    cur[np.searchsorted(labels, current.tokens.astype(str))] = current.counts
+    labels, ref, cur = align(reference.tokens, reference.counts, current.tokens, current.counts)
     unseen = (ref == 0) & (cur > 0)
     oov = float(cur[unseen].sum() / current.total)
     order = np.argsort(-cur[unseen], kind="stable")[:top]

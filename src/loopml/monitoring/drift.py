@@ -317,11 +317,9 @@ def _chart(kind: str, reference: Any, current: Any) -> dict[str, Any]:
     if kind == "categorical":
         labels, ref, cur = stats.aligned_counts(reference, current)
     else:
-        labels = np.union1d(reference.tokens.astype(str), current.tokens.astype(str))
-        ref = np.zeros(labels.size)
-        cur = np.zeros(labels.size)
-        ref[np.searchsorted(labels, reference.tokens.astype(str))] = reference.counts
-        cur[np.searchsorted(labels, current.tokens.astype(str))] = current.counts
+        labels, ref, cur = stats.align(
+            reference.tokens, reference.counts, current.tokens, current.counts
+        )
     ref_share = ref / max(ref.sum(), 1)
     cur_share = cur / max(cur.sum(), 1)
     top = np.argsort(-(ref_share + cur_share), kind="stable")[:CHART_CATEGORIES]

@@ -401,11 +401,6 @@ def read_served(ws: Workspace, deployment: str, start_us: int, end_us: int) -> p
     return log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
 
 
-def read_window(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
-    """The inputs of the rows `deployment` answered in `[start_us, end_us)`, one column each."""
-    return parse_inputs(read_served(ws, deployment, start_us, end_us)["inputs_json"])
-
-
 def _model_metrics(ws: Workspace, served: pa.Table, project: str) -> dict[str, float]:
     """The evaluation metrics registered with the model version that served most rows."""
     if served.num_rows == 0:
