@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from loopml.adapters.sqlite_wal import enable_wal
 from loopml.domain.hashing import Digest, is_digest
 from loopml.domain.manifest import BlobRef
 
@@ -63,7 +64,7 @@ class SqliteHashCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        enable_wal(self._db, timeout_s=busy_timeout_ms / 1000)
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(_SCHEMA)
 
