@@ -21,6 +21,7 @@ from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.events import SqlEventLog
+from loopml.adapters.sql.loops import SqlLoopStore
 from loopml.adapters.sql.migrate import ensure_schema
 from loopml.adapters.sql.models import SqlModelStore
 from loopml.adapters.sql.monitors import SqlMonitorStore
@@ -34,6 +35,7 @@ from loopml.services.data import DataService, dataset_pins
 from loopml.services.deployments import DeploymentService
 from loopml.services.folders import ValueStore
 from loopml.services.lineage import LineageService
+from loopml.services.loops import LoopService
 from loopml.services.monitors import MonitorService
 from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, numbers_of
 from loopml.services.registry import RegistryService
@@ -62,6 +64,7 @@ class Workspace:
     deployments: DeploymentService
     monitors: MonitorService
     alerts: AlertService
+    loops: LoopService
 
     @property
     def project(self) -> str:
@@ -124,6 +127,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
             ),
             settings.actor,
         ),
+        LoopService(SqlLoopStore(db), settings.actor),
     )
     _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it
     return workspace

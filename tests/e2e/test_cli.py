@@ -274,7 +274,8 @@ def test_models_promote_and_rollback(cli, tmp_path: Path) -> None:  # type: igno
     assert "no earlier version" in err
 
 
-def test_gate_passes_a_better_candidate_and_fails_a_worse_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _gate_models(tmp_path: Path) -> None:
+    """holdout.csv (x, churned) and model churn: 1 weak (the champion), 2 good, 3 weak."""
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
 
@@ -292,6 +293,10 @@ def test_gate_passes_a_better_candidate_and_fails_a_worse_one(cli, tmp_path: Pat
         ws.registry.register(model, "churn", project="default", input_example=frame[["x"]].head(3))
     ws.registry.promote("churn", 1, project="default")
     ws.close()
+
+
+def test_gate_passes_a_better_candidate_and_fails_a_worse_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _gate_models(tmp_path)
     assert cli("data", "add", "holdout.csv")[0] == 0
 
     gate = ["gate", "-m", "churn", "-d", "holdout@1", "-r", "f1 >= champion.f1 + 0.05"]
@@ -300,6 +305,7 @@ def test_gate_passes_a_better_candidate_and_fails_a_worse_one(cli, tmp_path: Pat
     assert out.startswith("## Gate churn 2 on holdout@1: PASSED")
     assert (tmp_path / "gate.md").read_text() == out
     assert "| `f1 >= champion.f1 + 0.05` | pass |" in out
+    assert "latency" not in out  # measured only when a rule names it
     code, out, _ = cli(*gate, "-c", "3")
     assert code == 1
     assert "FAILED" in out
@@ -329,3 +335,23 @@ def test_gate_passes_a_better_candidate_and_fails_a_worse_one(cli, tmp_path: Pat
     code, _, err = cli("gate", "-m", "churn", "-c", "2", "-d", "unlabelled@1", "-r", "f1 >= 0.5")
     assert code == 1
     assert "label column is unclear" in err
+
+
+def test_gate_measures_latency_when_a_rule_guards_it(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _gate_models(tmp_path)
+    assert cli("data", "add", "holdout.csv")[0] == 0
+    guard = "latency_p99_ms <= 10 * champion.latency_p99_ms"
+    gate = ["gate", "-m", "churn", "-c", "2", "-d", "holdout@1", "-r", guard]
+    code, out, _ = cli(*gate, "--report", "gate.md", "--json")
+    result = json.loads(out)
+    candidate, champion = result["candidate"], result["champion"]
+    for metrics in (candidate, champion):
+        assert 0 < metrics["latency_p50_ms"] <= metrics["latency_p99_ms"]
+    threshold = 10 * champion["latency_p99_ms"]
+    held = candidate["latency_p99_ms"] <= threshold
+    detail = f"{candidate['latency_p99_ms']:.4f} <= {threshold:.4f}"
+    assert result["rules"] == [[guard, held, detail]]
+    assert code == (0 if held else 1)
+    report = (tmp_path / "gate.md").read_text()
+    assert f"| `{guard}` | {'pass' if held else 'FAIL'} | {detail} |" in report
+    assert f"| latency_p99_ms | {candidate['latency_p99_ms']:.4f} | " in report

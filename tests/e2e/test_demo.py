@@ -30,6 +30,13 @@ def test_a_short_demo_closes_the_loop(cli, tmp_path: Path) -> None:  # type: ign
         assert ws.registry.resolve("churn@champion", "default").version == 2
         challenger_data = ws.data.versions("churn", "default")
         assert len(challenger_data) == 2  # the reference, and reference + labelled rows
+        (retrained,) = ws.loops.history("churn-loop", "default")
+        assert retrained.trigger.startswith("alert:churn-drift")
+        assert retrained.status == "promoted"
+        assert (retrained.champion, retrained.challenger) == (1, 2)
+        assert retrained.train_data == "churn@2"
+        scores = retrained.scores  # both scored on the same fresh holdout
+        assert scores["challenger"]["accuracy"] > scores["champion"]["accuracy"] + 0.1
         served = prediction_log_reader(ws.settings).read(
             "churn-prod", columns=["model_version"], with_feedback=False
         )

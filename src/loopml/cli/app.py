@@ -16,6 +16,7 @@ from loopml.cli import (
     demo,
     deploy,
     gate,
+    loop,
     models,
     monitor,
     pipeline,
@@ -56,6 +57,7 @@ def build_app() -> typer.Typer:
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(monitor.app, name="monitor")
     app.add_typer(alert.app, name="alert")
+    app.add_typer(loop.app, name="loop")
     app.command("gate")(gate.gate)
     app.command("demo")(demo.demo)
     app.add_typer(serve.predictions_app, name="predictions")

@@ -65,23 +65,6 @@ def period(index: int, rows: int, seed: int) -> Any:
     )
 
 
-def train(frame: Any) -> Any:
-    """A scikit-learn pipeline: scaled numbers, one-hot plan, bag of words of the note."""
-    from sklearn.compose import make_column_transformer
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    features = make_column_transformer(
-        (StandardScaler(), ["tenure", "monthly"]),
-        (OneHotEncoder(handle_unknown="ignore"), ["plan"]),
-        (CountVectorizer(), "note"),
-    )
-    model = make_pipeline(features, LogisticRegression(max_iter=2000))
-    return model.fit(frame.drop(columns=["churned"]), frame["churned"])
-
-
 @dataclass
 class Step:
     period: int
@@ -151,41 +134,39 @@ class _Server:
 def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list[Step]:
     """The whole loop in `folder`; `say(text)` reports progress. Returns the timeline."""
     from loopml.bootstrap import open_workspace, prediction_log_writer
-    from loopml.monitoring import monitors
+    from loopml.cli import demo_pipeline
+    from loopml.pipelines import run_pipeline
     from loopml.serving.app import create_app
     from loopml.serving.host import ModelHost
     from loopml.serving.log_sink import LogSink
     from loopml.settings import Settings
+    from loopml.steps import load_pipeline
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
+    pipeline_file = folder / "pipeline.py"
+    pipeline_file.write_text(Path(demo_pipeline.__file__).read_text())
     ws = open_workspace(Settings.from_env(env={"LOOPML_ACTOR": "demo"}, cwd=folder))
     project = ws.project
     hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     hook_url = f"http://127.0.0.1:{hooks.server_address[1]}/hook"
 
-    first = period(0, rows, seed)
-    first.to_csv(folder / "data" / "period-0.csv", index=False)
+    period(0, rows, seed).to_csv(folder / "data" / "period-0.csv", index=False)
     reference = ws.data.add(folder / "data" / "period-0.csv", name="churn", project=project)
-    say(f"versioned the first period as churn@{reference.version.version}")
-    champion = _train_and_register(ws, first, reference.version, project, "v1 on period 0")
-    ws.registry.promote("churn", champion, project=project)
-    say(f"trained, registered and promoted churn {champion}")
-
-    monitors.create(
-        "churn-drift",
-        deployment="churn-prod",
-        reference=f"churn@{reference.version.version}",
-        model="churn@champion",
-        label="churned",
-        window=f"{WINDOW_S}s",
-        every="1s",
-        workspace=ws,
+    first = f"churn@{reference.version.version}"
+    say(f"versioned the first period as {first}")
+    trained = run_pipeline(
+        load_pipeline(f"{pipeline_file}:churn"), {"dataset": first}, workspace=ws, project=project
     )
-    channels = ["log:", f"webhook:{hook_url}"]
-    ws.alerts.add_rule("churn-drift", when="drift_share > 0.2", notify=channels, project=project)
-    ws.alerts.add_rule("churn-drift", when="accuracy < 0.7", notify=channels, project=project)
+    if not trained.ok:
+        raise RuntimeError(f"the demo pipeline failed: {trained.run.error}")
+    champion = ws.registry.resolve("churn", project).version
+    ws.registry.promote("churn", champion, project=project)
+    say(f"ran pipeline.py on {first}: churn {champion}, promoted to champion")
+
+    _set_up_watch(ws, f"{pipeline_file}:churn", first, ["log:", f"webhook:{hook_url}"])
+    say("made deployment churn-prod, monitor churn-drift, two alert rules, loop churn-loop")
 
     host = ModelHost(ws, "churn-prod", "churn@champion", project=project, poll_s=0.3)
     sink = LogSink(prediction_log_writer(ws.settings))
@@ -193,7 +174,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     with _Server(create_app({"churn-prod": host}, sink)) as url:
         say(f"serving churn@champion on {url}")
         for index in range(1, periods):
-            step = _one_period(ws, url, host, sink, index, rows, seed, reference.version, say)
+            step = _one_period(ws, url, host, sink, index, rows, seed, say)
             timeline.append(step)
             rest = step.replayed_at + WINDOW_S + 0.2 - time.monotonic()
             if rest > 0:  # the next window must not reach back into this period's rows
@@ -207,18 +188,42 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     return timeline
 
 
+def _set_up_watch(ws: Any, pipeline: str, first: str, channels: list[str]) -> None:
+    """The deployment, its drift monitor, two alert rules, and the loop that retrains."""
+    from loopml import loops
+    from loopml.monitoring import monitors
+
+    ws.deployments.create("churn-prod", project=ws.project, model="churn@champion")
+    monitors.create(
+        "churn-drift",
+        deployment="churn-prod",
+        reference=first,
+        label="churned",
+        window=f"{WINDOW_S}s",
+        every="1s",
+        workspace=ws,
+    )
+    ws.alerts.add_rule("churn-drift", when="drift_share > 0.2", notify=channels, project=ws.project)
+    ws.alerts.add_rule("churn-drift", when="accuracy < 0.7", notify=channels, project=ws.project)
+    loops.create(
+        "churn-loop",
+        deployment="churn-prod",
+        pipeline=pipeline,
+        triggers=["alert:churn-drift"],
+        train_data=f"reference + labelled predictions of the last {WINDOW_S}s",
+        promote_if=["accuracy >= champion.accuracy + 0.01"],
+        guards=["latency_p99_ms <= 5 * champion.latency_p99_ms"],
+        watch=f"{WINDOW_S}s",
+        notify=channels,
+        workspace=ws,
+    )
+
+
 def _one_period(
-    ws: Any,
-    url: str,
-    host: Any,
-    sink: Any,
-    index: int,
-    rows: int,
-    seed: int,
-    reference: Any,
-    say: Any,
+    ws: Any, url: str, host: Any, sink: Any, index: int, rows: int, seed: int, say: Any
 ) -> Step:
-    """Replay period `index`, monitor its window, and retrain if an alert fired."""
+    """Replay period `index`, monitor its window, then let the loop decide."""
+    from loopml import loops
     from loopml.monitoring import monitors
 
     step = Step(index)
@@ -234,12 +239,11 @@ def _one_period(
     step.accuracy = result.document.get("accuracy")
     step.alerts = sum(a.state == "firing" for a in result.alerts)
     step.version = host.current.version.version
-    if step.alerts:
-        step.action = _retrain(ws, result, reference, ws.project, index)
+    outcome = loops.run("churn-loop", workspace=ws)
+    step.action = _action(outcome)
+    if outcome.run is not None and outcome.run.status == "promoted":
         deadline = time.monotonic() + 10  # the server follows the alias: wait for the swap
-        while step.action.startswith("promoted") and host.current.version.version == step.version:
-            if time.monotonic() > deadline:
-                break
+        while host.current.version.version == step.version and time.monotonic() < deadline:
             time.sleep(0.1)
     accuracy = "-" if step.accuracy is None else f"{step.accuracy:.2f}"
     say(
@@ -248,6 +252,25 @@ def _one_period(
         f"{f', {step.action}' if step.action else ''}"
     )
     return step
+
+
+def _action(outcome: Any) -> str:
+    """What the loop did this period, in a few words."""
+    parts = []
+    watched = outcome.watched
+    if watched is not None:
+        parts.append(f"watch of churn {watched.challenger}: {watched.watch.get('state')}")
+    run = outcome.run
+    if run is not None and run.status == "promoted":
+        before = run.scores.get("champion", {}).get("accuracy", float("nan"))
+        after = run.scores.get("challenger", {}).get("accuracy", float("nan"))
+        parts.append(
+            f"retrained on {run.train_data}, promoted churn {run.challenger} "
+            f"(holdout accuracy {after:.2f} vs {before:.2f})"
+        )
+    elif run is not None:
+        parts.append(f"retrained: {run.status}: {run.reason}")
+    return "; ".join(parts)
 
 
 def _replay(url: str, frame: Any) -> None:
@@ -263,72 +286,6 @@ def _replay(url: str, frame: Any) -> None:
             for rid, label in zip(answer["request_ids"], chunk, strict=True)
         ]
     _post(f"{url}/feedback", feedback)
-
-
-def _train_and_register(ws: Any, frame: Any, version: Any, project: str, note: str) -> int:
-    with ws.tracking.start_run(project=project, name=f"train {note}") as run:
-        run.use_dataset(version)
-        model = train(frame)
-        run.log_metric(
-            "train_accuracy", float(model.score(frame.drop(columns=["churned"]), frame["churned"]))
-        )
-        registered = ws.registry.register(
-            model,
-            "churn",
-            project=project,
-            run_id=run.id,
-            input_example=frame.drop(columns=["churned"]).head(5),
-        )
-    return int(registered.version)
-
-
-def _retrain(ws: Any, result: Any, reference: Any, project: str, index: int) -> str:
-    """Retrain on the reference plus 70% of the window's labelled rows; gate the challenger
-    against the champion on the other 30%; promote if it is better."""
-    import pandas as pd
-
-    from loopml.monitoring.gate import gate
-    from loopml.monitoring.jsonl import read_objects as parse_inputs
-    from loopml.monitoring.monitors import read_served
-    from loopml.monitoring.performance import json_values
-
-    served = read_served(ws, "churn-prod", result.run.window_start_us, result.run.window_end_us)
-    recent = parse_inputs(served["inputs_json"]).to_pandas()
-    recent["churned"] = json_values(served["label_json"]).to_pandas()
-    recent = recent.dropna(subset=["churned"]).sample(frac=1.0, random_state=index)
-    cut = int(len(recent) * 0.7)
-    folder = Path(ws.settings.home).parent / "data"
-    base = pd.read_csv(folder / "period-0.csv")
-    training = pd.concat([base, recent.iloc[:cut][base.columns]], ignore_index=True)
-    training.to_csv(folder / f"train-{index}.csv", index=False)
-    recent.iloc[cut:][base.columns].to_csv(folder / f"holdout-{index}.csv", index=False)
-    data = ws.data.add(
-        folder / f"train-{index}.csv",
-        name="churn",
-        project=project,
-        message=f"churn@{reference.version} + labelled rows of period {index}",
-    )
-    holdout = ws.data.add(folder / f"holdout-{index}.csv", name="churn-holdout", project=project)
-    challenger = _train_and_register(ws, training, data.version, project, f"period {index}")
-    verdict = gate(
-        ws,
-        model="churn",
-        candidate=str(challenger),
-        against="champion",
-        data=f"churn-holdout@{holdout.version.version}",
-        rules=["accuracy >= champion.accuracy + 0.01"],
-        label="churned",
-        project=project,
-    )
-    (folder / f"gate-{index}.md").write_text(verdict.markdown(f"Gate churn {challenger}"))
-    if not verdict.passed:
-        return f"challenger {challenger} not better: kept the champion"
-    ws.registry.promote("churn", challenger, project=project)
-    before = verdict.champion or {}
-    return (
-        f"promoted churn {challenger}: holdout accuracy {verdict.candidate['accuracy']:.2f} "
-        f"vs {before.get('accuracy', float('nan')):.2f}"
-    )
 
 
 def demo(
@@ -378,6 +335,7 @@ def demo(
         "loopml alert list",
         "loopml models versions churn",
         "loopml data list",
+        "loopml loop history churn-loop",
         "loopml audit log --entity model:default/churn ; loopml audit verify",
     ):
         console.print(f"  {command}")

@@ -4,62 +4,35 @@ named dataset version, with data checks, as a Markdown report and a verdict.
     loopml gate --model churn --candidate 7 --against champion --data churn@12 \
         --rule "f1 >= champion.f1" --rule "accuracy >= 0.8" --report gate.md
 
-A rule is `METRIC OP THRESHOLD`, the threshold a number or `champion.METRIC [+|- NUMBER]`;
-OP is one of < <= > >= ==. Every rule must hold. The metrics are those of monitoring
-(accuracy, precision, recall, f1, roc_auc, log_loss; mae, rmse, r2), computed on every row of
-the dataset version that has a label. The label column is `--label`, or the one column of the
-data the model does not take.
+A rule is `METRIC OP THRESHOLD` (the grammar is `loopml.domain.gate_rules`): the threshold a
+number, or the champion's metric scaled and shifted, `[FACTOR *] champion.METRIC [* FACTOR]
+[+|- NUMBER]`, e.g. `f1 >= champion.f1 + 0.005` or `latency_p99_ms <= 1.2 *
+champion.latency_p99_ms`; OP is one of < <= > >= ==. Every rule must hold. The metrics are those
+of monitoring (accuracy, precision, recall, f1, roc_auc, log_loss; mae, rmse, r2), computed on
+every row of the dataset version that has a label, and, only when a rule names one, the latency
+of single-row predictions (latency_p50_ms, latency_p99_ms: milliseconds, over up to
+`LATENCY_ROWS` rows after `LATENCY_WARMUP` warm-up calls). The label column is `--label`, or the
+one column of the data the model does not take.
 """
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from loopml.bootstrap import Workspace
+from loopml.domain.gate_rules import LATENCY_METRICS, RULE_HINT, apply_rule, parse_rule
 from loopml.errors import InvalidInput
 from loopml.monitoring.performance import score
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-}
-_RULE = re.compile(
-    r"^\s*(?P<metric>\w+)\s*(?P<op><=|>=|==|<|>)\s*"
-    r"(?:(?P<number>-?\d+(?:\.\d+)?)|champion\.(?P<against>\w+)"
-    r"(?:\s*(?P<sign>[+-])\s*(?P<margin>\d+(?:\.\d+)?))?)\s*$"
-)
-_RULE_HINT = (
-    "Write METRIC OP NUMBER or METRIC OP champion.METRIC [+|- NUMBER], "
-    'e.g. "f1 >= champion.f1 + 0.005".'
-)
+__all__ = ["GateResult", "gate", "parse_rule"]
 
-
-@dataclass(frozen=True)
-class Rule:
-    text: str
-    metric: str
-    op: str
-    number: float | None
-    against: str | None
-    margin: float
-
-
-def parse_rule(text: str) -> Rule:
-    match = _RULE.match(text)
-    if match is None:
-        raise InvalidInput(f"The gate rule {text!r} cannot be read.", _RULE_HINT)
-    margin = float(match["margin"] or 0.0) * (-1 if match["sign"] == "-" else 1)
-    number = float(match["number"]) if match["number"] is not None else None
-    return Rule(text.strip(), match["metric"], match["op"], number, match["against"], margin)
+LATENCY_ROWS = 200
+LATENCY_WARMUP = 5
 
 
 @dataclass
@@ -110,7 +83,7 @@ def gate(
     project = project or ws.project
     parsed = [parse_rule(text) for text in rules]
     if not parsed:
-        raise InvalidInput("The gate has no rule.", _RULE_HINT)
+        raise InvalidInput("The gate has no rule.", RULE_HINT)
     if against is None and any(r.against for r in parsed):
         raise InvalidInput(
             "A rule compares with the champion, but no champion was named.",
@@ -126,25 +99,52 @@ def gate(
     checks, frame, truth, label = _prepare(
         table, inputs, label, f"{dataset.name}@{dataset.version}"
     )
+    features = frame[inputs] if inputs else frame
+    timed = any({r.metric, r.against} & LATENCY_METRICS for r in parsed)
     scores = []
     for each in versions:
         loaded = ws.registry.load(each.ref, project=project)
-        features = frame[inputs] if inputs else frame
-        predicted = np.asarray(loaded.predict(features))
-        proba = (
-            loaded.raw.predict_proba(features)
-            if callable(getattr(loaded.raw, "predict_proba", None))
-            else None
-        )
-        task, metrics = score(predicted, truth, proba)
+        task, metrics = _score(loaded, features, truth, timed=timed)
         scores.append(metrics)
     candidate_metrics = scores[0]
     champion_metrics = scores[1] if len(scores) > 1 else None
-    outcomes = [_apply(rule, candidate_metrics, champion_metrics) for rule in parsed]
+    outcomes = [apply_rule(rule, candidate_metrics, champion_metrics) for rule in parsed]
     passed = all(ok for _, ok, _ in outcomes) and all(ok for _, ok, _ in checks)
     return GateResult(
         passed, task, candidate_metrics, champion_metrics, outcomes, checks, len(truth), label
     )
+
+
+def _score(loaded: Any, features: Any, truth: Any, *, timed: bool) -> tuple[str, dict[str, float]]:
+    """(task, metrics) of one loaded model version on `features` against `truth`, with the
+    single-row latency when `timed`."""
+    predicted = np.asarray(loaded.predict(features))
+    proba = (
+        loaded.raw.predict_proba(features)
+        if callable(getattr(loaded.raw, "predict_proba", None))
+        else None
+    )
+    task, metrics = score(predicted, truth, proba)
+    if timed:
+        metrics |= _latency_ms(loaded, features)
+    return task, metrics
+
+
+def _latency_ms(loaded: Any, features: Any) -> dict[str, float]:
+    """Median and 99th percentile wall time, in milliseconds, of single-row predictions on up
+    to `LATENCY_ROWS` rows of `features`, after `LATENCY_WARMUP` calls that are not counted."""
+    rows = [features.iloc[[i]] for i in range(min(len(features), LATENCY_ROWS))]
+    for i in range(LATENCY_WARMUP):
+        loaded.predict(rows[i % len(rows)])
+    timings_ms = []
+    for row in rows:
+        start = time.perf_counter()
+        loaded.predict(row)
+        timings_ms.append((time.perf_counter() - start) * 1000.0)
+    return {
+        "latency_p50_ms": float(np.percentile(timings_ms, 50)),
+        "latency_p99_ms": float(np.percentile(timings_ms, 99)),
+    }
 
 
 def _ref(model: str, which: str) -> str:
@@ -194,28 +194,3 @@ def _prepare(
     checks.append(("duplicate rows", duplicates < 0.05, f"{duplicates:.1%}"))
     checks.append(("labelled rows", len(frame) >= 30, f"{len(frame):,}"))
     return checks, frame, frame[label].to_numpy(), label
-
-
-def _apply(
-    rule: Rule, candidate: dict[str, float], champion: dict[str, float] | None
-) -> tuple[str, bool, str]:
-    if rule.metric not in candidate:
-        raise InvalidInput(
-            f"The gate rule {rule.text!r} names {rule.metric!r}, which is not measured here.",
-            f"Use one of: {', '.join(candidate)}.",
-        )
-    value = candidate[rule.metric]
-    if rule.against is not None:
-        assert champion is not None
-        if rule.against not in champion:
-            raise InvalidInput(
-                f"The gate rule {rule.text!r} names champion.{rule.against}, "
-                "which is not measured.",
-                f"Use one of: {', '.join(champion)}.",
-            )
-        threshold = champion[rule.against] + rule.margin
-    else:
-        assert rule.number is not None
-        threshold = rule.number
-    held = _OPS[rule.op](value, threshold)
-    return rule.text, held, f"{value:.4f} {rule.op} {threshold:.4f}"

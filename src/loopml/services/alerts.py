@@ -154,6 +154,21 @@ class AlertService:
         saved = self._store.save_alert(alert, self._event("alert.fired", rule.project, rule.target))
         return self._notify(saved, rule, "fired")
 
+    def notice(
+        self,
+        project: str,
+        target: str,
+        condition: str,
+        channels: Sequence[str],
+        value: float | None,
+    ) -> Alert:
+        """An alert raised by loopml itself rather than a rule (a retraining that failed, a
+        rollback): it fires once, tells `channels`, and stays until someone acknowledges it."""
+        now = self._clock()
+        alert = Alert(0, project, 0, target, condition, "firing", now, now, None, value, ())
+        saved = self._store.save_alert(alert, self._event("alert.fired", project, target))
+        return self._deliver(saved, tuple(channels) or ("log:",), "fired")
+
     def _resolve(self, alert: Alert, value: float | None) -> Alert:
         now = self._clock()
         resolved = dataclasses.replace(
@@ -166,6 +181,9 @@ class AlertService:
         return self._notify(saved, rule, "resolved")
 
     def _notify(self, alert: Alert, rule: AlertRule, event: str) -> Alert:
+        return self._deliver(alert, rule.channels, event)
+
+    def _deliver(self, alert: Alert, channels: Sequence[str], event: str) -> Alert:
         """Tell every channel, then keep what happened on the alert (the alert is saved first,
         so a delivery that fails or hangs never loses it)."""
         verb = "FIRING" if event == "fired" else "RESOLVED"
@@ -180,7 +198,7 @@ class AlertService:
             "value": alert.value,
             "opened_at": alert.opened_at.isoformat(),
         }
-        deliveries = [self._notifier.deliver(c, event, subject, payload) for c in rule.channels]
+        deliveries = [self._notifier.deliver(c, event, subject, payload) for c in channels]
         kept = dataclasses.replace(alert, deliveries=(*alert.deliveries, *deliveries))
         return self._store.save_alert(
             kept, self._event(f"alert.{event}.delivered", alert.project, alert.target)

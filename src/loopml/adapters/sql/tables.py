@@ -309,3 +309,32 @@ alerts = Table(
     Index("ix_alerts_project_state", "project", "state"),
     Index("ix_alerts_rule", "rule_id"),
 )
+
+loops = Table(
+    "loops",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("state_json", Text, nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until_us", BigInteger, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("project", "name", name="uq_loops_project_name"),
+)
+
+loop_runs = Table(
+    "loop_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(200), ForeignKey("projects.name"), nullable=False),
+    Column("loop", String(200), nullable=False),
+    Column("started_us", BigInteger, nullable=False),
+    Column("finished_us", BigInteger, nullable=True),
+    Column("trigger", String(500), nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("details_json", Text, nullable=False),
+    Index("ix_loop_runs_project_loop_started", "project", "loop", "started_us"),
+)

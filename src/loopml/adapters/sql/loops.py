@@ -1,0 +1,213 @@
+"""The `LoopStore` port on SQL: retrain policies, their lease, and their runs.
+
+The lease is one conditional UPDATE (`... WHERE lease_until_us IS NULL OR lease_until_us < now`),
+which the database applies atomically on SQLite and PostgreSQL alike: of two runs racing for a
+loop, exactly one sees its row change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.engine import Database
+from loopml.adapters.sql.events import (
+    Clock,
+    append_event,
+    datetime_to_us,
+    ensure_project,
+    system_clock_us,
+    us_to_datetime,
+)
+from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState
+from loopml.domain.records import EventDraft
+from loopml.errors import AlreadyExists, NotFound
+
+
+def _to_loop(row: Any) -> Loop:
+    return Loop(
+        LoopSpec.from_dict(row.project, row.name, json.loads(row.spec_json)),
+        LoopState.from_dict(json.loads(row.state_json)),
+        us_to_datetime(row.created_us),
+        us_to_datetime(row.updated_us),
+    )
+
+
+def _to_run(row: Any) -> LoopRun:
+    return LoopRun(
+        row.id,
+        row.project,
+        row.loop,
+        us_to_datetime(row.started_us),
+        None if row.finished_us is None else us_to_datetime(row.finished_us),
+        row.trigger,
+        row.status,
+        **LoopRun.fields_from(json.loads(row.details_json)),
+    )
+
+
+def missing_loop(project: str, name: str) -> NotFound:
+    return NotFound(
+        f"Loop {name!r} does not exist in project {project!r}.",
+        "List loops with `loopml loop list`, or make one with `loopml loop create`.",
+    )
+
+
+class SqlLoopStore:
+    def __init__(self, db: Database, clock: Clock = system_clock_us) -> None:
+        self._db = db
+        self._clock = clock
+
+    def create(self, spec: LoopSpec, event: EventDraft) -> Loop:
+        table = t.loops
+        with self._db.write() as conn:
+            now = self._clock()
+            ensure_project(conn, spec.project, now)
+            where = (table.c.project == spec.project) & (table.c.name == spec.name)
+            if conn.execute(select(table.c.id).where(where)).first() is not None:
+                raise AlreadyExists(
+                    f"Loop {spec.name!r} already exists in project {spec.project!r}.",
+                    f"Delete it first with `loopml loop delete {spec.name}`, or pick another name.",
+                )
+            values = spec.to_dict()
+            conn.execute(
+                table.insert().values(
+                    project=spec.project,
+                    name=spec.name,
+                    spec_json=json.dumps(values),
+                    state_json=json.dumps(LoopState(last_retrain_us=now).to_dict()),
+                    created_us=now,
+                    updated_us=now,
+                )
+            )
+            draft = EventDraft(event.action, event.entity, event.actor, None, values)
+            append_event(self._db, conn, draft, now)
+        return self.get(spec.project, spec.name)
+
+    def get(self, project: str, name: str) -> Loop:
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(t.loops).where(t.loops.c.project == project, t.loops.c.name == name)
+            ).first()
+        if row is None:
+            raise missing_loop(project, name)
+        return _to_loop(row)
+
+    def delete(self, project: str, name: str, event: EventDraft) -> None:
+        found = self.get(project, name)
+        with self._db.write() as conn:
+            conn.execute(
+                t.loops.delete().where(t.loops.c.project == project, t.loops.c.name == name)
+            )
+            draft = EventDraft(event.action, event.entity, event.actor, found.spec.to_dict(), None)
+            append_event(self._db, conn, draft, self._clock())
+
+    def acquire(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
+        """Take the loop's lease for `ttl_s` seconds unless someone holds it; True when taken."""
+        table = t.loops
+        now = self._clock()
+        with self._db.write() as conn:
+            changed = conn.execute(
+                table.update()
+                .where(
+                    table.c.project == project,
+                    table.c.name == name,
+                    or_(table.c.lease_until_us.is_(None), table.c.lease_until_us < now),
+                )
+                .values(lease_owner=owner, lease_until_us=now + int(ttl_s * 1_000_000))
+            ).rowcount
+        if changed == 0:
+            self.get(project, name)  # NotFound when the loop is not there at all
+        return bool(changed)
+
+    def lease(self, project: str, name: str) -> tuple[str | None, int | None]:
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(t.loops.c.lease_owner, t.loops.c.lease_until_us).where(
+                    t.loops.c.project == project, t.loops.c.name == name
+                )
+            ).first()
+        if row is None:
+            raise missing_loop(project, name)
+        return row.lease_owner, row.lease_until_us
+
+    def release(self, project: str, name: str, owner: str) -> None:
+        table = t.loops
+        with self._db.write() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.project == project, table.c.name == name)
+                .where(table.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until_us=None)
+            )
+
+    def save_state(self, project: str, name: str, state: LoopState) -> None:
+        table = t.loops
+        with self._db.write() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.project == project, table.c.name == name)
+                .values(state_json=json.dumps(state.to_dict()), updated_us=self._clock())
+            )
+
+    def save_run(self, run: LoopRun, event: EventDraft) -> LoopRun:
+        """Insert `run` (id 0) or update it, with its event; returns it as stored."""
+        table = t.loop_runs
+        details = run.details()
+        values = {
+            "project": run.project,
+            "loop": run.loop,
+            "started_us": datetime_to_us(run.started_at),
+            "finished_us": None if run.finished_at is None else datetime_to_us(run.finished_at),
+            "trigger": run.trigger,
+            "status": run.status,
+            "details_json": json.dumps(details),
+        }
+        with self._db.write() as conn:
+            now = self._clock()
+            if run.id == 0:
+                inserted = conn.execute(table.insert().values(**values)).inserted_primary_key
+                assert inserted is not None
+                run_id = int(inserted[0])
+            else:
+                run_id = run.id
+                conn.execute(table.update().where(table.c.id == run_id).values(**values))
+            after = {"run": run_id, "status": run.status, "trigger": run.trigger, **details}
+            draft = EventDraft(event.action, event.entity, event.actor, None, after)
+            append_event(self._db, conn, draft, now)
+        return self.run(run.project, run_id)
+
+    def run(self, project: str, run_id: int) -> LoopRun:
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(t.loop_runs).where(
+                    t.loop_runs.c.project == project, t.loop_runs.c.id == run_id
+                )
+            ).first()
+        if row is None:
+            raise NotFound(
+                f"Loop run {run_id} does not exist in project {project!r}.",
+                "List runs with `loopml loop history LOOP`.",
+            )
+        return _to_run(row)
+
+    def runs(self, project: str, loop: str, limit: int) -> list[LoopRun]:
+        """The newest `limit` runs of `loop`, newest first."""
+        table = t.loop_runs
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(table)
+                .where(table.c.project == project, table.c.loop == loop)
+                .order_by(table.c.started_us.desc(), table.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [_to_run(r) for r in rows]
+
+    def list(self, project: str) -> list[Loop]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                select(t.loops).where(t.loops.c.project == project).order_by(t.loops.c.name)
+            ).all()
+        return [_to_loop(r) for r in rows]
