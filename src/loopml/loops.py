@@ -36,7 +36,7 @@ from loopml.bootstrap import Workspace, default_workspace
 from loopml.domain.durations import parse_duration
 from loopml.domain.gate_rules import parse_rule
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, check_spec, parse_train_data
-from loopml.domain.records import Monitor
+from loopml.domain.records import PRODUCES_TAG, Monitor
 from loopml.domain.refs import parse_model_ref
 from loopml.errors import InvalidInput, LoopmlError
 
@@ -247,6 +247,8 @@ def run_due(workspace: Workspace | None = None, project: str | None = None) -> l
             outcomes.append(run(loop.spec.name, project=project, workspace=ws))
         except Conflict:
             continue
+        except LoopmlError as exc:  # one broken loop must not stop the others
+            outcomes.append(LoopOutcome(loop.spec.name, notes=[f"skipped: {exc}"]))
     return outcomes
 
 
@@ -414,10 +416,12 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int) -> tuple[str, str, i
     holdout = recent.iloc[order[:cut]].reset_index(drop=True)
     fresh = recent.iloc[order[cut:]].reset_index(drop=True)
     bases, names = [], []
+    base_versions = []
     for base in recipe.bases:
         ref = _reference_monitor(ws, spec).reference if base == "reference" else base
         assert ref is not None
         version = ws.data.resolve(ref, spec.project, record=False)
+        base_versions.append(version)
         bases.append(read_dataset(ws, version).to_pandas())
         names.append((version.name, f"{version.name}@{version.version}"))
     columns = list(bases[0].columns) if bases else list(recent.columns)
@@ -430,7 +434,26 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int) -> tuple[str, str, i
     training = pd.concat([*(b[columns] for b in bases), fresh[columns]], ignore_index=True)
     source = f"{len(fresh):,} labelled predictions of {spec.deployment}"
     dataset = names[0][0] if len({n for n, _ in names}) == 1 else f"{spec.name}-train"
-    with tempfile.TemporaryDirectory(prefix="loopml-loop-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="loopml-loop-") as folder,
+        ws.tracking.start_run(
+            project=spec.project,
+            name=f"loop {spec.name} run {run_id}: training data",
+            tags={"loopml.loop": spec.name, "loopml.kind": "loop-data"},
+            capture_environment=False,
+        ) as making,
+    ):
+        for version in base_versions:
+            making.use_dataset(version)
+        making.log_params(
+            {
+                "deployment": spec.deployment,
+                "recent_window_s": recipe.window_s,
+                "recent_rows": len(recent),
+                "holdout_rows": len(holdout),
+                "seed": run_id,
+            }
+        )
         train_path = Path(folder) / "train.parquet"
         holdout_path = Path(folder) / "holdout.parquet"
         training.to_parquet(train_path, index=False)
@@ -449,7 +472,9 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int) -> tuple[str, str, i
             message=f"{len(holdout):,} recent labelled rows held out (loop {spec.name} run "
             f"{run_id})",
         ).version
-    return f"{made.name}@{made.version}", f"{held.name}@{held.version}", len(training)
+        refs = f"{made.name}@{made.version}", f"{held.name}@{held.version}"
+        making.set_tags({f"{PRODUCES_TAG}train": refs[0], f"{PRODUCES_TAG}holdout": refs[1]})
+    return refs[0], refs[1], len(training)
 
 
 def _recent_labelled(ws: Workspace, spec: LoopSpec, label: str, window_s: int) -> Any:

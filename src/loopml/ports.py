@@ -346,6 +346,11 @@ class LineageStore(Protocol):
 
     def children_of(self, run_id: RunId) -> list[RunId]: ...
 
+    def runs_producing_dataset(self, project: str, ref: str) -> list[RunId]:
+        """Runs that made dataset version `ref` (`name@N`): those tagged `loopml.produces.*`
+        with it."""
+        ...
+
 
 class DeploymentStore(Protocol):
     def save(self, deployment: Deployment, event: EventDraft) -> tuple[Deployment, bool]:

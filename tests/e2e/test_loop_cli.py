@@ -111,3 +111,21 @@ def _busy_loop_is_refused(cli, folder: Path) -> None:  # type: ignore[no-untyped
         ws.close()
     assert code == 1
     assert "is already running" in err
+
+
+def test_the_monitor_scheduler_runs_due_loops(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    _world(tmp_path)
+    code, _, err = cli(
+        "loop", "create", "churn-loop", "--deployment", "churn-prod",
+        "--pipeline", f"{PIPELINE}:churn", "--trigger", "every:1s",
+        "--promote-if", "accuracy >= champion.accuracy",
+    )  # fmt: skip
+    assert code == 0, err
+    time.sleep(1.1)
+    code, out, _ = cli("monitor", "serve", "--once")
+    assert code == 0
+    assert "loop churn-loop: run 1: failed" in out  # due, but no labelled rows were served
+    code, out, _ = cli("loop", "list", "--json")
+    assert json.loads(out)[0]["last_run"]["reason"].startswith("Only 0 labelled rows")

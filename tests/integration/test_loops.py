@@ -104,6 +104,14 @@ def make_loop(ws: Workspace, **changes: Any) -> None:
     loops.create("churn-loop", **{**options, **changes})
 
 
+def _refs(node: Any) -> set[str]:
+    """Every dataset version in a lineage tree."""
+    found = {node.ref} if node.kind == "dataset" else set()
+    for child in node.children:
+        found |= _refs(child)
+    return found
+
+
 def test_an_alert_retrains_on_new_data_and_the_better_challenger_is_promoted(
     world: Workspace,
 ) -> None:
@@ -133,6 +141,11 @@ def test_an_alert_retrains_on_new_data_and_the_better_challenger_is_promoted(
     assert read_dataset(world, made).num_rows == ROWS + 700
     held = world.data.resolve("churn-loop-holdout@1", "default", record=False)
     assert read_dataset(world, held).num_rows == 300
+    assert _refs(world.graph.upstream_of_model("default", "churn", 2)) >= {"churn@2", "churn@1"}
+    assert _refs(world.graph.downstream_of_dataset("default", "churn", 1)) >= {
+        "churn@2",
+        "churn-loop-holdout@1",
+    }
     assert run.watch["state"] == "watching"
     assert run.watch["previous"] == 1
     # the same alert does not retrain twice

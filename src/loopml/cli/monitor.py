@@ -147,9 +147,11 @@ def serve(
     project: str = PROJECT_OPTION,
 ) -> None:
     """Run every monitor on its schedule (`--every`), health probes included, until stopped;
-    alert rules are checked after each run."""
+    alert rules are checked after each run, then every retrain loop (`loopml loop`) looks at
+    its triggers and open watch."""
     import time
 
+    from loopml import loops
     from loopml.monitoring.monitors import run_due
 
     ws = open_workspace()
@@ -160,6 +162,15 @@ def serve(
                 sys.stdout.write(f"{name}: skipped: {outcome}\n")
             else:
                 sys.stdout.write(f"{name}: {_summary(outcome)}\n")
+            sys.stdout.flush()
+        for looped in loops.run_due(project=proj, workspace=ws):
+            done = looped.run or looped.watched
+            if done is not None:
+                watch = done.watch.get("state")
+                state = f"{done.status}, {watch}" if watch else done.status
+                sys.stdout.write(f"loop {looped.loop}: run {done.id}: {state}\n")
+            elif looped.notes != ["no trigger fired"]:
+                sys.stdout.write(f"loop {looped.loop}: {'; '.join(looped.notes)}\n")
             sys.stdout.flush()
         if once:
             return

@@ -79,6 +79,10 @@ class RunArtifact:
     size: int
 
 
+PRODUCES_TAG = "loopml.produces."
+"""A run tagged `loopml.produces.<role>` = `name@N` made that dataset version (lineage reads it)."""
+
+
 @dataclass(frozen=True)
 class Run:
     """A run with its latest metric values, params, tags and inputs."""

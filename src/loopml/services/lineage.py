@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopml.domain.records import RunId
+from loopml.domain.records import PRODUCES_TAG, RunId
 from loopml.ports import LineageStore, ModelStore, PipelineStore, RunStore
 
 MAX_DEPTH = 6
@@ -55,7 +55,7 @@ class LineageService:
         """A run with what it read: dataset versions, and the steps that made its inputs."""
         node = self._run_node(run_id)
         run = self._runs.get_run(run_id)
-        node.children += [LineageNode("dataset", ref, ref) for ref in run.inputs]
+        node.children += [self._dataset_upstream(run.project, ref, depth) for ref in run.inputs]
         if depth >= MAX_DEPTH:
             return node
         inputs, _ = self._pipelines.io_of(run_id)
@@ -69,6 +69,16 @@ class LineageService:
         if node.kind == "pipeline":
             node.children += [
                 self.upstream_of_run(c, depth + 1) for c in self._links.children_of(run_id)
+            ]
+        return node
+
+    def _dataset_upstream(self, project: str, ref: str, depth: int) -> LineageNode:
+        """A dataset version with the runs that made it (a loop's training data), if any."""
+        node = LineageNode("dataset", ref, ref)
+        if depth < MAX_DEPTH:
+            node.children += [
+                self.upstream_of_run(maker, depth + 1)
+                for maker in self._links.runs_producing_dataset(project, ref)
             ]
         return node
 
@@ -97,6 +107,12 @@ class LineageService:
                 continue
             seen.add(top)
             child = self._run_node(top)
+            made = self._runs.get_run(top).tags
+            child.children += [
+                LineageNode("dataset", value, f"dataset {value}")
+                for key, value in sorted(made.items())
+                if key.startswith(PRODUCES_TAG)
+            ]
             family = [top, *self._links.children_of(top)]
             child.children += [
                 LineageNode("model", f"{m}/{v}", f"model {m}/{v}")

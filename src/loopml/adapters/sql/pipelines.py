@@ -13,7 +13,7 @@ from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import Clock, system_clock_us
 from loopml.domain.hashing import Digest
 from loopml.domain.manifest import Manifest
-from loopml.domain.records import RunId, RunStatus
+from loopml.domain.records import PRODUCES_TAG, RunId, RunStatus
 from loopml.ports import ArtifactRef, CachedStep
 
 
@@ -149,6 +149,19 @@ class SqlPipelineStore:
                 t.datasets.c.project == project,
                 t.datasets.c.name == name,
                 t.dataset_versions.c.version == version,
+            )
+        )
+        with self._db.read() as conn:
+            return sorted(RunId(r) for r in conn.execute(stmt).scalars())
+
+    def runs_producing_dataset(self, project: str, ref: str) -> list[RunId]:
+        stmt = (
+            select(t.tags.c.run_id)
+            .join(t.runs, t.runs.c.id == t.tags.c.run_id)
+            .where(
+                t.runs.c.project == project,
+                t.tags.c.key.startswith(PRODUCES_TAG),
+                t.tags.c.value == ref,
             )
         )
         with self._db.read() as conn:
