@@ -70,6 +70,9 @@ _NUMPY_DTYPE = {name: np.dtype(name.lower()) for name in INTEGER_DATATYPES} | {
 }
 _NUMPY_DTYPE |= {"BOOL": np.dtype(np.bool_), "BYTES": np.dtype(object)}
 _DATATYPE_BY_DTYPE = {dtype: name for name, dtype in _NUMPY_DTYPE.items() if name != "BYTES"}
+_TO_STR = np.frompyfunc(str, 1, 1)
+"""str() of each element of an object array (numpy's str dtype would drop trailing NULs)."""
+_IS_STR = np.frompyfunc(lambda value: isinstance(value, str), 1, 1)
 _JSON_KINDS = {"BOOL": "b", "BYTES": "U"} | dict.fromkeys(INTEGER_DATATYPES, "iu")
 _JSON_KINDS |= dict.fromkeys(FLOAT_DATATYPES, "iuf")
 _KIND_LABELS = {"b": "booleans", "iu": "integers", "iuf": "numbers", "U": "strings"}
@@ -354,7 +357,7 @@ def _decode_bytes(label: str, flat: Array) -> Array:
     """Strings stay Python str in an object array; any other JSON value is refused."""
     nulls = _null_mask(label, "BYTES", flat)
     present = flat[~nulls]
-    if not np.all(np.equal(present, present.astype(str).astype(object))):
+    if present.size and not np.all(_IS_STR(present).astype(bool)):
         raise InvalidInput(
             f"Input {label} (BYTES) holds data that are not all strings.",
             "Send BYTES data as JSON strings.",
@@ -445,9 +448,12 @@ def _encode_data(name: str, flat: Array) -> tuple[str, list[Any]]:
         return "BYTES", _with_nulls(np.datetime_as_string(flat), np.isnat(flat))
     if kind == "S":
         return "BYTES", np.char.decode(flat, "utf-8").tolist()
-    if kind in "OU":
-        nulls = np.equal(flat, _NONE) | np.not_equal(flat, flat) if kind == "O" else None
-        return "BYTES", _with_nulls(flat.astype(str), nulls)
+    if kind == "U":
+        return "BYTES", _with_nulls(flat, None)
+    if kind == "O":
+        nulls = np.equal(flat, _NONE) | np.not_equal(flat, flat)
+        # str() per element: numpy's fixed-width str dtype would drop trailing NUL characters
+        return "BYTES", _with_nulls(np.asarray(_TO_STR(flat), dtype=object), nulls)
     raise InvalidInput(
         f"Output {name!r} has dtype {flat.dtype}, which has no V2 datatype.",
         "Return booleans, integers, floats, strings or datetimes.",
