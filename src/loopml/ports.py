@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from loopml.domain.auth import Grant, Token, User
 from loopml.domain.filters import RunQuery
 from loopml.domain.hashing import Digest
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState
@@ -428,6 +429,43 @@ class LoopStore(Protocol):
     def runs(self, project: str, loop: str, limit: int) -> list[LoopRun]: ...
 
     def list(self, project: str) -> list[Loop]: ...
+
+
+class AuthStore(Protocol):
+    def create_user(self, name: str, role: str | None, event: EventDraft) -> User: ...
+
+    def user(self, name: str) -> User: ...
+
+    def users(self) -> list[User]: ...
+
+    def disable_user(self, name: str, event: EventDraft) -> User: ...
+
+    def add_token(
+        self,
+        user: str,
+        name: str,
+        *,
+        digest: str,
+        hint: str,
+        expires: datetime | None,
+        event: EventDraft,
+    ) -> Token: ...
+
+    def token(self, token_id: int) -> Token: ...
+
+    def find_token(self, digest: str) -> tuple[Token, User] | None: ...
+
+    def tokens(self, user: str | None) -> list[Token]: ...
+
+    def revoke_token(self, token_id: int, event: EventDraft) -> Token: ...
+
+    def grant(self, project: str, user: str, role: str | None, event: EventDraft) -> None: ...
+
+    def grants(self, project: str | None = None, user: str | None = None) -> list[Grant]: ...
+
+    def create_project(self, project: str, event: EventDraft) -> bool: ...
+
+    def projects(self) -> list[str]: ...
 
 
 class Notifier(Protocol):

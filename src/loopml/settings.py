@@ -9,6 +9,8 @@
 | LOOPML_ACTOR | name recorded on events | the operating-system user |
 | LOOPML_S3_ENDPOINT_URL | endpoint of an S3-compatible server | AWS |
 | LOOPML_CACHE_DIR | local cache (file hashes) | $LOOPML_HOME/cache |
+| LOOPML_SERVER | a team server's URL: data, runs, models and the audit trail live there | none |
+| LOOPML_TOKEN | the API token sent to LOOPML_SERVER | none |
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Settings:
     smtp_from: str = "loopml@localhost"
     webhook_secret: str | None = None
     """Key of the HMAC-SHA256 signature on webhook alerts (`X-Loopml-Signature`)."""
+    server_url: str | None = None
+    """A team server (`loopml server`) that holds the stores instead of this machine."""
+    token: str | None = field(default=None, repr=False)
 
     @property
     def embedded(self) -> bool:
@@ -59,6 +64,8 @@ class Settings:
             smtp_url=env.get("LOOPML_SMTP_URL") or None,
             smtp_from=env.get("LOOPML_SMTP_FROM") or "loopml@localhost",
             webhook_secret=env.get("LOOPML_WEBHOOK_SECRET") or None,
+            server_url=(env.get("LOOPML_SERVER") or "").rstrip("/") or None,
+            token=env.get("LOOPML_TOKEN") or None,
         )
 
 

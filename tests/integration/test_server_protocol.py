@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from served import ServerProcess, register_churn, serving, settings_in
+
+from loopml.testing.fuzz import fuzz_openapi
 
 
 @pytest.fixture(scope="module")
@@ -67,29 +67,11 @@ def test_no_generated_request_gets_a_server_error(server: ServerProcess, tmp_pat
     """schemathesis's coverage and fuzzing phases over every operation of the server's own
     OpenAPI document; model-name paths use the served model, so requests reach the model
     rather than stopping at a 404."""
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(
-        'parameters = { name = "churn", version = "1" }\n'
-        "request-timeout = 30\n"
-        "[generation]\nmax-examples = 60\n"
-    )
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "schemathesis"),
-            "--config-file",
-            str(config),
-            "run",
-            f"{server.url}/openapi.json",
-            "--checks",
-            "not_a_server_error",
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--no-color",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
+    done = fuzz_openapi(
+        f"{server.url}/openapi.json",
+        tmp_path,
+        parameters={"name": "churn", "version": "1"},
+        max_examples=60,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout

@@ -22,6 +22,7 @@ from loopml.cli import (
     pipeline,
     runs,
     serve,
+    server,
     workspace,
 )
 
@@ -58,6 +59,10 @@ def build_app() -> typer.Typer:
     app.add_typer(monitor.app, name="monitor")
     app.add_typer(alert.app, name="alert")
     app.add_typer(loop.app, name="loop")
+    app.command("server")(server.server)
+    app.add_typer(server.users_app, name="users")
+    app.add_typer(server.tokens_app, name="tokens")
+    app.add_typer(server.projects_app, name="projects")
     app.command("gate")(gate.gate)
     app.command("demo")(demo.demo)
     app.add_typer(serve.predictions_app, name="predictions")

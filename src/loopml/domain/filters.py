@@ -256,3 +256,36 @@ def _split_terms(text: str, tokens: list[_Token], hint: str) -> list[list[_Token
         if not term:
             raise _error(text, len(text), "An order term is empty", hint)
     return terms
+
+
+MAX_CLAUSES = 50
+
+
+def check_query(query: RunQuery) -> RunQuery:
+    """`query` if it is one the parser could have made (for a query that arrives already built,
+    as JSON); else InvalidInput naming the part."""
+    import math
+
+    if len(query.where) + len(query.order_by) > MAX_CLAUSES:
+        raise InvalidInput(
+            f"The query has over {MAX_CLAUSES} clauses.", "Narrow it in fewer comparisons."
+        )
+    fields = [c.field for c in query.where] + [k.field for k in query.order_by]
+    for field in fields:
+        if field.kind is FieldKind.ATTRIBUTES and field.key not in ATTRIBUTES:
+            raise InvalidInput(
+                f"Unknown attribute {field.key!r}.",
+                f"Attributes are {', '.join(sorted(ATTRIBUTES))}.",
+            )
+        if not field.key or len(field.key) > 250:
+            raise InvalidInput(f"The field key {field.key[:40]!r}... is empty or too long.", "")
+    for cmp in query.where:
+        if cmp.op not in OPERATORS.values():
+            raise InvalidInput(f"Unknown operator {cmp.op!r}.", _FILTER_HINT)
+        if isinstance(cmp.value, float) and not math.isfinite(cmp.value):
+            raise InvalidInput(f"{cmp.field} is compared with {cmp.value}.", "Use a finite number.")
+        if cmp.field.kind is FieldKind.METRICS and isinstance(cmp.value, str):
+            raise InvalidInput(f"Metric {cmp.field.key!r} compares with numbers only.", "")
+        if cmp.field.kind is FieldKind.TAGS and not isinstance(cmp.value, str):
+            raise InvalidInput(f"Tag {cmp.field.key!r} compares with text only.", "")
+    return query

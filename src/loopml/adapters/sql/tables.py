@@ -338,3 +338,34 @@ loop_runs = Table(
     Column("details_json", Text, nullable=False),
     Index("ix_loop_runs_project_loop_started", "project", "loop", "started_us"),
 )
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("role", String(20), nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("disabled_us", BigInteger, nullable=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(200), ForeignKey("users.name"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("hint", String(8), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("revoked_us", BigInteger, nullable=True),
+    UniqueConstraint("hash", name="uq_tokens_hash"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("project", String(200), ForeignKey("projects.name"), primary_key=True),
+    Column("user", String(200), ForeignKey("users.name"), primary_key=True),
+    Column("role", String(20), nullable=False),
+)

@@ -1,0 +1,436 @@
+"""The stores of a team server, over its REST API (`loopml.server`): the same ports as the SQL
+and fsspec adapters, so every service runs unchanged against `LOOPML_SERVER`.
+
+Records cross the wire as the JSON pydantic makes of the domain dataclasses, and come back as
+the same dataclasses. An error answer becomes the loopml error the server raised (its message
+and hint intact). Reads and blob transfers are retried when the server cannot be reached (they
+are idempotent: a blob is named by its hash); writes are sent once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
+
+from loopml import errors
+from loopml.domain.filters import RunQuery
+from loopml.domain.hashing import Digest, finish, is_digest, new_hasher, update
+from loopml.domain.manifest import BlobRef, Manifest
+from loopml.domain.records import (
+    DatasetSummary,
+    DatasetVersion,
+    Event,
+    EventDraft,
+    MetricPoint,
+    ModelSummary,
+    ModelVersion,
+    Run,
+    RunArtifact,
+    RunId,
+    RunStatus,
+)
+from loopml.errors import IntegrityError, LoopmlError, Unavailable
+from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, ProgressFn, RunPage
+
+T = TypeVar("T")
+CHUNK = 1 << 20
+RETRIES = 4
+_ERRORS = {
+    cls.__name__: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, LoopmlError)
+}
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
+def decode(kind: type[T] | Any, data: Any) -> T:
+    """`data` (parsed JSON) as a `kind` (a dataclass, or a list or dict of them)."""
+    return _adapter(kind).validate_python(data)  # type: ignore[no-any-return]
+
+
+def _p(text: str) -> str:
+    return quote(text, safe="")
+
+
+class RemoteClient:
+    """One keep-alive HTTP connection pool to a server, with the token on every request."""
+
+    def __init__(self, base_url: str, token: str | None, *, timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=f"{self.base_url}/api/v1",
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        retry: bool | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON answer (None for 204), or the server's error."""
+        content = None if body is None else to_jsonable_python(body)
+        idempotent = method in ("GET", "PUT", "HEAD") if retry is None else retry
+        response = self._send(
+            lambda: self._http.request(method, path, json=content, params=params), idempotent
+        )
+        if response.status_code == 204:
+            return None
+        return response.json()
+
+    def _send(self, attempt: Any, idempotent: bool) -> httpx.Response:
+        for tries in range(1, RETRIES + 1):
+            try:
+                response: httpx.Response = attempt()
+            except httpx.TransportError as exc:
+                if not idempotent or tries == RETRIES:
+                    raise Unavailable(
+                        f"The loopml server at {self.base_url} did not answer: {exc}.",
+                        "Check LOOPML_SERVER and that `loopml server` is running.",
+                    ) from None
+                time.sleep(0.2 * 2**tries)
+                continue
+            if response.status_code == 503 and idempotent and tries < RETRIES:
+                time.sleep(0.2 * 2**tries)
+                continue
+            if response.status_code >= 400:
+                raise self._error(response)
+            return response
+        raise AssertionError("unreachable")
+
+    def _error(self, response: httpx.Response) -> LoopmlError:
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        kind = _ERRORS.get(str(data.get("type")), LoopmlError)
+        message = data.get("error") or f"The server answered {response.status_code}."
+        return kind(message, data.get("hint") or "")
+
+    @contextlib.contextmanager
+    def stream(self, path: str) -> Iterator[httpx.Response]:
+        with self._http.stream("GET", path) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise self._error(response)
+            yield response
+
+    def upload(self, path: str, chunks: Iterable[bytes]) -> Any:
+        response = self._send(lambda: self._http.put(path, content=chunks), idempotent=False)
+        return response.json()
+
+
+def _event(event: EventDraft) -> dict[str, str]:
+    return {"action": event.action, "entity": event.entity}
+
+
+class RemoteDatasetStore:
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def _base(self, project: str, name: str) -> str:
+        return f"/projects/{_p(project)}/datasets/{_p(name)}/versions"
+
+    def add_version(self, new: NewDatasetVersion, event: EventDraft) -> tuple[DatasetVersion, bool]:
+        body = {
+            "manifest": new.manifest,
+            "message": new.message,
+            "table_schema": new.schema,
+            "profile": new.profile,
+            "event": _event(event),
+        }
+        data = self._c.call("POST", self._base(new.project, new.name), body=body)
+        return decode(DatasetVersion, data["version"]), bool(data["created"])
+
+    def get_version(self, project: str, name: str, version: int | None) -> DatasetVersion:
+        which = "latest" if version is None else str(version)
+        return decode(DatasetVersion, self._c.call("GET", f"{self._base(project, name)}/{which}"))
+
+    def get_manifest(self, project: str, name: str, version: int) -> Manifest:
+        data = self._c.call("GET", f"{self._base(project, name)}/{version}/manifest")
+        return decode(Manifest, data)
+
+    def get_profile(self, project: str, name: str, version: int) -> dict[str, Any] | None:
+        data = self._c.call("GET", f"{self._base(project, name)}/{version}/profile")
+        return None if data is None else dict(data)
+
+    def list_datasets(self, project: str) -> list[DatasetSummary]:
+        data = self._c.call("GET", f"/projects/{_p(project)}/datasets")
+        return decode(list[DatasetSummary], data)
+
+    def list_versions(self, project: str, name: str) -> list[DatasetVersion]:
+        return decode(list[DatasetVersion], self._c.call("GET", self._base(project, name)))
+
+
+class RemoteRunStore:
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def create_run(self, new: NewRun, event: EventDraft) -> Run:
+        body = {
+            "name": new.name,
+            "event": _event(event),
+            "environment": new.environment,
+            "tags": new.tags,
+            "parent_id": new.parent_id,
+            "artifacts": list(new.artifacts),
+            "params": new.params,
+            "finished": new.finished,
+        }
+        return decode(Run, self._c.call("POST", f"/projects/{_p(new.project)}/runs", body=body))
+
+    def get_run(self, run_id: RunId) -> Run:
+        return decode(Run, self._c.call("GET", f"/runs/{_p(run_id)}"))
+
+    def end_run(
+        self,
+        run_id: RunId,
+        status: RunStatus,
+        error: str | None,
+        now: datetime,
+        event: EventDraft,
+        *,
+        final_metrics: Sequence[MetricPoint] = (),
+    ) -> None:
+        body = {
+            "status": status,
+            "now": now,
+            "event": _event(event),
+            "error": error,
+            "final_metrics": list(final_metrics),
+        }
+        self._c.call("POST", f"/runs/{_p(run_id)}/end", body=body)
+
+    def log_batch(
+        self,
+        run_id: RunId,
+        metrics: Sequence[MetricPoint] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        body = {"metrics": list(metrics), "params": params, "tags": tags}
+        self._c.call("POST", f"/runs/{_p(run_id)}/batch", body=body)
+
+    def add_inputs_and_artifacts(
+        self,
+        run_id: RunId,
+        dataset_refs: Iterable[tuple[str, str, int]],
+        artifacts: Iterable[RunArtifact],
+    ) -> None:
+        body = {"datasets": list(dataset_refs), "artifacts": list(artifacts)}
+        self._c.call("POST", f"/runs/{_p(run_id)}/links", body=body)
+
+    def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
+        body = {"query": query, "limit": limit, "offset": offset}
+        return decode(RunPage, self._c.call("POST", "/runs/search", body=body, retry=True))
+
+    def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
+        data = self._c.call("GET", f"/runs/{_p(run_id)}/metrics/{quote(key)}")
+        return decode(list[MetricPoint], data)
+
+    def list_artifacts(self, run_id: RunId) -> list[RunArtifact]:
+        return decode(list[RunArtifact], self._c.call("GET", f"/runs/{_p(run_id)}/artifacts"))
+
+
+class RemoteModelStore:
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def _base(self, project: str, name: str) -> str:
+        return f"/projects/{_p(project)}/models/{_p(name)}"
+
+    def register(self, new: NewModelVersion, event: EventDraft) -> ModelVersion:
+        body = {
+            "flavor": new.flavor,
+            "flavor_info": new.flavor_info,
+            "manifest": new.manifest,
+            "signature": new.signature,
+            "metrics": new.metrics,
+            "event": _event(event),
+            "run_id": new.run_id,
+        }
+        data = self._c.call("POST", f"{self._base(new.project, new.name)}/versions", body=body)
+        return decode(ModelVersion, data)
+
+    def get_version(self, project: str, name: str, version: int) -> ModelVersion:
+        data = self._c.call("GET", f"{self._base(project, name)}/versions/{version}")
+        return decode(ModelVersion, data)
+
+    def get_manifest(self, project: str, name: str, version: int) -> Manifest:
+        data = self._c.call("GET", f"{self._base(project, name)}/versions/{version}/manifest")
+        return decode(Manifest, data)
+
+    def resolve_alias(self, project: str, name: str, alias: str) -> int:
+        data = self._c.call("GET", f"{self._base(project, name)}/aliases/{_p(alias)}")
+        return int(data["version"])
+
+    def set_alias(
+        self, project: str, name: str, alias: str, version: int | None, event: EventDraft
+    ) -> int | None:
+        body = {"version": version, "event": _event(event)}
+        data = self._c.call("PUT", f"{self._base(project, name)}/aliases/{_p(alias)}", body=body)
+        return None if data["version"] is None else int(data["version"])
+
+    def list_models(self, project: str) -> list[ModelSummary]:
+        data = self._c.call("GET", f"/projects/{_p(project)}/models")
+        return decode(list[ModelSummary], data)
+
+    def list_versions(self, project: str, name: str) -> list[ModelVersion]:
+        data = self._c.call("GET", f"{self._base(project, name)}/versions")
+        return decode(list[ModelVersion], data)
+
+
+class RemoteEventLog:
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def append(self, event: EventDraft) -> Event:
+        raise errors.InvalidInput(
+            "Events are appended by the server, with the change they record.",
+            "Make the change through its store.",
+        )
+
+    def list(
+        self, *, entity: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[Event]:
+        params = {k: v for k, v in (("entity", entity), ("action", action)) if v is not None}
+        data = self._c.call("GET", "/events", params={**params, "limit": limit})
+        return decode(list[Event], data)
+
+    def iterate(self) -> Iterator[Event]:
+        yield from decode(list[Event], self._c.call("GET", "/events/all"))
+
+
+def _checked(digest: Digest) -> Digest:
+    if not is_digest(digest):
+        raise errors.InvalidInput(
+            f"{digest!r} is not a blob digest.", "Write blake3:<64 lowercase hex digits>."
+        )
+    return digest
+
+
+class RemoteBlobStore:
+    """Blobs through the server: uploads stream from the file (skipped when the server already
+    has the digest), downloads stream to a file and are checked against the digest."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def url(self) -> str:
+        return f"{self._c.base_url} (blobs)"
+
+    def put_file(self, path: Path, *, progress: ProgressFn | None = None) -> BlobRef:
+        hasher = new_hasher()
+        size = 0
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                update(hasher, chunk)
+                size += len(chunk)
+        ref = BlobRef(finish(hasher), size)
+        if not self.exists(ref.digest):
+
+            def chunks() -> Iterator[bytes]:
+                with path.open("rb") as source:
+                    while chunk := source.read(CHUNK):
+                        if progress is not None:
+                            progress(len(chunk))
+                        yield chunk
+
+            self._c.upload(f"/blobs/{ref.digest}", chunks())
+        elif progress is not None:
+            progress(size)
+        return ref
+
+    def put_bytes(self, data: bytes) -> BlobRef:
+        hasher = new_hasher()
+        update(hasher, data)
+        ref = BlobRef(finish(hasher), len(data))
+        if not self.exists(ref.digest):
+            self._c.upload(f"/blobs/{ref.digest}", [data])
+        return ref
+
+    @contextlib.contextmanager
+    def open(self, digest: Digest) -> Iterator[BinaryIO]:
+        _checked(digest)
+        with tempfile.TemporaryDirectory(prefix="loopml-blob-") as folder:
+            path = Path(folder) / "blob"
+            self.get_file(digest, path)
+            with path.open("rb") as reader:
+                yield reader
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        _checked(digest)
+        buffer = io.BytesIO()
+        self._download(digest, buffer.write, None)
+        return buffer.getvalue()
+
+    def get_file(self, digest: Digest, dest: Path, *, progress: ProgressFn | None = None) -> None:
+        """Write the blob to `dest` atomically; on any error `dest` is untouched."""
+        _checked(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        try:
+            with part.open("wb") as out:
+                self._download(digest, out.write, progress)
+            os.replace(part, dest)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+
+    def _download(self, digest: Digest, write: Any, progress: ProgressFn | None) -> None:
+        hasher = new_hasher()
+        with self._c.stream(f"/blobs/{digest}") as response:
+            for chunk in response.iter_bytes(CHUNK):
+                update(hasher, chunk)
+                write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        if finish(hasher) != digest:
+            raise IntegrityError(
+                f"Blob {digest} arrived from {self._c.base_url} with other bytes.",
+                "Try again; if it persists, the server's copy is damaged.",
+            )
+
+    def exists(self, digest: Digest) -> bool:
+        _checked(digest)
+        return bool(self._c.call("GET", f"/blobs/{digest}/exists")["exists"])
+
+
+class NotServed:
+    """A store the team server does not offer yet: any use says so, and how to work instead."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise errors.InvalidInput(
+            f"The {self._what} of a workspace are not served by the team server yet.",
+            "Unset LOOPML_SERVER to work with them on a local workspace.",
+        )

@@ -1,0 +1,195 @@
+"""`loopml server`, and the users, tokens and projects it serves to."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import typer
+
+from loopml.cli.context import JSON_OPTION, open_workspace, print_json, print_table, when
+
+users_app = typer.Typer(help="Users of a team server and their role everywhere.")
+tokens_app = typer.Typer(help="API tokens: shown once, stored as a hash, revocable, expiring.")
+projects_app = typer.Typer(help="Projects (namespaces) and who may do what in each.")
+
+
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
+    no_auth: bool = typer.Option(
+        False,
+        "--no-auth",
+        help="Let every request in as an admin, without a token. Loopback addresses only.",
+    ),
+    max_upload: str = typer.Option(
+        "64GiB", "--max-upload", help="Largest blob a client may upload (e.g. 500MiB, 2GiB)."
+    ),
+) -> None:
+    """Serve this workspace (LOOPML_DB_URL, LOOPML_ARTIFACTS) to a team over a REST API at
+    /api/v1, with users, tokens and roles; clients set LOOPML_SERVER and LOOPML_TOKEN."""
+    import logging
+
+    import uvicorn
+
+    from loopml.errors import InvalidInput
+    from loopml.server.app import create_server
+
+    if no_auth and not _loopback(host):
+        raise InvalidInput(
+            f"--no-auth on {host} would let anyone on the network in as an admin.",
+            "Bind to 127.0.0.1 for --no-auth, or create users and tokens instead.",
+        )
+    ws = open_workspace()
+    if ws.settings.server_url:
+        raise InvalidInput(
+            "LOOPML_SERVER is set, so this workspace is itself a server's client.",
+            "Unset LOOPML_SERVER where the server runs; point LOOPML_DB_URL at its database.",
+        )
+    if no_auth:
+        sys.stderr.write(
+            "WARNING: --no-auth: every request is an admin, with no token asked. "
+            f"Only {host} can reach it.\n"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    app = create_server(ws, auth=not no_auth, max_upload_bytes=_bytes(max_upload))
+    sys.stderr.write(f"loopml server on http://{host}:{port}/api/v1 (docs at /api/v1/docs)\n")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+
+
+def _bytes(text: str) -> int:
+    from loopml.errors import InvalidInput
+
+    cleaned = text.strip().upper()
+    number = cleaned.rstrip("BKMGTI")
+    unit = cleaned[len(number) :]
+    if not number.isdigit() or unit not in _UNITS or int(number) == 0:
+        raise InvalidInput(f"{text!r} is not a size.", "Write e.g. 500MiB or 2GiB.")
+    return int(number) * _UNITS[unit]
+
+
+@users_app.command("create")
+def create_user(
+    name: str = typer.Argument(..., help="User name."),
+    role: str = typer.Option(
+        None, "--role", help="viewer, editor or admin on every project (default: none)."
+    ),
+) -> None:
+    """Add a user (then give them a token with `loopml tokens create`)."""
+    ws = open_workspace()
+    user = ws.auth.create_user(name, role)
+    sys.stdout.write(
+        f"created user {user.name} ({user.role or 'no role; grant one per project'})\n"
+    )
+
+
+@users_app.command("list")
+def list_users(as_json: bool = JSON_OPTION) -> None:
+    ws = open_workspace()
+    users = ws.auth.users()
+    if as_json:
+        print_json(users)
+        return
+    print_table(
+        None,
+        ["user", "role", "created", "disabled"],
+        [(u.name, u.role or "", when(u.created_at), when(u.disabled_at)) for u in users],
+    )
+
+
+@users_app.command("disable")
+def disable_user(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Disable a user: every token of theirs stops working at once."""
+    ws = open_workspace()
+    ws.auth.disable_user(name)
+    sys.stdout.write(f"disabled {name}\n")
+
+
+@tokens_app.command("create")
+def create_token(
+    user: str = typer.Argument(..., help="The user the token speaks for."),
+    name: str = typer.Option("default", "--name", help="What the token is for, e.g. laptop."),
+    expires: str = typer.Option(None, "--expires", help="Lifetime, e.g. 30d (default: none)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Make a token and print it, this once: only its hash is kept."""
+    from loopml.domain.durations import parse_duration
+
+    ws = open_workspace()
+    seconds = None if expires is None else parse_duration(expires)
+    text, token = ws.auth.create_token(user, name, seconds)
+    if as_json:
+        print_json({"token": text, "id": token.id, "user": user, "expires_at": token.expires_at})
+        return
+    sys.stdout.write(f"{text}\n")
+    sys.stderr.write(f"token {token.id} for {user}; it is shown only now: keep it safe\n")
+
+
+@tokens_app.command("list")
+def list_tokens(
+    user: str = typer.Option(None, "--user", help="Only this user's tokens."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    ws = open_workspace()
+    tokens = ws.auth.tokens(user)
+    if as_json:
+        print_json(tokens)
+        return
+    print_table(
+        None,
+        ["id", "user", "name", "ends in", "created", "expires", "revoked"],
+        [
+            (t.id, t.user, t.name, f"...{t.hint}", when(t.created_at), when(t.expires_at),
+             when(t.revoked_at))
+            for t in tokens
+        ],
+    )  # fmt: skip
+
+
+@tokens_app.command("revoke")
+def revoke_token(token_id: int = typer.Argument(..., help="The token's id (tokens list).")) -> None:
+    ws = open_workspace()
+    token = ws.auth.revoke_token(token_id)
+    sys.stdout.write(f"revoked token {token.id} ({token.name}) of {token.user}\n")
+
+
+@projects_app.command("create")
+def create_project(name: str = typer.Argument(..., help="Project name.")) -> None:
+    ws = open_workspace()
+    made = ws.auth.create_project(name)
+    sys.stdout.write(f"{'created' if made else 'already had'} project {name}\n")
+
+
+@projects_app.command("list")
+def list_projects(as_json: bool = JSON_OPTION) -> None:
+    ws = open_workspace()
+    projects = ws.auth.projects()
+    if as_json:
+        print_json(projects)
+        return
+    for project in projects:
+        sys.stdout.write(f"{project}\n")
+
+
+@projects_app.command("grant")
+def grant(
+    project: str = typer.Argument(..., help="Project name."),
+    user: str = typer.Argument(..., help="User name."),
+    role: str = typer.Option(..., "--role", help="viewer, editor, admin, or none to take away."),
+) -> None:
+    """Give a user a role on one project (above their role everywhere)."""
+    ws = open_workspace()
+    ws.auth.grant(project, user, None if role == "none" else role)
+    sys.stdout.write(f"{user} is {role} on {project}\n")

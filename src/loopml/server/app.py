@@ -1,0 +1,180 @@
+"""The team server: the workspace's stores behind one versioned REST API (`/api/v1`), with
+users, tokens and roles.
+
+The remote client (`loopml.adapters.remote`) implements the same store interfaces over this
+API, so every service, SDK call and CLI command runs unchanged against a server: the services
+run on the client, the stores here. Each route checks the caller's role on the project it
+touches before it reads or writes; the actor of every audit event is the token's user, whatever
+the client sent.
+
+    loopml server --port 5000       # LOOPML_DB_URL=postgresql+psycopg://...  LOOPML_ARTIFACTS=s3://...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loopml.errors import LoopmlError, http_status
+from loopml.server.routes import build_router
+from loopml.services.auth import Principal
+
+if TYPE_CHECKING:
+    from loopml.bootstrap import Workspace
+
+API_VERSION = "v1"
+LOCAL = Principal("local", "admin", {})
+"""Who every request is with `--no-auth` (loopback only)."""
+log = logging.getLogger("loopml.server")
+
+
+def create_server(ws: Workspace, *, auth: bool = True, max_upload_bytes: int = 64 << 30) -> FastAPI:
+    """The team server's application over workspace `ws` (its stores are the server's)."""
+    from loopml import __version__
+
+    app = FastAPI(
+        title="loopml team server",
+        version=__version__,
+        description="Datasets, runs, models, aliases and the audit trail of a shared loopml "
+        "workspace. Every route but /api/v1/health needs `Authorization: Bearer TOKEN`.",
+        openapi_url=f"/api/{API_VERSION}/openapi.json",
+        docs_url=f"/api/{API_VERSION}/docs",
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+
+    def principal(request: Request) -> Principal:
+        if not auth:
+            return LOCAL
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return ws.auth.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+
+    app.include_router(
+        build_router(ws, principal, max_upload_bytes=max_upload_bytes),
+        prefix=f"/api/{API_VERSION}",
+        dependencies=[Depends(principal)],
+    )
+
+    @app.get(f"/api/{API_VERSION}/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: answers without a token."""
+        return {"status": "ok"}
+
+    _answer_errors(app)
+    _instrument(app)
+    return app
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """Every error as JSON `{"error", "hint", "type"}` with its status; never a traceback."""
+
+    @app.exception_handler(LoopmlError)
+    def _loopml_error(request: Request, error: LoopmlError) -> Response:
+        status = http_status(error)
+        return _error(status, error.message, error.hint, type(error).__name__)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404:
+            return _error(
+                404,
+                f"There is no route {request.method} {request.url.path}.",
+                f"See /api/{API_VERSION}/openapi.json for the routes.",
+                "NotFound",
+            )
+        return _error(error.status_code, str(error.detail), "", "")
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(
+            400,
+            f"The request is malformed at {where or 'the body'}: {first.get('msg', 'invalid')}.",
+            f"See /api/{API_VERSION}/openapi.json for the expected shape.",
+            "InvalidInput",
+        )
+
+    @app.exception_handler(OverflowError)
+    def _too_large(request: Request, error: OverflowError) -> Response:
+        return _error(
+            400,
+            f"A number in the request is out of range: {error}.",
+            "Send numbers that fit in 64 bits.",
+            "InvalidInput",
+        )
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, error: Exception) -> Response:
+        from sqlalchemy.exc import DataError, IntegrityError
+
+        if isinstance(error, DataError):  # a value the database cannot hold (too long, too big)
+            return _error(400, "A value in the request does not fit the store.", "", "InvalidInput")
+        if isinstance(error, IntegrityError):
+            return _error(
+                409, "The request conflicts with what is stored.", "Check the ids it names.",
+                "Conflict",
+            )  # fmt: skip
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "The server failed on this request.", "See the server's log.", "")
+
+
+def _instrument(app: FastAPI) -> None:
+    """Request counts and latencies at /metrics, and one JSON log line per request."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    registry = CollectorRegistry()
+    requests = Counter(
+        "loopml_server_requests",
+        "Requests answered, by method, route and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    seconds = Histogram(
+        "loopml_server_request_seconds",
+        "Time to answer a request, by method and route.",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+    )
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics() -> Response:
+        """Request counts and latencies in the Prometheus text format (no token needed)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def _request_log(request: Request, call_next: Any) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        began = time.perf_counter()
+        response: Response = await call_next(request)
+        response.headers["x-request-id"] = request_id
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        seconds.labels(request.method, route).observe(time.perf_counter() - began)
+        log.info(
+            json.dumps(
+                {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - began) * 1000, 2),
+                }
+            )
+        )
+        return response
+
+
+def _error(status: int, message: str, hint: str, kind: str) -> Response:
+    return JSONResponse({"error": message, "hint": hint, "type": kind}, status_code=status)

@@ -1,0 +1,153 @@
+"""Users, tokens and roles: who may do what on a shared server. Every change is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from loopml.domain.auth import (
+    Grant,
+    Token,
+    User,
+    allows,
+    check_role,
+    highest,
+    new_token,
+    token_hash,
+)
+from loopml.domain.records import EventDraft
+from loopml.domain.refs import check_name
+from loopml.errors import Forbidden, InvalidInput, Unauthenticated
+from loopml.ports import AuthStore
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from: a user, with their role everywhere and their grants."""
+
+    user: str
+    role: str | None
+    grants: dict[str, str]
+
+    def role_on(self, project: str) -> str | None:
+        return highest(self.role, self.grants.get(project))
+
+    def may(self, project: str, needed: str) -> bool:
+        return allows(self.role_on(project), needed)
+
+    def readable(self, projects: list[str]) -> list[str]:
+        return [p for p in projects if self.may(p, "viewer")]
+
+
+MAX_TOKEN_LIFE_S = 10 * 366 * 86_400
+
+
+class AuthService:
+    def __init__(
+        self,
+        store: AuthStore,
+        actor: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._actor = actor
+        self._clock = clock
+
+    def create_user(self, name: str, role: str | None = None) -> User:
+        check_name(name, "user")
+        return self._store.create_user(
+            name, None if role is None else check_role(role), self._event("user.created", name)
+        )
+
+    def users(self) -> list[User]:
+        return self._store.users()
+
+    def disable_user(self, name: str) -> User:
+        """Disable `name`: every token of theirs stops working at once."""
+        return self._store.disable_user(name, self._event("user.disabled", name))
+
+    def create_token(
+        self, user: str, name: str = "default", expires_in_s: int | None = None
+    ) -> tuple[str, Token]:
+        """A new token for `user`: (the token, shown this once; its record)."""
+        check_name(name, "token")
+        if expires_in_s is not None and not 0 < expires_in_s <= MAX_TOKEN_LIFE_S:
+            raise InvalidInput(
+                f"A token lifetime of {expires_in_s} s is not between 1 s and 10 years.",
+                "Give --expires 30d, or none for a token that does not expire.",
+            )
+        text = new_token()
+        expires = None if expires_in_s is None else self._clock() + timedelta(seconds=expires_in_s)
+        token = self._store.add_token(
+            user,
+            name,
+            digest=token_hash(text),
+            hint=text[-4:],
+            expires=expires,
+            event=self._event("token.created", user),
+        )
+        return text, token
+
+    def tokens(self, user: str | None = None) -> list[Token]:
+        return self._store.tokens(user)
+
+    def revoke_token(self, token_id: int) -> Token:
+        token = self._store.token(token_id)
+        return self._store.revoke_token(token_id, self._event("token.revoked", token.user))
+
+    def authenticate(self, text: str | None) -> Principal:
+        """The principal a token speaks for; Unauthenticated for a missing, unknown, revoked or
+        expired token, or a disabled user."""
+        if not text:
+            raise Unauthenticated(
+                "This request has no API token.",
+                "Send `Authorization: Bearer TOKEN` (set LOOPML_TOKEN); an admin makes one with "
+                "`loopml tokens create USER`.",
+            )
+        found = self._store.find_token(token_hash(text))
+        if found is None:
+            raise Unauthenticated("The API token is not known.", "Check LOOPML_TOKEN.")
+        token, user = found
+        if user.disabled_at is not None:
+            raise Unauthenticated(f"User {user.name!r} is disabled.", "Ask an admin.")
+        if not token.usable(self._clock()):
+            why = "revoked" if token.revoked_at is not None else "expired"
+            raise Unauthenticated(
+                f"The API token {token.name!r} of {user.name!r} was {why}.",
+                "Ask an admin for a new one: `loopml tokens create USER`.",
+            )
+        grants = {g.project: g.role for g in self._store.grants(user=user.name)}
+        return Principal(user.name, user.role, grants)
+
+    def require(self, principal: Principal, project: str, needed: str) -> None:
+        if not principal.may(project, needed):
+            have = principal.role_on(project) or "no role"
+            raise Forbidden(
+                f"{principal.user} has {have} on project {project!r}; this needs {needed}.",
+                f"An admin can grant it: `loopml projects grant {project} {principal.user} "
+                f"--role {needed}`.",
+            )
+
+    def grant(self, project: str, user: str, role: str | None) -> None:
+        check_name(project, "project")
+        self._store.grant(
+            project,
+            user,
+            None if role is None else check_role(role),
+            EventDraft("project.granted", f"project:{project}", self._actor),
+        )
+
+    def grants(self, project: str | None = None, user: str | None = None) -> list[Grant]:
+        return self._store.grants(project, user)
+
+    def create_project(self, project: str) -> bool:
+        check_name(project, "project")
+        event = EventDraft("project.created", f"project:{project}", self._actor)
+        return self._store.create_project(project, event)
+
+    def projects(self) -> list[str]:
+        return self._store.projects()
+
+    def _event(self, action: str, user: str) -> EventDraft:
+        return EventDraft(action, f"user:{user}", self._actor)

@@ -1,0 +1,78 @@
+"""For tests: a team server (`loopml server`'s application under uvicorn) on a free port of
+127.0.0.1, in a thread of the test process, over a workspace of the given settings, with an admin
+and their token; and a fresh PostgreSQL schema to back one."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from loopml.bootstrap import Workspace, open_workspace
+from loopml.server.app import create_server
+from loopml.settings import Settings
+
+
+def postgres_schema_url(database_url: str) -> str:
+    """A URL whose connections live in a new, empty schema of the database at `database_url`."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return f"{database_url}?options=-csearch_path%3D{schema}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    token: str
+    """The admin's token."""
+    workspace: Workspace
+    """The server's own workspace (its database and artifact store)."""
+
+
+@contextmanager
+def live_server(
+    settings: Settings, admin: str = "alice", **options: object
+) -> Iterator[LiveServer]:
+    import uvicorn
+
+    ws = open_workspace(settings)
+    ws.auth.create_user(admin, "admin")
+    token, _ = ws.auth.create_token(admin, "tests")
+    port = free_port()
+    config = uvicorn.Config(
+        create_server(ws, **options),  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the team server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", token, ws)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        ws.close()

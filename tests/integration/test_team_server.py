@@ -1,0 +1,356 @@
+"""The team server for real: `loopml server` as a process on PostgreSQL and an S3-compatible
+store, the CLI and the SDK unchanged against it, and its access control: no route without a
+token, no change by a viewer, no way around with revoked tokens, odd names or traversal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from loopml.settings import Settings
+from loopml.testing.fuzz import fuzz_openapi
+from loopml.testing.seaweed import S3Endpoint
+from loopml.testing.team_server import LiveServer, free_port, live_server, postgres_schema_url
+
+LOOPML = str(Path(sys.executable).parent / "loopml")
+
+
+def _env(**values: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    return {**clean, **values}
+
+
+def _loopml(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LOOPML, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def team(
+    tmp_path: Path, postgres_database: str, s3_endpoint: S3Endpoint
+) -> Iterator[dict[str, Any]]:
+    """`loopml server` on PostgreSQL and S3, with alice (admin) and bob (viewer on fraud)."""
+    server_env = _env(
+        LOOPML_DB_URL=postgres_schema_url(postgres_database),
+        LOOPML_ARTIFACTS=f"s3://{s3_endpoint.bucket}/{uuid.uuid4().hex}",
+        LOOPML_S3_ENDPOINT_URL=s3_endpoint.url,
+        AWS_ACCESS_KEY_ID=s3_endpoint.key,
+        AWS_SECRET_ACCESS_KEY=s3_endpoint.secret,
+        LOOPML_HOME=str(tmp_path / "server-home"),
+    )
+    home = tmp_path / "server"
+    home.mkdir()
+    assert _loopml(server_env, home, "users", "create", "alice", "--role", "admin").returncode == 0
+    alice = _loopml(server_env, home, "tokens", "create", "alice", "--name", "laptop")
+    assert alice.returncode == 0, alice.stderr
+    assert _loopml(server_env, home, "users", "create", "bob").returncode == 0
+    bob = _loopml(server_env, home, "tokens", "create", "bob").stdout.strip()
+    assert _loopml(server_env, home, "projects", "create", "fraud").returncode == 0
+    granted = _loopml(server_env, home, "projects", "grant", "fraud", "bob", "--role", "viewer")
+    assert granted.returncode == 0, granted.stderr
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [LOOPML, "server", "--port", str(port)], env=server_env, cwd=home, stderr=log, stdout=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail((tmp_path / "server.log").read_text())
+        time.sleep(0.1)
+    yield {"url": url, "alice": alice.stdout.strip(), "bob": bob, "server_env": server_env}
+    process.terminate()
+    process.wait(30)
+    log.close()
+
+
+_TRAIN = """
+import loopml
+from sklearn.linear_model import LogisticRegression
+import pandas as pd
+frame = pd.read_csv("train.csv")
+with loopml.start_run(name="remote-train") as run:
+    run.use_dataset("churn@1")
+    run.log_params({"c": 1.0})
+    for step in range(300):
+        run.log_metric("loss", 1.0 / (step + 1), step=step)
+    model = LogisticRegression().fit(frame[["tenure"]], frame["churned"])
+    example = frame[["tenure"]].head(3)
+    version = loopml.models.register(run, model, name="churn", input_example=example)
+loopml.models.set_alias("churn", "champion", version.version)
+print(loopml.models.load("churn@champion").predict(frame[["tenure"]].head(2)).tolist())
+"""
+
+
+def test_the_cli_and_the_sdk_work_unchanged_against_the_server(
+    team: dict[str, Any], tmp_path: Path
+) -> None:
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    (laptop / "train.csv").write_text(
+        "tenure,churned\n" + "".join(f"{i},{int(i < 20)}\n" for i in range(60))
+    )
+    (laptop / "train.py").write_text(_TRAIN)
+    env = _env(LOOPML_SERVER=team["url"], LOOPML_TOKEN=team["alice"])
+    added = _loopml(env, laptop, "data", "add", "train.csv", "--name", "churn")
+    assert added.returncode == 0, added.stderr
+    trained = subprocess.run(
+        [sys.executable, "train.py"], env=env, cwd=laptop, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout.strip() == "[1, 1]"
+    runs = json.loads(_loopml(env, laptop, "runs", "list", "--json").stdout)["runs"]
+    (run,) = [r for r in runs if r["name"] == "remote-train"]
+    assert run["status"] == "finished"
+    assert run["metrics"]["loss"] == pytest.approx(1 / 300)
+    shown = json.loads(_loopml(env, laptop, "runs", "show", run["id"], "--json").stdout)
+    assert shown["run"]["inputs"] == ["churn@1"]
+    versions = json.loads(_loopml(env, laptop, "models", "versions", "churn", "--json").stdout)
+    assert versions[0]["aliases"] == ["champion"]
+    log = _loopml(env, laptop, "audit", "log", "--entity", "model:default/churn", "--json")
+    assert {e["actor"] for e in json.loads(log.stdout)} == {"alice"}  # the token's user
+    fetched = _loopml(env, laptop, "data", "get", "churn@1", "-o", "copy")
+    assert fetched.returncode == 0, fetched.stderr
+    assert (laptop / "copy" / "train.csv").read_bytes() == (laptop / "train.csv").read_bytes()
+    assert not (laptop / ".loopml" / "loopml.db").exists()  # nothing went to a local store
+
+    viewer = _env(LOOPML_SERVER=team["url"], LOOPML_TOKEN=team["bob"], LOOPML_PROJECT="fraud")
+    assert _loopml(viewer, laptop, "data", "list").returncode == 0
+    refused = _loopml(viewer, laptop, "data", "add", "train.csv", "--name", "x")
+    assert refused.returncode == 1
+    assert "bob has viewer on project 'fraud'; this needs editor" in refused.stderr
+    elsewhere = _loopml(viewer, laptop, "data", "list", "--project", "default")
+    assert elsewhere.returncode == 1
+    assert "no role on project 'default'" in elsewhere.stderr
+    anonymous = _loopml(_env(LOOPML_SERVER=team["url"]), laptop, "runs", "list")
+    assert anonymous.returncode == 1
+    assert "no API token" in anonymous.stderr
+    assert "Traceback" not in refused.stderr + elsewhere.stderr + anonymous.stderr
+
+
+# -- access control on every route ------------------------------------------------------------
+
+DIGEST = "blake3:" + "ab" * 32
+
+
+@pytest.fixture
+def served(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
+    with live_server(make_settings()) as server:
+        ws = server.workspace
+        ws.auth.create_user("vera")
+        ws.auth.grant("default", "vera", "viewer")
+        yield server
+
+
+def _calls(url: str) -> list[tuple[str, str, Any]]:
+    """Every operation of the OpenAPI document with its path filled in and a body that is
+    well formed where the operation takes one."""
+    spec = httpx.get(f"{url}/api/v1/openapi.json").json()
+    values = {
+        "project": "default",
+        "name": "churn",
+        "version": "1",
+        "alias": "champion",
+        "digest": DIGEST,
+        "run_id": "0" * 32,
+        "key": "loss",
+        "user": "vera",
+        "token_id": "1",
+    }
+    calls = []
+    for path, operations in spec["paths"].items():
+        for method in operations:
+            filled = path
+            for key, value in values.items():
+                filled = filled.replace(f"{{{key}}}", value).replace(f"{{{key}:path}}", value)
+            calls.append((method.upper(), filled, {}))
+    return calls
+
+
+def test_every_route_wants_a_token_and_a_viewer_changes_nothing(served: LiveServer) -> None:
+    ws = served.workspace
+    vera, _ = ws.auth.create_token("vera")
+    before = ws.audit.head().seq
+    calls = _calls(served.url)
+    assert len(calls) >= 25
+    with httpx.Client(base_url=served.url) as http:
+        for method, path, body in calls:
+            anonymous = http.request(method, path, json=body)
+            expected = 200 if path == "/api/v1/health" else 401
+            assert anonymous.status_code == expected, (method, path, anonymous.text)
+            if expected == 401:
+                assert anonymous.json()["type"] == "Unauthenticated"
+            as_viewer = http.request(
+                method, path, json=body, headers={"Authorization": f"Bearer {vera}"}
+            )
+            assert as_viewer.status_code < 500, (method, path, as_viewer.text)
+            if method != "GET":
+                assert as_viewer.status_code >= 400, (method, path, as_viewer.text)
+                assert "error" in as_viewer.json()
+    assert ws.audit.head().seq == before  # not one change got through
+
+
+def test_revoked_expired_and_disabled_tokens_are_refused(served: LiveServer) -> None:
+    ws = served.workspace
+    ws.auth.create_user("temp", "editor")
+    revoked, record = ws.auth.create_token("temp", "revoked")
+    short, _ = ws.auth.create_token("temp", "short", expires_in_s=1)
+    kept, _ = ws.auth.create_token("temp", "kept")
+    path = f"{served.url}/api/v1/projects/default/datasets"
+
+    def status(token: str) -> tuple[int, str]:
+        answer = httpx.get(path, headers={"Authorization": f"Bearer {token}"})
+        return answer.status_code, answer.json().get("error", "") if answer.is_error else ""
+
+    assert status(revoked)[0] == 200
+    ws.auth.revoke_token(record.id)
+    assert status(revoked) == (401, "The API token 'revoked' of 'temp' was revoked.")
+    time.sleep(1.1)
+    assert status(short) == (401, "The API token 'short' of 'temp' was expired.")
+    assert status(kept)[0] == 200
+    ws.auth.disable_user("temp")
+    assert status(kept) == (401, "User 'temp' is disabled.")
+    assert status("lml_" + "x" * 43)[0] == 401
+    assert httpx.get(path, headers={"Authorization": "Basic YWxpY2U6cHc="}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/blobs/blake3:..%2F..%2F..%2Fetc%2Fpasswd", None),
+        ("GET", "/api/v1/blobs/..%2F..%2Fetc%2Fpasswd/exists", None),
+        ("PUT", "/api/v1/blobs/blake3:" + "0" * 63 + "%2F", None),
+        ("GET", "/api/v1/projects/default';%20DROP%20TABLE%20runs;--/datasets", None),
+        ("GET", "/api/v1/projects/default/datasets/x'%20OR%20'1'='1/versions", None),
+        ("POST", "/api/v1/runs/search", {"query": {"project": "default", "where": "1=1"}}),
+        ("POST", "/api/v1/projects/default/datasets/churn/versions", {"manifest": "nope"}),
+        ("GET", "/api/v1/events?entity=model:../../x", None),
+    ],
+)
+def test_hostile_paths_names_and_bodies_get_a_clear_4xx(
+    served: LiveServer, method: str, path: str, body: Any
+) -> None:
+    answer = httpx.request(
+        method,
+        served.url + path,
+        json=body,
+        headers={"Authorization": f"Bearer {served.token}"},
+    )
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.json()["error"]
+    assert served.workspace.db.engine.dialect.has_table(
+        served.workspace.db.engine.connect(), "runs"
+    )
+
+
+def test_an_oversized_body_is_refused(make_settings: Callable[..., Settings]) -> None:
+    with live_server(make_settings(), max_upload_bytes=10_000) as server:
+        answer = httpx.put(
+            f"{server.url}/api/v1/blobs/{DIGEST}",
+            content=b"z" * 20_000,
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        assert answer.status_code == 400
+        assert "at most 10000" in answer.json()["error"]
+        assert not server.workspace.blobs.exists(DIGEST)  # type: ignore[arg-type]
+
+
+def test_requests_are_counted_at_metrics_and_carry_a_request_id(served: LiveServer) -> None:
+    headers = {"Authorization": f"Bearer {served.token}", "X-Request-Id": "abc123"}
+    answer = httpx.get(f"{served.url}/api/v1/projects/default/datasets", headers=headers)
+    assert answer.headers["x-request-id"] == "abc123"
+    httpx.get(f"{served.url}/api/v1/projects/default/datasets")  # no token: 401
+    text = httpx.get(f"{served.url}/metrics").text
+    route = 'route="/projects/{project}/datasets"'  # under /api/v1
+    assert f'loopml_server_requests_total{{method="GET",{route},status="200"}} 1.0' in text
+    assert f'loopml_server_requests_total{{method="GET",{route},status="401"}} 1.0' in text
+
+
+LOAD_SECONDS = 30
+CLIENTS = 16
+
+
+def test_sixteen_clients_logging_for_thirty_seconds_lose_nothing(
+    team: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each client opens its own workspace on the server and logs runs of buffered metric
+    points for 30 s; afterwards every point each client logged is in the database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loopml.bootstrap import open_workspace
+
+    def client(number: int) -> dict[str, int]:
+        settings = Settings.from_env(
+            env={"LOOPML_SERVER": team["url"], "LOOPML_TOKEN": team["alice"]},
+            cwd=tmp_path / f"client-{number}",
+        )
+        ws = open_workspace(settings)
+        logged: dict[str, int] = {}
+        try:
+            deadline = time.monotonic() + LOAD_SECONDS
+            while time.monotonic() < deadline:
+                with ws.tracking.start_run(project="default", name=f"load-{number}") as run:
+                    run.log_params({"client": number})
+                    for step in range(2_000):
+                        run.log_metric("loss", 1.0 / (step + 1), step=step)
+                    logged[run.id] = 2_000
+        finally:
+            ws.close()
+        return logged
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(client, range(CLIENTS)))
+    logged = {run: count for result in results for run, count in result.items()}
+    assert len(logged) >= CLIENTS  # every client finished at least one run
+    check = open_workspace(Settings(
+        home=tmp_path / "check",
+        db_url=team["server_env"]["LOOPML_DB_URL"],
+        artifacts_url=str(tmp_path / "unused"),
+        cache_dir=tmp_path / "check-cache",
+    ))  # fmt: skip
+    try:
+        for run_id, count in logged.items():
+            assert len(check.tracking.store.metric_history(run_id, "loss")) == count
+            assert check.tracking.get(run_id).status.value == "finished"
+    finally:
+        check.close()
+
+
+def test_no_generated_request_gets_a_server_error(
+    postgres_database: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """schemathesis's coverage and fuzzing phases over every operation of the server's OpenAPI
+    document, as an admin (so requests get past the token check into the stores), on
+    PostgreSQL (stricter about what text and numbers it takes than SQLite)."""
+    with live_server(make_settings(postgres_schema_url(postgres_database))) as served:
+        _fuzz(served, tmp_path)
+
+
+def _fuzz(served: LiveServer, tmp_path: Path) -> None:
+    done = fuzz_openapi(
+        f"{served.url}/api/v1/openapi.json",
+        tmp_path,
+        parameters={"project": "default", "name": "churn"},
+        max_examples=25,
+        headers=[f"Authorization: Bearer {served.token}"],
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
