@@ -124,6 +124,9 @@ class NewRun:
     params: dict[str, str] = field(default_factory=dict)
     finished: bool = False
     """Record a run that is already over (a pipeline step served from the cache)."""
+    run_id: RunId | None = None
+    """The id to give the run (chosen by the caller so a retried create makes one run); a new
+    one when None."""
 
 
 class RunStore(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from loopml.domain.audit import verify_chain
 from loopml.domain.filters import RunQuery, parse_filter, parse_order_by
 from loopml.domain.hashing import Digest, digest_bytes
 from loopml.domain.manifest import BlobRef, Manifest
-from loopml.domain.records import EventDraft, MetricPoint, RunStatus
+from loopml.domain.records import EventDraft, MetricPoint, RunId, RunStatus
 from loopml.errors import Conflict, InvalidInput, NotFound
 from loopml.ports import (
     DatasetStore,
@@ -312,3 +313,28 @@ def test_digest_type_survives_the_store(stores: Stores) -> None:
     assert isinstance(version.digest, str)
     assert version.digest.startswith("blake3:")
     assert Digest(version.digest) == version.digest
+
+
+def test_retried_writes_are_applied_once(stores: Stores) -> None:
+    """What a client retries after losing an answer: the same run id, the same batch, the same
+    ending, the same model files from the same run."""
+    runs, models = stores.runs, stores.models
+    new = NewRun("default", "r", {}, {}, run_id=RunId("a" * 32))
+    first = runs.create_run(new, _event(entity=RUN))
+    assert runs.create_run(new, _event(entity=RUN)).id == first.id == "a" * 32
+    with pytest.raises(Conflict, match="taken by another run"):
+        runs.create_run(dataclasses.replace(new, name="other"), _event(entity=RUN))
+    batch = [MetricPoint("loss", 0.5, step, 1000 + step) for step in range(10)]
+    runs.log_batch(first.id, metrics=batch)
+    runs.log_batch(first.id, metrics=batch)
+    assert len(runs.metric_history(first.id, "loss")) == 10
+    for _ in range(2):
+        runs.end_run(first.id, RunStatus.FINISHED, None, datetime.now(UTC), _event(entity=RUN))
+    with pytest.raises(Conflict):
+        runs.end_run(first.id, RunStatus.FAILED, "x", datetime.now(UTC), _event(entity=RUN))
+    model = NewModelVersion(
+        "default", "churn", first.id, "sklearn", {}, _manifest(b"m"), {"inputs": []}, {}
+    )
+    event = _event("model.version_registered", MODEL)
+    assert models.register(model, event).version == models.register(model, event).version == 1
+    assert _register(models) == 2  # the same files from no run: a new version

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loopml.domain.filters import RunQuery
 from loopml.settings import Settings
 from loopml.testing.fuzz import fuzz_openapi
 from loopml.testing.seaweed import S3Endpoint
@@ -354,3 +355,91 @@ def _fuzz(served: LiveServer, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout
+
+
+def _start_server(env: dict[str, str], home: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [LOOPML, "server", "--port", str(port)],
+        env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail("the server did not start")
+
+
+def test_a_server_killed_and_restarted_mid_load_loses_and_duplicates_nothing(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """Four clients log runs of metric points while the server is killed (SIGKILL, in the
+    middle of requests) and started again on the same port: every client carries on by
+    retrying, and afterwards each run holds exactly the points its client logged."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loopml.bootstrap import open_workspace
+
+    env = _env(
+        LOOPML_DB_URL=postgres_schema_url(postgres_database),
+        LOOPML_HOME=str(tmp_path / "server-home"),
+    )
+    home = tmp_path / "server"
+    home.mkdir()
+    assert _loopml(env, home, "users", "create", "ann", "--role", "admin").returncode == 0
+    token = _loopml(env, home, "tokens", "create", "ann").stdout.strip()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    server = _start_server(env, home, port)
+    done = threading.Event()
+
+    def client(number: int) -> dict[str, int]:
+        settings = Settings.from_env(
+            env={"LOOPML_SERVER": url, "LOOPML_TOKEN": token}, cwd=tmp_path / f"c{number}"
+        )
+        ws = open_workspace(settings)
+        logged: dict[str, int] = {}
+        try:
+            while not done.is_set():
+                with ws.tracking.start_run(project="default", name=f"c{number}") as run:
+                    for step in range(300):
+                        run.log_metric("loss", float(step), step=step)
+                        if step % 50 == 0:
+                            run.flush()  # many small batches: some meet the kill
+                    logged[run.id] = 300
+        finally:
+            ws.close()
+        return logged
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client, n) for n in range(4)]
+        time.sleep(3)
+        server.kill()
+        server.wait(30)
+        time.sleep(1)
+        server = _start_server(env, home, port)
+        time.sleep(3)
+        done.set()
+        results = [f.result(timeout=120) for f in futures]
+    server.terminate()
+    server.wait(30)
+    logged = {run: count for result in results for run, count in result.items()}
+    check = open_workspace(
+        Settings(
+            home=tmp_path / "check",
+            db_url=env["LOOPML_DB_URL"],
+            artifacts_url=str(tmp_path / "unused"),
+            cache_dir=tmp_path / "check-cache",
+        )
+    )
+    try:
+        stored = check.tracking.store.search(RunQuery("default"), 10_000, 0)
+        assert sorted(r.id for r in stored.runs) == sorted(logged)  # no run twice, none lost
+        for run_id, count in logged.items():
+            assert len(check.tracking.store.metric_history(run_id, "loss")) == count
+    finally:
+        check.close()

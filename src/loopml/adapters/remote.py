@@ -3,8 +3,10 @@ and fsspec adapters, so every service runs unchanged against `LOOPML_SERVER`.
 
 Records cross the wire as the JSON pydantic makes of the domain dataclasses, and come back as
 the same dataclasses. An error answer becomes the loopml error the server raised (its message
-and hint intact). Reads and blob transfers are retried when the server cannot be reached (they
-are idempotent: a blob is named by its hash); writes are sent once.
+and hint intact). Every call is retried while the server cannot be reached, because every call
+is safe to repeat: reads; blobs (named by their hash); a run created under an id the client
+chose; metric points (an exact repeat is the same point); a run ended the same way twice; a
+model version of the same files from the same run; an alias set to the same version.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -47,7 +49,9 @@ from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, ProgressFn,
 
 T = TypeVar("T")
 CHUNK = 1 << 20
-RETRIES = 4
+RETRY_S = 30.0
+"""How long a call keeps trying a server that stopped answering (a restart takes seconds)."""
+FIRST_CONTACT_S = 1.0
 _ERRORS = {
     cls.__name__: cls
     for cls in vars(errors).values()
@@ -76,6 +80,7 @@ class RemoteClient:
 
     def __init__(self, base_url: str, token: str | None, *, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self._reached = False
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=f"{self.base_url}/api/v1",
@@ -97,33 +102,38 @@ class RemoteClient:
     ) -> Any:
         """Send one request; the decoded JSON answer (None for 204), or the server's error."""
         content = None if body is None else to_jsonable_python(body)
-        idempotent = method in ("GET", "PUT", "HEAD") if retry is None else retry
         response = self._send(
-            lambda: self._http.request(method, path, json=content, params=params), idempotent
+            lambda: self._http.request(method, path, json=content, params=params),
+            retry is not False,
         )
         if response.status_code == 204:
             return None
         return response.json()
 
-    def _send(self, attempt: Any, idempotent: bool) -> httpx.Response:
-        for tries in range(1, RETRIES + 1):
+    def _send(self, attempt: Any, retry: bool) -> httpx.Response:
+        """`attempt()`, tried again while the server cannot be reached or answers 503, for up
+        to RETRY_S seconds (every call is safe to repeat: see the module's docstring)."""
+        # A server never reached is likely a wrong LOOPML_SERVER: say so in a second, not 30.
+        patience = (RETRY_S if self._reached else FIRST_CONTACT_S) if retry else 0.0
+        deadline = time.monotonic() + patience
+        pause = 0.1
+        while True:
             try:
                 response: httpx.Response = attempt()
             except httpx.TransportError as exc:
-                if not idempotent or tries == RETRIES:
+                if time.monotonic() + pause > deadline:
                     raise Unavailable(
                         f"The loopml server at {self.base_url} did not answer: {exc}.",
                         "Check LOOPML_SERVER and that `loopml server` is running.",
                     ) from None
-                time.sleep(0.2 * 2**tries)
-                continue
-            if response.status_code == 503 and idempotent and tries < RETRIES:
-                time.sleep(0.2 * 2**tries)
-                continue
-            if response.status_code >= 400:
-                raise self._error(response)
-            return response
-        raise AssertionError("unreachable")
+            else:
+                self._reached = True
+                if response.status_code != 503 or time.monotonic() + pause > deadline:
+                    if response.status_code >= 400:
+                        raise self._error(response)
+                    return response
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def _error(self, response: httpx.Response) -> LoopmlError:
         try:
@@ -142,8 +152,9 @@ class RemoteClient:
                 raise self._error(response)
             yield response
 
-    def upload(self, path: str, chunks: Iterable[bytes]) -> Any:
-        response = self._send(lambda: self._http.put(path, content=chunks), idempotent=False)
+    def upload(self, path: str, chunks: Callable[[], Iterable[bytes]]) -> Any:
+        """PUT the bytes `chunks()` yields (called again for each try)."""
+        response = self._send(lambda: self._http.put(path, content=chunks()), retry=True)
         return response.json()
 
 
@@ -203,6 +214,7 @@ class RemoteRunStore:
             "artifacts": list(new.artifacts),
             "params": new.params,
             "finished": new.finished,
+            "run_id": new.run_id,
         }
         return decode(Run, self._c.call("POST", f"/projects/{_p(new.project)}/runs", body=body))
 
@@ -363,7 +375,7 @@ class RemoteBlobStore:
                             progress(len(chunk))
                         yield chunk
 
-            self._c.upload(f"/blobs/{ref.digest}", chunks())
+            self._c.upload(f"/blobs/{ref.digest}", chunks)
         elif progress is not None:
             progress(size)
         return ref
@@ -373,7 +385,7 @@ class RemoteBlobStore:
         update(hasher, data)
         ref = BlobRef(finish(hasher), len(data))
         if not self.exists(ref.digest):
-            self._c.upload(f"/blobs/{ref.digest}", [data])
+            self._c.upload(f"/blobs/{ref.digest}", lambda: [data])
         return ref
 
     @contextlib.contextmanager
@@ -407,11 +419,17 @@ class RemoteBlobStore:
     def _download(self, digest: Digest, write: Any, progress: ProgressFn | None) -> None:
         hasher = new_hasher()
         with self._c.stream(f"/blobs/{digest}") as response:
-            for chunk in response.iter_bytes(CHUNK):
-                update(hasher, chunk)
-                write(chunk)
-                if progress is not None:
-                    progress(len(chunk))
+            try:
+                for chunk in response.iter_bytes(CHUNK):
+                    update(hasher, chunk)
+                    write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            except httpx.TransportError as exc:
+                raise Unavailable(
+                    f"The download of blob {digest} from {self._c.base_url} broke off: {exc}.",
+                    "Try again.",
+                ) from None
         if finish(hasher) != digest:
             raise IntegrityError(
                 f"Blob {digest} arrived from {self._c.base_url} with other bytes.",

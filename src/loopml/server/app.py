@@ -153,27 +153,53 @@ def _instrument(app: FastAPI) -> None:
         """Request counts and latencies in the Prometheus text format (no token needed)."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def _request_log(request: Request, call_next: Any) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+    app.add_middleware(_Observe, requests=requests, seconds=seconds)
+
+
+class _Observe:
+    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware costs a task per request): a
+    request id on every answer, the counters and latencies, one JSON log line."""
+
+    def __init__(self, app: Any, *, requests: Any, seconds: Any) -> None:
+        self.app = app
+        self.requests = requests
+        self.seconds = seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         began = time.perf_counter()
-        response: Response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        seconds.labels(request.method, route).observe(time.perf_counter() - began)
-        log.info(
-            json.dumps(
-                {
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = given or uuid.uuid4().hex[:16]
+        status = 500
+
+        async def answer(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append(
+                    (b"x-request-id", request_id.encode("latin-1"))
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            elapsed = time.perf_counter() - began
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.requests.labels(method, route, str(status)).inc()
+            self.seconds.labels(method, route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                line = {
                     "request_id": request_id,
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - began) * 1000, 2),
+                    "method": method,
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
                 }
-            )
-        )
-        return response
+                log.info(json.dumps(line))
 
 
 def _error(status: int, message: str, hint: str, kind: str) -> Response:

@@ -84,6 +84,7 @@ class NewRunIn:
     artifacts: list[RunArtifact] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     finished: bool = False
+    run_id: str | None = None
 
 
 @dataclass
@@ -174,6 +175,7 @@ class _Context:
         self.runs = SqlRunStore(self.ws.db)
         self.models = SqlModelStore(self.ws.db)
         self.events = SqlEventLog(self.ws.db)
+        self.projects: dict[str, str] = {}
 
     def need(self, who: Principal, project: str, role: str) -> None:
         self.ws.auth.require(who, check_name(project, "project"), role)
@@ -197,7 +199,14 @@ class _Context:
         return EventDraft(event.action, event.entity, who.user)
 
     def run_project(self, run_id: str) -> str:
-        return self.runs.get_run(RunId(run_id)).project
+        """The project of run `run_id` (remembered: a run never changes project)."""
+        project = self.projects.get(run_id)
+        if project is None:
+            project = self.runs.get_run(RunId(run_id)).project
+            if len(self.projects) > 100_000:
+                self.projects.clear()
+            self.projects[run_id] = project
+        return project
 
 
 def build_router(
@@ -329,6 +338,7 @@ def _run_routes(router: APIRouter, c: _Context) -> None:
             tuple(body.artifacts),
             body.params,
             body.finished,
+            _run_id(body.run_id) if body.run_id else None,
         )
         return c.runs.create_run(new, c.draft(who, body.event, "run", project))
 
@@ -521,6 +531,12 @@ async def _receive(request: Request, path: Path, limit: int) -> None:
                     "Ask the server's operator to raise --max-upload.",
                 )
             out.write(chunk)
+
+
+def _run_id(text: str) -> RunId:
+    if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidInput(f"{text[:40]!r} is not a run id.", "A run id is 32 hex digits.")
+    return RunId(text)
 
 
 def _version(text: str) -> int | None:

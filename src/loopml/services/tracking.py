@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
@@ -263,6 +264,11 @@ class RunComparison:
     inputs: tuple[tuple[str, ...], tuple[str, ...]]
 
 
+def new_run_id() -> RunId:
+    """A run's id, chosen before it is stored so that a retried create makes one run."""
+    return RunId(uuid.uuid4().hex)
+
+
 class TrackingService:
     def __init__(
         self,
@@ -304,6 +310,7 @@ class TrackingService:
             parent_id=parent_id,
             artifacts=artifacts,
             params={_check_key(k, "param"): str(v) for k, v in (params or {}).items()},
+            run_id=new_run_id(),
         )
         run = self.store.create_run(new, EventDraft("run.created", f"run:{project}", self._actor))
         active = ActiveRun(self, run)
@@ -328,6 +335,7 @@ class TrackingService:
             parent_id=parent_id,
             params=dict(params),
             finished=True,
+            run_id=new_run_id(),
         )
         return self.store.create_run(new, EventDraft("run.created", f"run:{project}", self._actor))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from loopml.domain.gate_rules import KNOWN_METRICS, Rule, apply_rule, parse_rule
@@ -177,9 +177,11 @@ _finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infini
     value=_finite,
     factor_first=st.booleans(),
 )
+@example(op="<", factor=1.0, margin=-0.0, champion=-0.0, value=0.0, factor_first=True)
 def test_threshold_is_factor_times_champion_plus_margin_and_held_follows_the_operator(
     *, op: str, factor: float, margin: float, champion: float, value: float, factor_first: bool
 ) -> None:
+    margin += 0.0  # -0.0 + 0.0 is 0.0: a margin of -0.0 cannot be written; it reads back as +0.0
     scaled = f"{factor!r} * champion.rmse" if factor_first else f"champion.rmse * {factor!r}"
     text = f"rmse {op} {scaled} {'-' if margin < 0 else '+'} {abs(margin)!r}"
     rule = parse_rule(text)

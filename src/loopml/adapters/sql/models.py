@@ -53,49 +53,75 @@ class SqlModelStore:
         self._clock = clock
 
     def register(self, new: NewModelVersion, event: EventDraft) -> ModelVersion:
+        version = 0
         with self._db.write() as conn:
             now = self._clock()
             ensure_project(conn, new.project, now)
             model_id, latest = lock_or_create_named(
                 conn, t.models, new.project, new.name, {"description": "", "created_us": now}
             )
-            version = latest + 1
-            conn.execute(
-                t.model_versions.insert().values(
-                    model_id=model_id,
-                    version=version,
-                    run_id=new.run_id,
-                    flavor=new.flavor,
-                    flavor_info=new.flavor_info,
-                    artifact_digest=new.manifest.digest,
-                    manifest=new.manifest.to_dict(),
-                    signature=new.signature,
-                    metrics=new.metrics,
-                    actor=event.actor,
-                    created_us=now,
+            if new.run_id is not None:  # the same files from the same run: a retried register
+                again = conn.execute(
+                    select(t.model_versions.c.version).where(
+                        t.model_versions.c.model_id == model_id,
+                        t.model_versions.c.run_id == new.run_id,
+                        t.model_versions.c.artifact_digest == new.manifest.digest,
+                    )
+                ).scalar()
+                version = 0 if again is None else int(again)
+            if not version:
+                version = self._insert_version(
+                    conn, new, event, model_id=model_id, version=latest + 1, now=now
                 )
-            )
-            conn.execute(
-                t.models.update().where(t.models.c.id == model_id).values(latest_version=version)
-            )
-            append_event(
-                self._db,
-                conn,
-                EventDraft(
-                    event.action,
-                    event.entity,
-                    event.actor,
-                    None,
-                    {
-                        "version": version,
-                        "run_id": new.run_id,
-                        "flavor": new.flavor,
-                        "artifact_digest": new.manifest.digest,
-                    },
-                ),
-                now,
-            )
         return self.get_version(new.project, new.name, version)
+
+    def _insert_version(
+        self,
+        conn: Connection,
+        new: NewModelVersion,
+        event: EventDraft,
+        *,
+        model_id: int,
+        version: int,
+        now: int,
+    ) -> int:
+        """Add `version` of the model `model_id` with its event; returns the version."""
+        conn.execute(
+            t.model_versions.insert().values(
+                model_id=model_id,
+                version=version,
+                run_id=new.run_id,
+                flavor=new.flavor,
+                flavor_info=new.flavor_info,
+                artifact_digest=new.manifest.digest,
+                manifest=new.manifest.to_dict(),
+                signature=new.signature,
+                metrics=new.metrics,
+                actor=event.actor,
+                created_us=now,
+            )
+        )
+        conn.execute(
+            t.models.update().where(t.models.c.id == model_id).values(latest_version=version)
+        )
+        append_event(
+            self._db,
+            conn,
+            EventDraft(
+                event.action,
+                event.entity,
+                event.actor,
+                None,
+                {
+                    "version": version,
+                    "run_id": new.run_id,
+                    "flavor": new.flavor,
+                    "artifact_digest": new.manifest.digest,
+                },
+            ),
+            now,
+        )
+        return version
 
     def _model_id(self, conn: Connection, project: str, name: str) -> tuple[int, int]:
         row = conn.execute(

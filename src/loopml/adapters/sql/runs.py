@@ -58,10 +58,21 @@ class SqlRunStore:
         self._clock = clock
 
     def create_run(self, new: NewRun, event: EventDraft) -> Run:
-        run_id = RunId(uuid.uuid4().hex)
+        """Create the run; creating it again with the same `run_id` (a retry) returns it."""
+        run_id = new.run_id or RunId(uuid.uuid4().hex)
         status = RunStatus.FINISHED if new.finished else RunStatus.RUNNING
         with self._db.write() as conn:
             now = self._clock()
+            if new.run_id is not None:
+                found = conn.execute(
+                    select(t.runs.c.project, t.runs.c.name).where(t.runs.c.id == run_id)
+                ).first()
+                if found is not None:
+                    if (found.project, found.name) != (new.project, new.name):
+                        raise Conflict(
+                            f"Run id {run_id} is taken by another run.", "Let loopml pick ids."
+                        )
+                    return self._hydrate(conn, [run_id])[0]
             ensure_project(conn, new.project, now)
             if new.parent_id is not None:
                 self._status(conn, new.parent_id)
@@ -119,6 +130,8 @@ class SqlRunStore:
     ) -> None:
         with self._db.write() as conn:
             current = self._status(conn, run_id)
+            if current is status and status is not RunStatus.RUNNING:
+                return  # ended this way already: a retried call
             if final_metrics and current is RunStatus.RUNNING:
                 self._write_metrics(conn, run_id, final_metrics)
             if status not in RUN_TRANSITIONS[current]:
@@ -205,7 +218,7 @@ class SqlRunStore:
             }
             for p in points
         ]
-        conn.execute(t.metrics.insert(), rows)
+        insert_ignore(conn, t.metrics, rows)  # an exact repeat (a retried batch) is one point
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:
             seen = latest.get(row["key"])

@@ -113,7 +113,8 @@ metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("timestamp_ms", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
-    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+    # Also the history's index: an exact repeat of a point (a retried batch) is the same point.
+    Index("uq_metrics_point", "run_id", "key", "step", "timestamp_ms", "value", unique=True),
 )
 
 latest_metrics = Table(
