@@ -229,8 +229,10 @@ def run(
         if trigger is None:
             outcome.notes.append("no trigger fired")
             return outcome
-        ws.loops.remember(loop, replace(loop.state, last_retrain_us=_now_us()))
+        loop = ws.loops.remember(loop, replace(loop.state, last_retrain_us=_now_us()))
         outcome.run = _retrain(ws, loop, trigger, tell)
+        # a schedule counts from the end of the retraining, so a slow one is not run back to back
+        ws.loops.remember(loop, replace(loop.state, last_retrain_us=_now_us()))
         return outcome
 
 

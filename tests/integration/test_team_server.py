@@ -443,3 +443,53 @@ def test_a_server_killed_and_restarted_mid_load_loses_and_duplicates_nothing(
             assert len(check.tracking.store.metric_history(run_id, "loss")) == count
     finally:
         check.close()
+
+
+def test_replicas_take_turns_running_the_schedule(
+    postgres_database: str, make_settings: Callable[..., Settings]
+) -> None:
+    """Two servers on one database, each with a scheduler ticking every 0.2 s, and a health
+    monitor due every second: it runs once a second, not twice; when the replica holding the
+    schedule stops, the other carries on."""
+    import threading
+    from contextlib import ExitStack
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from itertools import pairwise
+
+    from loopml.monitoring import monitors
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    probe = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=probe.serve_forever, daemon=True).start()
+    settings = make_settings(postgres_schema_url(postgres_database))
+    with ExitStack() as first_stack, ExitStack() as second_stack:
+        first = first_stack.enter_context(live_server(settings, admin="one", schedule_s=0.2))
+        monitors.create(
+            "health",
+            deployment="churn-prod",
+            probe=f"http://127.0.0.1:{probe.server_address[1]}",
+            every="1s",
+            workspace=first.workspace,
+        )
+        second = second_stack.enter_context(live_server(settings, admin="two", schedule_s=0.2))
+        time.sleep(3.5)
+        holder, other = sorted((first, second), key=lambda s: -s.app.state.scheduler.ticks_run)
+        assert other.app.state.scheduler.ticks_run == 0 < holder.app.state.scheduler.ticks_run
+        history = second.workspace.monitors.history("health", "default", 100)
+        times = sorted(r.time.timestamp() for r in history)
+        assert 2 <= len(times) <= 5, times
+        assert min(b - a for a, b in pairwise(times)) > 0.8  # never twice
+        (first_stack if holder is first else second_stack).close()  # the holder stops
+        time.sleep(3)
+        assert other.app.state.scheduler.ticks_run > 0  # the other took over
+        later = other.workspace.monitors.history("health", "default", 100)
+        assert len(later) >= len(history) + 1
+    probe.shutdown()
+    probe.server_close()

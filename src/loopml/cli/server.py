@@ -25,6 +25,16 @@ def server(
     max_upload: str = typer.Option(
         "64GiB", "--max-upload", help="Largest blob a client may upload (e.g. 500MiB, 2GiB)."
     ),
+    schedule_every: float = typer.Option(
+        5.0,
+        "--schedule-every",
+        min=0.1,
+        help="Seconds between runs of the scheduler (due monitors, health probes, retrain "
+        "loops); replicas on one database take turns.",
+    ),
+    no_schedule: bool = typer.Option(
+        False, "--no-schedule", help="Serve the API only; run no scheduled job here."
+    ),
 ) -> None:
     """Serve this workspace (LOOPML_DB_URL, LOOPML_ARTIFACTS) to a team over a REST API at
     /api/v1, with users, tokens and roles; clients set LOOPML_SERVER and LOOPML_TOKEN."""
@@ -52,7 +62,12 @@ def server(
             f"Only {host} can reach it.\n"
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    app = create_server(ws, auth=not no_auth, max_upload_bytes=_bytes(max_upload))
+    app = create_server(
+        ws,
+        auth=not no_auth,
+        max_upload_bytes=_bytes(max_upload),
+        schedule_s=None if no_schedule else schedule_every,
+    )
     sys.stderr.write(f"loopml server on http://{host}:{port}/api/v1 (docs at /api/v1/docs)\n")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

@@ -2,7 +2,7 @@
 and how it must beat the champion. Pure parsing and records; the work is in `loopml.loops`.
 
     triggers     alert:churn-drift    an alert of that monitor (or of a rule on that deployment)
-                 every:7d             a schedule, counted from the last retraining
+                 every:7d             a schedule, counted from the end of the last retraining
                  manual               only `loopml loop run NAME --now`
     train data   "reference + labelled predictions of the last 30d"
                  "churn@12 + labelled predictions of the last 7d"

@@ -16,6 +16,8 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -25,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.errors import LoopmlError, http_status
 from loopml.server.routes import build_router
+from loopml.server.scheduler import Scheduler
 from loopml.services.auth import Principal
 
 if TYPE_CHECKING:
@@ -36,11 +39,32 @@ LOCAL = Principal("local", "admin", {})
 log = logging.getLogger("loopml.server")
 
 
-def create_server(ws: Workspace, *, auth: bool = True, max_upload_bytes: int = 64 << 30) -> FastAPI:
-    """The team server's application over workspace `ws` (its stores are the server's)."""
+def create_server(
+    ws: Workspace,
+    *,
+    auth: bool = True,
+    max_upload_bytes: int = 64 << 30,
+    schedule_s: float | None = None,
+) -> FastAPI:
+    """The team server's application over workspace `ws` (its stores are the server's). With
+    `schedule_s`, it also runs the due monitors and retrain loops every that many seconds
+    (one replica at a time: see `loopml.server.scheduler`)."""
     from loopml import __version__
 
+    scheduler = None if schedule_s is None else Scheduler(ws, tick_s=schedule_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="loopml team server",
         version=__version__,
         description="Datasets, runs, models, aliases and the audit trail of a shared loopml "
@@ -71,6 +95,7 @@ def create_server(ws: Workspace, *, auth: bool = True, max_upload_bytes: int = 6
 
     _answer_errors(app)
     _instrument(app)
+    app.state.scheduler = scheduler
     return app
 
 

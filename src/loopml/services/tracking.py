@@ -75,6 +75,8 @@ class ActiveRun:
         self._buffer: list[MetricPoint] = []
         self._steps: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        """Held while a batch is written, so flushes follow one another."""
         self._last_flush = time.monotonic()
         self._ended = False
         self._token: Token[ActiveRun | None] | None = None
@@ -135,17 +137,19 @@ class ActiveRun:
             self.log_metric(key, value, step)
 
     def flush(self) -> None:
-        """Write every buffered point now."""
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-            self._last_flush = time.monotonic()
-        if batch:
-            try:
-                self._service.store.log_batch(self.id, metrics=batch)
-            except Exception:
-                with self._lock:  # keep the points for the next try
-                    self._buffer[:0] = batch
-                raise
+        """Write every buffered point now; returns once every point logged before the call is
+        stored, including those a background flush was writing at that moment."""
+        with self._flushing:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+                self._last_flush = time.monotonic()
+            if batch:
+                try:
+                    self._service.store.log_batch(self.id, metrics=batch)
+                except Exception:
+                    with self._lock:  # keep the points for the next try
+                        self._buffer[:0] = batch
+                    raise
 
     @property
     def ended(self) -> bool:
@@ -186,14 +190,15 @@ class ActiveRun:
         if self._ended:
             return
         _FLUSHER.forget(self)
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-        try:
-            self._service.end_run(self, status, error, batch)
-        except Exception:
+        with self._flushing:  # a background flush in flight lands before the run ends
             with self._lock:
-                self._buffer[:0] = batch
-            raise
+                batch, self._buffer = self._buffer, []
+            try:
+                self._service.end_run(self, status, error, batch)
+            except Exception:
+                with self._lock:
+                    self._buffer[:0] = batch
+                raise
         self._ended = True
         self._service.active_runs.discard(self)
         self.deactivate()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from loopml.bootstrap import Workspace, open_workspace
 from loopml.server.app import create_server
@@ -43,6 +44,8 @@ class LiveServer:
     """The admin's token."""
     workspace: Workspace
     """The server's own workspace (its database and artifact store)."""
+    app: Any
+    """The server's application (its `state.scheduler`, when it schedules)."""
 
 
 @contextmanager
@@ -55,8 +58,9 @@ def live_server(
     ws.auth.create_user(admin, "admin")
     token, _ = ws.auth.create_token(admin, "tests")
     port = free_port()
+    app = create_server(ws, **options)  # type: ignore[arg-type]
     config = uvicorn.Config(
-        create_server(ws, **options),  # type: ignore[arg-type]
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -71,7 +75,7 @@ def live_server(
             raise RuntimeError("the team server did not start")
         time.sleep(0.02)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", token, ws)
+        yield LiveServer(f"http://127.0.0.1:{port}", token, ws, app)
     finally:
         server.should_exit = True
         thread.join(30)

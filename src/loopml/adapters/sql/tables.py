@@ -370,3 +370,11 @@ grants = Table(
     Column("user", String(200), ForeignKey("users.name"), primary_key=True),
     Column("role", String(20), nullable=False),
 )
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+)
