@@ -143,7 +143,7 @@ def _server_stores(settings: Settings) -> _Stores:
         missing("monitors"),
         missing("alerts"),
         missing("retrain loops"),
-        missing("users and tokens"),
+        remote.RemoteAuthStore(client),
         client.close,
     )
 

@@ -493,3 +493,34 @@ def test_replicas_take_turns_running_the_schedule(
         assert len(later) >= len(history) + 1
     probe.shutdown()
     probe.server_close()
+
+
+def test_an_admin_manages_users_tokens_and_grants_from_a_remote_cli(
+    served: LiveServer, tmp_path: Path
+) -> None:
+    admin = _env(LOOPML_SERVER=served.url, LOOPML_TOKEN=served.token)
+
+    def loopml(*args: str, env: dict[str, str] = admin) -> subprocess.CompletedProcess[str]:
+        return _loopml(env, tmp_path, *args)
+
+    assert loopml("users", "create", "carol").returncode == 0
+    made = loopml("tokens", "create", "carol", "--name", "laptop", "--json")
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)
+    carol = _env(LOOPML_SERVER=served.url, LOOPML_TOKEN=token["token"])
+    assert "no role on project 'default'" in loopml("data", "list", env=carol).stderr
+    assert loopml("projects", "grant", "default", "carol", "--role", "viewer").returncode == 0
+    assert loopml("data", "list", env=carol).returncode == 0
+    listed = json.loads(loopml("tokens", "list", "--user", "carol", "--json").stdout)
+    assert [(t["name"], t["hint"]) for t in listed] == [("laptop", token["token"][-4:])]
+    refused = loopml("users", "list", env=carol)
+    assert refused.returncode == 1
+    assert "carol is not an admin" in refused.stderr
+    assert loopml("tokens", "revoke", str(token["id"])).returncode == 0
+    assert "was revoked" in loopml("data", "list", env=carol).stderr
+    assert loopml("projects", "create", "fraud").returncode == 0
+    assert "fraud" in json.loads(loopml("projects", "list", "--json").stdout)
+    events = served.workspace.audit.log(entity="user:carol", limit=10)
+    assert {e.actor for e in events} == {"alice"}  # the admin behind the token, not the server
+    stored = [t.hint for t in served.workspace.auth.tokens("carol")]
+    assert stored == [token["token"][-4:]]  # the server has the hash and a hint, not the token

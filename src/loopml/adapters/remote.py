@@ -28,6 +28,7 @@ from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from loopml import errors
+from loopml.domain.auth import Grant, Token, User
 from loopml.domain.filters import RunQuery
 from loopml.domain.hashing import Digest, finish, is_digest, new_hasher, update
 from loopml.domain.manifest import BlobRef, Manifest
@@ -439,6 +440,68 @@ class RemoteBlobStore:
     def exists(self, digest: Digest) -> bool:
         _checked(digest)
         return bool(self._c.call("GET", f"/blobs/{digest}/exists")["exists"])
+
+
+class RemoteAuthStore:
+    """Users, tokens, projects and grants on the server, for an admin's commands. A new token is
+    made here and only its hash is sent."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def create_user(self, name: str, role: str | None, event: EventDraft) -> User:
+        return decode(User, self._c.call("POST", "/users", body={"name": name, "role": role}))
+
+    def user(self, name: str) -> User:
+        return decode(User, self._c.call("GET", f"/users/{_p(name)}"))
+
+    def users(self) -> list[User]:
+        return decode(list[User], self._c.call("GET", "/users"))
+
+    def disable_user(self, name: str, event: EventDraft) -> User:
+        return decode(User, self._c.call("POST", f"/users/{_p(name)}/disable"))
+
+    def add_token(
+        self,
+        user: str,
+        name: str,
+        *,
+        digest: str,
+        hint: str,
+        expires: datetime | None,
+        event: EventDraft,
+    ) -> Token:
+        body = {"digest": digest, "hint": hint, "name": name, "expires_at": expires}
+        return decode(Token, self._c.call("POST", f"/users/{_p(user)}/tokens", body=body))
+
+    def token(self, token_id: int) -> Token:
+        return decode(Token, self._c.call("GET", f"/tokens/{int(token_id)}"))
+
+    def find_token(self, digest: str) -> tuple[Token, User] | None:
+        raise errors.InvalidInput(
+            "Tokens are checked by the server, not by its clients.", "Call the server instead."
+        )
+
+    def tokens(self, user: str | None) -> list[Token]:
+        params = {} if user is None else {"user": user}
+        return decode(list[Token], self._c.call("GET", "/tokens", params=params))
+
+    def revoke_token(self, token_id: int, event: EventDraft) -> Token:
+        return decode(Token, self._c.call("POST", f"/tokens/{int(token_id)}/revoke"))
+
+    def grant(self, project: str, user: str, role: str | None, event: EventDraft) -> None:
+        path = f"/projects/{_p(project)}/grants/{_p(user)}"
+        self._c.call("PUT", path, body={"role": role})
+
+    def grants(self, project: str | None = None, user: str | None = None) -> list[Grant]:
+        params = {k: v for k, v in (("project", project), ("user", user)) if v is not None}
+        return decode(list[Grant], self._c.call("GET", "/grants", params=params))
+
+    def create_project(self, project: str, event: EventDraft) -> bool:
+        return bool(self._c.call("POST", f"/projects/{_p(project)}")["created"])
+
+    def projects(self) -> list[str]:
+        return list(self._c.call("GET", "/projects"))
 
 
 class NotServed:

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from loopml.adapters.sql.auth import SqlAuthStore
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.events import SqlEventLog
 from loopml.adapters.sql.models import SqlModelStore
 from loopml.adapters.sql.runs import SqlRunStore
-from loopml.domain.auth import PROTECTED_ALIASES, Grant, Token, User, allows
+from loopml.domain.auth import PROTECTED_ALIASES, Grant, Token, User, allows, check_role
 from loopml.domain.filters import RunQuery, check_query
 from loopml.domain.hashing import Digest, is_digest
 from loopml.domain.manifest import Manifest
@@ -146,15 +147,11 @@ class UserIn:
 
 @dataclass
 class TokenIn:
+    digest: str
+    """The SHA-256 (hex) of the token the client made."""
+    hint: str
     name: str = "default"
-    expires_in_s: int | None = None
-
-
-@dataclass
-class NewToken:
-    token: str
-    """Shown this once; only its hash is kept."""
-    record: Token
+    expires_at: datetime | None = None
 
 
 @dataclass
@@ -175,6 +172,7 @@ class _Context:
         self.runs = SqlRunStore(self.ws.db)
         self.models = SqlModelStore(self.ws.db)
         self.events = SqlEventLog(self.ws.db)
+        self.auth = SqlAuthStore(self.ws.db)
         self.projects: dict[str, str] = {}
 
     def need(self, who: Principal, project: str, role: str) -> None:
@@ -198,6 +196,11 @@ class _Context:
             )
         return EventDraft(event.action, event.entity, who.user)
 
+    def changed(self, who: Principal, action: str, entity: str) -> EventDraft:
+        """The event of a change to users, tokens or grants, by the caller."""
+        self.ws.auth.forget()  # what this server remembers of tokens may be stale now
+        return EventDraft(action, entity, who.user)
+
     def run_project(self, run_id: str) -> str:
         """The project of run `run_id` (remembered: a run never changes project)."""
         project = self.projects.get(run_id)
@@ -220,6 +223,8 @@ def build_router(
     _model_routes(router, context)
     _audit_routes(router, context)
     _user_routes(router, context)
+    _token_routes(router, context)
+    _project_routes(router, context)
     return router
 
 
@@ -479,38 +484,98 @@ def _audit_routes(router: APIRouter, c: _Context) -> None:
 
 
 def _user_routes(router: APIRouter, c: _Context) -> None:
+    """Users, tokens, projects and grants: the AuthStore's operations, for admins (a client's
+    `loopml users|tokens|projects` commands run over these). A token is made by the client;
+    only its hash ever reaches the server."""
     Who = c.who
 
     @router.post("/users", tags=["users"])
     def create_user(body: UserIn, who: Principal = Who) -> User:
         c.admin(who)
-        return c.ws.auth.create_user(body.name, body.role)
+        role = None if body.role is None else check_role(body.role)
+        name = check_name(body.name, "user")
+        return c.auth.create_user(name, role, c.changed(who, "user.created", f"user:{name}"))
 
     @router.get("/users", tags=["users"])
     def list_users(who: Principal = Who) -> list[User]:
         c.admin(who)
-        return c.ws.auth.users()
+        return c.auth.users()
+
+    @router.get("/users/{name}", tags=["users"])
+    def get_user(name: str, who: Principal = Who) -> User:
+        c.admin(who)
+        return c.auth.user(name)
+
+    @router.post("/users/{name}/disable", tags=["users"])
+    def disable_user(name: str, who: Principal = Who) -> User:
+        c.admin(who)
+        return c.auth.disable_user(name, c.changed(who, "user.disabled", f"user:{name}"))
+
+
+def _token_routes(router: APIRouter, c: _Context) -> None:
+    Who = c.who
 
     @router.post("/users/{name}/tokens", tags=["users"])
-    def create_token(name: str, body: TokenIn, who: Principal = Who) -> NewToken:
+    def add_token(name: str, body: TokenIn, who: Principal = Who) -> Token:
+        """Record a token the client made, by its SHA-256 hash."""
         c.admin(who)
-        text, record = c.ws.auth.create_token(name, body.name, body.expires_in_s)
-        return NewToken(text, record)
+        if len(body.digest) != 64 or any(ch not in "0123456789abcdef" for ch in body.digest):
+            raise InvalidInput("A token hash is 64 hex digits.", "Send the token's SHA-256.")
+        return c.auth.add_token(
+            name,
+            check_name(body.name, "token"),
+            digest=body.digest,
+            hint=body.hint[-4:],
+            expires=body.expires_at,
+            event=c.changed(who, "token.created", f"user:{name}"),
+        )
+
+    @router.get("/tokens", tags=["users"])
+    def list_tokens(user: str | None = None, who: Principal = Who) -> list[Token]:
+        c.admin(who)
+        return c.auth.tokens(user)
+
+    @router.get("/tokens/{token_id}", tags=["users"])
+    def get_token(token_id: int, who: Principal = Who) -> Token:
+        c.admin(who)
+        return c.auth.token(token_id)
 
     @router.post("/tokens/{token_id}/revoke", tags=["users"])
     def revoke_token(token_id: int, who: Principal = Who) -> Token:
         c.admin(who)
-        return c.ws.auth.revoke_token(token_id)
+        user = c.auth.token(token_id).user
+        return c.auth.revoke_token(token_id, c.changed(who, "token.revoked", f"user:{user}"))
+
+
+def _project_routes(router: APIRouter, c: _Context) -> None:
+    Who = c.who
 
     @router.get("/projects", tags=["projects"])
     def list_projects(who: Principal = Who) -> list[str]:
-        return who.readable(c.ws.auth.projects())
+        return who.readable(c.auth.projects())
+
+    @router.post("/projects/{project}", tags=["projects"])
+    def create_project(project: str, who: Principal = Who) -> dict[str, bool]:
+        c.admin(who)
+        event = c.changed(who, "project.created", f"project:{check_name(project, 'project')}")
+        return {"created": c.auth.create_project(project, event)}
+
+    @router.get("/grants", tags=["projects"])
+    def list_grants(
+        project: str | None = None, user: str | None = None, who: Principal = Who
+    ) -> list[Grant]:
+        if project is None:
+            c.admin(who)
+        else:
+            c.need(who, project, "admin")
+        return c.auth.grants(project, user)
 
     @router.put("/projects/{project}/grants/{user}", tags=["projects"])
     def grant(project: str, user: str, body: GrantIn, who: Principal = Who) -> list[Grant]:
         c.need(who, project, "admin")
-        c.ws.auth.grant(project, user, body.role)
-        return c.ws.auth.grants(project=project)
+        role = None if body.role is None else check_role(body.role)
+        c.auth.grant(project, user, role, c.changed(who, "project.granted", f"project:{project}"))
+        return c.auth.grants(project=project)
 
 
 async def _receive(request: Request, path: Path, limit: int) -> None:

@@ -70,6 +70,10 @@ class AuthService:
             name, None if role is None else check_role(role), self._event("user.created", name)
         )
 
+    def forget(self) -> None:
+        """Drop what this process remembers of tokens (after a change made around it)."""
+        self._known.clear()
+
     def users(self) -> list[User]:
         return self._store.users()
 
