@@ -130,3 +130,23 @@ def test_runs_are_kept_newest_first_and_every_change_is_an_event(database: Datab
     assert store.run("default", first.id) == done
     chain = SqlEventLog(database).list(limit=100)
     assert verify_chain(chain[::-1]).ok
+
+
+def test_a_held_loop_stays_held_past_its_lease_while_the_holder_works(database: Database) -> None:
+    """The service renews the lease while its block runs (a retraining longer than the lease
+    must not let a second run in), and frees it when the block ends."""
+    from loopml.errors import Conflict
+    from loopml.services.loops import LoopService
+
+    store = SqlLoopStore(database)
+    store.create(_spec(), _event())
+    service = LoopService(store, "tester")
+    with service.hold("churn-loop", "default", ttl_s=0.3):
+        time.sleep(1.0)  # three lease lengths
+        assert not store.acquire("default", "churn-loop", "other", ttl_s=60)
+        with (
+            pytest.raises(Conflict, match="already running"),
+            service.hold("churn-loop", "default"),
+        ):
+            pass
+    assert store.acquire("default", "churn-loop", "other", ttl_s=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from loopml.errors import Conflict
 from loopml.ports import LoopStore
 
 MAX_HISTORY = 10_000
-LEASE_S = 3600.0
-"""How long a run holds its loop before another may assume it died."""
+LEASE_S = 600.0
+"""How long after its holder last renewed it (every third of this) a loop is free again."""
 
 
 class LoopService:
@@ -46,7 +47,8 @@ class LoopService:
     @contextmanager
     def hold(self, name: str, project: str, ttl_s: float = LEASE_S) -> Iterator[str]:
         """Hold loop `name` for the block: a second holder gets Conflict instead of running the
-        same retraining twice. A holder that dies frees the loop after `ttl_s`."""
+        same retraining twice. The lease is renewed while the block runs, however long; a holder
+        that dies frees the loop after `ttl_s`."""
         owner = f"{self._actor}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         if not self._store.acquire(project, name, owner, ttl_s):
             holder, until_us = self._store.lease(project, name)
@@ -56,9 +58,19 @@ class LoopService:
                 f"{f' until {until:%Y-%m-%d %H:%M:%S} UTC' if until else ''}).",
                 "Wait for that run to finish; `loopml loop history` shows it.",
             )
+        stop = threading.Event()
+
+        def keep() -> None:  # a retraining longer than the lease keeps it
+            while not stop.wait(ttl_s / 3):
+                self._store.renew(project, name, owner, ttl_s)
+
+        keeper = threading.Thread(target=keep, name=f"loop-lease-{name}", daemon=True)
+        keeper.start()
         try:
             yield owner
         finally:
+            stop.set()
+            keeper.join()
             self._store.release(project, name, owner)
 
     def remember(self, loop: Loop, state: LoopState) -> Loop:

@@ -122,6 +122,18 @@ class SqlLoopStore:
             self.get(project, name)  # NotFound when the loop is not there at all
         return bool(changed)
 
+    def renew(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
+        """Extend `owner`'s lease for `ttl_s` seconds from now; False when it is not theirs."""
+        table = t.loops
+        with self._db.write() as conn:
+            changed = conn.execute(
+                table.update()
+                .where(table.c.project == project, table.c.name == name)
+                .where(table.c.lease_owner == owner)
+                .values(lease_until_us=self._clock() + int(ttl_s * 1_000_000))
+            ).rowcount
+        return bool(changed)
+
     def lease(self, project: str, name: str) -> tuple[str | None, int | None]:
         with self._db.read() as conn:
             row = conn.execute(
