@@ -307,7 +307,8 @@ def _retrain_steps(
 ) -> LoopRun:
     from loopml.monitoring.gate import gate
 
-    train_ref, holdout_ref, rows = _build_data(ws, spec, started.id)
+    label = _label_of(ws, spec)  # one read of the monitor's summary for the whole run
+    train_ref, holdout_ref, rows = _build_data(ws, spec, started.id, label)
     current = replace(started, train_data=train_ref, holdout_data=holdout_ref)
     tell(f"loop {spec.name}: training data {train_ref} ({rows:,} rows), holdout {holdout_ref}")
     pipeline_run, challenger, failure = _train(ws, spec, model, train_ref)
@@ -336,7 +337,7 @@ def _retrain_steps(
         against=str(champion),
         data=holdout_ref,
         rules=[*spec.promote_if, *spec.guards],
-        label=_label_of(ws, spec),
+        label=label,
         project=spec.project,
     )
     scored = replace(
@@ -395,7 +396,7 @@ def _version_or_none(ws: Workspace, ref: str, project: str) -> int | None:
 # -- the training data ------------------------------------------------------------------------
 
 
-def _build_data(ws: Workspace, spec: LoopSpec, run_id: int) -> tuple[str, str, int]:
+def _build_data(ws: Workspace, spec: LoopSpec, run_id: int, label: str) -> tuple[str, str, int]:
     """(training version, holdout version, training rows): the bases plus the recent labelled
     rows not held out; the holdout is the rest of the recent labelled rows."""
     import numpy as np
@@ -404,7 +405,6 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int) -> tuple[str, str, i
     from loopml.monitoring.monitors import read_dataset
 
     recipe = spec.data
-    label = _label_of(ws, spec)
     recent = _recent_labelled(ws, spec, label, recipe.window_s)
     if len(recent) < spec.min_rows:
         raise InvalidInput(
