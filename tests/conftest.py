@@ -18,7 +18,7 @@ from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.migrate import ensure_schema
 from loopml.settings import Settings
 from loopml.testing.seaweed import S3Endpoint
-from loopml.testing.team_server import postgres_schema_url
+from loopml.testing.team_server import live_server, postgres_schema_url
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -87,14 +87,44 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-@pytest.fixture
-def workspace(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[object]:
-    """A workspace on each metadata backend with a local artifact folder."""
+@pytest.fixture(params=["embedded", "server"])
+def ws_settings(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> Iterator[Settings]:
+    """The settings of an embedded workspace (SQLite and a folder), and of a client of a live
+    team server on PostgreSQL that keeps its blobs in that folder."""
+    if request.param == "embedded":
+        yield make_settings()
+        return
+    url = postgres_schema_url(request.getfixturevalue("postgres_database"))
+    with live_server(make_settings(url), admin="tester") as server:
+        yield make_settings(server_url=server.url, token=server.token)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "server"])
+def workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> Iterator[object]:
+    """A workspace on SQLite, on PostgreSQL, and through a live team server on PostgreSQL
+    (the stores remote, the services here): every test using it runs on each, so the embedded
+    store and the server cannot drift apart. Artifacts are in a local folder."""
     from loopml.bootstrap import open_workspace
 
-    ws = open_workspace(make_settings(db_url))
-    yield ws
-    ws.close()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'meta' / 'loopml.db'}"
+    else:
+        url = postgres_schema_url(request.getfixturevalue("postgres_database"))
+    if request.param != "server":
+        ws = open_workspace(make_settings(url))
+        yield ws
+        ws.close()
+        return
+    # The server keeps its blobs in the folder the client's model servers log predictions to,
+    # as a team's share one bucket.
+    with live_server(make_settings(url), admin="tester") as server:
+        ws = open_workspace(make_settings(server_url=server.url, token=server.token))
+        yield ws
+        ws.close()
 
 
 @pytest.fixture(scope="session")

@@ -125,12 +125,12 @@ def _local_stores(settings: Settings) -> _Stores:
 
 
 def _server_stores(settings: Settings) -> _Stores:
-    """Data, runs, models and the audit trail on the team server at `settings.server_url`."""
+    """Every store on the team server at `settings.server_url`."""
     from loopml.adapters import remote
+    from loopml.adapters import remote_operations as ops
 
     assert settings.server_url is not None
     client = remote.RemoteClient(settings.server_url, settings.token)
-    missing = remote.NotServed
     return _Stores(
         None,
         remote.RemoteBlobStore(client),
@@ -138,11 +138,11 @@ def _server_stores(settings: Settings) -> _Stores:
         remote.RemoteRunStore(client),
         remote.RemoteModelStore(client),
         remote.RemoteEventLog(client),
-        missing("pipelines"),
-        missing("deployments"),
-        missing("monitors"),
-        missing("alerts"),
-        missing("retrain loops"),
+        ops.RemotePipelineStore(client),
+        ops.RemoteDeploymentStore(client),
+        ops.RemoteMonitorStore(client),
+        ops.RemoteAlertStore(client),
+        ops.RemoteLoopStore(client),
         remote.RemoteAuthStore(client),
         client.close,
     )

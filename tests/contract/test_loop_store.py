@@ -62,6 +62,7 @@ def test_a_lease_has_one_holder_until_released_or_expired(database: Database) ->
     store.create(_spec(), _event())
     assert store.acquire("default", "churn-loop", "a", ttl_s=60)
     assert not store.acquire("default", "churn-loop", "b", ttl_s=60)
+    assert store.acquire("default", "churn-loop", "a", ttl_s=60)  # a retry by the holder
     assert store.lease("default", "churn-loop")[0] == "a"
     store.release("default", "churn-loop", "b")  # not the holder: nothing happens
     assert not store.acquire("default", "churn-loop", "b", ttl_s=60)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ ROWS = 1_000
 
 
 @pytest.fixture
-def world(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[Workspace]:
+def world(ws_settings: Settings, tmp_path: Path) -> Iterator[Workspace]:
     """churn@1 (the first period), churn 1 trained on it and promoted, deployment churn-prod
     serving churn@champion, and drift monitor churn-drift with a rule on drift."""
-    ws = open_workspace(make_settings())
+    ws = open_workspace(ws_settings)
     first = tmp_path / "period-0.csv"
     period(0, ROWS, seed=0).to_csv(first, index=False)
     ws.data.add(first, name="churn", project="default")

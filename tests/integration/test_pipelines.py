@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ EXAMPLE = f"{ROOT / 'examples' / 'churn' / 'pipeline.py'}:churn"
 
 
 @pytest.fixture
-def ws(make_settings: Callable[..., Settings]) -> Iterator[Workspace]:
-    workspace = open_workspace(make_settings())
+def ws(ws_settings: Settings) -> Iterator[Workspace]:
+    workspace = open_workspace(ws_settings)
     yield workspace
     workspace.close()
 

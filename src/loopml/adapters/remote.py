@@ -502,16 +502,3 @@ class RemoteAuthStore:
 
     def projects(self) -> list[str]:
         return list(self._c.call("GET", "/projects"))
-
-
-class NotServed:
-    """A store the team server does not offer yet: any use says so, and how to work instead."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __getattr__(self, name: str) -> Any:
-        raise errors.InvalidInput(
-            f"The {self._what} of a workspace are not served by the team server yet.",
-            "Unset LOOPML_SERVER to work with them on a local workspace.",
-        )

@@ -67,8 +67,9 @@ def create_server(
         lifespan=lifespan,
         title="loopml team server",
         version=__version__,
-        description="Datasets, runs, models, aliases and the audit trail of a shared loopml "
-        "workspace. Every route but /api/v1/health needs `Authorization: Bearer TOKEN`.",
+        description="Datasets, runs, models and aliases, pipelines and lineage, deployments, "
+        "monitors, alerts, retrain loops and the audit trail of a shared loopml workspace. "
+        "Every route but /api/v1/health needs `Authorization: Bearer TOKEN`.",
         openapi_url=f"/api/{API_VERSION}/openapi.json",
         docs_url=f"/api/{API_VERSION}/docs",
         redoc_url=None,

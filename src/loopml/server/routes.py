@@ -20,10 +20,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from loopml.adapters.sql.alerts import SqlAlertStore
 from loopml.adapters.sql.auth import SqlAuthStore
 from loopml.adapters.sql.datasets import SqlDatasetStore
+from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.events import SqlEventLog
+from loopml.adapters.sql.loops import SqlLoopStore
 from loopml.adapters.sql.models import SqlModelStore
+from loopml.adapters.sql.monitors import SqlMonitorStore
+from loopml.adapters.sql.pipelines import SqlPipelineStore
 from loopml.adapters.sql.runs import SqlRunStore
 from loopml.domain.auth import PROTECTED_ALIASES, Grant, Token, User, allows, check_role
 from loopml.domain.filters import RunQuery, check_query
@@ -173,6 +178,11 @@ class _Context:
         self.models = SqlModelStore(self.ws.db)
         self.events = SqlEventLog(self.ws.db)
         self.auth = SqlAuthStore(self.ws.db)
+        self.pipelines = SqlPipelineStore(self.ws.db)
+        self.deployments = SqlDeploymentStore(self.ws.db)
+        self.monitors = SqlMonitorStore(self.ws.db)
+        self.alerts = SqlAlertStore(self.ws.db)
+        self.loops = SqlLoopStore(self.ws.db)
         self.projects: dict[str, str] = {}
 
     def need(self, who: Principal, project: str, role: str) -> None:
@@ -211,6 +221,10 @@ class _Context:
             self.projects[run_id] = project
         return project
 
+    def readable_runs(self, who: Principal, run_ids: list[RunId]) -> list[str]:
+        """Those of `run_ids` in projects `who` may read."""
+        return [r for r in run_ids if who.may(self.run_project(r), "viewer")]
+
 
 def build_router(
     ws: Workspace, principal: Callable[..., Principal], *, max_upload_bytes: int
@@ -225,6 +239,9 @@ def build_router(
     _user_routes(router, context)
     _token_routes(router, context)
     _project_routes(router, context)
+    from loopml.server.operations import add_operation_routes  # it imports this module's bodies
+
+    add_operation_routes(router, context)
     return router
 
 

@@ -118,7 +118,7 @@ class AlertService:
             if rule.target != target and value is None:
                 continue  # a deployment rule about another kind of monitor
             holds = condition.holds(runs, now_us)
-            current = self._store.open_alert(rule.id)
+            current = self._store.open_alert(rule.project, rule.id)
             if holds and current is None:
                 changed.append(self._fire(rule, value))
             elif not holds and current is not None:
@@ -127,7 +127,7 @@ class AlertService:
 
     def _fire(self, rule: AlertRule, value: float | None) -> Alert:
         now = self._clock()
-        last = self._store.last_alert(rule.id)
+        last = self._store.last_alert(rule.project, rule.id)
         if (
             last is not None
             and last.resolved_at is not None

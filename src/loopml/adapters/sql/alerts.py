@@ -117,15 +117,15 @@ class SqlAlertStore:
             draft = EventDraft(event.action, event.entity, event.actor, before, None)
             append_event(self._db, conn, draft, self._clock())
 
-    def open_alert(self, rule_id: int) -> Alert | None:
+    def open_alert(self, project: str, rule_id: int) -> Alert | None:
         """The rule's alert that is firing or acknowledged, if any."""
-        return self._latest(rule_id, OPEN_STATES)
+        return self._latest(project, rule_id, OPEN_STATES)
 
-    def last_alert(self, rule_id: int) -> Alert | None:
-        return self._latest(rule_id, None)
+    def last_alert(self, project: str, rule_id: int) -> Alert | None:
+        return self._latest(project, rule_id, None)
 
-    def _latest(self, rule_id: int, states: tuple[str, ...] | None) -> Alert | None:
-        query = select(t.alerts).where(t.alerts.c.rule_id == rule_id)
+    def _latest(self, project: str, rule_id: int, states: tuple[str, ...] | None) -> Alert | None:
+        query = select(t.alerts).where(t.alerts.c.project == project, t.alerts.c.rule_id == rule_id)
         if states is not None:
             query = query.where(t.alerts.c.state.in_(states))
         with self._db.read() as conn:

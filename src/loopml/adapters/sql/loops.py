@@ -105,7 +105,8 @@ class SqlLoopStore:
             append_event(self._db, conn, draft, self._clock())
 
     def acquire(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
-        """Take the loop's lease for `ttl_s` seconds unless someone holds it; True when taken."""
+        """Take the loop's lease for `ttl_s` seconds unless someone else holds it; True when
+        taken. Taking it again as its holder extends it (so a retried call is harmless)."""
         table = t.loops
         now = self._clock()
         with self._db.write() as conn:
@@ -114,7 +115,11 @@ class SqlLoopStore:
                 .where(
                     table.c.project == project,
                     table.c.name == name,
-                    or_(table.c.lease_until_us.is_(None), table.c.lease_until_us < now),
+                    or_(
+                        table.c.lease_until_us.is_(None),
+                        table.c.lease_until_us < now,
+                        table.c.lease_owner == owner,
+                    ),
                 )
                 .values(lease_owner=owner, lease_until_us=now + int(ttl_s * 1_000_000))
             ).rowcount
