@@ -9,7 +9,8 @@ to a server on 127.0.0.1:
   one_client_points_per_s     one client logs --points metric points to one run
                               (loopml: run.log_metric, buffered; MLflow: log_batch of 1,000, its
                               fastest path, and log_metric one call per point, its default)
-  clients_points_per_s        --clients clients at once, each the same; total points / wall time
+  clients_points_per_s        --clients clients at once, each the same, starting to log together
+                              once all have started up: total points / (last end - common start)
   roundtrip_ms                median of 300 single unbuffered calls (one metric point)
   search_page_ms              the first page of 100 runs, "metrics.acc > 0.5" by acc descending,
                               among --search-runs runs (median of 5)
@@ -43,7 +44,7 @@ POSTGRES = os.environ.get("LOOPML_BENCH_POSTGRES", "postgresql+psycopg://postgre
 LOOPML = str(Path(sys.executable).parent / "loopml")
 
 LOOPML_CLIENT = r"""
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 from loopml.bootstrap import open_workspace
 from loopml.domain.filters import RunQuery, parse_filter, parse_order_by
 from loopml.domain.records import MetricPoint
@@ -52,11 +53,13 @@ mode, points = sys.argv[1], int(sys.argv[2])
 ws = open_workspace(Settings.from_env())
 out = {}
 if mode == "log":
+    time.sleep(max(0.0, float(os.environ.get("BENCH_START_AT", "0")) - time.time()))
     began = time.perf_counter()
     with ws.tracking.start_run(project="bench", name="log") as run:
         for i in range(points):
             run.log_metric("loss", 1.0 / (i + 1), step=i)
     out["seconds"] = time.perf_counter() - began
+    out["ended"] = time.time()
     out["run"] = run.id
 elif mode == "roundtrip":
     with ws.tracking.start_run(project="bench", name="roundtrip") as run:
@@ -81,7 +84,7 @@ print(json.dumps(out))
 """
 
 MLFLOW_CLIENT = r"""
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 import mlflow
 from mlflow.entities import Metric
 mode, points, uri = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -91,6 +94,7 @@ if exp is None:
     exp = client.get_experiment(client.create_experiment("bench"))
 out = {}
 if mode in ("log", "log_metric"):
+    time.sleep(max(0.0, float(os.environ.get("BENCH_START_AT", "0")) - time.time()))
     began = time.perf_counter()
     run_id = client.create_run(exp.experiment_id).info.run_id
     if mode == "log":
@@ -103,6 +107,7 @@ if mode in ("log", "log_metric"):
             client.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
     client.set_terminated(run_id)
     out["seconds"] = time.perf_counter() - began
+    out["ended"] = time.time()
     out["run"] = run_id
 elif mode == "roundtrip":
     run_id = client.create_run(exp.experiment_id).info.run_id
@@ -203,8 +208,11 @@ def _process(args: list[str], env: dict[str, str], ready_url: str, log: Path) ->
 def _clients(
     python: str, code: str, args: list[str], count: int, env: dict[str, str]
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Run `count` client processes at once; (wall seconds, their JSON answers)."""
+    """Run `count` client processes at once; (wall seconds, their JSON answers). Logging
+    clients start logging together at BENCH_START_AT, once every one has started up."""
     began = time.perf_counter()
+    start_at = time.time() + 4.0 + 0.5 * count
+    env = {**env, "BENCH_START_AT": str(start_at)}
     procs = [
         subprocess.Popen([python, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(count)
@@ -215,7 +223,13 @@ def _clients(
         if proc.returncode != 0:
             raise SystemExit(f"a client failed: {out[-2000:]}")
         answers.append(json.loads(out.strip().splitlines()[-1]))
-    return time.perf_counter() - began, answers
+    return time.perf_counter() - began, [{**a, "start_at": start_at} for a in answers]
+
+
+def _together(points: int, answers: list[dict[str, Any]]) -> float:
+    """Points per second of clients that started logging together: all their points over the
+    time from the common start to the last one's end."""
+    return points * len(answers) / (max(a["ended"] for a in answers) - answers[0]["start_at"])
 
 
 def _populate_loopml(db_url: str, folder: Path, runs: int) -> None:
@@ -270,10 +284,10 @@ def measure_loopml(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 "LOOPML_HOME": str(root / "loopml-client"),
             }
             py = sys.executable
-            wall, (one,) = _clients(py, LOOPML_CLIENT, ["log", str(args.points)], 1, env)
+            _, (one,) = _clients(py, LOOPML_CLIENT, ["log", str(args.points)], 1, env)
             result["one_client_points_per_s"] = args.points / one["seconds"]
-            wall, _ = _clients(py, LOOPML_CLIENT, ["log", str(args.points)], args.clients, env)
-            result["clients_points_per_s"] = args.points * args.clients / wall
+            _, many = _clients(py, LOOPML_CLIENT, ["log", str(args.points)], args.clients, env)
+            result["clients_points_per_s"] = _together(args.points, many)
             _, (rt,) = _clients(py, LOOPML_CLIENT, ["roundtrip", "300"], 1, env)
             result["roundtrip_ms"] = rt["median_ms"]
             _, (search,) = _clients(py, LOOPML_CLIENT, ["search", "0"], 1, env)
@@ -311,8 +325,8 @@ def measure_mlflow(
         per_call = max(200, args.points // 20)
         _, (slow,) = _clients(python, MLFLOW_CLIENT, ["log_metric", str(per_call), url], 1, env)
         result["one_client_log_metric_points_per_s"] = per_call / slow["seconds"]
-        wall, _ = _clients(python, MLFLOW_CLIENT, calls, args.clients, env)
-        result["clients_points_per_s"] = args.points * args.clients / wall
+        _, many = _clients(python, MLFLOW_CLIENT, calls, args.clients, env)
+        result["clients_points_per_s"] = _together(args.points, many)
         _, (rt,) = _clients(python, MLFLOW_CLIENT, ["roundtrip", "300", url], 1, env)
         result["roundtrip_ms"] = rt["median_ms"]
         _, (search,) = _clients(python, MLFLOW_CLIENT, ["search", "0", url], 1, env)

@@ -155,6 +155,25 @@ def test_run_lifecycle_params_metrics_tags(stores: Stores) -> None:
         store.log_batch(run_id, metrics=points[:1])
 
 
+def test_points_keep_their_order_ties_extreme_values_and_latest(stores: Stores) -> None:
+    """A batch's later point wins a tie on step; extreme values survive every backend; a batch
+    to a run that does not exist changes nothing and says so."""
+    store = stores.runs
+    run_id = _run(store)
+    values = [0.5, 1e300, -1e-300, -1.5e308, 0.25]
+    store.log_batch(
+        run_id,
+        metrics=[MetricPoint("m", v, 7 if i >= 3 else i, 100 + i) for i, v in enumerate(values)],
+    )
+    history = store.metric_history(run_id, "m")
+    assert [p.step for p in history] == [0, 1, 2, 7, 7]
+    got = [p.value for p in history]
+    assert got == values
+    assert store.get_run(run_id).metrics == {"m": 0.25}  # step 7's later point
+    with pytest.raises(NotFound):
+        store.log_batch("f" * 32, metrics=[MetricPoint("m", 1.0, 0, 0)])  # type: ignore[arg-type]
+
+
 def test_a_param_cannot_change_once_logged(stores: Stores) -> None:
     store = stores.runs
     run_id = _run(store)

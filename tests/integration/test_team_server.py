@@ -21,7 +21,13 @@ from loopml.domain.filters import RunQuery
 from loopml.settings import Settings
 from loopml.testing.fuzz import fuzz_openapi
 from loopml.testing.seaweed import S3Endpoint
-from loopml.testing.team_server import LiveServer, free_port, live_server, postgres_schema_url
+from loopml.testing.team_server import (
+    LiveServer,
+    free_port,
+    live_server,
+    postgres_schema_url,
+    wait_until_healthy,
+)
 
 LOOPML = str(Path(sys.executable).parent / "loopml")
 
@@ -66,16 +72,7 @@ def team(
         [LOOPML, "server", "--port", str(port)], env=server_env, cwd=home, stderr=log, stdout=log
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail((tmp_path / "server.log").read_text())
-        time.sleep(0.1)
+    wait_until_healthy(url, process, tmp_path / "server.log")
     yield {"url": url, "alice": alice.stdout.strip(), "bob": bob, "server_env": server_env}
     process.terminate()
     process.wait(30)

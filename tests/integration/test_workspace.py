@@ -136,6 +136,9 @@ def test_metric_values_must_be_numbers(workspace: Workspace) -> None:
     with workspace.tracking.start_run(project="default", name="x") as run:
         with pytest.raises(InvalidInput, match="not a number"):
             run.log_metric("acc", "high")
+        for bad in (float("nan"), float("inf"), -np.inf):
+            with pytest.raises(InvalidInput, match="a metric is a finite number"):
+                run.log_metric("loss", bad)
         run.log_metric("acc", np.float32(0.5))
     assert workspace.tracking.get(run.id).metrics == {"acc": 0.5}
 

@@ -159,6 +159,16 @@ class RemoteClient:
         return response.json()
 
 
+def _columns(points: Sequence[MetricPoint]) -> dict[str, list[Any]]:
+    """Points as the server takes them: four columns."""
+    return {
+        "keys": [p.key for p in points],
+        "values": [p.value for p in points],
+        "steps": [p.step for p in points],
+        "timestamps_ms": [p.timestamp_ms for p in points],
+    }
+
+
 def _event(event: EventDraft) -> dict[str, str]:
     return {"action": event.action, "entity": event.entity}
 
@@ -237,7 +247,7 @@ class RemoteRunStore:
             "now": now,
             "event": _event(event),
             "error": error,
-            "final_metrics": list(final_metrics),
+            "final_metrics": _columns(final_metrics),
         }
         self._c.call("POST", f"/runs/{_p(run_id)}/end", body=body)
 
@@ -248,7 +258,7 @@ class RemoteRunStore:
         params: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
     ) -> None:
-        body = {"metrics": list(metrics), "params": params, "tags": tags}
+        body = {"metrics": _columns(metrics), "params": params, "tags": tags}
         self._c.call("POST", f"/runs/{_p(run_id)}/batch", body=body)
 
     def add_inputs_and_artifacts(

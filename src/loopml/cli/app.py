@@ -60,6 +60,7 @@ def build_app() -> typer.Typer:
     app.add_typer(alert.app, name="alert")
     app.add_typer(loop.app, name="loop")
     app.command("server")(server.server)
+    app.command("ui")(server.ui)
     app.add_typer(server.users_app, name="users")
     app.add_typer(server.tokens_app, name="tokens")
     app.add_typer(server.projects_app, name="projects")

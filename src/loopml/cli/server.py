@@ -72,6 +72,36 @@ def server(
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
+def ui(
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
+    open_browser: bool = typer.Option(
+        False, "--open", help="Open the UI in the default web browser as well."
+    ),
+) -> None:
+    """Look at this workspace in a web browser: runs with their curves, data with its
+    profiles, models, lineage and the audit trail, at http://127.0.0.1:PORT (this machine
+    only; a team uses `loopml server`, which serves the same pages to users with tokens)."""
+    import uvicorn
+
+    from loopml.errors import InvalidInput
+    from loopml.server.app import create_server
+
+    ws = open_workspace()
+    if ws.settings.server_url:
+        raise InvalidInput(
+            "LOOPML_SERVER is set: this workspace is a team server's.",
+            f"Open {ws.settings.server_url}/ui in a browser instead, and log in with a token.",
+        )
+    app = create_server(ws, auth=False, schedule_s=None)
+    url = f"http://127.0.0.1:{port}/ui/runs"
+    sys.stderr.write(f"loopml ui on {url} (Ctrl+C stops it)\n")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -23,19 +23,20 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopml.errors import LoopmlError, http_status
+from loopml.errors import InvalidInput, LoopmlError, NotFound, http_status
 from loopml.server.routes import build_router
 from loopml.server.scheduler import Scheduler
+from loopml.server.ui.routes import add_ui, ui_error
 from loopml.services.auth import Principal
 
 if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
+    from loopml.server.ui.views import Views
 
 API_VERSION = "v1"
-LOCAL = Principal("local", "admin", {})
-"""Who every request is with `--no-auth` (loopback only)."""
 log = logging.getLogger("loopml.server")
 
 
@@ -52,6 +53,8 @@ def create_server(
     from loopml import __version__
 
     scheduler = None if schedule_s is None else Scheduler(ws, tick_s=schedule_s)
+    local = Principal(ws.settings.actor, "admin", {})
+    """Who every request is with `--no-auth` (loopback only): the workspace's own actor."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,12 +79,17 @@ def create_server(
         redirect_slashes=False,
     )
 
-    def principal(request: Request) -> Principal:
+    async def principal(request: Request) -> Principal:
+        # async: a token checked within the last seconds costs no trip to a worker thread
         if not auth:
-            return LOCAL
+            return local
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        return ws.auth.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+        text = token.strip() if scheme.lower() == "bearer" else None
+        known = ws.auth.remembered(text)
+        if known is not None:
+            return known
+        return await run_in_threadpool(ws.auth.authenticate, text)
 
     app.include_router(
         build_router(ws, principal, max_upload_bytes=max_upload_bytes),
@@ -94,23 +102,32 @@ def create_server(
         """Liveness: answers without a token."""
         return {"status": "ok"}
 
-    _answer_errors(app)
+    views = add_ui(app, ws, auth=auth, local=local)
+    _answer_errors(app, views)
     _instrument(app)
     app.state.scheduler = scheduler
     return app
 
 
-def _answer_errors(app: FastAPI) -> None:
-    """Every error as JSON `{"error", "hint", "type"}` with its status; never a traceback."""
+def _answer_errors(app: FastAPI, views: Views) -> None:
+    """Every error as JSON `{"error", "hint", "type"}` with its status (as a page on the web
+    UI's paths); never a traceback."""
 
     @app.exception_handler(LoopmlError)
     def _loopml_error(request: Request, error: LoopmlError) -> Response:
+        page = ui_error(views, request, error)
+        if page is not None:
+            return page
         status = http_status(error)
         return _error(status, error.message, error.hint, type(error).__name__)
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
+            missing = NotFound(f"There is no page {request.url.path}.", "Use the menu.")
+            page = ui_error(views, request, missing)
+            if page is not None:
+                return page
             return _error(
                 404,
                 f"There is no route {request.method} {request.url.path}.",
@@ -119,10 +136,20 @@ def _answer_errors(app: FastAPI) -> None:
             )
         return _error(error.status_code, str(error.detail), "", "")
 
+    _answer_bad_requests(app, views)
+
+
+def _answer_bad_requests(app: FastAPI, views: Views) -> None:
+    """Malformed requests, numbers out of range, and anything unexpected."""
+
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, error: RequestValidationError) -> Response:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"The address is malformed at {where}: {first.get('msg', 'invalid')}."
+        page = ui_error(views, request, InvalidInput(message, "Follow a link from a page."))
+        if page is not None:
+            return page
         return _error(
             400,
             f"The request is malformed at {where or 'the body'}: {first.get('msg', 'invalid')}.",

@@ -131,6 +131,14 @@ class AuthService:
         self._known[digest] = (time.monotonic() + self._cache_s, principal)
         return principal
 
+    def remembered(self, text: str | None) -> Principal | None:
+        """The principal of a token this service checked within `cache_s`, without I/O; None
+        when it must be looked up (`authenticate`)."""
+        if not text:
+            return None
+        known = self._known.get(token_hash(text))
+        return known[1] if known is not None and known[0] > time.monotonic() else None
+
     def _look_up(self, digest: str) -> Principal:
         found = self._store.find_token(digest)
         if found is None:

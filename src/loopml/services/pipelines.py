@@ -9,6 +9,7 @@ step and stores its outputs there. Steps never hand values to each other through
 from __future__ import annotations
 
 import json
+import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -88,7 +89,7 @@ def numbers_of(value: Any) -> dict[str, float]:
         and value
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
     ):
-        return {str(k): float(v) for k, v in value.items()}
+        return {str(k): float(v) for k, v in value.items() if math.isfinite(v)}
     return {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ class RegistryService:
         self._serializer = serializer
         self._actor = actor
         self._events = events
+
+    def acting_as(self, actor: str) -> RegistryService:
+        """This registry, recording `actor` on the events of its changes (a server acting for
+        the user of a request)."""
+        twin = copy.copy(self)
+        twin._actor = actor
+        return twin
 
     def register(
         self,

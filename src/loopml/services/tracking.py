@@ -8,6 +8,7 @@ ends. A crash loses at most the points of the last 1.1 s, and never more than `F
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
@@ -39,6 +40,10 @@ current_run: ContextVar[ActiveRun | None] = ContextVar("loopml_current_run", def
 """The run that code in this context logs to: the `with` block's run, or a pipeline step's run."""
 
 FLUSH_POINTS = 1000
+"""A run with this many points buffered has them written at once, by the background flusher
+(the logging code goes on buffering meanwhile, so the next batch is larger)."""
+MAX_BUFFERED = 50_000
+"""A run whose store falls this far behind writes in the logging thread (back-pressure)."""
 FLUSH_INTERVAL_S = 1.0
 MAX_KEY_LENGTH = 250
 
@@ -61,7 +66,15 @@ def _check_value(key: str, value: Any) -> float:
                 f"Metric {key!r} got {value!r} ({type(value).__name__}), not a number.",
                 "Log numbers as metrics; log text as a param or a tag.",
             ) from None
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInput(
+            f"Metric {key!r} is {number}; a metric is a finite number (JSON, and so the team "
+            "server, has no NaN or infinity, and SQLite keeps NaN as no value).",
+            "Log a finite number; mark a run that diverged with a tag, "
+            "e.g. run.set_tag('diverged', 'true').",
+        )
+    return number
 
 
 class ActiveRun:
@@ -125,12 +138,11 @@ class ActiveRun:
                 step = self._steps.get(key, -1) + 1
             self._steps[key] = max(step, self._steps.get(key, step))
             self._buffer.append(MetricPoint(key, number, int(step), now_ms))
-            due = (
-                len(self._buffer) >= FLUSH_POINTS
-                or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
-            )
-        if due:
+            buffered = len(self._buffer)
+        if buffered >= MAX_BUFFERED:
             self.flush()
+        elif buffered == FLUSH_POINTS:
+            _FLUSHER.wake()
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         for key, value in metrics.items():
@@ -156,8 +168,10 @@ class ActiveRun:
         return self._ended
 
     def flush_if_due(self) -> None:
-        """Flush when points have waited `FLUSH_INTERVAL_S`; called by the background flusher."""
-        if self._buffer and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+        """Flush when `FLUSH_POINTS` are buffered or points have waited `FLUSH_INTERVAL_S`;
+        called by the background flusher."""
+        waited = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+        if len(self._buffer) >= FLUSH_POINTS or (self._buffer and waited):
             self.flush()
 
     def use_dataset(self, dataset: DatasetVersion | str) -> DatasetVersion:
@@ -232,6 +246,11 @@ class _Flusher:
         self._runs: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        """Look at every run now (one has a full batch), not at the next tick."""
+        self._woken.set()
 
     def watch(self, run: ActiveRun) -> None:
         with self._lock:
@@ -248,7 +267,8 @@ class _Flusher:
 
     def _loop(self) -> None:
         while True:
-            time.sleep(FLUSH_INTERVAL_S / 10)
+            self._woken.wait(FLUSH_INTERVAL_S / 10)
+            self._woken.clear()
             with self._lock:
                 runs = list(self._runs)
             for run in runs:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from loopml.bootstrap import Workspace, open_workspace
@@ -80,3 +81,20 @@ def live_server(
         server.should_exit = True
         thread.join(30)
         ws.close()
+
+
+def wait_until_healthy(url: str, process: Any, log: Any, timeout_s: float = 60) -> None:
+    """Wait for `loopml server` (or `loopml ui`) at `url` to answer /api/v1/health; raise
+    with its log when `process` exits first or `timeout_s` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {url} did not start:\n{Path(log).read_text()}")
+        time.sleep(0.1)

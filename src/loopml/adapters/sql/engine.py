@@ -87,12 +87,27 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any error."""
         try:
             with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise _unavailable(self.engine, exc) from exc
+
+    @contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        """A connection for one write statement, atomic on its own. On PostgreSQL it runs in
+        autocommit (no BEGIN and COMMIT round trips); elsewhere in a write transaction."""
+        if self.backend != "postgresql":
+            with self.write() as conn:
+                yield conn
+            return
+        try:
+            with self._autocommit.connect() as conn:
                 yield conn
         except OperationalError as exc:
             raise _unavailable(self.engine, exc) from exc

@@ -1,0 +1,173 @@
+"""What every page shares: the templates, the caller (from the session cookie), the project they
+look at, value formatting, and HTML error pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from loopml.domain.refs import check_name
+from loopml.errors import Forbidden, LoopmlError, Unauthenticated, http_status
+from loopml.services.auth import Principal
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from loopml.adapters.prediction_log_reader import PredictionLogReader
+    from loopml.bootstrap import Workspace
+
+BASE = "/ui"
+COOKIE = "loopml_session"
+SECTIONS = (
+    ("runs", "Runs"),
+    ("data", "Data"),
+    ("models", "Models"),
+    ("deployments", "Deployments"),
+    ("monitors", "Monitors"),
+    ("alerts", "Alerts"),
+    ("loops", "Loops"),
+    ("audit", "Audit"),
+)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(when=when, micros=micros, seconds=seconds, number=number, base=BASE)
+    return env
+
+
+def when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def micros(value: int | None) -> str:
+    """A time in microseconds since the epoch, in UTC."""
+    if value is None:
+        return ""
+    return when(datetime.fromtimestamp(value / 1e6, tz=UTC))
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 60:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min" if value < 3600 else f"{value / 3600:.1f} h"
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}"
+
+
+@dataclass
+class Page:
+    """One request to the UI: who asks, about which project."""
+
+    request: Request
+    who: Principal
+    project: str
+
+
+class Views:
+    """Renders pages for the caller; `who(request)` finds the caller or raises Unauthenticated."""
+
+    def __init__(self, ws: Workspace, who: Callable[[Request], Principal], *, auth: bool) -> None:
+        self.ws = ws
+        self.auth = auth
+        self._who = who
+        self._env: Environment | None = None
+        self._log_reader: PredictionLogReader | None = None
+
+    def log_reader(self) -> PredictionLogReader:
+        """The reader of the prediction log under the workspace's artifact root."""
+        if self._log_reader is None:
+            from loopml.bootstrap import prediction_log_reader
+
+            self._log_reader = prediction_log_reader(self.ws.settings)
+        return self._log_reader
+
+    @property
+    def env(self) -> Environment:
+        if self._env is None:
+            self._env = _environment()
+        return self._env
+
+    def caller(self, request: Request) -> Principal:
+        return self._who(request)
+
+    def page(self, request: Request, needed: str = "viewer", project: str | None = None) -> Page:
+        """The caller and `project` (by default the one of `?project=`), checked to hold
+        `needed` there."""
+        who = self._who(request)
+        if project is None:
+            project = check_name(request.query_params.get("project") or "default", "project")
+        self.ws.auth.require(who, project, needed)
+        return Page(request, who, project)
+
+    def render(
+        self, page: Page, template: str, title: str, section: str, **values: Any
+    ) -> HTMLResponse:
+        projects = page.who.readable(self.ws.auth.projects()) or [page.project]
+        if page.project not in projects:
+            projects = [page.project, *projects]
+        html = self.env.get_template(template).render(
+            title=title,
+            section=section,
+            sections=SECTIONS,
+            project=page.project,
+            projects=projects,
+            who=page.who,
+            can_log_out=self.auth,
+            notice=page.request.query_params.get("notice"),
+            **values,
+        )
+        return HTMLResponse(html)
+
+    def error(self, request: Request, error: LoopmlError) -> Response:
+        """An error as a page (a missing session goes to the login page instead)."""
+        if isinstance(error, Unauthenticated):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"{BASE}/login?{urlencode({'next': target})}", 303)
+        html = self.env.get_template("error.html").render(
+            title="Not allowed" if isinstance(error, Forbidden) else "Something is wrong",
+            message=error.message,
+            hint=error.hint,
+            section="runs",
+            sections=SECTIONS,
+            project=request.query_params.get("project", "default"),
+            projects=[],
+            who=Principal("", None, {}),
+            can_log_out=self.auth,
+        )
+        return HTMLResponse(html, status_code=http_status(error))
+
+
+def check_origin(request: Request) -> None:
+    """A form post must come from a page of this server (the session cookie is also
+    SameSite=Strict): refuse a cross-site one."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if origin and urlsplit(origin).netloc != request.url.netloc:
+        raise Forbidden(
+            "This change was sent from another site.", "Use the buttons on loopml's own pages."
+        )
+
+
+def back_to(path: str, project: str, notice: str) -> RedirectResponse:
+    return RedirectResponse(f"{BASE}{path}?project={quote(project)}&notice={quote(notice)}", 303)
