@@ -8,6 +8,7 @@ the test that saw it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -109,7 +110,7 @@ def test_the_demo_story_page_by_page(demo: Path, page: Any) -> None:
         page.goto(f"{url}/ui/runs?project=default&filter=metrics.accuracy+%3E+0")
         page.locator("tbody tr a").first.click()
         assert page.get_by_role("heading", name="Metrics").is_visible()
-        assert page.locator("svg.chart polyline").count() >= 1
+        assert "accuracy" in page.locator("main table").nth(1).inner_text()
         _shot(page, "run")
 
         page.goto(f"{url}/ui/runs?project=default&filter=metrics.accuracy+%3E+0")
@@ -121,26 +122,39 @@ def test_the_demo_story_page_by_page(demo: Path, page: Any) -> None:
         assert page.locator("svg.chart polyline").count() >= 2  # one curve per run
         _shot(page, "compare")
 
-        page.get_by_role("link", name="Data").click()
-        page.get_by_role("link", name="churn").first.click()
-        page.get_by_role("link", name="1", exact=True).click()
-        assert page.locator("svg.chart rect[height]").count() > 10  # histograms per column
-        _shot(page, "dataset-version")
+        _walk_data_models_and_audit(page)
 
-        page.get_by_role("link", name="Models").click()
-        page.get_by_role("link", name="churn", exact=True).click()
-        assert "champion" in page.locator("tbody").inner_text()
-        page.get_by_role("link", name="2", exact=True).click()
-        assert page.get_by_role("heading", name="Lineage").is_visible()
-        tree = page.locator("ul.tree").first  # model 2 <- pipeline <- churn@2 <- churn@1
-        assert tree.locator("a[href*='/ui/data/churn/2']").count() >= 1
-        assert tree.locator("a[href*='/ui/data/churn/1']").count() >= 1
-        assert tree.locator("a[href*='/ui/runs/']").count() >= 2
-        _shot(page, "model-version")
 
-        page.get_by_role("link", name="Audit").click()
-        assert "verifies" in page.locator(".verdict-ok").inner_text()
-        _shot(page, "audit")
+def _walk_data_models_and_audit(page: Any) -> None:
+    """Data -> a version's histograms -> a diff; models -> lineage graph; the audit trail."""
+    page.get_by_role("link", name="Data").click()
+    page.get_by_role("link", name="churn").first.click()
+    page.get_by_role("link", name="1", exact=True).click()
+    assert page.locator("svg.chart rect[height]").count() > 10  # histograms per column
+    _shot(page, "dataset-version")
+    page.go_back()
+    page.get_by_role("button", name="Diff").click()  # version 1 against the newest
+    assert page.get_by_role("heading", name="churn: version 1 → 2").is_visible()
+    changes = page.locator("tbody").last.inner_text()
+    assert "No change" not in changes  # the loop's data added a period of new rows
+    _shot(page, "dataset-diff")
+
+    page.get_by_role("link", name="Models").click()
+    page.get_by_role("link", name="churn", exact=True).click()
+    assert "champion" in page.locator("tbody").inner_text()
+    page.get_by_role("link", name="2", exact=True).click()
+    assert page.get_by_role("heading", name="Lineage").is_visible()
+    graph = page.locator("svg.lineage")  # churn@1 -> loop data run -> churn@2 -> steps ...
+    assert graph.locator("a[href*='/ui/data/churn/2']").count() == 1  # each node once
+    assert graph.locator("a[href*='/ui/data/churn/1']").count() == 1
+    assert graph.locator("a[href*='/ui/runs/']").count() >= 6  # pipeline, 5 steps, data run
+    assert graph.locator("a[href*='/ui/deployments/churn-prod']").count() == 1
+    assert graph.locator("path[marker-end]").count() >= 7
+    _shot(page, "model-version")
+
+    page.get_by_role("link", name="Audit").click()
+    assert "verifies" in page.locator(".verdict-ok").inner_text()
+    _shot(page, "audit")
 
 
 def test_an_admin_promotes_and_rolls_back_and_both_are_audited(demo: Path, page: Any) -> None:
@@ -203,7 +217,10 @@ def test_pages_stay_fast_at_ten_thousand_runs_and_a_hundred_thousand_points(
     ws = open_workspace(Settings.from_env(env={}, cwd=tmp_path))
     try:
         with ws.tracking.start_run(project="default", name="long") as run:
-            points = [MetricPoint("loss", 1 / (i + 1), i, 0) for i in range(100_000)]
+            points = [  # a decaying, noisy loss
+                MetricPoint("loss", 1 / (1 + i / 5000) + (i * 7919 % 100) / 2000, i, 0)
+                for i in range(100_000)
+            ]
             ws.tracking.store.log_batch(run.id, points)
         ids = [f"{i:032x}" for i in range(10_000)]  # 10,000 more, straight into the tables
         with ws.db.write() as conn:
@@ -254,6 +271,7 @@ def test_pages_stay_fast_at_ten_thousand_runs_and_a_hundred_thousand_points(
         _shot(page, "run-100k-points")
         page.goto(f"{url}/ui/runs?project=default")
         assert "10001 top-level runs" in page.locator("caption").inner_text()
+    (SHOTS / "timings.json").write_text(json.dumps({f"{k}_ms": round(v) for k, v in took.items()}))
     assert took["runs"] < 1000, took
     assert took["run"] < 1000, took
 
@@ -299,3 +317,21 @@ def test_production_pages_tell_the_rest_of_the_story(demo: Path, page: Any) -> N
         assert "champion" in text
         assert "accuracy" in text
         _shot(page, "loops")
+
+
+def test_from_a_run_to_its_model_its_deployment_and_one_prediction_explained(
+    demo: Path, page: Any
+) -> None:
+    with _serving(["ui"], demo, _env()) as url:
+        page.goto(f"{url}/ui/runs?project=default")
+        page.get_by_role("link", name="churn", exact=True).first.click()  # the newest training
+        page.get_by_role("link", name="churn/2").click()
+        assert page.get_by_role("heading", name="Model churn/2").is_visible()
+        page.get_by_role("link", name="deployment churn-prod").click()  # its box in the graph
+        assert page.get_by_role("heading", name="Deployment churn-prod").is_visible()
+        page.locator("tbody tr a").first.click()
+        page.get_by_role("link", name="Explain this prediction").click()
+        rows = page.locator("main table").last.locator("tbody tr")
+        assert rows.count() == 4  # tenure, monthly, plan, note
+        assert "against the training profile" in page.locator("main").inner_text()
+        _shot(page, "prediction-explained")

@@ -7,9 +7,10 @@ Two methods, chosen per model and reported in every answer:
 - `occlusion` (any model): attribution = score(row) - score(row with that feature replaced by its
   reference value); the score is the probability of the predicted class for classifiers and
   the prediction for regressors. One model call covers a whole request (rows x features).
-The reference values are the training data's medians (numeric) and most frequent values
-(others), read from the profile of the dataset version the model's run used; without one, the
-row's own column means/modes stand in, and the answer says so.
+The reference values are the training data's medians (numeric), most frequent values
+(categories) and most frequent tokens (text), read from the profile of the dataset version the
+model's run used; without one, the row's own column means/modes stand in, and the answer says
+so.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def reference_from_profile(
             reference[name] = stats["quantiles"]["p50"]
         elif stats.get("top"):
             reference[name] = next(iter(stats["top"]))
+        elif stats.get("vocabulary"):  # text: its most frequent token stands for "typical"
+            reference[name] = next(iter(stats["vocabulary"]))
         else:
             return None
     return reference

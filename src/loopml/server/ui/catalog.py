@@ -10,8 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from loopml.domain.refs import check_name
+from loopml.errors import LoopmlError
 from loopml.server.ui.charts import bar_chart
-from loopml.server.ui.views import Views, back_to, check_origin
+from loopml.server.ui.graph import lineage_graph
+from loopml.server.ui.views import BASE, Views, back_to, check_origin
 from loopml.services.lineage import LineageNode
 
 AUDIT_PAGE = 200
@@ -50,7 +52,7 @@ def _data_pages(router: APIRouter, views: Views) -> None:
             *(("removed", f) for f in diff.files.removed),
             *(("changed", f) for f in diff.files.changed),
         ]
-        changes = [_split_change(c) for c in [*diff.schema_changes, *diff.profile_changes]]
+        changes = [*diff.schema_changes, *diff.profile_changes]
         return views.render(
             p, "dataset_diff.html", f"{name} {old} → {new}", "data",
             name=name, old=old, new=new, files=files, changes=changes,
@@ -68,11 +70,6 @@ def _data_pages(router: APIRouter, views: Views) -> None:
             rows=profile.get("rows"), columns=columns,
             used_by=ws.lineage.runs_using_dataset(p.project, found.name, found.version),
         )  # fmt: skip
-
-
-def _split_change(text: str) -> tuple[str, str]:
-    column, sep, rest = text.partition(":")
-    return (column, rest.strip()) if sep else ("", text)
 
 
 def _column(column: dict[str, Any]) -> dict[str, Any]:
@@ -127,9 +124,13 @@ def _model_pages(router: APIRouter, views: Views) -> None:
         p = views.page(request)
         found = ws.registry.resolve(f"{name}/{version}", p.project)
         tree = ws.graph.upstream_of_model(p.project, name, version)
+        deployed = _deployed(views, p.project, found.name, found.version)
+        served = [(d, f"{BASE}/deployments/{d}?project={p.project}") for d, _ in deployed]
+        graph = lineage_graph(tree, served, lambda k, r: _href(k, r, p.project))
         return views.render(
             p, "model_version.html", f"Model {found.ref}", "models", v=found,
             inputs=found.signature.get("inputs", []), lineage=_tree(tree, p.project),
+            graph=graph, deployed=deployed,
         )  # fmt: skip
 
     @router.post("/models/{name}/{version}/promote")
@@ -149,9 +150,27 @@ def _model_pages(router: APIRouter, views: Views) -> None:
         return back_to(f"/models/{name}", p.project, notice)
 
 
+def _deployed(views: Views, project: str, name: str, version: int) -> list[tuple[str, str]]:
+    """(deployment, role) for each deployment serving this version now, as its model, shadow
+    or canary."""
+    found = []
+    for d in views.ws.deployments.list(project):
+        for role, ref in (("serves it", d.model_ref), ("shadows with it", d.shadow_ref),
+                          ("canaries it", d.canary_ref)):  # fmt: skip
+            if ref is None:
+                continue
+            try:
+                resolved = views.ws.registry.resolve(ref, project)
+            except LoopmlError:
+                continue
+            if (resolved.name, resolved.version) == (name, version):
+                found.append((d.name, role))
+    return found
+
+
 def _tree(node: LineageNode, project: str) -> str:
     """A lineage tree as nested lists, each node linked to its page."""
-    href = _href(node, project)
+    href = _href(node.kind, node.ref, project)
     label = escape(node.label)
     item = f'<a href="{href}">{label}</a>' if href else label
     children = "".join(_tree(child, project) for child in node.children)
@@ -160,16 +179,15 @@ def _tree(node: LineageNode, project: str) -> str:
     return f'<ul class="tree"><li>{kind} {item}{inner}</li></ul>'
 
 
-def _href(node: LineageNode, project: str) -> str | None:
-    from loopml.server.ui.views import BASE
-
-    if node.kind in ("run", "step", "pipeline") and len(node.ref) == 32:
-        return f"{BASE}/runs/{node.ref}"
-    if node.kind == "dataset" and "@" in node.ref:
-        name, version = node.ref.split("@", 1)
+def _href(kind: str, ref: str, project: str) -> str | None:
+    """The page of a lineage node."""
+    if kind in ("run", "step", "pipeline") and len(ref) == 32:
+        return f"{BASE}/runs/{ref}"
+    if kind == "dataset" and "@" in ref:
+        name, version = ref.split("@", 1)
         return f"{BASE}/data/{name}/{version}?project={project}"
-    if node.kind == "model" and "/" in node.ref:
-        name, version = node.ref.split("/", 1)
+    if kind == "model" and "/" in ref:
+        name, version = ref.split("/", 1)
         return f"{BASE}/models/{name}/{version}?project={project}"
     return None
 

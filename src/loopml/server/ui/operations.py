@@ -14,12 +14,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from loopml.domain.refs import check_name
-from loopml.errors import NotFound
+from loopml.errors import LoopmlError, NotFound
 from loopml.server.ui.charts import Series, bar_chart, line_chart
 from loopml.server.ui.views import Views
 
 TRAFFIC_BUCKETS = 60
-LATEST = 50
+LATEST = 20
 WINDOW_RUNS = 200
 
 
@@ -64,7 +64,9 @@ def _deployment_pages(router: APIRouter, views: Views) -> None:
         )  # fmt: skip
 
     @router.get("/deployments/{name}/predictions/{request_id}", response_class=HTMLResponse)
-    def prediction_page(request: Request, name: str, request_id: str) -> Response:
+    def prediction_page(
+        request: Request, name: str, request_id: str, explain: bool = False
+    ) -> Response:
         p = views.page(request)
         deployment = ws.deployments.get(check_name(name, "deployment"), p.project)
         record = views.log_reader().get(request_id[:200], deployment.name)
@@ -74,10 +76,41 @@ def _deployment_pages(router: APIRouter, views: Views) -> None:
                 "Pick one from the deployment's latest predictions.",
             )
         inputs = json.loads(record["inputs_json"])
+        inputs = inputs if isinstance(inputs, dict) else {"": inputs}
+        why = _explain(views, p.project, record, inputs) if explain else None
         return views.render(
             p, "prediction.html", f"Prediction {request_id[:16]}", "deployments",
-            d=deployment, r=record, inputs=inputs if isinstance(inputs, dict) else {"": inputs},
+            d=deployment, r=record, inputs=inputs, why=why,
         )  # fmt: skip
+
+
+def _explain(
+    views: Views, project: str, record: dict[str, Any], inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """The attributions of the model version that served `record`, as `/explain` gives them
+    (the version is loaded once and kept, a few at a time); or why there are none."""
+    from loopml.serving.explain import explain
+    from loopml.serving.frames import batch_frame, request_rows
+    from loopml.serving.host import ModelHost
+
+    ref = f"{record['model']}/{record['model_version']}"
+    try:
+        host = views.remember(
+            ("host", project, ref),
+            lambda: ModelHost(views.ws, record["deployment"], ref, project=project),
+        )
+        served = host.current
+        frame = batch_frame(request_rows({"rows": [inputs]}, served.inputs), served.inputs)
+        if frame.errors:
+            why = next(iter(frame.errors.values()))
+            return {"error": f"The logged row does not fit the model now: it {why}."}
+        answer = explain(served, frame.frame, served.reference)
+    except LoopmlError as refused:
+        return {"error": f"{refused.message} {refused.hint}"}
+    except Exception as failed:  # a model that cannot score its own row: say so, do not fail
+        return {"error": f"The model could not explain this row: {type(failed).__name__}."}
+    ranked = sorted(answer["explanations"][0].items(), key=lambda kv: -abs(kv[1]))
+    return {**answer, "ranked": ranked}
 
 
 def _traffic_charts(columns: dict[str, list[Any]]) -> list[tuple[str, str]]:

@@ -89,10 +89,8 @@ def _run_detail(router: APIRouter, views: Views) -> None:
     def run_page(request: Request, run_id: str) -> Response:
         run, p = _readable_run(views, request, run_id)
         histories = {key: ws.tracking.metric_history(run.id, key) for key in sorted(run.metrics)}
-        charts = [
-            (key, line_chart(key, [_series(key, h)]))
-            for key, h in islice(histories.items(), MAX_CHARTS)
-        ]
+        curves = ((key, h) for key, h in histories.items() if len(h) > 1)  # one point: the table
+        charts = [(k, line_chart(k, [_series(k, h)])) for k, h in islice(curves, MAX_CHARTS)]
         return views.render(
             p,
             "run.html",
@@ -102,7 +100,7 @@ def _run_detail(router: APIRouter, views: Views) -> None:
             charts=charts,
             counts={key: len(h) for key, h in histories.items()},
             artifacts=ws.tracking.artifacts(run.id),
-            models=[m for m in ws.lineage.model_versions_of([run.id]) if p.who.may(m[0], "viewer")],
+            models=_models_made(views, p, run),
         )
 
     @router.get("/runs/{run_id}/artifacts/{path:path}")
@@ -166,6 +164,13 @@ def _readable_run(views: Views, request: Request, run_id: str) -> tuple[Run, Pag
     views.caller(request)  # no session: to the login page before saying whether the run exists
     run = views.ws.tracking.get(RunId(run_id))
     return run, views.page(request, "viewer", run.project)
+
+
+def _models_made(views: Views, page: Page, run: Run) -> list[tuple[str, str, int, RunId]]:
+    """Model versions the run, or a step of it, registered (those the caller may see)."""
+    runs = [run.id, *views.ws.lineage.children_of(run.id)]
+    made = views.ws.lineage.model_versions_of(runs)
+    return [m for m in made if page.who.may(m[0], "viewer")]
 
 
 def _series(name: str, history: list[MetricPoint]) -> Series:

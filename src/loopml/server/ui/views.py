@@ -94,6 +94,18 @@ class Views:
         self._who = who
         self._env: Environment | None = None
         self._log_reader: PredictionLogReader | None = None
+        self._kept: dict[Any, Any] = {}
+
+    def remember(self, key: Any, make: Callable[[], Any], most: int = 4) -> Any:
+        """`make()` once per `key`, keeping the `most` last used (loaded models, say)."""
+        if key in self._kept:
+            self._kept[key] = self._kept.pop(key)
+            return self._kept[key]
+        value = make()
+        self._kept[key] = value
+        while len(self._kept) > most:
+            self._kept.pop(next(iter(self._kept)))
+        return value
 
     def log_reader(self) -> PredictionLogReader:
         """The reader of the prediction log under the workspace's artifact root."""
