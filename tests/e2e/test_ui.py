@@ -335,3 +335,30 @@ def test_from_a_run_to_its_model_its_deployment_and_one_prediction_explained(
         assert rows.count() == 4  # tenure, monthly, plan, note
         assert "against the training profile" in page.locator("main").inner_text()
         _shot(page, "prediction-explained")
+
+
+_UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, button')]
+    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !el.textContent.trim())
+    .map(el => el.outerHTML.slice(0, 80))"""
+
+
+def test_every_page_has_one_heading_labelled_controls_and_a_keyboard_path(
+    demo: Path, page: Any
+) -> None:
+    paths = [
+        "/ui/runs?project=default", "/ui/data?project=default", "/ui/data/churn/1?project=default",
+        "/ui/models/churn?project=default", "/ui/models/churn/2?project=default",
+        "/ui/deployments/churn-prod?project=default", "/ui/monitors/churn-drift?project=default",
+        "/ui/alerts?project=default", "/ui/loops?project=default", "/ui/audit?project=default",
+    ]  # fmt: skip
+    with _serving(["ui"], demo, _env()) as url:
+        for path in paths:
+            page.goto(f"{url}{path}")
+            assert page.locator("h1").count() == 1, path
+            assert page.evaluate(_UNLABELLED) == [], path
+            charts = page.locator("svg[role=img]")
+            for i in range(charts.count()):
+                assert charts.nth(i).get_attribute("aria-label"), path
+            page.keyboard.press("Tab")  # the first stop skips the menu
+            assert page.evaluate("document.activeElement.textContent") == "Skip to the content"

@@ -330,6 +330,7 @@ def demo(
     console.print(f"finished in {time.monotonic() - began:.0f} s. Look around:")
     for command in (
         f"cd {folder}",
+        "loopml ui                                        # all of it in a web browser",
         "loopml monitor history churn-drift",
         "loopml monitor report RUN_ID --format html      # a run id from the history",
         "loopml alert list",
