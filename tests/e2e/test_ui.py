@@ -288,6 +288,7 @@ def test_production_pages_tell_the_rest_of_the_story(demo: Path, page: Any) -> N
         assert "Requests per minute" in titles
         assert "Latency (ms)" in titles
         assert "Model version serving" in titles
+        assert "Error rate and availability (churn-health)" in titles  # the demo's probes
         _shot(page, "deployment")
         page.locator("tbody tr a").first.click()
         assert page.get_by_role("heading", name="Inputs").is_visible()

@@ -173,6 +173,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     timeline: list[Step] = []
     with _Server(create_app({"churn-prod": host}, sink)) as url:
         say(f"serving churn@champion on {url}")
+        _probe(ws, url)
         for index in range(1, periods):
             step = _one_period(ws, url, host, sink, index, rows, seed, say)
             timeline.append(step)
@@ -219,6 +220,16 @@ def _set_up_watch(ws: Any, pipeline: str, first: str, channels: list[str]) -> No
     )
 
 
+def _probe(ws: Any, url: str) -> None:
+    """A health monitor of the server: readiness, and its error rate between probes."""
+    from loopml.monitoring import monitors
+
+    monitors.create(
+        "churn-health", deployment="churn-prod", probe=url, window=f"{WINDOW_S}s", workspace=ws
+    )
+    monitors.run("churn-health", workspace=ws)  # the baseline of the server's counters
+
+
 def _one_period(
     ws: Any, url: str, host: Any, sink: Any, index: int, rows: int, seed: int, say: Any
 ) -> Step:
@@ -230,6 +241,7 @@ def _one_period(
     _replay(url, period(index, rows, seed))
     step.replayed_at = time.monotonic()
     sink.writer.flush()
+    monitors.run("churn-health", workspace=ws)
     result = monitors.run("churn-drift", workspace=ws)
     report = result.report
     assert report is not None

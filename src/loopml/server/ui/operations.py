@@ -57,10 +57,12 @@ def _deployment_pages(router: APIRouter, views: Views) -> None:
             with_feedback=False,
         )
         latest = reader.read(deployment.name, limit=LATEST).to_pylist()
+        charts = _traffic_charts(traffic.to_pydict()) + _health_charts(views, p.project, name)
         return views.render(
             p, "deployment.html", f"Deployment {name}", "deployments", d=deployment,
-            hours=hours, charts=_traffic_charts(traffic.to_pydict()), latest=latest,
-            served=traffic.num_rows,
+            hours=hours, charts=charts, latest=latest, served=traffic.num_rows,
+            probed=any(m.kind == "health" and m.deployment == name
+                       for m in ws.monitors.list(p.project)),
         )  # fmt: skip
 
     @router.get("/deployments/{name}/predictions/{request_id}", response_class=HTMLResponse)
@@ -152,6 +154,28 @@ def _traffic_charts(columns: dict[str, list[Any]]) -> list[tuple[str, str]]:
         chart("Flagged rows (nulls, unseen categories)", Series("flagged share", x, flags)),
         chart("Model version serving", Series("version", x, model)),
     ]
+
+
+def _health_charts(views: Views, project: str, deployment: str) -> list[tuple[str, str]]:
+    """Error rate and availability over the probes of the deployment's health monitors (the
+    server's own counts of requests answered with an error, between one probe and the next)."""
+    charts = []
+    for monitor in views.ws.monitors.list(project):
+        if monitor.kind != "health" or monitor.deployment != deployment:
+            continue
+        runs = views.ws.monitors.history(monitor.name, project, limit=WINDOW_RUNS)[::-1]
+        reports = [json.loads(views.ws.blobs.read_bytes(r.report_digest)) for r in runs]
+        x = list(range(1, len(reports) + 1))
+        rate = [
+            (i, r["error_rate"])
+            for i, r in zip(x, reports, strict=True)
+            if r.get("error_rate") is not None
+        ]
+        errors = Series("error rate", [i for i, _ in rate], [v for _, v in rate])
+        down = Series("down", x, [float(r.get("down", 0)) for r in reports])
+        title = f"Error rate and availability ({monitor.name})"
+        charts.append((title, line_chart(title, [errors, down], x_label="probe")))
+    return charts
 
 
 def _monitor_pages(router: APIRouter, views: Views) -> None:
