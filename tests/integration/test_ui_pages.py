@@ -99,9 +99,7 @@ def test_a_viewer_and_another_site_cannot_change_anything(site: LiveServer) -> N
         )
         assert forged.status_code == 403
         assert "another site" in forged.text
-        done = http.post(
-            "/ui/models/churn/2/promote?project=default", headers={"Origin": site.url}
-        )
+        done = http.post("/ui/models/churn/2/promote?project=default", headers={"Origin": site.url})
         assert done.status_code == 303
     assert ws.registry.resolve("churn@champion", "default").version == 2
     actions = [e.action for e in ws.audit.log(entity="model:default/churn", limit=10)]
