@@ -164,7 +164,7 @@ def _health_charts(views: Views, project: str, deployment: str) -> list[tuple[st
         if monitor.kind != "health" or monitor.deployment != deployment:
             continue
         runs = views.ws.monitors.history(monitor.name, project, limit=WINDOW_RUNS)[::-1]
-        reports = [json.loads(views.ws.blobs.read_bytes(r.report_digest)) for r in runs]
+        reports = _reports(views, runs)
         x = list(range(1, len(reports) + 1))
         rate = [
             (i, r["error_rate"])
@@ -195,9 +195,10 @@ def _monitor_pages(router: APIRouter, views: Views) -> None:
         p = views.page(request)
         monitor = ws.monitors.get(check_name(name, "monitor"), p.project)
         history = ws.monitors.history(monitor.name, p.project, limit=WINDOW_RUNS)[::-1]
+        reports = _reports(views, history)  # each window's report, read once
         chosen = next((r for r in history if r.id == run), history[-1] if history else None)
-        report = json.loads(ws.blobs.read_bytes(chosen.report_digest)) if chosen else {}
-        charts = _window_charts(views, history)
+        report = reports[history.index(chosen)] if chosen else {}
+        charts = _window_charts(history, reports)
         return views.render(
             p, "monitor.html", f"Monitor {name}", "monitors", m=monitor, history=history[::-1],
             chosen=chosen, report=report, charts=charts,
@@ -205,7 +206,11 @@ def _monitor_pages(router: APIRouter, views: Views) -> None:
         )  # fmt: skip
 
 
-def _window_charts(views: Views, history: list[Any]) -> list[tuple[str, str]]:
+def _reports(views: Views, runs: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(views.ws.blobs.read_bytes(r.report_digest)) for r in runs]
+
+
+def _window_charts(history: list[Any], reports: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Drift share, and each performance metric the reports hold, over the windows."""
     if not history:
         return []
@@ -213,8 +218,7 @@ def _window_charts(views: Views, history: list[Any]) -> list[tuple[str, str]]:
     shares = Series("drift share", x, [r.drift_share for r in history])
     charts = [("Share of drifted columns", line_chart("Drift share", [shares], x_label="window"))]
     metrics: dict[str, list[tuple[int, float]]] = {}
-    for i, run in enumerate(history, start=1):
-        report = json.loads(views.ws.blobs.read_bytes(run.report_digest))
+    for i, report in enumerate(reports, start=1):
         for key, value in (report.get("performance") or {}).get("metrics", {}).items():
             if isinstance(value, int | float):
                 metrics.setdefault(key, []).append((i, float(value)))
