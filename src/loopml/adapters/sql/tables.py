@@ -80,6 +80,7 @@ runs = Table(
     Column("error", Text, nullable=True),
     Column("parent_id", String(32), ForeignKey("runs.id"), nullable=True),
     Column("environment", JSON, nullable=False),
+    Column("heartbeat_us", BigInteger, nullable=True),
     Index("ix_runs_project_start", "project", "start_us"),
     Index("ix_runs_parent", "parent_id"),
 )
@@ -378,3 +379,30 @@ leases = Table(
     Column("owner", String(200), nullable=False),
     Column("until_us", BigInteger, nullable=False),
 )
+
+blob_refs = Table(
+    "blob_refs",
+    metadata,
+    Column("digest", String(80), primary_key=True),
+    Column("project", String(200), ForeignKey("projects.name"), primary_key=True),
+)
+"""Which projects hold each blob: the team server lets a blob be read only through one of them."""
+
+blob_uploads = Table(
+    "blob_uploads",
+    metadata,
+    Column("digest", String(80), primary_key=True),
+    Column("user", String(200), primary_key=True),
+    Column("time_us", BigInteger, nullable=False),
+)
+"""Blobs each user sent: theirs to read and to name in a record before any record names them."""
+
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+)
+"""Web UI sessions: the SHA-256 of the random id in the cookie, and the token it stands for."""
