@@ -128,6 +128,21 @@ def workspace(
 
 
 @pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium for the browser tests (LOOPML_TEST_CHROMIUM names another binary);
+    they skip without it, unless every service is required (as in CI, which installs it)."""
+    import shutil
+
+    path = os.environ.get("LOOPML_TEST_CHROMIUM") or shutil.which("chromium")
+    if not path or not os.access(path, os.X_OK):
+        missing_service(
+            "Chromium is not installed, so the browser tests cannot run (apt-get install chromium)"
+        )
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """A SeaweedFS S3 server on 127.0.0.1 for the session, with a bucket."""
     from loopml.testing.seaweed import run_seaweedfs, weed_binary

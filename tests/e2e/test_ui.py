@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ import pytest
 from loopml.testing.team_server import free_port, wait_until_healthy
 
 LOOPML = str(Path(sys.executable).parent / "loopml")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).parents[2] / "test-artifacts" / "ui"
 
 
@@ -50,6 +48,11 @@ def _serving(args: list[str], folder: Path, env: dict[str, str]) -> Iterator[str
         log.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _needs_chromium(chromium_path: str) -> None:
+    """Skip (or fail, when services are required) before the slow fixtures run."""
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short `loopml demo`: data, runs, two model versions, a deployment, a drift monitor
@@ -64,11 +67,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(chromium_path: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, headless=True)
+        chromium = driver.chromium.launch(executable_path=chromium_path, headless=True)
         yield chromium
         chromium.close()
 

@@ -55,7 +55,7 @@ def digest_json(value: Mapping[str, Any] | list[Any]) -> Digest:
 
 def is_digest(text: str) -> bool:
     """True when `text` is a well-formed `blake3:<hex>` digest."""
-    return bool(_DIGEST_RE.match(text))
+    return isinstance(text, str) and _DIGEST_RE.fullmatch(text) is not None
 
 
 def hex_part(digest: str) -> str:

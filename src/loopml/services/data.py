@@ -14,6 +14,7 @@ from loopml.domain.records import DatasetSummary, DatasetVersion, EventDraft
 from loopml.domain.refs import DatasetRef, check_name, parse_dataset_ref
 from loopml.errors import InvalidInput, NotFound
 from loopml.ports import BlobStore, DatasetStore, HashCache, NewDatasetVersion, TableDescriber
+from loopml.services.folders import stored_manifest, target_inside
 from loopml.services.tracking import current_run
 
 dataset_pins: ContextVar[dict[str, int] | None] = ContextVar("loopml_dataset_pins", default=None)
@@ -156,7 +157,10 @@ class DataService:
         return self._store.list_versions(project, check_name(name, "dataset"))
 
     def manifest(self, version: DatasetVersion) -> Manifest:
-        return self._store.get_manifest(version.project, version.name, version.version)
+        return stored_manifest(
+            lambda: self._store.get_manifest(version.project, version.name, version.version),
+            f"dataset {version.name}@{version.version}",
+        )
 
     def profile(self, version: DatasetVersion) -> dict[str, Any] | None:
         return self._store.get_profile(version.project, version.name, version.version)
@@ -167,17 +171,15 @@ class DataService:
         """Write the files of a version under `dest`, each verified against its hash."""
         version = self.resolve(ref, project)
         manifest = self.manifest(version)
-        written = []
+        targets = [(target_inside(dest, rel), blob) for rel, blob in manifest.files.items()]
         total, done = manifest.total_size, 0
-        for rel, blob in manifest.files.items():
-            target = dest / rel
+        for target, blob in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._blobs.get_file(blob.digest, target)
             done += blob.size
             if progress is not None:
                 progress("fetching", done, total)
-            written.append(target)
-        return written
+        return [target for target, _ in targets]
 
     def diff(self, old_ref: str, new_ref: str, project: str) -> DatasetDiff:
         """Files added, removed and changed, and how the schema and profile moved."""

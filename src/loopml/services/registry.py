@@ -19,7 +19,7 @@ from loopml.ports import (
     NewModelVersion,
     RunStore,
 )
-from loopml.services.folders import fetch_folder, store_folder
+from loopml.services.folders import fetch_folder, store_folder, stored_manifest
 
 
 class RegistryService:
@@ -112,7 +112,10 @@ class RegistryService:
     def load(self, ref: str, *, project: str, trust: bool = False) -> LoadedModel:
         """Fetch a version's files, verify every hash, and deserialize with its flavor."""
         version = self.resolve(ref, project)
-        manifest = self._store.get_manifest(project, version.name, version.version)
+        manifest = stored_manifest(
+            lambda: self._store.get_manifest(project, version.name, version.version),
+            f"model {version.ref}",
+        )
         if manifest.digest != version.artifact_digest:
             raise IntegrityError(
                 f"The file list of model {version.ref} does not match its recorded digest "
