@@ -47,6 +47,7 @@ from loopml.settings import Settings
 if TYPE_CHECKING:
     from loopml.adapters.prediction_log import PredictionLogWriter
     from loopml.adapters.prediction_log_reader import PredictionLogReader
+    from loopml.services.gc import GarbageCollector
 
 
 @dataclass
@@ -162,7 +163,9 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         LocalEnvironmentProbe(),
         lambda ref, project: data.resolve(ref, project, record=False),
         settings.actor,
+        run_timeout_s=settings.run_timeout_s,
     )
+    tracking.end_silent_runs()  # runs whose process died since: one read, usually no write
     values = ValueStore(blobs, TypedValueSerializer())
     spec = settings_key(settings)
     pipelines = PipelineService(
@@ -180,6 +183,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         smtp_url=settings.smtp_url,
         smtp_from=settings.smtp_from,
         webhook_secret=settings.webhook_secret,
+        policy=settings.target_policy(),
     )
     workspace = Workspace(
         settings=settings,
@@ -299,3 +303,30 @@ def split_outputs(task: StepTask, value: Any) -> tuple[Any, ...]:
             f"Return a tuple of {task.n_outputs} values, or fix the return annotation.",
         )
     return tuple(value)
+
+
+def garbage_collector(workspace: Workspace) -> GarbageCollector:
+    """The collector of `workspace`'s unreferenced blobs (on the machine that holds the stores;
+    a client of a team server has none: the server's operator runs it there)."""
+    from loopml.adapters.blob_sweep import blob_sweep
+    from loopml.adapters.sql.blob_references import SqlBlobReferences
+    from loopml.adapters.sql.leases import SqlLeases
+    from loopml.services.gc import GarbageCollector
+
+    settings = workspace.settings
+    if settings.server_url is not None:
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            f"This workspace is a client of the team server at {settings.server_url}; "
+            "collecting its blobs is the server operator's job.",
+            "Run `loopml gc` on the server's machine, with its LOOPML_DB_URL and "
+            "LOOPML_ARTIFACTS (and without LOOPML_SERVER).",
+        )
+    return GarbageCollector(
+        blob_sweep(settings.artifacts_url, settings.storage_options),
+        SqlBlobReferences(workspace.db),
+        SqlLeases(workspace.db),
+        SqlEventLog(workspace.db),
+        settings.actor,
+    )

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from loopml.domain.auth import Grant, Token, User
 from loopml.domain.filters import RunQuery
@@ -171,6 +171,26 @@ class RunStore(Protocol):
     def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]: ...
 
     def list_artifacts(self, run_id: RunId) -> list[RunArtifact]: ...
+
+
+@runtime_checkable
+class RunHeartbeats(Protocol):
+    """A RunStore that keeps its runs' signs of life (optional: checked with isinstance)."""
+
+    def heartbeat(self, run_ids: Sequence[RunId]) -> None:
+        """Stamp "alive now" on those of `run_ids` still running, in one write."""
+        ...
+
+
+@runtime_checkable
+class SilentRunReaper(Protocol):
+    """A RunStore that can end the runs whose process stopped (optional: the embedded and the
+    server's stores; a client of a team server leaves it to the server)."""
+
+    def end_silent_runs(self, silent_s: float, event: EventDraft) -> list[RunId]:
+        """Mark `killed` every running run without a heartbeat for `silent_s` seconds, ending
+        it at its last heartbeat; one `event` (its entity set to each run) per run."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -480,3 +500,92 @@ class Notifier(Protocol):
     def deliver(
         self, channel: str, event: str, subject: str, payload: dict[str, Any]
     ) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob as a blob store lists it for garbage collection."""
+
+    digest: Digest
+    size: int
+    touched_us: int
+    """When it was last written or reused (a writer's `exists` that found it): microseconds
+    since the epoch, by the store's clock."""
+    mark: str = ""
+    """What `BlobSweep.set_aside` compares to tell whether the blob was reused since listed."""
+
+
+@dataclass(frozen=True)
+class StrayFile:
+    """Something in a blob store that no record can name: a temp file of a write that never
+    finished, an abandoned multipart upload, a stale reuse marker."""
+
+    kind: str
+    name: str
+    """Where it is, under the store's root."""
+    size: int
+    touched_us: int
+    mark: str = ""
+    """What `BlobSweep.remove` compares to tell whether it was rewritten since listed."""
+
+
+class BlobSweep(Protocol):
+    """The garbage-collection side of a blob store. A blob to delete is first set aside (out of
+    the readers' and writers' way, and checked not to have been reused meanwhile), then either
+    purged or put back, so a writer that reuses a blob during a collection never loses it."""
+
+    def recover(self) -> int:
+        """Put back every blob an interrupted collection left set aside; how many."""
+        ...
+
+    def blobs(self) -> Iterator[StoredBlob]: ...
+
+    def strays(self) -> Iterator[StrayFile]: ...
+
+    def set_aside(self, blob: StoredBlob) -> bool:
+        """Move `blob` out of reach; False (and left in place) when it was reused or rewritten
+        since it was listed, or is gone."""
+        ...
+
+    def put_back(self, digest: Digest) -> None: ...
+
+    def purge(self, digest: Digest) -> None:
+        """Delete a blob that was set aside."""
+        ...
+
+    def remove(self, stray: StrayFile) -> bool:
+        """Delete a stray file; False when it changed since it was listed (then it stays)."""
+        ...
+
+
+class BlobReferences(Protocol):
+    """What the metadata says about blobs, for garbage collection."""
+
+    def referenced(self) -> set[str]:
+        """Every blob digest any record names."""
+        ...
+
+    def uploaded_since(self, since_us: int) -> set[str]:
+        """Digests sent to the team server at or after `since_us` (microseconds)."""
+        ...
+
+
+class Leases(Protocol):
+    """Named leases: of several processes that want to run the same job, one at a time."""
+
+    def acquire(self, name: str, owner: str, ttl_s: float) -> bool: ...
+
+    def release(self, name: str, owner: str) -> None: ...
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Web UI sessions, an optional capability of an AuthStore (the SQL one, which a team
+    server uses, has it): the SHA-256 of a random session id, tied to the token it logged in
+    with."""
+
+    def add_session(self, digest: str, token_id: int, expires: datetime) -> None: ...
+
+    def find_session(self, digest: str) -> tuple[Token, User, datetime] | None: ...
+
+    def delete_session(self, digest: str) -> None: ...

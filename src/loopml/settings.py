@@ -11,6 +11,12 @@
 | LOOPML_CACHE_DIR | local cache (file hashes) | $LOOPML_HOME/cache |
 | LOOPML_SERVER | a team server's URL: data, runs, models and the audit trail live there | none |
 | LOOPML_TOKEN | the API token sent to LOOPML_SERVER | none |
+| LOOPML_RUN_TIMEOUT_S | seconds without a heartbeat after which a run is marked killed | 600 |
+| LOOPML_ALLOW_TARGETS | CIDRs (comma-separated) webhooks and probes may reach: see below | none |
+
+LOOPML_ALLOW_TARGETS lets the requests loopml makes on its own (webhooks, Slack, health probes)
+reach ranges that `loopml.domain.targets` refuses by their kind; `loopml server --allow-target`
+adds to it. The SMTP server of LOOPML_SMTP_URL is the operator's own choice and is not checked.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.domain.targets import TargetPolicy
 
 
 @dataclass(frozen=True)
@@ -40,11 +49,25 @@ class Settings:
     server_url: str | None = None
     """A team server (`loopml server`) that holds the stores instead of this machine."""
     token: str | None = field(default=None, repr=False)
+    run_timeout_s: float = 600.0
+    """A running run whose process sent no heartbeat for this long is marked killed."""
+    allowed_targets: tuple[str, ...] = ()
+    """Address ranges (CIDR) that requests loopml makes on its own (webhooks, Slack, health
+    probes) may reach whatever their kind: an admin's `loopml server --allow-target`."""
+    guard_local_targets: bool = False
+    """True on a team server: those requests may not reach loopback or private addresses
+    either (a workspace on the user's own machine may). See `loopml.domain.targets`."""
 
     @property
     def embedded(self) -> bool:
         """True when both stores live in the local home folder."""
         return self.db_url.startswith("sqlite") and "://" not in self.artifacts_url
+
+    def target_policy(self) -> TargetPolicy:
+        """Where requests loopml makes on its own may go; InvalidInput for a malformed range."""
+        from loopml.domain.targets import TargetPolicy, parse_networks
+
+        return TargetPolicy(parse_networks(self.allowed_targets), not self.guard_local_targets)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
@@ -66,7 +89,30 @@ class Settings:
             webhook_secret=env.get("LOOPML_WEBHOOK_SECRET") or None,
             server_url=(env.get("LOOPML_SERVER") or "").rstrip("/") or None,
             token=env.get("LOOPML_TOKEN") or None,
+            run_timeout_s=_seconds(env, "LOOPML_RUN_TIMEOUT_S", 600.0),
+            allowed_targets=tuple(
+                part.strip()
+                for part in env.get("LOOPML_ALLOW_TARGETS", "").split(",")
+                if part.strip()
+            ),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name) or ""
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{name}={text!r} is not a number of seconds.", f"Set {name} to e.g. {default:g}."
+        )
+    return seconds
 
 
 def _os_user() -> str:

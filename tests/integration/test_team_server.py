@@ -19,7 +19,7 @@ import pytest
 
 from loopml.domain.filters import RunQuery
 from loopml.settings import Settings
-from loopml.testing.fuzz import fuzz_openapi
+from loopml.testing.fuzz import fuzz_openapi, smallest_value
 from loopml.testing.seaweed import S3Endpoint
 from loopml.testing.team_server import (
     LiveServer,
@@ -134,7 +134,9 @@ def test_the_cli_and_the_sdk_work_unchanged_against_the_server(
     assert _loopml(viewer, laptop, "data", "list").returncode == 0
     refused = _loopml(viewer, laptop, "data", "add", "train.csv", "--name", "x")
     assert refused.returncode == 1
-    assert "bob has viewer on project 'fraud'; this needs editor" in refused.stderr
+    # refused at the upload: the bytes alice sent to project default are not bob's to read,
+    # so his client sends them again, which needs an editor role somewhere
+    assert "bob has no editor role on any project" in refused.stderr
     elsewhere = _loopml(viewer, laptop, "data", "list", "--project", "default")
     assert elsewhere.returncode == 1
     assert "no role on project 'default'" in elsewhere.stderr
@@ -197,7 +199,13 @@ def test_pipelines_deployments_monitors_alerts_and_loops_work_through_the_server
     ):
         refused = _loopml(viewer, laptop, *args)
         assert refused.returncode == 1, args
-        assert "no role on project 'default'" in refused.stderr, (args, refused.stderr)
+        # a pipeline run first uploads its environment: bob may upload nowhere
+        expected = (
+            "no editor role on any project"
+            if args[0] == "pipeline"
+            else "no role on project 'default'"
+        )
+        assert expected in refused.stderr, (args, refused.stderr)
     assert [loop["name"] for loop in ok("loop", "list")] == ["churn-loop"]
     log = _loopml(env, laptop, "audit", "log", "--entity", "loop:default/churn-loop", "--json")
     assert [e["actor"] for e in json.loads(log.stdout)] == ["alice"]
@@ -246,30 +254,9 @@ def _calls(url: str, run_id: str = "0" * 32) -> list[tuple[str, str, Any]]:
             assert "{" not in filled, f"no value for a parameter of {filled}"
             content = operation.get("requestBody", {}).get("content", {})
             schema = content.get("application/json", {}).get("schema")
-            body = None if schema is None else _smallest(schema, spec["components"]["schemas"])
+            body = None if schema is None else smallest_value(schema, spec["components"]["schemas"])
             calls.append((method.upper(), filled, body))
     return calls
-
-
-def _smallest(schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
-    """The smallest JSON value `schema` accepts: required fields only, first choices."""
-    while "$ref" in schema or "anyOf" in schema:
-        if "$ref" in schema:
-            schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
-            continue
-        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
-        if not options:
-            return None
-        schema = options[0]
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type", "object")
-    if kind == "object":
-        return {k: _smallest(schema["properties"][k], schemas) for k in schema.get("required", [])}
-    if kind == "array":
-        return [_smallest(item, schemas) for item in schema.get("prefixItems", [])]
-    when = "2026-01-01T00:00:00Z" if schema.get("format") == "date-time" else "x"
-    return {"string": when, "integer": 1, "number": 1.0, "boolean": False}[kind]
 
 
 READS_BY_POST = {"/api/v1/runs/search", "/api/v1/lineage/model-versions"}
@@ -573,11 +560,13 @@ def test_replicas_take_turns_running_the_schedule(
         second = second_stack.enter_context(live_server(settings, admin="two", schedule_s=0.2))
         time.sleep(3.5)
         holder, other = sorted((first, second), key=lambda s: -s.app.state.scheduler.ticks_run)
-        assert other.app.state.scheduler.ticks_run == 0 < holder.app.state.scheduler.ticks_run
+        assert holder.app.state.scheduler.ticks_run > 0
         history = second.workspace.monitors.history("health", "default", 100)
-        times = sorted(r.time.timestamp() for r in history)
-        assert 2 <= len(times) <= 5, times
-        assert min(b - a for a, b in pairwise(times)) > 0.8  # never twice
+        # Never twice: each run's window ends a schedule after the previous one's, whichever
+        # replica ran it (the times runs were stored at vary with the machine's load).
+        ends = sorted(r.window_end_us / 1e6 for r in history)
+        assert 2 <= len(ends) <= 5, ends
+        assert min(b - a for a, b in pairwise(ends)) > 0.8, ends
         (first_stack if holder is first else second_stack).close()  # the holder stops
         time.sleep(3)
         assert other.app.state.scheduler.ticks_run > 0  # the other took over

@@ -6,6 +6,7 @@ refused with nothing changed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -31,8 +32,13 @@ def site(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
         yield server
 
 
-def _session(site: LiveServer, token: str) -> httpx.Client:
-    return httpx.Client(base_url=site.url, cookies={"loopml_session": token})
+@contextmanager
+def _session(site: LiveServer, token: str) -> Iterator[httpx.Client]:
+    """A browser-like client of `site`, logged in with `token` (its changes carry the site's
+    Origin, as a browser's do)."""
+    with httpx.Client(base_url=site.url, headers={"Origin": site.url}) as http:
+        assert http.post("/ui/login", data={"token": token}).status_code == 303
+        yield http
 
 
 @pytest.mark.parametrize(
@@ -65,7 +71,7 @@ def test_bad_addresses_get_a_page_that_says_what_is_wrong(
 def test_without_a_session_the_login_page_leads_back_and_never_off_the_site(
     site: LiveServer,
 ) -> None:
-    with httpx.Client(base_url=site.url) as http:
+    with httpx.Client(base_url=site.url, headers={"Origin": site.url}) as http:
         away = http.get("/ui/models/churn?project=default")
         assert away.status_code == 303
         assert away.headers["location"].startswith("/ui/login?next=%2Fui%2Fmodels%2Fchurn")
@@ -99,7 +105,11 @@ def test_a_viewer_and_another_site_cannot_change_anything(site: LiveServer) -> N
         )
         assert forged.status_code == 403
         assert "another site" in forged.text
-        done = http.post("/ui/models/churn/2/promote?project=default", headers={"Origin": site.url})
+        unsigned = http.post(
+            "/ui/models/churn/2/promote?project=default", headers={"Origin": ""}
+        )  # no Origin and no Referer: a browser always sends one of them
+        assert unsigned.status_code == 403
+        done = http.post("/ui/models/churn/2/promote?project=default")
         assert done.status_code == 303
     assert ws.registry.resolve("churn@champion", "default").version == 2
     actions = [e.action for e in ws.audit.log(entity="model:default/churn", limit=10)]

@@ -4,6 +4,8 @@ Layout under the root URL:
 
     blobs/blake3/<first 2 hex>/<other 62 hex>   the bytes of one blob, never changed in place
     tmp/<uuid>                                  a local write in progress
+    reused/<hex>                                on an object store: rewritten on each reuse
+    gc-trash/<hex>                              a blob a garbage collection is removing
 
 A blob only ever appears under its final name complete. On a local folder the bytes go to
 `tmp/<uuid>` on the same filesystem, are fsynced, then `os.replace`d into place. On an object
@@ -45,6 +47,12 @@ from loopml.domain.manifest import BlobRef
 from loopml.errors import Conflict, IntegrityError, InvalidInput, NotFound, Unavailable
 from loopml.ports import HashCache, ProgressFn
 
+BLOB_FOLDER = "blobs/blake3"
+"""Where blobs are, under the root: `<first 2 hex>/<other 62 hex>`."""
+TEMP_FOLDER = "tmp"
+REUSE_MARKERS = "reused"
+"""On an object store, `reused/<hex>` is rewritten whenever a writer finds blob <hex> and skips
+its upload (an object's time cannot be refreshed in place)."""
 WriteFn = Callable[[memoryview], object]
 """Consumes a chunk before returning: the chunk's buffer is reused for the next one."""
 _PARALLEL_HASH_MIN_BYTES = 1024 * 1024
@@ -146,6 +154,17 @@ def _abandon(upload: Any) -> None:
     with contextlib.suppress(Exception):
         upload.discard()
     upload.closed = True  # aborted: closing (or garbage collection) must not upload the rest
+
+
+def _touch(path: str) -> bool:
+    """Set a local blob's mtime to now (its reuse); False when it is not there."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:  # read-only store, or another user's file: it is there, not refreshed
+        return os.path.isfile(path)
+    return True
 
 
 def _hash_file(path: Path) -> tuple[Digest, int]:
@@ -324,8 +343,11 @@ class FsspecBlobStore:
             raise
 
     def exists(self, digest: Digest) -> bool:
+        """Whether the blob is stored. A writer asks this to skip an upload and then names the
+        blob in a record, so a blob found is marked as reused now: a garbage collection running
+        meanwhile then keeps it (see `loopml.adapters.blob_sweep`)."""
         if self._local:
-            return os.path.isfile(self._path(digest))
+            return _touch(self._path(digest))
         with _answering(self._url):
             return self._remote_exists(digest)
 
@@ -333,7 +355,7 @@ class FsspecBlobStore:
 
     def _relative(self, digest: Digest) -> str:
         hex_digest = _check_digest(digest)
-        return f"blobs/blake3/{hex_digest[:2]}/{hex_digest[2:]}"
+        return f"{BLOB_FOLDER}/{hex_digest[:2]}/{hex_digest[2:]}"
 
     def _path(self, digest: Digest) -> str:
         return f"{self._root.rstrip('/')}/{self._relative(digest)}"
@@ -364,7 +386,7 @@ class FsspecBlobStore:
 
         Replacing an existing blob is harmless (same bytes) and repairs one that was corrupted.
         """
-        tmp_dir = Path(self._root, "tmp")
+        tmp_dir = Path(self._root, TEMP_FOLDER)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / uuid.uuid4().hex
         try:
@@ -380,9 +402,22 @@ class FsspecBlobStore:
         return ref
 
     def _remote_exists(self, digest: Digest) -> bool:
+        """Whether the blob is stored; if so, its reuse marker is rewritten first and the blob
+        looked up again after it: an answer "yes" then means the blob was still there after
+        the marker moved, which a collection deleting it would see (see `blob_sweep`)."""
+        if not self._look_up(digest):
+            return False
+        with contextlib.suppress(PermissionError):  # read-only credentials write nothing
+            self._fs.pipe_file(self._reuse_marker(digest), uuid.uuid4().bytes)
+        return self._look_up(digest)
+
+    def _look_up(self, digest: Digest) -> bool:
         path = self._path(digest)
         self._fs.invalidate_cache(path)  # a listing cached by anyone sharing `fs` may be stale
         return bool(self._fs.exists(path))
+
+    def _reuse_marker(self, digest: Digest) -> str:
+        return f"{self._root.rstrip('/')}/{REUSE_MARKERS}/{_check_digest(digest)}"
 
     def _put_remote(self, path: Path, progress: ProgressFn | None) -> BlobRef:
         """Hash first; upload only a missing blob, re-hashing the upload to catch a changed file."""

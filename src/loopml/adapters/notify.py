@@ -1,7 +1,12 @@
 """Alert notices on their channels: the log, Slack-compatible webhooks, signed JSON webhooks and
 email over SMTP. Each delivery is retried with exponential backoff on network errors and 5xx
 answers (a 4xx will not change by retrying); the result, good or bad, is returned to be kept
-on the alert, never dropped."""
+on the alert, never dropped.
+
+Webhooks and Slack go through the guarded client (`loopml.adapters.outbound`): a URL whose
+address the policy refuses is never requested, and the refusal is the delivery's error; a
+redirect is not followed. The SMTP server is the operator's own setting (LOOPML_SMTP_URL, not
+something a user of the server chooses), so its address is not checked; only its scheme is."""
 
 from __future__ import annotations
 
@@ -11,13 +16,14 @@ import json
 import logging
 import smtplib
 import time
-import urllib.error
-import urllib.request
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
+from loopml.adapters.outbound import OutboundClient
 from loopml.domain.records import Delivery
+from loopml.domain.targets import TargetPolicy
+from loopml.errors import InvalidInput
 
 log = logging.getLogger("loopml.alerts")
 SIGNATURE_HEADER = "X-Loopml-Signature"
@@ -37,10 +43,14 @@ class ChannelNotifier:
         attempts: int = 3,
         backoff_s: float = 0.5,
         timeout_s: float = 5.0,
+        policy: TargetPolicy | None = None,
     ) -> None:
+        """`policy`: where webhooks may go (by default that of a workspace on this machine:
+        loopback and private addresses allowed; the team server passes its own)."""
         self.smtp_url, self.smtp_from = smtp_url, smtp_from
         self.webhook_secret = webhook_secret
         self.attempts, self.backoff_s, self.timeout_s = max(1, attempts), backoff_s, timeout_s
+        self.http = OutboundClient(policy or TargetPolicy(local=True), timeout_s=timeout_s)
 
     def deliver(self, channel: str, event: str, subject: str, payload: dict[str, Any]) -> Delivery:
         kind, _, target = channel.partition(":")
@@ -51,6 +61,9 @@ class ChannelNotifier:
                 self._send(kind, target, event, subject, payload)
                 return Delivery(channel, event, True, tries, None, time.time_ns() // 1000)
             except _Permanent as exc:
+                error = str(exc)
+                break
+            except InvalidInput as exc:  # a refused or malformed URL: no request was made
                 error = str(exc)
                 break
             except Exception as exc:  # network, SMTP, 5xx: worth another try
@@ -80,25 +93,25 @@ class ChannelNotifier:
             raise _Permanent(f"unknown channel kind {kind!r}")
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "loopml", **headers},
+        answer = self.http.request(
+            "POST", url, content=body, headers={"Content-Type": "application/json", **headers}
         )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
-                answer.read()
-        except urllib.error.HTTPError as exc:
-            exc.close()  # it holds the answer's socket
-            if 400 <= exc.code < 500:
-                raise _Permanent(f"HTTP {exc.code} from {url}") from None
-            raise
+        if 300 <= answer.status < 400:
+            raise _Permanent(
+                f"HTTP {answer.status} from {url}: loopml does not follow redirects; give the "
+                "URL they lead to"
+            )
+        if 400 <= answer.status < 500:
+            raise _Permanent(f"HTTP {answer.status} from {url}")
+        if answer.status >= 500:
+            raise OSError(f"HTTP {answer.status} from {url}")
 
     def _mail(self, address: str, subject: str, payload: dict[str, Any]) -> None:
         if not self.smtp_url:
             raise _Permanent("no SMTP server is set (LOOPML_SMTP_URL=smtp://host:port)")
         parts = urlsplit(self.smtp_url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise _Permanent("LOOPML_SMTP_URL is not smtp://host:port or smtps://host:port")
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self.smtp_from, address, subject
         message.set_content(json.dumps(payload, indent=2, default=str))

@@ -281,6 +281,10 @@ class RemoteRunStore:
     def list_artifacts(self, run_id: RunId) -> list[RunArtifact]:
         return decode(list[RunArtifact], self._c.call("GET", f"/runs/{_p(run_id)}/artifacts"))
 
+    def heartbeat(self, run_ids: Sequence[RunId]) -> None:
+        """One call for every run of this process; not retried (the next beat is the retry)."""
+        self._c.call("POST", "/runs/heartbeat", body={"run_ids": list(run_ids)}, retry=False)
+
 
 class RemoteModelStore:
     def __init__(self, client: RemoteClient) -> None:
@@ -360,8 +364,10 @@ def _checked(digest: Digest) -> Digest:
 
 
 class RemoteBlobStore:
-    """Blobs through the server: uploads stream from the file (skipped when the server already
-    has the digest), downloads stream to a file and are checked against the digest."""
+    """Blobs through the server: uploads stream from the file (skipped when `exists` says the
+    caller may already read the digest; bytes that only another project holds are sent again,
+    and the server keeps one copy), downloads stream to a file and are checked against the
+    digest."""
 
     def __init__(self, client: RemoteClient) -> None:
         self._c = client

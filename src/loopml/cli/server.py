@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from loopml.cli.context import JSON_OPTION, open_workspace, print_json, print_table, when
+
+if TYPE_CHECKING:
+    from loopml.server.boundary import AllowedHosts
 
 users_app = typer.Typer(help="Users of a team server and their role everywhere.")
 tokens_app = typer.Typer(help="API tokens: shown once, stored as a hash, revocable, expiring.")
@@ -35,22 +39,55 @@ def server(
     no_schedule: bool = typer.Option(
         False, "--no-schedule", help="Serve the API only; run no scheduled job here."
     ),
+    allowed_hosts: list[str] = typer.Option(
+        [],
+        "--allowed-host",
+        help="A name clients and browsers reach this server by (NAME for any port, or "
+        "NAME:PORT); repeatable. The bind address and localhost on --port are always allowed; "
+        "bound to 0.0.0.0 or ::, so is any IP address on --port. Other Host headers get 400.",
+    ),
+    allow_targets: list[str] = typer.Option(
+        [],
+        "--allow-target",
+        help="An address range (CIDR) that health probes, webhooks and Slack notices may reach "
+        "although it is loopback, private or link-local (refused by default); repeatable.",
+    ),
+    docs: bool = typer.Option(
+        False, "--docs", help="Serve Swagger UI at /api/v1/docs (it loads scripts from a CDN)."
+    ),
+    trusted_proxies: list[str] = typer.Option(
+        [],
+        "--trusted-proxy",
+        help="Address of a reverse proxy whose X-Forwarded-Proto/-For headers are believed "
+        "(default 127.0.0.1); repeatable. Behind https, the UI's session cookie is then Secure.",
+    ),
 ) -> None:
     """Serve this workspace (LOOPML_DB_URL, LOOPML_ARTIFACTS) to a team over a REST API at
     /api/v1, with users, tokens and roles; clients set LOOPML_SERVER and LOOPML_TOKEN."""
+    import dataclasses
     import logging
 
     import uvicorn
 
+    from loopml.bootstrap import open_workspace as open_ws
     from loopml.errors import InvalidInput
     from loopml.server.app import create_server
+    from loopml.settings import Settings
 
     if no_auth and not _loopback(host):
         raise InvalidInput(
             f"--no-auth on {host} would let anyone on the network in as an admin.",
             "Bind to 127.0.0.1 for --no-auth, or create users and tokens instead.",
         )
-    ws = open_workspace()
+    hosts = _served_hosts(host, port, allowed_hosts)
+    settings = Settings.from_env()
+    settings = dataclasses.replace(
+        settings,
+        allowed_targets=(*settings.allowed_targets, *allow_targets),
+        guard_local_targets=True,
+    )
+    settings.target_policy()  # a malformed --allow-target fails here, before anything starts
+    ws = open_ws(settings)
     if ws.settings.server_url:
         raise InvalidInput(
             "LOOPML_SERVER is set, so this workspace is itself a server's client.",
@@ -67,9 +104,17 @@ def server(
         auth=not no_auth,
         max_upload_bytes=_bytes(max_upload),
         schedule_s=None if no_schedule else schedule_every,
+        hosts=hosts,
+        docs=docs,
     )
-    sys.stderr.write(f"loopml server on http://{host}:{port}/api/v1 (docs at /api/v1/docs)\n")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    where = "docs at /api/v1/docs" if docs else "OpenAPI at /api/v1/openapi.json"
+    sys.stderr.write(
+        f"loopml server on http://{host}:{port}/api/v1 ({where}); answers to {hosts.shown()}\n"
+    )
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=True,
+        forwarded_allow_ips=",".join(trusted_proxies) or "127.0.0.1",
+    )  # fmt: skip
 
 
 def ui(
@@ -85,6 +130,7 @@ def ui(
 
     from loopml.errors import InvalidInput
     from loopml.server.app import create_server
+    from loopml.server.boundary import AllowedHosts
 
     ws = open_workspace()
     if ws.settings.server_url:
@@ -92,7 +138,8 @@ def ui(
             "LOOPML_SERVER is set: this workspace is a team server's.",
             f"Open {ws.settings.server_url}/ui in a browser instead, and log in with a token.",
         )
-    app = create_server(ws, auth=False, schedule_s=None)
+    hosts = AllowedHosts([f"127.0.0.1:{port}", f"localhost:{port}"])
+    app = create_server(ws, auth=False, schedule_s=None, hosts=hosts)
     url = f"http://127.0.0.1:{port}/ui/runs"
     sys.stderr.write(f"loopml ui on {url} (Ctrl+C stops it)\n")
     if open_browser:
@@ -100,6 +147,20 @@ def ui(
 
         webbrowser.open(url)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _served_hosts(host: str, port: int, extra: list[str]) -> AllowedHosts:
+    """The names `loopml server --host HOST --port PORT` answers to (see
+    `loopml.server.boundary`)."""
+    from loopml.server.boundary import AllowedHosts
+
+    wildcard = host in ("0.0.0.0", "::", "")
+    bound = [] if wildcard else [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if _loopback(host):
+        bound += [f"127.0.0.1:{port}", f"[::1]:{port}"]
+    return AllowedHosts(
+        [*bound, f"localhost:{port}", *extra], any_address_on=port if wildcard else None
+    )
 
 
 def _loopback(host: str) -> bool:

@@ -85,3 +85,18 @@ class Grant:
     project: str
     user: str
     role: str
+
+
+PROJECT_KINDS = frozenset({"dataset", "run", "model", "deployment", "monitor", "alert", "loop"})
+"""The kinds of audited things that live in a project (`KIND:PROJECT/...`)."""
+
+
+def entity_scope(entity: str) -> tuple[str | None, str]:
+    """Whose events an entity filter reads: (project, the role it needs there), or (None,
+    "admin") for users, tokens and anything else outside a project (an admin everywhere's)."""
+    kind, _, rest = entity.partition(":")
+    if kind in PROJECT_KINDS:
+        return rest.split("/", 1)[0], "viewer"
+    if kind == "project" and "/" not in rest:
+        return rest, "admin"
+    return None, "admin"

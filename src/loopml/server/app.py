@@ -8,15 +8,22 @@ touches before it reads or writes; the actor of every audit event is the token's
 the client sent.
 
     loopml server --port 5000       # LOOPML_DB_URL=postgresql+psycopg://...  LOOPML_ARTIFACTS=s3://...
+
+The browser boundary (the Host and Origin checks, security headers) is `loopml.server.boundary`.
+No error text names a folder or URL of the server's own stores: they are replaced by a word.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import os
+import re
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.errors import InvalidInput, LoopmlError, NotFound, http_status
+from loopml.server.boundary import AllowedHosts, BrowserBoundary, Scope
 from loopml.server.routes import build_router
 from loopml.server.scheduler import Scheduler
 from loopml.server.ui.routes import add_ui, ui_error
@@ -35,6 +43,7 @@ from loopml.services.auth import Principal
 if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
     from loopml.server.ui.views import Views
+    from loopml.settings import Settings
 
 API_VERSION = "v1"
 log = logging.getLogger("loopml.server")
@@ -46,10 +55,15 @@ def create_server(
     auth: bool = True,
     max_upload_bytes: int = 64 << 30,
     schedule_s: float | None = None,
+    hosts: AllowedHosts | None = None,
+    docs: bool = False,
 ) -> FastAPI:
     """The team server's application over workspace `ws` (its stores are the server's). With
     `schedule_s`, it also runs the due monitors and retrain loops every that many seconds
-    (one replica at a time: see `loopml.server.scheduler`)."""
+    (one replica at a time: see `loopml.server.scheduler`). `hosts`: the names it answers to
+    (by default 127.0.0.1, localhost and ::1 on any port). `docs`: serve Swagger UI at
+    /api/v1/docs (its page loads its scripts from a CDN; the OpenAPI document at
+    /api/v1/openapi.json is always served)."""
     from loopml import __version__
 
     scheduler = None if schedule_s is None else Scheduler(ws, tick_s=schedule_s)
@@ -74,7 +88,7 @@ def create_server(
         "monitors, alerts, retrain loops and the audit trail of a shared loopml workspace. "
         "Every route but /api/v1/health needs `Authorization: Bearer TOKEN`.",
         openapi_url=f"/api/{API_VERSION}/openapi.json",
-        docs_url=f"/api/{API_VERSION}/docs",
+        docs_url=f"/api/{API_VERSION}/docs" if docs else None,
         redoc_url=None,
         redirect_slashes=False,
     )
@@ -103,18 +117,64 @@ def create_server(
         return {"status": "ok"}
 
     views = add_ui(app, ws, auth=auth, local=local)
-    _answer_errors(app, views)
+    redact = redactor(ws.settings)
+    _answer_errors(app, views, redact)
+    app.add_middleware(
+        BrowserBoundary,
+        hosts=hosts or AllowedHosts(["127.0.0.1", "localhost", "::1"]),
+        refuse=lambda scope, error: _refusal(views, scope, error),
+        no_csp=frozenset({f"/api/{API_VERSION}/docs"} if docs else ()),
+    )
     _instrument(app)
     app.state.scheduler = scheduler
     return app
 
 
-def _answer_errors(app: FastAPI, views: Views) -> None:
+def _refusal(views: Views, scope: Scope, error: LoopmlError) -> Response:
+    """The answer to a request the browser boundary refused: a page on the UI's paths."""
+    page = ui_error(views, Request(scope), error)
+    if page is not None:
+        return page
+    return _error(http_status(error), error.message, error.hint, type(error).__name__)
+
+
+def redactor(settings: Settings) -> Callable[[str], str]:
+    """A function that replaces, in a text, every path or URL under the server's own folders
+    and stores (the artifact root, the workspace folder, the database, temporary files) by a
+    word, so that no answer tells a client where the server keeps things."""
+    named = {
+        settings.artifacts_url: "the server's artifact store",
+        settings.db_url: "the server's database",
+        str(settings.home): "the server's workspace folder",
+        str(settings.cache_dir): "the server's cache",
+        tempfile.gettempdir() + os.sep: "a temporary file of the server",
+    }
+    if "://" not in settings.artifacts_url:
+        named[os.path.abspath(settings.artifacts_url)] = "the server's artifact store"
+    elif settings.artifacts_url.startswith("file://"):
+        named[settings.artifacts_url.removeprefix("file://")] = "the server's artifact store"
+    roots = sorted((r for r in named if len(r) > 1), key=len, reverse=True)
+    tail = r"(?:[^\s'\"]*[^\s'\".,;:!?)\]])?"  # the rest of the path, not the sentence's stop
+    pattern = re.compile("|".join(re.escape(r) + tail for r in roots))
+
+    def redact(text: str) -> str:
+        return pattern.sub(lambda m: named[_root_of(m.group(0), roots)], text)
+
+    return redact
+
+
+def _root_of(found: str, roots: list[str]) -> str:
+    return next(r for r in roots if found.startswith(r))
+
+
+def _answer_errors(app: FastAPI, views: Views, redact: Callable[[str], str]) -> None:
     """Every error as JSON `{"error", "hint", "type"}` with its status (as a page on the web
-    UI's paths); never a traceback."""
+    UI's paths); never a traceback, nor a path of the server's."""
 
     @app.exception_handler(LoopmlError)
     def _loopml_error(request: Request, error: LoopmlError) -> Response:
+        error = copy.copy(error)
+        error.message, error.hint = redact(error.message), redact(error.hint)
         page = ui_error(views, request, error)
         if page is not None:
             return page

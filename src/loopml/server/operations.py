@@ -5,16 +5,20 @@ Roles: reading needs viewer on the project. Recording step I/O, monitor runs and
 `pipeline run`, `monitor check` and `alert ack` write) needs editor, as do monitors and alert
 rules. Deployments and retrain loops decide what is served, so they need admin, as does
 everything a loop run writes. A record sent in a body must belong to the route's project, and
-a record updated by id must already be there.
+a record updated by id must already be there. The runs and blobs a record names must be the
+caller's to read (see `loopml.server.routes`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
+from loopml.adapters.outbound import check_saved_url
+from loopml.adapters.sql.blob_refs import manifest_digests
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, check_spec
 from loopml.domain.records import (
     Alert,
@@ -148,6 +152,7 @@ def add_operation_routes(router: APIRouter, c: _Context) -> None:
     _alert_routes(router, c)
     _alert_state_routes(router, c)
     _loop_routes(router, c)
+    _loop_run_routes(router, c)
     _loop_lease_routes(router, c)
 
 
@@ -177,9 +182,10 @@ def _lineage_routes(router: APIRouter, c: _Context) -> None:
     @router.put("/runs/{run_id}/io", tags=["lineage"], status_code=204)
     def record_step_io(run_id: str, body: StepIoIn, who: Principal = Who) -> None:
         """Record what a pipeline step run read and wrote (and its cache entry)."""
-        project = c.run_project(run_id)
-        c.need(who, project, "editor")
+        project = c.run_in(who, run_id, "editor")
         _same_project(body.project, project, "step run")
+        refs = [*body.inputs.values(), *body.outputs]
+        c.need_blobs(who, (d for ref in refs for d in manifest_digests(ref.manifest)))
         c.pipelines.record_io(
             RunId(run_id),
             inputs=body.inputs,
@@ -191,14 +197,14 @@ def _lineage_routes(router: APIRouter, c: _Context) -> None:
 
     @router.get("/runs/{run_id}/io", tags=["lineage"])
     def step_io(run_id: str, who: Principal = Who) -> StepIoOut:
-        c.need(who, c.run_project(run_id), "viewer")
+        c.run_in(who, run_id, "viewer")
         inputs, outputs = c.pipelines.io_of(RunId(run_id))
         return StepIoOut(inputs, outputs)
 
     @router.get("/runs/{run_id}/children", tags=["lineage"])
     def child_runs(run_id: str, who: Principal = Who) -> list[str]:
-        c.need(who, c.run_project(run_id), "viewer")
-        return list(c.pipelines.children_of(RunId(run_id)))
+        c.run_in(who, run_id, "viewer")
+        return c.readable_runs(who, c.pipelines.children_of(RunId(run_id)))
 
     @router.get("/projects/{project}/step-cache/{cache_key}", tags=["lineage"])
     def cached_step(project: str, cache_key: str, who: Principal = Who) -> CachedStep | None:
@@ -230,7 +236,7 @@ def _lineage_routes(router: APIRouter, c: _Context) -> None:
         """The model versions these runs made (runs of projects the caller cannot read are
         refused; versions in such projects are left out)."""
         for run_id in body.run_ids:
-            c.need(who, c.run_project(run_id), "viewer")
+            c.run_in(who, run_id, "viewer")
         found = c.pipelines.model_versions_of([RunId(r) for r in body.run_ids])
         return [ModelOfRun(*row) for row in found if who.may(row[0], "viewer")]
 
@@ -274,6 +280,9 @@ def _monitor_routes(router: APIRouter, c: _Context) -> None:
         c.need(who, project, "editor")
         _same_project(body.monitor.project, project, "monitor")
         _same_name(body.monitor.name, check_name(name, "monitor"), "monitor")
+        c.need_blobs(who, [body.monitor.summary_digest] if body.monitor.summary_digest else [])
+        if body.monitor.probe_url is not None:  # the server's scheduler will request it
+            check_saved_url(body.monitor.probe_url, c.ws.settings.target_policy())
         event = c.draft(who, body.event, "monitor", project)
         return SavedMonitor(*c.monitors.save(body.monitor, event))
 
@@ -299,6 +308,7 @@ def _monitor_routes(router: APIRouter, c: _Context) -> None:
         c.need(who, project, "editor")
         _same_project(body.run.project, project, "monitor run")
         _same_name(body.run.monitor, c.monitors.get(project, name).name, "monitor run's monitor")
+        c.need_blobs(who, [body.run.report_digest])
         return c.monitors.add_run(body.run, c.draft(who, body.event, "monitor", project))
 
     @router.get("/projects/{project}/monitors/{name}/runs", tags=["monitors"])
@@ -314,6 +324,15 @@ def _monitor_routes(router: APIRouter, c: _Context) -> None:
         return c.monitors.get_run(project, run_id)
 
 
+def _check_channels(c: _Context, channels: Iterable[str]) -> None:
+    """The webhook and Slack URLs the server would post to, checked against its outbound
+    policy before they are saved (they are checked again before every request)."""
+    for channel in channels:
+        kind, _, target = channel.partition(":")
+        if kind.strip().lower() in ("slack", "webhook"):
+            check_saved_url(target, c.ws.settings.target_policy())
+
+
 def _alert_routes(router: APIRouter, c: _Context) -> None:
     Who = c.who
 
@@ -321,6 +340,7 @@ def _alert_routes(router: APIRouter, c: _Context) -> None:
     def add_alert_rule(project: str, body: RuleIn, who: Principal = Who) -> AlertRule:
         c.need(who, project, "editor")
         _same_project(body.rule.project, project, "alert rule")
+        _check_channels(c, body.rule.channels)
         return c.alerts.add_rule(body.rule, c.draft(who, body.event, "alert", project))
 
     @router.get("/projects/{project}/alert-rules", tags=["alerts"])
@@ -345,11 +365,13 @@ def _alert_routes(router: APIRouter, c: _Context) -> None:
     @router.get("/projects/{project}/alert-rules/{rule_id}/alerts/open", tags=["alerts"])
     def open_alert(project: str, rule_id: int, who: Principal = Who) -> Alert | None:
         c.need(who, project, "viewer")
+        c.alerts.rule(project, rule_id)  # a rule of this project, or 404
         return c.alerts.open_alert(project, rule_id)
 
     @router.get("/projects/{project}/alert-rules/{rule_id}/alerts/last", tags=["alerts"])
     def last_alert(project: str, rule_id: int, who: Principal = Who) -> Alert | None:
         c.need(who, project, "viewer")
+        c.alerts.rule(project, rule_id)
         return c.alerts.last_alert(project, rule_id)
 
 
@@ -388,6 +410,7 @@ def _loop_routes(router: APIRouter, c: _Context) -> None:
         c.need(who, project, "admin")
         _same_project(body.spec.project, project, "retrain loop")
         spec = check_spec(body.spec)
+        _check_channels(c, spec.notify)
         return c.loops.create(spec, c.draft(who, body.event, "loop", project))
 
     @router.get("/projects/{project}/loops", tags=["loops"])
@@ -411,6 +434,10 @@ def _loop_routes(router: APIRouter, c: _Context) -> None:
         c.loops.get(project, name)
         c.loops.save_state(project, name, body)
 
+
+def _loop_run_routes(router: APIRouter, c: _Context) -> None:
+    Who = c.who
+
     @router.put("/projects/{project}/loops/{name}/runs", tags=["loops"])
     def save_loop_run(project: str, name: str, body: LoopRunIn, who: Principal = Who) -> LoopRun:
         """Record a retraining (id 0) or its progress."""
@@ -419,6 +446,8 @@ def _loop_routes(router: APIRouter, c: _Context) -> None:
         _same_name(body.run.loop, c.loops.get(project, name).spec.name, "loop run's loop")
         if body.run.id:
             c.loops.run(project, body.run.id)  # updates only a run of this project
+        if body.run.pipeline_run:  # and the store keeps it in this project
+            c.run_in(who, body.run.pipeline_run, "viewer")
         return c.loops.save_run(body.run, c.draft(who, body.event, "loop", project))
 
     @router.get("/projects/{project}/loops/{name}/runs", tags=["loops"])

@@ -4,13 +4,22 @@ Roles: reading needs viewer on the project, writing runs, data and models needs 
 protected alias (`champion`) needs admin; users, tokens and grants need admin everywhere. The
 event a write records is the client's action on the client's entity, which must name the
 route's project, with the token's user as the actor.
+
+Projects are isolated: a run named by id, or a blob by digest, that the caller may not read is
+answered exactly as one that does not exist (no oracle); a blob is readable through a project
+that holds it (a dataset or model manifest, a run artifact, a step output, a monitor summary or
+report: `blob_refs`) or by whoever uploaded it; a record naming a blob its writer may not read
+is refused as naming a missing one; and the stores refuse references across projects (a run's
+parent, a model version's run, a run's inputs, step I/O, a retraining's pipeline run, an
+alert's rule).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from loopml.adapters.sql.alerts import SqlAlertStore
 from loopml.adapters.sql.auth import SqlAuthStore
+from loopml.adapters.sql.blob_refs import SqlBlobAccess, manifest_digests
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.events import SqlEventLog
@@ -29,15 +40,14 @@ from loopml.adapters.sql.loops import SqlLoopStore
 from loopml.adapters.sql.models import SqlModelStore
 from loopml.adapters.sql.monitors import SqlMonitorStore
 from loopml.adapters.sql.pipelines import SqlPipelineStore
-from loopml.adapters.sql.runs import SqlRunStore
-from loopml.domain.auth import PROTECTED_ALIASES, Grant, Token, User, allows, check_role
+from loopml.adapters.sql.runs import SqlRunStore, missing_run
+from loopml.domain.auth import PROTECTED_ALIASES, allows
 from loopml.domain.filters import RunQuery, check_query
 from loopml.domain.hashing import Digest, is_digest
 from loopml.domain.manifest import Manifest
 from loopml.domain.records import (
     DatasetSummary,
     DatasetVersion,
-    Event,
     EventDraft,
     MetricPoint,
     ModelSummary,
@@ -48,7 +58,7 @@ from loopml.domain.records import (
     RunStatus,
 )
 from loopml.domain.refs import check_name
-from loopml.errors import Conflict, Forbidden, IntegrityError, InvalidInput
+from loopml.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
 from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, RunPage
 from loopml.services.auth import Principal
 
@@ -137,6 +147,15 @@ class LinksIn:
 
 
 @dataclass
+class HeartbeatIn:
+    run_ids: list[str]
+    """The running runs of one client process: at most `MAX_HEARTBEAT_RUNS`."""
+
+
+MAX_HEARTBEAT_RUNS = 10_000
+
+
+@dataclass
 class SearchIn:
     query: RunQuery
     limit: int = 100
@@ -166,26 +185,6 @@ class AliasOut:
 
 
 @dataclass
-class UserIn:
-    name: str
-    role: str | None = None
-
-
-@dataclass
-class TokenIn:
-    digest: str
-    """The SHA-256 (hex) of the token the client made."""
-    hint: str
-    name: str = "default"
-    expires_at: datetime | None = None
-
-
-@dataclass
-class GrantIn:
-    role: str | None
-
-
-@dataclass
 class _Context:
     """What every route needs: the workspace, its stores, and the checks."""
 
@@ -204,6 +203,7 @@ class _Context:
         self.monitors = SqlMonitorStore(self.ws.db)
         self.alerts = SqlAlertStore(self.ws.db)
         self.loops = SqlLoopStore(self.ws.db)
+        self.blob_access = SqlBlobAccess(self.ws.db)
         self.projects: dict[str, str] = {}
 
     def need(self, who: Principal, project: str, role: str) -> None:
@@ -246,6 +246,45 @@ class _Context:
         """Those of `run_ids` in projects `who` may read."""
         return [r for r in run_ids if who.may(self.run_project(r), "viewer")]
 
+    def run_in(self, who: Principal, run_id: str, role: str) -> str:
+        """The project of run `run_id`, once `who` holds `role` there. A run of a project `who`
+        cannot read is answered exactly as a run that does not exist (no oracle for ids)."""
+        project = self.run_project(run_id)
+        if not who.may(project, "viewer"):
+            raise missing_run(run_id)
+        self.need(who, project, role)
+        return project
+
+    def readable_projects(self, who: Principal) -> list[str] | None:
+        """The projects `who` may read; None for every project (a role everywhere)."""
+        if allows(who.role, "viewer"):
+            return None
+        return sorted(p for p, role in who.grants.items() if allows(role, "viewer"))
+
+    def may_read_blob(self, who: Principal, digest: str) -> bool:
+        """A blob held by a project `who` may read, or one they uploaded (an admin everywhere
+        reads every project and can act as anyone: every blob)."""
+        if who.role == "admin":
+            return True
+        return self.blob_access.readable(digest, who.user, self.readable_projects(who))
+
+    def need_blobs(self, who: Principal, digests: Iterable[str]) -> None:
+        """Refuse a record naming a blob `who` may not read (learning a digest must not let
+        anyone name it in their own record and read it through that), exactly as a blob that
+        is not stored."""
+        if who.role == "admin":
+            return
+        named = list(dict.fromkeys(digests))
+        unreadable = set(self.blob_access.unreadable(named, who.user, self.readable_projects(who)))
+        missing = [d for d in named if d in unreadable]  # in the record's order
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise NotFound(
+                f"Blob {missing[0]}{more} named in the record is not stored here.",
+                "Upload it first (PUT /api/v1/blobs/DIGEST); loopml's clients upload every "
+                "file before they name it.",
+            )
+
 
 def build_router(
     ws: Workspace, principal: Callable[..., Any], *, max_upload_bytes: int
@@ -255,13 +294,12 @@ def build_router(
     _dataset_routes(router, context)
     _blob_routes(router, context, max_upload_bytes)
     _run_routes(router, context)
+    _run_read_routes(router, context)
     _model_routes(router, context)
-    _audit_routes(router, context)
-    _user_routes(router, context)
-    _token_routes(router, context)
-    _project_routes(router, context)
-    from loopml.server.operations import add_operation_routes  # it imports this module's bodies
+    from loopml.server.admin import add_admin_routes  # they import this module's context
+    from loopml.server.operations import add_operation_routes
 
+    add_admin_routes(router, context)
     add_operation_routes(router, context)
     return router
 
@@ -274,6 +312,7 @@ def _dataset_routes(router: APIRouter, c: _Context) -> None:
         project: str, name: str, body: NewDatasetIn, who: Principal = Who
     ) -> AddedVersion:
         c.need(who, project, "editor")
+        c.need_blobs(who, manifest_digests(body.manifest))
         new = NewDatasetVersion(
             project,
             check_name(name, "dataset"),
@@ -339,31 +378,56 @@ def _blob_routes(router: APIRouter, c: _Context, max_upload_bytes: int) -> None:
                 f"The bytes sent hash to {ref.digest}, not {digest}.",
                 "The file changed while it was sent, or the upload was damaged; send it again.",
             )
+        # theirs to read and to name in a record (the bytes prove they had them)
+        await run_in_threadpool(c.blob_access.record_upload, ref.digest, who.user)
         return {"digest": ref.digest, "size": ref.size}
 
     @router.get("/blobs/{digest}", tags=["blobs"], response_class=StreamingResponse)
     def get_blob(digest: str, who: Principal = Who) -> StreamingResponse:
-        """Stream blob `digest` out (checked against its hash as it is read)."""
+        """Stream blob `digest` out (checked against its hash as it is read): one held by a
+        project the caller may read, or one they uploaded; any other is answered as missing."""
         c.need_anywhere(who, "viewer")
         _check_digest(digest)
-        if not c.ws.blobs.exists(Digest(digest)):
-            c.ws.blobs.read_bytes(Digest(digest))  # raises NotFound with the store's message
+        if not c.may_read_blob(who, digest):
+            raise _missing_blob(digest)
+        opened = contextlib.ExitStack()  # opened here: a missing blob is a 404, not a cut stream
+        try:
+            reader = opened.enter_context(c.ws.blobs.open(Digest(digest)))
+        except NotFound:
+            raise _missing_blob(digest) from None
 
         def chunks() -> Iterator[bytes]:
-            try:
-                with c.ws.blobs.open(Digest(digest)) as reader:
+            with opened:
+                try:
                     while chunk := reader.read(CHUNK):
                         yield chunk
-            except IntegrityError as damaged:  # the client checks the hash and will say so
-                log.error("serving a damaged blob: %s", damaged)
+                except IntegrityError as damaged:  # the client checks the hash and says so
+                    log.error("serving a damaged blob: %s", damaged)
 
-        return StreamingResponse(chunks(), media_type="application/octet-stream")
+        return StreamingResponse(
+            chunks(), media_type="application/octet-stream", background=BackgroundTask(opened.close)
+        )
 
     @router.get("/blobs/{digest}/exists", tags=["blobs"])
     def blob_exists(digest: str, who: Principal = Who) -> dict[str, bool]:
+        """Whether the caller may read blob `digest` (false for one they may not: a client
+        then uploads it, and the server keeps one copy of the bytes)."""
         c.need_anywhere(who, "viewer")
         _check_digest(digest)
-        return {"exists": c.ws.blobs.exists(Digest(digest))}
+        return {"exists": c.may_read_blob(who, digest) and c.ws.blobs.exists(Digest(digest))}
+
+
+def _beating_runs(c: _Context, who: Principal, body: HeartbeatIn) -> list[RunId]:
+    """The runs of a heartbeat, once `who` is an editor of each one's project."""
+    c.need_anywhere(who, "editor")
+    if len(body.run_ids) > MAX_HEARTBEAT_RUNS:
+        raise InvalidInput(
+            f"{len(body.run_ids)} runs in one heartbeat; at most {MAX_HEARTBEAT_RUNS}.",
+            "Send the runs of one process; split a larger list.",
+        )
+    for run_id in body.run_ids:
+        c.run_in(who, run_id, "editor")
+    return [RunId(run_id) for run_id in body.run_ids]
 
 
 def _run_routes(router: APIRouter, c: _Context) -> None:
@@ -372,6 +436,9 @@ def _run_routes(router: APIRouter, c: _Context) -> None:
     @router.post("/projects/{project}/runs", tags=["runs"])
     def create_run(project: str, body: NewRunIn, who: Principal = Who) -> Run:
         c.need(who, project, "editor")
+        if body.parent_id:  # and the store keeps it in this project
+            c.run_in(who, body.parent_id, "viewer")
+        c.need_blobs(who, (a.digest for a in body.artifacts))
         new = NewRun(
             project,
             body.name,
@@ -387,14 +454,12 @@ def _run_routes(router: APIRouter, c: _Context) -> None:
 
     @router.get("/runs/{run_id}", tags=["runs"])
     def get_run(run_id: str, who: Principal = Who) -> Run:
-        run = c.runs.get_run(RunId(run_id))
-        c.need(who, run.project, "viewer")
-        return run
+        c.run_in(who, run_id, "viewer")
+        return c.runs.get_run(RunId(run_id))
 
     @router.post("/runs/{run_id}/end", tags=["runs"], status_code=204)
     def end_run(run_id: str, body: EndRunIn, who: Principal = Who) -> None:
-        project = c.run_project(run_id)
-        c.need(who, project, "editor")
+        project = c.run_in(who, run_id, "editor")
         c.runs.end_run(
             RunId(run_id),
             body.status,
@@ -406,16 +471,26 @@ def _run_routes(router: APIRouter, c: _Context) -> None:
 
     @router.post("/runs/{run_id}/batch", tags=["runs"], status_code=204)
     def log_batch(run_id: str, body: BatchIn, who: Principal = Who) -> None:
-        c.need(who, c.run_project(run_id), "editor")
+        c.run_in(who, run_id, "editor")
         c.runs.log_batch(RunId(run_id), body.metrics.points(), body.params, body.tags)
+
+    @router.post("/runs/heartbeat", tags=["runs"], status_code=204)
+    def heartbeat(body: HeartbeatIn, who: Principal = Who) -> None:
+        """Stamp the running runs of a client's process as alive (editor on each run's project).
+        A run without one for the server's run timeout is marked killed by its schedule."""
+        c.runs.heartbeat(_beating_runs(c, who, body))
 
     @router.post("/runs/{run_id}/links", tags=["runs"], status_code=204)
     def add_links(run_id: str, body: LinksIn, who: Principal = Who) -> None:
-        project = c.run_project(run_id)
-        c.need(who, project, "editor")
-        for used_project, _, _ in body.datasets:
+        c.run_in(who, run_id, "editor")
+        for used_project, _, _ in body.datasets:  # and the store keeps them in the run's
             c.need(who, used_project, "viewer")
+        c.need_blobs(who, (a.digest for a in body.artifacts))
         c.runs.add_inputs_and_artifacts(RunId(run_id), body.datasets, body.artifacts)
+
+
+def _run_read_routes(router: APIRouter, c: _Context) -> None:
+    Who = c.who
 
     @router.post("/runs/search", tags=["runs"])
     def search_runs(body: SearchIn, who: Principal = Who) -> RunPage:
@@ -424,12 +499,12 @@ def _run_routes(router: APIRouter, c: _Context) -> None:
 
     @router.get("/runs/{run_id}/metrics/{key:path}", tags=["runs"])
     def metric_history(run_id: str, key: str, who: Principal = Who) -> list[MetricPoint]:
-        c.need(who, c.run_project(run_id), "viewer")
+        c.run_in(who, run_id, "viewer")
         return c.runs.metric_history(RunId(run_id), key)
 
     @router.get("/runs/{run_id}/artifacts", tags=["runs"])
     def list_artifacts(run_id: str, who: Principal = Who) -> list[RunArtifact]:
-        c.need(who, c.run_project(run_id), "viewer")
+        c.run_in(who, run_id, "viewer")
         return c.runs.list_artifacts(RunId(run_id))
 
 
@@ -441,6 +516,9 @@ def _model_routes(router: APIRouter, c: _Context) -> None:
         project: str, name: str, body: NewModelIn, who: Principal = Who
     ) -> ModelVersion:
         c.need(who, project, "editor")
+        if body.run_id:  # and the store keeps it in this project
+            c.run_in(who, body.run_id, "viewer")
+        c.need_blobs(who, manifest_digests(body.manifest))
         new = NewModelVersion(
             project,
             check_name(name, "model"),
@@ -491,131 +569,6 @@ def _model_routes(router: APIRouter, c: _Context) -> None:
         return AliasOut(before)
 
 
-def _audit_routes(router: APIRouter, c: _Context) -> None:
-    Who = c.who
-
-    @router.get("/events", tags=["audit"])
-    def list_events(
-        entity: str | None = None,
-        action: str | None = None,
-        limit: int = 100,
-        who: Principal = Who,
-    ) -> list[Event]:
-        """Events, newest first. Everyone but an admin everywhere names the entity, whose
-        project they must be able to read."""
-        if entity is None:
-            if who.role != "admin":
-                raise Forbidden(
-                    "Only an admin everywhere may list every event.",
-                    "Pass ?entity=KIND:PROJECT/NAME for one thing.",
-                )
-        else:
-            c.need(who, entity.partition(":")[2].split("/", 1)[0], "viewer")
-        return c.events.list(entity=entity, action=action, limit=max(1, min(limit, 100_000)))
-
-    @router.get("/events/all", tags=["audit"])
-    def all_events(who: Principal = Who) -> list[Event]:
-        """Every event in order, for `audit verify` (admins)."""
-        if who.role != "admin":
-            raise Forbidden("Only an admin everywhere may read the whole trail.", "Ask an admin.")
-        return list(c.events.iterate())
-
-
-def _user_routes(router: APIRouter, c: _Context) -> None:
-    """Users, tokens, projects and grants: the AuthStore's operations, for admins (a client's
-    `loopml users|tokens|projects` commands run over these). A token is made by the client;
-    only its hash ever reaches the server."""
-    Who = c.who
-
-    @router.post("/users", tags=["users"])
-    def create_user(body: UserIn, who: Principal = Who) -> User:
-        c.admin(who)
-        role = None if body.role is None else check_role(body.role)
-        name = check_name(body.name, "user")
-        return c.auth.create_user(name, role, c.changed(who, "user.created", f"user:{name}"))
-
-    @router.get("/users", tags=["users"])
-    def list_users(who: Principal = Who) -> list[User]:
-        c.admin(who)
-        return c.auth.users()
-
-    @router.get("/users/{name}", tags=["users"])
-    def get_user(name: str, who: Principal = Who) -> User:
-        c.admin(who)
-        return c.auth.user(name)
-
-    @router.post("/users/{name}/disable", tags=["users"])
-    def disable_user(name: str, who: Principal = Who) -> User:
-        c.admin(who)
-        return c.auth.disable_user(name, c.changed(who, "user.disabled", f"user:{name}"))
-
-
-def _token_routes(router: APIRouter, c: _Context) -> None:
-    Who = c.who
-
-    @router.post("/users/{name}/tokens", tags=["users"])
-    def add_token(name: str, body: TokenIn, who: Principal = Who) -> Token:
-        """Record a token the client made, by its SHA-256 hash."""
-        c.admin(who)
-        if len(body.digest) != 64 or any(ch not in "0123456789abcdef" for ch in body.digest):
-            raise InvalidInput("A token hash is 64 hex digits.", "Send the token's SHA-256.")
-        return c.auth.add_token(
-            name,
-            check_name(body.name, "token"),
-            digest=body.digest,
-            hint=body.hint[-4:],
-            expires=body.expires_at,
-            event=c.changed(who, "token.created", f"user:{name}"),
-        )
-
-    @router.get("/tokens", tags=["users"])
-    def list_tokens(user: str | None = None, who: Principal = Who) -> list[Token]:
-        c.admin(who)
-        return c.auth.tokens(user)
-
-    @router.get("/tokens/{token_id}", tags=["users"])
-    def get_token(token_id: int, who: Principal = Who) -> Token:
-        c.admin(who)
-        return c.auth.token(token_id)
-
-    @router.post("/tokens/{token_id}/revoke", tags=["users"])
-    def revoke_token(token_id: int, who: Principal = Who) -> Token:
-        c.admin(who)
-        user = c.auth.token(token_id).user
-        return c.auth.revoke_token(token_id, c.changed(who, "token.revoked", f"user:{user}"))
-
-
-def _project_routes(router: APIRouter, c: _Context) -> None:
-    Who = c.who
-
-    @router.get("/projects", tags=["projects"])
-    def list_projects(who: Principal = Who) -> list[str]:
-        return who.readable(c.auth.projects())
-
-    @router.post("/projects/{project}", tags=["projects"])
-    def create_project(project: str, who: Principal = Who) -> dict[str, bool]:
-        c.admin(who)
-        event = c.changed(who, "project.created", f"project:{check_name(project, 'project')}")
-        return {"created": c.auth.create_project(project, event)}
-
-    @router.get("/grants", tags=["projects"])
-    def list_grants(
-        project: str | None = None, user: str | None = None, who: Principal = Who
-    ) -> list[Grant]:
-        if project is None:
-            c.admin(who)
-        else:
-            c.need(who, project, "admin")
-        return c.auth.grants(project, user)
-
-    @router.put("/projects/{project}/grants/{user}", tags=["projects"])
-    def grant(project: str, user: str, body: GrantIn, who: Principal = Who) -> list[Grant]:
-        c.need(who, project, "admin")
-        role = None if body.role is None else check_role(body.role)
-        c.auth.grant(project, user, role, c.changed(who, "project.granted", f"project:{project}"))
-        return c.auth.grants(project=project)
-
-
 async def _receive(request: Request, path: Path, limit: int) -> None:
     """Stream the request body into `path`, refusing more than `limit` bytes."""
     declared = request.headers.get("content-length", "")
@@ -653,3 +606,12 @@ def _version(text: str) -> int | None:
 def _check_digest(digest: str) -> None:
     if not is_digest(digest):
         raise InvalidInput(f"{digest!r} is not a blob digest.", "Write blake3:<64 hex digits>.")
+
+
+def _missing_blob(digest: str) -> NotFound:
+    """One answer for a blob that is not stored and for one the caller may not read."""
+    return NotFound(
+        f"Blob {digest} does not exist.",
+        "Check the digest; a blob is read through a dataset, model, run or monitor of a "
+        "project you can read.",
+    )

@@ -1,7 +1,7 @@
 """The server's scheduler: every monitor (health probes included) and every retrain loop of
-every project, on their schedules, in a thread of the server. Replicas of the server on one
-database share the work through a lease: one of them runs the jobs at a time, and another
-takes over within a lease's length when it stops."""
+every project, on their schedules, in a thread of the server; one that fails is recorded and
+the others run. Replicas of the server on one database share the work through a lease: one of
+them runs the jobs at a time, and another takes over within a lease's length when it stops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from loopml.adapters.sql.leases import SqlLeases
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
 
 LEASE = "scheduler"
+T = TypeVar("T")
 log = logging.getLogger("loopml.server")
 
 
@@ -30,6 +32,8 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="loopml-scheduler", daemon=True)
         self.ticks_run = 0
         """Ticks in which this replica held the lease and ran the due jobs."""
+        self.failures = 0
+        """Monitors, loops and whole steps of a tick that failed (each is logged)."""
 
     def start(self) -> None:
         self._thread.start()
@@ -50,16 +54,40 @@ class Scheduler:
             self._stop.wait(self._tick_s)
 
     def run_due(self) -> None:
-        """One tick: the due monitors, then the loops, of every project."""
-        from loopml import loops
+        """One tick: the due monitors, then the loops, of every project. Failures are isolated:
+        a monitor or loop that fails is recorded by `run_due` (a notice alert on it) and the
+        others run; a step that fails as a whole (a project's monitors cannot be listed) is
+        logged and counted in `failures`, and the next step, and project, still run."""
+        self._guarded("housekeeping", "*", self._housekeeping)
+        for project in self._guarded("projects", "*", self._ws.auth.projects) or []:
+            self._guarded("monitors", project, self._monitors, project)
+            self._guarded("loops", project, self._loops, project)
+
+    def _housekeeping(self) -> None:
+        self._ws.tracking.end_silent_runs(every_s=60.0)  # runs whose process died
+
+    def _guarded(self, step: str, project: str, work: Callable[..., T], *args: str) -> T | None:
+        try:
+            return work(*args)
+        except Exception:  # one failing step must not stop the others
+            self.failures += 1
+            log.exception('{"scheduler": "%s", "project": "%s", "failed": true}', step, project)
+            return None
+
+    def _monitors(self, project: str) -> None:
         from loopml.monitoring import monitors
 
-        for project in self._ws.auth.projects():
-            for name, outcome in monitors.run_due(project=project, workspace=self._ws):
-                if isinstance(outcome, Exception):
-                    log.info('{"scheduler": "monitor", "name": "%s", "skipped": true}', name)
-            for done in loops.run_due(workspace=self._ws, project=project):
-                if done.run is not None:
-                    log.info(
-                        '{"scheduler": "loop", "name": "%s", "run": %d}', done.loop, done.run.id
-                    )
+        for name, outcome in monitors.run_due(project=project, workspace=self._ws):
+            if isinstance(outcome, monitors.NothingToMonitor):
+                log.info('{"scheduler": "monitor", "name": "%s", "skipped": true}', name)
+            elif isinstance(outcome, Exception):  # logged, and recorded, by `run_due`
+                self.failures += 1
+
+    def _loops(self, project: str) -> None:
+        from loopml import loops
+
+        for done in loops.run_due(workspace=self._ws, project=project):
+            if done.run is not None:
+                log.info('{"scheduler": "loop", "name": "%s", "run": %d}', done.loop, done.run.id)
+            elif any(note.startswith("failed:") for note in done.notes):
+                self.failures += 1  # logged, and recorded, by `run_due`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from loopml.domain.auth import (
 from loopml.domain.records import EventDraft
 from loopml.domain.refs import check_name
 from loopml.errors import Forbidden, InvalidInput, Unauthenticated
-from loopml.ports import AuthStore
+from loopml.ports import AuthStore, SessionStore
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ CACHE_S = 2.0
 grant made through this process applies at once; one made through another replica of the
 server within this time."""
 MAX_CACHED = 10_000
+SESSION_S = 12 * 3600
+"""How long a web UI session lasts (never past its token's own expiry)."""
 
 
 class AuthService:
@@ -143,7 +146,9 @@ class AuthService:
         found = self._store.find_token(digest)
         if found is None:
             raise Unauthenticated("The API token is not known.", "Check LOOPML_TOKEN.")
-        token, user = found
+        return self._principal(*found)
+
+    def _principal(self, token: Token, user: User) -> Principal:
         if user.disabled_at is not None:
             raise Unauthenticated(f"User {user.name!r} is disabled.", "Ask an admin.")
         if not token.usable(self._clock()):
@@ -154,6 +159,46 @@ class AuthService:
             )
         grants = {g.project: g.role for g in self._store.grants(user=user.name)}
         return Principal(user.name, user.role, grants)
+
+    def open_session(self, token_text: str) -> tuple[str, Principal]:
+        """Log in to the web UI with an API token: (a new session id for the cookie, who it
+        is). Only the id's hash is kept; the session ends after SESSION_S, when the token is
+        revoked or expires, or when its user is disabled."""
+        principal = self.authenticate(token_text)
+        found = self._store.find_token(token_hash(token_text))
+        assert found is not None  # authenticate found it
+        token = found[0]
+        expires = self._clock() + timedelta(seconds=SESSION_S)
+        if token.expires_at is not None:
+            expires = min(expires, token.expires_at)
+        session = secrets.token_urlsafe(32)
+        self._sessions().add_session(token_hash(session), token.id, expires)
+        return session, principal
+
+    def session(self, session: str | None) -> Principal:
+        """Who web UI session `session` is; Unauthenticated when there is none, or it ended."""
+        if not session:
+            raise Unauthenticated("This page needs you to log in.", "Log in with an API token.")
+        found = self._sessions().find_session(token_hash(session))
+        if found is None:
+            raise Unauthenticated("The session ended or was never opened.", "Log in again.")
+        token, user, expires = found
+        if expires <= self._clock():
+            raise Unauthenticated("The session has expired.", "Log in again.")
+        return self._principal(token, user)
+
+    def close_session(self, session: str | None) -> None:
+        """Log out: the session stops working at once."""
+        if session:
+            self._sessions().delete_session(token_hash(session))
+
+    def _sessions(self) -> SessionStore:
+        if not isinstance(self._store, SessionStore):
+            raise InvalidInput(
+                "Web UI sessions are kept by a team server, not by its clients.",
+                "Open the team server's /ui in a browser.",
+            )
+        return self._store
 
     def require(self, principal: Principal, project: str, needed: str) -> None:
         if not principal.may(project, needed):

@@ -62,6 +62,13 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
     }
 
 
+def _missing_alert(project: str, alert_id: int) -> NotFound:
+    return NotFound(
+        f"Alert {alert_id} does not exist in project {project!r}.",
+        "List alerts with `loopml alert list`.",
+    )
+
+
 class SqlAlertStore:
     def __init__(self, db: Database, clock: Clock = system_clock_us) -> None:
         self._db = db
@@ -112,7 +119,11 @@ class SqlAlertStore:
     def delete_rule(self, project: str, rule_id: int, event: EventDraft) -> None:
         found = self.rule(project, rule_id)
         with self._db.write() as conn:
-            conn.execute(t.alert_rules.delete().where(t.alert_rules.c.id == rule_id))
+            conn.execute(
+                t.alert_rules.delete().where(
+                    t.alert_rules.c.id == rule_id, t.alert_rules.c.project == project
+                )
+            )
             before = {"target": found.target, "condition": found.condition}
             draft = EventDraft(event.action, event.entity, event.actor, before, None)
             append_event(self._db, conn, draft, self._clock())
@@ -135,6 +146,8 @@ class SqlAlertStore:
     def save_alert(self, alert: Alert, event: EventDraft) -> Alert:
         """Insert (`alert.id == 0`) or update an alert, with its audit event."""
         values = _alert_values(alert)
+        if alert.rule_id:  # 0: a notice loopml raised itself, under no rule
+            self.rule(alert.project, alert.rule_id)  # a rule of the alert's own project
         with self._db.write() as conn:
             now = self._clock()
             if alert.id == 0:
@@ -152,7 +165,9 @@ class SqlAlertStore:
                 alert_id = int(inserted[0])
             else:
                 alert_id = alert.id
-                conn.execute(t.alerts.update().where(t.alerts.c.id == alert_id).values(**values))
+                mine = (t.alerts.c.id == alert_id) & (t.alerts.c.project == alert.project)
+                if not conn.execute(t.alerts.update().where(mine).values(**values)).rowcount:
+                    raise _missing_alert(alert.project, alert_id)
             after = {"alert": alert_id, "state": alert.state, "value": alert.value}
             entity = f"{event.entity}/{alert_id}"
             append_event(
@@ -166,10 +181,7 @@ class SqlAlertStore:
                 select(t.alerts).where(t.alerts.c.project == project, t.alerts.c.id == alert_id)
             ).first()
         if row is None:
-            raise NotFound(
-                f"Alert {alert_id} does not exist in project {project!r}.",
-                "List alerts with `loopml alert list`.",
-            )
+            raise _missing_alert(project, alert_id)
         return _to_alert(row)
 
     def alerts(self, project: str, state: str | None, limit: int) -> list[Alert]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -39,6 +40,21 @@ def _to_token(row: Any) -> Token:
         _when(row.revoked_us),
         row.hint,
     )
+
+
+def _token_and_user() -> Any:
+    """Tokens joined with their users (the user's columns renamed where they clash)."""
+    return select(
+        t.tokens,
+        t.users.c.role,
+        t.users.c.disabled_us,
+        t.users.c.created_us.label("user_created_us"),
+    ).join(t.users, t.users.c.name == t.tokens.c.user)
+
+
+def _to_token_and_user(row: Any) -> tuple[Token, User]:
+    user = User(row.user, row.role, us_to_datetime(row.user_created_us), _when(row.disabled_us))
+    return _to_token(row), user
 
 
 def missing_user(name: str) -> NotFound:
@@ -119,25 +135,8 @@ class SqlAuthStore:
     def find_token(self, digest: str) -> tuple[Token, User] | None:
         """The token with this hash and its user, or None."""
         with self._db.read() as conn:
-            row = conn.execute(
-                select(
-                    t.tokens,
-                    t.users.c.role,
-                    t.users.c.disabled_us,
-                    t.users.c.created_us.label("user_created_us"),
-                )
-                .join(t.users, t.users.c.name == t.tokens.c.user)
-                .where(t.tokens.c.hash == digest)
-            ).first()
-        if row is None:
-            return None
-        user = User(
-            row.user,
-            row.role,
-            us_to_datetime(row.user_created_us),
-            _when(row.disabled_us),
-        )
-        return _to_token(row), user
+            row = conn.execute(_token_and_user().where(t.tokens.c.hash == digest)).first()
+        return None if row is None else _to_token_and_user(row)
 
     def tokens(self, user: str | None) -> list[Token]:
         query = select(t.tokens).order_by(t.tokens.c.id)
@@ -202,3 +201,38 @@ class SqlAuthStore:
         with self._db.read() as conn:
             names = conn.execute(select(t.projects.c.name).order_by(t.projects.c.name))
             return list(names.scalars())
+
+    def add_session(self, digest: str, token_id: int, expires: datetime) -> None:
+        """Keep a web UI session (the hash of its id) for token `token_id` until `expires`;
+        sessions already expired are dropped on the way."""
+        with self._db.write() as conn:
+            now = self._clock()
+            conn.execute(t.ui_sessions.delete().where(t.ui_sessions.c.expires_us <= now))
+            conn.execute(
+                t.ui_sessions.insert().values(
+                    hash=digest,
+                    token_id=token_id,
+                    created_us=now,
+                    expires_us=datetime_to_us(expires),
+                )
+            )
+
+    def find_session(self, digest: str) -> tuple[Token, User, datetime] | None:
+        """The token a session stands for, its user, and when the session ends; None for a
+        session that does not exist."""
+        sessions = t.ui_sessions
+        query = (
+            _token_and_user()
+            .add_columns(sessions.c.expires_us.label("session_expires_us"))
+            .join(sessions, sessions.c.token_id == t.tokens.c.id)
+            .where(sessions.c.hash == digest)
+        )
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return (*_to_token_and_user(row), us_to_datetime(row.session_expires_us))
+
+    def delete_session(self, digest: str) -> None:
+        with self._db.write() as conn:
+            conn.execute(t.ui_sessions.delete().where(t.ui_sessions.c.hash == digest))

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.blob_refs import add_blob_refs, manifest_digests
 from loopml.adapters.sql.dialect import lock_or_create_named
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
@@ -104,6 +105,7 @@ class SqlDatasetStore:
                 .where(t.datasets.c.id == dataset_id)
                 .values(latest_version=version, updated_us=now)
             )
+            add_blob_refs(conn, new.project, manifest_digests(new.manifest))
             after = {"version": version, "digest": digest, **(event.after or {})}
             append_event(
                 self._db,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, func, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.dialect import insert_ignore
@@ -91,6 +91,19 @@ def _row_to_event(row: Any) -> Event:
     )
 
 
+def _is_or_under(entity: str) -> ColumnElement[bool]:
+    """Events of `entity` and of the things under it (`model:p/churn` for `model:p`).
+
+    `_` and `%` in a name are letters, not wildcards (`proj_` never matches `projB`), and the
+    prefix compares case by case (SQLite's LIKE ignores ASCII case: `projb` must not match
+    `projB`)."""
+    prefix = entity + "/"
+    column = t.events.c.entity
+    return (column == entity) | (
+        column.startswith(prefix, autoescape=True) & (func.substr(column, 1, len(prefix)) == prefix)
+    )
+
+
 class SqlEventLog:
     """The `EventLog` port on SQL."""
 
@@ -107,9 +120,7 @@ class SqlEventLog:
     ) -> list[Event]:
         query = select(t.events).order_by(t.events.c.seq.desc()).limit(limit)
         if entity is not None:
-            query = query.where(
-                (t.events.c.entity == entity) | t.events.c.entity.startswith(entity + "/")
-            )
+            query = query.where(_is_or_under(entity))
         if action is not None:
             query = query.where(t.events.c.action == action)
         with self._db.read() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, or_, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
@@ -23,7 +23,7 @@ from loopml.adapters.sql.events import (
 )
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState
 from loopml.domain.records import EventDraft
-from loopml.errors import AlreadyExists, NotFound
+from loopml.errors import AlreadyExists, InvalidInput, NotFound
 
 
 def _to_loop(row: Any) -> Loop:
@@ -53,6 +53,30 @@ def missing_loop(project: str, name: str) -> NotFound:
         f"Loop {name!r} does not exist in project {project!r}.",
         "List loops with `loopml loop list`, or make one with `loopml loop create`.",
     )
+
+
+def _missing_run(project: str, run_id: int) -> NotFound:
+    return NotFound(
+        f"Loop run {run_id} does not exist in project {project!r}.",
+        "List runs with `loopml loop history LOOP`.",
+    )
+
+
+def _check_pipeline_run(conn: Connection, run: LoopRun) -> None:
+    """A retraining names the pipeline run of its own project."""
+    found = conn.execute(select(t.runs.c.project).where(t.runs.c.id == run.pipeline_run)).scalar()
+    if found is None:
+        raise NotFound(
+            f"Run {run.pipeline_run!r} does not exist.",
+            "List runs with `loopml runs list` to find its id.",
+        )
+    if found != run.project:
+        raise InvalidInput(
+            f"Run {run.pipeline_run} is in project {found!r}; a retraining of loop "
+            f"{run.loop!r} in project {run.project!r} cannot name it: references never cross "
+            "projects.",
+            f"Name a pipeline run of project {run.project!r}.",
+        )
 
 
 class SqlLoopStore:
@@ -184,13 +208,17 @@ class SqlLoopStore:
         }
         with self._db.write() as conn:
             now = self._clock()
+            if run.pipeline_run is not None:
+                _check_pipeline_run(conn, run)
             if run.id == 0:
                 inserted = conn.execute(table.insert().values(**values)).inserted_primary_key
                 assert inserted is not None
                 run_id = int(inserted[0])
             else:
                 run_id = run.id
-                conn.execute(table.update().where(table.c.id == run_id).values(**values))
+                mine = (table.c.id == run_id) & (table.c.project == run.project)
+                if not conn.execute(table.update().where(mine).values(**values)).rowcount:
+                    raise _missing_run(run.project, run_id)
             after = {"run": run_id, "status": run.status, "trigger": run.trigger, **details}
             draft = EventDraft(event.action, event.entity, event.actor, None, after)
             append_event(self._db, conn, draft, now)
@@ -204,10 +232,7 @@ class SqlLoopStore:
                 )
             ).first()
         if row is None:
-            raise NotFound(
-                f"Loop run {run_id} does not exist in project {project!r}.",
-                "List runs with `loopml loop history LOOP`.",
-            )
+            raise _missing_run(project, run_id)
         return _to_run(row)
 
     def runs(self, project: str, loop: str, limit: int) -> list[LoopRun]:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.blob_refs import add_blob_refs, manifest_digests
 from loopml.adapters.sql.dialect import lock_or_create_named, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
@@ -17,6 +18,7 @@ from loopml.adapters.sql.events import (
     system_clock_us,
     us_to_datetime,
 )
+from loopml.adapters.sql.runs import require_run_in
 from loopml.domain.hashing import Digest
 from loopml.domain.manifest import Manifest
 from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
@@ -56,6 +58,12 @@ class SqlModelStore:
         version = 0
         with self._db.write() as conn:
             now = self._clock()
+            if new.run_id is not None:
+                require_run_in(
+                    conn, new.run_id, new.project, f"a version of model {new.name!r}",
+                    "Register the model in project {run_project!r}, or train it in a run of "
+                    "{project!r}.",
+                )  # fmt: skip
             ensure_project(conn, new.project, now)
             model_id, latest = lock_or_create_named(
                 conn, t.models, new.project, new.name, {"description": "", "created_us": now}
@@ -104,6 +112,7 @@ class SqlModelStore:
         conn.execute(
             t.models.update().where(t.models.c.id == model_id).values(latest_version=version)
         )
+        add_blob_refs(conn, new.project, manifest_digests(new.manifest))
         append_event(
             self._db,
             conn,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
     Clock,
@@ -85,6 +86,8 @@ class SqlMonitorStore:
                 )
             else:
                 conn.execute(table.update().where(where).values(updated_us=now, **values))
+            if monitor.summary_digest is not None:
+                add_blob_refs(conn, monitor.project, [monitor.summary_digest])
             old = None if before is None else {k: getattr(before, k) for k in values}
             draft = EventDraft(event.action, event.entity, event.actor, old, values)
             append_event(self._db, conn, draft, now)
@@ -130,6 +133,7 @@ class SqlMonitorStore:
             ).inserted_primary_key
             assert inserted is not None
             run_id = inserted[0]
+            add_blob_refs(conn, run.project, [run.report_digest])
             after = {
                 "run": run_id,
                 "rows": run.rows,

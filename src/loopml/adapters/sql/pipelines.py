@@ -8,12 +8,15 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.blob_refs import add_blob_refs, manifest_digests
 from loopml.adapters.sql.dialect import insert_ignore, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import Clock, system_clock_us
+from loopml.adapters.sql.runs import require_run_in
 from loopml.domain.hashing import Digest
 from loopml.domain.manifest import Manifest
 from loopml.domain.records import PRODUCES_TAG, RunId, RunStatus
+from loopml.errors import InvalidInput
 from loopml.ports import ArtifactRef, CachedStep
 
 
@@ -21,12 +24,31 @@ def _ref(row: Any) -> ArtifactRef:
     return ArtifactRef(Digest(row.digest), row.serializer, row.type_name, row.manifest)
 
 
+def _checked_manifests(refs: Sequence[ArtifactRef]) -> dict[str, Manifest]:
+    """Each artifact's manifest by artifact digest, refused unless the digest is the manifest's
+    own: an artifact is stored once for every project, so naming another project's artifact
+    digest with other files must never pass for it."""
+    manifests: dict[str, Manifest] = {}
+    for ref in refs:
+        manifest = Manifest.from_dict(ref.manifest)
+        if manifest.digest != ref.digest:
+            raise InvalidInput(
+                f"Artifact {ref.digest} is sent with a manifest whose digest is {manifest.digest}.",
+                "Send each step output with the manifest it is named by.",
+            )
+        manifests[ref.digest] = manifest
+    return manifests
+
+
 class SqlPipelineStore:
     def __init__(self, db: Database, clock: Clock = system_clock_us) -> None:
         self._db = db
         self._clock = clock
 
-    def _write_artifacts(self, conn: Connection, refs: Sequence[ArtifactRef], now: int) -> None:
+    def _write_artifacts(
+        self, conn: Connection, refs: Sequence[ArtifactRef], project: str, now: int
+    ) -> None:
+        manifests = _checked_manifests(refs)
         insert_ignore(
             conn,
             t.artifacts,
@@ -35,13 +57,14 @@ class SqlPipelineStore:
                     "digest": r.digest,
                     "serializer": r.serializer,
                     "type_name": r.type_name,
-                    "size": Manifest.from_dict(r.manifest).total_size,
-                    "manifest": r.manifest,
+                    "size": manifests[r.digest].total_size,
+                    "manifest": manifests[r.digest].to_dict(),
                     "created_us": now,
                 }
                 for r in {r.digest: r for r in refs}.values()
             ],
         )
+        add_blob_refs(conn, project, (d for m in manifests.values() for d in manifest_digests(m)))
 
     def record_io(
         self,
@@ -55,7 +78,10 @@ class SqlPipelineStore:
     ) -> None:
         with self._db.write() as conn:
             now = self._clock()
-            self._write_artifacts(conn, [*inputs.values(), *outputs], now)
+            require_run_in(
+                conn, run_id, project, "step I/O", "Record it under project {run_project!r}."
+            )
+            self._write_artifacts(conn, [*inputs.values(), *outputs], project, now)
             rows = [
                 {"run_id": run_id, "direction": "in", "name": name, "artifact_digest": ref.digest}
                 for name, ref in inputs.items()
@@ -97,6 +123,7 @@ class SqlPipelineStore:
                     t.step_cache.c.project == project,
                     t.step_cache.c.cache_key == cache_key,
                     t.runs.c.status == RunStatus.FINISHED.value,
+                    t.runs.c.project == project,  # never another project's outputs
                 )
             ).first()
             if row is None:
@@ -160,7 +187,7 @@ class SqlPipelineStore:
             .join(t.runs, t.runs.c.id == t.tags.c.run_id)
             .where(
                 t.runs.c.project == project,
-                t.tags.c.key.startswith(PRODUCES_TAG),
+                t.tags.c.key.startswith(PRODUCES_TAG, autoescape=True),
                 t.tags.c.value == ref,
             )
         )

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from loopml.adapters.sql import tables as t
+from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.dialect import insert_ignore, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
@@ -23,6 +24,7 @@ from loopml.adapters.sql.events import (
     system_clock_us,
     us_to_datetime,
 )
+from loopml.adapters.sql.run_liveness import end_silent_runs, stamp_heartbeats
 from loopml.adapters.sql.run_query import count_statement, page_statement
 from loopml.domain.filters import RunQuery
 from loopml.domain.hashing import Digest
@@ -89,10 +91,34 @@ def _as_number(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _missing_run(run_id: str) -> NotFound:
+def missing_run(run_id: str) -> NotFound:
     return NotFound(
         f"Run {run_id!r} does not exist.", "List runs with `loopml runs list` to find its id."
     )
+
+
+def _same_project(other: str, project: str, what: str) -> None:
+    """A run's parent and the dataset versions it uses are of the run's own project."""
+    if other != project:
+        raise InvalidInput(
+            f"A run of project {project!r} cannot name {what} in project {other!r}: "
+            "references never cross projects.",
+            f"Use one of project {project!r}, or start the run in project {other!r}.",
+        )
+
+
+def require_run_in(conn: Connection, run_id: str, project: str, what: str, fix: str) -> None:
+    """Run `run_id` exists and is of `project`: `what` (a model version, step I/O) is recorded
+    in `project` and may only name a run of it. `fix` says what to do otherwise."""
+    found = conn.execute(select(t.runs.c.project).where(t.runs.c.id == run_id)).scalar()
+    if found is None:
+        raise missing_run(run_id)
+    if found != project:
+        raise InvalidInput(
+            f"Run {run_id} is in project {found!r}; {what} in project {project!r} cannot name "
+            "it: references never cross projects.",
+            fix.format(run_project=found, project=project),
+        )
 
 
 class SqlRunStore:
@@ -118,7 +144,7 @@ class SqlRunStore:
                     return self._hydrate(conn, [run_id])[0]
             ensure_project(conn, new.project, now)
             if new.parent_id is not None:
-                self._status(conn, new.parent_id)
+                _same_project(self._project(conn, new.parent_id), new.project, "its parent run")
             conn.execute(
                 t.runs.insert().values(
                     id=run_id,
@@ -127,6 +153,7 @@ class SqlRunStore:
                     status=status.value,
                     start_us=now,
                     end_us=now if new.finished else None,
+                    heartbeat_us=now,
                     environment=new.environment,
                     parent_id=new.parent_id,
                 )
@@ -134,6 +161,7 @@ class SqlRunStore:
             rows = [{"run_id": run_id, "key": k, "value": v} for k, v in new.tags.items()]
             insert_ignore(conn, t.tags, rows)
             self._write_artifacts(conn, run_id, new.artifacts)
+            add_blob_refs(conn, new.project, [a.digest for a in new.artifacts])
             if new.params:
                 self._write_params(conn, run_id, new.params)
             after = {"name": new.name, "status": status.value, **(event.after or {})}
@@ -155,10 +183,16 @@ class SqlRunStore:
             parent_id=new.parent_id,
         )
 
+    def _project(self, conn: Connection, run_id: str) -> str:
+        project = conn.execute(select(t.runs.c.project).where(t.runs.c.id == run_id)).scalar()
+        if project is None:
+            raise missing_run(run_id)
+        return str(project)
+
     def _status(self, conn: Connection, run_id: str) -> RunStatus:
         status = conn.execute(select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
         if status is None:
-            raise _missing_run(run_id)
+            raise missing_run(run_id)
         return RunStatus(status)
 
     def end_run(
@@ -304,12 +338,15 @@ class SqlRunStore:
     ) -> None:
         refs, arts = list(dataset_refs), list(artifacts)
         with self._db.write() as conn:
-            self._status(conn, run_id)
+            project = self._project(conn, run_id)
+            for used, name, version in refs:
+                _same_project(project, used, f"dataset version {name}@{version} it uses")
             ids = [self._dataset_version_id(conn, *ref) for ref in refs]
             insert_ignore(
                 conn, t.run_inputs, [{"run_id": run_id, "dataset_version_id": i} for i in ids]
             )
             self._write_artifacts(conn, run_id, arts)
+            add_blob_refs(conn, project, [a.digest for a in arts])
 
     @staticmethod
     def _write_artifacts(conn: Connection, run_id: str, artifacts: Sequence[RunArtifact]) -> None:
@@ -340,7 +377,7 @@ class SqlRunStore:
         with self._db.read() as conn:
             runs = self._hydrate(conn, [run_id])
         if not runs:
-            raise _missing_run(run_id)
+            raise missing_run(run_id)
         return runs[0]
 
     def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
@@ -414,3 +451,11 @@ class SqlRunStore:
         with self._db.read() as conn:
             self._status(conn, run_id)
             return [RunArtifact(r.path, Digest(r.digest), r.size) for r in conn.execute(stmt)]
+
+    def heartbeat(self, run_ids: Sequence[RunId]) -> None:
+        """Stamp "alive now" on those of `run_ids` still running (see `run_liveness`)."""
+        stamp_heartbeats(self._db, self._clock, run_ids)
+
+    def end_silent_runs(self, silent_s: float, event: EventDraft) -> list[RunId]:
+        """Mark killed the running runs silent for `silent_s` seconds (see `run_liveness`)."""
+        return end_silent_runs(self._db, self._clock, silent_s, event)

@@ -83,6 +83,7 @@ runs = Table(
     Column("heartbeat_us", BigInteger, nullable=True),
     Index("ix_runs_project_start", "project", "start_us"),
     Index("ix_runs_parent", "parent_id"),
+    Index("ix_runs_status_heartbeat", "status", "heartbeat_us"),
 )
 
 params = Table(

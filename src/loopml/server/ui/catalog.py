@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from loopml.domain.auth import entity_scope
 from loopml.domain.refs import check_name
-from loopml.errors import LoopmlError
+from loopml.errors import Forbidden, LoopmlError
 from loopml.server.ui.charts import bar_chart
 from loopml.server.ui.graph import lineage_graph
-from loopml.server.ui.views import BASE, Views, back_to, check_origin
+from loopml.server.ui.views import BASE, Views, back_to
 from loopml.services.lineage import LineageNode
 
 AUDIT_PAGE = 200
@@ -135,19 +136,18 @@ def _model_pages(router: APIRouter, views: Views) -> None:
 
     @router.post("/models/{name}/{version}/promote")
     def promote(request: Request, name: str, version: int) -> Response:
-        check_origin(request)
         p = views.page(request, "admin")
         before = ws.registry.acting_as(p.who.user).promote(name, version, project=p.project)
-        was = f" (was {before})" if before is not None else ""
-        return back_to(f"/models/{name}", p.project, f"Version {version} is the champion{was}.")
+        was = {} if before is None else {"was": before}
+        return back_to(f"/models/{name}", p.project, "promoted", version=version, **was)
 
     @router.post("/models/{name}/rollback")
     def rollback(request: Request, name: str) -> Response:
-        check_origin(request)
         p = views.page(request, "admin")
         current, previous = ws.registry.acting_as(p.who.user).rollback(name, project=p.project)
-        notice = f"Champion rolled back from version {current} to {previous}."
-        return back_to(f"/models/{name}", p.project, notice)
+        return back_to(
+            f"/models/{name}", p.project, "rolled-back", current=current, previous=previous
+        )
 
 
 def _deployed(views: Views, project: str, name: str, version: int) -> list[tuple[str, str]]:
@@ -198,18 +198,27 @@ def _audit_page(router: APIRouter, views: Views) -> None:
     @router.get("/audit", response_class=HTMLResponse)
     def audit_page(request: Request, entity: str = "", action: str = "") -> Response:
         p = views.page(request)
+        everywhere = p.who.role == "admin"
         events = []
-        if entity:  # its project's viewers may read an entity's events
-            views.page(request, "viewer", entity.partition(":")[2].split("/", 1)[0] or p.project)
+        if entity:  # a project's things: its viewers; users, tokens, grants: admins
+            project, role = entity_scope(entity)
+            if project is None and not everywhere:
+                raise Forbidden(
+                    f"The events of {entity!r} are an admin's to read.", "Ask an admin."
+                )
+            if project is not None:
+                views.page(request, role, project)
             events = ws.audit.log(entity=entity, action=action or None, limit=AUDIT_PAGE)
-        elif p.who.role == "admin":  # the whole trail: admins everywhere
+        elif everywhere:  # the whole trail: admins everywhere
             events = ws.audit.log(action=action or None, limit=AUDIT_PAGE)
-        verdict = ws.audit.verify()
-        text = (
-            f"The chain of {verdict.checked} events verifies: nothing was changed or removed."
-            if verdict.ok
-            else f"The chain is broken at event {verdict.first_bad_seq}: {verdict.reason}."
-        )
+        verdict = ws.audit.verify() if everywhere else None
+        text = "Verifying the whole chain is for admins everywhere (`loopml audit verify`)."
+        if verdict is not None:
+            text = (
+                f"The chain of {verdict.checked} events verifies: nothing was changed or removed."
+                if verdict.ok
+                else f"The chain is broken at event {verdict.first_bad_seq}: {verdict.reason}."
+            )
         return views.render(
             p, "audit.html", "Audit trail", "audit", events=events, verdict=verdict,
             verdict_text=text, entity=entity, action=action,

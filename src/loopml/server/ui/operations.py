@@ -56,7 +56,7 @@ def _deployment_pages(router: APIRouter, views: Views) -> None:
             columns=["time_us", "latency_us", "model_version", "flags", "shadow"],
             with_feedback=False,
         )
-        latest = reader.read(deployment.name, limit=LATEST).to_pylist()
+        latest = reader.tail(deployment.name, LATEST).to_pylist()
         charts = _traffic_charts(traffic.to_pydict()) + _health_charts(views, p.project, name)
         return views.render(
             p, "deployment.html", f"Deployment {name}", "deployments", d=deployment,
@@ -77,13 +77,22 @@ def _deployment_pages(router: APIRouter, views: Views) -> None:
                 f"No prediction {request_id[:80]!r} in the log of {name}.",
                 "Pick one from the deployment's latest predictions.",
             )
-        inputs = json.loads(record["inputs_json"])
-        inputs = inputs if isinstance(inputs, dict) else {"": inputs}
+        inputs = _logged_inputs(record.get("inputs_json"))
         why = _explain(views, p.project, record, inputs) if explain else None
         return views.render(
             p, "prediction.html", f"Prediction {request_id[:16]}", "deployments",
             d=deployment, r=record, inputs=inputs, why=why,
         )  # fmt: skip
+
+
+def _logged_inputs(text: str | None) -> dict[str, Any]:
+    """A logged row's inputs by column; whatever the log holds (an older server's or another
+    tool's row may not be a JSON object) is shown as it is, never a failed page."""
+    try:
+        inputs = json.loads(text) if text is not None else {}
+    except (ValueError, TypeError):
+        return {"(unreadable row)": text}
+    return inputs if isinstance(inputs, dict) else {"": inputs}
 
 
 def _explain(
@@ -105,7 +114,7 @@ def _explain(
         frame = batch_frame(request_rows({"rows": [inputs]}, served.inputs), served.inputs)
         if frame.errors:
             why = next(iter(frame.errors.values()))
-            return {"error": f"The logged row does not fit the model now: it {why}."}
+            return {"error": f"The logged row does not fit the model now: {why.rstrip('.')}."}
         answer = explain(served, frame.frame, served.reference)
     except LoopmlError as refused:
         return {"error": f"{refused.message} {refused.hint}"}

@@ -1,5 +1,11 @@
-"""The web UI's router: logging in with an API token (kept in an HttpOnly, SameSite=Strict
-cookie), the pages, and where `/` leads."""
+"""The web UI's router: logging in with an API token, the pages, and where `/` leads.
+
+Logging in opens a server-side session (`AuthService.open_session`): the cookie holds a random
+session id (HttpOnly, SameSite=Strict, Secure when the page came over https, directly or from a
+proxy uvicorn trusts), never the token; the server keeps only the id's SHA-256, tied to the
+token. The session ends after 12 hours, at logout, or when the token is revoked or its user
+disabled. The login page's message is one of a fixed set (`?message=expired`), never text from
+the address. Origin checks and security headers: `loopml.server.boundary`."""
 
 from __future__ import annotations
 
@@ -15,8 +21,8 @@ from loopml.errors import LoopmlError, Unauthenticated
 from loopml.server.ui.catalog import add_catalog_pages
 from loopml.server.ui.operations import add_operation_pages
 from loopml.server.ui.runs import add_run_pages
-from loopml.server.ui.views import BASE, COOKIE, Views, check_origin
-from loopml.services.auth import Principal
+from loopml.server.ui.views import BASE, COOKIE, LOGIN_MESSAGES, Views
+from loopml.services.auth import SESSION_S, Principal
 
 if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
@@ -31,7 +37,7 @@ def add_ui(app: FastAPI, ws: Workspace, *, auth: bool, local: Principal) -> View
     def who(request: Request) -> Principal:
         if not auth:
             return local
-        return ws.auth.authenticate(request.cookies.get(COOKIE))
+        return ws.auth.session(request.cookies.get(COOKIE))
 
     views = Views(ws, who, auth=auth)
     router = APIRouter(include_in_schema=False)
@@ -52,30 +58,34 @@ def add_ui(app: FastAPI, ws: Workspace, *, auth: bool, local: Principal) -> View
 def _session_routes(router: APIRouter, views: Views) -> None:
     @router.get("/login", response_class=HTMLResponse)
     def login_page(next: str = f"{BASE}/runs", message: str = "") -> HTMLResponse:
-        html = views.env.get_template("login.html").render(next=_local(next), message=message)
+        said = LOGIN_MESSAGES.get(message, "")
+        html = views.env.get_template("login.html").render(next=_local(next), message=said)
         return HTMLResponse(html)
 
     @router.post("/login")
     async def log_in(request: Request) -> Response:
-        check_origin(request)
         body = await request.body()
         form = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0].strip()
         target = _local((form.get("next") or [f"{BASE}/runs"])[0])
         try:
-            await run_in_threadpool(views.ws.auth.authenticate, token)
+            session, _ = await run_in_threadpool(views.ws.auth.open_session, token)
         except Unauthenticated as refused:
             html = views.env.get_template("login.html").render(next=target, message=refused.message)
             return HTMLResponse(html, status_code=401)
         answer = RedirectResponse(target, 303)
         secure = request.url.scheme == "https"
-        answer.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
+        answer.set_cookie(
+            COOKIE, session, httponly=True, samesite="strict", secure=secure, path="/",
+            max_age=SESSION_S,
+        )  # fmt: skip
         return answer
 
     @router.post("/logout")
     def log_out(request: Request) -> Response:
-        check_origin(request)
-        answer = RedirectResponse(f"{BASE}/login", 303)
+        if views.auth:
+            views.ws.auth.close_session(request.cookies.get(COOKIE))
+        answer = RedirectResponse(f"{BASE}/login?message=logged-out", 303)
         answer.delete_cookie(COOKIE, path="/")
         return answer
 

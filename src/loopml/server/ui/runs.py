@@ -3,12 +3,14 @@ curves, artifacts and environment, and 2 to 10 runs side by side."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from loopml.domain.records import MetricPoint, Run, RunId
 from loopml.errors import InvalidInput, NotFound
@@ -109,10 +111,11 @@ def _run_detail(router: APIRouter, views: Views) -> None:
         found = {a.path: a for a in ws.tracking.artifacts(run.id)}
         if path not in found:
             raise NotFound(f"Run {run.name} has no artifact {path!r}.", "Pick one from its page.")
-        artifact = found[path]
+        opened = contextlib.ExitStack()  # a missing blob is an error page, before any byte
+        reader = opened.enter_context(ws.blobs.open(found[path].digest))
 
         def chunks() -> Iterator[bytes]:
-            with ws.blobs.open(artifact.digest) as reader:
+            with opened:
                 while chunk := reader.read(1 << 20):
                     yield chunk
 
@@ -121,6 +124,7 @@ def _run_detail(router: APIRouter, views: Views) -> None:
             chunks(),
             media_type="application/octet-stream",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            background=BackgroundTask(opened.close),  # also when the answer was never read
         )
 
 

@@ -3,12 +3,12 @@ look at, value formatting, and HTML error pages."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 BASE = "/ui"
 COOKIE = "loopml_session"
+LOGIN_MESSAGES = {
+    "expired": "Your session has ended. Log in again.",
+    "logged-out": "You are logged out.",
+}
+"""What the login page may say, by the key in its address (`?message=expired`)."""
+NOTICES = {
+    "promoted": "Version {version} is the champion{was}.",
+    "rolled-back": "Champion rolled back from version {current} to {previous}.",
+}
+"""What a page may announce after a change, by key, with whole numbers from its address."""
 SECTIONS = (
     ("runs", "Runs"),
     ("data", "Data"),
@@ -147,7 +157,7 @@ class Views:
             projects=projects,
             who=page.who,
             can_log_out=self.auth,
-            notice=page.request.query_params.get("notice"),
+            notice=notice_of(page.request.query_params),
             **values,
         )
         return HTMLResponse(html)
@@ -156,7 +166,10 @@ class Views:
         """An error as a page (a missing session goes to the login page instead)."""
         if isinstance(error, Unauthenticated):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"{BASE}/login?{urlencode({'next': target})}", 303)
+            query = {"next": target}
+            if request.cookies.get(COOKIE):  # there was a session, and it ended
+                query["message"] = "expired"
+            return RedirectResponse(f"{BASE}/login?{urlencode(query)}", 303)
         html = self.env.get_template("error.html").render(
             title="Not allowed" if isinstance(error, Forbidden) else "Something is wrong",
             message=error.message,
@@ -171,15 +184,21 @@ class Views:
         return HTMLResponse(html, status_code=http_status(error))
 
 
-def check_origin(request: Request) -> None:
-    """A form post must come from a page of this server (the session cookie is also
-    SameSite=Strict): refuse a cross-site one."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if origin and urlsplit(origin).netloc != request.url.netloc:
-        raise Forbidden(
-            "This change was sent from another site.", "Use the buttons on loopml's own pages."
-        )
+def back_to(path: str, project: str, notice: str, **numbers: int) -> RedirectResponse:
+    """Back to page `path`, announcing `NOTICES[notice]` with `numbers`."""
+    query = urlencode({"project": project, "notice": notice, **numbers})
+    return RedirectResponse(f"{BASE}{path}?{query}", 303)
 
 
-def back_to(path: str, project: str, notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{BASE}{path}?project={quote(project)}&notice={quote(notice)}", 303)
+def notice_of(query: Mapping[str, str]) -> str | None:
+    """The notice a page's address asks for (a key of NOTICES, whole numbers), or None."""
+    template = NOTICES.get(query.get("notice", ""))
+    if template is None:
+        return None
+    numbers = {}
+    for name in ("version", "was", "current", "previous"):
+        value = query.get(name, "")
+        numbers[name] = value if value.isdigit() and len(value) < 12 else ""
+    if numbers["was"]:
+        numbers["was"] = f" (was {numbers['was']})"
+    return template.format(**numbers)

@@ -6,7 +6,8 @@ server-side sessions
   or a monitor report); filled here from every record that names a blob.
 - `blob_uploads` (digest, user): blobs a user sent, readable by them before any record names
   them.
-- `runs.heartbeat_us`: the last sign of life of a running run's process.
+- `runs.heartbeat_us`: the last sign of life of a running run's process (indexed with the status,
+  so finding the running runs that went quiet is one index range).
 - `ui_sessions`: a browser session is a random id whose hash is kept here, tied to the token it
   logged in with (so revoking the token ends the session), with an expiry.
 
@@ -31,6 +32,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("runs", sa.Column("heartbeat_us", sa.BigInteger(), nullable=True))
+    op.create_index("ix_runs_status_heartbeat", "runs", ["status", "heartbeat_us"])
     op.create_table(
         "blob_refs",
         sa.Column("digest", sa.String(length=80), nullable=False),
@@ -65,6 +67,7 @@ def downgrade() -> None:
     op.drop_table("ui_sessions")
     op.drop_table("blob_uploads")
     op.drop_table("blob_refs")
+    op.drop_index("ix_runs_status_heartbeat", table_name="runs")
     op.drop_column("runs", "heartbeat_us")
 
 
