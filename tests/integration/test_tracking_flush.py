@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from loopml.bootstrap import open_workspace
+from loopml.domain.records import RunStatus
 from loopml.settings import Settings
 
 
@@ -107,3 +108,145 @@ def test_when_the_store_falls_far_behind_the_logging_loop_writes_itself(
         assert len(store.metric_history(run.id, "loss")) == 8_000
     finally:
         ws.close()
+
+
+def _busy(seconds: float) -> int:
+    """Pure-Python work holding the interpreter (a long step that logs nothing)."""
+    deadline, total = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        total += sum(range(1_000))
+    return total
+
+
+def test_a_live_run_busy_in_one_long_step_keeps_beating_and_is_not_killed(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    settings = make_settings(db_url, run_timeout_s=1.2)  # a beat every 0.2 s
+    ws = open_workspace(settings)
+    try:
+        run = ws.tracking.start_run(project="default", name="long-step")
+        _busy(2.5)  # twice the timeout without a word from the step
+        other = open_workspace(settings)  # another command opens the workspace meanwhile
+        assert other.tracking.end_silent_runs() == []
+        assert other.tracking.get(run.id).status is RunStatus.RUNNING
+        other.close()
+        run.end()
+        assert ws.tracking.get(run.id).status is RunStatus.FINISHED
+    finally:
+        ws.close()
+
+
+def test_one_heartbeat_write_covers_every_active_run_of_the_process(
+    make_settings: Callable[..., Settings],
+) -> None:
+    ws = open_workspace(make_settings(run_timeout_s=0.6))  # a beat every 0.1 s
+    store: Any = ws.tracking.store
+    real = store.heartbeat
+    beats: list[list[str]] = []
+
+    def heartbeat(run_ids: Any) -> None:
+        beats.append(sorted(run_ids))
+        real(run_ids)
+
+    store.heartbeat = heartbeat
+    try:
+        runs = [ws.tracking.start_run(project="default", name=f"r{i}") for i in range(5)]
+        time.sleep(0.5)
+        assert beats
+        assert sorted(r.id for r in runs) in beats
+        for run in runs:
+            run.end()
+        beats.clear()
+        time.sleep(0.3)
+        assert beats == []  # ended runs no longer beat
+    finally:
+        ws.close()
+
+
+def test_a_run_from_before_heartbeats_ends_at_its_last_metric_or_its_start(database: Any) -> None:
+    """Runs made before heartbeats existed have none: their last sign of life is their newest
+    metric point, else their start."""
+    from sqlalchemy import update
+
+    from loopml.adapters.sql import tables as t
+    from loopml.adapters.sql.runs import SqlRunStore
+    from loopml.domain.records import EventDraft, MetricPoint, RunId
+    from loopml.ports import NewRun
+
+    now = [1_000_000_000_000_000]
+    store = SqlRunStore(database, clock=lambda: now[0])
+    draft = EventDraft("run.created", "run:default", "tester")
+    quiet = store.create_run(NewRun("default", "quiet", {}, {}), draft)
+    logging = store.create_run(NewRun("default", "logging", {}, {}), draft)
+    last_point_ms = now[0] // 1000 + 8 * 60_000  # eight minutes after the start
+    store.log_batch(logging.id, [MetricPoint("loss", 0.1, 0, last_point_ms)])
+    with database.write() as conn:
+        conn.execute(update(t.runs).values(heartbeat_us=None))  # as migrated from 0009
+    now[0] += 5 * 60_000_000
+    kill = EventDraft("run.killed", "run:", "tester")
+    assert store.end_silent_runs(600, kill) == []  # five minutes: not yet
+    now[0] += 10 * 60_000_000
+    assert sorted(store.end_silent_runs(600, kill)) == sorted([RunId(quiet.id)])
+    now[0] += 5 * 60_000_000
+    assert store.end_silent_runs(600, kill) == [RunId(logging.id)]
+    ended = {r: store.get_run(RunId(r)) for r in (quiet.id, logging.id)}
+    assert ended[quiet.id].end_time == ended[quiet.id].start_time
+    logging_end = ended[logging.id].end_time
+    assert logging_end is not None
+    assert logging_end.timestamp() * 1000 == last_point_ms
+    assert {r.status for r in ended.values()} == {RunStatus.KILLED}
+
+
+_LONG_STEP = """
+import time
+from loopml import pipeline, step
+
+
+@step
+def long_step(seconds: float) -> float:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # busy, logging nothing
+        sum(range(1_000))
+    return seconds
+
+
+@pipeline
+def slow(seconds: float = 2.5) -> float:
+    return long_step(seconds)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_a_step_busy_on_another_process_is_not_killed(
+    make_settings: Callable[..., Settings], tmp_path: Any, executor: str
+) -> None:
+    """A step in a spawned process or a Ray task, busy for twice the run timeout: its run
+    (and the pipeline's) keeps beating while other commands open the workspace meanwhile."""
+    from loopml.pipelines import run_pipeline
+    from loopml.steps import load_pipeline
+
+    (tmp_path / "slow_pipeline.py").write_text(_LONG_STEP)
+    settings = make_settings(run_timeout_s=1.2)
+    ws = open_workspace(settings)
+    ended: list[Any] = []
+    done = threading.Event()
+
+    def reap_meanwhile() -> None:
+        while not done.wait(0.2):
+            other = open_workspace(settings)
+            ended.extend(other.tracking.end_silent_runs())
+            other.close()
+
+    reaper = threading.Thread(target=reap_meanwhile)
+    reaper.start()
+    try:
+        pipeline = load_pipeline(f"{tmp_path / 'slow_pipeline.py'}:slow")
+        result = run_pipeline(pipeline, {}, workspace=ws, executor=executor, use_cache=False)
+    finally:
+        done.set()
+        reaper.join(30)
+        ws.close()
+    assert result.ok, result.run.error
+    assert ended == []
+    assert {report.status for report in result.steps.values()} == {"ran"}

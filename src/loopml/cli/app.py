@@ -16,6 +16,7 @@ from loopml.cli import (
     demo,
     deploy,
     gate,
+    gc,
     loop,
     models,
     monitor,
@@ -65,6 +66,7 @@ def build_app() -> typer.Typer:
     app.add_typer(server.tokens_app, name="tokens")
     app.add_typer(server.projects_app, name="projects")
     app.command("gate")(gate.gate)
+    app.command("gc")(gc.gc)
     app.command("demo")(demo.demo)
     app.add_typer(serve.predictions_app, name="predictions")
     return app

@@ -4,6 +4,13 @@ Metric points are buffered in memory and written in batches: when the buffer hol
 `FLUSH_POINTS` points, when `FLUSH_INTERVAL_S` has passed since the last write (checked on every
 call, and every `FLUSH_INTERVAL_S / 10` by one background thread), on `flush()` and when the run
 ends. A crash loses at most the points of the last 1.1 s, and never more than `FLUSH_POINTS`.
+
+The same thread is the runs' heartbeat: every `HEARTBEAT_S` seconds (or a sixth of the run
+timeout, if shorter) it stamps every active run of the process as alive, in one write per
+store (one call to a team server). A run whose heartbeat stopped for `run_timeout_s` (setting
+LOOPML_RUN_TIMEOUT_S, default 600 s) is marked `killed` by the next workspace that opens (and by
+the team server's schedule): its process was killed or lost. A process busy in one long step
+keeps beating, the beat being a thread of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import threading
 import time
 import traceback
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -34,7 +40,16 @@ from loopml.domain.records import (
     RunStatus,
 )
 from loopml.errors import InvalidInput
-from loopml.ports import BlobStore, EnvironmentProbe, NewRun, RunPage, RunStore
+from loopml.ports import (
+    BlobStore,
+    EnvironmentProbe,
+    NewRun,
+    RunHeartbeats,
+    RunPage,
+    RunStore,
+    SilentRunReaper,
+)
+from loopml.services.run_flusher import FLUSH_INTERVAL_S, RunFlusher
 
 current_run: ContextVar[ActiveRun | None] = ContextVar("loopml_current_run", default=None)
 """The run that code in this context logs to: the `with` block's run, or a pipeline step's run."""
@@ -44,8 +59,11 @@ FLUSH_POINTS = 1000
 (the logging code goes on buffering meanwhile, so the next batch is larger)."""
 MAX_BUFFERED = 50_000
 """A run whose store falls this far behind writes in the logging thread (back-pressure)."""
-FLUSH_INTERVAL_S = 1.0
 MAX_KEY_LENGTH = 250
+HEARTBEAT_S = 10.0
+"""How often a process stamps its active runs as alive (at most; see `TrackingService`)."""
+RUN_TIMEOUT_S = 600.0
+"""A run without a heartbeat for this long is marked killed (setting LOOPML_RUN_TIMEOUT_S)."""
 
 
 def _check_key(key: str, what: str) -> str:
@@ -167,6 +185,10 @@ class ActiveRun:
     def ended(self) -> bool:
         return self._ended
 
+    @property
+    def service(self) -> TrackingService:
+        return self._service
+
     def flush_if_due(self) -> None:
         """Flush when `FLUSH_POINTS` are buffered or points have waited `FLUSH_INTERVAL_S`;
         called by the background flusher."""
@@ -238,47 +260,7 @@ class ActiveRun:
         return f"ActiveRun(id={self.id!r}, name={self.name!r}, project={self.project!r})"
 
 
-class _Flusher:
-    """One daemon thread that flushes every active run's due points, so a run whose loop went
-    quiet still reaches the store within `FLUSH_INTERVAL_S`."""
-
-    def __init__(self) -> None:
-        self._runs: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._woken = threading.Event()
-
-    def wake(self) -> None:
-        """Look at every run now (one has a full batch), not at the next tick."""
-        self._woken.set()
-
-    def watch(self, run: ActiveRun) -> None:
-        with self._lock:
-            self._runs.add(run)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, daemon=True, name="loopml-metric-flusher"
-                )
-                self._thread.start()
-
-    def forget(self, run: ActiveRun) -> None:
-        with self._lock:
-            self._runs.discard(run)
-
-    def _loop(self) -> None:
-        while True:
-            self._woken.wait(FLUSH_INTERVAL_S / 10)
-            self._woken.clear()
-            with self._lock:
-                runs = list(self._runs)
-            for run in runs:
-                try:
-                    run.flush_if_due()
-                except Exception:  # kept in the buffer; the next flush or the run's end retries
-                    continue
-
-
-_FLUSHER = _Flusher()
+_FLUSHER = RunFlusher()
 
 
 @dataclass(frozen=True)
@@ -302,6 +284,8 @@ class TrackingService:
         environment: EnvironmentProbe,
         resolve_dataset: Callable[[str, str], DatasetVersion],
         actor: str,
+        *,
+        run_timeout_s: float = RUN_TIMEOUT_S,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -309,6 +293,31 @@ class TrackingService:
         self.resolve_dataset = resolve_dataset
         self._actor = actor
         self.active_runs: set[ActiveRun] = set()
+        self.run_timeout_s = run_timeout_s
+        self.heartbeat_s = min(HEARTBEAT_S, run_timeout_s / 6)
+        self._next_beat = 0.0
+        self._next_reap = 0.0
+
+    def beat_if_due(self, run_ids: list[RunId]) -> None:
+        """Stamp `run_ids` as alive if `heartbeat_s` has passed since the last beat (called by
+        the background thread with every active run of this service)."""
+        now = time.monotonic()
+        if now < self._next_beat or not isinstance(self.store, RunHeartbeats):
+            return
+        self._next_beat = now + self.heartbeat_s
+        self.store.heartbeat(run_ids)
+
+    def end_silent_runs(self, *, every_s: float = 0.0) -> list[RunId]:
+        """Mark killed the runs whose heartbeat stopped `run_timeout_s` ago (their process
+        died); not again within `every_s` seconds (capped at a quarter of the timeout). A
+        client of a team server leaves it to the server."""
+        now = time.monotonic()
+        if now < self._next_reap or not isinstance(self.store, SilentRunReaper):
+            return []
+        self._next_reap = now + min(every_s, self.run_timeout_s / 4)
+        reason = {"reason": "heartbeat stopped"}
+        event = EventDraft("run.killed", "run:", self._actor, None, reason)
+        return self.store.end_silent_runs(self.run_timeout_s, event)
 
     def start_run(
         self,
