@@ -42,7 +42,7 @@ def record(n: int, time_us: int, deployment: str = "churn", **changes: Any) -> P
 
 
 def as_dict(rec: PredictionRecord, label: str | None = None) -> dict[str, Any]:
-    names = PredictionRecord.__dataclass_fields__
+    names = PredictionRecord._fields
     return {**{name: getattr(rec, name) for name in names}, "label_json": label}
 
 
@@ -91,7 +91,9 @@ def test_round_trip_partitions_and_feedback(
     assert all(p.name.startswith("part-") for p in tmp_path.rglob("*.parquet"))
     assert writer.stats() == {
         "queue_depth": 0,
-        "dropped_rows": 0,
+        "reserved_rows": 0,
+        "refused_rows": 0,
+        "invalid_rows": 0,
         "written_rows": 12,
         "write_errors": 0,
         "files_written": 4,
@@ -125,7 +127,7 @@ def test_filters_limit_get_tail_and_unknown(
     assert reader.get("nope") is None
     empty = reader.read("fraud")
     assert empty.num_rows == 0
-    assert empty.column_names == [*PredictionRecord.__dataclass_fields__, "label_json"]
+    assert empty.column_names == [*PredictionRecord._fields, "label_json"]
     with pytest.raises(InvalidInput, match="colour"):
         reader.read("churn", columns=["colour"])
 
@@ -139,13 +141,13 @@ def test_background_thread_flushes_without_explicit_flush(
     assert wait_for(lambda: reader.read("churn").num_rows == 1, timeout_s=3.0)
 
 
-def test_full_queue_drops_and_counts_then_keeps_working(
+def test_a_full_queue_takes_what_fits_says_how_many_then_keeps_working(
     tmp_path: Path, make_writer: Callable[..., PredictionLogWriter]
 ) -> None:
     writer = make_writer(str(tmp_path), max_queue_rows=10, flush_rows=1_000)
     assert writer.append([record(n, NOV_27 + n) for n in range(25)]) == 10
     assert writer.append_feedback([FeedbackRecord("r1", NOV_27, "churn", "1")]) == 0
-    assert writer.stats()["dropped_rows"] == 16
+    assert writer.stats()["refused_rows"] == 16
     assert writer.stats()["queue_depth"] == 10
     writer.flush()
     assert writer.append([record(n, NOV_27 + n) for n in range(100, 105)]) == 5
@@ -286,3 +288,84 @@ def test_s3_write_and_read(
     writer.append([record(9, NOV_27 + 9)])
     writer.flush()
     assert reader.read("churn", with_feedback=False).num_rows == 5  # no stale listing
+
+
+def test_room_is_reserved_before_rows_come_and_reserved_rows_are_always_taken(
+    tmp_path: Path, make_writer: Callable[..., PredictionLogWriter]
+) -> None:
+    writer = make_writer(str(tmp_path), max_queue_rows=10, flush_rows=1_000)
+    assert writer.reserve(6)
+    assert not writer.reserve(5)  # 6 held + 5 > 10: nothing held for it
+    assert writer.append([record(n, NOV_27 + n) for n in range(5)]) == 4  # the room not held
+    assert writer.append([record(n, NOV_27 + n) for n in range(10, 16)], reserved=True) == 6
+    assert writer.stats()["queue_depth"] == 10
+    assert writer.stats()["reserved_rows"] == 0
+    assert writer.reserve(1) is False
+    writer.flush()
+    assert writer.reserve(3)
+    writer.release(3)
+    assert writer.stats()["reserved_rows"] == 0
+    assert writer.reserve(25)  # larger than the whole queue: let into an empty one only
+    assert not writer.reserve(1)
+    writer.release(25)
+    logged = PredictionLogReader(str(tmp_path)).read("churn", with_feedback=False)
+    assert logged.num_rows == 10
+
+
+def test_a_row_that_does_not_fit_the_schema_is_set_aside_alone(
+    tmp_path: Path, make_writer: Callable[..., PredictionLogWriter]
+) -> None:
+    writer = make_writer(str(tmp_path))
+    good = [record(n, NOV_27 + n) for n in range(5)]
+    bad = record(99, NOV_27, latency_us="slow")  # not an integer: the table cannot hold it
+    writer.append([*good[:2], bad, *good[2:]])
+    writer.flush()
+    assert writer.stats()["invalid_rows"] == 1
+    assert writer.stats()["written_rows"] == 5
+    logged = PredictionLogReader(str(tmp_path)).read("churn", with_feedback=False)
+    assert logged["request_id"].to_pylist() == [r.request_id for r in good]
+
+
+def test_files_written_before_client_id_existed_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from loopml.adapters.prediction_log import PREDICTION_SCHEMA
+
+    old_schema = pa.schema([f for f in PREDICTION_SCHEMA if f.name not in ("client_id",)])
+    old = record(1, NOV_27)
+    rows = {name: [getattr(old, name)] for name in old_schema.names if name != "deployment"}
+    folder = tmp_path / "predictions" / "deployment=churn" / "date=2026-11-27"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table(rows), folder / "part-1-old.parquet")
+    writer = PredictionLogWriter(str(tmp_path), flush_interval_s=60.0)
+    writer.append([record(2, NOV_27 + 1, client_id="client-7")])
+    writer.close()
+    reader = PredictionLogReader(str(tmp_path))
+    table = reader.read("churn", with_feedback=False)
+    assert table["client_id"].to_pylist() == [None, "client-7"]
+    assert reader.get("r1") == as_dict(old)
+    assert reader.served_ids("churn", ["r1", "r2", "r3"]) == {"r1", "r2"}
+
+
+def test_an_id_that_carries_its_time_is_looked_up_in_its_own_days_only(
+    tmp_path: Path, make_writer: Callable[..., PredictionLogWriter]
+) -> None:
+    import pyarrow as pa
+
+    from loopml.domain.request_ids import RequestIds
+
+    nov_27_ms = NOV_27 // 1000
+    made = RequestIds(lambda: nov_27_ms, os.urandom).new(2)
+    writer = make_writer(str(tmp_path))
+    writer.append([record(0, NOV_27 + 5, request_id=made[0])])
+    writer.flush()
+    reader = PredictionLogReader(str(tmp_path))
+    assert reader.get(made[0]) is not None
+    assert reader.served_ids("churn", made) == {made[0]}
+    far = tmp_path / "predictions" / "deployment=churn" / "date=2026-01-01"
+    far.mkdir()
+    (far / "part-1-unreadable.parquet").write_bytes(b"not parquet at all")
+    assert reader.get(made[0]) is not None  # that day's folder is never opened
+    assert reader.served_ids("churn", made) == {made[0]}
+    with pytest.raises(pa.ArrowInvalid, match=r"(?i)parquet"):
+        reader.get("an-id-without-a-time")  # no time to prune by: every day is read

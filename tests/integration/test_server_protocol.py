@@ -56,7 +56,10 @@ def test_a_third_party_v2_client_can_infer(server: ServerProcess) -> None:
         probabilities = result.as_numpy("probabilities")
         assert probabilities.shape == (2, 2)
         assert np.allclose(probabilities.sum(axis=1), 1.0)
-        assert result.get_response()["id"] == "tc-1"
+        assert result.get_response()["id"] == "tc-1"  # the client's id, echoed
+        server_ids = result.get_response()["parameters"]["request_ids"]  # the server's, per row
+        assert len(set(server_ids)) == 2
+        assert "tc-1" not in server_ids
         with pytest.raises(Exception, match="no output 'score'"):
             client.infer("churn", inputs, outputs=[v2.InferRequestedOutput("score", False)])
     finally:

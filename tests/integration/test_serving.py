@@ -90,7 +90,11 @@ def test_predict_answers_with_version_and_request_ids(served: Any) -> None:
     ("body", "status", "words"),
     [
         ({"rows": [{"tenure": 3, "plan": "basic"}]}, 422, "Row 0 has no field 'monthly'"),
-        ({"rows": [ROW, {**ROW, "tenure": "long"}]}, 422, "Row 1 field 'tenure' is 'long'"),
+        (
+            {"rows": [ROW, {**ROW, "tenure": "long"}]},
+            422,
+            "Row 1: field 'tenure' is 'long', a string; the model takes an integer.",
+        ),
         ({"rows": []}, 422, "no rows"),
         ({"rows": "x"}, 422, "list of objects"),
         ({"columns": ["tenure"], "data": [[1, 2]]}, 422, "Row 0 of 'data'"),
@@ -256,7 +260,10 @@ def test_one_bad_request_in_a_batch_does_not_fail_the_others(served: Any) -> Non
     )  # type: ignore[arg-type]
     assert results[0]["predictions"] == [1, 0]
     assert isinstance(results[1], RequestError)
-    assert results[1].message == "Row 1 field 'monthly' is 'a lot', which is not a float."
+    assert results[1].message == (
+        "Row 1: field 'monthly' is 'a lot', a string; the model takes a number. "
+        "Send a number (null for a missing value)."
+    )
     assert results[2]["predictions"] == [1]
     assert len(results[2]["probabilities"]) == 1
 

@@ -5,6 +5,10 @@ and hive partitioning, pruning `date=` folders outside the time range before ope
 Time ranges are half-open: `since_us <= time_us < until_us`. Feedback is joined by request id,
 the latest label per request winning; feedback is assumed to come no earlier than its prediction,
 so a read from `since_us` only scans feedback from `since_us` on.
+
+A request id the server made (a UUIDv7) carries the time it was made: `get` and `served_ids`
+read only the `date=` folders around that time. Older ids (not UUIDv7) are looked up everywhere.
+Files written before the `client_id` column existed read with it null.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ from loopml.adapters.prediction_log import (
     LogStorage,
     partition_dir,
 )
+from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
 
 _MICROS_PER_DAY = 86_400_000_000
+ID_TIME_MARGIN_US = 600_000_000
+"""How far a row's `time_us` may lie from the time its request id carries (both come from the
+serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
 _LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
 
 
@@ -44,6 +52,19 @@ def _time_filter(since_us: int | None, until_us: int | None) -> ds.Expression | 
     if until_us is not None:
         parts += [ds.field("date") <= _date_of(until_us), ds.field("time_us") < until_us]
     return functools.reduce(operator.and_, parts) if parts else None
+
+
+def _and(left: ds.Expression, right: ds.Expression | None) -> ds.Expression:
+    return left if right is None else left & right
+
+
+def _id_window(request_ids: list[str]) -> tuple[int | None, int | None]:
+    """The `time_us` range rows of these ids lie in; unbounded if any id carries no time."""
+    times = [unix_ms_of(request_id) for request_id in request_ids]
+    known = [t for t in times if t is not None]
+    if len(known) < len(times):
+        return None, None
+    return min(known) * 1000 - ID_TIME_MARGIN_US, max(known) * 1000 + ID_TIME_MARGIN_US
 
 
 def _check_columns(columns: list[str] | None) -> list[str]:
@@ -74,11 +95,34 @@ def _with_labels(table: pa.Table, labels: pa.Table) -> pa.Table:
     return table.join(labels, keys="request_id")
 
 
+def _as_text(table: pa.Table) -> pa.Table:
+    """`table` with every string column valid UTF-8: a column holding bytes that are not (a
+    file another tool wrote) is decoded with replacement characters, so showing a record never
+    fails on it. For the few rows a person looks at, not for whole windows."""
+    for index, field in enumerate(table.schema):
+        if field.type != pa.string():
+            continue
+        column = table.column(index)
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            raw = column.cast(pa.binary()).to_pylist()
+            text = [None if v is None else v.decode("utf-8", "replace") for v in raw]
+            table = table.set_column(index, field, pa.array(text, pa.string()))
+    return table
+
+
 class PredictionLogReader:
     """Reads predictions (with their latest labels) under `root_url`."""
 
-    def __init__(self, root_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        self._storage = LogStorage(root_url, storage_options)
+    def __init__(
+        self,
+        root_url: str = "",
+        storage_options: dict[str, Any] | None = None,
+        *,
+        storage: LogStorage | None = None,
+    ) -> None:
+        self._storage = storage or LogStorage(root_url, storage_options)
 
     def read(
         self,
@@ -115,21 +159,40 @@ class PredictionLogReader:
         return _sorted(table, newest_first=limit is not None).select(wanted)
 
     def tail(self, deployment: str, n: int = 20) -> pa.Table:
-        """The `n` newest predictions of `deployment`, newest first."""
-        return self.read(deployment, limit=n)
+        """The `n` newest predictions of `deployment`, newest first (text that is not UTF-8,
+        which another writer may have left, shown with replacement characters)."""
+        return _as_text(self.read(deployment, limit=n))
 
     def get(self, request_id: str, deployment: str | None = None) -> dict[str, Any] | None:
         """One prediction (the served one before any shadow's) with `label_json`, or None."""
         match = ds.field("request_id") == request_id
-        rows = self._scan(PREDICTIONS_DIR, deployment, match, list(PREDICTION_SCHEMA.names))
+        since_us, until_us = _id_window([request_id])
+        where = _and(match, _time_filter(since_us, until_us))
+        rows = self._scan(PREDICTIONS_DIR, deployment, where, list(PREDICTION_SCHEMA.names))
         if rows.num_rows == 0:
             return None
-        first = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")]).to_pylist()[0]
+        ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
+        first = _as_text(ordered.slice(0, 1)).to_pylist()[0]
         labels = self._scan(
-            FEEDBACK_DIR, first["deployment"], match, ["request_id", "time_us", "label_json"]
+            FEEDBACK_DIR,
+            first["deployment"],
+            _and(match, _time_filter(since_us, None)),
+            ["request_id", "time_us", "label_json"],
         )
-        latest = labels.sort_by([("time_us", "descending")]).column("label_json").to_pylist()
+        latest = _as_text(labels.sort_by([("time_us", "descending")]).slice(0, 1))
+        latest = latest.column("label_json").to_pylist()
         return {**first, "label_json": latest[0] if latest else None}
+
+    def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
+        """Which of `request_ids` the log holds a prediction of, for `deployment`: one read,
+        limited to the days the ids' own times span."""
+        _check_deployment(deployment)
+        if not request_ids:
+            return set()
+        since_us, until_us = _id_window(request_ids)
+        where = _and(ds.field("request_id").isin(request_ids), _time_filter(since_us, until_us))
+        found = self._scan(PREDICTIONS_DIR, deployment, where, ["request_id"])
+        return set(found["request_id"].to_pylist())
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -287,6 +287,8 @@ def _action(outcome: Any) -> str:
 
 def _replay(url: str, frame: Any) -> None:
     """Serve the period's rows over HTTP, then feed back the true labels."""
+    from loopml.serving.frames import MAX_ROWS  # items the server takes per feedback request
+
     inputs = frame.drop(columns=["churned"]).to_dict("records")
     labels = frame["churned"].tolist()
     feedback = []
@@ -297,7 +299,8 @@ def _replay(url: str, frame: Any) -> None:
             {"request_id": rid, "label": label}
             for rid, label in zip(answer["request_ids"], chunk, strict=True)
         ]
-    _post(f"{url}/feedback", feedback)
+    for start in range(0, len(feedback), MAX_ROWS):
+        _post(f"{url}/feedback", feedback[start : start + MAX_ROWS])
 
 
 def demo(

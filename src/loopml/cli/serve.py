@@ -180,10 +180,12 @@ def tail(
 
 @predictions_app.command("show")
 def show(
-    request_id: str = typer.Argument(..., help="A request id from /predict."),
+    request_id: str = typer.Argument(..., help="A request id from /predict or V2."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """One prediction's full record: inputs, output, model version, latency, label."""
+    """One prediction's full record: inputs, output, model version, latency, label.
+
+    A request id carries the time it was made, so only that day's log is read."""
     from loopml.bootstrap import prediction_log_reader
     from loopml.errors import NotFound
     from loopml.settings import Settings

@@ -9,20 +9,18 @@ are accepted:
 - a single 2-D tensor of shape `[n, k]`, not named after a column, whose `k` columns follow the
   signature's order.
 
-`data` is flat (row-major) or nested to match `shape`. Every element is checked by the numpy dtype
-the whole list converts to, never one by one: a string in an FP32 tensor, a float in an INT64
-tensor, or a number in a BYTES tensor is refused. loopml extension: `null` is read as a missing
-value in FP tensors (NaN) and BYTES tensors (None), and refused elsewhere, because the encoder
-writes NaN, +-inf and None as `null` (JSON has no NaN). Integers are range-checked against their
-datatype; FP16/FP32 values beyond the type's range are refused. Known limit: numpy reads a JSON
-list mixing integers below 2**63 with integers at or above it as float64, so such a UINT64 tensor
-is refused (all values below, or all at or above, 2**63 are fine). A JSON `true` among numbers in
-an INT or FP tensor reads as 1, as Python's json and numpy see it.
+`data` is flat (row-major) or nested to match `shape`; its elements are checked against the
+datatype by `loopml.domain.tensor_data` (the rules of `loopml.domain.column_values`: a boolean is
+not a number, integers fit their datatype, BYTES are strings, `null` is a missing value in FP and
+BYTES tensors only). A request whose structure is wrong raises `InvalidInput` (HTTP 400); a
+well-formed request holding an element the model cannot take decodes to a `RefusedValue` naming
+the row and the field (HTTP 422).
 
 A tensor's datatype must feed its column's loopml type (`FEEDS`): BYTES into a float column is
 refused, integers into a float column are fine. Columns keep the tensor's dtype (INT32 -> int32,
 BYTES -> object array of str); datetime columns arrive as BYTES strings, left for the caller to
-parse.
+parse. `declared_rows` reads the row count a request declares before any data is decoded, so a
+server can refuse an oversized request first.
 """
 
 from __future__ import annotations
@@ -35,17 +33,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loopml.domain.column_values import refusal
 from loopml.domain.signature import ColumnType
+from loopml.domain.tensor_data import (
+    DATATYPES,
+    FLOAT_DATATYPES,
+    INTEGER_DATATYPES,
+    NUMPY_DTYPE,
+    BadElement,
+    decode_data,
+)
 from loopml.errors import InvalidInput
 
 Array = npt.NDArray[Any]
-
-INTEGER_DATATYPES = frozenset(
-    {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
-)
-FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
-DATATYPES = INTEGER_DATATYPES | FLOAT_DATATYPES | {"BOOL", "BYTES"}
-"""Every V2 datatype this codec reads and writes."""
 
 FEEDS: dict[ColumnType, frozenset[str]] = {
     ColumnType.INTEGER: INTEGER_DATATYPES,
@@ -65,17 +65,9 @@ DATATYPE_BY_COLUMN_TYPE: dict[ColumnType, str] = dict.fromkeys(ColumnType, "BYTE
 }
 """The V2 datatype model metadata advertises for each loopml column type."""
 
-_NUMPY_DTYPE = {name: np.dtype(name.lower()) for name in INTEGER_DATATYPES} | {
-    f"FP{bits}": np.dtype(f"float{bits}") for bits in (16, 32, 64)
-}
-_NUMPY_DTYPE |= {"BOOL": np.dtype(np.bool_), "BYTES": np.dtype(object)}
-_DATATYPE_BY_DTYPE = {dtype: name for name, dtype in _NUMPY_DTYPE.items() if name != "BYTES"}
+_DATATYPE_BY_DTYPE = {dtype: name for name, dtype in NUMPY_DTYPE.items() if name != "BYTES"}
 _TO_STR = np.frompyfunc(str, 1, 1)
 """str() of each element of an object array (numpy's str dtype would drop trailing NULs)."""
-_IS_STR = np.frompyfunc(lambda value: isinstance(value, str), 1, 1)
-_JSON_KINDS = {"BOOL": "b", "BYTES": "U"} | dict.fromkeys(INTEGER_DATATYPES, "iu")
-_JSON_KINDS |= dict.fromkeys(FLOAT_DATATYPES, "iuf")
-_KIND_LABELS = {"b": "booleans", "iu": "integers", "iuf": "numbers", "U": "strings"}
 _TENSOR_KEYS = ("name", "shape", "datatype", "data")
 _TENSOR_HINT = 'Write each input as {"name": ..., "shape": [...], "datatype": ..., "data": [...]}.'
 _NONE = np.array(None, dtype=object)
@@ -94,21 +86,34 @@ class DecodedRequest:
 
 
 @dataclass(frozen=True)
+class RefusedValue:
+    """A well-formed request holding an element the model cannot take."""
+
+    row: int
+    field: str
+    message: str
+    """`Row 3: field 'tenure' is true, a boolean; the model takes an integer. ...`"""
+
+
+@dataclass(frozen=True)
 class _Tensor:
     name: str
     datatype: str
     shape: tuple[int, ...]
     values: Array
     """Flat, row-major, in the datatype's numpy dtype."""
+    bad: BadElement | None = None
+    """The first element the datatype does not take (then `values` is not to be used)."""
 
 
 def decode_infer_request(
     body: Mapping[str, Any], signature_inputs: Sequence[tuple[str, str]]
-) -> DecodedRequest:
+) -> DecodedRequest | RefusedValue:
     """The columns of a V2 inference request for a model taking `signature_inputs`.
 
     `signature_inputs` is the model's (column name, loopml type) list, in signature order.
-    Raises `InvalidInput` naming the input and the problem.
+    Raises `InvalidInput` naming the input and the problem when the request is malformed;
+    returns a `RefusedValue` when it is well-formed but holds a value the model cannot take.
     """
     if not isinstance(body, Mapping) or "inputs" not in body:
         raise InvalidInput(
@@ -119,11 +124,59 @@ def decode_infer_request(
     requested_outputs = _requested_outputs(body)
     signature = [(name, _column_type(name, type_)) for name, type_ in signature_inputs]
     tensors = _parse_tensors(body["inputs"])
-    if _is_matrix_layout(tensors, signature):
+    matrix = _is_matrix_layout(tensors, signature)
+    if matrix:
         columns, rows = _split_matrix(tensors[0], signature)
     else:
         columns, rows = _columns_by_name(tensors, signature)
+    refused = _refused(tensors, signature, matrix)
+    if refused is not None:
+        return refused
     return DecodedRequest(request_id, columns, rows, requested_outputs, parameters)
+
+
+def declared_rows(body: object) -> int:
+    """The most rows any input of the request declares in its shape (0 if none can be read):
+    a bound on the rows it holds, known before its data is decoded."""
+    inputs = body.get("inputs") if isinstance(body, Mapping) else None
+    rows = 0
+    for item in inputs if isinstance(inputs, list) else []:
+        shape = item.get("shape") if isinstance(item, Mapping) else None
+        first = shape[0] if isinstance(shape, list) and shape else None
+        if isinstance(first, int) and not isinstance(first, bool):
+            rows = max(rows, first)
+    return rows
+
+
+_TAKES_LABEL = (
+    dict.fromkeys(INTEGER_DATATYPES, "integers within its range")
+    | dict.fromkeys(FLOAT_DATATYPES, "numbers within its range, or null for a missing value")
+    | {"BOOL": "true or false", "BYTES": "strings, or null for a missing value"}
+)
+
+
+def _refused(
+    tensors: list[_Tensor], signature: list[tuple[str, ColumnType]], matrix: bool
+) -> RefusedValue | None:
+    """The first element (by row, then signature order) the model cannot take, or None."""
+    types = dict(signature)
+    found: list[RefusedValue] = []
+    for tensor in tensors:
+        if tensor.bad is None:
+            continue
+        width = max(1, math.prod(tensor.shape[1:]))
+        row, column = divmod(tensor.bad.index, width)
+        field = signature[column][0] if matrix else tensor.name
+        if types.get(field, ColumnType.OBJECT) is not ColumnType.OBJECT:
+            message = f"Row {row}: {refusal(field, tensor.bad.found, types[field])}"
+        else:  # the datatype, not the column, is what refuses it
+            message = (
+                f"Row {row}: field {field!r} is {tensor.bad.found}; the {tensor.datatype} "
+                f"tensor takes {_TAKES_LABEL[tensor.datatype]}."
+            )
+        found.append(RefusedValue(row, field, message))
+    order = {name: index for index, (name, _) in enumerate(signature)}
+    return min(found, key=lambda r: (r.row, order.get(r.field, len(order))), default=None)
 
 
 def encode_infer_response(
@@ -257,9 +310,8 @@ def _parse_tensor(item: object, index: int) -> _Tensor:
             f"Use one of: {', '.join(sorted(DATATYPES))}.",
         )
     shape = _shape(label, item["shape"])
-    return _Tensor(
-        item["name"], datatype, shape, _decode_data(label, datatype, shape, item["data"])
-    )
+    values, bad = decode_data(label, datatype, shape, item["data"])
+    return _Tensor(item["name"], datatype, shape, values, bad)
 
 
 def _shape(label: str, shape: object) -> tuple[int, ...]:
@@ -270,99 +322,6 @@ def _shape(label: str, shape: object) -> tuple[int, ...]:
             f"Input {label} has shape {shape!r}.", "Give the shape as a list of sizes >= 0."
         )
     return tuple(shape)
-
-
-def _decode_data(label: str, datatype: str, shape: tuple[int, ...], data: object) -> Array:
-    """The data as a flat array of the datatype's dtype, after checking shape and element types."""
-    if not isinstance(data, list):
-        raise InvalidInput(f"Input {label} has data {data!r}, not a list.", "Send data as a list.")
-    try:
-        values = np.asarray(data)
-    except ValueError:
-        raise InvalidInput(
-            f"Input {label} has nested data of uneven lengths.", "Nest the data to match its shape."
-        ) from None
-    _check_shape(label, values, shape)
-    if datatype == "BYTES":
-        return _decode_bytes(label, np.asarray(data, dtype=object).reshape(-1))
-    return _decode_numbers(label, datatype, values.reshape(-1))
-
-
-def _check_shape(label: str, values: Array, shape: tuple[int, ...]) -> None:
-    if values.ndim > 1 and values.shape != shape:
-        raise InvalidInput(
-            f"Input {label} has data nested as {list(values.shape)}, but shape {list(shape)}.",
-            "Nest the data to match the shape, or send it flat in row-major order.",
-        )
-    if values.size != math.prod(shape):
-        raise InvalidInput(
-            f"Input {label} has shape {list(shape)} ({math.prod(shape)} elements) "
-            f"but {values.size} data elements.",
-            "Send as many data elements as the shape's sizes multiply to.",
-        )
-
-
-def _null_mask(label: str, datatype: str, flat: Array) -> Array:
-    nulls: Array = np.equal(flat, _NONE) if flat.dtype == object else np.zeros(flat.shape, bool)
-    if nulls.any() and datatype not in FLOAT_DATATYPES | {"BYTES"}:
-        raise InvalidInput(
-            f"Input {label} ({datatype}) holds null at index {int(np.argmax(nulls))}.",
-            "Only FP and BYTES tensors take null (as a missing value).",
-        )
-    return nulls
-
-
-def _check_kind(label: str, datatype: str, present: Array) -> None:
-    kinds = _JSON_KINDS[datatype]
-    if present.size and present.dtype.kind not in kinds:
-        raise InvalidInput(
-            f"Input {label} ({datatype}) holds data that are not all {_KIND_LABELS[kinds]}.",
-            f"Send {datatype} data as JSON {_KIND_LABELS[kinds]}.",
-        )
-
-
-def _decode_numbers(label: str, datatype: str, flat: Array) -> Array:
-    nulls = _null_mask(label, datatype, flat)
-    present = np.asarray(flat[~nulls].tolist()) if nulls.any() else flat
-    if present.dtype == object:
-        present = np.asarray(present.tolist())
-    _check_kind(label, datatype, present)
-    dtype = _NUMPY_DTYPE[datatype]
-    if datatype in INTEGER_DATATYPES:
-        _check_range(label, datatype, present)
-    with np.errstate(over="ignore"):
-        converted = present.astype(dtype)
-    if datatype in FLOAT_DATATYPES and np.any(np.isinf(converted) & np.isfinite(present)):
-        raise InvalidInput(
-            f"Input {label} ({datatype}) holds values beyond the datatype's range.",
-            "Send a wider datatype (FP64).",
-        )
-    if not nulls.any():
-        return converted
-    result = np.full(flat.shape, np.nan, dtype=dtype)
-    result[~nulls] = converted
-    return result
-
-
-def _check_range(label: str, datatype: str, present: Array) -> None:
-    info = np.iinfo(_NUMPY_DTYPE[datatype])
-    if present.size and (int(present.min()) < info.min or int(present.max()) > info.max):
-        raise InvalidInput(
-            f"Input {label} ({datatype}) holds values outside [{info.min}, {info.max}].",
-            "Send a wider datatype (INT64).",
-        )
-
-
-def _decode_bytes(label: str, flat: Array) -> Array:
-    """Strings stay Python str in an object array; any other JSON value is refused."""
-    nulls = _null_mask(label, "BYTES", flat)
-    present = flat[~nulls]
-    if present.size and not np.all(_IS_STR(present).astype(bool)):
-        raise InvalidInput(
-            f"Input {label} (BYTES) holds data that are not all strings.",
-            "Send BYTES data as JSON strings.",
-        )
-    return flat
 
 
 def _is_matrix_layout(tensors: list[_Tensor], signature: list[tuple[str, ColumnType]]) -> bool:

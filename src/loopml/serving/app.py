@@ -2,18 +2,22 @@
 health, Prometheus metrics and the OpenAPI document. Built by `create_app`, no globals.
 
 Every request is answered with JSON; bad input gets a 4xx naming the problem, never a 500.
+Every served row gets a request id the server makes (a UUIDv7, `loopml.domain.request_ids`),
+on every route and for shadow and canary rows alike. "Answered" implies "logged": room for a
+request's rows is reserved in the prediction log before the model sees them; when the log has
+had no room for `LOG_WAIT_S`, the request is refused with 503 and `Retry-After` instead (the
+rule is written out in `loopml.adapters.prediction_log`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -23,20 +27,39 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from loopml.domain.request_ids import RequestIds
+from loopml.serving.answers import answer_batch
 from loopml.serving.batching import Job, MicroBatcher
-from loopml.serving.frames import BatchFrame, RequestError, ServedRows, batch_frame, request_rows
-from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost, Served
+from loopml.serving.feedback import RecentIds, check_served, feedback_items, typed_labels
+from loopml.serving.frames import RequestError, ServedRows, batch_frame, request_rows
+from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost
 from loopml.serving.telemetry import Telemetry
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+LOG_WAIT_S = 2.0
+"""How long a request waits for room in a full prediction log before its 503."""
+RETRY_AFTER_S = 1
 
 
 class PredictionSink(Protocol):
     """Where served rows and feedback go (the prediction log)."""
 
+    @property
+    def settle_s(self) -> float:
+        """How long after it is served a row is in the log at the latest."""
+        ...
+
+    def reserve(self, rows: int) -> bool:
+        """Hold room for `rows` rows, logged later; False when the log is full."""
+        ...
+
+    def release(self, rows: int) -> None: ...
+
     def log_predictions(self, served: ServedRows) -> None: ...
 
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None: ...
+
+    def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]: ...
 
     def stats(self) -> dict[str, int]: ...
 
@@ -45,16 +68,20 @@ class PredictionSink(Protocol):
         ...
 
 
-def json_response(data: Any, status: int = 200) -> Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(
         orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
-def error_response(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+def error_response(status: int, message: str, retry_after_s: int | None = None) -> Response:
+    headers = None if retry_after_s is None else {"Retry-After": str(retry_after_s)}
+    return json_response({"error": message}, status, headers)
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
@@ -73,23 +100,6 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         raise RequestError(400, f"The body is not valid JSON: {exc}.") from None
 
 
-def _ids(count: int) -> list[str]:
-    """One request id per row: the request's id and the row's position."""
-    base = uuid.uuid4().hex
-    return [f"{base}-{i}" for i in range(count)]
-
-
-def _outputs(values: Any) -> list[Any]:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    predictions: list[Any]
-    probabilities: list[Any] | None
-    latency_us: int
-
-
 class Server:
     """The request handlers over the hosted deployments."""
 
@@ -106,13 +116,16 @@ class Server:
         }
         self.hosts = {name: d.primary for name, d in self.deployments.items()}
         self._shadow_tasks: set[asyncio.Task[Any]] = set()
-        self.shadow_errors = 0
+        self.shadow_errors = self.shadows_skipped = 0
         self.sink = sink
         self.telemetry = telemetry
         self._batching = dict(batching or {})
         self.log_probabilities = False
         """Compute and log class probabilities for every row (for label-free estimates)."""
         self._batchers: dict[str, MicroBatcher] = {}
+        self.ids = RequestIds(lambda: time.time_ns() // 1_000_000, os.urandom)
+        self.recent = RecentIds()
+        """The ids this process issued lately, for the feedback check."""
 
     def host(self, name: str | None) -> ModelHost:
         if name is None:
@@ -133,6 +146,31 @@ class Server:
             )
         return batcher
 
+    async def admit(self, rows: int) -> None:
+        """Return once the prediction log holds room for `rows` rows; 503 if it had none for
+        `LOG_WAIT_S` (the request is then answered nothing)."""
+        if self.sink is None or self.sink.reserve(rows):
+            return
+        deadline, pause = time.monotonic() + LOG_WAIT_S, 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            if self.sink.reserve(rows):
+                return
+            pause = min(2 * pause, 0.1)
+        self.telemetry.log_refused(rows)
+        raise RequestError(
+            503,
+            f"The prediction log cannot keep up: it had no room for {rows} more rows for "
+            f"{LOG_WAIT_S:g} s, so they were not served (every answered row is logged). "
+            f"Retry in {RETRY_AFTER_S} s.",
+            retry_after_s=RETRY_AFTER_S,
+        )
+
+    def release(self, rows: int) -> None:
+        """Give back log room reserved for rows that were not answered."""
+        if self.sink is not None:
+            self.sink.release(rows)
+
     async def predict(self, host: ModelHost, body: Any) -> dict[str, Any]:
         """Answer with the primary (or, for a share of requests, the canary); mirror the rows to
         the shadow in the background, never waiting for it."""
@@ -140,113 +178,35 @@ class Server:
         chosen = deployment.pick(random.uniform(0.0, 100.0))
         rows = request_rows(body, chosen.current.inputs)
         wanted = bool(body.get("probabilities")) if isinstance(body, dict) else False
-        result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted)
+        await self.admit(len(rows))
+        try:
+            result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted)
+        except BaseException:
+            self.release(len(rows))
+            raise
         if deployment.shadow is not None:
-            task = asyncio.create_task(self.batcher(deployment.shadow).submit(rows, False))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_done)
+            self._mirror(deployment.shadow, rows)
         return result
 
-    def _shadow_done(self, task: asyncio.Task[Any]) -> None:
+    def _mirror(self, shadow: ModelHost, rows: list[dict[str, Any]]) -> None:
+        """Send the rows to the shadow if the log has room for them now (a shadow's rows are
+        never answered, so they are skipped, and counted, rather than waited for)."""
+        if self.sink is not None and not self.sink.reserve(len(rows)):
+            self.shadows_skipped += 1
+            return
+        task = asyncio.create_task(self.batcher(shadow).submit(rows, False))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(lambda done: self._shadow_done(done, len(rows)))
+
+    def _shadow_done(self, task: asyncio.Task[Any], rows: int) -> None:
         self._shadow_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled() or task.exception() is not None:
             self.shadow_errors += 1  # a shadow's failure never reaches the client
+            self.release(rows)
 
     def run_batch(self, host: ModelHost, jobs: Sequence[Job]) -> list[Any]:
-        """One model call for every request of the batch; a request whose rows do not convert
-        gets its 422 and the others their predictions."""
-        started = time.perf_counter_ns()
-        served = host.current  # the whole batch is answered by this version, even mid-swap
-        rows = [row for job in jobs for row in job.rows]
-        prepared = batch_frame(rows, served.inputs, served.categories)
-        try:
-            if served.array_input and prepared.values is not None:
-                features = prepared.values  # no data frame is ever built for this batch
-            else:
-                features = served.features(prepared.frame)
-            count = prepared.rows
-            predictions = _outputs(served.model.predict(features)) if count else []
-            wants_proba = served.has_proba and (
-                self.log_probabilities or any(j.probabilities for j in jobs)
-            )
-            probabilities = (
-                _outputs(served.model.predict_proba(features)) if wants_proba and count else None
-            )
-        except Exception as exc:
-            error = RequestError(
-                422, f"The model could not predict these rows: {type(exc).__name__}: {exc}"
-            )
-            return [error] * len(jobs)
-        latency_us = (time.perf_counter_ns() - started) // 1000
-        return self._split(
-            host, served, jobs, prepared, _Answer(predictions, probabilities, latency_us)
-        )
-
-    def _split(
-        self,
-        host: ModelHost,
-        served: Served,
-        jobs: Sequence[Job],
-        prepared: BatchFrame,
-        answer: _Answer,
-    ) -> list[Any]:
-        predictions, probabilities = answer.predictions, answer.probabilities
-        results: list[Any] = []
-        logged: dict[str, list[Any]] = {
-            "rows": [],
-            "ids": [],
-            "flags": [],
-            "outputs": [],
-            "probs": [],
-        }
-        start, position, taken = 0, 0, 0  # input row, kept-row (prediction) index, rows served
-        for job in jobs:
-            span = range(start, start + len(job.rows))
-            start += len(job.rows)
-            kept = int(prepared.kept[span.start : span.stop].sum())
-            outputs = predictions[position : position + kept]
-            probs = probabilities[position : position + kept] if probabilities else None
-            position += kept
-            bad = next((i for i in span if i in prepared.errors), None)
-            if bad is not None:
-                message = f"Row {bad - span.start} {prepared.errors[bad]}."
-                results.append(RequestError(422, message))
-                continue
-            ids = _ids(len(job.rows))
-            version = served.version
-            result: dict[str, Any] = {
-                "predictions": outputs,
-                "request_ids": ids,
-                "model": version.name,
-                "model_version": version.version,
-            }
-            if job.probabilities and probs is not None:
-                result["probabilities"] = probs
-            results.append(result)
-            logged["rows"] += job.rows
-            logged["ids"] += ids
-            logged["flags"] += [prepared.flags[i] for i in span]
-            logged["outputs"] += outputs
-            logged["probs"] += probs if probs is not None else [None] * len(outputs)
-            taken += len(job.rows)
-        if self.sink is not None and logged["ids"]:
-            version = served.version
-            self.sink.log_predictions(
-                ServedRows(
-                    host.deployment,
-                    version.name,
-                    version.version,
-                    logged["rows"],
-                    logged["outputs"],
-                    logged["ids"],
-                    answer.latency_us,
-                    logged["flags"],
-                    shadow=host.role == "shadow",
-                    probabilities=logged["probs"] if probabilities is not None else None,
-                )
-            )
-        self.telemetry.rows(host.deployment, taken)
-        return results
+        """One model call for every request of the batch (`loopml.serving.answers`)."""
+        return answer_batch(self, host, jobs)
 
     def explain(self, host: ModelHost, body: Any) -> dict[str, Any]:
         from loopml.serving.explain import explain
@@ -255,7 +215,7 @@ class Server:
         prepared = batch_frame(request_rows(body, served.inputs), served.inputs)
         if prepared.errors:
             first = min(prepared.errors)
-            raise RequestError(422, f"Row {first} {prepared.errors[first]}.")
+            raise RequestError(422, f"Row {first}: {prepared.errors[first]}")
         try:
             answer = explain(served, prepared.frame, served.reference)
         except Exception as exc:
@@ -265,21 +225,21 @@ class Server:
         version = served.version
         return {**answer, "model": version.name, "model_version": version.version}
 
-    def feedback(self, host: ModelHost, body: Any) -> dict[str, Any]:
-        items = body if isinstance(body, list) else [body]
-        pairs: list[tuple[str, Any]] = []
-        for index, item in enumerate(items):
-            if (
-                not isinstance(item, dict)
-                or not isinstance(item.get("request_id"), str)
-                or "label" not in item
-            ):
-                raise RequestError(
-                    422, f"Feedback item {index} needs 'request_id' (text) and 'label'."
-                )
-            pairs.append((item["request_id"], item["label"]))
-        if self.sink is not None:
-            self.sink.log_feedback(host.deployment, pairs)
+    async def feedback(self, host: ModelHost, body: Any) -> dict[str, Any]:
+        """Check every item (label type, id issued by this deployment), then keep them all."""
+        if self.sink is None:
+            raise RequestError(
+                409,
+                "This server keeps no prediction log (it runs with --no-log), so it cannot keep "
+                "labels. Serve without --no-log to collect feedback.",
+            )
+        outputs = [
+            (c["name"], c["type"]) for c in host.current.version.signature.get("outputs", [])
+        ]
+        pairs = typed_labels(feedback_items(body), outputs)
+        await check_served(self.recent, self.sink, host.deployment, [rid for rid, _ in pairs])
+        await self.admit(len(pairs))
+        self.sink.log_feedback(host.deployment, pairs)
         return {"accepted": len(pairs)}
 
 
@@ -291,7 +251,7 @@ def _endpoint(
         try:
             response = await handler(request)
         except RequestError as error:
-            response = error_response(error.status, error.message)
+            response = error_response(error.status, error.message, error.retry_after_s)
         except Exception as exc:  # last line: an answer, never a crash or a 500 page
             response = error_response(
                 503, f"The server could not answer: {type(exc).__name__}: {exc}"
@@ -353,7 +313,7 @@ def create_app(
 
     async def feedback(request: Request) -> Response:
         host = server.host(request.query_params.get("deployment"))
-        return json_response(server.feedback(host, await read_json(request)))
+        return json_response(await server.feedback(host, await read_json(request)))
 
     async def explain(request: Request) -> Response:
         host = server.host(request.query_params.get("deployment"))

@@ -1,4 +1,8 @@
-"""The server's prediction log: each served row and each label, into the durable writer."""
+"""The server's prediction log: each served row and each label, into the durable writer.
+
+Rows are appended against room the server reserved before answering (see
+`loopml.adapters.prediction_log` for the back-pressure rule), so an answered row is a logged row.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from loopml.adapters.prediction_log import (
     PredictionRecord,
     now_us,
 )
+from loopml.adapters.prediction_log_reader import PredictionLogReader
 from loopml.serving.frames import ServedRows
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -23,11 +28,26 @@ def _json(value: Any) -> str:
 
 
 class LogSink:
-    def __init__(self, writer: PredictionLogWriter) -> None:
+    def __init__(self, writer: PredictionLogWriter, reader: PredictionLogReader | None = None):
         self.writer = writer
+        self.reader = reader or PredictionLogReader(storage=writer.storage)
+
+    @property
+    def settle_s(self) -> float:
+        """How long after it is served a row is in the log at the latest, when the store works
+        (the flush interval, plus a second for the write itself)."""
+        return self.writer.flush_interval_s + 1.0
+
+    def reserve(self, rows: int) -> bool:
+        return self.writer.reserve(rows)
+
+    def release(self, rows: int) -> None:
+        self.writer.release(rows)
 
     def log_predictions(self, served: ServedRows) -> None:
+        """Append the rows against room reserved for them."""
         when = now_us()
+        count = len(served.request_ids)
         self.writer.append(
             [
                 PredictionRecord(
@@ -42,26 +62,37 @@ class LogSink:
                     flag,
                     served.shadow,
                     None if proba is None else _json(proba),
+                    client_id,
                 )
-                for request_id, row, output, flag, proba in zip(
+                for request_id, row, output, flag, proba, client_id in zip(
                     served.request_ids,
                     served.rows,
                     served.outputs,
                     served.flags,
-                    served.probabilities or [None] * len(served.request_ids),
+                    served.probabilities or [None] * count,
+                    served.client_ids or [None] * count,
                     strict=True,
                 )
-            ]
+            ],
+            reserved=True,
         )
 
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None:
+        """Append the labels against room reserved for them."""
         when = now_us()
         self.writer.append_feedback(
             [
                 FeedbackRecord(request_id, when, deployment, _json(label))
                 for request_id, label in items
-            ]
+            ],
+            reserved=True,
         )
+
+    def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
+        """Which of `request_ids` were served by `deployment`: queued here, or in the log."""
+        queued = self.writer.pending_request_ids(deployment) & set(request_ids)
+        rest = [request_id for request_id in request_ids if request_id not in queued]
+        return queued | self.reader.served_ids(deployment, rest) if rest else queued
 
     def stats(self) -> dict[str, int]:
         return self.writer.stats()

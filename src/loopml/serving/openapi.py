@@ -115,6 +115,22 @@ _INFER_BODY = {
 }
 
 
+_INFER_ANSWER = {
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string", "description": "The request's `id`, echoed."},
+        "parameters": {
+            "type": "object",
+            "properties": {"request_ids": {"type": "array", "items": {"type": "string"}}},
+        },
+        "outputs": {"type": "array", "items": _TENSOR},
+    },
+}
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -155,10 +171,13 @@ def openapi_document(
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     ver = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
     infer = _post(
-        "Open Inference Protocol inference", _INFER_BODY, {"type": "object"}, (400, 404, 413)
+        "Open Inference Protocol inference (the server's row ids in parameters.request_ids)",
+        _INFER_BODY,
+        _INFER_ANSWER,
+        (400, 404, 413, 422, 503),
     )
     paths: dict[str, Any] = {
-        "/predict": _post("Predict rows", predict_body, _PREDICTION, (400, 404, 413, 422)),
+        "/predict": _post("Predict rows", predict_body, _PREDICTION, (400, 404, 413, 422, 503)),
         "/feedback": _post(
             "Record true labels of served requests",
             {
@@ -170,8 +189,8 @@ def openapi_document(
                     },
                 ]
             },
-            {"type": "object"},
-            (400, 413, 422),
+            {"type": "object", "properties": {"accepted": {"type": "integer"}}},
+            (400, 404, 409, 413, 422, 503),
         ),
         "/explain": _post(
             "Per-feature attributions of rows (method and reference in the answer)",

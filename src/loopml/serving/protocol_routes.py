@@ -2,7 +2,14 @@
 
 Each deployment answers under its own V2 model name (the deployment name, or the model's name).
 Request and response bodies follow the protocol's JSON tensor format; errors are
-`{"error": "..."}` with a 4xx status.
+`{"error": "..."}` with a 4xx status: 400 for a malformed request, 413 for more than `MAX_ROWS`
+rows (checked on the declared shapes, before any data is decoded), 422 naming the row and field
+of a value the model cannot take (the same rules as `/predict`), 503 when the prediction log
+has no room.
+
+Every row gets a server-made request id; the response carries them as
+`"parameters": {"request_ids": [...]}` (for `/feedback`), and echoes the client's `id`, which the
+log keeps beside the server's ids (`client_id`), never instead of them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from loopml.domain.inference_protocol import (
+    DecodedRequest,
+    RefusedValue,
+    declared_rows,
     decode_infer_request,
     encode_infer_response,
     model_metadata,
@@ -24,7 +34,7 @@ from loopml.domain.inference_protocol import (
 )
 from loopml.domain.signature import PREDICTION_COLUMN
 from loopml.errors import InvalidInput
-from loopml.serving.frames import RequestError, ServedRows
+from loopml.serving.frames import MAX_ROWS, RequestError, ServedRows, columns_frame
 
 if TYPE_CHECKING:
     from loopml.serving.app import Server
@@ -89,44 +99,82 @@ def _outputs(served: Served, features: Any, wanted: list[str] | None) -> dict[st
     return {name: outputs[name] for name in chosen if name in outputs}
 
 
-def _infer(server: Server, host: ModelHost, body: Any, served: Served) -> dict[str, Any]:
-    import pandas as pd
-
-    started = time.perf_counter_ns()
+def _decode(body: Any, served: Served) -> DecodedRequest:
+    rows = declared_rows(body)
+    if rows > MAX_ROWS:
+        raise RequestError(
+            413, f"The request declares {rows} rows; at most {MAX_ROWS} are served per request."
+        )
     try:
         decoded = decode_infer_request(body, list(served.inputs))
     except InvalidInput as error:
         raise RequestError(400, str(error)) from None
-    names = [name for name, _ in served.inputs]
-    frame = pd.DataFrame({name: decoded.columns[name] for name in names}, columns=names)
+    if isinstance(decoded, RefusedValue):
+        raise RequestError(422, decoded.message)
+    return decoded
+
+
+def _listed(values: Any) -> list[Any]:
+    return list(values.tolist()) if hasattr(values, "tolist") else list(values)
+
+
+def _python_values(column: Any) -> list[Any]:
+    """A decoded column as Python values, None where a float tensor held null (NaN)."""
+    import numpy as np
+
+    if column.dtype.kind != "f":
+        return list(column.tolist())
+    values = column.astype(object)
+    values[np.isnan(column)] = None
+    return list(values.tolist())
+
+
+def _infer(
+    server: Server, host: ModelHost, served: Served, decoded: DecodedRequest
+) -> dict[str, Any]:
+    """Typed columns, the model's outputs, the answer; the rows logged last (room for them
+    is reserved), so nothing fails after they are."""
+    started = time.perf_counter_ns()
+    values = [_python_values(decoded.columns[name]) for name, _ in served.inputs]
+    prepared = columns_frame(values, served.inputs, served.categories)
+    if prepared.errors:
+        first = min(prepared.errors)
+        raise RequestError(422, f"Row {first}: {prepared.errors[first]}")
     try:
-        outputs = _outputs(served, served.features(frame), decoded.requested_outputs)
+        outputs = _outputs(served, served.features(prepared.frame), decoded.requested_outputs)
     except RequestError:
         raise
     except Exception as exc:
         raise RequestError(
-            400, f"The model could not predict: {type(exc).__name__}: {exc}"
+            422, f"The model could not predict these rows: {type(exc).__name__}: {exc}"
         ) from None
+    ids = server.ids.new(decoded.rows)
+    version = served.version
+    answer = encode_infer_response(
+        version.name, str(version.version), outputs, decoded.id, {"request_ids": ids}
+    )
+    logged = [v for k, v in outputs.items() if k != PROBABILITIES] or list(outputs.values())
+    probabilities = outputs.get(PROBABILITIES)
+    if probabilities is not None:
+        probabilities = _listed(probabilities)
+    server.recent.add(host.deployment, ids)
     if server.sink is not None:
-        logged = [v for k, v in outputs.items() if k != PROBABILITIES] or list(outputs.values())
-        predictions = logged[0].tolist() if hasattr(logged[0], "tolist") else list(logged[0])
-        ids = [f"{decoded.id or 'v2'}-{i}" for i in range(len(predictions))]
-        version = served.version
         server.sink.log_predictions(
             ServedRows(
                 host.deployment,
                 version.name,
                 version.version,
-                frame.to_dict("records"),  # type: ignore[arg-type]
-                predictions,
+                prepared.logged,
+                _listed(logged[0]),
                 ids,
                 (time.perf_counter_ns() - started) // 1000,
-                [""] * len(ids),
+                prepared.flags,
+                probabilities=probabilities,
+                client_ids=[decoded.id] * len(ids),
             )
         )
-    return encode_infer_response(
-        served.version.name, str(served.version.version), outputs, decoded.id
-    )
+    server.telemetry.rows(host.deployment, len(ids))
+    return answer
 
 
 def routes(server: Server, wrap: Wrap) -> list[Route]:
@@ -159,7 +207,14 @@ def routes(server: Server, wrap: Wrap) -> list[Route]:
         host = server.host(request.path_params["name"])
         served = _check_version(host, request)
         body = await read_json(request)
-        return json_response(await run_in_threadpool(_infer, server, host, body, served))
+        decoded = await run_in_threadpool(_decode, body, served)
+        await server.admit(decoded.rows)
+        try:
+            answer = await run_in_threadpool(_infer, server, host, served, decoded)
+        except BaseException:
+            server.release(decoded.rows)
+            raise
+        return json_response(answer)
 
     base, versioned = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
     return [

@@ -53,9 +53,14 @@ class Telemetry:
             "Rows waiting to be written to the prediction log.",
             registry=self.registry,
         )
-        self._dropped = Gauge(
-            "loopml_prediction_log_dropped_rows",
-            "Rows the prediction log could not keep (queue full).",
+        self._log_refused = Counter(
+            "loopml_prediction_log_refused_rows",
+            "Rows refused with 503 (not served) because the prediction log had no room.",
+            registry=self.registry,
+        )
+        self._invalid = Gauge(
+            "loopml_prediction_log_invalid_rows",
+            "Rows the prediction log took but could not store (they do not fit its schema).",
             registry=self.registry,
         )
 
@@ -66,6 +71,9 @@ class Telemetry:
     def rows(self, deployment: str, count: int) -> None:
         self._batch.labels(deployment).observe(count)
 
+    def log_refused(self, rows: int) -> None:
+        self._log_refused.inc(rows)
+
     def render(self) -> bytes:
         for host in self._hosts.values():
             version = host.current.version
@@ -73,6 +81,6 @@ class Telemetry:
         if self._sink is not None:
             stats = self._sink.stats()
             self._queue.set(stats.get("queue_depth", 0))
-            self._dropped.set(stats.get("dropped_rows", 0))
+            self._invalid.set(stats.get("invalid_rows", 0))
         data: bytes = generate_latest(self.registry)
         return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 from loopml.domain.inference_protocol import (
     DecodedRequest,
+    RefusedValue,
+    declared_rows,
     decode_infer_request,
     encode_error,
     encode_infer_response,
@@ -29,7 +32,15 @@ def _tensor(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict
 
 
 def _decode(*tensors: dict[str, Any], signature: Any = SIGNATURE, **body: Any) -> DecodedRequest:
-    return decode_infer_request({"inputs": list(tensors), **body}, signature)
+    decoded = decode_infer_request({"inputs": list(tensors), **body}, signature)
+    assert isinstance(decoded, DecodedRequest), decoded
+    return decoded
+
+
+def _refused(*tensors: dict[str, Any], signature: Any = SIGNATURE) -> RefusedValue:
+    refused = decode_infer_request({"inputs": list(tensors)}, signature)
+    assert isinstance(refused, RefusedValue), refused
+    return refused
 
 
 def _valid_tensors() -> list[dict[str, Any]]:
@@ -231,9 +242,6 @@ def _broken(**changes: Any) -> list[dict[str, Any]]:
         (_broken(shape=[1], data=[1.5]), r"different row counts.*'spend': 1"),
         (_broken(shape=[1, 2], data=[1.5, 2.0]), r"'spend' has shape \[1, 2\]; a column is"),
         (_broken(datatype="BYTES", data=["a", "b"]), r"'spend' is BYTES.*float column 'spend'"),
-        (_broken(data=[1.5, "2.0"]), r"'spend' \(FP64\) holds data that are not all numbers"),
-        (_broken(data=[True, False]), r"'spend' \(FP64\) holds data that are not all numbers"),
-        (_broken(data=[1.5, {"a": 1}]), r"'spend' \(FP64\) holds data that are not all numbers"),
         (_broken(name="spent"), r"lacks the model inputs \['spend'\]"),
         (_broken(name="age"), r"repeat the names \['age'\]"),
     ],
@@ -248,28 +256,102 @@ def test_malformed_inputs_are_refused_naming_the_input(
 @pytest.mark.parametrize(
     ("datatype", "data", "match"),
     [
-        ("INT64", [1, 2.5], r"'x' \(INT64\) holds data that are not all integers"),
-        ("INT64", [1, "2"], r"not all integers"),
-        ("INT64", [1, None], r"'x' \(INT64\) holds null at index 1"),
-        ("INT64", [2**64], r"not all integers"),
-        ("UINT8", [1, 256], r"'x' \(UINT8\) holds values outside \[0, 255\]"),
-        ("UINT64", [-1, 2], r"outside \[0, 18446744073709551615\]"),
-        ("INT8", [-129], r"outside \[-128, 127\]"),
-        ("BOOL", [True, 1], r"'x' \(BOOL\) holds data that are not all booleans"),
-        ("BOOL", [True, None], r"'x' \(BOOL\) holds null at index 1"),
-        ("BYTES", ["a", 1], r"'x' \(BYTES\) holds data that are not all strings"),
-        ("BYTES", ["a", True], r"not all strings"),
-        ("BYTES", [["a"], ["b"]], r"'x' has data nested as \[2, 1\], but shape \[2\]"),
-        ("FP16", [1.0, 70000.0], r"'x' \(FP16\) holds values beyond the datatype's range"),
-        ("FP32", [1e300, 1.0], r"beyond the datatype's range"),
+        ("INT64", [1, 2.5], r"Row 1: field 'x' is 2.5, a number; the INT64 tensor takes integers"),
+        ("INT64", [1, "2"], r"Row 1: field 'x' is '2', a string; the INT64 tensor"),
+        ("INT64", [1, None], r"Row 1: field 'x' is null, which a INT64 tensor cannot carry"),
+        ("INT64", [1, True], r"Row 1: field 'x' is true, a boolean; the INT64 tensor"),
+        ("INT64", [2**64], r"Row 0: field 'x' is 18446744073709551616, beyond INT64"),
+        ("UINT8", [1, 256], r"Row 1: field 'x' is 256, beyond UINT8 \[0, 255\]"),
+        ("UINT64", [-1, 2], r"Row 0: field 'x' is -1, beyond UINT64 \[0, 18446744073709551615\]"),
+        ("INT8", [-129], r"Row 0: field 'x' is -129, beyond INT8 \[-128, 127\]"),
+        ("BOOL", [True, 1], r"Row 1: field 'x' is 1, an integer; the BOOL tensor takes true or"),
+        ("BOOL", [True, None], r"Row 1: field 'x' is null, which a BOOL tensor cannot carry"),
+        ("BYTES", ["a", 1], r"Row 1: field 'x' is 1, an integer; the BYTES tensor takes strings"),
+        ("BYTES", ["a", True], r"Row 1: field 'x' is true, a boolean"),
+        ("BYTES", ["a", {"k": 1}], r"Row 1: field 'x' is an object"),
+        ("BYTES", ["a" * 100_001], r"Row 0: field 'x' is 'a.* \(100,001 characters\), a string"),
+        ("FP64", [1.5, True], r"Row 1: field 'x' is true, a boolean; the FP64 tensor takes num"),
+        ("FP64", [1.5, "inf"], r"Row 1: field 'x' is 'inf', a string"),
+        ("FP16", [1.0, 70000.0], r"Row 1: field 'x' is 70000.0, beyond the range of FP16"),
+        ("FP32", [None, 1e300, 1.0], r"Row 1: field 'x' is 1e\+300, beyond the range of FP32"),
     ],
     ids=lambda value: value if isinstance(value, str) and " " not in value else "",
 )
-def test_data_of_the_wrong_json_type_are_refused(
+def test_elements_the_datatype_does_not_take_are_refused_naming_row_and_field(
     datatype: str, data: list[Any], match: str
 ) -> None:
-    with pytest.raises(InvalidInput, match=match):
-        _decode(_tensor("x", datatype, [len(data)], data), signature=[("x", "object")])
+    refused = _refused(_tensor("x", datatype, [len(data)], data), signature=[("x", "object")])
+    assert refused.field == "x"
+    assert re.search(match, refused.message), refused.message
+
+
+@pytest.mark.parametrize(
+    ("column", "tensor", "message"),
+    [
+        (
+            ("age", "integer"),
+            _tensor("age", "INT64", [2], [31, True]),
+            "Row 1: field 'age' is true, a boolean; the model takes an integer. "
+            "Send a whole number (null for a missing value).",
+        ),
+        (
+            ("spend", "float"),
+            _tensor("spend", "FP64", [2, 1], [[1.5], ["NaN"]]),
+            "Row 1: field 'spend' is 'NaN', a string; the model takes a number. "
+            "Send a number (null for a missing value).",
+        ),
+        (
+            ("plan", "string"),
+            _tensor("plan", "BYTES", [1], [3]),
+            "Row 0: field 'plan' is 3, an integer; the model takes a string. "
+            "Send the value as a JSON string (null for a missing value).",
+        ),
+    ],
+    ids=["boolean-for-integer", "string-for-float", "number-for-string"],
+)
+def test_a_typed_column_refuses_with_the_same_words_as_predict(
+    column: tuple[str, str], tensor: dict[str, Any], message: str
+) -> None:
+    assert _refused(tensor, signature=[column]).message == message
+
+
+def test_a_matrix_element_is_named_by_its_row_and_column() -> None:
+    signature = [("a", "float"), ("b", "float"), ("c", "float")]
+    matrix = _tensor("input-0", "FP64", [2, 3], [[1.0, 2.0, 3.0], [4.0, False, 6.0]])
+    refused = _refused(matrix, signature=signature)
+    assert (refused.row, refused.field) == (1, "b")
+    assert refused.message.startswith("Row 1: field 'b' is false, a boolean;")
+
+
+def test_the_first_refused_row_is_named_across_tensors() -> None:
+    refused = _refused(
+        _tensor("age", "INT64", [3], [1, 2, True]),
+        _tensor("spend", "FP64", [3], [1.0, "x", 2.0]),
+        signature=[("age", "integer"), ("spend", "float")],
+    )
+    assert (refused.row, refused.field) == (1, "spend")
+
+
+def test_a_structural_problem_wins_over_a_refused_value() -> None:
+    with pytest.raises(InvalidInput, match="cannot feed"):
+        decode_infer_request(
+            {"inputs": [_tensor("age", "BYTES", [1], [True])]}, [("age", "integer")]
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "rows"),
+    [
+        ({"inputs": [_tensor("a", "FP64", [400_000], [])]}, 400_000),
+        ({"inputs": [{"shape": [3, 2]}, {"shape": [7]}]}, 7),
+        ({"inputs": [{"shape": "7"}, "x", {"shape": [True]}]}, 0),
+        ({"inputs": {}}, 0),
+        ([], 0),
+    ],
+    ids=["declared", "largest", "unreadable", "not-a-list", "not-an-object"],
+)
+def test_declared_rows_reads_the_shapes_before_the_data(body: Any, rows: int) -> None:
+    assert declared_rows(body) == rows
 
 
 @pytest.mark.parametrize(
@@ -426,6 +508,7 @@ def test_a_float_matrix_roundtrips_through_one_fp64_tensor(matrix: np.ndarray[An
     tensor = encode_infer_response("m", "1", {"input-0": matrix}, None)["outputs"][0]
     signature = [(f"c{i}", "float") for i in range(matrix.shape[1])]
     decoded = decode_infer_request(_roundtrip_json({"inputs": [tensor]}), signature)
+    assert isinstance(decoded, DecodedRequest)
     assert decoded.rows == matrix.shape[0]
     for index, (name, _) in enumerate(signature):
         np.testing.assert_array_equal(decoded.columns[name], matrix[:, index])
@@ -463,6 +546,14 @@ def test_one_tensor_per_column_roundtrips(drawn: tuple[list[tuple[str, str]], An
     }
     body = encode_infer_response("m", "1", arrays, None)
     decoded = decode_infer_request(_roundtrip_json({"inputs": body["outputs"]}), signature)
+    assert isinstance(decoded, DecodedRequest)
     assert list(decoded.columns) == [name for name, _ in signature]
     for name, values in columns.items():
         assert decoded.columns[name].tolist() == values
+
+
+def test_uint64_values_either_side_of_2_63_decode_exactly() -> None:
+    data = [1, 2**63 + 1, 2**64 - 1]
+    decoded = _decode(_tensor("x", "UINT64", [3], data), signature=[("x", "object")])
+    assert decoded.columns["x"].dtype == np.uint64
+    assert decoded.columns["x"].tolist() == data

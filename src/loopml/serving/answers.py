@@ -1,0 +1,166 @@
+"""One batch of `/predict` requests answered: one model call, each request's answer (or its
+422), the served rows' ids made in one call, and one append of every served row to the log
+(into room reserved before the requests were queued)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loopml.serving.frames import BatchFrame, RequestError, ServedRows, batch_frame
+
+if TYPE_CHECKING:
+    from loopml.serving.app import Server
+    from loopml.serving.batching import Job
+    from loopml.serving.host import ModelHost, Served
+
+
+def _outputs(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    served: Served
+    """The model version that answered the whole batch."""
+    predictions: list[Any]
+    probabilities: list[Any] | None
+    latency_us: int
+
+
+@dataclass
+class _Logged:
+    """The served rows of one batch, gathered for one append to the log."""
+
+    rows: list[Any] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
+    probs: list[Any] = field(default_factory=list)
+
+    def add(
+        self,
+        prepared: BatchFrame,
+        span: range,
+        ids: list[str],
+        outputs: list[Any],
+        probs: list[Any] | None,
+    ) -> None:
+        self.rows += prepared.logged[span.start : span.stop]
+        self.ids += ids
+        self.flags += prepared.flags[span.start : span.stop]
+        self.outputs += outputs
+        self.probs += probs if probs is not None else [None] * len(outputs)
+
+
+def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[Any]:
+    """One model call for every request of the batch; a request whose rows do not convert
+    gets its 422 and the others their predictions."""
+    started = time.perf_counter_ns()
+    served = host.current  # the whole batch is answered by this version, even mid-swap
+    rows = [row for job in jobs for row in job.rows]
+    prepared = batch_frame(rows, served.inputs, served.categories)
+    try:
+        if served.array_input and prepared.values is not None:
+            features = prepared.values  # no data frame is ever built for this batch
+        else:
+            features = served.features(prepared.frame)
+        count = prepared.rows
+        predictions = _outputs(served.model.predict(features)) if count else []
+        wants_proba = served.has_proba and (
+            server.log_probabilities or any(j.probabilities for j in jobs)
+        )
+        probabilities = (
+            _outputs(served.model.predict_proba(features)) if wants_proba and count else None
+        )
+    except Exception as exc:
+        error = RequestError(
+            422, f"The model could not predict these rows: {type(exc).__name__}: {exc}"
+        )
+        return [error] * len(jobs)
+    latency_us = (time.perf_counter_ns() - started) // 1000
+    answer = _Answer(served, predictions, probabilities, latency_us)
+    return _split(server, host, jobs, prepared, answer)
+
+
+def _refused(spans: list[range], prepared: BatchFrame) -> dict[int, int]:
+    """Job index -> its first input row that could not be served."""
+    if not prepared.errors:
+        return {}
+    first: dict[int, int] = {}
+    bad = sorted(prepared.errors)
+    for index, span in enumerate(spans):
+        inside = [row for row in bad if span.start <= row < span.stop]
+        if inside:
+            first[index] = inside[0]
+    return first
+
+
+def _split(
+    server: Server, host: ModelHost, jobs: Sequence[Job], prepared: BatchFrame, answer: _Answer
+) -> list[Any]:
+    spans, start = [], 0
+    for job in jobs:
+        spans.append(range(start, start + len(job.rows)))
+        start += len(job.rows)
+    refused = _refused(spans, prepared)
+    ids = server.ids.new(sum(len(s) for i, s in enumerate(spans) if i not in refused))
+    logged = _Logged()
+    results: list[Any] = []
+    position = 0  # kept-row (prediction) index
+    for index, (job, span) in enumerate(zip(jobs, spans, strict=True)):
+        if index in refused:
+            bad = refused[index]
+            position += int(prepared.kept[span.start : span.stop].sum())
+            results.append(RequestError(422, f"Row {bad - span.start}: {prepared.errors[bad]}"))
+            continue
+        rows = len(span)
+        job_ids = ids[len(logged.ids) : len(logged.ids) + rows]
+        outputs = answer.predictions[position : position + rows]
+        probs = answer.probabilities[position : position + rows] if answer.probabilities else None
+        position += rows
+        results.append(_result(answer.served, job, outputs, probs, job_ids))
+        logged.add(prepared, span, job_ids, outputs, probs)
+    if logged.ids:
+        _log(server, host, logged, answer)
+    server.telemetry.rows(host.deployment, len(logged.ids))
+    return results
+
+
+def _result(
+    served: Served, job: Job, outputs: list[Any], probs: list[Any] | None, ids: list[str]
+) -> dict[str, Any]:
+    version = served.version
+    result: dict[str, Any] = {
+        "predictions": outputs,
+        "request_ids": ids,
+        "model": version.name,
+        "model_version": version.version,
+    }
+    if job.probabilities and probs is not None:
+        result["probabilities"] = probs
+    return result
+
+
+def _log(server: Server, host: ModelHost, logged: _Logged, answer: _Answer) -> None:
+    if host.role != "shadow":  # a shadow's ids are never given out, nor labelled
+        server.recent.add(host.deployment, logged.ids)
+    if server.sink is None:
+        return
+    version = answer.served.version
+    server.sink.log_predictions(
+        ServedRows(
+            host.deployment,
+            version.name,
+            version.version,
+            logged.rows,
+            logged.outputs,
+            logged.ids,
+            answer.latency_us,
+            logged.flags,
+            shadow=host.role == "shadow",
+            probabilities=logged.probs if answer.probabilities is not None else None,
+        )
+    )
