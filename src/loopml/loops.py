@@ -25,6 +25,7 @@ A failure anywhere leaves the champion serving, records why, and raises an alert
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from loopml.domain.records import PRODUCES_TAG, Monitor
 from loopml.domain.refs import parse_model_ref
 from loopml.errors import InvalidInput, LoopmlError
 
+_log = logging.getLogger("loopml.loops")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "latency_p50_ms", "latency_p99_ms"})
 
 Say = Callable[[str], None]
@@ -236,22 +238,55 @@ def run(
         return outcome
 
 
+FAILED = "loop run"
+"""What a failure notice of a loop is about: its condition reads `loop run failed: ...`."""
+RETRY_S = 60
+"""A loop whose run failed is tried again this long after (not at every tick)."""
+
+
 def run_due(workspace: Workspace | None = None, project: str | None = None) -> list[LoopOutcome]:
     """Run every loop of the project once (the scheduler's call); a loop another process is
-    running is passed over."""
+    running is passed over. A loop whose run fails (any exception; a retraining that fails is
+    no such failure: it is a failed loop run, recorded and alerted) is reported in its outcome's
+    notes and does not stop the others: it is recorded on a notice alert on it, told to its
+    channels once, tried again after `RETRY_S`, and resolved by its next run that completes."""
     from loopml.errors import Conflict
+    from loopml.monitoring.monitors import failure_text
 
     ws = workspace or default_workspace()
     project = project or ws.project
+    failing = ws.alerts.failures(project, FAILED)
     outcomes = []
     for loop in ws.loops.list(project):
+        failed = failing.get(loop.spec.name)
+        if failed is not None and _now_us() - _us(failed.updated_at) < RETRY_S * 1_000_000:
+            continue
         try:
-            outcomes.append(run(loop.spec.name, project=project, workspace=ws))
+            outcome = run(loop.spec.name, project=project, workspace=ws)
         except Conflict:
             continue
-        except LoopmlError as exc:  # one broken loop must not stop the others
-            outcomes.append(LoopOutcome(loop.spec.name, notes=[f"skipped: {exc}"]))
+        except Exception as exc:  # one broken loop must not stop the others
+            _log.warning("loop %s/%s failed", project, loop.spec.name, exc_info=exc)
+            why = failure_text(ws, exc)
+            outcomes.append(LoopOutcome(loop.spec.name, notes=[f"failed: {why}"]))
+            _notice(ws, loop.spec, why)
+            continue
+        outcomes.append(outcome)
+        if failed is not None:
+            _notice(ws, loop.spec, None)
     return outcomes
+
+
+def _notice(ws: Workspace, spec: LoopSpec, failure: str | None) -> None:
+    """Open (`failure`) or resolve (None) the loop's failure notice on its channels; recording
+    it must not stop the schedule either."""
+    try:
+        if failure is None:
+            ws.alerts.recovered(spec.project, spec.name, FAILED, spec.notify)
+        else:
+            ws.alerts.failing(spec.project, spec.name, FAILED, failure, spec.notify)
+    except Exception:  # the database itself may be what fails: the log keeps it
+        _log.exception("the failure notice of loop %s/%s", spec.project, spec.name)
 
 
 def _now_us() -> int:
@@ -406,10 +441,12 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int, label: str) -> tuple
 
     recipe = spec.data
     recent = _recent_labelled(ws, spec, label, recipe.window_s)
+    unreadable = int(recent.attrs.get("unreadable_rows", 0))
+    left_out = f" ({unreadable} more held values that could not be read)" if unreadable else ""
     if len(recent) < spec.min_rows:
         raise InvalidInput(
             f"Only {len(recent)} labelled rows were served by {spec.deployment} in the last "
-            f"{recipe.window_s} s; the loop needs {spec.min_rows}.",
+            f"{recipe.window_s} s{left_out}; the loop needs {spec.min_rows}.",
             "Feed back more labels (POST /feedback), widen the window of the training data, "
             "or lower --min-rows.",
         )
@@ -452,6 +489,7 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int, label: str) -> tuple
                 "deployment": spec.deployment,
                 "recent_window_s": recipe.window_s,
                 "recent_rows": len(recent),
+                "unreadable_rows_left_out": unreadable,
                 "holdout_rows": len(holdout),
                 "seed": run_id,
             }
@@ -489,23 +527,35 @@ def _recent_labelled(ws: Workspace, spec: LoopSpec, label: str, window_s: int) -
 def _labelled(
     ws: Workspace, deployment: str, label: str, *, start_us: int, end_us: int, version: int = 0
 ) -> Any:
+    """The labelled rows `deployment` served in the window (of model `version`, if given): the
+    inputs, the label and the output (`__output`). A row holding a value that cannot be read
+    (see `loopml.monitoring.jsonl`), or whose label or output is null, is left out; how many
+    were unreadable is `frame.attrs["unreadable_rows"]`."""
+    import pandas as pd
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from loopml.monitoring.jsonl import read_objects
+    from loopml.monitoring.jsonl import read_objects, read_values
     from loopml.monitoring.monitors import read_served
-    from loopml.monitoring.performance import json_values
 
     served = read_served(ws, deployment, start_us, end_us)
     served = served.filter(pc.invert(pc.is_null(served["label_json"])))
     if version:
         served = served.filter(pc.equal(served["model_version"], version))
     if served.num_rows == 0:
-        import pandas as pd
-
         return pd.DataFrame()
-    frame = read_objects(served["inputs_json"]).to_pandas()
-    frame[label] = json_values(served["label_json"]).to_pandas()
-    frame["__output"] = json_values(served["output_json"]).to_pandas()
+    inputs = read_objects(served["inputs_json"])
+    labels, outputs = read_values(served["label_json"]), read_values(served["output_json"])
+    table = inputs.table.drop_columns(
+        [c for c in (label, "__output") if c in inputs.table.column_names]
+    )
+    table = table.append_column(label, labels.table["value"])
+    table = table.append_column("__output", outputs.table["value"])
+    unreadable = inputs.bad_rows() | labels.bad_rows() | outputs.bad_rows()
+    unscored = pc.or_(pc.is_null(table[label]), pc.is_null(table["__output"]))
+    keep = pc.and_(pa.array(~unreadable), pc.invert(unscored))
+    frame = table.filter(keep).to_pandas()
+    frame.attrs["unreadable_rows"] = int(unreadable.sum())
     return frame
 
 

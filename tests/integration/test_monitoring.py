@@ -92,7 +92,9 @@ def test_parse_inputs_reads_every_row_of_the_window() -> None:
     column = pa.chunked_array(
         [['{"a": 1, "b": "x"}', '{"a": 2.5, "b": null}'], ['{"a": 3, "b": "z"}']]
     )
-    table = monitors.parse_inputs(column.slice(1))
+    from loopml.monitoring.jsonl import read_objects
+
+    table = read_objects(column.slice(1)).table
     assert table.column("a").to_pylist() == [2.5, 3.0]
     assert table.column("b").to_pylist() == [None, "z"]
 
@@ -159,3 +161,48 @@ def test_prediction_and_label_drift_against_the_models_outputs_on_the_reference(
     assert report.features["prediction"].kind == "categorical"
     assert {"tenure", "prediction", "churned"} <= set(report.drifted_features)
     assert report.features["churned"].current_rows == 2_000
+
+
+def test_a_failing_monitor_is_one_notice_and_the_others_still_run(churn: Workspace) -> None:
+    from pathlib import Path
+
+    from loopml.monitoring.monitors import MonitorResult, NothingToMonitor
+
+    now = now_us()
+    serve(churn, frame(1_000, seed=5), at_us=now)
+    for name, deployment in (("healthy", "churn-prod"), ("idle", "nobody")):
+        monitors.create(name, deployment=deployment, reference="churn", every="1s", workspace=churn)
+    broken = {"deployment": "churn-prod", "reference": "churn", "label": "churned"}  # own summary
+    monitors.create("broken", **broken, every="1s", workspace=churn)
+    churn.alerts.add_rule("broken", when="drift_share > 0.5", notify=["log:"], project="default")
+    digest = churn.monitors.get("broken", "default").summary_digest
+    assert digest is not None
+    algorithm, hexdigest = digest.split(":")
+    blob = Path(churn.settings.artifacts_url) / "blobs" / algorithm / hexdigest[:2] / hexdigest[2:]
+    blob.unlink()  # its reference summary is gone: every run of it fails
+
+    done = dict(monitors.run_due(now_us=now, workspace=churn))
+    assert isinstance(done["broken"], NotFound)
+    assert isinstance(done["healthy"], MonitorResult)  # not stopped by the broken one
+    assert isinstance(done["idle"], NothingToMonitor)  # no rows: skipped, neither run nor alert
+    assert churn.monitors.history("broken", "default") == []  # no fake healthy run for rules
+    (notice,) = [a for a in churn.alerts.alerts("default", None) if a.target == "broken"]
+    assert notice.rule_id == 0
+    assert notice.condition.startswith("monitor run failed: ")
+    assert [(d.channel, d.event) for d in notice.deliveries] == [("log:", "fired")]
+    assert [a.target for a in churn.alerts.alerts("default", None)] == ["broken"]
+
+    soon = monitors.run_due(now_us=now + 100_000, workspace=churn)
+    assert [name for name, _ in soon] == ["idle"]  # the broken one waits for its schedule too
+    again = dict(monitors.run_due(now_us=now + 5_000_000, workspace=churn))
+    assert isinstance(again["broken"], NotFound)
+    counted = churn.alerts.get(notice.id, "default")
+    assert (counted.state, counted.value) == ("firing", 2.0)  # counted, nobody told twice
+    assert len(counted.deliveries) == 1
+
+    monitors.create("broken", **broken, every="1s", workspace=churn)  # summarised again
+    fixed = dict(monitors.run_due(now_us=now + 10_000_000, workspace=churn))
+    assert isinstance(fixed["broken"], MonitorResult)
+    resolved = churn.alerts.get(notice.id, "default")
+    assert resolved.state == "resolved"
+    assert [d.event for d in resolved.deliveries] == ["fired", "resolved"]

@@ -119,6 +119,7 @@ def run(
     sys.stdout.write(_summary(result) + "\n")
     if result.report is not None:
         _print_features(result.report.to_dict())
+        _print_unreadable(result.document)
 
 
 def _summary(result: Any) -> str:
@@ -133,10 +134,12 @@ def _summary(result: Any) -> str:
             f"{'' if p99 is None else f', p99 {p99:.1f} ms'}{alerts}"
         )
     drifted = document["drifted_features"]
+    unreadable = document.get("unreadable_values") or 0
     return (
         f"run {result.run.id}: {result.run.rows} rows, drift share {document['drift_share']:.0%}"
         f"{': ' + ', '.join(drifted) if drifted else ''}"
-        f", {document['quality_issues']} quality issue(s){alerts}"
+        f", {document['quality_issues']} quality issue(s)"
+        f"{f', {unreadable} unreadable value(s)' if unreadable else ''}{alerts}"
     )
 
 
@@ -148,33 +151,52 @@ def serve(
 ) -> None:
     """Run every monitor on its schedule (`--every`), health probes included, until stopped;
     alert rules are checked after each run, then every retrain loop (`loopml loop`) looks at
-    its triggers and open watch."""
+    its triggers and open watch. A monitor or loop that fails gets one line (and a notice
+    alert, resolved when it works again) and the others run; so does a tick that fails as a
+    whole (the database did not answer), and the next tick comes."""
     import time
-
-    from loopml import loops
-    from loopml.monitoring.monitors import run_due
 
     ws = open_workspace()
     proj = project_of(ws, project)
     while True:
-        for name, outcome in run_due(project=proj, workspace=ws):
-            if isinstance(outcome, Exception):
-                sys.stdout.write(f"{name}: skipped: {outcome}\n")
-            else:
-                sys.stdout.write(f"{name}: {_summary(outcome)}\n")
-            sys.stdout.flush()
-        for looped in loops.run_due(project=proj, workspace=ws):
-            done = looped.run or looped.watched
-            if done is not None:
-                watch = done.watch.get("state")
-                state = f"{done.status}, {watch}" if watch else done.status
-                sys.stdout.write(f"loop {looped.loop}: run {done.id}: {state}\n")
-            elif looped.notes != ["no trigger fired"]:
-                sys.stdout.write(f"loop {looped.loop}: {'; '.join(looped.notes)}\n")
-            sys.stdout.flush()
         if once:
+            _serve_tick(ws, proj)
             return
+        try:
+            _serve_tick(ws, proj)
+        except Exception as exc:  # the next tick may find the database back
+            sys.stdout.write(f"tick failed: {_one_line(ws, exc)}\n")
+            sys.stdout.flush()
         time.sleep(tick)
+
+
+def _serve_tick(ws: Any, project: str) -> None:
+    from loopml import loops
+    from loopml.monitoring.monitors import NothingToMonitor, run_due
+
+    for name, outcome in run_due(project=project, workspace=ws):
+        if isinstance(outcome, NothingToMonitor):
+            sys.stdout.write(f"{name}: skipped: {outcome}\n")
+        elif isinstance(outcome, Exception):
+            sys.stdout.write(f"{name}: FAILED: {_one_line(ws, outcome)}\n")
+        else:
+            sys.stdout.write(f"{name}: {_summary(outcome)}\n")
+        sys.stdout.flush()
+    for looped in loops.run_due(project=project, workspace=ws):
+        done = looped.run or looped.watched
+        if done is not None:
+            watch = done.watch.get("state")
+            state = f"{done.status}, {watch}" if watch else done.status
+            sys.stdout.write(f"loop {looped.loop}: run {done.id}: {state}\n")
+        elif looped.notes != ["no trigger fired"]:
+            sys.stdout.write(f"loop {looped.loop}: {'; '.join(looped.notes)}\n")
+        sys.stdout.flush()
+
+
+def _one_line(ws: Any, error: BaseException) -> str:
+    from loopml.monitoring.monitors import failure_text
+
+    return " ".join(failure_text(ws, error).split())
 
 
 @app.command("history")
@@ -250,6 +272,7 @@ def report(
         ]
     )
     _print_features(document)
+    _print_unreadable(document)
 
 
 @app.command("delete")
@@ -278,6 +301,18 @@ def _print_features(document: dict[str, Any]) -> None:
             )
         )
     print_table(None, ["feature", "kind", "drift", "q", "effect", "findings"], rows)
+
+
+def _print_unreadable(document: dict[str, Any]) -> None:
+    """The values the run could not read, by column and kind, with example request ids."""
+    found = (document.get("quality") or {}).get("unreadable") or []
+    if not found:
+        return
+    print_table(
+        None,
+        ["unreadable in", "kind", "values", "e.g. requests"],
+        [(u["column"], u["kind"], u["count"], ", ".join(map(str, u["examples"]))) for u in found],
+    )
 
 
 def _number(value: float | None) -> str:

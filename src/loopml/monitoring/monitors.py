@@ -7,15 +7,26 @@ with a reference dataset version summarised once, every run stored and audited.
 
 The window is `[now - window, now)` of the deployment's log, shadow rows left out (they were
 never answered). Inputs come from the log's JSON column, parsed for the whole window at once by
-Arrow. Columns of the reference the model does not take (a label, an id) are not compared.
-A run that has nothing to look at (no rows, no shared column) stores nothing and says why.
+Arrow and read as the reference's column kinds (`loopml.monitoring.jsonl`): whatever the log
+holds, a value a column cannot read (a boolean in a numeric column, an object, NaN) is null in the
+window and a finding of the report's quality section, counted by column and kind with example
+request ids, and the run completes. Columns of the reference the model does not take (a label, an
+id) are not compared. A run that has nothing to look at (no rows, no shared column) stores nothing
+and says why.
+
+`run_due` (the schedulers' call) isolates failures: a monitor that fails is reported and
+recorded as a notice alert on it (told to the channels of the rules on it), resolved by its next
+successful run; no run is stored for it, so its rules see no fake healthy window. A monitor
+whose window is empty is skipped, not failed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +39,15 @@ from loopml.bootstrap import Workspace, default_workspace, prediction_log_reader
 from loopml.domain.alerts import parse_condition
 from loopml.domain.durations import parse_duration
 from loopml.domain.records import Alert, Monitor, MonitorRun
-from loopml.errors import InvalidInput, LoopmlError
+from loopml.errors import IntegrityError, InvalidInput, LoopmlError, Unavailable
+from loopml.monitoring.column_kinds import Parsed, Unreadable
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
-from loopml.monitoring.jsonl import read_objects as parse_inputs
-from loopml.monitoring.performance import evaluate, json_values
-from loopml.monitoring.quality import check, coerce
+from loopml.monitoring.health import probe
+from loopml.monitoring.jsonl import read_objects, read_values
+from loopml.monitoring.performance import evaluate
+from loopml.monitoring.quality import check
 
+_log = logging.getLogger("loopml.monitoring")
 LOG_COLUMNS = [
     "request_id",
     "time_us",
@@ -46,6 +60,14 @@ LOG_COLUMNS = [
 ]
 VOLUME_HISTORY = 10
 """Previous windows whose median row count is the volume norm."""
+EXAMPLES = 3
+"""Request ids kept per kind of unreadable value, to look the rows up (`loopml predictions`)."""
+FAILED = "monitor run"
+"""What a failure notice of a monitor is about: its condition reads `monitor run failed: ...`."""
+
+
+class NothingToMonitor(InvalidInput):
+    """The window holds no served row: nothing compared, nothing stored; not a failure."""
 
 
 @dataclass(frozen=True)
@@ -133,31 +155,30 @@ def run(
     end = now_us if now_us is not None else time.time_ns() // 1000
     start = end - monitor.window_s * 1_000_000
     if monitor.summary_digest is None:
-        return _probe(ws, monitor, start, end)
+        draft, document = probe(ws, monitor, start, end)
+        return _record(ws, draft, document, None)
     stored = json.loads(ws.blobs.read_bytes(monitor.summary_digest))
-    reference = Reference.from_dict(stored)
+    reference, roles = Reference.from_dict(stored), stored.get("roles") or {}
     served = read_served(ws, monitor.deployment, start, end)
-    window = parse_inputs(served["inputs_json"])
-    roles = stored.get("roles") or {}
-    if served.num_rows and roles.get("prediction"):
-        window = window.append_column(PREDICTION, json_values(served["output_json"]))
-    if served.num_rows and roles.get("label"):
-        window = window.append_column(roles["label"], json_values(served["label_json"]))
-    if window.num_rows == 0:
-        raise InvalidInput(
+    if served.num_rows == 0:
+        raise NothingToMonitor(
             f"Deployment {monitor.deployment!r} served no rows between {_when(start)} and "
             f"{_when(end)}, so monitor {name!r} has nothing to compare; nothing was stored.",
             "Check the deployment name and that the server logs predictions, or widen the "
             "window (`loopml monitor create ... --window 1d`).",
         )
-    window, violations = coerce(window, reference)
+    parsed = read_window(served, reference, roles)  # whatever the log holds
+    window = parsed.table
     previous = [r.rows for r in ws.monitors.history(name, project, VOLUME_HISTORY)]
-    quality = check(window, reference, violations, previous)
-    shared = [column for column in reference.kinds if column in window.column_names]
+    unreadable = describe_unreadable(parsed, served["request_id"])
+    quality = check(window, reference, parsed.counts(), previous, unreadable=unreadable)
+    shared = _comparable(window, reference, parsed)
     if not shared:
+        lost = f" ({parsed.count} values could not be read)" if parsed.count else ""
         raise InvalidInput(
-            f"The served rows of {monitor.deployment!r} share no column with the reference "
-            f"{monitor.reference} ({', '.join(reference.kinds)}); nothing was stored.",
+            f"The served rows of {monitor.deployment!r} share no readable column with the "
+            f"reference {monitor.reference} ({', '.join(reference.kinds)}){lost}; nothing was "
+            "stored.",
             "Point the monitor at the dataset the model was trained on.",
         )
     report = compare(reference, window, columns=shared)
@@ -166,6 +187,10 @@ def run(
         served["label_json"],
         _model_metrics(ws, served, project),
         served["proba_json"],
+        kinds=(
+            reference.kinds.get(PREDICTION) if roles.get("prediction") else None,
+            reference.kinds.get(str(roles["label"])) if roles.get("label") else None,
+        ),
     )
     estimated = performance.get("estimated", {})
     document = {
@@ -176,6 +201,7 @@ def run(
         "window_end_us": end,
         **report.to_dict(),
         "quality_issues": quality["issue_count"],
+        "unreadable_values": quality["unreadable_values"],
         "quality": quality,
         **performance["metrics"],
         **{f"estimated_{k}": estimated[k] for k in ("accuracy", "roc_auc") if k in estimated},
@@ -209,145 +235,127 @@ def _record(
     return MonitorResult(recorded, report, alerts, document)
 
 
-PROBE_PATH = "/v2/health/ready"
-PROBE_TIMEOUT_S = 5.0
+def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]) -> Parsed:
+    """The served rows' inputs, plus their outputs (`prediction`) and fed-back labels when the
+    reference has those roles, each column read as the reference's kind; never raises on what
+    the log holds."""
+    sources = {}
+    if roles.get("prediction"):
+        sources[PREDICTION] = "output_json"
+    if roles.get("label"):
+        sources[str(roles["label"])] = "label_json"
+    inputs = {name: kind for name, kind in reference.kinds.items() if name not in sources}
+    parsed = read_objects(served["inputs_json"], inputs)
+    table, found = parsed.table, list(parsed.unreadable)
+    for name, source in sources.items():
+        values = read_values(served[source], reference.kinds.get(name))
+        if name in table.column_names:  # an input of that name: the role's column wins
+            table = table.drop_columns([name])
+        table = table.append_column(name, values.table["value"])
+        found += [Unreadable(name, u.kind, u.rows) for u in values.unreadable]
+    return Parsed(table, tuple(found))
 
 
-def _probe(ws: Workspace, monitor: Monitor, start: int, end: int) -> MonitorResult:
-    """One health check: the server's readiness, and from the log the rows served in the
-    window and their p99 latency."""
-    import urllib.error
-    import urllib.request
-
-    assert monitor.probe_url is not None
-    status, error = None, None
-    started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(monitor.probe_url + PROBE_PATH, timeout=PROBE_TIMEOUT_S) as r:
-            status = r.status
-            ready = bool(json.loads(r.read() or b"{}").get("ready", status == 200))
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        status, ready, error = exc.code, False, f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        ready, error = False, f"{type(exc).__name__}: {exc}"
-    took_ms = (time.perf_counter() - started) * 1000
-    counts = _request_counts(monitor.probe_url) if ready else None
-    previous = _previous_counts(ws, monitor)
-    log = prediction_log_reader(ws.settings).read(
-        monitor.deployment,
-        since_us=start,
-        until_us=end,
-        columns=["latency_us", "shadow"],
-        with_feedback=False,
-    )
-    served = log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
-    latencies = served["latency_us"].to_numpy()
-    document: dict[str, Any] = {
-        "schema_version": 1,
-        "kind": "health",
-        "monitor": monitor.name,
-        "deployment": monitor.deployment,
-        "url": monitor.probe_url + PROBE_PATH,
-        "window_start_us": start,
-        "window_end_us": end,
-        "down": 0 if ready else 1,
-        "ready": ready,
-        "status": status,
-        "error": error,
-        "probe_ms": round(took_ms, 3),
-        "rows": int(served.num_rows),
-        "p99_latency_ms": float(np.percentile(latencies, 99) / 1000) if len(latencies) else None,
-        "requests_total": None if counts is None else counts[0],
-        "errors_total": None if counts is None else counts[1],
-        "error_rate": _error_rate(counts, previous),
-    }
-    digest = ws.blobs.put_bytes(json.dumps(document).encode()).digest
-    draft = MonitorRun(
-        0,
-        monitor.project,
-        monitor.name,
-        monitor.created_at,
-        start,
-        end,
-        served.num_rows,
-        0.0,
-        (),
-        digest,
-    )
-    return _record(ws, draft, document, None)
+def _comparable(window: pa.Table, reference: Reference, parsed: Parsed) -> list[str]:
+    """The reference's columns the window can be compared on: those it has, less any whose
+    every value was unreadable (no evidence either way: reported, never compared as calm)."""
+    unreadable = parsed.counts()
+    return [
+        name
+        for name in reference.kinds
+        if name in window.column_names
+        and not (unreadable.get(name) and window[name].null_count == window.num_rows)
+    ]
 
 
-PREDICTION_ENDPOINTS = frozenset({"predict", "v2_infer"})
+def describe_unreadable(parsed: Parsed, request_ids: pa.ChunkedArray) -> list[dict[str, Any]]:
+    """The report's list of unreadable values: column, kind, count and a few request ids."""
+    return [
+        {
+            "column": found.column,
+            "kind": found.kind,
+            "count": found.count,
+            "examples": _ids(request_ids.take(pa.array(found.rows[:EXAMPLES]))),
+        }
+        for found in sorted(parsed.unreadable, key=lambda u: (u.column, u.kind))
+    ]
 
 
-def _request_counts(base_url: str) -> tuple[int, int] | None:
-    """(requests, non-2xx answers) to the prediction endpoints since the server started, from
-    its Prometheus `/metrics`; None when they cannot be read."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(base_url + "/metrics", timeout=PROBE_TIMEOUT_S) as answer:
-            text = answer.read().decode()
-        total = errors = 0
-        for family in text_string_to_metric_families(text):
-            if family.name != "loopml_requests":
-                continue
-            for sample in family.samples:
-                if not sample.name.endswith("_total"):
-                    continue
-                if sample.labels.get("endpoint") in PREDICTION_ENDPOINTS:
-                    total += int(sample.value)
-                    if not sample.labels.get("status", "").startswith("2"):
-                        errors += int(sample.value)
-        return total, errors
-    except (OSError, ValueError):
-        return None
-
-
-def _previous_counts(ws: Workspace, monitor: Monitor) -> tuple[int, int] | None:
-    runs = ws.monitors.history(monitor.name, monitor.project, 1)
-    if not runs:
-        return None
-    before = json.loads(ws.blobs.read_bytes(runs[0].report_digest))
-    if before.get("requests_total") is None:
-        return None
-    return int(before["requests_total"]), int(before["errors_total"])
-
-
-def _error_rate(now: tuple[int, int] | None, before: tuple[int, int] | None) -> float | None:
-    """Share of prediction requests answered with an error since the previous probe (since the
-    server started, the first time or after a restart)."""
-    if now is None:
-        return None
-    total, errors = now
-    if before is not None and before[0] <= total and before[1] <= errors:
-        total, errors = total - before[0], errors - before[1]
-    return errors / total if total else 0.0
+def _ids(request_ids: pa.ChunkedArray) -> list[str | None]:
+    """Request ids as text, whatever bytes another tool wrote there."""
+    raw = request_ids.cast(pa.binary()).to_pylist()
+    return [None if rid is None else rid.decode("utf-8", "replace") for rid in raw]
 
 
 def run_due(
     *, now_us: int | None = None, project: str | None = None, workspace: Workspace | None = None
 ) -> list[tuple[str, MonitorResult | Exception]]:
-    """Run every monitor whose last run is at least its schedule ago (or that never ran); a
-    monitor that cannot run now (no rows yet) is reported, not fatal."""
+    """Run every monitor whose last run, or last failure, is at least its schedule ago (or that
+    never ran). One that fails (any exception) is reported with its error and does not stop
+    the others: it is recorded on a notice alert on it (`AlertService.failing`: opened and
+    told once, then counted), resolved by its next success. One whose window is empty is
+    reported with a `NothingToMonitor`, and neither stored nor alerted."""
     ws = workspace or default_workspace()
     project = project or ws.project
     now = now_us if now_us is not None else time.time_ns() // 1000
+    failing = ws.alerts.failures(project, FAILED)
     done: list[tuple[str, MonitorResult | Exception]] = []
     for monitor in ws.monitors.list(project):
-        last = ws.monitors.history(monitor.name, project, 1)
-        if last and now - last[0].window_end_us < monitor.every_s * 1_000_000:
+        if not _due(ws, monitor, failing.get(monitor.name), now):
             continue
         try:
-            done.append(
-                (monitor.name, run(monitor.name, now_us=now, project=project, workspace=ws))
-            )
-        except LoopmlError as exc:
+            result = run(monitor.name, now_us=now, project=project, workspace=ws)
+        except NothingToMonitor as exc:
             done.append((monitor.name, exc))
+            continue
+        except Exception as exc:  # one broken monitor must not stop the others
+            _log.warning("monitor %s/%s failed", project, monitor.name, exc_info=exc)
+            done.append((monitor.name, exc))
+            _notice(ws, monitor, failure_text(ws, exc))
+            continue
+        done.append((monitor.name, result))
+        if monitor.name in failing:
+            _notice(ws, monitor, None)
     return done
+
+
+def _due(ws: Workspace, monitor: Monitor, failure: Alert | None, now_us: int) -> bool:
+    """Whether the monitor's schedule has come: since its last run, or its last failure (a
+    failing monitor is tried again on its schedule, not at every tick)."""
+    last = ws.monitors.history(monitor.name, monitor.project, 1)
+    since = last[0].window_end_us if last else None
+    if failure is not None:
+        failed_us = int(failure.updated_at.timestamp() * 1_000_000)
+        since = failed_us if since is None else max(since, failed_us)
+    return since is None or now_us - since >= monitor.every_s * 1_000_000
+
+
+def failure_text(ws: Workspace, error: BaseException) -> str:
+    """What went wrong, for a notice people read: a loopml error's own words; any other error's
+    type and first line, without the workspace's paths."""
+    if isinstance(error, LoopmlError):
+        text = str(error)
+    else:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    for path in {str(ws.settings.home), ws.settings.artifacts_url}:
+        if path:
+            text = text.replace(path, "<workspace>")
+    return text
+
+
+def _notice(ws: Workspace, monitor: Monitor, failure: str | None) -> None:
+    """Open (`failure`) or resolve (None) the monitor's failure notice, told to the channels of
+    the rules that listen to it; recording it must not stop the schedule either."""
+    try:
+        rules = ws.alerts.rules_for(monitor.project, monitor.name, monitor.deployment)
+        channels = list(dict.fromkeys(c for rule in rules for c in rule.channels))
+        if failure is None:
+            ws.alerts.recovered(monitor.project, monitor.name, FAILED, channels)
+        else:
+            ws.alerts.failing(monitor.project, monitor.name, FAILED, failure, channels)
+    except Exception:  # the database itself may be what fails: the log keeps it
+        _log.exception("the failure notice of monitor %s/%s", monitor.project, monitor.name)
 
 
 ALERT_HISTORY = 50
@@ -395,9 +403,23 @@ def report_document(
 def read_served(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
     """The rows `deployment` answered in `[start_us, end_us)` (shadow rows left out), with the
     latest label fed back for each (null where none came)."""
-    log = prediction_log_reader(ws.settings).read(
-        deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=True
-    )
+    try:
+        log = prediction_log_reader(ws.settings).read(
+            deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=True
+        )
+    except pa.ArrowInvalid as exc:  # a file cut short or damaged, which Arrow cannot open
+        raise IntegrityError(
+            f"The prediction log of deployment {deployment!r} holds a file that cannot be read "
+            "(cut short or damaged); nothing was stored.",
+            "Move the file named in the log of this process out of the prediction log's "
+            "folder, then run again.",
+        ) from exc
+    except OSError as exc:
+        raise Unavailable(
+            f"The prediction log of deployment {deployment!r} could not be read "
+            f"({type(exc).__name__}); nothing was stored.",
+            "Check that the artifact store answers; trying again may succeed.",
+        ) from exc
     return log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
 
 

@@ -18,20 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.monitoring.jsonl import read_objects
+from loopml.monitoring.column_kinds import VECTOR, Parsed, number_text
+from loopml.monitoring.jsonl import as_numbers, read_values
 
 MIN_LABELLED = 30
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1")
 REGRESSION = ("mae", "rmse", "r2")
 
 
-def json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """JSON scalars (one per row, null where missing) as one typed Arrow column."""
-    if len(column) == 0:
-        return pa.chunked_array([], pa.null())
-    text = pc.fill_null(column, "null")  # keeps every row: a missing value reads as null
-    wrapped = pc.binary_join_element_wise('{"v":', text, "}", "")
-    return read_objects(wrapped)["v"]
+def json_values(column: pa.ChunkedArray, kind: str | None = None) -> pa.ChunkedArray:
+    """JSON scalars (one per row, null where missing) as one typed Arrow column; a value that
+    cannot be read (an object, NaN, a type most rows do not have) is null."""
+    return read_values(column, kind).table["value"]
 
 
 def evaluate(
@@ -39,13 +37,18 @@ def evaluate(
     labels: pa.ChunkedArray,
     expected: Mapping[str, float] | None = None,
     probabilities: pa.ChunkedArray | None = None,
+    *,
+    kinds: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, Any]:
     """The performance section for served `outputs` and fed-back `labels` (JSON text columns,
     aligned; labels null where none came); `probabilities` (JSON arrays of class probabilities,
-    null where not logged) add ROC AUC and log loss, and a label-free estimate."""
-    section = _realized(outputs, labels, expected, probabilities)
+    null where not logged) add ROC AUC and log loss, and a label-free estimate. `kinds` are
+    those of the outputs and the labels in the reference (`categorical` for classes), when
+    known; else each is read as most of its values are. A row whose output or label cannot be
+    read is left out, and counted (`unreadable_outputs`, `unreadable_labels`)."""
+    section = _realized(outputs, labels, expected, probabilities, kinds)
     if probabilities is not None:
-        estimate = estimate_binary(json_values(probabilities))
+        estimate = estimate_binary(json_values(probabilities, VECTOR))
         if estimate:
             section["estimated"] = estimate
     return section
@@ -56,28 +59,43 @@ def _realized(
     labels: pa.ChunkedArray,
     expected: Mapping[str, float] | None,
     probabilities: pa.ChunkedArray | None,
+    kinds: tuple[str | None, str | None],
 ) -> dict[str, Any]:
     have = pc.invert(pc.is_null(labels))
-    predicted = json_values(outputs.filter(have))
-    truth = json_values(labels.filter(have))
+    served = read_values(outputs.filter(have), kinds[0])
+    fed_back = read_values(labels.filter(have), kinds[1])
+    predicted, truth = served.table["value"], fed_back.table["value"]
+    regression = _is_regression(predicted) or _is_regression(truth)
+    if regression:  # both sides as numbers: a label "n/a" is no score
+        predicted, truth = as_numbers(predicted), as_numbers(truth)
     known = pc.invert(pc.or_(pc.is_null(truth), pc.is_null(predicted)))  # a JSON null label
     predicted, truth = predicted.filter(known), truth.filter(known)
     count = len(truth)
-    section: dict[str, Any] = {"labelled_rows": count, "metrics": {}, "model_metrics": {}}
+    section: dict[str, Any] = {
+        "labelled_rows": count,
+        "metrics": {},
+        "model_metrics": {},
+        **_unreadable(served, fed_back),
+    }
     if count < MIN_LABELLED:
         section["note"] = f"{count} labelled rows; metrics need {MIN_LABELLED}"
         return section
-    if _is_regression(predicted) or _is_regression(truth):
+    if regression:
         metrics, task = _regression(predicted, truth), "regression"
     else:
         metrics, task = _classification(predicted, truth), "classification"
         if probabilities is not None:
-            scores = json_values(probabilities.filter(have)).filter(known)
+            scores = json_values(probabilities.filter(have), VECTOR).filter(known)
             metrics |= _probabilistic(truth, scores)
     section.update(task=task, metrics=metrics)
     if expected:
         section["model_metrics"] = {k: float(v) for k, v in expected.items() if k in metrics}
     return section
+
+
+def _unreadable(outputs: Parsed, labels: Parsed) -> dict[str, int]:
+    """How many labelled rows had an output or a label that could not be read (left out)."""
+    return {"unreadable_outputs": outputs.count, "unreadable_labels": labels.count}
 
 
 def _is_regression(values: pa.ChunkedArray) -> bool:
@@ -111,8 +129,8 @@ def _classification(predicted: pa.ChunkedArray, truth: pa.ChunkedArray) -> dict[
 
 def _as_labels(values: pa.ChunkedArray) -> list[str]:
     """Labels as text, so 1, 1.0 and true compare equal to their own kind only once."""
-    if pa.types.is_floating(values.type):
-        values = values.cast(pa.int64())
+    if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):
+        values = pa.chunked_array([number_text(values)])
     text: list[str] = values.cast(pa.string()).to_numpy(zero_copy_only=False).tolist()
     return text
 
@@ -138,7 +156,10 @@ def _probabilities(scores: pa.ChunkedArray) -> Any:
     width = flat.size // len(present)
     if width < 2 or width * len(present) != flat.size:
         return None
-    return flat.reshape(len(present), width)
+    matrix = flat.reshape(len(present), width)
+    if np.any((matrix < 0) | (matrix > 1)) or not np.allclose(matrix.sum(axis=1), 1, atol=1e-3):
+        return None  # not probabilities: no score rather than a wrong one
+    return matrix
 
 
 def _probabilistic(truth: pa.ChunkedArray, scores: pa.ChunkedArray) -> dict[str, float]:

@@ -2,8 +2,12 @@
 
 Checked, with the defaults in `QualityLimits`:
 - columns the reference has and the window lacks, and columns the reference never had;
-- type violations: values a numeric column cannot read as a number (they are counted, then
-  compared as missing);
+- type violations: values a column cannot read as its kind (a boolean or a word in a numeric
+  column, an object in a categorical one, NaN or infinity anywhere: see
+  `loopml.monitoring.column_kinds`); each is counted by column and kind with a few example
+  request ids, then compared as missing
+  (`null_rate` counts them; `invalid_share` is their share, `missing_share` that of the values
+  that came as null); rows that are not a JSON object at all are `unreadable_rows`;
 - missing values: a column's null share rising by `null_rate_rise` (5 points) over the
   reference's;
 - values outside the reference's range: a share of at least `out_of_range` (1%) of a numeric
@@ -18,7 +22,7 @@ Each problem is an issue such as `null_rate:tenure`; `issue_count` is what alert
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loopml.monitoring.column_kinds import ROW
 from loopml.monitoring.drift import Reference
+from loopml.monitoring.jsonl import conform
 
 
 @dataclass(frozen=True)
@@ -41,43 +47,11 @@ class QualityLimits:
 
 def coerce(table: pa.Table, reference: Reference) -> tuple[pa.Table, dict[str, int]]:
     """`table` with each reference column in the reference's kind (numbers as float64, the rest
-    as text); returns the count of values per column that could not be read so (now null)."""
-    violations: dict[str, int] = {}
-    columns, names = [], []
-    for name in table.column_names:
-        column = table[name]
-        kind = reference.kinds.get(name)
-        if kind == "numeric":
-            column, bad = _as_numbers(column)
-            violations[name] = bad
-        elif kind is not None and not pa.types.is_string(column.type):
-            column = _as_text(column)
-        columns.append(column)
-        names.append(name)
-    return pa.table(dict(zip(names, columns, strict=True))), violations
-
-
-def _as_numbers(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, int]:
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return column.cast(pa.float64()), 0
-    if pa.types.is_null(column.type):
-        return column.cast(pa.float64()), 0
-    import pandas as pd
-
-    text = _as_text(column).to_pandas()
-    numbers = pd.to_numeric(text, errors="coerce")
-    bad = int((numbers.isna() & text.notna()).sum())
-    return pa.chunked_array([pa.array(numbers.to_numpy(dtype=np.float64), from_pandas=True)]), bad
-
-
-def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    try:
-        return column.cast(pa.string())
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # nested values: their JSON text
-        import json
-
-        text = [None if v is None else json.dumps(v) for v in column.to_pylist()]
-        return pa.chunked_array([pa.array(text, pa.string())])
+    as text; columns the reference lacks as text); returns the count of values per column that
+    could not be read so (now null)."""
+    parsed = conform(table, reference.kinds)
+    violations = {name: 0 for name in table.column_names if reference.kinds.get(name) == "numeric"}
+    return parsed.table, {**violations, **parsed.counts()}
 
 
 def check(
@@ -85,9 +59,12 @@ def check(
     reference: Reference,
     violations: dict[str, int],
     history_rows: Sequence[int] = (),
+    *,
     limits: QualityLimits | None = None,
+    unreadable: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The quality section of a report for `table` (already `coerce`d)."""
+    """The quality section of a report for `table` (already `coerce`d); `unreadable` lists the
+    values that could not be read ({column, kind, count, examples}), kept as they are."""
     limits = limits or QualityLimits()
     rows = table.num_rows
     issues: list[str] = []
@@ -103,10 +80,13 @@ def check(
         null_rate = column.null_count / rows if rows else 0.0
         ref_total = summary.rows + getattr(summary, "nulls", 0)
         ref_null_rate = getattr(summary, "nulls", 0) / ref_total if ref_total else 0.0
+        invalid = violations.get(name, 0)
         entry: dict[str, Any] = {
             "null_rate": null_rate,
             "reference_null_rate": ref_null_rate,
-            "type_violations": violations.get(name, 0),
+            "type_violations": invalid,
+            "invalid_share": invalid / rows if rows else 0.0,
+            "missing_share": (column.null_count - invalid) / rows if rows else 0.0,
         }
         if null_rate - ref_null_rate >= limits.null_rate_rise:
             issues.append(f"null_rate:{name}")
@@ -125,6 +105,9 @@ def check(
     volume = _volume(rows, history_rows, limits)
     if volume["anomaly"]:
         issues.append("volume")
+    lost_rows = sum(int(u["count"]) for u in unreadable if u["column"] == ROW)
+    if lost_rows:
+        issues.append("unreadable_rows")
     return {
         "missing_columns": missing,
         "unexpected_columns": unexpected,
@@ -132,6 +115,9 @@ def check(
         "duplicate_rows": duplicates,
         "duplicate_share": duplicate_share,
         "volume": volume,
+        "unreadable": [dict(u) for u in unreadable],
+        "unreadable_values": sum(int(u["count"]) for u in unreadable),
+        "unreadable_rows": lost_rows,
         "issues": issues,
         "issue_count": len(issues),
     }

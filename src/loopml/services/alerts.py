@@ -22,6 +22,8 @@ from loopml.errors import InvalidInput
 from loopml.ports import AlertStore, Notifier
 
 STATES = ("firing", "acknowledged", "resolved")
+OPEN_SCAN = 1_000
+"""Open alerts looked through for a failure notice of one target."""
 
 
 class AlertService:
@@ -168,6 +170,46 @@ class AlertService:
         alert = Alert(0, project, 0, target, condition, "firing", now, now, None, value, ())
         saved = self._store.save_alert(alert, self._event("alert.fired", project, target))
         return self._deliver(saved, tuple(channels) or ("log:",), "fired")
+
+    def failing(
+        self, project: str, target: str, what: str, why: str, channels: Sequence[str]
+    ) -> Alert:
+        """Record that `what` of `target` failed: the first failure opens a notice ("monitor
+        run failed: WHY", its value 1) and tells `channels`; while it stays open (firing or
+        acknowledged) each further failure only counts on it (value: failures in a row,
+        `updated_at`: the latest), quietly. `recovered` resolves it."""
+        found = self._open_failure(project, target, what)
+        if found is None:
+            return self.notice(project, target, f"{what} failed: {why}"[:480], channels, 1.0)
+        again = dataclasses.replace(
+            found, updated_at=self._clock(), value=(found.value or 1.0) + 1.0
+        )
+        return self._store.save_alert(again, self._event("alert.failed_again", project, target))
+
+    def recovered(
+        self, project: str, target: str, what: str, channels: Sequence[str]
+    ) -> Alert | None:
+        """Resolve the open failure notice of `what` of `target` (if any), telling `channels`."""
+        found = self._open_failure(project, target, what)
+        if found is None:
+            return None
+        now = self._clock()
+        resolved = dataclasses.replace(found, state="resolved", updated_at=now, resolved_at=now)
+        saved = self._store.save_alert(resolved, self._event("alert.resolved", project, target))
+        return self._deliver(saved, tuple(channels) or ("log:",), "resolved")
+
+    def failures(self, project: str, what: str) -> dict[str, Alert]:
+        """The open failure notices of `what` in `project`, by target."""
+        prefix = f"{what} failed: "
+        found: dict[str, Alert] = {}
+        for state in ("acknowledged", "firing"):
+            for alert in self._store.alerts(project, state, OPEN_SCAN):
+                if not alert.rule_id and alert.condition.startswith(prefix):
+                    found[alert.target] = alert
+        return found
+
+    def _open_failure(self, project: str, target: str, what: str) -> Alert | None:
+        return self.failures(project, what).get(target)
 
     def _resolve(self, alert: Alert, value: float | None) -> Alert:
         now = self._clock()

@@ -91,4 +91,28 @@ def test_missing_json_values_keep_their_rows() -> None:
     assert json_values(column).to_pylist() == [1, None, 3, None]
     assert json_values(pa.chunked_array([[None, None]], pa.string())).to_pylist() == [None, None]
     rows = pa.chunked_array([['{"a": 1}', None, '{"a": 3}']], pa.string())
-    assert read_objects(rows).column("a").to_pylist() == [1, None, 3]
+    assert read_objects(rows).table.column("a").to_pylist() == [1, None, 3]
+
+
+def test_poison_outputs_and_labels_are_left_out_and_counted() -> None:
+    rng = np.random.default_rng(1)
+    truth: list[object] = rng.integers(0, 2, 100).tolist()
+    predicted: list[object] = list(truth)
+    truth[:4] = [{"label": 1}, [1], "NaN", True]  # not numbers, as most labels are
+    predicted[4:6] = [1e30, float("nan")]  # a huge class, and NaN (logged as the NaN literal)
+    outputs = pa.chunked_array([[json.dumps(v) for v in predicted]], pa.string())
+    section = evaluate(outputs, _json(truth))
+    assert section["task"] == "classification"
+    assert section["unreadable_labels"] == 4
+    assert section["unreadable_outputs"] == 1
+    assert section["labelled_rows"] == 95
+    assert 0.9 < section["metrics"]["accuracy"] < 1.0  # 1e30 is a class nobody labelled
+
+
+def test_regression_ignores_labels_that_are_no_numbers() -> None:
+    truth: list[object] = [float(i) + 0.5 for i in range(50)]
+    truth[:5] = ["n/a", None, {"v": 1}, "7.5", False]
+    section = evaluate(_json([0.5] * 50), _json(truth))
+    assert section["task"] == "regression"
+    assert section["labelled_rows"] == 46  # "7.5" reads as a number; the rest are left out
+    assert section["metrics"]["mae"] > 0

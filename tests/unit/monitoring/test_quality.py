@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -77,3 +79,38 @@ def test_volume_needs_a_few_windows_of_history() -> None:
     reference = _reference()
     table, violations = coerce(pa.table(_window(rows=50)), reference)
     assert check(table, reference, violations, history_rows=[1_000, 1_000])["issues"] == []
+
+
+def test_unreadable_values_are_counted_in_the_shares_not_dropped() -> None:
+    from loopml.monitoring.jsonl import conform, read_objects
+
+    reference = _reference()
+    data = _window(rows=100)
+    tenure: list[object] = list(data["tenure"])
+    tenure[:10] = [True] * 5 + [{"x": 1}] * 5  # unreadable as numbers
+    tenure[10:15] = [None] * 5  # came as null
+    plan: list[object] = list(data["plan"])
+    plan[:3] = [["basic"]] * 3
+    logged = [json.dumps({"tenure": t, "plan": p}) for t, p in zip(tenure, plan, strict=True)]
+    parsed = read_objects(pa.chunked_array([pa.array(logged)]), reference.kinds)
+    unreadable = [
+        {"column": u.column, "kind": u.kind, "count": u.count, "examples": []}
+        for u in parsed.unreadable
+    ]
+    quality = check(parsed.table, reference, parsed.counts(), unreadable=unreadable)
+    column = quality["columns"]["tenure"]
+    assert column["type_violations"] == 10
+    assert column["invalid_share"] == 0.10
+    assert column["missing_share"] == 0.05
+    assert column["null_rate"] == 0.15
+    assert quality["columns"]["plan"]["type_violations"] == 3
+    assert {"type_violations:tenure", "type_violations:plan"} <= set(quality["issues"])
+    assert quality["unreadable_values"] == 13
+    assert {(u["column"], u["kind"], u["count"]) for u in quality["unreadable"]} == {
+        ("tenure", "boolean", 5),
+        ("tenure", "object", 5),
+        ("plan", "list", 3),
+    }
+    coerced, violations = coerce(parsed.table, reference)  # reading twice changes nothing
+    assert coerced.equals(conform(parsed.table, reference.kinds).table)
+    assert violations["tenure"] == 0
