@@ -175,7 +175,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         stores.models,
         stores.runs,
         blobs,
-        FlavorModelSerializer(),
+        FlavorModelSerializer(settings.model_types),
         settings.actor,
         events=stores.events,
     )

@@ -567,7 +567,8 @@ def _train(
     from loopml.pipelines import run_pipeline
     from loopml.steps import load_pipeline
 
-    pipeline = load_pipeline(spec.pipeline)
+    roots = ws.settings.pipeline_roots
+    pipeline = load_pipeline(spec.pipeline, roots)
     params = {**spec.params, spec.data_param: train_ref}
     result = run_pipeline(
         pipeline,
@@ -575,6 +576,7 @@ def _train(
         project=spec.project,
         workspace=ws,
         tags={"loopml.loop": spec.name},
+        use_cache=roots is None,  # a server never loads outputs another run's writer cached
     )
     if not result.ok:
         failed = [f"{s.name}: {s.error}" for s in result.steps.values() if s.error]

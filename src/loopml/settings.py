@@ -57,6 +57,14 @@ class Settings:
     guard_local_targets: bool = False
     """True on a team server: those requests may not reach loopback or private addresses
     either (a workspace on the user's own machine may). See `loopml.domain.targets`."""
+    model_types: tuple[str, ...] | None = None
+    """None: models load with the types their registrant recorded (a workspace of one's own).
+    On a team server, the package prefixes whose classes a model it loads may be built from
+    (`sklearn.` and each `loopml server --trust-model-type`)."""
+    pipeline_roots: tuple[str, ...] | None = None
+    """None: a retrain loop runs the pipeline it names, from anywhere. On a team server, the
+    folders (`loopml server --pipelines DIR`) whose pipeline files its schedule may run; such a
+    run never reads another run's cached step outputs."""
 
     @property
     def embedded(self) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from loopml.domain.dag import OutputRef, PipelineGraph, StepNode, StepSpec, check_graph
-from loopml.errors import InvalidInput
+from loopml.errors import Forbidden, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -321,8 +321,36 @@ def pipeline(fn: Callable[..., Any]) -> Pipeline:
     return Pipeline(fn)
 
 
-def load_pipeline(ref: str) -> Pipeline:
-    """The pipeline named by `path/to/file.py:name` (or `package.module:name`)."""
+def check_pipeline_source(ref: str, roots: tuple[str, ...]) -> Path:
+    """The file of pipeline `ref` when it lies inside one of `roots` (its links followed);
+    Forbidden otherwise, before anything is imported. A team server runs only the pipelines its
+    operator put in those folders: a loop's owner names one, and the server runs its code."""
+    location = ref.rpartition(":")[0]
+    shown = ", ".join(roots) or "none given"
+    hint = (
+        "Put the pipeline file in one of the folders the server was started with "
+        "(`loopml server --pipelines DIR`), and name it by its path there."
+    )
+    if not location.endswith(".py"):
+        raise Forbidden(
+            f"This server runs pipelines only from files in its pipeline folders ({shown}); "
+            f"{ref!r} names a module.",
+            hint,
+        )
+    path = Path(location).resolve()
+    if not any(path.is_relative_to(Path(root).resolve()) for root in roots):
+        raise Forbidden(
+            f"Pipeline file {location!r} is outside this server's pipeline folders ({shown}).",
+            hint,
+        )
+    return path
+
+
+def load_pipeline(ref: str, roots: tuple[str, ...] | None = None) -> Pipeline:
+    """The pipeline named by `path/to/file.py:name` (or `package.module:name`); with `roots`,
+    only a file inside one of those folders (see `check_pipeline_source`)."""
+    if roots is not None:
+        check_pipeline_source(ref, roots)
     location, sep, name = ref.rpartition(":")
     if not sep or not location or not name:
         raise InvalidInput(

@@ -68,9 +68,11 @@ def team(
     assert granted.returncode == 0, granted.stderr
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
+    pipelines = str(Path(DEMO_PIPELINE).parent)  # the operator's folder of pipeline files
     process = subprocess.Popen(
-        [LOOPML, "server", "--port", str(port)], env=server_env, cwd=home, stderr=log, stdout=log
-    )
+        [LOOPML, "server", "--port", str(port), "--pipelines", pipelines],
+        env=server_env, cwd=home, stderr=log, stdout=log,
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, process, tmp_path / "server.log")
     yield {"url": url, "alice": alice.stdout.strip(), "bob": bob, "server_env": server_env}

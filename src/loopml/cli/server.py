@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -55,6 +56,20 @@ def server(
     docs: bool = typer.Option(
         False, "--docs", help="Serve Swagger UI at /api/v1/docs (it loads scripts from a CDN)."
     ),
+    pipelines: list[Path] = typer.Option(
+        [],
+        "--pipelines",
+        help="A folder whose pipeline files (FILE.py:NAME) retrain loops may name for this "
+        "server's schedule to run; repeatable. None given: the schedule runs no retraining "
+        "(a loop's owner names the code, the server runs it).",
+    ),
+    trust_model_types: list[str] = typer.Option(
+        [],
+        "--trust-model-type",
+        help="A package prefix (e.g. lightgbm.) whose classes a model this server loads may be "
+        "built from, besides sklearn.; repeatable. The server loads models to explain "
+        "predictions in the UI and to judge retrainings.",
+    ),
     trusted_proxies: list[str] = typer.Option(
         [],
         "--trusted-proxy",
@@ -69,6 +84,7 @@ def server(
 
     import uvicorn
 
+    from loopml.adapters.flavors.sklearn import SERVER_MODEL_TYPES
     from loopml.bootstrap import open_workspace as open_ws
     from loopml.errors import InvalidInput
     from loopml.server.app import create_server
@@ -85,6 +101,8 @@ def server(
         settings,
         allowed_targets=(*settings.allowed_targets, *allow_targets),
         guard_local_targets=True,
+        model_types=(*SERVER_MODEL_TYPES, *trust_model_types),
+        pipeline_roots=tuple(str(folder.resolve()) for folder in pipelines),
     )
     settings.target_policy()  # a malformed --allow-target fails here, before anything starts
     ws = open_ws(settings)

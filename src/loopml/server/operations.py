@@ -33,6 +33,7 @@ from loopml.errors import InvalidInput
 from loopml.ports import ArtifactRef, CachedStep
 from loopml.server.routes import EventIn
 from loopml.services.auth import Principal
+from loopml.steps import check_pipeline_source
 
 if TYPE_CHECKING:
     from loopml.server.routes import _Context
@@ -411,6 +412,9 @@ def _loop_routes(router: APIRouter, c: _Context) -> None:
         _same_project(body.spec.project, project, "retrain loop")
         spec = check_spec(body.spec)
         _check_channels(c, spec.notify)
+        roots = c.ws.settings.pipeline_roots
+        if roots is not None:  # its schedule would run this file: one of the operator's
+            check_pipeline_source(spec.pipeline, roots)
         return c.loops.create(spec, c.draft(who, body.event, "loop", project))
 
     @router.get("/projects/{project}/loops", tags=["loops"])

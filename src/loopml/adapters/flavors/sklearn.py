@@ -14,7 +14,7 @@ from typing import Any
 
 from loopml.adapters.flavors.base import LoadedModel, prepare_empty_directory
 from loopml.adapters.flavors.skops_canonical import canonicalize_skops
-from loopml.errors import IntegrityError, InvalidInput, NotFound
+from loopml.errors import Forbidden, IntegrityError, InvalidInput, NotFound
 
 MODEL_FILE = "model.skops"
 INFO_SCHEMA_VERSION = 1
@@ -80,6 +80,42 @@ class SklearnFlavor:
                 "The file is damaged or was replaced; register the model again.",
             ) from error
         return LoadedModel(raw=model, flavor=self.name)
+
+
+SERVER_MODEL_TYPES = ("sklearn.",)
+"""What a team server loads a model with by default: classes of scikit-learn only."""
+
+
+def check_recorded_types(info: dict[str, Any], prefixes: tuple[str, ...]) -> None:
+    """Forbidden unless every type the registrant recorded is a class under one of `prefixes`.
+
+    A workspace loads the types its registrant recorded; a process serving others (the team
+    server, when its UI explains a prediction or its schedule runs a retrain loop) must not let
+    a registrant name what it builds: a recorded function such as `builtins.eval`, or
+    `sklearn.datasets.dump_svmlight_file`, would be called while loading. So there, a recorded
+    name must be a class, and of a package the operator trusts.
+    """
+    refused = [name for name in _trusted_types(info) if not _trusted_class(name, prefixes)]
+    if refused:
+        raise Forbidden(
+            f"This process loads models built only from classes of {', '.join(prefixes)}; "
+            f"this one records {refused[:5]}.",
+            "Load it where you trust who registered it (`loopml serve`, `loopml.models.load`), "
+            "or start the server with --trust-model-type PREFIX for a package you trust.",
+        )
+
+
+def _trusted_class(name: str, prefixes: tuple[str, ...]) -> bool:
+    import importlib
+
+    if not name.startswith(prefixes):
+        return False
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(found, type)
 
 
 def _trusted_types(info: dict[str, Any]) -> list[str]:
