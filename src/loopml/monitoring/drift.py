@@ -11,11 +11,14 @@ Decision rule (defaults in `Thresholds`):
 - numeric: Kolmogorov-Smirnov p-value, adjusted for the number of features tested
   (Benjamini-Hochberg), at most `alpha` (0.05), **and** Wasserstein distance over the reference
   standard deviation at least `wasserstein` (0.05, a twentieth of the reference spread);
-- categorical: chi-square homogeneity p-value, adjusted likewise, at most `alpha`, **and**
-  Jensen-Shannon distance at least `jensen_shannon` (0.05) and above its noise floor for these
-  sample sizes and cardinality;
-- text: out-of-vocabulary token rate at least `oov_rate` (0.01), or Jensen-Shannon distance of
-  token frequencies at least `jensen_shannon` and above its noise floor.
+- categorical: chi-square homogeneity p-value (Fisher's exact test for two levels), adjusted
+  likewise, at most `alpha`, **and** Jensen-Shannon distance at least `jensen_shannon` (0.05)
+  and above its noise floor for these sample sizes and cardinality;
+- text: out-of-vocabulary token rate above what a window drawn from the reference would show
+  (a one-sided test against the Good-Turing estimate of the words a reference of this size
+  misses; p-value adjusted likewise, at most `alpha`) **and** at least `oov_rate` (0.01); or
+  Jensen-Shannon distance of token frequencies at least `jensen_shannon` and above its noise
+  floor.
 The significance test keeps small windows honest (no flags from noise); the effect size keeps
 large ones relevant (a million rows make any tiny shift significant; it is not drift unless it
 is big enough to matter). Categories the reference never had are reported by name with their
@@ -133,7 +136,8 @@ class FeatureDrift:
     kind: str
     drifted: bool
     method: str
-    """The significance test (`ks`, `chi2`) or, for text, `oov+jensen_shannon`."""
+    """The significance test (`ks`, `chi2`, `fisher`) or, for text, `oov+jensen_shannon` (the
+    p-value is the out-of-vocabulary test's)."""
     p_value: float | None
     q_value: float | None
     """p-value adjusted for the number of features (Benjamini-Hochberg)."""
@@ -335,7 +339,7 @@ def _rows(summary: Any) -> int:
 
 
 _Result = tuple[str, float | None, dict[str, Any], int, int]
-"""(kind, p-value, statistics, reference rows, current rows)"""
+"""(method, p-value, statistics, reference rows, current rows)"""
 
 
 def _test(kind: str, reference: Any, current: Any) -> _Result:
@@ -350,7 +354,7 @@ def _test(kind: str, reference: Any, current: Any) -> _Result:
             "reference_nulls": reference.nulls,
             "current_nulls": current.nulls,
         }
-        return kind, numeric.p_value, values, reference.rows, current.rows
+        return "ks", numeric.p_value, values, reference.rows, current.rows
     if kind == "categorical":
         category = stats.category_drift(reference, current)
         values = {
@@ -363,42 +367,41 @@ def _test(kind: str, reference: Any, current: Any) -> _Result:
             "reference_nulls": reference.nulls,
             "current_nulls": current.nulls,
         }
-        return kind, category.p_value, values, reference.rows, current.rows
+        return category.test, category.p_value, values, reference.rows, current.rows
     words = stats.text_drift(reference, current)
     values = {
         "oov_rate": words.oov_rate,
+        "expected_oov_rate": words.expected_oov_rate,
         "jensen_shannon": words.js_distance,
         "jensen_shannon_noise_floor": words.js_noise_floor,
         "new_tokens": words.new_tokens,
     }
-    return kind, None, values, reference.rows, current.rows
+    return "oov+jensen_shannon", words.p_value, values, reference.rows, current.rows
 
 
 def _decide(name: str, kind: str, result: _Result, q: float, limits: Thresholds) -> FeatureDrift:
-    _, p_value, values, reference_rows, current_rows = result
+    method, p_value, values, reference_rows, current_rows = result
     significant = not math.isnan(q) and q <= limits.alpha
     findings: list[str] = []
     if kind == "numeric":
         effect, threshold = "wasserstein", limits.wasserstein
         value = values["wasserstein"]
         drifted = significant and value >= threshold
-        method = "ks"
     else:
         effect = "jensen_shannon"
         value = values["jensen_shannon"]
         threshold = max(limits.jensen_shannon, values["jensen_shannon_noise_floor"])
         if kind == "categorical":
-            method = "chi2"
             drifted = significant and value >= threshold
             new = values["new_categories"]
             common = [k for k, v in new.items() if v >= limits.new_category_share]
             if common:
                 findings.append("new_categories:" + ",".join(common))
         else:
-            method = "oov+jensen_shannon"
             oov = values["oov_rate"]
-            drifted = (not math.isnan(oov) and oov >= limits.oov_rate) or value >= threshold
-            if not math.isnan(oov) and oov >= limits.oov_rate:
+            new_words = significant and oov >= limits.oov_rate  # NaN compares False
+            drifted = new_words or value >= threshold
+            if new_words:
                 findings.append(f"oov_rate:{oov:.4f}")
     return FeatureDrift(
         name,
@@ -532,14 +535,7 @@ def _token_counts(column: pa.ChunkedArray, keep: int | None) -> stats.TokenSumma
     counted = pc.value_counts(tokens)
     labels = counted.field("values").to_numpy(zero_copy_only=False)
     counts = counted.field("counts").to_numpy()
-    total = int(counts.sum())
-    if keep is not None and labels.size > keep:
-        top = np.argsort(-counts, kind="stable")[:keep]
-        labels, counts = labels[top], counts[top]
-    order = np.argsort(labels.astype(str), kind="stable")
-    return stats.TokenSummary(
-        labels[order].astype(object), counts[order].astype(np.int64), total, len(values)
-    )
+    return stats.summarize_tokens(labels, counts, len(values), keep)
 
 
 def _parallel(work: Any, names: list[str]) -> list[Any]:

@@ -142,3 +142,74 @@ def test_the_grid_lookup_agrees_with_binary_search(kind: str) -> None:
     assert np.array_equal(
         drift.bin_index(edges, values), np.searchsorted(edges, values, side="left")
     )
+
+
+def _two_level_size(rows: int, share: float) -> float:
+    """The exact chance that the two-level test rejects at 5% when both samples of `rows` come
+    from one split `share`: every pair of counts, weighted by its binomial probability."""
+    from scipy import stats
+
+    counts = np.arange(rows + 1)
+    weights = stats.binom.pmf(counts, rows, share)
+    likely = counts[weights > 1e-9]
+    size = 0.0
+    for a in likely:
+        reference = drift.summarize_categories(np.array(["no", "yes"]), [rows - a, a], 0)
+        for b in likely:
+            current = drift.summarize_categories(np.array(["no", "yes"]), [rows - b, b], 0)
+            if drift.category_drift(reference, current).p_value <= 0.05:
+                size += weights[a] * weights[b]
+    return size
+
+
+def test_the_two_level_test_rejects_at_most_5_percent_with_no_drift() -> None:
+    # Pearson's chi-square rejected 5.6% of these (its worst case at 100 rows per side).
+    assert _two_level_size(100, 0.5) <= 0.05
+
+
+def test_two_cells_take_fishers_exact_test_and_more_take_the_chi_square() -> None:
+    from scipy import stats
+
+    test, statistic, p_value, dof = drift.homogeneity(np.array([40, 60]), np.array([55, 45]))
+    table = np.array([[40, 60], [55, 45]])
+    assert (test, dof) == ("fisher", 1)
+    assert p_value == pytest.approx(stats.fisher_exact(table).pvalue)
+    assert statistic == pytest.approx(stats.chi2_contingency(table, correction=False).statistic)
+    ref, cur = np.array([40, 60, 30]), np.array([55, 45, 30])
+    assert drift.homogeneity(ref, cur)[0] == "chi2"
+    assert drift.homogeneity(ref, cur)[1:] == drift.chi2_homogeneity(ref, cur)
+
+
+def _tokens(counts: dict[str, int], keep: int | None = None) -> drift.TokenSummary:
+    labels = np.array(list(counts), dtype=object)
+    return drift.summarize_tokens(labels, np.array(list(counts.values())), 10, keep)
+
+
+def test_the_unseen_share_is_the_share_of_tokens_seen_once() -> None:
+    summary = _tokens({"a": 50, "b": 30, "c": 10, "d": 4, "e": 2, "f": 1, "g": 1, "h": 1, "i": 1})
+    share, variance = drift.unseen_share(summary)
+    assert share == pytest.approx(4 / 100)  # Good-Turing: four singletons in 100 tokens
+    assert variance == pytest.approx(0.04 * 0.96 / 100 + 2 * 1 / 100**2)
+    cut = _tokens({"a": 50, "b": 30, "c": 10, "d": 4, "e": 2, "f": 1, "g": 1, "h": 1, "i": 1}, 4)
+    assert (cut.singletons, cut.doubletons) == (4, 1)  # counted before the vocabulary was cut
+    assert drift.unseen_share(cut)[0] == pytest.approx((6 + 4) / 100)  # cut tokens are unseen
+
+
+def test_a_reference_stored_before_singletons_were_kept_still_reads() -> None:
+    summary = _tokens({"a": 5, "b": 2, "c": 1, "d": 1})
+    stored = {k: v for k, v in summary.to_dict().items() if k not in {"singletons", "doubletons"}}
+    again = drift.TokenSummary.from_dict(stored)
+    assert (again.singletons, again.doubletons) == (2, 1)
+    kept = drift.TokenSummary.from_dict(summary.to_dict())
+    assert kept.to_dict() == summary.to_dict()
+
+
+def test_new_words_are_significant_only_beyond_what_the_reference_expects() -> None:
+    share, variance = 0.05, 0.05 * 0.95 / 10_000
+    assert drift.unseen_p_value(0, 1_000, share, variance) == 1.0
+    assert drift.unseen_p_value(50, 1_000, share, variance) > 0.4  # as expected
+    assert drift.unseen_p_value(90, 1_000, share, variance) < 1e-6  # far more
+    # The estimate's own uncertainty widens the tail: a small reference is less sure.
+    assert drift.unseen_p_value(65, 1_000, share, 0.05 * 0.95 / 200) > drift.unseen_p_value(
+        65, 1_000, share, variance
+    )
