@@ -133,6 +133,9 @@ def test_an_alert_retrains_on_new_data_and_the_better_challenger_is_promoted(
     assert challenger["accuracy"] >= champion["accuracy"] + 0.01
     assert {"latency_p99_ms", "f1"} <= set(challenger) & set(champion)
     assert [ok for _, ok, _ in run.rules] == [True] * len(run.rules)
+    guard = "latency_p99_ms <= 20 * champion.latency_p99_ms ("  # with its interval, in the reason
+    assert guard in run.reason
+    assert "to the champion, bound 20 (95% interval)" in run.reason
     # the training data: a new version of churn, the reference plus 70% of the served rows
     assert run.train_data == "churn@2"
     assert run.holdout_data == "churn-loop-holdout@1"

@@ -11,6 +11,12 @@ A rule is `METRIC OP THRESHOLD`, written as people write it:
 The threshold is `factor * champion.METRIC + margin` (factor 1 and margin 0 when absent), or the
 number. OP is one of < <= > >= ==. METRIC, on either side, is one of `KNOWN_METRICS`: the
 classification and regression metrics of monitoring, and the single-row prediction latency.
+
+A latency rule (a latency metric against a number or against a champion's latency), given the
+timings as `LatencyEvidence`, is judged on the interval of `value - threshold`
+(`loopml.domain.latency`): it fails only when the whole interval breaks the bound, and when the
+interval straddles the bound it holds with the note `UNCLEAR` ("could not tell apart"), so a
+busy machine cannot fail a guard that the timings cannot settle.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from loopml.domain.latency import PERCENTILES, Finding, LatencyEvidence, interval_of, judge
 from loopml.errors import InvalidInput
 
-LATENCY_METRICS = frozenset({"latency_p50_ms", "latency_p99_ms"})
+LATENCY_METRICS = frozenset(PERCENTILES)
 """Milliseconds of one single-row prediction, median and 99th percentile; measured only when a
 rule names one."""
 KNOWN_METRICS = (
@@ -36,6 +43,9 @@ RULE_HINT = (
     '"accuracy >= 0.8", "f1 >= champion.f1 + 0.005" or '
     '"latency_p99_ms <= 1.2 * champion.latency_p99_ms".'
 )
+
+UNCLEAR = "could not tell apart"
+"""Starts the note of a latency rule that held because its timings could not settle it."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -92,10 +102,14 @@ def parse_rule(text: str) -> Rule:
 
 
 def apply_rule(
-    rule: Rule, candidate: Mapping[str, float], champion: Mapping[str, float] | None
+    rule: Rule,
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    latency: LatencyEvidence | None = None,
 ) -> tuple[str, bool, str]:
-    """(rule text, whether it held, "value op threshold") for the candidate's and the
-    champion's metrics; InvalidInput when a metric it names was not measured."""
+    """(rule text, whether it held, "value op threshold" and for a latency rule judged on
+    `latency` its interval) for the candidate's and the champion's metrics; InvalidInput when a
+    metric it names was not measured."""
     if rule.metric not in candidate:
         raise InvalidInput(
             f"The gate rule {rule.text!r} names {rule.metric!r}, which is not measured here.",
@@ -103,8 +117,45 @@ def apply_rule(
         )
     value = candidate[rule.metric]
     threshold = _threshold(rule, champion)
-    held = _OPS[rule.op](value, threshold)
-    return rule.text, held, f"{value:.4f} {rule.op} {threshold:.4f}"
+    detail = f"{value:.4f} {rule.op} {threshold:.4f}"
+    if latency is not None and _is_latency_rule(rule):
+        finding, evidence = _judge_latency(rule, latency)
+        return rule.text, finding is not Finding.FAILS, f"{detail}; {_say(finding, evidence)}"
+    return rule.text, _OPS[rule.op](value, threshold), detail
+
+
+def _is_latency_rule(rule: Rule) -> bool:
+    return rule.metric in LATENCY_METRICS and (
+        rule.against is None or rule.against in LATENCY_METRICS
+    )
+
+
+def _judge_latency(rule: Rule, latency: LatencyEvidence) -> tuple[Finding, str]:
+    """The finding on the interval of `value - threshold` over the bootstrap resamples, and
+    the interval people read: the ratio to the champion, else the candidate's value."""
+    value = latency.candidate_resampled[rule.metric]
+    if rule.against is None:
+        assert rule.number is not None  # parse_rule sets one of the two
+        excess = value - rule.number
+        read = (
+            f"{rule.metric} {latency.interval('candidate', rule.metric)} ms, bound {rule.number:g}"
+        )
+    else:
+        ratio = latency.ratio(rule.metric, rule.against)  # InvalidInput without a champion
+        assert latency.champion_resampled is not None  # ratio() checked it
+        excess = value - (rule.factor * latency.champion_resampled[rule.against] + rule.margin)
+        margin = f" {rule.margin:+g} ms" if rule.margin else ""
+        read = f"ratio {ratio} to the champion, bound {rule.factor:g}{margin}"
+    finding = judge(rule.op, interval_of(0.0, excess, latency.confidence))
+    return finding, f"{read} ({latency.confidence:.0%} interval)"
+
+
+def _say(finding: Finding, evidence: str) -> str:
+    if finding is Finding.UNCLEAR:
+        return f"{UNCLEAR}: {evidence}; passed"
+    if finding is Finding.FAILS:
+        return f"beyond the bound with confidence: {evidence}"
+    return evidence
 
 
 def _threshold(rule: Rule, champion: Mapping[str, float] | None) -> float:
