@@ -40,7 +40,7 @@ from loopml.services.lineage import LineageService
 from loopml.services.loops import LoopService
 from loopml.services.monitors import MonitorService
 from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, numbers_of
-from loopml.services.registry import RegistryService
+from loopml.services.registry import RegistryService, registrations_held
 from loopml.services.tracking import TrackingService
 from loopml.settings import Settings
 
@@ -271,6 +271,7 @@ def run_step_task(task: StepTask) -> StepOutcome:
     arguments = {name: workspace.pipelines.values.load(ref) for name, ref in task.inputs.items()}
     run = workspace.tracking.attach(task.run_id).activate()
     tokens = (_override.set(workspace), dataset_pins.set(dict(task.dataset_pins)))
+    held = registrations_held.set(task.hold_registrations)
     try:
         with captured_output() as output:
             try:
@@ -287,6 +288,7 @@ def run_step_task(task: StepTask) -> StepOutcome:
     finally:
         _override.reset(tokens[0])
         dataset_pins.reset(tokens[1])
+        registrations_held.reset(held)
         run.deactivate()
     return StepOutcome(refs)
 

@@ -20,12 +20,14 @@ from loopml.domain.records import Run, RunId, RunStatus
 from loopml.errors import Conflict, InvalidInput
 from loopml.ports import Executor
 from loopml.services.pipelines import (
+    CACHED_FROM_TAG,
     KIND_TAG,
     PARAMS_TAG,
     PIPELINE_TAG,
     SOURCE_TAG,
     PipelineRunResult,
 )
+from loopml.services.registry import CANDIDATE_TAG, EXISTING_TAG, Outcome, Registration
 from loopml.steps import Pipeline, load_pipeline
 
 if TYPE_CHECKING:
@@ -48,8 +50,10 @@ def run_pipeline(
     parent_id: str | None = None,
     dataset_pins: Mapping[str, int] | None = None,
     tags: Mapping[str, str] | None = None,
+    hold_registrations: bool = False,
 ) -> PipelineRunResult:
-    """Run `pipeline` with `params` on an executor (`local`, `processes` or `ray`)."""
+    """Run `pipeline` with `params` on an executor (`local`, `processes` or `ray`); with
+    `hold_registrations`, the models its steps register create no version."""
     ws = workspace or default_workspace()
     graph, steps = pipeline.trace(dict(params or {}))
     specs = {name: step.spec() for name, step in steps.items()}
@@ -69,6 +73,7 @@ def run_pipeline(
             parent_id=parent_id,
             dataset_pins=dataset_pins,
             tags=tags,
+            hold_registrations=hold_registrations,
         )
     finally:
         if isinstance(executor, str):
@@ -112,26 +117,56 @@ def resume_pipeline(
     )
 
 
+@dataclass(frozen=True)
+class ModelCheck:
+    """A model the reproduced run registered (or would have), against the original run's."""
+
+    name: str
+    digest: str
+    """The digest of the reproduced model's files."""
+    outcome: Outcome
+    version: int
+    """The version holding the reproduced model; 0 when its registration was held."""
+    original: ModelVersion | None
+    """The original run's version of the model, if it made one."""
+
+    @property
+    def identical(self) -> bool:
+        return self.original is not None and self.original.artifact_digest == self.digest
+
+
 @dataclass
 class Reproduction:
     original: Run
     result: PipelineRunResult
     warnings: list[str] = field(default_factory=list)
     metric_changes: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    output_changes: list[str] = field(default_factory=list)
+    """The steps whose outputs differ from the original run's."""
+    steps_compared: int = 0
+    models: list[ModelCheck] = field(default_factory=list)
 
     @property
     def identical_metrics(self) -> bool:
         return not self.metric_changes
 
 
-def _pins_and_sources(ws: Workspace, run: Run) -> tuple[dict[str, int], dict[str, str]]:
+def _children(ws: Workspace, run: Run) -> list[Run]:
+    return ws.tracking.search(project=run.project, parent_id=run.id, limit=10_000).runs
+
+
+def _pins_and_sources(ws: Workspace, children: list[Run]) -> tuple[dict[str, int], dict[str, str]]:
+    """The dataset versions the steps read (a step served from the cache: those of the run it
+    was served from), and each step's source digest."""
     pins: dict[str, int] = {}
     sources: dict[str, str] = {}
-    for child_id in ws.lineage.children_of(run.id):
-        child = ws.tracking.get(child_id)
+    for child in children:
         sources[child.name] = child.tags.get(SOURCE_TAG, "")
-        for ref in child.inputs:
-            name, _, version = ref.partition("@")
+        inputs = child.inputs
+        if not inputs and CACHED_FROM_TAG in child.tags:
+            inputs = ws.tracking.get(child.tags[CACHED_FROM_TAG]).inputs
+        for ref in inputs:
+            name, _, version = ref.rpartition("@")
             pins[name] = int(version)
     return pins, sources
 
@@ -142,12 +177,16 @@ def reproduce_run(
     executor: str = "local",
     ray_address: str | None = None,
     workspace: Workspace | None = None,
+    register: bool = False,
 ) -> Reproduction:
     """Rerun a pipeline run on the same dataset versions and parameters, without the cache,
-    warning where the code differs, and compare the metrics."""
+    warning where the code differs, and compare the metrics, the steps' outputs and the model
+    files. The models its steps register create no version unless `register` (and then none
+    where a version holds the same files from the same data)."""
     ws = workspace or default_workspace()
     run, pipeline, params = _pipeline_run(ws, run_id)
-    pins, sources = _pins_and_sources(ws, run)
+    before_children = _children(ws, run)
+    pins, sources = _pins_and_sources(ws, before_children)
     warnings = []
     _, steps = pipeline.trace(params)
     for name, step in steps.items():
@@ -167,6 +206,7 @@ def reproduce_run(
         workspace=ws,
         dataset_pins=pins,
         tags={"loopml.reproduces": run_id},
+        hold_registrations=not register,
     )
     before, after = run.metrics, result.run.metrics
     changes = {
@@ -174,7 +214,65 @@ def reproduce_run(
         for k in sorted({*before, *after})
         if before.get(k) != after.get(k)
     }
-    return Reproduction(run, result, warnings, changes)
+    after_children = _children(ws, result.run)
+    outputs_before = _step_outputs(ws, before_children)
+    outputs_after = _step_outputs(ws, after_children)
+    return Reproduction(
+        run,
+        result,
+        warnings,
+        changes,
+        [name for name in outputs_after if outputs_after[name] != outputs_before.get(name)],
+        len(outputs_after),
+        _model_checks(ws, (run, before_children), (result.run, after_children)),
+    )
+
+
+def _step_outputs(ws: Workspace, children: list[Run]) -> dict[str, tuple[str, ...]]:
+    """The digests of each step's outputs, by step name."""
+    return {
+        child.name: tuple(ref.digest for ref in ws.lineage.io_of(child.id)[1])
+        for child in sorted(children, key=lambda c: c.start_time)
+    }
+
+
+def _models_of(ws: Workspace, family: tuple[Run, list[Run]]) -> dict[str, tuple[Outcome, str]]:
+    """Per model name, how a pipeline run's registration went and the version (or, held, the
+    digest of the files) it came to: versions its runs made, and the tags of those that made
+    none. Steps served from the cache count with the runs they were served from."""
+    run, children = family
+    ids = [run.id, *(c.id for c in children)]
+    ids += [RunId(c.tags[CACHED_FROM_TAG]) for c in children if CACHED_FROM_TAG in c.tags]
+    found: dict[str, tuple[Outcome, str]] = {}
+    for _, name, version, _ in sorted(ws.lineage.model_versions_of(ids), key=lambda r: r[2]):
+        found[name] = (Outcome.CREATED, str(version))
+    for member in [run, *children]:
+        for key, value in member.tags.items():
+            if key.startswith(EXISTING_TAG):
+                found.setdefault(key.removeprefix(EXISTING_TAG), (Outcome.EXISTING, value))
+            elif key.startswith(CANDIDATE_TAG):
+                found.setdefault(key.removeprefix(CANDIDATE_TAG), (Outcome.HELD, value))
+    return found
+
+
+def _model_checks(
+    ws: Workspace, before: tuple[Run, list[Run]], after: tuple[Run, list[Run]]
+) -> list[ModelCheck]:
+    project = before[0].project
+    originals = {
+        name: ws.registry.resolve(f"{name}/{number}", project)
+        for name, (outcome, number) in _models_of(ws, before).items()
+        if outcome is not Outcome.HELD
+    }
+    checks = []
+    for name, (outcome, value) in sorted(_models_of(ws, after).items()):
+        if outcome is Outcome.HELD:
+            digest, version = value, 0
+        else:
+            held = ws.registry.resolve(f"{name}/{value}", project)
+            digest, version = held.artifact_digest, held.version
+        checks.append(ModelCheck(name, digest, outcome, version, originals.get(name)))
+    return checks
 
 
 @dataclass
@@ -184,6 +282,8 @@ class SweepResult:
     best: PipelineRunResult | None
     metric: str
     model_version: ModelVersion | None = None
+    registration: Registration | None = None
+    """How registering the best trial's model went (a version of the trial's own, or new)."""
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -255,7 +355,7 @@ def sweep_pipeline(
         if best is not None:
             parent.set_tags({"loopml.best_run": best.run.id})
             parent.log_metric(key, best.run.metrics[key])
-        version = _register_best(ws, best, register) if register and best else None
+        registration = _register_best(ws, best, register) if register and best else None
         parent.end()
     except BaseException as exc:
         parent.end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
@@ -263,10 +363,19 @@ def sweep_pipeline(
     finally:
         if isinstance(executor, str):
             runner.close()
-    return SweepResult(ws.tracking.get(parent.id), results, best, metric, version)
+    return SweepResult(
+        ws.tracking.get(parent.id),
+        results,
+        best,
+        metric,
+        registration.version if registration else None,
+        registration,
+    )
 
 
-def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> ModelVersion:
+def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> Registration:
+    """The best trial's model as a version of `name`, its source the trial's run (so its
+    lineage reaches the trial's data): the version the trial registered itself, if it did."""
     for step_run_id in ws.lineage.children_of(best.run.id):
         _, outputs = ws.lineage.io_of(RunId(step_run_id))
         for ref in outputs:
@@ -274,7 +383,7 @@ def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> ModelVe
                 continue
             model = ws.pipelines.values.load(ref)
             if callable(getattr(model, "predict", None)):
-                return ws.registry.register(
+                return ws.registry.register_once(
                     model, name, project=best.run.project, run_id=best.run.id
                 )
     raise InvalidInput(

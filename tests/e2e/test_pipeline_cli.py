@@ -128,3 +128,31 @@ def test_a_failed_run_exits_1_names_the_step_and_resumes(cli, tmp_path: Path) ->
     assert [s["status"] for s in json.loads(out)["steps"]] == ["cached", "ran"]
     code, out, _ = cli("runs", "list", "--filter", "attributes.status = 'running'", "--json")
     assert json.loads(out)["total"] == 0
+
+
+@pytest.mark.usefixtures("churn_data")
+def test_sweep_and_reproduce_make_no_second_version_of_the_same_model(cli) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli(
+        "pipeline", "sweep", EXAMPLE, "--grid", "lr=0.05,0.2", "--register", "churn"
+    )
+    assert code == 0, err
+    best = out.split("best: ")[1].split()[0]
+    number = out.split("churn version ")[1].split()[0]
+    assert f"churn version {number} already holds this model (same files, same data); " in out
+    assert "not registered again" in out
+    code, out, err = cli("models", "versions", "churn", "--json")
+    assert code == 0, err
+    versions = json.loads(out)
+    assert len(versions) == 2  # one per trial
+    code, out, _ = cli("lineage", f"churn@{number}")
+    assert code == 0
+    assert "churn@1" in out  # through the trial, down to the data
+    code, out, err = cli("runs", "reproduce", best)
+    assert code == 0, err
+    assert "metrics (accuracy, auc, f1): identical" in out
+    assert "step outputs (6 steps): identical" in out
+    assert (
+        f"model churn: files identical to churn version {number}'s; churn version {number} "
+        "already holds this model (same files, same data); not registered again"
+    ) in out
+    assert len(json.loads(cli("models", "versions", "churn", "--json")[1])) == 2

@@ -388,3 +388,216 @@ def test_what_a_step_prints_and_logs_is_kept_with_its_run(ws: Workspace, tmp_pat
         text = log.read_text()
         assert "hello from the step" in text
         assert "WARNING talk: careful" in text
+
+
+def _explain_and_flags(ws: Workspace, model_ref: str) -> tuple[dict[str, Any], str]:
+    """/explain of one row by the server of `model_ref`, and the flags logged for a row with a
+    plan the training data never had."""
+    from starlette.testclient import TestClient
+
+    from loopml.bootstrap import prediction_log_reader, prediction_log_writer
+    from loopml.serving.app import create_app
+    from loopml.serving.host import ModelHost
+    from loopml.serving.log_sink import LogSink
+
+    row = {"tenure": 3, "plan": "basic", "monthly": 45.0, "support_calls": 4}
+    host = ModelHost(ws, "churn", model_ref)
+    sink = LogSink(prediction_log_writer(ws.settings))
+    with TestClient(create_app({"churn": host}, sink)) as client:
+        answer = client.post("/explain", json={"rows": [row]}).json()
+        ids = client.post("/predict", json={"rows": [{**row, "plan": "gold"}]}).json()
+    sink.close()
+    logged = prediction_log_reader(ws.settings).get(ids["request_ids"][0])
+    assert logged is not None
+    return answer, str(logged["flags"])
+
+
+def test_a_model_trained_by_a_partly_cached_run_keeps_its_training_reference(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    pipeline = load_pipeline(EXAMPLE)
+    first = run_pipeline(pipeline, {}, workspace=ws)
+    second = run_pipeline(pipeline, {"lr": 0.3}, workspace=ws)
+    assert (_statuses(second)["load"], _statuses(second)["train"]) == ("cached", "ran")
+    load_run = ws.tracking.get(second.steps["load"].run_id or "")
+    assert load_run.inputs == ("churn@1",)  # recorded as if the step had run
+    versions = ws.registry.versions("churn", "default")
+    assert [v.run_id for v in versions] == [
+        first.steps["register"].run_id,
+        second.steps["register"].run_id,
+    ]
+    for version in versions:
+        assert version.run_id is not None
+        assert ws.graph.training_datasets(version.run_id) == ("churn@1",)
+    answer, flags = _explain_and_flags(ws, "churn/2")
+    assert answer["reference"]["source"] == "training profile"
+    assert any(value != 0 for value in answer["explanations"][0].values())
+    assert flags == "unseen_category:plan"
+
+
+_FIT = """
+    import random
+    import tempfile
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import loopml
+    from loopml import pipeline, step
+
+    X = ["tenure", "monthly"]
+
+    @step
+    def load(dataset: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as tmp:
+            (table,) = loopml.data.download(dataset, tmp)
+            return pd.read_csv(table)
+
+    @step
+    def train(df: pd.DataFrame, c: float = 1.0) -> LogisticRegression:
+        return LogisticRegression(C=c + {jitter} * random.random()).fit(df[X], df["churned"])
+
+    @step
+    def score(model: LogisticRegression, df: pd.DataFrame) -> dict:
+        return {{"accuracy": float(model.score(df[X], df["churned"]))}}
+
+    @step
+    def register(model: LogisticRegression, name: str) -> dict:
+        if name:
+            loopml.models.register(loopml.active_run(), model, name=name)
+        return {{}}
+
+    @pipeline
+    def flow(dataset: str = "churn@latest", c: float = 1.0, name: str = ""):
+        df = load(dataset)
+        model = train(df, c=c)
+        register(model, name)
+        return score(model, df)
+"""
+
+
+def test_a_sweep_over_a_pipeline_that_registers_reports_the_best_trials_own_version(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    trials = [{"lr": 0.05}, {"lr": 0.2}]
+    result = sweep_pipeline(
+        load_pipeline(EXAMPLE), trials, metric="metrics.auc", workspace=ws, register="churn"
+    )
+    assert result.best is not None
+    assert result.registration is not None
+    versions = ws.registry.versions("churn", "default")
+    assert len(versions) == 2  # one per trial; none more for the sweep
+    assert result.registration.outcome == "existing"
+    assert result.registration.version.run_id == result.best.steps["register"].run_id
+    assert "same files, same data" in result.registration.describe()
+    lineage = repr(
+        ws.graph.upstream_of_model("default", "churn", result.registration.version.version)
+    )
+    assert "churn@1" in lineage
+
+
+def test_a_sweep_registers_the_best_model_of_a_pipeline_that_does_not_with_its_lineage(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    ref = _write(tmp_path / "fit.py", _FIT.format(jitter=0))
+    result = sweep_pipeline(
+        load_pipeline(ref),
+        [{"c": 0.01}, {"c": 1.0}],
+        metric="metrics.accuracy",
+        workspace=ws,
+        register="plain",
+    )
+    assert result.best is not None
+    assert result.registration is not None
+    assert result.registration.outcome == "created"
+    version = result.registration.version
+    assert (version.ref, version.run_id) == ("plain/1", result.best.run.id)
+    assert version.metrics["accuracy"] == result.best.run.metrics["accuracy"]
+    lineage = ws.graph.upstream_of_model("default", "plain", 1)
+    assert lineage.children[0].ref == result.best.run.id  # the trial, not the sweep
+    assert "churn@1" in repr(lineage.to_dict())  # down to the data
+    assert ws.graph.training_datasets(result.best.run.id) == ("churn@1",)
+
+
+def test_the_same_model_from_the_same_data_is_one_version(ws: Workspace, tmp_path: Path) -> None:
+    _add_churn(ws, tmp_path)
+    ref = _write(tmp_path / "fit.py", _FIT.format(jitter=0))
+    first = run_pipeline(load_pipeline(ref), {"name": "fit"}, workspace=ws, use_cache=False)
+    again = run_pipeline(load_pipeline(ref), {"name": "fit"}, workspace=ws, use_cache=False)
+    assert [v.run_id for v in ws.registry.versions("fit", "default")] == [
+        first.steps["register"].run_id
+    ]
+    step_run = ws.tracking.get(again.steps["register"].run_id or "")
+    assert step_run.tags["loopml.model_existing.fit"] == "1"
+    _add_churn(ws, tmp_path, seed=3)  # new data, a new model: a new version
+    run_pipeline(load_pipeline(ref), {"name": "fit", "dataset": "churn@2"}, workspace=ws)
+    assert [v.version for v in ws.registry.versions("fit", "default")] == [1, 2]
+
+
+def test_reproduce_compares_the_model_and_registers_nothing_unless_asked(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path)
+    original = run_pipeline(load_pipeline(EXAMPLE), {"depth": 2}, workspace=ws)
+    same = reproduce_run(original.run.id, workspace=ws)
+    assert [v.version for v in ws.registry.versions("churn", "default")] == [1]
+    assert (same.output_changes, same.steps_compared) == ([], 6)
+    (check,) = same.models
+    assert (check.name, check.identical, check.outcome, check.version) == (
+        "churn",
+        True,
+        "existing",
+        1,
+    )
+
+    ref = _write(tmp_path / "fit.py", _FIT.format(jitter=0.5))  # training is not deterministic
+    noisy = run_pipeline(load_pipeline(ref), {"name": "fit"}, workspace=ws)
+    held = reproduce_run(noisy.run.id, workspace=ws)
+    assert [v.version for v in ws.registry.versions("fit", "default")] == [1]
+    (check,) = held.models
+    assert (check.identical, check.outcome, check.version) == (False, "held", 0)
+    assert "train" in held.output_changes
+    asked = reproduce_run(noisy.run.id, workspace=ws, register=True)
+    (check,) = asked.models
+    assert (check.identical, check.outcome, check.version) == (False, "created", 2)
+    assert [v.version for v in ws.registry.versions("fit", "default")] == [1, 2]
+
+
+def _load_digest(ws: Workspace, result: PipelineRunResult) -> str:
+    """The digest of the table the `load` step handed on."""
+    return ws.lineage.io_of(ws.tracking.get(result.steps["load"].run_id or "").id)[1][0].digest
+
+
+@pytest.mark.parametrize("dataset", ["churn@latest", "churn"], ids=["at-latest", "bare-name"])
+def test_a_moving_dataset_reference_is_read_again_when_it_moves(
+    ws: Workspace, tmp_path: Path, dataset: str
+) -> None:
+    _add_churn(ws, tmp_path, seed=0)
+    flow = load_pipeline(_write(tmp_path / "fit.py", _FIT.format(jitter=0)))
+    first = run_pipeline(flow, {"dataset": dataset}, workspace=ws)
+    _add_churn(ws, tmp_path, seed=3, shift=1.0)  # `dataset` now names churn@2
+    moved = run_pipeline(flow, {"dataset": dataset}, workspace=ws)
+    assert set(_statuses(moved).values()) == {"ran"}, _statuses(moved)
+    load_run = ws.tracking.get(moved.steps["load"].run_id or "")
+    assert (load_run.inputs, load_run.params["dataset"]) == (("churn@2",), dataset)
+    assert _load_digest(ws, moved) != _load_digest(ws, first)
+    again = run_pipeline(flow, {"dataset": dataset}, workspace=ws)
+    assert set(_statuses(again).values()) == {"cached"}
+    assert again.metrics == moved.metrics
+    assert ws.tracking.get(again.steps["load"].run_id or "").inputs == ("churn@2",)
+
+
+def test_a_pinned_dataset_reference_stays_cached_when_a_new_version_is_added(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _add_churn(ws, tmp_path, seed=0)
+    flow = load_pipeline(_write(tmp_path / "fit.py", _FIT.format(jitter=0)))
+    first = run_pipeline(flow, {"dataset": "churn@1"}, workspace=ws)
+    _add_churn(ws, tmp_path, seed=3, shift=1.0)
+    again = run_pipeline(flow, {"dataset": "churn@1"}, workspace=ws)
+    assert set(_statuses(again).values()) == {"cached"}
+    assert again.metrics == first.metrics
+    assert ws.tracking.get(again.steps["load"].run_id or "").inputs == ("churn@1",)

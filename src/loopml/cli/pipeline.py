@@ -159,7 +159,12 @@ def sweep(
     )
     key = best.removeprefix("metrics.")
     rows = [
-        (t.run.id[:12], t.run.status.value, t.run.params, t.run.metrics.get(key))
+        (
+            t.run.id[:12],
+            t.run.status.value,
+            "  ".join(f"{name}={t.run.params.get(name)}" for name in space),
+            "-" if t.run.metrics.get(key) is None else f"{t.run.metrics[key]:.4f}",
+        )
         for t in result.trials
     ]
     if as_json:
@@ -178,14 +183,15 @@ def sweep(
                     for t in result.trials
                 ],
                 "model_version": result.model_version and result.model_version.ref,
+                "model_outcome": result.registration and result.registration.outcome.value,
             }
         )
         return
-    print_table(f"sweep {result.run.id}", ["trial run", "status", "params", key], rows)
+    print_table(f"sweep {result.run.id}", ["trial run", "status", "swept params", key], rows)
     if result.best is not None:
         sys.stdout.write(f"best: {result.best.run.id} {key}={result.best.run.metrics[key]:.4g}\n")
-    if result.model_version is not None:
-        sys.stdout.write(f"registered {result.model_version.ref}\n")
+    if result.registration is not None:
+        sys.stdout.write(f"{result.registration.describe()}\n")
 
 
 def lineage(
@@ -230,7 +236,9 @@ def _lineage_of_ref(ws: Any, ref: str, project: str) -> Any:
         return ws.graph.upstream_of_model(project, mv.name, mv.version)
     try:  # churn@2: a dataset version; churn@latest: a dataset if there is one, else a model
         version_found = ws.data.resolve(ref, project, record=False)
-    except (NotFound, InvalidInput):
-        mv = ws.registry.resolve(f"{name}@latest", project)
+    except (NotFound, InvalidInput):  # churn@3 with no such dataset version: model churn/3
+        mv = ws.registry.resolve(
+            f"{name}/{version}" if version.isdigit() else f"{name}@latest", project
+        )
         return ws.graph.upstream_of_model(project, mv.name, mv.version)
     return ws.graph.downstream_of_dataset(project, version_found.name, version_found.version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from loopml.cli.context import (
     project_of,
     when,
 )
+
+if TYPE_CHECKING:
+    from loopml.pipelines import ModelCheck, Reproduction
 
 app = typer.Typer(
     help="Tracked runs: params, metrics, artifacts, inputs, environment.", no_args_is_help=True
@@ -132,12 +136,19 @@ def show(
 def reproduce(
     run_id: str = typer.Argument(..., help="A pipeline run."),
     executor: str = typer.Option("local", "--executor", "-e", help="local, processes or ray."),
+    register: bool = typer.Option(
+        False,
+        "--register",
+        help="Register the models the rerun makes (none where a version holds the same files "
+        "from the same data); by default they are only compared.",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Rerun a pipeline run on the same data versions and parameters; compare its metrics."""
+    """Rerun a pipeline run on the same data versions and parameters, without the cache;
+    compare its metrics, step outputs and model files with the original's."""
     from loopml.pipelines import reproduce_run
 
-    result = reproduce_run(run_id, executor=executor)
+    result = reproduce_run(run_id, executor=executor, register=register)
     if as_json:
         print_json(
             {
@@ -147,20 +158,62 @@ def reproduce(
                 "warnings": result.warnings,
                 "metric_changes": result.metric_changes,
                 "identical_metrics": result.identical_metrics,
+                "output_changes": result.output_changes,
+                "models": [
+                    {
+                        "model": m.name,
+                        "digest": m.digest,
+                        "identical": m.identical,
+                        "outcome": m.outcome.value,
+                        "version": m.version or None,
+                        "original_version": m.original and m.original.version,
+                    }
+                    for m in result.models
+                ],
             }
         )
     else:
-        for warning in result.warnings:
-            sys.stderr.write(f"warning: {warning}\n")
-        sys.stdout.write(
-            f"reproduced {run_id} as {result.result.run.id} ({result.result.run.status.value})\n"
-        )
-        if result.identical_metrics:
-            sys.stdout.write("metrics identical\n")
-        for key, (before, after) in result.metric_changes.items():
-            sys.stdout.write(f"  {key}: {_short(before)} -> {_short(after)}\n")
+        _report_reproduction(run_id, result)
     if not result.result.ok:
         raise typer.Exit(1)
+
+
+def _report_reproduction(run_id: str, result: Reproduction) -> None:
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    run = result.result.run
+    sys.stdout.write(f"reproduced {run_id} as {run.id} ({run.status.value})\n")
+    metrics = ", ".join(sorted({*result.original.metrics, *run.metrics})) or "none"
+    sys.stdout.write(f"metrics ({metrics}): ")
+    sys.stdout.write("identical\n" if result.identical_metrics else "changed\n")
+    for key, (before, after) in result.metric_changes.items():
+        sys.stdout.write(f"  {key}: {_short(before)} -> {_short(after)}\n")
+    changed = ", ".join(result.output_changes)
+    sys.stdout.write(
+        f"step outputs ({result.steps_compared} steps): "
+        f"{'differ in ' + changed if changed else 'identical'}\n"
+    )
+    for model in result.models:
+        sys.stdout.write(f"{_model_line(model)}\n")
+
+
+def _model_line(model: ModelCheck) -> str:
+    from loopml.services.registry import Outcome
+
+    original = model.original
+    if original is None:
+        compared = f"model {model.name}: the original run registered no version to compare with"
+    else:
+        same = "identical to" if model.identical else "differ from"
+        compared = f"model {model.name}: files {same} {original.name} version {original.version}'s"
+    if model.outcome is Outcome.EXISTING:
+        return (
+            f"{compared}; {model.name} version {model.version} already holds this model "
+            "(same files, same data); not registered again"
+        )
+    if model.outcome is Outcome.HELD:
+        return f"{compared}; not registered (pass --register to register it)"
+    return f"{compared}; registered {model.name} version {model.version}"
 
 
 @app.command("compare")

@@ -8,10 +8,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopml.domain.records import PRODUCES_TAG, RunId
+from loopml.domain.filters import RunQuery
+from loopml.domain.records import PRODUCES_TAG, Run, RunId
 from loopml.ports import LineageStore, ModelStore, PipelineStore, RunStore
+from loopml.services.pipelines import KIND_TAG
 
 MAX_DEPTH = 6
+MAX_FAMILY = 1000
+"""The most runs of one family (a pipeline's steps) read for its training data."""
+
+
+def source_run(run: Run) -> RunId:
+    """The run a model made in `run` comes from as a whole: a pipeline run itself, the pipeline
+    (or other parent) of a step, or the run alone."""
+    if run.parent_id is None or run.tags.get(KIND_TAG) == "pipeline":
+        return run.id
+    return run.parent_id
+
+
+def training_datasets(runs: RunStore, run_id: RunId) -> tuple[str, ...]:
+    """The dataset versions (`name@N`) a model made in run `run_id` was trained on: the run's
+    own inputs, else those of its family (a pipeline run's steps, or a step's siblings)."""
+    run = runs.get_run(run_id)
+    if run.inputs:
+        return tuple(sorted(set(run.inputs)))
+    family = source_run(run)
+    if family == run.id and run.tags.get(KIND_TAG) != "pipeline":
+        return ()
+    members = runs.search(RunQuery(run.project, parent_id=family), MAX_FAMILY, 0).runs
+    return tuple(sorted({ref for member in members for ref in member.inputs}))
+
+
+def model_lineage(runs: RunStore, run_id: RunId) -> tuple[str, ...]:
+    """What a model registered from run `run_id` is made of, for telling two registrations
+    apart: its training dataset versions, or (when it read none) its source run."""
+    datasets = training_datasets(runs, run_id)
+    return datasets or (f"run:{source_run(runs.get_run(run_id))}",)
 
 
 @dataclass
@@ -90,10 +122,12 @@ class LineageService:
             f"model {mv.ref} ({mv.flavor})" + (f" [{', '.join(mv.aliases)}]" if mv.aliases else ""),
         )
         if mv.run_id is not None:
-            run = self._runs.get_run(mv.run_id)
-            root = run.parent_id or run.id
-            node.children.append(self.upstream_of_run(RunId(root)))
+            node.children.append(self.upstream_of_run(source_run(self._runs.get_run(mv.run_id))))
         return node
+
+    def training_datasets(self, run_id: RunId) -> tuple[str, ...]:
+        """The dataset versions a model made in `run_id` was trained on (see the function)."""
+        return training_datasets(self._runs, run_id)
 
     def downstream_of_dataset(self, project: str, name: str, version: int) -> LineageNode:
         """A dataset version with the runs that read it, their pipelines and their models."""

@@ -4,6 +4,10 @@ content, every step a child run of the pipeline run, failures retried and then r
 The coordinator (this module) decides and records; a worker (`bootstrap.run_step_task`, possibly
 in another process or on another machine) loads the inputs from the artifact store, calls the
 step and stores its outputs there. Steps never hand values to each other through memory.
+
+A step's cache key is its source digest, its parameters and its inputs' digests, where a moving
+dataset reference among the parameters (`churn@latest`, `churn`) stands for the version it names
+when the step starts: new data is a cache miss.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 from loopml.domain.dag import OutputRef, PipelineGraph, StepSpec, cache_key, check_graph
 from loopml.domain.records import Run, RunId, RunStatus
+from loopml.domain.refs import DatasetRef, parse_dataset_ref
+from loopml.errors import InvalidInput, NotFound
 from loopml.ports import ArtifactRef, Executor, PipelineStore
 from loopml.services.folders import ValueStore
 from loopml.services.tracking import ActiveRun, TrackingService
@@ -43,6 +49,8 @@ class StepTask:
     inputs: dict[str, ArtifactRef]
     n_outputs: int
     dataset_pins: dict[str, int]
+    hold_registrations: bool = False
+    """Registrations the step makes create no version (see `registry.registrations_held`)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,28 @@ def numbers_of(value: Any) -> dict[str, float]:
     return {}
 
 
+def _moving_dataset_ref(value: Any) -> DatasetRef | None:
+    """`value` as a dataset reference that names no fixed version (`churn@latest`, `churn`)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        ref = parse_dataset_ref(value)
+    except InvalidInput:
+        return None
+    return ref if ref.version is None else None
+
+
+def _key_params(params: Mapping[str, Any], pins: Mapping[str, int]) -> dict[str, Any]:
+    """`params` as the cache key sees them: a moving dataset reference is the version it
+    names in this run (`churn@latest` -> `churn@3`), so that new data is a cache miss."""
+    key_params = dict(params)
+    for name, value in params.items():
+        ref = _moving_dataset_ref(value)
+        if ref is not None and ref.name in pins:
+            key_params[name] = f"{ref.name}@{pins[ref.name]}"
+    return key_params
+
+
 @dataclass
 class _Pending:
     name: str
@@ -129,8 +159,11 @@ class PipelineService:
         parent_id: str | None = None,
         dataset_pins: Mapping[str, int] | None = None,
         tags: Mapping[str, str] | None = None,
+        hold_registrations: bool = False,
     ) -> PipelineRunResult:
-        """Run `graph`; the result says how each step went. Never leaves a run `running`."""
+        """Run `graph`; the result says how each step went. Never leaves a run `running`.
+        With `hold_registrations`, models the steps register are recorded as candidates on
+        their runs and no version is created."""
         order = check_graph(graph)
         run = self.tracking.start_run(
             project=project,
@@ -144,7 +177,14 @@ class PipelineService:
             },
         )
         execution = _Execution(
-            self, graph, specs, run, executor, use_cache=use_cache, pins=dict(dataset_pins or {})
+            self,
+            graph,
+            specs,
+            run,
+            executor,
+            use_cache=use_cache,
+            pins=dict(dataset_pins or {}),
+            hold_registrations=hold_registrations,
         )
         try:
             run.log_params(
@@ -180,6 +220,7 @@ class _Execution:
         *,
         use_cache: bool,
         pins: dict[str, int],
+        hold_registrations: bool = False,
     ) -> None:
         self.s = service
         self.graph = graph
@@ -188,6 +229,9 @@ class _Execution:
         self.executor = executor
         self.use_cache = use_cache
         self.pins = pins
+        self.hold_registrations = hold_registrations
+        """Registrations are held: a step's outputs may hold a version that was never made, so
+        none is entered in the cache."""
         self.outputs: dict[str, tuple[ArtifactRef, ...]] = {}
         self.running: dict[Future[Any], _Pending] = {}
         self.retry_at: list[tuple[float, _Pending]] = []
@@ -220,10 +264,31 @@ class _Execution:
         node = self.graph.step(name)
         return {arg: self.outputs[ref.step][ref.index] for arg, ref in node.inputs.items()}
 
+    def data_versions(self, params: Mapping[str, Any]) -> dict[str, int]:
+        """The version each moving dataset reference among `params` names now, by dataset name
+        (a text that names no dataset of the project names none; a pinned name keeps its pin).
+        They go into the step's cache key and are its dataset pins, so the step reads the very
+        versions its key names. Nothing is recorded as a run's input."""
+        versions: dict[str, int] = {}
+        for ref in filter(None, map(_moving_dataset_ref, params.values())):
+            if ref.name in self.pins or ref.name in versions:
+                continue
+            try:
+                found = self.s.tracking.resolve_dataset(ref.name, self.run.project)
+            except NotFound:
+                continue
+            versions[ref.name] = found.version
+        return versions
+
     def start(self, name: str) -> None:
         node, spec = self.graph.step(name), self.specs[name]
         inputs = self.inputs_of(name)
-        key = cache_key(spec.source_digest, node.params, {a: r.digest for a, r in inputs.items()})
+        pins = {**self.data_versions(node.params), **self.pins}
+        key = cache_key(
+            spec.source_digest,
+            _key_params(node.params, pins),
+            {a: r.digest for a, r in inputs.items()},
+        )
         tags = {KIND_TAG: "step", SOURCE_TAG: spec.source_digest, "loopml.cache_key": key}
         hit = self.s.store.cached(self.run.project, key) if self.use_cache and spec.cache else None
         params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in node.params.items()}
@@ -235,6 +300,7 @@ class _Execution:
                 params=params,
                 tags={**tags, CACHED_FROM_TAG: hit.run_id},
             )
+            self.s.tracking.copy_inputs(hit.run_id, done.id)  # as if it had run: its data
             self.s.store.record_io(
                 done.id,
                 inputs=inputs,
@@ -263,7 +329,8 @@ class _Execution:
             dict(node.params),
             inputs,
             node.n_outputs,
-            self.pins,
+            pins,
+            self.hold_registrations,
         )
         self.submit(_Pending(name, child, task, key))
 
@@ -297,7 +364,7 @@ class _Execution:
             inputs=pending.task.inputs,
             outputs=outcome.outputs,
             project=self.run.project,
-            cache_key=pending.key if spec.cache else None,
+            cache_key=pending.key if spec.cache and not self.hold_registrations else None,
             step_name=name,
         )
         pending.run.end()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from loopml.domain.manifest import Manifest
 from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
 from loopml.domain.refs import ModelRef, check_alias, check_name, parse_model_ref
-from loopml.errors import IntegrityError, InvalidInput
+from loopml.errors import IntegrityError, InvalidInput, NotFound
 from loopml.ports import (
     BlobStore,
     EventLog,
@@ -20,6 +25,45 @@ from loopml.ports import (
     RunStore,
 )
 from loopml.services.folders import fetch_folder, store_folder, stored_manifest
+from loopml.services.lineage import model_lineage
+
+registrations_held: ContextVar[bool] = ContextVar("loopml_registrations_held", default=False)
+"""True while code runs whose registrations must create no version (a reproduced run's steps):
+each is recorded on its run as a candidate instead."""
+
+EXISTING_TAG = "loopml.model_existing."
+"""Tag prefix on a run whose registration of model NAME found a version holding the same
+files from the same data: `loopml.model_existing.NAME` = that version's number."""
+CANDIDATE_TAG = "loopml.model_candidate."
+"""Tag prefix on a run whose registration was held: `loopml.model_candidate.NAME` = the digest of
+the model files it would have registered."""
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    """A new version."""
+    EXISTING = "existing"
+    """A version already held the same files from the same data; it was returned."""
+    HELD = "held"
+    """Registrations were held: no version was created (its number is 0)."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    version: ModelVersion
+    outcome: Outcome
+
+    def describe(self) -> str:
+        """One line for people: what the registration did."""
+        v = self.version
+        if self.outcome is Outcome.EXISTING:
+            return (
+                f"{v.name} version {v.version} already holds this model (same files, same "
+                "data); not registered again"
+            )
+        if self.outcome is Outcome.HELD:
+            return f"{v.name}: a model with new files ({v.artifact_digest[:19]}); not registered"
+        return f"registered {v.ref}"
 
 
 class RegistryService:
@@ -58,11 +102,36 @@ class RegistryService:
         output_example: Any = None,
         metrics: dict[str, float] | None = None,
     ) -> ModelVersion:
-        """Save `model` with its flavor and add it as the next version of `name`.
+        """Save `model` with its flavor and add it as the next version of `name` (unless a
+        version holds the same files from the same data: see `register_once`)."""
+        return self.register_once(
+            model,
+            name,
+            project=project,
+            run_id=run_id,
+            input_example=input_example,
+            output_example=output_example,
+            metrics=metrics,
+        ).version
 
-        The signature is inferred from `input_example` (and from the model's predictions on it
-        when no `output_example` is given); the metrics are the run's latest values, overridden
-        by `metrics`.
+    def register_once(
+        self,
+        model: Any,
+        name: str,
+        *,
+        project: str,
+        run_id: str | None = None,
+        input_example: Any = None,
+        output_example: Any = None,
+        metrics: dict[str, float] | None = None,
+    ) -> Registration:
+        """Save `model` with its flavor and add it as the next version of `name`; say how it went.
+
+        A version of `name` holding the same files from the same lineage (the training dataset
+        versions of `run_id`, or its source run when it read none) is returned instead of a new
+        one. The signature is inferred from `input_example` (and from the model's predictions
+        on it when no `output_example` is given); the metrics are the run's latest values,
+        overridden by `metrics`. While `registrations_held`, no version is created.
         """
         check_name(name, "model")
         snapshot: dict[str, float] = {}
@@ -90,8 +159,55 @@ class RegistryService:
             signature,
             snapshot,
         )
+        held = registrations_held.get()
+        same = self._same_model(new)
+        if same is not None:
+            self._note(new, f"{EXISTING_TAG}{name}", str(same.version))
+            return Registration(same, Outcome.EXISTING)
+        if held:
+            self._note(new, f"{CANDIDATE_TAG}{name}", manifest.digest)
+            return Registration(self._candidate(new, manifest), Outcome.HELD)
         event = EventDraft("model.version_registered", f"model:{project}/{name}", self._actor)
-        return self._store.register(new, event)
+        return Registration(self._store.register(new, event), Outcome.CREATED)
+
+    def _same_model(self, new: NewModelVersion) -> ModelVersion | None:
+        """The version of the model holding `new`'s files from `new`'s lineage, if any. Without
+        a run there is no lineage to compare: the same files make a new version."""
+        if new.run_id is None:
+            return None
+        try:
+            versions = self._store.list_versions(new.project, new.name)
+        except NotFound:
+            return None
+        same_files = [v for v in versions if v.artifact_digest == new.manifest.digest and v.run_id]
+        if not same_files:
+            return None
+        lineage = model_lineage(self._runs, new.run_id)
+        for version in same_files:
+            if version.run_id and model_lineage(self._runs, version.run_id) == lineage:
+                return version
+        return None
+
+    def _note(self, new: NewModelVersion, key: str, value: str) -> None:
+        """Record on the registering run what its registration did when no version says it."""
+        if new.run_id is not None:
+            self._runs.log_batch(new.run_id, tags={key: value})
+
+    def _candidate(self, new: NewModelVersion, manifest: Manifest) -> ModelVersion:
+        """The version `new` would have been, numbered 0: not stored."""
+        return ModelVersion(
+            new.project,
+            new.name,
+            0,
+            new.run_id,
+            new.flavor,
+            manifest.digest,
+            new.signature,
+            new.metrics,
+            datetime.now(UTC),
+            self._actor,
+            flavor_info=new.flavor_info,
+        )
 
     def resolve(self, ref: str | ModelRef, project: str) -> ModelVersion:
         parsed = parse_model_ref(ref) if isinstance(ref, str) else ref

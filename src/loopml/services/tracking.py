@@ -271,6 +271,12 @@ class RunComparison:
     inputs: tuple[tuple[str, ...], tuple[str, ...]]
 
 
+def _name_and_version(ref: str) -> tuple[str, int]:
+    """`churn@3` (a run's input) as ("churn", 3)."""
+    name, _, version = ref.rpartition("@")
+    return name, int(version)
+
+
 def new_run_id() -> RunId:
     """A run's id, chosen before it is stored so that a retried create makes one run."""
     return RunId(uuid.uuid4().hex)
@@ -372,6 +378,14 @@ class TrackingService:
             run_id=new_run_id(),
         )
         return self.store.create_run(new, EventDraft("run.created", f"run:{project}", self._actor))
+
+    def copy_inputs(self, source: RunId, target: RunId) -> None:
+        """Record on run `target` the dataset versions run `source` used (a step served from
+        `source`'s cache entry used them just as much)."""
+        run = self.store.get_run(source)
+        refs = [(run.project, *_name_and_version(ref)) for ref in run.inputs]
+        if refs:
+            self.store.add_inputs_and_artifacts(target, refs, [])
 
     def current_environment(self) -> dict[str, Any]:
         """Where code runs now (git commit, Python, ...), as a run would record it."""
