@@ -348,10 +348,45 @@ def test_gate_measures_latency_when_a_rule_guards_it(cli, tmp_path: Path) -> Non
     for metrics in (candidate, champion):
         assert 0 < metrics["latency_p50_ms"] <= metrics["latency_p99_ms"]
     threshold = 10 * champion["latency_p99_ms"]
-    held = candidate["latency_p99_ms"] <= threshold
-    detail = f"{candidate['latency_p99_ms']:.4f} <= {threshold:.4f}"
-    assert result["rules"] == [[guard, held, detail]]
+    ((rule, held, detail),) = result["rules"]
+    assert rule == guard
+    assert detail.startswith(f"{candidate['latency_p99_ms']:.4f} <= {threshold:.4f}; ")
+    assert " to the champion, bound 10 (95% interval)" in detail
+    assert held is ("beyond the bound with confidence" not in detail)
     assert code == (0 if held else 1)
+    latency = result["latency"]
+    assert latency["calls"] == latency["blocks"] * latency["block_calls"] > 0
+    ratio = latency["ratio"]["latency_p99_ms"]
+    assert ratio["low"] <= ratio["estimate"] <= ratio["high"]
     report = (tmp_path / "gate.md").read_text()
     assert f"| `{guard}` | {'pass' if held else 'FAIL'} | {detail} |" in report
     assert f"| latency_p99_ms | {candidate['latency_p99_ms']:.4f} | " in report
+    assert f"Latency: {latency['calls']:,} single-row calls per model in " in report
+
+
+def test_audit_log_takes_a_project_like_every_other_command(cli) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.dummy import DummyClassifier
+
+    from loopml.bootstrap import open_workspace
+
+    workspace = open_workspace()
+    for project in ("default", "other"):
+        workspace.registry.register(
+            DummyClassifier().fit([[0], [1]], [0, 1]), "churn", project=project
+        )
+    workspace.registry.set_alias("churn", "champion", 1, project="other")
+    workspace.close()
+    code, out, _ = cli("audit", "log", "-p", "other", "--json")
+    assert code == 0
+    events = json.loads(out)
+    assert events
+    assert {e["entity"] for e in events} == {"model:other/churn"}
+    assert {e["action"] for e in events} >= {"model.alias_set"}
+    assert [e["seq"] for e in events] == sorted((e["seq"] for e in events), reverse=True)
+    code, out, _ = cli("audit", "log", "--project", "other", "--entity", "model:churn", "--json")
+    assert [e["entity"] for e in json.loads(out)] == [e["entity"] for e in events]
+    code, out, _ = cli("audit", "log", "--json")  # no project: the whole trail, as before
+    assert {e["entity"].split("/")[0] for e in json.loads(out)} >= {
+        "model:default",
+        "model:other",
+    }

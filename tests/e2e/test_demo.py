@@ -12,10 +12,12 @@ from loopml.settings import Settings
 
 
 @pytest.mark.slow
-def test_a_short_demo_closes_the_loop(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_demo_closes_the_loop(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal 80 characters wide
     code, out, err = cli("demo", "--dir", "demo", "--periods", "5", "--rows", "1500")
     assert code == 0, err
     assert "promoted churn 2" in out
+    _fits_80_columns(out, periods=4)
     folder = tmp_path / "demo"
     hooks = json.loads((folder / "webhook-received.json").read_text())
     fired = [h for h in hooks if h["event"] == "fired"]
@@ -44,5 +46,59 @@ def test_a_short_demo_closes_the_loop(cli, tmp_path: Path) -> None:  # type: ign
         assert ws.audit.verify().ok
     finally:
         ws.close()
-    code, out, _ = cli("demo", "--dir", "demo")
-    assert code == 1  # never over an existing workspace
+    monkeypatch.chdir(folder)
+    code, out, _ = cli("data", "diff", "churn@1", "churn@2")  # CSV against Parquet
+    assert code == 0
+    assert "changed type" not in out
+    code, out, _ = cli("monitor", "history", "churn-drift")
+    assert "accuracy" in out.splitlines()[0]
+
+
+def _fits_80_columns(out: str, periods: int) -> None:
+    """No line is longer than 80 characters, no log line ends with the source line that
+    printed it, and the timeline has one line per period."""
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    assert "demo.py:" not in out
+    table = next(
+        i for i, line in enumerate(lines) if line.split()[:3] == ["period", "rows", "drift"]
+    )
+    rows = lines[table + 2 : table + 2 + periods]
+    assert [row.split()[0] for row in rows] == [str(p) for p in range(1, periods + 1)]
+    assert "promoted v2" in "\n".join(rows)
+    assert not lines[table + 2 + periods].split()[0].isdigit()  # no row ran onto another line
+
+
+def test_a_rerun_takes_a_fresh_folder_or_with_force_clears_the_demo(tmp_path: Path) -> None:
+    from loopml.cli.demo import MARKER, demo_folder
+
+    earlier = tmp_path / "loopml-demo"
+    (earlier / ".loopml").mkdir(parents=True)
+    (earlier / MARKER).write_text("")
+    (earlier / "monitor-run-3.html").write_text("")
+    (tmp_path / "loopml-demo-2").mkdir()  # taken, even without a workspace
+
+    folder, note = demo_folder(earlier, force=False)
+    assert folder == tmp_path / "loopml-demo-3"
+    assert note is not None
+    assert "loopml-demo-3" in note
+    assert "--force" in note
+    assert (earlier / ".loopml").is_dir()  # left as it was
+
+    folder, note = demo_folder(earlier, force=True)
+    assert folder == earlier
+    assert note is not None
+    assert "cleared" in note
+    assert earlier.is_dir()
+    assert list(earlier.iterdir()) == []
+
+    assert demo_folder(tmp_path / "new", force=False) == (tmp_path / "new", None)
+
+
+def test_force_never_clears_a_workspace_the_demo_did_not_make(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "mine" / ".loopml").mkdir(parents=True)
+    (tmp_path / "mine" / "model.pkl").write_text("precious")
+    code, _, err = cli("demo", "--dir", "mine", "--force")
+    assert code == 1
+    assert "did not make" in err
+    assert (tmp_path / "mine" / "model.pkl").read_text() == "precious"

@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loopml.adapters.prediction_log import PredictionLogWriter, PredictionRecord, now_us
+from loopml.adapters.prediction_log import (
+    FeedbackRecord,
+    PredictionLogWriter,
+    PredictionRecord,
+    now_us,
+)
 
 
 def _frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -100,6 +105,94 @@ def test_monitor_and_alert_commands(cli, tmp_path: Path) -> None:  # type: ignor
     assert "Unknown alert state" in err
 
 
+def _labelled_log(tmp_path: Path, rows: int = 200) -> None:
+    """Served rows of churn-prod, each answered 0 or 1 with its class probabilities, and the
+    true label fed back for each: right three times in four."""
+    writer = PredictionLogWriter(str(tmp_path / ".loopml" / "artifacts"))
+    now = now_us()
+    served = _frame(rows, seed=3).to_dict("records")
+    outputs = [i % 2 for i in range(rows)]
+    writer.append(
+        [
+            PredictionRecord(
+                f"r{i}",
+                now - 1_000 * i,
+                "churn-prod",
+                "churn",
+                1,
+                json.dumps(row),
+                str(outputs[i]),
+                9,
+                "",
+                False,
+                json.dumps([0.3, 0.7] if outputs[i] else [0.7, 0.3]),
+            )
+            for i, row in enumerate(served)
+        ]
+    )
+    labels = [1 - out if i % 4 == 0 else out for i, out in enumerate(outputs)]
+    writer.append_feedback(
+        [FeedbackRecord(f"r{i}", now, "churn-prod", str(label)) for i, label in enumerate(labels)]
+    )
+    writer.close()
+
+
+def test_monitor_run_and_history_show_the_performance_the_report_holds(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _frame(2_000, seed=1).to_csv(tmp_path / "churn.csv", index=False)
+    assert cli("data", "add", "churn.csv")[0] == 0
+    _labelled_log(tmp_path)
+    assert cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")[0] == 0
+    code, out, _ = cli("monitor", "run", "churn-drift")
+    assert code == 0
+    summary = out.splitlines()[0]
+    assert "accuracy 0.750" in summary
+    assert "200 labelled rows" in summary
+    for metric in ("precision", "recall", "f1", "roc_auc", "log_loss"):
+        assert metric in out
+    code, out, _ = cli("monitor", "history", "churn-drift")
+    assert code == 0
+    header = out.splitlines()[0]
+    for column in ("labelled", "accuracy", "f1", "roc_auc", "drift share"):
+        assert column in header
+    assert "0.750" in out.splitlines()[2]
+    code, out, _ = cli("monitor", "report", "1")
+    assert "accuracy" in out
+    assert "0.750" in out
+    code, out, _ = cli("monitor", "history", "churn-drift", "--json")
+    (run,) = json.loads(out)
+    assert run["rows"] == 200
+
+
+def test_a_monitor_without_labels_shows_no_performance(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)
+    assert cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")[0] == 0
+    _, out, _ = cli("monitor", "run", "churn-drift")
+    assert "accuracy" not in out
+    _, out, _ = cli("monitor", "history", "churn-drift")
+    assert "accuracy" not in out
+    assert "labelled" not in out
+
+
+def test_html_report_says_where_it_wrote_and_takes_a_folder(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)
+    assert cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")[0] == 0
+    assert cli("monitor", "run", "churn-drift")[0] == 0
+    code, out, _ = cli("monitor", "report", "1", "--format", "html")
+    assert code == 0
+    default = tmp_path / "monitor-run-1.html"
+    assert out == f"wrote {default}\n"
+    assert "<svg" in default.read_text()
+    (tmp_path / "reports").mkdir()
+    code, out, _ = cli("monitor", "report", "1", "--format", "html", "--output", "reports")
+    assert out == f"wrote {tmp_path / 'reports' / 'monitor-run-1.html'}\n"
+    code, out, _ = cli("monitor", "report", "1", "-f", "html", "-o", "reports/latest.html")
+    assert out == f"wrote {tmp_path / 'reports' / 'latest.html'}\n"
+    assert (tmp_path / "reports" / "latest.html").is_file()
+    code, _, err = cli("monitor", "report", "1", "-f", "html", "-o", "nowhere/r.html")
+    assert code == 1
+    assert "nowhere" in err
+
+
 def test_monitor_command_errors(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _dataset_and_drifted_log(cli, tmp_path)
     code, _, err = cli("monitor", "run", "nope")
@@ -154,3 +247,10 @@ def test_a_health_monitor_alerts_when_the_server_is_down(cli) -> None:  # type: 
     assert json.loads(out)[0]["condition"] == "down for 2 windows"
     code, out, _ = cli("monitor", "history", "churn-health", "--json")
     assert [r["rows"] for r in json.loads(out)] == [0, 0, 0]
+    code, out, _ = cli("monitor", "history", "churn-health")
+    header, _, *lines = out.splitlines()
+    assert "drift" not in out
+    for column in ("state", "probe ms", "p99 ms", "error rate"):
+        assert column in header
+    assert ["DOWN" in line for line in lines] == [True, True, False]
+    assert "Connection refused" in lines[0]

@@ -125,3 +125,62 @@ def test_keep_alive_requests_are_not_delayed(server: ServerProcess) -> None:
             took.append(time.perf_counter() - start)
     took.sort()
     assert took[len(took) // 2] < 0.02  # no 40 ms delayed-ACK wait: TCP_NODELAY is set
+
+
+def test_serve_tells_each_live_swap_and_what_it_logged_when_it_stops(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    from served import free_port
+
+    from loopml.bootstrap import open_workspace
+
+    settings = make_settings()
+    register_churn(settings)
+    register_churn(settings)
+    ws = open_workspace(settings)
+    ws.registry.promote("churn", 1, project="default")
+    port = free_port()
+    env = {
+        **os.environ,
+        "LOOPML_DB_URL": settings.db_url,
+        "LOOPML_ARTIFACTS": settings.artifacts_url,
+        "LOOPML_HOME": str(settings.home),
+    }
+    command = [sys.executable, "-m", "loopml", "serve", "churn@champion", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--poll-s", "0.2"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
+
+    def said(words: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(words in line for line in list(lines)):
+                return True
+            time.sleep(0.1)
+        return any(words in line for line in lines)
+
+    try:
+        assert said("serving churn/1 as 'churn'"), lines
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(2):
+            assert httpx.post(f"{url}/predict", json={"rows": [ROW] * 3}).status_code == 200
+        ws.registry.promote("churn", 2, project="default")
+        assert said("churn: now serving churn version 2 (alias champion moved from 1)"), lines
+        assert httpx.post(f"{url}/predict", json={"rows": [ROW]}).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reader.join(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        ws.close()
+    (stopped,) = [line for line in lines if "stopped:" in line]
+    assert "stopped: 7 rows and 0 labels logged in 3 requests" in stopped
+    assert sum("now serving" in line for line in lines) == 1  # one line per event

@@ -115,3 +115,22 @@ def test_a_viewer_and_another_site_cannot_change_anything(site: LiveServer) -> N
     actions = [e.action for e in ws.audit.log(entity="model:default/churn", limit=10)]
     assert actions[0] == "model.promoted"
     assert ws.audit.head().seq == before + 1  # the admin's promotion, and nothing else
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/ui", "/ui/login", "/ui/runs?project=default", "/api/v1/health"]
+)
+def test_head_answers_like_get_without_a_body(site: LiveServer, path: str) -> None:
+    with _session(site, site.token) as http:
+        got = http.get(path)
+        head = http.head(path)
+    assert head.status_code == got.status_code
+    assert head.content == b""
+    assert head.headers.get("location") == got.headers.get("location")
+    for header in ("content-type", "content-length"):
+        assert head.headers.get(header) == got.headers.get(header)
+
+
+def test_head_is_no_way_around_a_route_that_takes_no_get(site: LiveServer) -> None:
+    with _session(site, site.token) as http:
+        assert http.head("/ui/logout").status_code == http.get("/ui/logout").status_code == 405

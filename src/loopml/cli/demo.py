@@ -75,6 +75,8 @@ class Step:
     alerts: int = 0
     version: int = 0
     action: str = ""
+    loop: str = ""
+    """The action in a few words, for the timeline's table."""
     replayed_at: float = 0.0
     """When the last row of the period was served (monotonic seconds)."""
 
@@ -143,6 +145,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     from loopml.steps import load_pipeline
 
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("A workspace made by `loopml demo`: `--force` may clear it.\n")
     (folder / "data").mkdir(exist_ok=True)
     pipeline_file = folder / "pipeline.py"
     pipeline_file.write_text(Path(demo_pipeline.__file__).read_text())
@@ -252,7 +255,7 @@ def _one_period(
     step.alerts = sum(a.state == "firing" for a in result.alerts)
     step.version = host.current.version.version
     outcome = loops.run("churn-loop", workspace=ws)
-    step.action = _action(outcome)
+    step.action, step.loop = _action(outcome), _loop_cell(outcome)
     if outcome.run is not None and outcome.run.status == "promoted":
         deadline = time.monotonic() + 10  # the server follows the alias: wait for the swap
         while host.current.version.version == step.version and time.monotonic() < deadline:
@@ -285,6 +288,21 @@ def _action(outcome: Any) -> str:
     return "; ".join(parts)
 
 
+def _loop_cell(outcome: Any) -> str:
+    """The loop's action in the fewest words: `promoted v2 (0.86 vs 0.53)`."""
+    parts = []
+    if outcome.watched is not None:
+        parts.append(f"v{outcome.watched.challenger} {outcome.watched.watch.get('state')}")
+    run = outcome.run
+    if run is not None and run.status == "promoted":
+        before = run.scores.get("champion", {}).get("accuracy", float("nan"))
+        after = run.scores.get("challenger", {}).get("accuracy", float("nan"))
+        parts.append(f"promoted v{run.challenger} ({after:.2f} vs {before:.2f})")
+    elif run is not None:
+        parts.append(f"retrained: {run.status}")
+    return "; ".join(parts)
+
+
 def _replay(url: str, frame: Any) -> None:
     """Serve the period's rows over HTTP, then feed back the true labels."""
     from loopml.serving.frames import MAX_ROWS  # items the server takes per feedback request
@@ -303,6 +321,53 @@ def _replay(url: str, frame: Any) -> None:
         _post(f"{url}/feedback", feedback[start : start + MAX_ROWS])
 
 
+MARKER = ".loopml-demo"
+"""The file that marks a folder as a workspace `loopml demo` made (`--force` clears no other)."""
+
+
+def demo_folder(folder: Path, force: bool) -> tuple[Path, str | None]:
+    """Where this run goes, and what was done about an earlier one (None: nothing was there).
+    An earlier demo's folder is cleared with `force`, else the run takes the first fresh
+    `FOLDER-2`, `FOLDER-3`, ...; a workspace the demo did not make is never touched."""
+    from loopml.errors import InvalidInput
+
+    if not (folder / ".loopml").exists():
+        return folder, None
+    if not _made_by_demo(folder):
+        raise InvalidInput(
+            f"{folder} holds a loopml workspace that `loopml demo` did not make; it is left "
+            "as it is.",
+            "Pass another --dir for the demo.",
+        )
+    if force:
+        for entry in folder.iterdir():  # the folder itself stays: a shell may be in it
+            if entry.is_dir() and not entry.is_symlink():
+                import shutil
+
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return folder, f"cleared the earlier demo in {folder} (--force); running it again there"
+    number = 2
+    while (fresh := folder.with_name(f"{folder.name}-{number}")).exists():
+        number += 1
+    return fresh, (
+        f"{folder} holds an earlier demo, so this one runs in {fresh} "
+        f"(`loopml demo --dir {folder} --force` clears it and runs there)"
+    )
+
+
+def _made_by_demo(folder: Path) -> bool:
+    """The marker, or (a demo before the marker) the demo's pipeline and first period."""
+    from loopml.cli import demo_pipeline
+
+    if (folder / MARKER).is_file():
+        return True
+    pipeline, first = folder / "pipeline.py", folder / "data" / "period-0.csv"
+    source = Path(demo_pipeline.__file__).read_text()
+    return first.is_file() and pipeline.is_file() and pipeline.read_text() == source
+
+
 def demo(
     folder: Path = typer.Option(
         Path("loopml-demo"), "--dir", help="Where the demo workspace goes."
@@ -310,48 +375,28 @@ def demo(
     periods: int = typer.Option(6, "--periods", min=4, max=20, help="Periods of the timeline."),
     rows: int = typer.Option(3000, "--rows", min=500, help="Rows per period."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated world."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Clear an earlier demo in --dir and run there (by default a fresh DIR-2, DIR-3, "
+        "... is taken); a workspace the demo did not make is never cleared.",
+    ),
 ) -> None:
     """Run the whole loop on generated data: version, train, serve, monitor, alert, retrain,
     gate, promote; then print the timeline and the commands to look at what happened."""
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
-    if (folder / ".loopml").exists():
-        from loopml.errors import InvalidInput
+    from loopml.cli.demo_view import look_around, timeline_table
 
-        raise InvalidInput(
-            f"{folder} already holds a loopml workspace.",
-            "Pass another --dir, or delete the folder to run the demo again.",
-        )
+    console = Console(log_path=False)
+    folder, note = demo_folder(folder, force)
+    if note:
+        console.print(note)
     began = time.monotonic()
     with console.status("running the loop...") as status:
         timeline = run_demo(folder, periods, rows, seed, lambda text: console.log(text))
         status.update("done")
-    table = Table(title="timeline (the world changes from period 3)")
-    for column in ("period", "rows", "drift share", "accuracy", "alerts", "served by", "action"):
-        table.add_column(column)
-    for step in timeline:
-        table.add_row(
-            str(step.period),
-            str(step.rows),
-            f"{step.drift_share:.0%}" + (f" ({len(step.drifted)} columns)" if step.drifted else ""),
-            "-" if step.accuracy is None else f"{step.accuracy:.2f}",
-            str(step.alerts),
-            f"churn {step.version}",
-            step.action,
-        )
-    console.print(table)
+    console.print(timeline_table(timeline))
     console.print(f"finished in {time.monotonic() - began:.0f} s. Look around:")
-    for command in (
-        f"cd {folder}",
-        "loopml ui                                        # all of it in a web browser",
-        "loopml monitor history churn-drift",
-        "loopml monitor report RUN_ID --format html      # a run id from the history",
-        "loopml alert list",
-        "loopml models versions churn",
-        "loopml data list",
-        "loopml loop history churn-loop",
-        "loopml audit log --entity model:default/churn ; loopml audit verify",
-    ):
-        console.print(f"  {command}")
+    for command in look_around(folder):
+        console.print(f"  {command}", soft_wrap=False)

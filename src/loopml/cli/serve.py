@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import typer
 
-from loopml.cli.context import JSON_OPTION, PROJECT_OPTION, print_json, print_table
+from loopml.cli.context import (
+    JSON_OPTION,
+    PROJECT_OPTION,
+    print_fields,
+    print_json,
+    print_table,
+)
 
 predictions_app = typer.Typer(
     help="The prediction log: every row served, with its label.", no_args_is_help=True
@@ -60,11 +65,11 @@ def serve(
     from loopml.serving.workers import listen, nodelay_protocol, run_workers
 
     def serve_one(fd: int | None) -> None:
-
         from loopml.bootstrap import open_workspace, prediction_log_writer
         from loopml.serving.app import create_app
         from loopml.serving.log_sink import LogSink
 
+        said = _server_log()
         ws = open_workspace()
         hosts = _hosts(ws, model, deployment, project=project, trust=trust, poll_s=poll_s)
         sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
@@ -75,9 +80,12 @@ def serve(
         }
         app = create_app(hosts, sink, batching=batching, log_probabilities=log_probabilities)
         for name, hosted in hosts.items():
-            sys.stderr.write(
-                f"[{os.getpid()}] serving {hosted.primary.current.version.ref} "
-                f"as {name!r} on http://{host}:{port}\n"
+            said.info(
+                "serving %s as %r on http://%s:%s",
+                hosted.primary.current.version.ref,
+                name,
+                host,
+                port,
             )
         # On SIGTERM requests in flight get up to GRACE_S to finish, then the app's shutdown
         # writes the queued prediction log (nothing acknowledged is lost); uvicorn then
@@ -97,6 +105,20 @@ def serve(
         serve_one(None)
         return
     raise typer.Exit(run_workers(workers, listen(host, port), serve_one))
+
+
+def _server_log() -> Any:
+    """The server's log (`loopml.serving`: start-up, each live swap, the stop) to stderr, one
+    line per event, each with the process id (workers share the terminal)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(process)d] %(message)s"))
+    package = logging.getLogger("loopml")
+    if not package.handlers:
+        package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    return logging.getLogger("loopml.serving")
 
 
 def _hosts(
@@ -171,7 +193,7 @@ def tail(
                 r["output_json"],
                 f"{r['latency_us'] / 1000:.2f}",
                 r.get("label_json") or "",
-                r["flags"],
+                " ".join(filter(None, ["shadow" if r.get("shadow") else "", r["flags"]])),
             )
             for r in rows
         ],
@@ -199,5 +221,31 @@ def show(
     if as_json:
         print_json(record)
         return
-    for key, value in record.items():
-        sys.stdout.write(f"{key:14} {value}\n")
+    print_fields(_readable(record))
+
+
+def _readable(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A logged row as a person reads it: times as UTC, latency in ms, no empty fields."""
+    from datetime import UTC, datetime
+
+    time_us, latency_us = record.get("time_us"), record.get("latency_us")
+    shown = {
+        "request id": record.get("request_id"),
+        "time": (
+            datetime.fromtimestamp(time_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            + " UTC"
+            if isinstance(time_us, int) and 0 <= time_us < 253_402_300_800_000_000
+            else time_us
+        ),
+        "deployment": record.get("deployment"),
+        "model": f"{record.get('model')} version {record.get('model_version')}",
+        "answered by": "shadow (logged, not returned)" if record.get("shadow") else "the model",
+        "inputs": record.get("inputs_json"),
+        "output": record.get("output_json"),
+        "probabilities": record.get("proba_json"),
+        "latency": f"{latency_us / 1000:.2f} ms" if isinstance(latency_us, int) else latency_us,
+        "flags": record.get("flags"),
+        "client id": record.get("client_id"),
+        "label": record.get("label_json") or "none fed back yet",
+    }
+    return [(key, value) for key, value in shown.items() if value not in (None, "")]

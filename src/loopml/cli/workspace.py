@@ -6,7 +6,14 @@ import sys
 
 import typer
 
-from loopml.cli.context import JSON_OPTION, open_workspace, print_fields, print_json, print_table
+from loopml.cli.context import (
+    JSON_OPTION,
+    open_workspace,
+    print_fields,
+    print_json,
+    print_table,
+    project_of,
+)
 
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of every change.", no_args_is_help=True)
@@ -59,14 +66,22 @@ def audit_log(
     ),
     action: str = typer.Option(None, "--action", help="Only this action, e.g. model.alias_set."),
     limit: int = typer.Option(50, "--limit", min=1, help="Newest events to show."),
+    project: str = typer.Option(
+        None,
+        "--project",
+        "-p",
+        help="Only events of this project's things; also the project of a short --entity "
+        "KIND:NAME (default $LOOPML_PROJECT or 'default'). Without it and --entity: every event.",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the newest events: who changed what, when, from what to what."""
     workspace = open_workspace()
     if entity and entity.count(":") == 1 and "/" not in entity:
         kind, name = entity.split(":")
-        entity = f"{kind}:{workspace.project}/{name}"
-    events = workspace.audit.log(entity=entity, action=action, limit=limit)
+        entity = f"{kind}:{project_of(workspace, project)}/{name}"
+    chosen = project_of(workspace, project) if project else None
+    events = workspace.audit.log(entity=entity, action=action, limit=limit, project=chosen)
     if as_json:
         print_json(events)
         return

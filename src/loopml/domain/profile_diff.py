@@ -7,6 +7,7 @@ of more than half an old standard deviation (`NumericShift.mean_shift_in_std`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -207,7 +208,8 @@ def diff_schemas(old: TableSchema, new: TableSchema) -> SchemaDiff:
         type_changed=tuple(
             TypeChanged(n.name, o.logical_type, n.logical_type, o.arrow_type, n.arrow_type)
             for o, n in common
-            if (o.logical_type, o.arrow_type) != (n.logical_type, n.arrow_type)
+            if (o.logical_type, same_arrow_type(o.arrow_type))
+            != (n.logical_type, same_arrow_type(n.arrow_type))
         ),
         nullability_changed=tuple(
             NullabilityChanged(n.name, o.nullable, n.nullable)
@@ -220,6 +222,39 @@ def diff_schemas(old: TableSchema, new: TableSchema) -> SchemaDiff:
             if o.categories != n.categories
         ),
     )
+
+
+_VARIANTS = {
+    "utf8": "string",
+    "large_string": "string",
+    "large_utf8": "string",
+    "string_view": "string",
+    "large_binary": "binary",
+    "binary_view": "binary",
+    "large_list": "list",
+    "list_view": "list",
+    "large_list_view": "list",
+}
+_VARIANT = re.compile(r"\b(" + "|".join(_VARIANTS) + r")\b")
+_LIST_ITEM = re.compile(r"\blist<[^<>:]+: ")
+_DICTIONARY = re.compile(
+    r"dictionary<values=((?:[^<>]|<(?:[^<>]|<[^<>]*>)*>)*?), indices=\w+, ordered=[01]>"
+)
+
+
+def same_arrow_type(arrow_type: str) -> str:
+    """Arrow's text of a type with its physical variants made one: 64-bit offsets and views
+    (`large_string`, `string_view`, `large_binary`, `large_list`, `list_view`), dictionary
+    encoding and the name of a list's item field change how values are stored, not what they
+    are. `dictionary<values=large_string, ...>` and `string` give the same text."""
+    text = arrow_type
+    while True:
+        plain = _DICTIONARY.sub(r"\1", text)
+        if plain == text:
+            break
+        text = plain
+    text = _VARIANT.sub(lambda found: _VARIANTS[found.group(1)], text)
+    return _LIST_ITEM.sub("list<item: ", text)
 
 
 def diff_profiles(old: TableProfile, new: TableProfile) -> list[ProfileChange]:

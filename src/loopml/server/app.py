@@ -119,6 +119,7 @@ def create_server(
     views = add_ui(app, ws, auth=auth, local=local)
     redact = redactor(ws.settings)
     _answer_errors(app, views, redact)
+    app.add_middleware(_HeadAsGet)
     app.add_middleware(
         BrowserBoundary,
         hosts=hosts or AllowedHosts(["127.0.0.1", "localhost", "::1"]),
@@ -313,6 +314,34 @@ class _Observe:
                     "ms": round(elapsed * 1000, 2),
                 }
                 log.info(json.dumps(line))
+
+
+class _HeadAsGet:
+    """HEAD answered as GET is, without the body, wherever GET is served (FastAPI's routes
+    list GET alone, so HEAD got 405). The server still sees HEAD: it sends no body and keeps
+    the GET answer's Content-Length."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, headers_only)
+        finally:
+            if "route" in as_get:  # for the request metrics around this
+                scope["route"] = as_get["route"]
 
 
 def _error(status: int, message: str, hint: str, kind: str) -> Response:

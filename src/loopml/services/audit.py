@@ -9,6 +9,7 @@ from loopml.domain.audit import (
     verify_chain,
     verify_with_checkpoint,
 )
+from loopml.domain.auth import PROJECT_KINDS
 from loopml.domain.records import Event
 from loopml.ports import EventLog
 
@@ -18,9 +19,23 @@ class AuditService:
         self._events = events
 
     def log(
-        self, *, entity: str | None = None, action: str | None = None, limit: int = 100
+        self,
+        *,
+        entity: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        project: str | None = None,
     ) -> list[Event]:
-        return self._events.list(entity=entity, action=action, limit=limit)
+        """The newest events, newest first: of `entity` (and the things under it), or of
+        every thing that lives in `project` (its datasets, runs, models, ...), or all."""
+        if entity is not None or project is None:
+            return self._events.list(entity=entity, action=action, limit=limit)
+        found = [
+            event
+            for kind in sorted(PROJECT_KINDS)
+            for event in self._events.list(entity=f"{kind}:{project}", action=action, limit=limit)
+        ]
+        return sorted(found, key=lambda event: event.seq, reverse=True)[:limit]
 
     def verify(self, checkpoint: Checkpoint | None = None) -> ChainVerdict:
         """Walk the whole chain; with a `checkpoint` (from `head`), also check that it is still

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import time
@@ -39,6 +40,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 LOG_WAIT_S = 2.0
 """How long a request waits for room in a full prediction log before its 503."""
 RETRY_AFTER_S = 1
+log = logging.getLogger("loopml.serving")
 
 
 class PredictionSink(Protocol):
@@ -126,6 +128,8 @@ class Server:
         self.ids = RequestIds(lambda: time.time_ns() // 1_000_000, os.urandom)
         self.recent = RecentIds()
         """The ids this process issued lately, for the feedback check."""
+        self.requests = 0
+        """Requests answered (any status) on the model routes, for the line at shutdown."""
 
     def host(self, name: str | None) -> ModelHost:
         if name is None:
@@ -257,6 +261,7 @@ def _endpoint(
                 503, f"The server could not answer: {type(exc).__name__}: {exc}"
             )
         server.telemetry.request(name, response.status_code, time.perf_counter() - started)
+        server.requests += 1
         return response
 
     return wrapped
@@ -281,8 +286,22 @@ def _lifespan(
                 batcher.close()
             if server.sink is not None:
                 server.sink.close()
+            log.info(_stopped(server))
 
     return lifespan
+
+
+def _stopped(server: Server) -> str:
+    """The line a stopping server leaves: what it logged, over how many requests."""
+    if server.sink is None:
+        return f"stopped: {server.requests} requests answered, nothing logged (--no-log)"
+    stats = server.sink.stats()
+    unwritten = stats.get("queue_depth", 0)
+    return (
+        f"stopped: {stats.get('predictions_logged', 0)} rows and "
+        f"{stats.get('labels_logged', 0)} labels logged in {server.requests} requests"
+        f"{f', {unwritten} of them not written (see above)' if unwritten else ''}"
+    )
 
 
 def create_app(

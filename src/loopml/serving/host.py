@@ -83,7 +83,7 @@ def _warm(served: Served) -> Served:
     try:
         expected = np.asarray(served.model.predict(frame))
     except Exception as exc:  # a made-up row may be refused; the model still serves real ones
-        log.info("warm-up of %s skipped: %s", served.version.ref, exc)
+        log.debug("warm-up of %s skipped: %s", served.version.ref, exc)
         return served
     if not names or any(kind not in ("integer", "float") for _, kind in served.inputs):
         return served
@@ -142,20 +142,14 @@ class ModelHost:
         if version.run_id is None:
             return None, {}
         try:
-            run = self.workspace.tracking.get(version.run_id)
-            refs = list(run.inputs)
-            if not refs and run.parent_id:
-                for child in self.workspace.tracking.search(
-                    project=run.project, parent_id=run.parent_id
-                ).runs:
-                    refs += child.inputs
+            refs = self.workspace.graph.training_datasets(version.run_id)
             for ref in refs:
-                data = self.workspace.data.resolve(ref, run.project, record=False)
+                data = self.workspace.data.resolve(ref, version.project, record=False)
                 reference = reference_from_profile(self.workspace.data.profile(data), inputs)
                 if reference is not None:
                     return reference, _categories(data.schema, inputs)
         except Exception as exc:  # no reference: /explain falls back and says so
-            log.info("no training reference for %s: %s", version.ref, exc)
+            log.debug("no training reference for %s: %s", version.ref, exc)
         return None, {}
 
     def refresh(self) -> bool:
@@ -163,11 +157,21 @@ class ModelHost:
         target = self.workspace.registry.resolve(self.ref, self.project)
         if target.version == self.current.version.version:
             return False
+        before = self.current.version.version
         fresh = self._load(target)
         self.current = fresh  # one assignment: requests see the old or the new, never a mix
         self.swaps += 1
-        log.info("%s now serves %s", self.deployment, target.ref)
+        log.info(self._swapped(target, before))
         return True
+
+    def _swapped(self, target: ModelVersion, before: int) -> str:
+        """`churn-prod: now serving churn version 4 (alias champion moved from 3)`."""
+        role = "" if self.role == "primary" else f" ({self.role})"
+        moved = f"alias {self.ref.alias}" if self.ref.alias else "latest"
+        return (
+            f"{self.deployment}{role}: now serving {target.name} version {target.version} "
+            f"({moved} moved from {before})"
+        )
 
     def start(self) -> None:
         if self.ref.version is not None or self._thread is not None:

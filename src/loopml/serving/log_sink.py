@@ -31,6 +31,10 @@ class LogSink:
     def __init__(self, writer: PredictionLogWriter, reader: PredictionLogReader | None = None):
         self.writer = writer
         self.reader = reader or PredictionLogReader(storage=writer.storage)
+        self.predictions_logged = 0
+        self.labels_logged = 0
+        """Rows and labels handed to the log by this process (counted by this one sink; the
+        writer's `written_rows` says how many reached storage)."""
 
     @property
     def settle_s(self) -> float:
@@ -48,6 +52,7 @@ class LogSink:
         """Append the rows against room reserved for them."""
         when = now_us()
         count = len(served.request_ids)
+        self.predictions_logged += count
         self.writer.append(
             [
                 PredictionRecord(
@@ -80,6 +85,7 @@ class LogSink:
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None:
         """Append the labels against room reserved for them."""
         when = now_us()
+        self.labels_logged += len(items)
         self.writer.append_feedback(
             [
                 FeedbackRecord(request_id, when, deployment, _json(label))
@@ -95,7 +101,12 @@ class LogSink:
         return queued | self.reader.served_ids(deployment, rest) if rest else queued
 
     def stats(self) -> dict[str, int]:
-        return self.writer.stats()
+        """The writer's counters, and `predictions_logged` and `labels_logged`."""
+        return {
+            **self.writer.stats(),
+            "predictions_logged": self.predictions_logged,
+            "labels_logged": self.labels_logged,
+        }
 
     def close(self) -> None:
         self.writer.close()
