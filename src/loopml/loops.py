@@ -24,7 +24,6 @@ A failure anywhere leaves the champion serving, records why, and raises an alert
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -192,15 +191,15 @@ def _reference_monitor(ws: Workspace, spec: LoopSpec) -> Monitor:
 def _label_of(ws: Workspace, spec: LoopSpec) -> str:
     if spec.label:
         return spec.label
+    from loopml.monitoring.monitors import roles
+
     drift = [
         m for m in ws.monitors.list(spec.project) if m.deployment == spec.deployment
     ]  # any monitor of the deployment that knows the label column
     for monitor in drift:
-        if monitor.summary_digest is None:
-            continue
-        roles = json.loads(ws.blobs.read_bytes(monitor.summary_digest)).get("roles", {})
-        if roles.get("label"):
-            return str(roles["label"])
+        label = roles(ws, monitor).get("label")
+        if label:
+            return str(label)
     raise InvalidInput(
         f"The label column of deployment {spec.deployment!r} is not known.",
         "Give --label COLUMN, or create its drift monitor with --label.",
@@ -385,6 +384,7 @@ def _retrain_steps(
         why = f"challenger {challenger} kept out: " + "; ".join(
             f"{rule} ({detail})" for rule, ok, detail in (*verdict.rules, *verdict.checks) if not ok
         )
+        why += "".join(f"; note: {note}" for note in verdict.notes)
         tell(f"loop {spec.name}: {why}")
         return ws.loops.finish_run(scored, "held", why or f"failed: {failed}")
     summary = ", ".join(f"{r} ({d})" for r, _, d in verdict.rules)

@@ -163,6 +163,42 @@ def test_prediction_and_label_drift_against_the_models_outputs_on_the_reference(
     assert report.features["churned"].current_rows == 2_000
 
 
+def test_without_label_the_one_column_the_model_does_not_take_is_the_label(
+    churn: Workspace, tmp_path: Path
+) -> None:
+    """The README's monitor (no --label) knows the label: runs measure the labels and never
+    report the label column missing; with two such columns it leaves both out, unguessed."""
+    from sklearn.linear_model import LogisticRegression
+
+    reference = frame(5_000, seed=1)[["tenure", "monthly"]]
+    model = LogisticRegression().fit(reference, (reference["tenure"] < 20).astype(int))
+    churn.registry.register(model, "churn", project="default", input_example=reference.head(3))
+    labelled = reference.assign(churned=(reference["tenure"] < 20).astype(int))
+    labelled.to_parquet(tmp_path / "labelled.parquet")
+    churn.data.add(tmp_path / "labelled.parquet", name="labelled", project="default")
+    monitors.create(
+        "plain", deployment="churn-prod", reference="labelled", model="churn", workspace=churn
+    )
+    at = now_us()
+    served = frame(500, seed=81)[["tenure", "monthly"]]
+    predicted = model.predict(served).tolist()
+    serve(churn, served, at_us=at, outputs=predicted, labels=predicted)
+    result = monitors.run("plain", now_us=at, workspace=churn)
+    assert result.report is not None
+    assert result.report.features["churned"].current_rows == 500  # read from the feedback
+    assert result.document["quality"]["missing_columns"] == []
+    assert result.document["accuracy"] == 1.0
+
+    # churn@1 has plan and churned besides the model's inputs: neither is guessed as the label
+    monitors.create(
+        "two-extra", deployment="churn-prod", reference="churn", model="churn", workspace=churn
+    )
+    result = monitors.run("two-extra", now_us=at, workspace=churn)
+    assert result.report is not None
+    assert {"churned", "plan"}.isdisjoint(result.report.features)
+    assert result.document["quality"]["missing_columns"] == []
+
+
 def test_a_failing_monitor_is_one_notice_and_the_others_still_run(churn: Workspace) -> None:
     from pathlib import Path
 

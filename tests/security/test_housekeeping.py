@@ -357,19 +357,30 @@ def test_a_writer_reusing_blobs_never_loses_one_to_a_concurrent_gc(
     thread.start()
     try:
         for i, path in enumerate(files):
+            if i % 40 == 20:  # paced: a collection ends while the writer is mid-way, each time
+                _wait_for_more(reports, len(reports) + 1)
             writer_ws.data.add(path, name=f"d{i}", project="default", profile=False)
+        done.set()
+        thread.join(120)
+        reports.append(collector.collect(grace_s=2))
+        assert len(reports) >= 4, "the collections did not overlap the writer"
+        for i, path in enumerate(files):
+            out = tmp_path / "out" / str(i)
+            setup.data.get(f"d{i}@1", "default", out)  # hash-checked: present and whole
+            assert (out / path.name).read_text() == path.read_text()
+        assert not any(setup.blobs.exists(digest) for digest in unused)
     finally:
         done.set()
         thread.join(120)
-    reports.append(collector.collect(grace_s=2))
-    assert len(reports) >= 3, "the collections did not overlap the writer"
-    for i, path in enumerate(files):
-        out = tmp_path / "out" / str(i)
-        setup.data.get(f"d{i}@1", "default", out)  # hash-checked: present and whole
-        assert (out / path.name).read_text() == path.read_text()
-    assert not any(setup.blobs.exists(digest) for digest in unused)
-    for ws in (setup, writer_ws, collector_ws):
-        ws.close()
+        for ws in (setup, writer_ws, collector_ws):
+            ws.close()
+
+
+def _wait_for_more(reports: list[Any], count: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(reports) < count:
+        assert time.monotonic() < deadline, "no collection finished in 120 s"
+        time.sleep(0.01)
 
 
 def test_gc_on_a_client_of_a_team_server_is_refused_with_what_to_do(

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from loopml.cli import monitor_view
 from loopml.cli.context import (
     JSON_OPTION,
     PROJECT_OPTION,
@@ -53,6 +54,7 @@ def create(
     """Create a monitor (or replace the one with this name); the reference is summarised now,
     once."""
     from loopml.monitoring.monitors import create as create_monitor
+    from loopml.monitoring.monitors import roles
 
     ws = open_workspace()
     found = create_monitor(
@@ -71,6 +73,9 @@ def create(
         print_json(plain(found))
         return
     watched = f"against {found.reference}" if found.reference else f"probing {found.probe_url}"
+    if found.reference:
+        known = roles(ws, found).get("label")
+        watched += f" (label column {known})" if known else " (no label column: --label COLUMN)"
     sys.stdout.write(
         f"monitor {name}: {deployment} {watched}, "
         f"window {_duration(found.window_s)}, every {_duration(found.every_s)}\n"
@@ -116,31 +121,11 @@ def run(
     if as_json:
         print_json({"run": result.run.id, **result.document})
         return
-    sys.stdout.write(_summary(result) + "\n")
+    sys.stdout.write(monitor_view.summary(result) + "\n")
     if result.report is not None:
-        _print_features(result.report.to_dict())
-        _print_unreadable(result.document)
-
-
-def _summary(result: Any) -> str:
-    document = result.document
-    alerts = "".join(f"; alert {a.id} {a.state}" for a in result.alerts)
-    if document.get("kind") == "health":
-        state = "DOWN" if document["down"] else "up"
-        p99 = document["p99_latency_ms"]
-        return (
-            f"run {result.run.id}: {state} ({document['error'] or document['status']}, "
-            f"{document['probe_ms']:.1f} ms), {document['rows']} rows served"
-            f"{'' if p99 is None else f', p99 {p99:.1f} ms'}{alerts}"
-        )
-    drifted = document["drifted_features"]
-    unreadable = document.get("unreadable_values") or 0
-    return (
-        f"run {result.run.id}: {result.run.rows} rows, drift share {document['drift_share']:.0%}"
-        f"{': ' + ', '.join(drifted) if drifted else ''}"
-        f", {document['quality_issues']} quality issue(s)"
-        f"{f', {unreadable} unreadable value(s)' if unreadable else ''}{alerts}"
-    )
+        monitor_view.print_features(result.report.to_dict())
+        monitor_view.print_unreadable(result.document)
+        monitor_view.print_performance(result.document)
 
 
 @app.command("serve")
@@ -180,7 +165,7 @@ def _serve_tick(ws: Any, project: str) -> None:
         elif isinstance(outcome, Exception):
             sys.stdout.write(f"{name}: FAILED: {_one_line(ws, outcome)}\n")
         else:
-            sys.stdout.write(f"{name}: {_summary(outcome)}\n")
+            sys.stdout.write(f"{name}: {monitor_view.summary(outcome)}\n")
         sys.stdout.flush()
     for looped in loops.run_due(project=project, workspace=ws):
         done = looped.run or looped.watched
@@ -206,17 +191,17 @@ def history(
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """One line per run: window, rows, drift share and the drifted features."""
+    """One line per run: rows, drift share, the drifted features and, when labels came, the
+    performance (accuracy, F1, ...); for a health monitor, up or down, latency, error rate."""
+    import json
+
     ws = open_workspace()
     runs = ws.monitors.history(name, project_of(ws, project), limit)
     if as_json:
         print_json(runs)
         return
-    print_table(
-        None,
-        ["run", "time", "rows", "drift share", "drifted"],
-        [(r.id, when(r.time), r.rows, f"{r.drift_share:.0%}", ", ".join(r.drifted)) for r in runs],
-    )
+    documents = [json.loads(ws.blobs.read_bytes(r.report_digest)) for r in runs]
+    monitor_view.print_history(runs, documents)
 
 
 @app.command("report")
@@ -224,7 +209,12 @@ def report(
     run_id: int = typer.Argument(..., help="Monitor run id (from `monitor history`)."),
     output: str = typer.Option("table", "--format", "-f", help="table, json or html."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Where the html page goes (default monitor-run-ID.html)."
+        None,
+        "--output",
+        "--out",
+        "-o",
+        help="Where the html page goes: a file, or an existing folder "
+        "(default monitor-run-ID.html in the current folder).",
     ),
     project: str = PROJECT_OPTION,
 ) -> None:
@@ -257,7 +247,7 @@ def report(
 
         runs = ws.monitors.history(document["monitor"], proj, 200)[::-1]
         history = [{"time": when(r.time), "drift_share": r.drift_share} for r in runs]
-        target = out or Path(f"monitor-run-{run_id}.html")
+        target = _page_path(out, f"monitor-run-{run_id}.html")
         target.write_text(render(document, history), encoding="utf-8")
         sys.stdout.write(f"wrote {target}\n")
         return
@@ -269,10 +259,28 @@ def report(
             ("reference", document["reference"]),
             ("rows", f"{document['current_rows']} served, {document['reference_rows']} reference"),
             ("drift share", f"{document['drift_share']:.0%}"),
+            ("performance", monitor_view.performance_text(document) or "no labels came"),
         ]
     )
-    _print_features(document)
-    _print_unreadable(document)
+    monitor_view.print_features(document)
+    monitor_view.print_unreadable(document)
+    monitor_view.print_performance(document)
+
+
+def _page_path(out: Path | None, name: str) -> Path:
+    """The absolute path a page goes to: `out` (a file, or an existing folder: `name` in it),
+    or `name` in the current folder."""
+    from loopml.errors import InvalidInput
+
+    target = (out or Path(name)).expanduser().resolve()
+    if target.is_dir():
+        target = target / name
+    if not target.parent.is_dir():
+        raise InvalidInput(
+            f"The folder {target.parent} does not exist, so the page cannot be written there.",
+            "Give --output an existing folder, or a file in one.",
+        )
+    return target
 
 
 @app.command("delete")
@@ -283,40 +291,6 @@ def delete(
     ws = open_workspace()
     ws.monitors.delete(name, project_of(ws, project))
     sys.stdout.write(f"deleted monitor {name}\n")
-
-
-def _print_features(document: dict[str, Any]) -> None:
-    rows = []
-    for feature in document["features"]:
-        q = feature["q_value"]
-        rows.append(
-            (
-                feature["name"],
-                feature["kind"],
-                "DRIFT" if feature["drifted"] else "",
-                "" if q is None else f"{q:.3g}",
-                f"{feature['effect']} {_number(feature['effect_value'])}"
-                f" (>= {_number(feature['effect_threshold'])})",
-                " ".join(feature["findings"]),
-            )
-        )
-    print_table(None, ["feature", "kind", "drift", "q", "effect", "findings"], rows)
-
-
-def _print_unreadable(document: dict[str, Any]) -> None:
-    """The values the run could not read, by column and kind, with example request ids."""
-    found = (document.get("quality") or {}).get("unreadable") or []
-    if not found:
-        return
-    print_table(
-        None,
-        ["unreadable in", "kind", "values", "e.g. requests"],
-        [(u["column"], u["kind"], u["count"], ", ".join(map(str, u["examples"]))) for u in found],
-    )
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def _duration(seconds: int) -> str:

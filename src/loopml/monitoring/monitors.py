@@ -100,7 +100,9 @@ def create(
 
     Drift of the model's output: the reference gets a `prediction` column, the predictions of
     `model` (default: the stored deployment's model) on the reference rows. Drift of the labels:
-    `label` names the reference's label column, compared with the labels fed back."""
+    `label` names the reference's label column, compared with the labels fed back; without it,
+    when the model is known, the one reference column the model does not take is the label.
+    Other columns the model does not take are left out: the server never sees them."""
     ws = workspace or default_workspace()
     project = project or ws.project
     window_s, every_s = _seconds(window), _seconds(every)
@@ -119,7 +121,8 @@ def create(
                 f"The reference {pinned} has no column {label!r} to take labels from.",
                 f"Choose among: {', '.join(table.column_names)}.",
             )
-        table, categorical = _with_predictions(ws, table, deployment, model, project)
+        table, categorical, inputs = _with_predictions(ws, table, deployment, model, project)
+        table, label = _served_columns(table, inputs, label)
         roles = {
             "label": label,
             "prediction": PREDICTION if PREDICTION in table.column_names else None,
@@ -139,6 +142,15 @@ def create(
         probe_url=probe,
     )
     return monitor
+
+
+def roles(ws: Workspace, monitor: Monitor) -> dict[str, Any]:
+    """What the drift monitor's reference columns mean: `label` (the label column, or None)
+    and `prediction`; empty for a health monitor."""
+    if monitor.summary_digest is None:
+        return {}
+    stored = json.loads(ws.blobs.read_bytes(monitor.summary_digest))
+    return dict(stored.get("roles") or {})
 
 
 def run(
@@ -440,16 +452,32 @@ PREDICTION = "prediction"
 """The reference column holding the model's outputs on the reference rows."""
 
 
+def _served_columns(
+    table: pa.Table, inputs: list[str] | None, label: str | None
+) -> tuple[pa.Table, str | None]:
+    """The reference's columns a served row can be compared on (the model's inputs, its
+    prediction, the label), and the label column: the one given, else the only column the
+    model does not take. Unknown inputs (no model): every column, the label as given."""
+    if inputs is None:
+        return table, label
+    others = [c for c in table.column_names if c not in inputs and c != PREDICTION]
+    if label is None and len(others) == 1:
+        label = others[0]
+    unserved = [c for c in others if c != label]
+    return table.drop_columns(unserved), label
+
+
 def _with_predictions(
     ws: Workspace, table: pa.Table, deployment: str, model: str | None, project: str
-) -> tuple[pa.Table, list[str]]:
-    """`table` with the model's predictions on it as a `prediction` column (and the columns to
-    read as categories: a classifier's predictions), when a model is known."""
+) -> tuple[pa.Table, list[str], list[str] | None]:
+    """`table` with the model's predictions on it as a `prediction` column, the columns to
+    read as categories (a classifier's predictions) and the model's inputs, when a model is
+    known (its inputs are None when not, or when its signature does not name them)."""
     if model is None:
         try:
             model = ws.deployments.get(deployment, project).model_ref
         except LoopmlError:
-            return table, []  # no stored deployment, no model given: no prediction drift
+            return table, [], None  # no stored deployment, no model given: no prediction drift
     version = ws.registry.resolve(model, project)
     loaded = ws.registry.load(version.ref, project=project)
     inputs = [column["name"] for column in version.signature.get("inputs", [])]
@@ -463,7 +491,7 @@ def _with_predictions(
     predicted = np.asarray(loaded.predict(frame))
     categorical = [PREDICTION] if callable(getattr(loaded.raw, "predict_proba", None)) else []
     column = pa.array(predicted.astype(str) if categorical else predicted)
-    return table.append_column(PREDICTION, column), categorical
+    return table.append_column(PREDICTION, column), categorical, inputs or None
 
 
 def read_dataset(ws: Workspace, version: Any) -> pa.Table:
