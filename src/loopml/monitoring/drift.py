@@ -24,7 +24,7 @@ large ones relevant (a million rows make any tiny shift significant; it is not d
 is big enough to matter). Categories the reference never had are reported by name with their
 share of rows, and raised as a finding from `new_category_share` (1%) of rows.
 PSI (reference deciles for numbers; categories for categoricals) is reported, not decided on.
-The statistics themselves are in `loopml.domain.drift`.
+The statistics themselves are in `loopml.domain.drift` and `loopml.domain.text_drift`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.domain import drift as stats
+from loopml.domain import text_drift as text_stats
 from loopml.errors import InvalidInput
 
 SCHEMA_VERSION = 1
@@ -88,7 +89,7 @@ class Reference:
         readers = {
             "numeric": stats.NumericSummary.from_dict,
             "categorical": stats.CategorySummary.from_dict,
-            "text": stats.TokenSummary.from_dict,
+            "text": text_stats.TokenSummary.from_dict,
         }
         for name, column in data.get("columns", {}).items():
             kinds[name] = column["kind"]
@@ -368,7 +369,7 @@ def _test(kind: str, reference: Any, current: Any) -> _Result:
             "current_nulls": current.nulls,
         }
         return category.test, category.p_value, values, reference.rows, current.rows
-    words = stats.text_drift(reference, current)
+    words = text_stats.text_drift(reference, current)
     values = {
         "oov_rate": words.oov_rate,
         "expected_oov_rate": words.expected_oov_rate,
@@ -526,7 +527,7 @@ def _category_counts(column: pa.ChunkedArray) -> stats.CategorySummary:
     return stats.summarize_categories(labels, counts, nulls)
 
 
-def _token_counts(column: pa.ChunkedArray, keep: int | None) -> stats.TokenSummary:
+def _token_counts(column: pa.ChunkedArray, keep: int | None) -> text_stats.TokenSummary:
     values = column.drop_null()
     if not _is_text(values.type):
         values = values.cast(pa.string())
@@ -535,7 +536,7 @@ def _token_counts(column: pa.ChunkedArray, keep: int | None) -> stats.TokenSumma
     counted = pc.value_counts(tokens)
     labels = counted.field("values").to_numpy(zero_copy_only=False)
     counts = counted.field("counts").to_numpy()
-    return stats.summarize_tokens(labels, counts, len(values), keep)
+    return text_stats.summarize_tokens(labels, counts, len(values), keep)
 
 
 def _parallel(work: Any, names: list[str]) -> list[Any]:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from loopml.domain import drift
+from loopml.domain import drift, text_drift
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 
@@ -180,36 +180,36 @@ def test_two_cells_take_fishers_exact_test_and_more_take_the_chi_square() -> Non
     assert drift.homogeneity(ref, cur)[1:] == drift.chi2_homogeneity(ref, cur)
 
 
-def _tokens(counts: dict[str, int], keep: int | None = None) -> drift.TokenSummary:
+def _tokens(counts: dict[str, int], keep: int | None = None) -> text_drift.TokenSummary:
     labels = np.array(list(counts), dtype=object)
-    return drift.summarize_tokens(labels, np.array(list(counts.values())), 10, keep)
+    return text_drift.summarize_tokens(labels, np.array(list(counts.values())), 10, keep)
 
 
 def test_the_unseen_share_is_the_share_of_tokens_seen_once() -> None:
     summary = _tokens({"a": 50, "b": 30, "c": 10, "d": 4, "e": 2, "f": 1, "g": 1, "h": 1, "i": 1})
-    share, variance = drift.unseen_share(summary)
+    share, variance = text_drift.unseen_share(summary)
     assert share == pytest.approx(4 / 100)  # Good-Turing: four singletons in 100 tokens
     assert variance == pytest.approx(0.04 * 0.96 / 100 + 2 * 1 / 100**2)
     cut = _tokens({"a": 50, "b": 30, "c": 10, "d": 4, "e": 2, "f": 1, "g": 1, "h": 1, "i": 1}, 4)
     assert (cut.singletons, cut.doubletons) == (4, 1)  # counted before the vocabulary was cut
-    assert drift.unseen_share(cut)[0] == pytest.approx((6 + 4) / 100)  # cut tokens are unseen
+    assert text_drift.unseen_share(cut)[0] == pytest.approx((6 + 4) / 100)  # cut tokens are unseen
 
 
 def test_a_reference_stored_before_singletons_were_kept_still_reads() -> None:
     summary = _tokens({"a": 5, "b": 2, "c": 1, "d": 1})
     stored = {k: v for k, v in summary.to_dict().items() if k not in {"singletons", "doubletons"}}
-    again = drift.TokenSummary.from_dict(stored)
+    again = text_drift.TokenSummary.from_dict(stored)
     assert (again.singletons, again.doubletons) == (2, 1)
-    kept = drift.TokenSummary.from_dict(summary.to_dict())
+    kept = text_drift.TokenSummary.from_dict(summary.to_dict())
     assert kept.to_dict() == summary.to_dict()
 
 
 def test_new_words_are_significant_only_beyond_what_the_reference_expects() -> None:
     share, variance = 0.05, 0.05 * 0.95 / 10_000
-    assert drift.unseen_p_value(0, 1_000, share, variance) == 1.0
-    assert drift.unseen_p_value(50, 1_000, share, variance) > 0.4  # as expected
-    assert drift.unseen_p_value(90, 1_000, share, variance) < 1e-6  # far more
+    assert text_drift.unseen_p_value(0, 1_000, share, variance) == 1.0
+    assert text_drift.unseen_p_value(50, 1_000, share, variance) > 0.4  # as expected
+    assert text_drift.unseen_p_value(90, 1_000, share, variance) < 1e-6  # far more
     # The estimate's own uncertainty widens the tail: a small reference is less sure.
-    assert drift.unseen_p_value(65, 1_000, share, 0.05 * 0.95 / 200) > drift.unseen_p_value(
-        65, 1_000, share, variance
-    )
+    assert text_drift.unseen_p_value(
+        65, 1_000, share, 0.05 * 0.95 / 200
+    ) > text_drift.unseen_p_value(65, 1_000, share, variance)
