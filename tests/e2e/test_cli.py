@@ -364,6 +364,50 @@ def test_gate_measures_latency_when_a_rule_guards_it(cli, tmp_path: Path) -> Non
     assert f"Latency: {latency['calls']:,} single-row calls per model in " in report
 
 
+def test_gate_with_a_confidence_waits_for_rows_not_noise(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _gate_models(tmp_path)
+    pd.read_csv(tmp_path / "holdout.csv").head(40).to_csv(tmp_path / "few.csv", index=False)
+    assert cli("data", "add", "holdout.csv")[0] == 0
+    assert cli("data", "add", "few.csv")[0] == 0
+    gate = ["gate", "-m", "churn", "-c", "2"]
+    code, out, _ = cli(*gate, "-d", "few@1", "-r", "accuracy >= 0.5", "--json")
+    shown = json.loads(out)
+    lead = shown["candidate"]["accuracy"] - shown["champion"]["accuracy"]
+    barely = f"accuracy >= champion.accuracy + {lead - 0.02:.4f}"  # just under the bar
+
+    code, out, _ = cli(*gate, "-d", "few@1", "-r", barely)
+    assert code == 0  # the point comparison passes it on 40 rows
+    code, out, _ = cli(*gate, "-d", "few@1", "-r", barely, "--confidence", "0.9")
+    assert code == 1
+    assert out.startswith("## Gate churn 2 on few@1: UNDECIDED")
+    assert f"| `{barely}` | undecided | " in out
+    assert "(90% bounds) on 40 rows (exact binomial on " in out
+    assert "Undecided at 90% confidence, so not passed:" in out
+    assert f"- `{barely}`: 40 rows cannot tell; " in out
+    code, out, _ = cli(*gate, "-d", "few@1", "-r", barely, "--confidence", "0.9", "--json")
+    shown = json.loads(out)
+    assert (code, shown["passed"], shown["undecided"]) == (1, False, [barely])
+    found = shown["comparisons"][barely]
+    assert found["verdict"] == "undecided"
+    assert found["rows"] == 40
+    assert found["low"] < found["difference"] - 0.02 < found["high"]
+    assert found["method"].startswith("exact binomial on ")
+
+    rule = "f1 >= champion.f1 + 0.05"
+    code, out, _ = cli(*gate, "-d", "holdout@1", "-r", rule, "--confidence", "0.9")
+    assert code == 0
+    assert out.startswith("## Gate churn 2 on holdout@1: PASSED")
+    assert "Paired on the same rows: candidate minus champion, with one-sided 90% bounds." in out
+    assert "| 600 | paired bootstrap, 2,000 resamples | pass |" in out
+
+    code, out, err = cli(*gate, "-d", "holdout@1", "-r", rule, "--confidence", "1.5")
+    assert code == 1
+    assert out == ""
+    assert "The confidence 1.5 is not between 0.5 and 1" in err
+    assert "e.g. --confidence 0.9" in err
+    assert "Traceback" not in err
+
+
 def test_audit_log_takes_a_project_like_every_other_command(cli) -> None:  # type: ignore[no-untyped-def]
     from sklearn.dummy import DummyClassifier
 

@@ -27,12 +27,19 @@ def gate(
     ),
     label: str = typer.Option(None, "--label", help="Label column (default: the one non-input)."),
     report: Path = typer.Option(None, "--report", help="Write the Markdown report here."),
+    confidence: float = typer.Option(
+        None,
+        "--confidence",
+        help="How sure a rule against the champion must be, e.g. 0.9: judged on the paired "
+        "difference on the same rows; too few rows to tell is 'undecided' (exit 1). "
+        "Default: compare the two numbers.",
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score a candidate model (and the champion) on a labelled dataset version, check the
     data, apply the rules; print a Markdown report (fit for a CI job summary) and exit 0 if
-    every rule and check passes, 1 if not."""
+    every rule and check passes, 1 if not (or if a rule is undecided at --confidence)."""
     from loopml.monitoring.gate import gate as run_gate
 
     ws = open_workspace()
@@ -45,6 +52,7 @@ def gate(
         rules=rule,
         label=label,
         project=project_of(ws, project),
+        confidence=confidence,
     )
     text = result.markdown(f"Gate {model} {candidate} on {data}")
     if report is not None:

@@ -19,6 +19,13 @@ of a busy machine hits both alike. Each percentile gets a 95% interval, and the 
 the champion's a paired one; a latency rule fails only when its whole interval breaks the bound,
 and holds with the note "could not tell apart" when the interval straddles it
 (`loopml.domain.gate_rules`). The report says how many calls were timed and for how long.
+
+With a confidence (`--confidence 0.9`), every rule of a metric against `champion.METRIC` (not
+latency) is judged on the paired difference of the two models on the same labelled rows
+(`loopml.domain.paired`: exact on the disagreements for accuracy, a seeded paired bootstrap for
+the rest): it passes only when the difference keeps the rule with that confidence, fails when
+it surely does not, and is otherwise undecided: the gate does not pass, and says how many rows
+would tell. Without one, rules compare the two numbers, as they always did.
 """
 
 from __future__ import annotations
@@ -34,10 +41,19 @@ from loopml.domain.gate_rules import (
     LATENCY_METRICS,
     RULE_HINT,
     UNCLEAR,
+    Rule,
     apply_rule,
     parse_rule,
 )
 from loopml.domain.latency import Interval, LatencyEvidence, latency_evidence
+from loopml.domain.paired import (
+    PAIRED_METRICS,
+    PairedOutcome,
+    PairedRows,
+    Verdict,
+    check_confidence,
+    decide,
+)
 from loopml.errors import InvalidInput
 from loopml.monitoring.latency import BUDGET_S, Timed, time_interleaved
 from loopml.monitoring.performance import score
@@ -112,14 +128,29 @@ class GateResult:
     labels: str = ""
     latency: LatencyReport | None = None
     """How latency was timed and its intervals, when a rule named latency."""
+    confidence: float | None = None
+    """How sure a rule against the champion had to be, when the gate was given one."""
+    comparisons: dict[str, PairedOutcome] = field(default_factory=dict)
+    """The paired difference behind each rule judged at `confidence`, by rule."""
+    undecided: list[str] = field(default_factory=list)
+    """The rules too few rows could decide at `confidence` (the gate did not pass)."""
 
     @property
     def notes(self) -> list[str]:
         """The rules that held only because their timings could not tell the models apart."""
         return [f"{rule} ({why})" for rule, ok, why in self.rules if ok and UNCLEAR in why]
 
+    @property
+    def verdict(self) -> str:
+        """PASSED, FAILED, or UNDECIDED when nothing failed but a rule was undecided."""
+        if self.passed:
+            return "PASSED"
+        failed = any(not ok and r not in self.undecided for r, ok, _ in self.rules)
+        checks_failed = any(not ok for _, ok, _ in self.checks)
+        return "UNDECIDED" if self.undecided and not (failed or checks_failed) else "FAILED"
+
     def markdown(self, title: str) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
+        verdict = self.verdict
         lines = [f"## {title}: {verdict}", ""]
         lines += [
             f"{self.rows:,} labelled rows, label column `{self.labels}`, task {self.task}.",
@@ -131,11 +162,46 @@ class GateResult:
             lines.append(f"| {metric} | {value:.4f} | {other} |")
         if self.latency is not None:
             lines += ["", *self.latency.markdown()]
+        if self.comparisons:
+            lines += ["", *self._paired_markdown()]
         lines += ["", "| rule | result | detail |", "|---|---|---|"]
-        lines += [f"| `{r}` | {'pass' if ok else 'FAIL'} | {why} |" for r, ok, why in self.rules]
+        lines += [f"| `{r}` | {self._result(r, ok)} | {why} |" for r, ok, why in self.rules]
         lines += ["", "| data check | result | detail |", "|---|---|---|"]
         lines += [f"| {c} | {'pass' if ok else 'FAIL'} | {why} |" for c, ok, why in self.checks]
+        if self.undecided:
+            lines += ["", *self._undecided_markdown()]
         return "\n".join(lines) + "\n"
+
+    def _result(self, rule: str, ok: bool) -> str:
+        return "pass" if ok else "undecided" if rule in self.undecided else "FAIL"
+
+    def _paired_markdown(self) -> list[str]:
+        bounds = f"{self.confidence:.0%} bounds"
+        lines = [
+            f"Paired on the same rows: candidate minus champion, with one-sided {bounds}.",
+            "",
+            f"| rule | difference | {bounds} | rows | method | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for rule, found in self.comparisons.items():
+            test = "" if found.p_value is None else f"; McNemar p = {found.p_value:.2g}"
+            lines.append(
+                f"| `{rule}` | {found.difference:+.4f} | [{found.low:+.4f}, {found.high:+.4f}] | "
+                f"{found.rows:,} | {found.method}{test} | {found.verdict} |"
+            )
+        return lines
+
+    def _undecided_markdown(self) -> list[str]:
+        lines = [f"Undecided at {self.confidence:.0%} confidence, so not passed:"]
+        for rule in self.undecided:
+            found = self.comparisons[rule]
+            tell = (
+                f"about {found.needed_rows:,} labelled rows would tell"
+                if found.needed_rows is not None
+                else f"far more than {found.rows:,} labelled rows would be needed"
+            )
+            lines.append(f"- `{rule}`: {found.rows:,} rows cannot tell; {tell}.")
+        return lines
 
 
 def gate(
@@ -149,12 +215,16 @@ def gate(
     label: str | None = None,
     project: str | None = None,
     latency_budget_s: float = BUDGET_S,
+    confidence: float | None = None,
 ) -> GateResult:
     """Score `model` version `candidate` (and the version `against` names, if any) on dataset
     version `data` and apply `rules`; latency is timed for at most `latency_budget_s` seconds
-    per model."""
+    per model. With `confidence`, a rule against the champion's metric is judged on the paired
+    difference at that confidence, and may be undecided."""
     from loopml.monitoring.monitors import read_dataset
 
+    if confidence is not None:
+        check_confidence(confidence)
     project = project or ws.project
     parsed = [parse_rule(text) for text in rules]
     if not parsed:
@@ -178,7 +248,7 @@ def gate(
     timed = any({r.metric, r.against} & LATENCY_METRICS for r in parsed)
     loaded = [ws.registry.load(each.ref, project=project) for each in versions]
     scored = [_score(model, features, truth) for model in loaded]
-    task, scores = scored[0][0], [metrics for _, metrics in scored]
+    task, scores = scored[0].task, [each.metrics for each in scored]
     evidence, report = None, None
     if timed:
         timing = time_interleaved(loaded, features, budget_s=latency_budget_s)
@@ -190,6 +260,12 @@ def gate(
     candidate_metrics = scores[0]
     champion_metrics = scores[1] if len(scores) > 1 else None
     outcomes = [apply_rule(rule, candidate_metrics, champion_metrics, evidence) for rule in parsed]
+    comparisons: dict[str, PairedOutcome] = {}
+    if confidence is not None and len(scored) > 1:
+        rows = PairedRows(
+            truth, scored[0].predicted, scored[1].predicted, scored[0].proba, scored[1].proba
+        )
+        outcomes, comparisons = _judge_paired(parsed, outcomes, rows, confidence)
     passed = all(ok for _, ok, _ in outcomes) and all(ok for _, ok, _ in checks)
     return GateResult(
         passed,
@@ -201,18 +277,57 @@ def gate(
         len(truth),
         label,
         report,
+        confidence,
+        comparisons,
+        [r for r, found in comparisons.items() if found.verdict is Verdict.UNDECIDED],
     )
 
 
-def _score(loaded: Any, features: Any, truth: Any) -> tuple[str, dict[str, float]]:
-    """(task, metrics) of one loaded model version on `features` against `truth`."""
+def _judge_paired(
+    parsed: Sequence[Rule],
+    outcomes: list[tuple[str, bool, str]],
+    rows: PairedRows,
+    confidence: float,
+) -> tuple[list[tuple[str, bool, str]], dict[str, PairedOutcome]]:
+    """The outcomes with every rule against a champion's (non-latency) metric judged on the
+    paired difference at `confidence`, and those differences by rule."""
+    judged, comparisons = [], {}
+    for rule, (text, ok, why) in zip(parsed, outcomes, strict=True):
+        if rule.against in PAIRED_METRICS and rule.metric in PAIRED_METRICS:
+            found = decide(
+                rows,
+                metric=rule.metric,
+                op=rule.op,
+                margin=rule.margin,
+                confidence=confidence,
+                against=rule.against,
+                factor=rule.factor,
+            )
+            comparisons[text] = found
+            ok, why = found.verdict is Verdict.PASS, f"{why}; {found.detail}"
+        judged.append((text, ok, why))
+    return judged, comparisons
+
+
+@dataclass(frozen=True, eq=False)
+class _Scored:
+    task: str
+    metrics: dict[str, float]
+    predicted: Any
+    proba: Any
+
+
+def _score(loaded: Any, features: Any, truth: Any) -> _Scored:
+    """The task, metrics, predictions and (if any) class probabilities of one loaded model
+    version on `features` against `truth`."""
     predicted = np.asarray(loaded.predict(features))
     proba = (
-        loaded.raw.predict_proba(features)
+        np.asarray(loaded.raw.predict_proba(features), dtype=np.float64)
         if callable(getattr(loaded.raw, "predict_proba", None))
         else None
     )
-    return score(predicted, truth, proba)
+    task, metrics = score(predicted, truth, proba)
+    return _Scored(task, metrics, predicted, proba)
 
 
 def _ref(model: str, which: str) -> str:

@@ -104,3 +104,69 @@ def test_a_gate_without_latency_rules_reports_no_latency() -> None:
     result = GateResult(True, "classification", {"f1": 0.9}, None, [("f1 >= 0.5", True, "")])
     assert "Latency" not in result.markdown("Gate")
     assert result.notes == []
+
+
+def _judged_at_90(rows: int) -> GateResult:
+    """The issue's rule on `rows` rows where only the candidate is right on 14, only the
+    champion on 6, both wrong on 10, judged at 90% confidence."""
+    from loopml.domain.paired import PairedRows, Verdict, decide
+
+    truth = np.zeros(rows, dtype=int)
+    row = np.arange(rows)
+    candidate = ((row < 6) | ((row >= 20) & (row < 30))).astype(int)
+    champion = ((row >= 6) & (row < 30)).astype(int)
+    rule = "accuracy >= champion.accuracy + 0.01"
+    found = decide(
+        PairedRows(truth, candidate, champion),
+        metric="accuracy",
+        op=">=",
+        margin=0.01,
+        confidence=0.9,
+    )
+    held = found.verdict is Verdict.PASS
+    undecided = found.verdict is Verdict.UNDECIDED
+    return GateResult(
+        passed=held,
+        task="classification",
+        candidate={"accuracy": found.candidate},
+        champion={"accuracy": found.champion},
+        rules=[(rule, held, found.detail)],
+        rows=rows,
+        labels="churned",
+        confidence=0.9,
+        comparisons={rule: found},
+        undecided=[rule] if undecided else [],
+    )
+
+
+def test_an_undecided_rule_shows_its_difference_and_the_rows_that_would_tell() -> None:
+    result = _judged_at_90(300)
+    found = result.comparisons["accuracy >= champion.accuracy + 0.01"]
+    assert found.needed_rows is not None
+    text = result.markdown("Gate churn 2 on holdout@1")
+    assert text.startswith("## Gate churn 2 on holdout@1: UNDECIDED")
+    assert (
+        f"| `accuracy >= champion.accuracy + 0.01` | +0.0267 | [{found.low:+.4f}, "
+        f"{found.high:+.4f}] | 300 | exact binomial on 20 disagreements; McNemar p = "
+        f"{found.p_value:.2g} | undecided |"
+    ) in text
+    assert "| `accuracy >= champion.accuracy + 0.01` | undecided | accuracy +0.027 [" in text
+    assert (
+        f"- `accuracy >= champion.accuracy + 0.01`: 300 rows cannot tell; about "
+        f"{found.needed_rows:,} labelled rows would tell."
+    ) in text
+    shown = plain(result)
+    assert shown["undecided"] == ["accuracy >= champion.accuracy + 0.01"]
+    comparison = shown["comparisons"]["accuracy >= champion.accuracy + 0.01"]
+    assert comparison["verdict"] == "undecided"
+    assert comparison["rows"] == 300
+
+
+def test_a_failed_check_or_rule_beside_an_undecided_rule_makes_the_gate_failed() -> None:
+    result = _judged_at_90(300)
+    result.checks = [("labelled rows", False, "12")]
+    assert result.markdown("Gate").startswith("## Gate: FAILED")
+    surely_not = _judged_at_90(3_000)
+    assert surely_not.undecided == []
+    assert surely_not.markdown("Gate").startswith("## Gate: FAILED")
+    assert "| `accuracy >= champion.accuracy + 0.01` | FAIL | " in surely_not.markdown("Gate")
