@@ -213,27 +213,35 @@ def run(
     name: str,
     *,
     force: bool = False,
+    now_us: int | None = None,
     project: str | None = None,
     workspace: Workspace | None = None,
     say: Say | None = None,
 ) -> LoopOutcome:
-    """Judge the loop's open watch, then retrain if a trigger fired (or `force`)."""
+    """Judge the loop's open watch, then retrain if a trigger fired (or `force`).
+
+    `now_us` runs it as if now were that time (`loopml loop run --at TIME`, to replay a
+    history served with its event times): the watch's window and verdict, the `every:`
+    schedule and the recent labelled rows are all taken at that time; the records written keep
+    their real creation times. A retraining remembered after that time (the loop's creation,
+    or a later run) lies in the replay's future: an `every:` schedule is due."""
     ws = workspace or default_workspace()
     project = project or ws.project
     tell = say or (lambda _text: None)
+    clock = _now_us if now_us is None else (lambda: now_us)
     with ws.loops.hold(name, project):
         loop = ws.loops.get(name, project)
         outcome = LoopOutcome(name)
-        outcome.watched = _judge_watch(ws, loop, tell)
-        trigger, loop = _fired(ws, loop, force)
+        outcome.watched = _judge_watch(ws, loop, tell, clock())
+        trigger, loop = _fired(ws, loop, force, clock())
         outcome.triggered = trigger
         if trigger is None:
             outcome.notes.append("no trigger fired")
             return outcome
-        loop = ws.loops.remember(loop, replace(loop.state, last_retrain_us=_now_us()))
-        outcome.run = _retrain(ws, loop, trigger, tell)
+        loop = ws.loops.remember(loop, replace(loop.state, last_retrain_us=clock()))
+        outcome.run = _retrain(ws, loop, trigger, tell, clock)
         # a schedule counts from the end of the retraining, so a slow one is not run back to back
-        ws.loops.remember(loop, replace(loop.state, last_retrain_us=_now_us()))
+        ws.loops.remember(loop, replace(loop.state, last_retrain_us=clock()))
         return outcome
 
 
@@ -292,9 +300,8 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _fired(ws: Workspace, loop: Loop, force: bool) -> tuple[str | None, Loop]:
+def _fired(ws: Workspace, loop: Loop, force: bool, now: int) -> tuple[str | None, Loop]:
     """The first trigger that fired, and the loop with its alert cursor moved past what it saw."""
-    now = _now_us()
     state = loop.state
     targets = {t.target for t in loop.spec.parsed_triggers if t.kind == "alert"}
     fired: str | None = "manual" if force else None
@@ -312,7 +319,8 @@ def _fired(ws: Workspace, loop: Loop, force: bool) -> tuple[str | None, Loop]:
         if newest != seen:
             loop = ws.loops.remember(loop, replace(state, alerts_seen_us=newest))
     for trigger in loop.spec.parsed_triggers:
-        due = now - state.last_retrain_us >= trigger.every_s * 1_000_000
+        last = state.last_retrain_us if state.last_retrain_us <= now else None
+        due = last is None or now - last >= trigger.every_s * 1_000_000
         if fired is None and trigger.kind == "every" and due:
             fired = trigger.text()
     return fired, loop
@@ -322,14 +330,18 @@ def _us(value: Any) -> int:
     return int(value.timestamp() * 1_000_000)
 
 
-def _retrain(ws: Workspace, loop: Loop, trigger: str, tell: Say) -> LoopRun:
+def _retrain(
+    ws: Workspace, loop: Loop, trigger: str, tell: Say, clock: Callable[[], int]
+) -> LoopRun:
     spec = loop.spec
     model = _model_name(ws, spec)
     champion = _version_or_none(ws, f"{model}@champion", spec.project)
     started = ws.loops.start_run(loop, trigger, champion)
     tell(f"loop {spec.name}: run {started.id} started by {trigger}")
     try:
-        return _retrain_steps(ws, spec, started, model=model, champion=champion, tell=tell)
+        return _retrain_steps(
+            ws, spec, started, model=model, champion=champion, tell=tell, clock=clock
+        )
     except LoopmlError as exc:
         return _fail(ws, spec, started, str(exc), tell)
     except Exception as exc:  # a pipeline or model error: the champion stays, people hear
@@ -337,12 +349,19 @@ def _retrain(ws: Workspace, loop: Loop, trigger: str, tell: Say) -> LoopRun:
 
 
 def _retrain_steps(
-    ws: Workspace, spec: LoopSpec, started: LoopRun, *, model: str, champion: int | None, tell: Say
+    ws: Workspace,
+    spec: LoopSpec,
+    started: LoopRun,
+    *,
+    model: str,
+    champion: int | None,
+    tell: Say,
+    clock: Callable[[], int],
 ) -> LoopRun:
     from loopml.monitoring.gate import gate
 
     label = _label_of(ws, spec)  # one read of the monitor's summary for the whole run
-    train_ref, holdout_ref, rows = _build_data(ws, spec, started.id, label)
+    train_ref, holdout_ref, rows = _build_data(ws, spec, started.id, label, clock())
     current = replace(started, train_data=train_ref, holdout_data=holdout_ref)
     tell(f"loop {spec.name}: training data {train_ref} ({rows:,} rows), holdout {holdout_ref}")
     pipeline_run, challenger, failure = _train(ws, spec, model, train_ref)
@@ -397,7 +416,7 @@ def _retrain_steps(
         tell(f"loop {spec.name}: {why}")
         return ws.loops.finish_run(scored, "awaiting-approval", why)
     ws.registry.promote(model, challenger, project=spec.project)
-    now = _now_us()
+    now = clock()
     watch = {
         "state": "watching",
         "since_us": now,
@@ -431,16 +450,18 @@ def _version_or_none(ws: Workspace, ref: str, project: str) -> int | None:
 # -- the training data ------------------------------------------------------------------------
 
 
-def _build_data(ws: Workspace, spec: LoopSpec, run_id: int, label: str) -> tuple[str, str, int]:
+def _build_data(
+    ws: Workspace, spec: LoopSpec, run_id: int, label: str, now_us: int
+) -> tuple[str, str, int]:
     """(training version, holdout version, training rows): the bases plus the recent labelled
-    rows not held out; the holdout is the rest of the recent labelled rows."""
+    rows (of the window ending at `now_us`) not held out; the holdout is the rest of them."""
     import numpy as np
     import pandas as pd
 
     from loopml.monitoring.monitors import read_dataset
 
     recipe = spec.data
-    recent = _recent_labelled(ws, spec, label, recipe.window_s)
+    recent = _recent_labelled(ws, spec, label, recipe.window_s, now_us)
     unreadable = int(recent.attrs.get("unreadable_rows", 0))
     left_out = f" ({unreadable} more held values that could not be read)" if unreadable else ""
     if len(recent) < spec.min_rows:
@@ -517,10 +538,10 @@ def _build_data(ws: Workspace, spec: LoopSpec, run_id: int, label: str) -> tuple
     return refs[0], refs[1], len(training)
 
 
-def _recent_labelled(ws: Workspace, spec: LoopSpec, label: str, window_s: int) -> Any:
-    """The deployment's served rows of the last `window_s` that have a label, as a DataFrame of
-    the inputs plus the label column."""
-    end = _now_us()
+def _recent_labelled(ws: Workspace, spec: LoopSpec, label: str, window_s: int, end: int) -> Any:
+    """The deployment's served rows of the `window_s` before `end` (by the rows' time: event
+    time, else serving time) that have a label, as a DataFrame of the inputs plus the label
+    column."""
     return _labelled(ws, spec.deployment, label, start_us=end - window_s * 1_000_000, end_us=end)
 
 
@@ -590,12 +611,12 @@ def _train(
 # -- the watch ---------------------------------------------------------------------------------
 
 
-def _judge_watch(ws: Workspace, loop: Loop, tell: Say) -> LoopRun | None:
-    """Conclude or continue the watch of the loop's latest promotion; returns the run when its
-    watch changed."""
+def _judge_watch(ws: Workspace, loop: Loop, tell: Say, now: int) -> LoopRun | None:
+    """Conclude or continue the watch of the loop's latest promotion, at time `now`; returns
+    the run when its watch changed."""
     spec = loop.spec
     recent = ws.loops.history(spec.name, spec.project, 20)
-    _start_approved_watch(ws, spec, recent)
+    _start_approved_watch(ws, spec, recent, now)
     promoted = [
         r
         for r in ws.loops.history(spec.name, spec.project, 20)
@@ -605,24 +626,23 @@ def _judge_watch(ws: Workspace, loop: Loop, tell: Say) -> LoopRun | None:
         return None
     watched, *older = promoted
     for stale in older:  # a newer promotion ends any older watch
-        _set_watch(ws, stale, "superseded", f"run {watched.id} promoted a newer champion")
+        _set_watch(ws, stale, "superseded", f"run {watched.id} promoted a newer champion", now)
     model = _model_name(ws, spec)
     new = int(watched.watch["model"])
     champion = _version_or_none(ws, f"{model}@champion", spec.project)
     if champion != new:
         return _set_watch(
-            ws, watched, "superseded", f"{model}@champion moved to {champion} meanwhile"
+            ws, watched, "superseded", f"{model}@champion moved to {champion} meanwhile", now
         )
-    return _judge_traffic(ws, spec, watched, model, tell)
+    return _judge_traffic(ws, spec, watched, model, tell, now=now)
 
 
 def _judge_traffic(
-    ws: Workspace, spec: LoopSpec, watched: LoopRun, model: str, tell: Say
+    ws: Workspace, spec: LoopSpec, watched: LoopRun, model: str, tell: Say, *, now: int
 ) -> LoopRun | None:
     """Roll back when the new champion served worse than the old one would have on the same
-    labelled rows; keep it when the watch is over; else go on watching."""
+    labelled rows; keep it when the watch is over (at `now`); else go on watching."""
     new, previous = int(watched.watch["model"]), int(watched.watch["previous"])
-    now = _now_us()
     label = _label_of(ws, spec)
     since = int(watched.watch["since_us"])
     rows = _labelled(ws, spec.deployment, label, start_us=since, end_us=now, version=new)
@@ -635,6 +655,7 @@ def _judge_traffic(
                 "kept",
                 f"only {len(rows)} labelled rows served by {new} during the watch "
                 f"(fewer than {spec.min_rows}): not enough to judge",
+                now,
             )
         return None
     metric = spec.watch_metric
@@ -656,18 +677,18 @@ def _judge_traffic(
         )
         tell(f"loop {spec.name}: {why}")
         ws.alerts.notice(spec.project, spec.name, f"rolled back: {why}"[:480], spec.notify, None)
-        return _set_watch(ws, watched, "rolled-back", why, metric=metric, scores=scores)
+        return _set_watch(ws, watched, "rolled-back", why, now, metric=metric, scores=scores)
     if over:
         why = (
             f"{model} {new} served {metric} {new_score:.4f} on {len(rows)} labelled rows "
             f"vs {old_score:.4f} for {model} {previous} on the same rows: kept"
         )
         tell(f"loop {spec.name}: {why}")
-        return _set_watch(ws, watched, "kept", why, metric=metric, scores=scores)
+        return _set_watch(ws, watched, "kept", why, now, metric=metric, scores=scores)
     return None
 
 
-def _start_approved_watch(ws: Workspace, spec: LoopSpec, recent: list[LoopRun]) -> None:
+def _start_approved_watch(ws: Workspace, spec: LoopSpec, recent: list[LoopRun], now: int) -> None:
     """A challenger a person promoted (mode approve) is watched from the first run that sees
     it as champion."""
     waiting = [r for r in recent if r.status == "awaiting-approval" and r.challenger]
@@ -678,7 +699,6 @@ def _start_approved_watch(ws: Workspace, spec: LoopSpec, recent: list[LoopRun]) 
     for run_ in waiting:
         if run_.challenger != champion:
             continue
-        now = _now_us()
         watch = {
             "state": "watching",
             "since_us": now,
@@ -717,6 +737,8 @@ def _watch_scores(
     return float(served[metric]), float(before[metric])
 
 
-def _set_watch(ws: Workspace, run_: LoopRun, state: str, why: str, **more: Any) -> LoopRun:
-    watch = {**run_.watch, "state": state, "why": why, "ended_us": _now_us(), **more}
+def _set_watch(
+    ws: Workspace, run_: LoopRun, state: str, why: str, now: int, **more: Any
+) -> LoopRun:
+    watch = {**run_.watch, "state": state, "why": why, "ended_us": now, **more}
     return ws.loops.update_run(replace(run_, watch=watch), f"loop.watch_{state}")

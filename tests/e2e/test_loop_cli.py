@@ -82,6 +82,13 @@ def test_loop_commands_explain_refuse_run_and_report(cli, tmp_path: Path) -> Non
     code, out, _ = cli("loop", "run", "churn-loop")
     assert code == 0
     assert "no trigger fired" in out
+    code, out, _ = cli("loop", "run", "churn-loop", "--at", "2026-01-01T00:00:00Z")
+    assert code == 0
+    assert "no trigger fired" in out
+    code, _, err = cli("loop", "run", "churn-loop", "--at", "2026-01-01 noon")
+    assert code == 1
+    assert "--at '2026-01-01 noon' is refused" in err
+    assert "Traceback" not in err
     code, out, _ = cli("loop", "run", "churn-loop", "--now")
     assert code == 1
     assert "failed" in out

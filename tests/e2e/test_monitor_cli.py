@@ -105,6 +105,46 @@ def test_monitor_and_alert_commands(cli, tmp_path: Path) -> None:  # type: ignor
     assert "Unknown alert state" in err
 
 
+def test_monitor_run_at_a_time_replays_the_window_ending_then(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)  # served now: not in January's window
+    jan_1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    writer = PredictionLogWriter(str(tmp_path / ".loopml" / "artifacts"))
+    rows = _frame(300, seed=3).to_dict("records")
+    writer.append(
+        [
+            PredictionRecord(
+                f"jan-{i}",
+                now_us(),
+                "churn-prod",
+                "churn",
+                1,
+                json.dumps(row),
+                "0",
+                9,
+                "",
+                False,
+                event_time_us=jan_1 - 1_000_000 * (i + 1),
+            )
+            for i, row in enumerate(rows)
+        ]
+    )
+    writer.close()
+    assert cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")[0] == 0
+    code, out, err = cli("monitor", "run", "churn-drift", "--at", "2026-01-01T00:00:00Z", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["window_start_us"], report["window_end_us"]) == (jan_1 - 3_600_000_000, jan_1)
+    code, out, _ = cli("monitor", "run", "churn-drift", "--at", str(jan_1 // 1_000_000))
+    assert code == 0
+    code, out, _ = cli("monitor", "history", "churn-drift", "--json")
+    assert [r["rows"] for r in json.loads(out)] == [300, 300]
+    code, out, err = cli("monitor", "run", "churn-drift", "--at", "new year")
+    assert code == 1
+    assert "--at 'new year' is refused: 'new year' is not an ISO-8601 time" in err
+    assert "--at 2026-01-01T00:00:00Z" in err
+    assert "Traceback" not in err
+
+
 def _labelled_log(tmp_path: Path, rows: int = 200) -> None:
     """Served rows of churn-prod, each answered 0 or 1 with its class probabilities, and the
     true label fed back for each: right three times in four."""

@@ -52,9 +52,10 @@ def world(ws_settings: Settings, tmp_path: Path) -> Iterator[Workspace]:
     ws.close()
 
 
-def serve(ws: Workspace, index: int, *, seed: int = 1) -> int:
+def serve(ws: Workspace, index: int, *, seed: int = 1, event_time_us: int | None = None) -> int:
     """Serve period `index` with the current champion, as the server would log it, and feed
-    back every true label; returns the version that served."""
+    back every true label; returns the version that served. With `event_time_us`, the rows
+    are served now but carry event times from then on (a replayed history)."""
     version = ws.registry.resolve("churn@champion", "default")
     model = ws.registry.load(version.ref, project="default")
     rows = period(index, ROWS, seed)
@@ -76,6 +77,7 @@ def serve(ws: Workspace, index: int, *, seed: int = 1) -> int:
                 900,
                 "",
                 False,
+                event_time_us=None if event_time_us is None else event_time_us + i,
             )
             for i, (rid, row, out) in enumerate(
                 zip(ids, inputs.to_dict("records"), outputs, strict=True)
@@ -242,6 +244,34 @@ def test_a_schedule_trigger_fires_when_due(world: Workspace) -> None:
     assert outcome.triggered == "every:2s"
     assert outcome.run is not None
     assert loops.run("churn-loop", workspace=world).triggered is None  # from the run's end
+
+
+def test_a_replayed_history_is_judged_at_the_time_given(world: Workspace) -> None:
+    make_loop(
+        world,
+        triggers=["every:7d"],
+        train_data="reference + labelled predictions of the last 1d",
+        promote_if=["accuracy >= champion.accuracy + 1"],  # never: each run is held
+    )
+    jan_1, day = 1_767_225_600_000_000, 86_400_000_000
+    serve(world, 1, event_time_us=jan_1 + 3_600_000_000)  # served now, of January 1st
+    serve(world, 2, seed=2, event_time_us=jan_1 + 7 * day + 3_600_000_000)  # of January 8th
+
+    first = loops.run("churn-loop", now_us=jan_1 + day, workspace=world)
+    assert first.triggered == "every:7d"
+    assert first.run is not None
+    assert first.run.status == "held", first.run.reason
+    made = world.data.resolve(first.run.train_data, "default", record=False)
+    assert "churn@1 + 700 labelled predictions of churn-prod" in made.message  # one day's rows
+    # a week has not passed in the replayed time (months have, on the wall clock)
+    assert loops.run("churn-loop", now_us=jan_1 + 2 * day, workspace=world).triggered is None
+    second = loops.run("churn-loop", now_us=jan_1 + 8 * day, workspace=world).run
+    assert second is not None
+    assert second.status == "held", second.reason
+    week_2 = world.data.resolve(second.train_data, "default", record=False)
+    assert "churn@1 + 700 labelled predictions of churn-prod" in week_2.message
+    assert read_dataset(world, week_2).num_rows == ROWS + 700  # January 8th's only
+    assert second.started_at.timestamp() * 1e6 > jan_1 + 30 * day  # its real creation time
 
 
 def test_of_two_runs_racing_for_a_loop_only_one_proceeds(world: Workspace) -> None:

@@ -242,3 +242,49 @@ def test_a_failing_monitor_is_one_notice_and_the_others_still_run(churn: Workspa
     resolved = churn.alerts.get(notice.id, "default")
     assert resolved.state == "resolved"
     assert [d.event for d in resolved.deliveries] == ["fired", "resolved"]
+
+
+def test_a_history_served_now_with_its_event_times_replays_window_by_window(
+    churn: Workspace,
+) -> None:
+    from loopml.adapters.prediction_log import PredictionRecord
+    from loopml.bootstrap import prediction_log_writer
+
+    jan_1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    week = 7 * 24 * HOUR_US
+    served_at = now_us()
+    writer = prediction_log_writer(churn.settings)
+    for index, rows in enumerate((300, 200, 100)):  # three weeks of history, all served now
+        event = jan_1 + index * week
+        writer.append(
+            [
+                PredictionRecord(
+                    f"w{index}-{i}",
+                    served_at + i,
+                    "churn-prod",
+                    "churn",
+                    1,
+                    '{"tenure": 3.0, "monthly": 50.0, "plan": "basic"}',
+                    "0",
+                    800,
+                    "",
+                    False,
+                    event_time_us=event - 1_000 * (i + 1),  # within the hour before `event`
+                )
+                for i in range(rows)
+            ]
+        )
+    writer.close()
+    monitors.create("replay", deployment="churn-prod", reference="churn", workspace=churn)
+
+    counts = [
+        monitors.run("replay", now_us=jan_1 + index * week, workspace=churn).run.rows
+        for index in range(3)
+    ]
+    assert counts == [300, 200, 100]
+    runs = churn.monitors.history("replay", "default")
+    assert sorted((r.window_start_us, r.window_end_us) for r in runs) == [
+        (jan_1 + i * week - HOUR_US, jan_1 + i * week) for i in range(3)
+    ]
+    with pytest.raises(InvalidInput, match="served no rows"):  # served now, but of January
+        monitors.run("replay", workspace=churn)

@@ -326,25 +326,81 @@ def test_a_row_that_does_not_fit_the_schema_is_set_aside_alone(
     assert logged["request_id"].to_pylist() == [r.request_id for r in good]
 
 
-def test_files_written_before_client_id_existed_still_read(tmp_path: Path) -> None:
+def test_files_written_before_client_id_and_event_time_existed_still_read(tmp_path: Path) -> None:
     import pyarrow as pa
 
     from loopml.adapters.prediction_log import PREDICTION_SCHEMA
 
-    old_schema = pa.schema([f for f in PREDICTION_SCHEMA if f.name not in ("client_id",)])
+    newer = ("client_id", "event_time_us")
+    old_schema = pa.schema([f for f in PREDICTION_SCHEMA if f.name not in newer])
     old = record(1, NOV_27)
     rows = {name: [getattr(old, name)] for name in old_schema.names if name != "deployment"}
     folder = tmp_path / "predictions" / "deployment=churn" / "date=2026-11-27"
     folder.mkdir(parents=True)
     pq.write_table(pa.table(rows), folder / "part-1-old.parquet")
     writer = PredictionLogWriter(str(tmp_path), flush_interval_s=60.0)
-    writer.append([record(2, NOV_27 + 1, client_id="client-7")])
+    writer.append(
+        [
+            record(2, NOV_27 + 1, client_id="client-7"),
+            record(3, NOV_27 + 2, event_time_us=NOV_27 - DAY_US),
+        ]
+    )
     writer.close()
+    assert len(list(folder.glob("*.parquet"))) == 2  # the old file and a new one, side by side
     reader = PredictionLogReader(str(tmp_path))
     table = reader.read("churn", with_feedback=False)
-    assert table["client_id"].to_pylist() == [None, "client-7"]
+    assert table["client_id"].to_pylist() == [None, "client-7", None]
+    assert table["event_time_us"].to_pylist() == [None, None, NOV_27 - DAY_US]
     assert reader.get("r1") == as_dict(old)
-    assert reader.served_ids("churn", ["r1", "r2", "r3"]) == {"r1", "r2"}
+    assert reader.served_ids("churn", ["r1", "r2", "r3", "r4"]) == {"r1", "r2", "r3"}
+    yesterday = reader.read("churn", since_us=NOV_27 - DAY_US, until_us=NOV_27)
+    assert yesterday["request_id"].to_pylist() == ["r3"]
+
+
+def test_rows_are_read_by_their_event_time_and_still_found_by_id_in_their_serving_day(
+    tmp_path: Path, make_writer: Callable[..., PredictionLogWriter]
+) -> None:
+    from loopml.domain.request_ids import RequestIds
+
+    ids = RequestIds(lambda: NOV_27 // 1000, os.urandom).new(4)
+    oct_1 = NOV_27 - 57 * DAY_US  # 2026-10-01: a history replayed on Nov 27
+    writer = make_writer(str(tmp_path))
+    writer.append(
+        [
+            record(0, NOV_27 + 1, request_id=ids[0]),
+            record(1, NOV_27 + 2, request_id=ids[1], event_time_us=oct_1 + 10),
+            record(2, NOV_27 + 3, request_id=ids[2], event_time_us=oct_1 + 7 * DAY_US),
+        ]
+    )
+    writer.append_feedback([FeedbackRecord(ids[1], NOV_27 + 9, "churn", "1")])
+    writer.flush()
+    files = sorted(p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert files == [
+        "feedback/deployment=churn/date=2026-11-27",
+        "predictions/_event_time/deployment=churn/served=2026-11-27/date=2026-10-01",
+        "predictions/_event_time/deployment=churn/served=2026-11-27/date=2026-10-08",
+        "predictions/deployment=churn/date=2026-11-27",
+    ]
+    reader = PredictionLogReader(str(tmp_path))
+    assert reader.tail("churn", 2)["request_id"].to_pylist() == [ids[2], ids[1]]  # newest served
+    # unreadable files in other days' folders: a read that opened them would fail
+    for far in (
+        "predictions/deployment=churn/date=2026-01-01",
+        "predictions/_event_time/deployment=churn/served=2026-01-01/date=2026-06-01",
+    ):
+        (tmp_path / far).mkdir(parents=True)
+        (tmp_path / far / "part-1-unreadable.parquet").write_bytes(b"not parquet at all")
+
+    first_week = reader.read("churn", since_us=oct_1, until_us=oct_1 + 7 * DAY_US)
+    assert first_week["request_id"].to_pylist() == [ids[1]]
+    assert first_week["event_time_us"].to_pylist() == [oct_1 + 10]
+    assert first_week["label_json"].to_pylist() == ["1"]
+    served_on_27 = reader.read("churn", since_us=NOV_27, until_us=NOV_27 + DAY_US)
+    assert served_on_27["request_id"].to_pylist() == [ids[0]]  # the others are of October
+    found = reader.get(ids[2])
+    assert found is not None
+    assert (found["time_us"], found["event_time_us"]) == (NOV_27 + 3, oct_1 + 7 * DAY_US)
+    assert reader.served_ids("churn", ids) == set(ids[:3])
 
 
 def test_an_id_that_carries_its_time_is_looked_up_in_its_own_days_only(

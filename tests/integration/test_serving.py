@@ -197,6 +197,56 @@ def test_the_v2_protocol(served: Any) -> None:
     assert client.post("/v2/models/nope/infer", json=body).status_code == 404
 
 
+JAN_1_S = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def test_event_times_are_logged_beside_the_serving_time_on_predict_and_v2(served: Any) -> None:
+    ws, _, client, sink = served
+    whole = client.post("/predict", json={"rows": [ROW, ROW], "event_time": "2026-01-01T00:00:00Z"})
+    per_row = client.post(
+        "/predict",
+        json={
+            "columns": ["tenure", "plan", "monthly"],
+            "data": [[3, "basic", 29.5], [60, "pro", 80.0]],
+            "event_times": [JAN_1_S + 0.5, "2026-01-02T01:00:00+01:00"],
+        },
+    )
+    untimed = client.post("/predict", json={"rows": [ROW]})
+    tensors = [
+        {"name": "tenure", "shape": [2], "datatype": "INT64", "data": [3, 60]},
+        {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+        {"name": "monthly", "shape": [2], "datatype": "FP64", "data": [29.5, 80.0]},
+    ]
+    v2_whole = client.post(
+        "/v2/models/churn-prod/infer",
+        json={"inputs": tensors, "parameters": {"event_time": JAN_1_S + 3 * 86_400}},
+    )
+    v2_rows = client.post(
+        "/v2/models/churn-prod/infer",
+        json={"inputs": tensors, "parameters": {"event_times": [JAN_1_S, JAN_1_S + 60]}},
+    )
+    answers = [whole, per_row, untimed, v2_whole, v2_rows]
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    ids = [
+        *whole.json()["request_ids"],
+        *per_row.json()["request_ids"],
+        *untimed.json()["request_ids"],
+        *v2_whole.json()["parameters"]["request_ids"],
+        *v2_rows.json()["parameters"]["request_ids"],
+    ]
+    sink.writer.flush()
+    reader = prediction_log_reader(ws.settings)
+    found = [reader.get(request_id) for request_id in ids]
+    day_us = 86_400_000_000
+    jan_1 = JAN_1_S * 1_000_000
+    expected = [jan_1, jan_1, jan_1 + 500_000, jan_1 + day_us, None]
+    expected += [jan_1 + 3 * day_us] * 2 + [jan_1, jan_1 + 60_000_000]
+    assert [row["event_time_us"] for row in found] == expected  # type: ignore[index]
+    assert all(row["time_us"] > jan_1 + 3 * day_us for row in found)  # type: ignore[index]
+    january = reader.read("churn-prod", since_us=jan_1, until_us=jan_1 + 2 * day_us)
+    assert sorted(january["request_id"].to_pylist()) == sorted([*ids[:4], *ids[7:]])
+
+
 def test_metrics_in_prometheus_format(served: Any) -> None:
     _, _, client, _ = served
     client.post("/predict", json={"rows": [ROW]})

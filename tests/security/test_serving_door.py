@@ -233,6 +233,58 @@ def test_v2_refuses_the_same_values_with_the_same_words(
     assert words in answer.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("times", "field", "words"),
+    [
+        ({"event_time": "yesterday"}, "event_time", "'yesterday' is not an ISO-8601 time"),
+        ({"event_time": "2026-01-01T00:00:00"}, "event_time", "names no offset (add Z for UTC"),
+        ({"event_time": -1}, "event_time", "-1 lies before 1970"),
+        ({"event_time": "1969-12-31T23:59:59Z"}, "event_time", "lies before 1970"),
+        ({"event_time": 4_102_444_800}, "event_time", "lies more than a day in the future"),
+        ({"event_time": True}, "event_time", "True is a boolean, not a time"),
+        ({"event_time": {"at": 1}}, "event_time", "a dict is not a time"),
+        ({"event_times": [1, 2, 3]}, "event_times", "is 3 values for 2 rows; give a list of one"),
+        ({"event_times": 1767225600}, "event_times", "is 1767225600 for 2 rows"),
+        ({"event_times": [1767225600, "soon"]}, "event_times", "value 1: 'soon' is not an ISO"),
+        ({"event_times": [1, 1e300]}, "event_times", "value 1: 1e+300 seconds lies after"),
+        ({"event_time": 1, "event_times": [1, 2]}, "event_times", "gives both"),
+    ],
+    ids=[
+        "not-a-time",
+        "no-offset",
+        "negative",
+        "before-1970",
+        "far-future",
+        "boolean",
+        "object",
+        "too-many",
+        "not-a-list",
+        "one-bad-in-list",
+        "huge-number",
+        "both",
+    ],
+)
+def test_a_bad_event_time_is_a_422_naming_the_field_on_predict_and_v2(
+    churn: Any, times: dict[str, Any], field: str, words: str
+) -> None:
+    client, sink, _ = churn
+    answer = client.post("/predict", json={"rows": [CHURN_ROW, CHURN_ROW], **times})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert f"'{field}'" in error
+    assert words in error
+    v2 = client.post(
+        "/v2/models/churn/infer",
+        json={**_churn_v2([3, 4], ["basic", "pro"], [1.0, 2.0]), "parameters": times},
+    )
+    assert v2.status_code == 422, v2.text
+    assert f"'parameters.{field}'" in v2.json()["error"]
+    assert words in v2.json()["error"]
+    sink.writer.flush()
+    assert sink.stats()["predictions_logged"] == 0  # nothing served, nothing logged
+    assert sink.stats()["reserved_rows"] == 0  # the room held for the V2 rows was given back
+
+
 def test_nulls_are_the_one_missing_value_served_and_flagged_on_predict_and_v2(churn: Any) -> None:
     client, sink, ws = churn
     answered = client.post("/predict", json={"rows": [{**CHURN_ROW, "monthly": None}]})

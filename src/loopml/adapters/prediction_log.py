@@ -3,10 +3,19 @@
 Layout under the root URL (a local folder, or an fsspec URL such as `s3://bucket/prefix`):
 
     predictions/deployment=<name>/date=<YYYY-MM-DD>/part-<time_us>-<uuid>.parquet
+    predictions/_event_time/deployment=<name>/served=<YYYY-MM-DD>/date=<YYYY-MM-DD>/part-...
     feedback/deployment=<name>/date=<YYYY-MM-DD>/part-<time_us>-<uuid>.parquet
 
-`<name>` is URI-quoted and `date` is the UTC day of each record's own `time_us`, so one flush may
+`<name>` is URI-quoted and `date` is the UTC day of each record's own time, so one flush may
 write several files. The `deployment` column lives in the path only.
+
+A row's time is its event time when the request gave one (`event_time_us`), else its serving
+time (`time_us`). Rows without an event time (all rows, unless a client sends event times) sit
+in the first tree, by serving day, as they always have. Rows with an event time sit in the
+`_event_time` tree, by serving day (`served=`) and then by event day (`date=`): a read of a
+window of time prunes that tree by `date=` and a lookup by request id (whose UUIDv7 names the
+serving time) prunes it by `served=`, so both stay exact whether a replay tags rows with old
+event times or not. The leading `_` keeps the first tree's scans from ever entering it.
 
 A file appears complete or not at all: locally it is written to a dot-file beside its final name
 (readers skip dot-files), fsynced, then `os.replace`d; on an object store it is one PUT.
@@ -50,6 +59,8 @@ from loopml.adapters.local_files import fsync_dir, local_root, new_file
 from loopml.errors import Unavailable
 
 PREDICTIONS_DIR = "predictions"
+EVENT_TIME_DIR = f"{PREDICTIONS_DIR}/_event_time"
+"""Predictions that carry an event time, by serving day and then by event day."""
 FEEDBACK_DIR = "feedback"
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -65,9 +76,10 @@ PREDICTION_SCHEMA = pa.schema(
         ("shadow", pa.bool_()),
         ("proba_json", pa.string()),
         ("client_id", pa.string()),
+        ("event_time_us", pa.int64()),
     ]
 )
-"""Files written before `client_id` existed read with it null."""
+"""Files written before `client_id` or `event_time_us` existed read with them null."""
 FEEDBACK_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
@@ -102,6 +114,8 @@ class PredictionRecord(NamedTuple):
     client_id: str | None = None
     """The id the client gave its request (the V2 protocol's `id`), kept beside `request_id`,
     which the server makes; null when the client gave none."""
+    event_time_us: int | None = None
+    """When what the row describes happened, as the request said (null: the serving time)."""
 
 
 class FeedbackRecord(NamedTuple):
@@ -185,16 +199,34 @@ class _Partition:
     deployment: str
     date: str
     mask: pa.Array
+    event_date: str = ""
+    """The UTC day of the rows' event time; empty for rows that carry none."""
+
+    def relative(self, kind: str) -> str:
+        """The partition's folder under the root."""
+        if not self.event_date:
+            return f"{partition_dir(kind, self.deployment)}/date={self.date}"
+        folder = partition_dir(EVENT_TIME_DIR, self.deployment)
+        return f"{folder}/served={self.date}/date={self.event_date}"
+
+
+def _day(times_us: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.cast(pc.cast(pc.cast(times_us, pa.timestamp("us")), pa.date32()), pa.string())
 
 
 def _partitions(table: pa.Table) -> list[_Partition]:
-    """The (deployment, UTC date) groups of `table`, each with its row mask."""
-    days = pc.cast(pc.cast(table["time_us"], pa.timestamp("us")), pa.date32())
-    keys = pc.binary_join_element_wise(table["deployment"], days.cast(pa.string()), "\x00")
+    """The (deployment, UTC date[, event date]) groups of `table`, each with its row mask."""
+    keys = pc.binary_join_element_wise(table["deployment"], _day(table["time_us"]), "\x00")
+    events = "event_time_us" in table.column_names and table["event_time_us"].null_count < len(
+        table
+    )
+    if events:
+        event_days = pc.fill_null(_day(table["event_time_us"]), "")
+        keys = pc.binary_join_element_wise(keys, event_days, "\x00")
     groups = []
     for key in pc.unique(keys).to_pylist():
-        deployment, date = str(key).rsplit("\x00", 1)
-        groups.append(_Partition(deployment, date, pc.equal(keys, key)))
+        deployment, date, *event = str(key).rsplit("\x00", 2 if events else 1)
+        groups.append(_Partition(deployment, date, pc.equal(keys, key), "".join(event)))
     return groups
 
 
@@ -414,7 +446,7 @@ class PredictionLogWriter:
     def _write_partition(self, kind: str, table: pa.Table, group: _Partition) -> None:
         rows = table.filter(group.mask).drop_columns(["deployment"])
         name = f"part-{self._clock_us()}-{uuid.uuid4().hex}.parquet"
-        relative = f"{partition_dir(kind, group.deployment)}/date={group.date}/{name}"
+        relative = f"{group.relative(kind)}/{name}"
         self._storage.put(relative, _parquet_bytes(rows))
         self._written_rows += rows.num_rows
         self._files_written += 1

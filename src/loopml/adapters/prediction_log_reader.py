@@ -2,13 +2,21 @@
 
 A read scans one deployment's folder (`predictions/deployment=<name>/`) with `pyarrow.dataset`
 and hive partitioning, pruning `date=` folders outside the time range before opening any file.
-Time ranges are half-open: `since_us <= time_us < until_us`. Feedback is joined by request id,
-the latest label per request winning; feedback is assumed to come no earlier than its prediction,
-so a read from `since_us` only scans feedback from `since_us` on.
+Time ranges select by the row's time, its event time when the request gave one and else its
+serving time, and are half-open: `since_us <= coalesce(event_time_us, time_us) < until_us`.
+Rows with an event time sit in their own tree (`predictions/_event_time/`, see
+`loopml.adapters.prediction_log`), pruned by event day; it is scanned only when the deployment
+has one, so a log without event times is read exactly as before (one more folder check).
+
+Feedback is joined by request id, the latest label per request winning; feedback is assumed to
+come no earlier than its prediction was served, so a read from `since_us` only scans feedback
+from `since_us` on (from a day earlier when rows carry event times, which may lie up to a day
+after their serving time).
 
 A request id the server made (a UUIDv7) carries the time it was made: `get` and `served_ids`
-read only the `date=` folders around that time. Older ids (not UUIDv7) are looked up everywhere.
-Files written before the `client_id` column existed read with it null.
+read only the `date=` folders (and `served=` folders of the event-time tree) around that time.
+Older ids (not UUIDv7) are looked up everywhere. Files written before the `client_id` or
+`event_time_us` columns existed read with them null.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from loopml.adapters.prediction_log import (
+    EVENT_TIME_DIR,
     FEEDBACK_DIR,
     FEEDBACK_SCHEMA,
     PREDICTION_SCHEMA,
@@ -29,6 +38,7 @@ from loopml.adapters.prediction_log import (
     LogStorage,
     partition_dir,
 )
+from loopml.domain.event_time import MAX_AHEAD_US
 from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
 
@@ -44,14 +54,26 @@ def _date_of(time_us: int) -> str:
     return str(days.cast(pa.string()).as_py())
 
 
-def _time_filter(since_us: int | None, until_us: int | None) -> ds.Expression | None:
-    """Date-partition bounds (pruning whole folders) and the exact time bounds."""
+def _time_filter(
+    since_us: int | None, until_us: int | None, *, day: str = "date", time: str = "time_us"
+) -> ds.Expression | None:
+    """Day-partition bounds (pruning whole folders) and the exact time bounds."""
     parts = []
     if since_us is not None:
-        parts += [ds.field("date") >= _date_of(since_us), ds.field("time_us") >= since_us]
+        parts += [ds.field(day) >= _date_of(since_us), ds.field(time) >= since_us]
     if until_us is not None:
-        parts += [ds.field("date") <= _date_of(until_us), ds.field("time_us") < until_us]
+        parts += [ds.field(day) <= _date_of(until_us), ds.field(time) < until_us]
     return functools.reduce(operator.and_, parts) if parts else None
+
+
+def _event_filter(since_us: int | None, until_us: int | None) -> ds.Expression | None:
+    """The event-time tree's bounds for a window of the rows' time (its `date=` is event day)."""
+    return _time_filter(since_us, until_us, time="event_time_us")
+
+
+def _served_filter(since_us: int | None, until_us: int | None) -> ds.Expression | None:
+    """The event-time tree's bounds for a range of serving time (`served=` is serving day)."""
+    return _time_filter(since_us, until_us, day="served")
 
 
 def _and(left: ds.Expression, right: ds.Expression | None) -> ds.Expression:
@@ -144,9 +166,13 @@ class PredictionLogReader:
         needed = {*wanted, "time_us", *(["request_id"] if with_feedback else [])}
         read = [name for name in PREDICTION_SCHEMA.names if name in needed]
         where = _time_filter(since_us, until_us)
+        timed = self._has_event_times(deployment)
+        by_event = _event_filter(since_us, until_us) if timed else None
         if limit is not None:
-            where = self._newest_only(deployment, where, limit)
+            where, by_event = self._newest_only(deployment, where, by_event, limit)
         table = self._scan(PREDICTIONS_DIR, deployment, where, read)
+        if timed:
+            table = pa.concat_tables([table, self._scan_events(deployment, by_event, read)])
         if limit is not None:
             newest = pc.select_k_unstable(
                 table, min(limit, table.num_rows), [("time_us", "descending")]
@@ -154,7 +180,8 @@ class PredictionLogReader:
             table = table.take(newest)
         if with_feedback:
             ids = table["request_id"].combine_chunks() if limit is not None else None
-            table = _with_labels(table, self._labels(deployment, since_us, ids))
+            labels_since = since_us - MAX_AHEAD_US if timed and since_us is not None else since_us
+            table = _with_labels(table, self._labels(deployment, labels_since, ids))
             wanted.append("label_json")
         return _sorted(table, newest_first=limit is not None).select(wanted)
 
@@ -169,6 +196,9 @@ class PredictionLogReader:
         since_us, until_us = _id_window([request_id])
         where = _and(match, _time_filter(since_us, until_us))
         rows = self._scan(PREDICTIONS_DIR, deployment, where, list(PREDICTION_SCHEMA.names))
+        if rows.num_rows == 0 and self._has_event_times(deployment):
+            served = _and(match, _served_filter(since_us, until_us))
+            rows = self._scan_events(deployment, served, list(PREDICTION_SCHEMA.names))
         if rows.num_rows == 0:
             return None
         ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
@@ -192,22 +222,37 @@ class PredictionLogReader:
         since_us, until_us = _id_window(request_ids)
         where = _and(ds.field("request_id").isin(request_ids), _time_filter(since_us, until_us))
         found = self._scan(PREDICTIONS_DIR, deployment, where, ["request_id"])
-        return set(found["request_id"].to_pylist())
+        ids = set(found["request_id"].to_pylist())
+        rest = [rid for rid in request_ids if rid not in ids]
+        if rest and self._has_event_times(deployment):
+            only = ds.field("request_id").isin(rest)
+            served = _and(only, _served_filter(since_us, until_us))
+            ids |= set(
+                self._scan_events(deployment, served, ["request_id"])["request_id"].to_pylist()
+            )
+        return ids
 
     # -- internals ------------------------------------------------------------------------------
 
     def _newest_only(
-        self, deployment: str, where: ds.Expression | None, limit: int
-    ) -> ds.Expression | None:
-        """`where`, narrowed to rows no older than the `limit`-th newest: found from the time
-        column alone, so the wide columns are read only from the files that hold those rows."""
+        self,
+        deployment: str,
+        where: ds.Expression | None,
+        by_event: ds.Expression | None,
+        limit: int,
+    ) -> tuple[ds.Expression | None, ds.Expression | None]:
+        """`where` (and `by_event`, for the event-time tree), narrowed to rows served no earlier
+        than the `limit`-th newest: found from the time column alone, so the wide columns are
+        read only from the files that hold those rows."""
         times = self._scan(PREDICTIONS_DIR, deployment, where, ["time_us"])
+        if self._has_event_times(deployment):
+            times = pa.concat_tables([times, self._scan_events(deployment, by_event, ["time_us"])])
         if times.num_rows <= limit:
-            return where
+            return where, by_event
         newest = pc.select_k_unstable(times, limit, [("time_us", "descending")])
         oldest_kept = pc.min(times["time_us"].take(newest)).as_py()
         bound = ds.field("time_us") >= oldest_kept
-        return bound if where is None else where & bound
+        return _and(bound, where), _and(bound, by_event)
 
     def _labels(self, deployment: str, since_us: int | None, ids: pa.Array | None) -> pa.Table:
         """The latest `label_json` per request id of `deployment` (only of `ids` if given)."""
@@ -225,23 +270,38 @@ class PredictionLogReader:
         )
         return latest.select(["request_id", "label_json_last"]).rename_columns(_LABELS_SCHEMA.names)
 
+    def _has_event_times(self, deployment: str | None) -> bool:
+        """Whether some row of `deployment` (of any, if None) carries an event time."""
+        where = EVENT_TIME_DIR if deployment is None else partition_dir(EVENT_TIME_DIR, deployment)
+        return self._storage.isdir(where)
+
+    def _scan_events(
+        self, deployment: str | None, where: ds.Expression | None, columns: list[str]
+    ) -> pa.Table:
+        """`columns` of the event-time tree's rows matching `where`."""
+        return self._scan(EVENT_TIME_DIR, deployment, where, columns, days=["served", "date"])
+
     def _scan(
         self,
         kind: str,
         deployment: str | None,
         where: ds.Expression | None,
         columns: list[str],
+        *,
+        days: list[str] | None = None,
     ) -> pa.Table:
         """`columns` of the `kind` rows matching `where`, of one deployment or of all."""
-        schema = PREDICTION_SCHEMA if kind == PREDICTIONS_DIR else FEEDBACK_SCHEMA
+        schema = FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else PREDICTION_SCHEMA
         relative = kind if deployment is None else partition_dir(kind, deployment)
         empty = schema.empty_table().select(columns)
         if not self._storage.isdir(relative):
             return empty
-        partitions = ["date"] if deployment is not None else ["deployment", "date"]
+        partitions = days or ["date"]
+        if deployment is None:
+            partitions = ["deployment", *partitions]
         dataset = ds.dataset(
             self._storage.path(relative),
-            schema=pa.schema([*schema, pa.field("date", pa.string())]),
+            schema=pa.schema([*schema, *(pa.field(d, pa.string()) for d in days or ["date"])]),
             format="parquet",
             partitioning=ds.partitioning(
                 pa.schema([(name, pa.string()) for name in partitions]), flavor="hive"

@@ -208,6 +208,13 @@ def run(
     now: bool = typer.Option(
         False, "--now", help="Retrain now whatever the triggers say (a manual trigger)."
     ),
+    at: str = typer.Option(
+        None,
+        "--at",
+        help="Run as if now were TIME (ISO-8601 with offset, or epoch seconds): the watch, the "
+        "schedule and the recent labelled rows are judged at TIME, by the rows' event times.",
+        metavar="TIME",
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -215,14 +222,18 @@ def run(
     score challenger and champion on the same fresh holdout, decide. Exit 1 when the run
     failed."""
     from loopml import loops
+    from loopml.domain.event_time import at_us
 
+    now_us = None if at is None else at_us(at)
     ws = open_workspace()
 
     def say(text: str) -> None:
         if not as_json:
             sys.stdout.write(text + "\n")
 
-    outcome = loops.run(name, force=now, project=project_of(ws, project), workspace=ws, say=say)
+    outcome = loops.run(
+        name, force=now, now_us=now_us, project=project_of(ws, project), workspace=ws, say=say
+    )
     if as_json:
         print_json(outcome.to_json())
     elif outcome.run is None:

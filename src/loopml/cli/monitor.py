@@ -110,14 +110,24 @@ def list_(project: str = PROJECT_OPTION, as_json: bool = JSON_OPTION) -> None:
 @app.command("run")
 def run(
     name: str = typer.Argument(..., help="Monitor name."),
+    at: str = typer.Option(
+        None,
+        "--at",
+        help="Evaluate as if now were TIME (ISO-8601 with offset, or epoch seconds): the window "
+        "ends at TIME, by the rows' event times; to replay a history.",
+        metavar="TIME",
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Evaluate the monitor now, over its latest window, and store the report."""
+    """Evaluate the monitor now (or --at TIME), over the window ending then, and store the
+    report."""
+    from loopml.domain.event_time import at_us
     from loopml.monitoring.monitors import run as run_monitor
 
+    now_us = None if at is None else at_us(at)
     ws = open_workspace()
-    result = run_monitor(name, project=project_of(ws, project), workspace=ws)
+    result = run_monitor(name, now_us=now_us, project=project_of(ws, project), workspace=ws)
     if as_json:
         print_json({"run": result.run.id, **result.document})
         return

@@ -5,11 +5,15 @@ with a reference dataset version summarised once, every run stored and audited.
     result = run("churn-drift")           # one evaluation over the latest window
     result.report.drifted_features ; result.run.id
 
-The window is `[now - window, now)` of the deployment's log, shadow rows left out (they were
-never answered). Inputs come from the log's JSON column, parsed for the whole window at once by
-Arrow and read as the reference's column kinds (`loopml.monitoring.jsonl`): whatever the log
-holds, a value a column cannot read (a boolean in a numeric column, an object, NaN) is null in the
-window and a finding of the report's quality section, counted by column and kind with example
+The window is `[now - window, now)` of the deployment's log by each row's time (its event time
+when the request gave one, else its serving time), shadow rows left out (they were never
+answered); `run(name, now_us=...)` (`loopml monitor run --at TIME`) evaluates as if now were
+that time, so a history served with its event times replays window by window.
+
+Inputs come from the log's JSON column, parsed for the whole window at once by Arrow and read
+as the reference's column kinds (`loopml.monitoring.jsonl`): whatever the log holds, a value
+a column cannot read (a boolean in a numeric column, an object, NaN) is null in the window and
+a finding of the report's quality section, counted by column and kind with example
 request ids, and the run completes. Columns of the reference the model does not take (a label, an
 id) are not compared. A run that has nothing to look at (no rows, no shared column) stores nothing
 and says why.
@@ -413,8 +417,9 @@ def report_document(
 
 
 def read_served(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
-    """The rows `deployment` answered in `[start_us, end_us)` (shadow rows left out), with the
-    latest label fed back for each (null where none came)."""
+    """The rows `deployment` answered whose time (event time, else serving time) lies in
+    `[start_us, end_us)` (shadow rows left out), with the latest label fed back for each (null
+    where none came)."""
     try:
         log = prediction_log_reader(ws.settings).read(
             deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=True

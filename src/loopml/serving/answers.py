@@ -39,6 +39,8 @@ class _Logged:
     flags: list[str] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
     probs: list[Any] = field(default_factory=list)
+    times: list[int | None] | None = None
+    """Per row, its event time; None when no request of the batch gave one."""
 
     def add(
         self,
@@ -47,12 +49,16 @@ class _Logged:
         ids: list[str],
         outputs: list[Any],
         probs: list[Any] | None,
+        *,
+        times: list[int] | None = None,
     ) -> None:
         self.rows += prepared.logged[span.start : span.stop]
         self.ids += ids
         self.flags += prepared.flags[span.start : span.stop]
         self.outputs += outputs
         self.probs += probs if probs is not None else [None] * len(outputs)
+        if self.times is not None:
+            self.times += times if times is not None else [None] * len(outputs)
 
 
 def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[Any]:
@@ -108,6 +114,8 @@ def _split(
     refused = _refused(spans, prepared)
     ids = server.ids.new(sum(len(s) for i, s in enumerate(spans) if i not in refused))
     logged = _Logged()
+    if any(job.event_times_us is not None for job in jobs):
+        logged.times = []
     results: list[Any] = []
     position = 0  # kept-row (prediction) index
     for index, (job, span) in enumerate(zip(jobs, spans, strict=True)):
@@ -122,7 +130,7 @@ def _split(
         probs = answer.probabilities[position : position + rows] if answer.probabilities else None
         position += rows
         results.append(_result(answer.served, job, outputs, probs, job_ids))
-        logged.add(prepared, span, job_ids, outputs, probs)
+        logged.add(prepared, span, job_ids, outputs, probs, times=job.event_times_us)
     if logged.ids:
         _log(server, host, logged, answer)
     server.telemetry.rows(host.deployment, len(logged.ids))
@@ -162,5 +170,6 @@ def _log(server: Server, host: ModelHost, logged: _Logged, answer: _Answer) -> N
             logged.flags,
             shadow=host.role == "shadow",
             probabilities=logged.probs if answer.probabilities is not None else None,
+            event_times_us=logged.times,
         )
     )

@@ -32,7 +32,13 @@ from loopml.domain.request_ids import RequestIds
 from loopml.serving.answers import answer_batch
 from loopml.serving.batching import Job, MicroBatcher
 from loopml.serving.feedback import RecentIds, check_served, feedback_items, typed_labels
-from loopml.serving.frames import RequestError, ServedRows, batch_frame, request_rows
+from loopml.serving.frames import (
+    RequestError,
+    ServedRows,
+    batch_frame,
+    request_event_times,
+    request_rows,
+)
 from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost
 from loopml.serving.telemetry import Telemetry
 
@@ -182,23 +188,26 @@ class Server:
         chosen = deployment.pick(random.uniform(0.0, 100.0))
         rows = request_rows(body, chosen.current.inputs)
         wanted = bool(body.get("probabilities")) if isinstance(body, dict) else False
+        times = request_event_times(body, len(rows))
         await self.admit(len(rows))
         try:
-            result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted)
+            result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted, times)
         except BaseException:
             self.release(len(rows))
             raise
         if deployment.shadow is not None:
-            self._mirror(deployment.shadow, rows)
+            self._mirror(deployment.shadow, rows, times)
         return result
 
-    def _mirror(self, shadow: ModelHost, rows: list[dict[str, Any]]) -> None:
+    def _mirror(
+        self, shadow: ModelHost, rows: list[dict[str, Any]], times: list[int] | None
+    ) -> None:
         """Send the rows to the shadow if the log has room for them now (a shadow's rows are
         never answered, so they are skipped, and counted, rather than waited for)."""
         if self.sink is not None and not self.sink.reserve(len(rows)):
             self.shadows_skipped += 1
             return
-        task = asyncio.create_task(self.batcher(shadow).submit(rows, False))
+        task = asyncio.create_task(self.batcher(shadow).submit(rows, False, times))
         self._shadow_tasks.add(task)
         task.add_done_callback(lambda done: self._shadow_done(done, len(rows)))
 

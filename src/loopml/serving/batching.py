@@ -34,6 +34,8 @@ class Job:
     rows: list[dict[str, Any]]
     probabilities: bool
     future: asyncio.Future[Any] = field(repr=False)
+    event_times_us: list[int] | None = None
+    """Per row, the event time the request gave (None: it gave none)."""
 
 
 BatchFn = Callable[[Sequence[Job]], Sequence[Any]]
@@ -67,9 +69,14 @@ class MicroBatcher:
         self.jobs = 0
         self.inline_batches = 0
 
-    async def submit(self, rows: list[dict[str, Any]], probabilities: bool) -> Any:
+    async def submit(
+        self,
+        rows: list[dict[str, Any]],
+        probabilities: bool,
+        event_times_us: list[int] | None = None,
+    ) -> Any:
         loop = asyncio.get_running_loop()
-        job = Job(rows, probabilities, loop.create_future())
+        job = Job(rows, probabilities, loop.create_future(), event_times_us)
         if not self.enabled:
             await self._settle(loop, [job])
             return await job.future

@@ -1,6 +1,8 @@
 """Request bodies to model-ready frames, checked against the model's signature.
 
-Accepted bodies: `{"rows": [{...}, ...]}` or pandas split `{"columns": [...], "data": [[...]]}`.
+Accepted bodies: `{"rows": [{...}, ...]}` or pandas split `{"columns": [...], "data": [[...]]}`,
+either with an optional event time (`"event_time"` for every row, or `"event_times"`, one per
+row; `loopml.domain.event_time` says what a time may be), logged beside the serving time.
 A wrong shape, a missing field or a value its column does not take (the rules of
 `loopml.domain.column_values`) is a `RequestError` (422) naming the row and the field; a null is
 served and flagged. Fields the model does not take are ignored: only the signature's columns
@@ -16,12 +18,14 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from loopml.domain.event_time import SPELLING, NotATime, event_time_us, event_times_us
 from loopml.domain.signature import ColumnType
 from loopml.serving.door import NONE_TYPE, typed_column
 
@@ -56,6 +60,8 @@ class ServedRows:
     probabilities: Sequence[Any] | None = None
     client_ids: Sequence[str | None] | None = None
     """Per row, the id the client gave its request (V2's `id`), if any."""
+    event_times_us: Sequence[int | None] | None = None
+    """Per row, the event time the request gave, if any (epoch microseconds)."""
 
 
 def _split_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -104,6 +110,46 @@ def request_rows(
         )
     _check_present(rows, [name for name, _ in signature])
     return rows
+
+
+def now_us() -> int:
+    """Epoch microseconds, UTC (the serving time event times are checked against)."""
+    return time.time_ns() // 1000
+
+
+def request_event_times(body: Any, rows: int, prefix: str = "") -> list[int] | None:
+    """Per row, the event time `body` gives: its `event_time` (one for every row) or its
+    `event_times` (one per row); None when it gives neither. A 422 names the field and the fix
+    when a value is not a time, lies before 1970 or more than a day ahead, or the list does not
+    have one time per row. `prefix` names where the fields sit (`parameters.` for V2)."""
+    if not isinstance(body, Mapping):
+        return None
+    one, many = body.get("event_time"), body.get("event_times")
+    if one is None and many is None:
+        return None
+    if one is not None and many is not None:
+        raise RequestError(
+            422,
+            f"The request gives both '{prefix}event_time' and '{prefix}event_times'; give "
+            "one time for the whole request or one per row, not both.",
+        )
+    now = now_us()
+    try:
+        if one is not None:
+            return [event_time_us(one, now)] * rows
+        if not isinstance(many, list) or len(many) != rows:
+            given = f"{len(many)} values" if isinstance(many, list) else repr(many)[:40]
+            raise RequestError(
+                422,
+                f"'{prefix}event_times' is {given} for {rows} rows; give a list of one event "
+                f"time per row, or one '{prefix}event_time' for the whole request.",
+            )
+        return event_times_us(many, now)
+    except NotATime as exc:
+        field = f"{prefix}event_time" if one is not None else f"{prefix}event_times"
+        raise RequestError(
+            422, f"'{field}' is refused: {exc}. Give {SPELLING}, at most a day ahead."
+        ) from None
 
 
 @dataclass

@@ -68,14 +68,16 @@ class LogSink:
                     served.shadow,
                     None if proba is None else _json(proba),
                     client_id,
+                    event_us,
                 )
-                for request_id, row, output, flag, proba, client_id in zip(
+                for request_id, row, output, flag, proba, client_id, event_us in zip(
                     served.request_ids,
                     served.rows,
                     served.outputs,
                     served.flags,
                     served.probabilities or [None] * count,
                     served.client_ids or [None] * count,
+                    served.event_times_us or [None] * count,
                     strict=True,
                 )
             ],

@@ -33,6 +33,16 @@ def _row(inputs: Sequence[tuple[str, str]] | None) -> dict[str, Any]:
     }
 
 
+_TIME = {
+    "oneOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}],
+    "description": "When the row's event happened: ISO-8601 with offset, or epoch seconds.",
+}
+_EVENT_TIMES = {
+    "event_time": _TIME,
+    "event_times": {"type": "array", "items": _TIME, "description": "One event time per row."},
+}
+
+
 def _predict_body(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "oneOf": [
@@ -42,6 +52,7 @@ def _predict_body(row: dict[str, Any]) -> dict[str, Any]:
                 "properties": {
                     "rows": {"type": "array", "items": row, "minItems": 1, "maxItems": 10_000},
                     "probabilities": {"type": "boolean"},
+                    **_EVENT_TIMES,
                 },
             },
             {
@@ -51,6 +62,7 @@ def _predict_body(row: dict[str, Any]) -> dict[str, Any]:
                     "columns": {"type": "array", "items": {"type": "string"}},
                     "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
                     "probabilities": {"type": "boolean"},
+                    **_EVENT_TIMES,
                 },
             },
         ]

@@ -9,7 +9,9 @@ has no room.
 
 Every row gets a server-made request id; the response carries them as
 `"parameters": {"request_ids": [...]}` (for `/feedback`), and echoes the client's `id`, which the
-log keeps beside the server's ids (`client_id`), never instead of them.
+log keeps beside the server's ids (`client_id`), never instead of them. A request may give its
+event time as `"parameters": {"event_time": ...}` (every row) or `{"event_times": [...]}` (one
+per row), checked as `/predict` checks its own (`loopml.serving.frames.request_event_times`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from loopml.domain.inference_protocol import (
 )
 from loopml.domain.signature import PREDICTION_COLUMN
 from loopml.errors import InvalidInput
-from loopml.serving.frames import MAX_ROWS, RequestError, ServedRows, columns_frame
+from loopml.serving.frames import (
+    MAX_ROWS,
+    RequestError,
+    ServedRows,
+    columns_frame,
+    request_event_times,
+)
 
 if TYPE_CHECKING:
     from loopml.serving.app import Server
@@ -135,6 +143,7 @@ def _infer(
     """Typed columns, the model's outputs, the answer; the rows logged last (room for them
     is reserved), so nothing fails after they are."""
     started = time.perf_counter_ns()
+    times = request_event_times(decoded.parameters, decoded.rows, "parameters.")
     values = [_python_values(decoded.columns[name]) for name, _ in served.inputs]
     prepared = columns_frame(values, served.inputs, served.categories)
     if prepared.errors:
@@ -171,6 +180,7 @@ def _infer(
                 prepared.flags,
                 probabilities=probabilities,
                 client_ids=[decoded.id] * len(ids),
+                event_times_us=times,
             )
         )
     server.telemetry.rows(host.deployment, len(ids))
