@@ -6,6 +6,7 @@ with S3."""
 from __future__ import annotations
 
 import importlib.util
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 from logged import frame, serve
 
+from loopml.adapters.artifacts import FsspecBlobStore
 from loopml.adapters.blob_sweep import blob_sweep
+from loopml.adapters.local_files import local_root, remote_fs
 from loopml.adapters.prediction_log import now_us
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.blob_references import NOT_REFERENCES, SqlBlobReferences
@@ -22,7 +25,7 @@ from loopml.adapters.sql.events import SqlEventLog
 from loopml.adapters.sql.leases import SqlLeases
 from loopml.bootstrap import Workspace, garbage_collector, open_workspace
 from loopml.domain.hashing import Digest, digest_bytes
-from loopml.errors import Conflict
+from loopml.errors import Conflict, NotFound
 from loopml.monitoring import monitors
 from loopml.pipelines import run_pipeline
 from loopml.ports import BlobSweep, StoredBlob
@@ -53,6 +56,14 @@ def ws(request: pytest.FixtureRequest, make_settings: Any) -> Iterator[Workspace
 
 def _sweep(ws: Workspace) -> BlobSweep:
     return blob_sweep(ws.settings.artifacts_url, ws.settings.storage_options)
+
+
+def _past_this_second(ws: Workspace) -> None:
+    """An object store lists times in whole seconds, and a collection counts each at the end of
+    its second (never younger than it may be): before a collection with no grace period, let
+    the second of the newest write pass."""
+    if local_root(ws.settings.artifacts_url) is None:
+        time.sleep(1.02 - time.time() % 1)
 
 
 def _listed(ws: Workspace, digest: Digest) -> StoredBlob:
@@ -146,6 +157,7 @@ def test_every_blob_a_record_names_survives_a_collection_and_reads_back(
     log_before = _log_files(ws)
     assert log_before  # predictions and feedback were logged
 
+    _past_this_second(ws)
     report = garbage_collector(ws).collect(grace_s=0)
 
     assert report.kept_named > 10
@@ -173,6 +185,7 @@ def test_every_table_is_searched_for_blob_references_or_excused() -> None:
 def test_a_dry_run_lists_and_changes_nothing(ws: Workspace) -> None:
     orphan = ws.blobs.put_bytes(b"orphan").digest
     events = len(ws.audit.log(limit=100))
+    _past_this_second(ws)
     report = garbage_collector(ws).collect(grace_s=0, dry_run=True)
     assert [(f.kind, f.name) for f in report.freed] == [(ORPHAN_BLOB, orphan)]
     assert report.totals()[0].size == len(b"orphan")
@@ -207,6 +220,56 @@ def test_a_blob_set_aside_is_not_found_by_a_writer_who_stores_it_again(ws: Works
     assert ws.blobs.read_bytes(digest) == data
 
 
+def test_a_blob_written_by_another_process_after_a_listing_reads_back(ws: Workspace) -> None:
+    """A collection's listing in this process never hides a blob another process wrote after
+    it: a reader sharing the store's connection asks the store, not a cached listing."""
+    data = b"written elsewhere after the listing"
+    digest = digest_bytes(data)
+    ws.blobs.put_bytes(_same_folder_as(digest))
+    list(_sweep(ws).blobs())  # a collection lists the folders: the blob's, without it yet
+    with pytest.raises(NotFound):
+        ws.blobs.read_bytes(digest)
+    elsewhere = FsspecBlobStore(
+        ws.settings.artifacts_url, {**ws.settings.storage_options, "skip_instance_cache": True}
+    )
+    assert elsewhere.put_bytes(data).digest == digest
+    assert ws.blobs.read_bytes(digest) == data
+
+
+def _same_folder_as(digest: Digest) -> bytes:
+    """Other bytes whose blob lands in the same folder as `digest`'s (same first two hex)."""
+    for i in range(100_000):
+        data = f"neighbour {i}".encode()
+        if digest_bytes(data)[7:9] == digest[7:9]:
+            return data
+    raise AssertionError("no neighbour found")
+
+
+def test_a_collection_removes_only_reuse_markers_it_knows(
+    make_settings: Any, s3_endpoint: S3Endpoint
+) -> None:
+    """A file in the markers' folder of an object store that is not a marker (a note, a folder
+    object some S3 consoles make) is never taken for a stray: removing it could take every
+    marker with it. (A folder store keeps no markers.)"""
+    settings = make_settings(
+        artifacts_url=f"s3://{s3_endpoint.bucket}/{uuid.uuid4().hex}",
+        storage_options=s3_endpoint.storage_options(),
+    )
+    ws = open_workspace(settings)
+    reused = ws.blobs.put_bytes(b"reused").digest
+    assert ws.blobs.exists(reused)  # writes its marker on S3
+    root = ws.settings.artifacts_url.rstrip("/")
+    fs, base = remote_fs(root, ws.settings.storage_options)
+    note = f"{base}/reused/README.txt"
+    fs.pipe_file(note, b"kept")
+    ws.tracking.store.create_run(*_run_naming(reused))
+    _past_this_second(ws)
+    garbage_collector(ws).collect(grace_s=0)
+    assert fs.cat_file(note) == b"kept"
+    assert ws.blobs.read_bytes(reused) == b"reused"
+    ws.close()
+
+
 def test_a_record_naming_a_blob_during_the_collection_puts_it_back(
     ws: Workspace, tmp_path: Path
 ) -> None:
@@ -232,6 +295,7 @@ def test_a_record_naming_a_blob_during_the_collection_puts_it_back(
     collector = GarbageCollector(
         RecordArrives(), SqlBlobReferences(db), SqlLeases(db), SqlEventLog(db), "tester"
     )
+    _past_this_second(ws)
     report = collector.collect(grace_s=0)
     assert report.freed == ()
     assert report.kept_reused == 1
@@ -254,10 +318,12 @@ def test_an_interrupted_collection_is_completed_by_the_next_one(ws: Workspace) -
     for digest in (named, orphan):  # then the collection died
         assert sweep.set_aside(_listed(ws, digest))
     ws.tracking.store.create_run(*_run_naming(named))
+    _past_this_second(ws)
     report = garbage_collector(ws).collect(grace_s=0)
     assert report.recovered == 2
     assert ws.blobs.read_bytes(named) == b"named"
     if report.freed == ():  # on S3 putting back is a copy: a new object, young again
+        _past_this_second(ws)
         report = garbage_collector(ws).collect(grace_s=0)
     assert [f.name for f in report.freed] == [orphan]
     assert ws.blobs.read_bytes(named) == b"named"
@@ -269,6 +335,7 @@ def test_one_collection_at_a_time(ws: Workspace) -> None:
     with pytest.raises(Conflict, match="Another garbage collection"):
         garbage_collector(ws).collect(grace_s=0)
     assert ws.blobs.exists(orphan)
+    _past_this_second(ws)
     assert garbage_collector(ws).collect(grace_s=0, dry_run=True).freed  # a dry run may look
     SqlLeases(ws.db).release(LEASE, "another collector")
     assert garbage_collector(ws).collect(grace_s=0).freed

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.local_files import fsync_dir, local_root, new_file
+from loopml.adapters.local_files import fsync_dir, local_root, new_file, remote_fs
 from loopml.domain.hashing import (
     CHUNK_BYTES,
     Digest,
@@ -249,9 +249,7 @@ class FsspecBlobStore:
         if folder is not None:  # plain os calls: fsspec is imported only if ever needed
             root = folder
         else:
-            from fsspec.core import url_to_fs
-
-            self._filesystem, root = url_to_fs(root_url, **(storage_options or {}))
+            self._filesystem, root = remote_fs(root_url, storage_options)
         self._root = root.rstrip("/") if root != "/" else root
         self._url = self._root if self._local else str(self._fs.unstrip_protocol(self._root))
 

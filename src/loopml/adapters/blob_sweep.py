@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.adapters.artifacts import BLOB_FOLDER, REUSE_MARKERS, TEMP_FOLDER
-from loopml.adapters.local_files import local_root
+from loopml.adapters.local_files import local_root, remote_fs
 from loopml.domain.hashing import Digest, hex_part
 from loopml.ports import BlobSweep, StoredBlob, StrayFile
 
@@ -41,9 +41,7 @@ def blob_sweep(root_url: str, storage_options: dict[str, Any] | None = None) -> 
     folder = local_root(root_url)
     if folder is not None:
         return LocalBlobSweep(Path(folder))
-    from fsspec.core import url_to_fs
-
-    fs, root = url_to_fs(root_url, **(storage_options or {}))
+    fs, root = remote_fs(root_url, storage_options)
     return ObjectStoreBlobSweep(fs, root.rstrip("/"))
 
 
@@ -131,8 +129,16 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
 
 
 def _time_us(info: dict[str, Any]) -> int:
-    """An object's time: its LastModified."""
-    return _us(info.get("LastModified") or info.get("mtime"))
+    """An object's time: its LastModified, counted at the end of its second when the store
+    gives whole seconds (S3 lists times truncated to the second; SeaweedFS does too). Read as
+    the start of its second, a reuse marker written at 10.99 s would look 0.99 s older than it
+    is, and a writer would have that much less than the grace period between finding its blob
+    and naming it in a record."""
+    moment = info.get("LastModified") or info.get("mtime")
+    time_us = _us(moment)
+    if time_us and time_us % 1_000_000 == 0:
+        time_us += 999_999
+    return time_us
 
 
 def _us(moment: Any) -> int:
@@ -157,10 +163,13 @@ class ObjectStoreBlobSweep:
         return f"{self._root}/{folder}/{hex_digest}"
 
     def _listing(self, folder: str) -> dict[str, dict[str, Any]]:
+        """The objects under `folder`, by path. Some stores (SeaweedFS) list a folder as an
+        entry of its own: it is left out, or a sweep would take it for a stray and remove it,
+        and every reuse marker with it."""
         path = f"{self._root}/{folder}"
         self._fs.invalidate_cache(path)
         found: dict[str, dict[str, Any]] = self._fs.find(path, detail=True)
-        return found
+        return {p: info for p, info in found.items() if info.get("type", "file") == "file"}
 
     def _mark(self, digest: Digest) -> str:
         """The state of the blob's reuse marker: its ETag, or "" when there is none."""
@@ -193,6 +202,8 @@ class ObjectStoreBlobSweep:
 
     def strays(self) -> Iterator[StrayFile]:
         for path, info in self._listing(REUSE_MARKERS).items():
+            if not _HEX.fullmatch(path.rsplit("/", 1)[-1]):
+                continue  # not a marker this store wrote: never removed by a sweep
             name, size = path[len(self._root) + 1 :], int(info.get("size") or 0)
             mark = str(info.get("ETag", "?"))
             yield StrayFile(REUSE_MARKER, name, size, _time_us(info), mark)

@@ -1,11 +1,13 @@
-"""Local-disk primitives shared by the artifact store and the prediction log: which URLs are a
-plain folder, and files that appear whole and survive a crash (write, fsync, rename, fsync)."""
+"""Storage primitives shared by the artifact store, its sweep and the prediction log: which URLs
+are a plain folder, the fsspec filesystem of any other, and files that appear whole and survive
+a crash (write, fsync, rename, fsync)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 
 def local_root(root_url: str) -> str | None:
@@ -15,6 +17,20 @@ def local_root(root_url: str) -> str | None:
     elif "://" in root_url or root_url.startswith(("s3:", "gs:", "memory:")):
         return None
     return os.path.abspath(os.path.expanduser(root_url))
+
+
+def remote_fs(root_url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """The fsspec filesystem of a non-local root, and the root's path in it.
+
+    Listings are never cached: fsspec shares one filesystem object between every user of the
+    same URL and options in a process, so a listing cached by one (a collection, a log reader)
+    would make another miss an object written since, and call a blob that exists missing.
+    Every lookup asks the store."""
+    from fsspec.core import url_to_fs
+
+    options = {"use_listings_cache": False, **(storage_options or {})}
+    fs, root = url_to_fs(root_url, **options)
+    return fs, str(root)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loopml.adapters.local_files import fsync_dir, local_root, new_file
+from loopml.adapters.local_files import fsync_dir, local_root, new_file, remote_fs
 from loopml.errors import Unavailable
 
 PREDICTIONS_DIR = "predictions"
@@ -149,10 +149,8 @@ class LogStorage:
         if folder is not None:
             self.root = folder
         else:
-            from fsspec.core import url_to_fs
-
-            self.fs, root = url_to_fs(root_url, **(storage_options or {}))
-            self.root = str(root).rstrip("/")
+            self.fs, root = remote_fs(root_url, storage_options)
+            self.root = root.rstrip("/")
 
     def path(self, relative: str) -> str:
         return f"{self.root.rstrip('/')}/{relative}"
