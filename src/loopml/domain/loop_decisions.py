@@ -1,0 +1,426 @@
+"""The closed loop's decisions, as pure functions of the facts: whether to retrain, which rows
+train and which judge, whether a challenger is promoted, and how a watch ends. The live loop
+(`loopml.loops`) and `loopml loop backtest` (`loopml.backtest`) gather the facts their own way
+(the prediction log, or a replayed table) and act on the same decisions.
+
+    decide_trigger(TriggerFacts, TriggerPolicy)      -> TriggerDecision
+    performance_drop(truth, predicted, baseline=...) -> PerformanceCheck (a trigger's evidence)
+    split_rows(times_us, share=..., mode="time")     -> Split (training rows, holdout rows)
+    recency_weights(ages_s, half_life_s)             -> weights for a recency-weighted recipe
+    decide_promotion(PromotionFacts)                 -> PromotionDecision
+    judge_watch(WatchFacts)                          -> WatchVerdict
+
+The states a loop run, a watch and an alert go through are enums with their allowed moves
+(`check_move`), so a store can refuse a record that skips a step.
+
+How sure each decision is comes from `loopml.domain.paired`: a rule passes only when the paired
+difference clears its margin at the loop's confidence, and with too few rows it is undecided:
+the loop waits for more labelled rows (they are added to the holdout) instead of deciding on
+noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from loopml.domain.paired import PairedOutcome, Verdict
+from loopml.errors import Conflict, InvalidInput
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+# -- states -----------------------------------------------------------------------------------
+
+
+class RunState(StrEnum):
+    """A loop run (one retraining)."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    """The challenger could not be told apart from the champion yet: it is scored again on the
+    labelled rows served after it was trained, until the rule decides."""
+    AWAITING_APPROVAL = "awaiting-approval"
+    PROMOTED = "promoted"
+    HELD = "held"
+    FAILED = "failed"
+
+
+class WatchState(StrEnum):
+    """The watch of a promoted champion."""
+
+    WATCHING = "watching"
+    KEPT = "kept"
+    ROLLED_BACK = "rolled-back"
+    SUPERSEDED = "superseded"
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+MOVES: dict[type[StrEnum], dict[Any, frozenset[Any]]] = {
+    RunState: {
+        RunState.RUNNING: frozenset(
+            {
+                RunState.WAITING,
+                RunState.AWAITING_APPROVAL,
+                RunState.PROMOTED,
+                RunState.HELD,
+                RunState.FAILED,
+            }
+        ),
+        RunState.WAITING: frozenset(
+            {
+                RunState.WAITING,
+                RunState.AWAITING_APPROVAL,
+                RunState.PROMOTED,
+                RunState.HELD,
+                RunState.FAILED,
+            }
+        ),
+        RunState.AWAITING_APPROVAL: frozenset({RunState.PROMOTED, RunState.HELD}),
+        RunState.PROMOTED: frozenset(),
+        RunState.HELD: frozenset(),
+        RunState.FAILED: frozenset(),
+    },
+    WatchState: {
+        WatchState.WATCHING: frozenset(
+            {WatchState.KEPT, WatchState.ROLLED_BACK, WatchState.SUPERSEDED}
+        ),
+        WatchState.KEPT: frozenset(),
+        WatchState.ROLLED_BACK: frozenset(),
+        WatchState.SUPERSEDED: frozenset(),
+    },
+    AlertState: {
+        AlertState.FIRING: frozenset({AlertState.ACKNOWLEDGED, AlertState.RESOLVED}),
+        AlertState.ACKNOWLEDGED: frozenset({AlertState.RESOLVED}),
+        AlertState.RESOLVED: frozenset({AlertState.FIRING}),
+    },
+}
+"""Where each state may go next (a resolved alert fires again when its condition returns)."""
+
+
+def check_move(old: StrEnum, new: StrEnum) -> None:
+    """Conflict unless a record may go from state `old` to `new` (both of one enum)."""
+    kind = type(old)
+    if type(new) is not kind or new not in MOVES[kind][old]:
+        allowed = ", ".join(sorted(str(s) for s in MOVES[kind][old])) or "none: it is final"
+        raise Conflict(
+            f"A {kind.__name__} cannot go from {old!s} to {new!s}.",
+            f"From {old!s} it may go to: {allowed}.",
+        )
+
+
+# -- whether to retrain -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriggerFacts:
+    """What a loop sees when it looks: each field is one reason to retrain (or None)."""
+
+    forced: bool = False
+    """`loopml loop run --now`."""
+    new_alert: str | None = None
+    """An alert of a trigger opened or reopened since the loop last looked."""
+    firing_alert: str | None = None
+    """An alert of a trigger that is firing now, however old."""
+    schedule_due: str | None = None
+    """An `every:` trigger that came due."""
+    performance: str | None = None
+    """A performance trigger whose drop is established (`performance_drop`)."""
+    labelled_rows: int = 0
+    """Labelled rows the training data would take from the log now."""
+    new_labelled_rows: int = 0
+    """Labelled rows served since the last retraining began."""
+    retrained_before: bool = False
+    """Whether the loop retrained before (a still-firing trigger then retries)."""
+    waiting: str | None = None
+    """A challenger waiting for more rows to be decided (it is scored again first)."""
+
+
+@dataclass(frozen=True)
+class TriggerPolicy:
+    min_rows: int = 100
+    """Fewest labelled rows to retrain on."""
+    retry_rows: int = 500
+    """New labelled rows after which a trigger still true retrains again."""
+
+
+@dataclass(frozen=True)
+class TriggerDecision:
+    trigger: str | None
+    """What fired, or None: no retraining now."""
+    reason: str
+
+
+def decide_trigger(facts: TriggerFacts, policy: TriggerPolicy) -> TriggerDecision:
+    """Retrain for the first reason that holds, when there are rows enough to retrain on.
+
+    A trigger that stays true (an alert still firing, a performance drop still established)
+    after a retraining retrains again only once `retry_rows` new labelled rows have come: a
+    held retraining is retried when there is new evidence, never in a tight loop. A waiting
+    challenger is decided before any new retraining, unless one is forced."""
+    if facts.waiting is not None and not facts.forced:
+        return TriggerDecision(None, f"{facts.waiting} waits for more labelled rows")
+    fresh = facts.new_labelled_rows >= policy.retry_rows or not facts.retrained_before
+    still = facts.firing_alert or facts.performance
+    reasons = [
+        "manual" if facts.forced else None,
+        facts.new_alert,
+        facts.schedule_due,
+        facts.performance if fresh else None,
+        f"{still} (still true, {facts.new_labelled_rows:,} new labelled rows)"
+        if still and fresh and facts.retrained_before
+        else None,
+    ]
+    trigger = next((r for r in reasons if r), None)
+    if trigger is None:
+        if still:
+            return TriggerDecision(
+                None,
+                f"{still}: already retrained for it; retrying after {policy.retry_rows:,} new "
+                f"labelled rows ({facts.new_labelled_rows:,} so far)",
+            )
+        return TriggerDecision(None, "no trigger fired")
+    if facts.labelled_rows < policy.min_rows and not facts.forced:
+        return TriggerDecision(
+            None,
+            f"{trigger}, but only {facts.labelled_rows:,} labelled rows to train on "
+            f"(needs {policy.min_rows:,})",
+        )
+    return TriggerDecision(trigger, trigger)
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    """A model's realized metric on its latest labelled rows against its own baseline."""
+
+    metric: str
+    value: float
+    bound: float
+    """The one-sided bound at the confidence: the upper one for a higher-is-better metric."""
+    baseline: float
+    margin: float
+    rows: int
+    dropped: bool
+    detail: str
+
+
+def performance_drop(
+    truth: npt.NDArray[Any],
+    predicted: npt.NDArray[Any],
+    *,
+    baseline: float,
+    margin: float,
+    confidence: float,
+    metric: str = "accuracy",
+    lower_is_better: bool = False,
+    seed: int = 0,
+) -> PerformanceCheck:
+    """Whether `metric` on these rows is below `baseline - margin` (above `baseline + margin`
+    for a lower-is-better metric) with `confidence`: accuracy by the exact (Clopper-Pearson)
+    bound, any other metric by a seeded bootstrap of the rows."""
+    from loopml.domain.paired import check_confidence
+
+    check_confidence(confidence)
+    if len(truth) == 0:
+        raise InvalidInput("No labelled rows to measure performance on.", "Feed back labels.")
+    value, low, high = _metric_interval(truth, predicted, metric, 2 * confidence - 1, seed)
+    bound = low if lower_is_better else high
+    dropped = bound > baseline + margin if lower_is_better else bound < baseline - margin
+    side = "lower" if lower_is_better else "upper"
+    line = baseline + margin if lower_is_better else baseline - margin
+    detail = (
+        f"{metric} {value:.4f} on the last {len(truth):,} labelled rows ({side} bound "
+        f"{bound:.4f} at {confidence:.0%}) against the baseline {baseline:.4f} "
+        f"{'+' if lower_is_better else '-'} {margin:g} = {line:.4f}"
+    )
+    return PerformanceCheck(metric, value, bound, baseline, margin, len(truth), dropped, detail)
+
+
+def _metric_interval(
+    truth: npt.NDArray[Any], predicted: npt.NDArray[Any], metric: str, level: float, seed: int
+) -> tuple[float, float, float]:
+    from loopml.domain.paired import RESAMPLES
+    from loopml.domain.weighted_metrics import EncodedRows, comparable_labels
+
+    n = len(truth)
+    if metric == "accuracy":
+        from scipy import stats
+
+        right = int(np.sum(comparable_labels(truth) == comparable_labels(predicted)))
+        share = stats.binomtest(right, n).proportion_ci(confidence_level=level, method="exact")
+        return right / n, float(share.low), float(share.high)
+    rows = EncodedRows.encode(truth, {"model": predicted}, {"model": None}, {metric})
+    value = float(rows.value(metric, "model", np.ones((1, n)))[0])
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n, size=(RESAMPLES, n)) + n * np.arange(RESAMPLES)[:, None]
+    counts = np.bincount(picks.ravel(), minlength=RESAMPLES * n).reshape(RESAMPLES, n)
+    with np.errstate(all="ignore"):
+        values = rows.value(metric, "model", counts.astype(float))
+    values = values[np.isfinite(values)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail]) if values.size else (value, value)
+    return value, min(float(low), value), max(float(high), value)
+
+
+# -- which rows train and which judge ---------------------------------------------------------
+
+HOLDOUT_MODES = ("time", "random")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Positions (into the labelled rows) of the rows that train and of those that judge."""
+
+    train: IntArray
+    holdout: IntArray
+
+
+def split_rows(times_us: npt.NDArray[Any], *, share: float, mode: str, seed: int) -> Split:
+    """Hold out `share` of the rows (at least one, and one left to train): the newest by
+    `times_us` (`mode="time"`, ties in row order), the closest thing to the future the
+    challenger will serve; or a seeded random draw (`mode="random"`)."""
+    if mode not in HOLDOUT_MODES:
+        raise InvalidInput(f"Unknown holdout {mode!r}.", f"Use one of: {', '.join(HOLDOUT_MODES)}.")
+    if not 0 < share < 1:
+        raise InvalidInput(f"The holdout share {share:g} is not between 0 and 1.", "Give e.g. 0.3.")
+    n = len(times_us)
+    if n < 2:
+        raise InvalidInput(
+            f"{n} labelled row(s) cannot be split into training rows and a holdout.",
+            "Wait for more labelled rows.",
+        )
+    cut = min(n - 1, max(1, round(n * share)))
+    if mode == "time":
+        order = np.argsort(np.asarray(times_us), kind="stable")
+    else:
+        order = np.random.default_rng(seed).permutation(n)
+        return Split(np.sort(order[cut:]), np.sort(order[:cut]))
+    return Split(np.sort(order[: n - cut]), np.sort(order[n - cut :]))
+
+
+def recency_weights(ages_s: npt.NDArray[Any], half_life_s: float) -> FloatArray:
+    """A weight per row halving with every `half_life_s` of age (a row of age 0 weighs 1)."""
+    if not half_life_s > 0 or not math.isfinite(half_life_s):
+        raise InvalidInput(
+            f"The half-life {half_life_s:g} s is not a positive duration.", "Give e.g. 14d."
+        )
+    ages = np.clip(np.asarray(ages_s, dtype=float), 0.0, None)
+    return np.asarray(0.5 ** (ages / half_life_s), dtype=float)
+
+
+# -- whether the challenger is promoted -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """A promotion rule or guard as judged on the holdout."""
+
+    rule: str
+    verdict: Verdict
+    detail: str
+    needed_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class PromotionFacts:
+    rules: Sequence[RuleResult]
+    checks: Sequence[tuple[str, bool, str]] = ()
+    """Data checks of the holdout: (name, passed, detail)."""
+    approve: bool = False
+    """Mode approve: a person promotes a challenger that wins."""
+    can_wait: bool = True
+    """Whether an undecided challenger may wait for more rows (False: the wait is over)."""
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    state: RunState
+    """PROMOTED, AWAITING_APPROVAL, WAITING or HELD."""
+    reason: str
+
+
+def decide_promotion(facts: PromotionFacts) -> PromotionDecision:
+    """Promote when every rule passes and every data check holds; hold when a check or a
+    rule fails; otherwise (a rule undecided) wait for more rows, while waiting is allowed."""
+    if not facts.rules:
+        raise InvalidInput("A promotion needs at least one rule.", "Give --promote-if.")
+    failed_checks = [f"{name} ({detail})" for name, ok, detail in facts.checks if not ok]
+    if failed_checks:
+        return PromotionDecision(RunState.HELD, "data check failed: " + "; ".join(failed_checks))
+    failed = [r for r in facts.rules if r.verdict is Verdict.FAIL]
+    if failed:
+        return PromotionDecision(RunState.HELD, "; ".join(f"{r.rule} ({r.detail})" for r in failed))
+    undecided = [r for r in facts.rules if r.verdict is Verdict.UNDECIDED]
+    if undecided:
+        state = RunState.WAITING if facts.can_wait else RunState.HELD
+        need = max((r.needed_rows or 0 for r in undecided), default=0)
+        more = f"; about {need:,} rows would tell" if need else ""
+        tail = "waiting for more labelled rows" if facts.can_wait else "no more waiting"
+        text = "; ".join(f"{r.rule} ({r.detail})" for r in undecided)
+        return PromotionDecision(state, f"undecided: {text}{more}; {tail}")
+    summary = "; ".join(f"{r.rule} ({r.detail})" for r in facts.rules)
+    state = RunState.AWAITING_APPROVAL if facts.approve else RunState.PROMOTED
+    return PromotionDecision(state, summary)
+
+
+def rule_result(rule: str, outcome: PairedOutcome) -> RuleResult:
+    return RuleResult(rule, outcome.verdict, outcome.detail, outcome.needed_rows)
+
+
+# -- how a watch ends -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchFacts:
+    rows: int
+    """Labelled rows the new champion served since its promotion."""
+    min_rows: int
+    over: bool
+    """The watch's time is up (or a newer promotion concludes it with the evidence so far)."""
+    outcome: PairedOutcome | None = None
+    """The new champion against the old on those rows: the rule `new >= old - margin` (or
+    `<= old + margin` for a lower-is-better metric) at the loop's confidence."""
+
+
+@dataclass(frozen=True)
+class WatchVerdict:
+    state: WatchState
+    """WATCHING (go on), KEPT or ROLLED_BACK."""
+    reason: str
+
+
+def judge_watch(facts: WatchFacts) -> WatchVerdict:
+    """Roll back only when the new champion is worse than the old one would have been on the
+    same rows, beyond the margin, with the loop's confidence; keep it when the watch is over
+    without that; otherwise go on watching."""
+    if facts.rows < facts.min_rows or facts.outcome is None:
+        if facts.over:
+            return WatchVerdict(
+                WatchState.KEPT,
+                f"only {facts.rows:,} labelled rows served during the watch (fewer than "
+                f"{facts.min_rows:,}): not enough to judge",
+            )
+        return WatchVerdict(WatchState.WATCHING, f"{facts.rows:,} labelled rows so far")
+    if facts.outcome.verdict is Verdict.FAIL:
+        return WatchVerdict(WatchState.ROLLED_BACK, f"worse than before: {facts.outcome.detail}")
+    if facts.over:
+        return WatchVerdict(WatchState.KEPT, facts.outcome.detail)
+    return WatchVerdict(WatchState.WATCHING, facts.outcome.detail)
+
+
+def watch_rule(rollback_margin: float, lower_is_better: bool) -> tuple[str, float]:
+    """The watch's rule as (op, margin) on `new - old`: `>= -margin`, or `<= +margin` for a
+    lower-is-better metric."""
+    return ("<=", rollback_margin) if lower_is_better else (">=", -rollback_margin)
