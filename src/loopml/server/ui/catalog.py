@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from loopml.domain.auth import entity_scope
 from loopml.domain.refs import check_name
 from loopml.errors import Forbidden, LoopmlError
-from loopml.server.ui.charts import bar_chart
+from loopml.monitoring.charts import bar_chart
 from loopml.server.ui.graph import lineage_graph
 from loopml.server.ui.views import BASE, Views, back_to
 from loopml.services.lineage import LineageNode

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from loopml.domain.refs import check_name
 from loopml.errors import LoopmlError, NotFound
-from loopml.server.ui.charts import Series, bar_chart, line_chart
+from loopml.monitoring.charts import Series, bar_chart, line_chart
 from loopml.server.ui.views import Views
 
 TRAFFIC_BUCKETS = 60

@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 
 from loopml.domain.records import MetricPoint, Run, RunId
 from loopml.errors import InvalidInput, NotFound
-from loopml.server.ui.charts import Series, line_chart
+from loopml.monitoring.charts import Series, line_chart
 from loopml.server.ui.views import BASE, Page, Views
 
 PAGE_SIZE = 50
