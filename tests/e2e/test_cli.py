@@ -408,6 +408,56 @@ def test_gate_with_a_confidence_waits_for_rows_not_noise(cli, tmp_path: Path) ->
     assert "Traceback" not in err
 
 
+def test_gate_reports_duplicates_and_blocks_them_only_when_asked(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _gate_models(tmp_path)
+    holdout = pd.read_csv(tmp_path / "holdout.csv")
+    repeated = pd.concat([holdout.head(552), holdout.head(48)], ignore_index=True)  # 8% repeat
+    repeated.to_csv(tmp_path / "coded.csv", index=False)
+    assert cli("data", "add", "coded.csv")[0] == 0
+    gate = ["gate", "-m", "churn", "-c", "2", "-d", "coded@1", "-r", "f1 >= champion.f1 + 0.05"]
+
+    code, out, _ = cli(*gate)
+    assert code == 0
+    assert out.startswith("## Gate churn 2 on coded@1: PASSED")
+    assert (
+        "| duplicate rows | pass | 8.0% of rows; reported, not blocking; "
+        "set --check duplicates<=X to block |"
+    ) in out
+    assert "| missing values in the inputs | pass | none, limit missing <= 0.05 |" in out
+    assert "| labelled rows | pass | 600, limit labelled >= 30 |" in out
+
+    strict = [*gate, "--check", "duplicates <= 0.05", "--check", "labelled >= 200"]
+    code, out, _ = cli(*strict, "--report", "gate.md")
+    assert code == 1
+    assert out.startswith("## Gate churn 2 on coded@1: FAILED")
+    assert "| duplicate rows | FAIL | 8.0% of rows, limit duplicates <= 0.05 |" in out
+    assert "| labelled rows | pass | 600, limit labelled >= 200 |" in out
+    assert (tmp_path / "gate.md").read_text() == out
+    code, out, _ = cli(*strict, "--json")
+    shown = json.loads(out)
+    assert (code, shown["passed"]) == (1, False)
+    checks = {each["check"]: each for each in shown["data_checks"]}
+    assert checks["duplicates"]["value"] == pytest.approx(0.08)
+    assert (checks["duplicates"]["threshold"], checks["duplicates"]["ok"]) == (0.05, False)
+    assert (checks["labelled"]["value"], checks["labelled"]["threshold"]) == (600, 200)
+    assert ["duplicate rows", False, "8.0% of rows, limit duplicates <= 0.05"] in shown["checks"]
+    assert cli(*gate, "--check", "duplicates <= 0.1")[0] == 0
+    assert cli(*gate, "--check", "labelled >= 601")[0] == 1
+
+    code, out, err = cli(*gate, "--check", "duplicates <= 8")
+    assert (code, out) == (1, "")
+    assert "The data check 'duplicates <= 8' sets a share of 8, outside 0..1." in err
+    assert 'e.g. "duplicates <= 0.05" for 5%' in err
+    code, out, err = cli(*gate, "--check", "dupes <= 0.1")
+    assert (code, out) == (1, "")
+    assert "names 'dupes', which the gate does not check" in err
+    assert "Traceback" not in err
+    code, out, _ = cli("gate", "--help")
+    assert code == 0
+    assert "--check" in out
+    assert "duplicates <= 0.05" in " ".join(out.replace("│", " ").split())
+
+
 def test_audit_log_takes_a_project_like_every_other_command(cli) -> None:  # type: ignore[no-untyped-def]
     from sklearn.dummy import DummyClassifier
 

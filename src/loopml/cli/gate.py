@@ -34,14 +34,23 @@ def gate(
         "difference on the same rows; too few rows to tell is 'undecided' (exit 1). "
         "Default: compare the two numbers.",
     ),
+    check: list[str] = typer.Option(
+        [],
+        "--check",
+        help='Repeatable data check: "duplicates <= 0.05" (share of duplicate rows; default '
+        'reported, not blocking), "missing <= 0.01" (worst input column\'s share of missing '
+        'values; default 0.05), "labelled >= 200" (labelled rows; default 30).',
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score a candidate model (and the champion) on a labelled dataset version, check the
     data, apply the rules; print a Markdown report (fit for a CI job summary) and exit 0 if
     every rule and check passes, 1 if not (or if a rule is undecided at --confidence)."""
+    from loopml.domain.data_checks import parse_checks
     from loopml.monitoring.gate import gate as run_gate
 
+    checks = parse_checks(check)
     ws = open_workspace()
     result = run_gate(
         ws,
@@ -53,6 +62,7 @@ def gate(
         label=label,
         project=project_of(ws, project),
         confidence=confidence,
+        checks=checks,
     )
     text = result.markdown(f"Gate {model} {candidate} on {data}")
     if report is not None:

@@ -26,17 +26,23 @@ latency) is judged on the paired difference of the two models on the same labell
 the rest): it passes only when the difference keeps the rule with that confidence, fails when
 it surely does not, and is otherwise undecided: the gate does not pass, and says how many rows
 would tell. Without one, rules compare the two numbers, as they always did.
+
+The data checks are policy (`loopml.domain.data_checks`, `--check "duplicates <= 0.05"`): the
+worst input column's share of missing values (at most 0.05 by default), the share of duplicate
+rows (reported, blocking only with a threshold) and the labelled rows (at least 30 by default),
+each shown with its value and threshold; a failed check fails the gate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from loopml.bootstrap import Workspace
+from loopml.domain.data_checks import CheckOutcome, DataChecks, DataFacts, apply_checks
 from loopml.domain.gate_rules import (
     LATENCY_METRICS,
     RULE_HINT,
@@ -134,6 +140,8 @@ class GateResult:
     """The paired difference behind each rule judged at `confidence`, by rule."""
     undecided: list[str] = field(default_factory=list)
     """The rules too few rows could decide at `confidence` (the gate did not pass)."""
+    data_checks: list[CheckOutcome] = field(default_factory=list)
+    """Every data check with its value and threshold (`checks` lists them as rows)."""
 
     @property
     def notes(self) -> list[str]:
@@ -216,11 +224,15 @@ def gate(
     project: str | None = None,
     latency_budget_s: float = BUDGET_S,
     confidence: float | None = None,
+    checks: DataChecks | None = None,
+    load: Callable[[str], Any] | None = None,
 ) -> GateResult:
     """Score `model` version `candidate` (and the version `against` names, if any) on dataset
     version `data` and apply `rules`; latency is timed for at most `latency_budget_s` seconds
     per model. With `confidence`, a rule against the champion's metric is judged on the paired
-    difference at that confidence, and may be undecided."""
+    difference at that confidence, and may be undecided. The data checks take their thresholds
+    from `checks` (default `DataChecks()`: duplicates reported, not blocking). `load` loads a
+    model version by its ref (default: from the registry; a backtest passes its cache)."""
     from loopml.monitoring.monitors import read_dataset
 
     if confidence is not None:
@@ -241,12 +253,12 @@ def gate(
     dataset = ws.data.resolve(data, project, record=False)
     table = read_dataset(ws, dataset)
     inputs = [c["name"] for c in version.signature.get("inputs", [])]
-    checks, frame, truth, label = _prepare(
-        table, inputs, label, f"{dataset.name}@{dataset.version}"
-    )
+    frame, truth, label = _prepare(table, inputs, label, f"{dataset.name}@{dataset.version}")
+    data_checks = apply_checks(checks or DataChecks(), _measure(frame, inputs))
     features = frame[inputs] if inputs else frame
     timed = any({r.metric, r.against} & LATENCY_METRICS for r in parsed)
-    loaded = [ws.registry.load(each.ref, project=project) for each in versions]
+    fetch = load or (lambda ref: ws.registry.load(ref, project=project))
+    loaded = [fetch(each.ref) for each in versions]
     scored = [_score(model, features, truth) for model in loaded]
     task, scores = scored[0].task, [each.metrics for each in scored]
     evidence, report = None, None
@@ -266,20 +278,21 @@ def gate(
             truth, scored[0].predicted, scored[1].predicted, scored[0].proba, scored[1].proba
         )
         outcomes, comparisons = _judge_paired(parsed, outcomes, rows, confidence)
-    passed = all(ok for _, ok, _ in outcomes) and all(ok for _, ok, _ in checks)
+    passed = all(ok for _, ok, _ in outcomes) and all(each.ok for each in data_checks)
     return GateResult(
         passed,
         task,
         candidate_metrics,
         champion_metrics,
         outcomes,
-        checks,
+        [each.row for each in data_checks],
         len(truth),
         label,
         report,
         confidence,
         comparisons,
         [r for r, found in comparisons.items() if found.verdict is Verdict.UNDECIDED],
+        data_checks,
     )
 
 
@@ -335,9 +348,8 @@ def _ref(model: str, which: str) -> str:
     return f"{model}/{which}" if which.isdigit() else f"{model}@{which}"
 
 
-def _prepare(
-    table: Any, inputs: list[str], label: str | None, name: str
-) -> tuple[list[tuple[str, bool, str]], Any, Any, str]:
+def _prepare(table: Any, inputs: list[str], label: str | None, name: str) -> tuple[Any, Any, str]:
+    """The labelled rows of `table`, their labels and the label column, or InvalidInput."""
     columns = list(table.column_names)
     missing = [c for c in inputs if c not in columns]
     if missing:
@@ -363,17 +375,21 @@ def _prepare(
     if not labelled.any():
         raise InvalidInput(f"Dataset {name} has no labels in {label!r}.", "Gate on labelled data.")
     frame = frame[labelled].reset_index(drop=True)
-    checks: list[tuple[str, bool, str]] = []
-    nulls = {c: float(frame[c].isna().mean()) for c in inputs}
-    worst = max(nulls, key=lambda c: nulls[c]) if nulls else None
-    checks.append(
-        (
-            "missing values in the inputs",
-            not worst or nulls[worst] < 0.05,
-            "none" if not worst or nulls[worst] == 0 else f"worst {worst}: {nulls[worst]:.1%}",
-        )
+    return frame, frame[label].to_numpy(), label
+
+
+def _measure(frame: Any, inputs: list[str]) -> DataFacts:
+    """The facts the data checks judge, vectorised: labelled rows, the worst input column's
+    share of missing values, the share of rows repeating an earlier one exactly."""
+    missing, worst = 0.0, None
+    if inputs:
+        nulls = frame[inputs].isna().mean()
+        if nulls.any():
+            worst = str(nulls.idxmax())
+            missing = float(nulls.max())
+    return DataFacts(
+        rows=len(frame),
+        missing_share=missing,
+        duplicate_share=float(frame.duplicated().mean()) if len(frame) else 0.0,
+        worst_column=worst,
     )
-    duplicates = float(frame.duplicated().mean()) if len(frame) else 0.0
-    checks.append(("duplicate rows", duplicates < 0.05, f"{duplicates:.1%}"))
-    checks.append(("labelled rows", len(frame) >= 30, f"{len(frame):,}"))
-    return checks, frame, frame[label].to_numpy(), label
