@@ -120,3 +120,38 @@ def test_upgrading_to_0010_fills_blob_refs_from_every_record(db_url: str) -> Non
     expected = {("data1", "a"), ("shared", "a"), ("art", "b"), ("model", "b"), ("shared", "b"),
                 ("output", "a"), ("summary", "b"), ("report", "a")}  # fmt: skip
     assert held == {(_digest(name), project) for name, project in expected}
+
+
+def test_upgrading_to_0011_keeps_old_rules_resolving_as_before(db_url: str) -> None:
+    """Rules made before hysteresis resolve on the first clear run (1, margin 0); runs made
+    before importance-weighted drift have none (null, never a made-up 0)."""
+    from loopml.adapters.sql import tables as t
+    from loopml.adapters.sql.alerts import SqlAlertStore
+    from loopml.adapters.sql.engine import create_store_engine
+    from loopml.adapters.sql.migrate import upgrade
+    from loopml.adapters.sql.monitors import SqlMonitorStore
+
+    db = Database(create_store_engine(db_url))
+    try:
+        upgrade(db, "0010")
+        with db.write() as conn:
+            conn.execute(t.projects.insert().values(name="a", created_us=1))
+            conn.execute(
+                t.alert_rules.insert().values(
+                    project="a", target="mon", condition="drift_share > 0.3",
+                    channels_json='["log:"]', cooldown_s=0, created_us=1,
+                )
+            )  # fmt: skip
+            conn.execute(
+                t.monitor_runs.insert().values(
+                    project="a", monitor="mon", time_us=1, window_start_us=0, window_end_us=1,
+                    rows=1, drift_share=0.5, drifted_json="[]", report_digest=_digest("report"),
+                )
+            )  # fmt: skip
+        upgrade(db)
+        (rule,) = SqlAlertStore(db).rules("a")
+        (run,) = SqlMonitorStore(db).runs("a", "mon", 10)
+    finally:
+        db.dispose()
+    assert (rule.resolve_after, rule.resolve_margin) == (1, 0.0)
+    assert (run.drift_share, run.weighted_drift) == (0.5, None)

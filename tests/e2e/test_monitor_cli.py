@@ -105,9 +105,11 @@ def test_monitor_and_alert_commands(cli, tmp_path: Path) -> None:  # type: ignor
     assert "Unknown alert state" in err
 
 
-def test_monitor_run_at_a_time_replays_the_window_ending_then(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _dataset_and_drifted_log(cli, tmp_path)  # served now: not in January's window
-    jan_1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+JAN_1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def _january_log(tmp_path: Path) -> None:
+    """300 rows like the reference, served now with event times in the hour before 2026."""
     writer = PredictionLogWriter(str(tmp_path / ".loopml" / "artifacts"))
     rows = _frame(300, seed=3).to_dict("records")
     writer.append(
@@ -123,12 +125,18 @@ def test_monitor_run_at_a_time_replays_the_window_ending_then(cli, tmp_path: Pat
                 9,
                 "",
                 False,
-                event_time_us=jan_1 - 1_000_000 * (i + 1),
+                event_time_us=JAN_1 - 1_000_000 * (i + 1),
             )
             for i, row in enumerate(rows)
         ]
     )
     writer.close()
+
+
+def test_monitor_run_at_a_time_replays_the_window_ending_then(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)  # served now: not in January's window
+    _january_log(tmp_path)
+    jan_1 = JAN_1
     assert cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")[0] == 0
     code, out, err = cli("monitor", "run", "churn-drift", "--at", "2026-01-01T00:00:00Z", "--json")
     assert code == 0, err
@@ -143,6 +151,50 @@ def test_monitor_run_at_a_time_replays_the_window_ending_then(cli, tmp_path: Pat
     assert "--at 'new year' is refused: 'new year' is not an ISO-8601 time" in err
     assert "--at 2026-01-01T00:00:00Z" in err
     assert "Traceback" not in err
+
+
+def test_monitor_run_json_lists_the_alerts_it_fired_and_resolved(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _dataset_and_drifted_log(cli, tmp_path)  # drifted, served now
+    _january_log(tmp_path)  # calm, in January
+    assert cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")[0] == 0
+    code, out, err = cli(
+        "alert", "rule", "add", "churn-drift", "--when", "drift_share > 0.3",
+        "--resolve-after", "1", "--resolve-margin", "0.1", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    rule = json.loads(out)
+    assert (rule["resolve_after"], rule["resolve_margin"]) == (1, 0.1)
+    code, out, _ = cli("monitor", "run", "churn-drift", "--json")
+    assert code == 0
+    fired = {"id": 1, "rule": rule["id"], "condition": "drift_share > 0.3", "value": 0.5}
+    assert json.loads(out)["alerts"] == {"fired": [fired], "resolved": []}
+    code, out, _ = cli("monitor", "run", "churn-drift", "--json")
+    assert json.loads(out)["alerts"] == {"fired": [], "resolved": []}  # still firing: no news
+    code, out, _ = cli("monitor", "run", "churn-drift", "--at", "2026-01-01T00:00:00Z", "--json")
+    assert code == 0
+    resolved = {**fired, "value": 0.0}  # 0 is past 0.3 by the margin
+    assert json.loads(out)["alerts"] == {"fired": [], "resolved": [resolved]}
+    code, out, _ = cli("alert", "rule", "list")
+    assert "by a margin of 0.1" in out
+
+
+def test_bad_alert_resolutions_are_refused_with_the_flag_to_fix(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for flag, value, words in [
+        ("--resolve-after", "0", "resolve_after is 0"),
+        ("--resolve-after", "-2", "resolve_after is -2"),
+        ("--resolve-margin", "-0.5", "resolve_margin is -0.5"),
+    ]:
+        code, _, err = cli(
+            "alert", "rule", "add", "churn-drift", "--when", "accuracy < 0.8", flag, value
+        )
+        assert code == 1, (flag, value, err)
+        assert words in err
+        assert flag in err
+        assert "Traceback" not in err
+    code, _, err = cli("alert", "rule", "add", "m", "--when", "rows == 0", "--resolve-margin", "1")
+    assert code == 1
+    assert "no side to clear" in err
+    assert cli("alert", "rule", "list", "--json")[1].strip() == "[]"
 
 
 def _labelled_log(tmp_path: Path, rows: int = 200) -> None:
@@ -294,3 +346,56 @@ def test_a_health_monitor_alerts_when_the_server_is_down(cli) -> None:  # type: 
         assert column in header
     assert ["DOWN" in line for line in lines] == [True, True, False]
     assert "Connection refused" in lines[0]
+
+
+def test_a_known_models_monitor_shows_weighted_drift_and_label_apart(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The model decides on tenure alone; `monthly` drifts: half the inputs, almost none of the
+    model's importance. The label and the prediction are shown apart from the share."""
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.bootstrap import open_workspace
+
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame(
+        {"tenure": rng.normal(30, 10, 2_000), "monthly": rng.normal(60, 15, 2_000)}
+    )
+    reference["churned"] = (reference["tenure"] < 25).astype(int)
+    reference.to_csv(tmp_path / "churn.csv", index=False)
+    assert cli("data", "add", "churn.csv")[0] == 0
+    inputs = reference[["tenure", "monthly"]]
+    model = LogisticRegression(max_iter=1000).fit(inputs, reference["churned"])
+    ws = open_workspace()
+    ws.registry.register(model, "churn", project="default", input_example=inputs.head(3))
+    ws.deployments.create("churn-prod", project="default", model="churn/1")
+    ws.close()
+    served = pd.DataFrame(
+        {"tenure": rng.normal(30, 10, 1_000), "monthly": rng.normal(80, 15, 1_000)}
+    )
+    outputs = model.predict(served).tolist()
+    writer = PredictionLogWriter(str(tmp_path / ".loopml" / "artifacts"))
+    now = now_us()
+    writer.append(
+        [
+            PredictionRecord(f"r{i}", now - 1_000 * i, "churn-prod", "churn", 1,
+                             json.dumps(row), str(outputs[i]), 9, "", False)
+            for i, row in enumerate(served.to_dict("records"))
+        ]
+    )  # fmt: skip
+    writer.close()
+
+    code, out, err = cli("monitor", "create", "churn-drift", "-d", "churn-prod", "-r", "churn@1")
+    assert code == 0, err
+    assert "(label column churned)" in out
+    code, out, _ = cli("monitor", "run", "churn-drift")
+    summary = out.splitlines()[0]
+    assert "drift share 50% (weighted " in summary
+    assert summary.split("(weighted ")[1].startswith(("0%", "1%", "2%"))
+    assert "monthly" in summary
+    assert "prediction drifted" not in summary
+    code, out, _ = cli("monitor", "report", "1")
+    assert "50% of 2 inputs, weighted by the model's importance" in out
+    assert "prediction: no drift (jensen_shannon" in out
+    assert "churned: no values in this window" in out  # no label was fed back
+    assert "churned (label)" in out
+    code, out, _ = cli("monitor", "history", "churn-drift")
+    assert "weighted drift" in out.splitlines()[0]

@@ -229,3 +229,83 @@ def test_a_rule_on_the_deployment_hears_only_monitors_that_report_its_field(
     assert probed.document["down"] == 1  # the receiver answers no GET
     assert probed.alerts == []  # a health report has no drift_share: the alert stays as it is
     assert ws.alerts.get(fired.id, "default").state == "firing"
+
+
+def test_an_alert_resolves_only_once_its_condition_has_cleared_for_its_runs(
+    alerting: Workspace, receiver: Receiver
+) -> None:
+    """Hysteresis: `--resolve-after 2` keeps a flapping alert open through one calm window
+    and resolves it after two in a row, telling the channel once each way."""
+    ws = alerting
+    monitors.create("drift", deployment="churn-prod", reference="churn", window="10m", workspace=ws)
+    rule = ws.alerts.add_rule(
+        "drift",
+        when="drift_share > 0.5",
+        notify=[f"slack:{receiver.url}/slack"],
+        project="default",
+        resolve_after=2,
+    )
+    assert (rule.resolve_after, rule.resolve_margin) == (2, 0.0)
+    assert ws.alerts.rules("default") == [rule]  # kept by the store as given
+    start = now_us() - 200 * MINUTE_US
+    states = []
+    for step, drifted in enumerate([True, False, True, False, False]):
+        at = start + step * 20 * MINUTE_US
+        _window(ws, drifted=drifted, at_us=at, seed=130 + step)
+        result = monitors.run("drift", now_us=at, workspace=ws)
+        states.append([a.state for a in result.alerts])
+    assert states == [["firing"], [], [], [], ["resolved"]]
+    texts = [json.loads(p["body"])["text"].split(":")[0] for p in receiver.on("/slack")]
+    assert texts == ["[loopml] FIRING", "[loopml] RESOLVED"]
+
+
+def test_bad_resolutions_are_refused_before_anything_is_stored(churn: Workspace) -> None:
+    for after, margin, words in [
+        (0, 0.0, "resolve_after is 0"),
+        (-1, 0.0, "resolve_after is -1"),
+        (1, -0.5, "resolve_margin is -0.5"),
+    ]:
+        with pytest.raises(InvalidInput, match=words):
+            churn.alerts.add_rule(
+                "drift", when="accuracy < 0.8", notify=[], project="default",
+                resolve_after=after, resolve_margin=margin,
+            )  # fmt: skip
+    assert churn.alerts.rules("default") == []
+
+
+def test_the_server_checks_a_rules_resolution_itself(make_settings: Any) -> None:
+    """A client that skips the checks (any HTTP client) gets a clear 400 naming the field;
+    nothing is stored."""
+    import httpx
+
+    from loopml.testing.team_server import live_server
+
+    def rule(**resolution: Any) -> dict[str, Any]:
+        return {
+            "rule": {
+                "id": 0, "project": "default", "target": "drift", "condition": "accuracy < 0.8",
+                "channels": ["log:"], "cooldown_s": 0, "created_at": "2026-01-01T00:00:00Z",
+                **resolution,
+            },
+            "event": {"action": "alert_rule.added", "entity": "alert:default/drift"},
+        }  # fmt: skip
+
+    with live_server(make_settings()) as server:
+        path = f"{server.url}/api/v1/projects/default/alert-rules"
+        headers = {"Authorization": f"Bearer {server.token}"}
+        for resolution, words in [
+            ({"resolve_after": 0}, "resolve_after is 0"),
+            ({"resolve_after": -3}, "resolve_after is -3"),
+            ({"resolve_after": 10**12}, "1 to 50 runs"),
+            ({"resolve_margin": -0.1}, "resolve_margin is -0.1"),
+        ]:
+            answer = httpx.post(path, json=rule(**resolution), headers=headers)
+            assert answer.status_code == 400, answer.text
+            assert words in answer.json()["error"]
+            assert answer.json()["type"] == "InvalidInput"
+        assert server.workspace.alerts.rules("default") == []
+        made = httpx.post(path, json=rule(resolve_after=3, resolve_margin=0.05), headers=headers)
+        assert made.status_code == 200, made.text
+        assert (made.json()["resolve_after"], made.json()["resolve_margin"]) == (3, 0.05)
+        legacy = httpx.post(path, json=rule(), headers=headers)  # an older client: the defaults
+        assert (legacy.json()["resolve_after"], legacy.json()["resolve_margin"]) == (1, 0.0)

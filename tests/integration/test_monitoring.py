@@ -156,11 +156,86 @@ def test_prediction_and_label_drift_against_the_models_outputs_on_the_reference(
     served = frame(2_000, seed=80, shift=-0.5)  # shorter tenure: more churn predicted
     predicted = model.predict(served[["tenure", "monthly"]]).tolist()
     serve(churn, served, at_us=at, outputs=predicted, labels=predicted)
-    report = monitors.run("outputs", now_us=at, workspace=churn).report
+    result = monitors.run("outputs", now_us=at, workspace=churn)
+    report = result.report
     assert report is not None
     assert report.features["prediction"].kind == "categorical"
-    assert {"tenure", "prediction", "churned"} <= set(report.drifted_features)
     assert report.features["churned"].current_rows == 2_000
+    # the share counts the model's two inputs; the label and the prediction are reported apart
+    assert report.drifted_features == ["tenure"]
+    assert report.drift_share == 0.5
+    assert report.label_drift is not None
+    assert report.label_drift.drifted
+    assert report.prediction_drift is not None
+    assert report.prediction_drift.drifted
+    document = result.document
+    assert (document["drifted_count"], document["input_count"]) == (1, 2)
+    assert document["label_drift"]["column"] == "churned"
+    assert document["label_drift"]["drifted"] is True
+    assert document["prediction_drift"]["column"] == "prediction"
+    roles = {f["name"]: f["role"] for f in document["features"]}
+    assert roles == {
+        "tenure": "input",
+        "monthly": "input",
+        "prediction": "prediction",
+        "churned": "label",
+    }
+    assert result.run.drifted == ("tenure",)
+
+
+def test_weighted_drift_counts_the_inputs_the_model_looks_at(churn: Workspace) -> None:
+    """The model decides on tenure alone: a drifted `monthly` is half the inputs but almost
+    none of the model's importance, so a rule on `weighted_drift` stays quiet where one on
+    `drift_share` fires; a drifted `tenure` is nearly all of it."""
+    from sklearn.linear_model import LogisticRegression
+
+    reference = frame(5_000, seed=1)[["tenure", "monthly"]]
+    model = LogisticRegression().fit(reference, (reference["tenure"] < 20).astype(int))
+    churn.registry.register(model, "churn", project="default", input_example=reference.head(3))
+    monitors.create(
+        "weighted", deployment="churn-prod", reference="churn", model="churn", window="10m",
+        label="churned", workspace=churn,
+    )  # fmt: skip
+    for when in ("drift_share > 0.3", "weighted_drift > 0.3"):
+        churn.alerts.add_rule("weighted", when=when, notify=["log:"], project="default")
+    start = now_us() - 60 * 60_000_000
+    fired = []
+    for step, column in enumerate(["monthly", "tenure"]):
+        at = start + step * 20 * 60_000_000
+        served = frame(2_000, seed=90 + step)
+        served[column] = served[column] + served[column].std()  # a shift of one spread
+        predicted = model.predict(served[["tenure", "monthly"]]).tolist()
+        serve(churn, served, at_us=at, outputs=predicted, labels=predicted)
+        result = monitors.run("weighted", now_us=at, workspace=churn)
+        assert result.report is not None
+        assert result.report.drifted_features == [column]
+        assert result.document["importance_source"] == "model"
+        assert result.run.weighted_drift == pytest.approx(result.report.weighted_drift)
+        fired.append(sorted(a.condition for a in result.alerts if a.state == "firing"))
+        if column == "monthly":
+            assert result.report.drift_share == 0.5
+            assert result.report.weighted_drift < 0.1
+        else:
+            assert result.report.weighted_drift > 0.9
+    assert fired == [["drift_share > 0.3"], ["weighted_drift > 0.3"]]
+    (latest, _) = churn.monitors.history("weighted", "default")
+    assert latest.weighted_drift is not None
+    assert latest.weighted_drift > 0.9  # kept on the run record, for rules and history
+    weights = monitors.report_document(latest.id, workspace=churn)["importance"]
+    assert set(weights) == {"tenure", "monthly"}
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights["tenure"] > 0.9
+
+
+def test_without_importances_weighted_drift_is_the_drift_share(churn: Workspace) -> None:
+    at = now_us()
+    serve(churn, frame(2_000, seed=95, shift=0.5), at_us=at)
+    monitors.create("plain", deployment="churn-prod", reference="churn", workspace=churn)
+    result = monitors.run("plain", now_us=at, workspace=churn)
+    assert result.report is not None
+    assert result.document["importance_source"] == "equal"
+    assert result.document["importance"] == {}
+    assert result.report.weighted_drift == result.report.drift_share > 0
 
 
 def test_without_label_the_one_column_the_model_does_not_take_is_the_label(

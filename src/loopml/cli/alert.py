@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from loopml.cli.context import (
     project_of,
     when,
 )
+
+if TYPE_CHECKING:
+    from loopml.domain.records import AlertRule
 
 app = typer.Typer(
     help="Alerts: rules over monitor reports that notify people when they start and stop holding.",
@@ -31,8 +35,8 @@ def rule_add(
     when_: str = typer.Option(
         ...,
         "--when",
-        help='Condition, e.g. "drift_share > 0.3 for 3 windows", "rows < 100 for 30m", '
-        '"feature.tenure.wasserstein >= 0.2".',
+        help='Condition, e.g. "drift_share > 0.3 for 3 windows", "weighted_drift > 0.3", '
+        '"accuracy < 0.8", "rows < 100 for 30m", "feature.tenure.wasserstein >= 0.2".',
     ),
     notify: list[str] = typer.Option(
         [],
@@ -43,6 +47,20 @@ def rule_add(
     cooldown: str = typer.Option(
         "1h", "--cooldown", help="Firing again this soon after resolving notifies no one."
     ),
+    resolve_after: int = typer.Option(
+        1,
+        "--resolve-after",
+        metavar="N",
+        help="Resolve only once the condition has been false on N monitor runs in a row "
+        "(default 1: the first run it is false).",
+    ),
+    resolve_margin: float = typer.Option(
+        0.0,
+        "--resolve-margin",
+        metavar="M",
+        help='Count the condition as false only past its threshold by M: "accuracy < 0.8" '
+        "with 0.05 resolves at accuracy >= 0.85 (default 0).",
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -52,14 +70,29 @@ def rule_add(
     ws = open_workspace()
     seconds = 0 if cooldown.strip() in ("0", "0s") else parse_duration(cooldown)
     rule = ws.alerts.add_rule(
-        target, when=when_, notify=notify, project=project_of(ws, project), cooldown_s=seconds
+        target,
+        when=when_,
+        notify=notify,
+        project=project_of(ws, project),
+        cooldown_s=seconds,
+        resolve_after=resolve_after,
+        resolve_margin=resolve_margin,
     )
     if as_json:
         print_json(rule)
         return
     sys.stdout.write(
-        f"rule {rule.id} on {rule.target}: {rule.condition} -> {', '.join(rule.channels)}\n"
+        f"rule {rule.id} on {rule.target}: {rule.condition} -> {', '.join(rule.channels)}"
+        f"{_resolves(rule)}\n"
     )
+
+
+def _resolves(rule: AlertRule) -> str:
+    """`, resolves after 3 clear runs, by a margin of 0.05`; empty for the default."""
+    after, margin = rule.resolve_after, rule.resolve_margin
+    parts = [f"after {after} clear runs"] if after != 1 else []
+    parts += [f"by a margin of {margin:g}"] if margin else []
+    return f", resolves {', '.join(parts)}" if parts else ""
 
 
 @rule_app.command("list")
@@ -76,8 +109,18 @@ def rule_list(
         return
     print_table(
         None,
-        ["rule", "monitor", "condition", "notify", "cooldown s"],
-        [(r.id, r.target, r.condition, ", ".join(r.channels), r.cooldown_s) for r in rules],
+        ["rule", "monitor", "condition", "notify", "cooldown s", "resolves"],
+        [
+            (
+                r.id,
+                r.target,
+                r.condition,
+                ", ".join(r.channels),
+                r.cooldown_s,
+                _resolves(r).removeprefix(", resolves ") or "when false",
+            )
+            for r in rules
+        ],
     )
 
 

@@ -121,7 +121,7 @@ def run(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Evaluate the monitor now (or --at TIME), over the window ending then, and store the
-    report."""
+    report; its alert rules are checked (`--json` lists the alerts fired and resolved)."""
     from loopml.domain.event_time import at_us
     from loopml.monitoring.monitors import run as run_monitor
 
@@ -129,7 +129,8 @@ def run(
     ws = open_workspace()
     result = run_monitor(name, now_us=now_us, project=project_of(ws, project), workspace=ws)
     if as_json:
-        print_json({"run": result.run.id, **result.document})
+        alerts = monitor_view.alerts_json(result.alerts)
+        print_json({"run": result.run.id, **result.document, "alerts": alerts})
         return
     sys.stdout.write(monitor_view.summary(result) + "\n")
     if result.report is not None:
@@ -268,7 +269,8 @@ def report(
             ("deployment", document["deployment"]),
             ("reference", document["reference"]),
             ("rows", f"{document['current_rows']} served, {document['reference_rows']} reference"),
-            ("drift share", f"{document['drift_share']:.0%}"),
+            ("drift share", monitor_view.drift_text(document)),
+            *monitor_view.apart_fields(document),
             ("performance", monitor_view.performance_text(document) or "no labels came"),
         ]
     )

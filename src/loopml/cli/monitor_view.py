@@ -1,6 +1,8 @@
 """How `loopml monitor ...` shows a report: one summary line per run, the features, the
 performance against fed-back labels, and a history whose columns are those of the monitor's
-kind (drift and performance, or health)."""
+kind (drift and performance, or health). The drift share is the inputs'; the label's and the
+prediction's drift are shown apart, and the importance-weighted drift when the model gave
+importances."""
 
 from __future__ import annotations
 
@@ -31,13 +33,73 @@ def summary(result: Any) -> str:
     drifted = document["drifted_features"]
     unreadable = document.get("unreadable_values") or 0
     performance = performance_text(document)
+    weighted = _weighted(document)
+    apart = "".join(
+        f", {role} drifted"
+        for role in ("prediction", "label")
+        if (document.get(f"{role}_drift") or {}).get("drifted")
+    )
     return (
         f"run {result.run.id}: {result.run.rows} rows, drift share {document['drift_share']:.0%}"
-        f"{': ' + ', '.join(drifted) if drifted else ''}"
+        f"{f' (weighted {weighted:.0%})' if weighted is not None else ''}"
+        f"{': ' + ', '.join(drifted) if drifted else ''}{apart}"
         f", {document['quality_issues']} quality issue(s)"
         f"{f', {unreadable} unreadable value(s)' if unreadable else ''}"
         f"{f', {performance}' if performance else ''}{alerts}"
     )
+
+
+def _weighted(document: dict[str, Any]) -> float | None:
+    """The importance-weighted drift, when the model's importances made it (else it is the
+    drift share again, not worth a second number)."""
+    if document.get("importance_source") != "model":
+        return None
+    value = document.get("weighted_drift")
+    return None if value is None else float(value)
+
+
+def drift_text(document: dict[str, Any]) -> str:
+    """`33% of 3 inputs, weighted by the model's importance 52%`."""
+    count = document.get("input_count")
+    text = f"{document['drift_share']:.0%}" + ("" if count is None else f" of {count} inputs")
+    weighted = _weighted(document)
+    if weighted is not None:
+        text += f", weighted by the model's importance {weighted:.0%}"
+    return text
+
+
+def apart_fields(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """The label's and the prediction's drift, each on its own line, when the report has them."""
+    fields = []
+    for role in ("label", "prediction"):
+        found = document.get(f"{role}_drift")
+        if not found:
+            continue
+        if found.get("rows") == 0:
+            text = f"{found['column']}: no values in this window"
+        else:
+            verdict = "DRIFT" if found["drifted"] else "no drift"
+            text = f"{found['column']}: {verdict} ({found['effect']} "
+            text += f"{_number(found['effect_value'])})"
+        fields.append((f"{role} drift", text))
+    return fields
+
+
+def alerts_json(alerts: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+    """The alerts a run changed, as `monitor run --json` shows them: those it fired (or
+    reopened) and those it resolved, each with its id, rule, condition and value."""
+    shown: dict[str, list[dict[str, Any]]] = {"fired": [], "resolved": []}
+    for alert in alerts:
+        side = "resolved" if alert.state == "resolved" else "fired"
+        shown[side].append(
+            {
+                "id": alert.id,
+                "rule": alert.rule_id,
+                "condition": alert.condition,
+                "value": alert.value,
+            }
+        )
+    return shown
 
 
 def performance_text(document: dict[str, Any]) -> str:
@@ -80,9 +142,10 @@ def print_features(document: dict[str, Any]) -> None:
     rows = []
     for feature in document["features"]:
         q = feature["q_value"]
+        name, role = feature["name"], feature.get("role", "input")
         rows.append(
             (
-                feature["name"],
+                name if role in ("input", name) else f"{name} ({role})",
                 feature["kind"],
                 "DRIFT" if feature["drifted"] else "",
                 "" if q is None else f"{q:.3g}",
@@ -114,11 +177,16 @@ def print_history(runs: Sequence[Any], documents: Sequence[dict[str, Any]]) -> N
     sections = [d.get("performance") or {} for d in documents]
     labelled = any(s.get("labelled_rows") for s in sections)
     names = [n for n in HISTORY_METRICS if any(n in (s.get("metrics") or {}) for s in sections)]
+    weighted = any(_weighted(d) is not None for d in documents)
     columns = ["run", "time", "rows", "drift share"]
+    columns += ["weighted drift"] if weighted else []
     columns += ["labelled", *names] if labelled else []
     rows = []
-    for run, section in zip(runs, sections, strict=True):
+    for run, section, document in zip(runs, sections, documents, strict=True):
         row = [run.id, when(run.time), run.rows, f"{run.drift_share:.0%}"]
+        if weighted:
+            value = _weighted(document)
+            row += ["-" if value is None else f"{value:.0%}"]
         if labelled:
             metrics = section.get("metrics") or {}
             row += [section.get("labelled_rows") or 0]

@@ -217,15 +217,20 @@ class MonitorRun:
     window_end_us: int
     rows: int
     drift_share: float
+    """Share of the model's inputs that drifted."""
     drifted: tuple[str, ...]
     report_digest: Digest
+    weighted_drift: float | None = None
+    """Share of the model's importance on the drifted inputs (None: a health probe, or a run
+    recorded before it was measured)."""
 
 
 @dataclass(frozen=True)
 class AlertRule:
     """A condition over a monitor's reports and the channels told when it starts and stops
     holding. `cooldown_s`: a rule that fires again this soon after resolving reopens its alert
-    without telling anyone again."""
+    without telling anyone again. `resolve_after` and `resolve_margin`: how a firing alert
+    resolves (`loopml.domain.alerts.decide`)."""
 
     id: int
     project: str
@@ -235,6 +240,12 @@ class AlertRule:
     channels: tuple[str, ...]
     cooldown_s: int
     created_at: datetime
+    resolve_after: int = 1
+    """Consecutive monitor runs on which the condition must be false before the alert
+    resolves (1: the first run it is false)."""
+    resolve_margin: float = 0.0
+    """How far past the threshold the value must be to count as false: `accuracy < 0.8` with
+    margin 0.05 clears only at accuracy >= 0.85."""
 
 
 @dataclass(frozen=True)

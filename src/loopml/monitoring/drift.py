@@ -25,6 +25,12 @@ is big enough to matter). Categories the reference never had are reported by nam
 share of rows, and raised as a finding from `new_category_share` (1%) of rows.
 PSI (reference deciles for numbers; categories for categoricals) is reported, not decided on.
 The statistics themselves are in `loopml.domain.drift` and `loopml.domain.text_drift`.
+
+The drift share counts the model's inputs: `compare(..., label="churned", prediction="prediction")`
+compares those two columns too but reports them apart (`label_drift`, `prediction_drift`).
+`compare(..., importance={"tenure": 0.8, ...})` (the model's importance per input) gives
+`weighted_drift`, the share of that importance on the drifted inputs; without it every input
+weighs the same and it equals the drift share (`loopml.domain.importance`).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.domain import drift as stats
+from loopml.domain import importance as importance_stats
 from loopml.domain import text_drift as text_stats
 from loopml.errors import InvalidInput
 
@@ -176,21 +183,57 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class DriftReport:
+    """Every compared column's verdict. The model's inputs make the drift share; the `label`
+    and `prediction` columns (when the comparison had them) are reported apart."""
+
     features: dict[str, FeatureDrift]
     thresholds: Thresholds
     reference_rows: int
     current_rows: int
+    label: str | None = None
+    """The column holding the labels, compared but not an input."""
+    prediction: str | None = None
+    """The column holding the model's outputs, compared but not an input."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """The model's importance per input (summing to 1); empty: every input weighs the same."""
+    importance_source: str = importance_stats.EQUAL
+    """`model` (the model's own importances) or `equal`."""
+
+    @property
+    def inputs(self) -> list[str]:
+        """The compared columns that are model inputs (not the label, not the prediction)."""
+        return [name for name in self.features if name not in (self.label, self.prediction)]
 
     @property
     def drifted_features(self) -> list[str]:
-        return [name for name, feature in self.features.items() if feature.drifted]
+        """The inputs that drifted."""
+        return [name for name in self.inputs if self.features[name].drifted]
 
     @property
     def drift_share(self) -> float:
-        """Share of the features that drifted."""
-        return len(self.drifted_features) / len(self.features) if self.features else 0.0
+        """Share of the inputs that drifted."""
+        inputs = self.inputs
+        return len(self.drifted_features) / len(inputs) if inputs else 0.0
+
+    @property
+    def weighted_drift(self) -> float:
+        """Share of the model's importance on the drifted inputs (the drift share when the
+        model gave no importances)."""
+        return importance_stats.weighted_drift(
+            self.importance, self.inputs, set(self.drifted_features)
+        )
+
+    @property
+    def label_drift(self) -> FeatureDrift | None:
+        return None if self.label is None else self.features.get(self.label)
+
+    @property
+    def prediction_drift(self) -> FeatureDrift | None:
+        return None if self.prediction is None else self.features.get(self.prediction)
 
     def to_dict(self) -> dict[str, Any]:
+        roles = {self.label: "label", self.prediction: "prediction"}
+        inputs = self.inputs
         return {
             "schema_version": SCHEMA_VERSION,
             "reference_rows": self.reference_rows,
@@ -198,8 +241,19 @@ class DriftReport:
             "drift_share": self.drift_share,
             "drifted_count": len(self.drifted_features),
             "drifted_features": self.drifted_features,
+            "input_count": len(inputs),
+            "weighted_drift": self.weighted_drift,
+            "importance_source": self.importance_source,
+            "importance": importance_stats.effective_weights(self.importance, inputs)
+            if self.importance
+            else {},
+            "label_drift": _apart(self.label_drift),
+            "prediction_drift": _apart(self.prediction_drift),
             "thresholds": dict(self.thresholds.__dict__),
-            "features": [feature.to_dict() for feature in self.features.values()],
+            "features": [
+                {**feature.to_dict(), "role": roles.get(name, "input")}
+                for name, feature in self.features.items()
+            ],
         }
 
     def to_json(self) -> str:
@@ -216,6 +270,23 @@ class DriftReport:
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")
         return page
+
+
+def _apart(feature: FeatureDrift | None) -> dict[str, Any] | None:
+    """The verdict on the label or prediction column, as the report shows it beside the
+    inputs' share; `rows`: the window's values it rests on (0: no label came)."""
+    if feature is None:
+        return None
+    return {
+        "column": feature.name,
+        "rows": feature.current_rows,
+        "drifted": feature.drifted,
+        "method": feature.method,
+        "q_value": _clean(feature.q_value),
+        "effect": feature.effect,
+        "effect_value": _clean(feature.effect_value),
+        "effect_threshold": _clean(feature.effect_threshold),
+    }
 
 
 def _clean_list(values: Any) -> Any:
@@ -244,9 +315,14 @@ def compare(
     categorical: Iterable[str] = (),
     text: Iterable[str] = (),
     thresholds: Thresholds | None = None,
+    label: str | None = None,
+    prediction: str | None = None,
+    importance: Mapping[str, float] | None = None,
 ) -> DriftReport:
     """Drift of every shared column of `current` against `reference` (a DataFrame, an Arrow
-    table, or a `Reference` from `summarize`)."""
+    table, or a `Reference` from `summarize`). `label` and `prediction` name columns that are
+    not model inputs: compared, reported apart, left out of the drift share. `importance` (the
+    model's, per input) weighs the inputs in `weighted_drift`; without it they weigh the same."""
     limits = thresholds or Thresholds()
     if not isinstance(reference, Reference):
         reference = summarize(reference, columns=columns, categorical=categorical, text=text)
@@ -268,6 +344,7 @@ def compare(
             "The current data has no rows.", "Compare a window that holds some rows."
         )
     _check_types(reference, table, names)
+    weights = _check_roles(names, label, prediction, importance)
     counted = _parallel(
         lambda name: _count(reference.summaries[name], table[name], reference.kinds[name]), names
     )
@@ -287,7 +364,34 @@ def compare(
         )
     }
     reference_rows = max((_rows(reference.summaries[n]) for n in names), default=0)
-    return DriftReport(features, limits, reference_rows, table.num_rows)
+    source = importance_stats.MODEL if weights else importance_stats.EQUAL
+    return DriftReport(
+        features, limits, reference_rows, table.num_rows, label, prediction, weights, source
+    )
+
+
+def _check_roles(
+    names: list[str],
+    label: str | None,
+    prediction: str | None,
+    importance: Mapping[str, float] | None,
+) -> dict[str, float]:
+    """The importance weights, once the label and prediction columns are known to be among
+    the compared ones and the weights are magnitudes."""
+    for role, name in (("label", label), ("prediction", prediction)):
+        if name is not None and name not in names:
+            raise InvalidInput(
+                f"The {role} column {name!r} is not among the compared columns {names}.",
+                f"Name one of them as {role}=, or leave {role}= out.",
+            )
+    weights = {str(k): float(v) for k, v in (importance or {}).items()}
+    bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
+    if bad:
+        raise InvalidInput(
+            f"Importances must be finite and not negative; got {bad}.",
+            "Pass magnitudes, e.g. abs(model.coef_) or model.feature_importances_.",
+        )
+    return weights
 
 
 def _check_types(reference: Reference, table: pa.Table, names: list[str]) -> None:

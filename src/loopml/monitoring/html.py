@@ -3,6 +3,8 @@ fetched, so it opens anywhere, offline, and can be mailed or archived as it is.
 
 Per feature: the verdict, the test and effect with its threshold, findings, and a chart of the
 reference against the current sample (CDFs for numbers, shares for categories and tokens).
+The drift share counts the model's inputs; the label's and the prediction's drift are shown
+apart, and so is the drift weighted by the model's importance when the model gave it.
 With a history (one point per monitor run), a line of the drift share over windows.
 """
 
@@ -38,8 +40,11 @@ def render(document: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = (
     meta = [
         f"{document.get('current_rows', 0):,} current rows against "
         f"{document.get('reference_rows', 0):,} reference rows",
-        f"drift share {document.get('drift_share', 0):.0%}",
+        f"drift share {document.get('drift_share', 0):.0%}"
+        + (f" of {document['input_count']} inputs" if "input_count" in document else ""),
     ]
+    if document.get("importance_source") == "model":
+        meta.append(f"weighted by the model's importance {document['weighted_drift']:.0%}")
     if document.get("reference"):
         meta.append(f"reference {document['reference']}")
     if document.get("deployment"):
@@ -54,6 +59,7 @@ def render(document: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = (
     ]
     if drifted:
         parts.append(f"<p><b>Drifted:</b> {escape(', '.join(drifted))}</p>")
+    parts += _apart(document)
     if history:
         parts.append("<h2>Drift share over windows</h2>" + _history_chart(history))
     quality = document.get("quality")
@@ -68,6 +74,25 @@ def render(document: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = (
     parts += [_card(feature) for feature in document.get("features", [])]
     parts.append("</div></body></html>")
     return "".join(parts)
+
+
+def _apart(document: Mapping[str, Any]) -> list[str]:
+    """One line each for the label's and the prediction's drift (not in the share)."""
+    lines = []
+    for role in ("label", "prediction"):
+        found = document.get(f"{role}_drift")
+        if not found:
+            continue
+        value = found.get("effect_value")
+        verdict = "drifted" if found.get("drifted") else "no drift"
+        verdict += f", {found.get('effect')} {'-' if value is None else f'{value:.3f}'}"
+        if found.get("rows") == 0:
+            verdict = "no values in this window"
+        lines.append(
+            f"<p><b>{role.capitalize()} drift</b> ({escape(str(found.get('column')))}): "
+            f"{escape(verdict)}</p>"
+        )
+    return lines
 
 
 def _card(feature: Mapping[str, Any]) -> str:
@@ -86,9 +111,11 @@ def _card(feature: Mapping[str, Any]) -> str:
         rows.append(("findings", " ".join(feature["findings"])))
     table = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
     tag = "<span class='tag drift'>drift</span>" if drifted else "<span class='tag ok'>ok</span>"
+    role = feature.get("role", "input")
+    kind = str(feature.get("kind")) + ("" if role == "input" else f", {role}")
     return (
         f"<div class='card{' drift' if drifted else ''}'><h3>{escape(str(feature.get('name')))} "
-        f"{tag} <span class='small'>{escape(str(feature.get('kind')))}</span></h3>"
+        f"{tag} <span class='small'>{escape(kind)}</span></h3>"
         f"{_chart(feature.get('chart') or {})}<table>{table}</table></div>"
     )
 

@@ -18,6 +18,13 @@ request ids, and the run completes. Columns of the reference the model does not 
 id) are not compared. A run that has nothing to look at (no rows, no shared column) stores nothing
 and says why.
 
+The drift share counts the model's inputs only; the label (against the labels fed back) and the
+prediction (against the model's outputs on the reference) are compared and reported apart
+(`label_drift`, `prediction_drift`). `weighted_drift` is the share of the model's importance on
+the drifted inputs, from importances read once when the monitor is made (`importance_source`
+says whether they were the model's or equal weights). The alerts a run fired and resolved are
+on its result (`MonitorResult.alerts`).
+
 `run_due` (the schedulers' call) isolates failures: a monitor that fails is reported and
 recorded as a notice alert on it (told to the channels of the rules on it), resolved by its next
 successful run; no run is stored for it, so its rules see no fake healthy window. A monitor
@@ -40,13 +47,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.bootstrap import Workspace, default_workspace, prediction_log_reader
-from loopml.domain.alerts import parse_condition
+from loopml.domain.alerts import MAX_RESOLVE_AFTER, parse_condition
 from loopml.domain.durations import parse_duration
+from loopml.domain.importance import MODEL
 from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import IntegrityError, InvalidInput, LoopmlError, Unavailable
 from loopml.monitoring.column_kinds import Parsed, Unreadable
 from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
 from loopml.monitoring.health import probe
+from loopml.monitoring.importance import model_importance
 from loopml.monitoring.jsonl import read_objects, read_values
 from loopml.monitoring.performance import evaluate
 from loopml.monitoring.quality import check
@@ -106,7 +115,11 @@ def create(
     `model` (default: the stored deployment's model) on the reference rows. Drift of the labels:
     `label` names the reference's label column, compared with the labels fed back; without it,
     when the model is known, the one reference column the model does not take is the label.
-    Other columns the model does not take are left out: the server never sees them."""
+    Other columns the model does not take are left out: the server never sees them.
+
+    The model's importance per input (`feature_importances_`, or the magnitudes of `coef_`) is
+    read here, once, and kept with the summary: runs weigh drifted inputs by it
+    (`weighted_drift`); a model without importances gives every input the same weight."""
     ws = workspace or default_workspace()
     project = project or ws.project
     window_s, every_s = _seconds(window), _seconds(every)
@@ -125,7 +138,9 @@ def create(
                 f"The reference {pinned} has no column {label!r} to take labels from.",
                 f"Choose among: {', '.join(table.column_names)}.",
             )
-        table, categorical, inputs = _with_predictions(ws, table, deployment, model, project)
+        table, categorical, inputs, importance = _with_predictions(
+            ws, table, deployment, model, project
+        )
         table, label = _served_columns(table, inputs, label)
         roles = {
             "label": label,
@@ -133,7 +148,11 @@ def create(
         }
         if label is not None and table.schema.field(label).type != pa.float64():
             categorical.append(label)
-        summary = {**summarize(table, categorical=categorical).to_dict(), "roles": roles}
+        summary = {
+            **summarize(table, categorical=categorical).to_dict(),
+            "roles": roles,
+            "importance": importance,
+        }
         digest = ws.blobs.put_bytes(json.dumps(summary).encode()).digest
     monitor, _ = ws.monitors.save(
         name,
@@ -197,7 +216,15 @@ def run(
             "stored.",
             "Point the monitor at the dataset the model was trained on.",
         )
-    report = compare(reference, window, columns=shared)
+    kept = stored.get("importance") or {}
+    report = compare(
+        reference,
+        window,
+        columns=shared,
+        label=roles["label"] if roles.get("label") in shared else None,
+        prediction=PREDICTION if roles.get("prediction") and PREDICTION in shared else None,
+        importance=kept.get("weights") if kept.get("source") == MODEL else None,
+    )
     performance = evaluate(
         served["output_json"],
         served["label_json"],
@@ -235,6 +262,7 @@ def run(
         report.drift_share,
         tuple(report.drifted_features),
         digest,
+        report.weighted_drift,
     )
     return _record(ws, draft, document, report)
 
@@ -375,9 +403,10 @@ def _notice(ws: Workspace, monitor: Monitor, failure: str | None) -> None:
 
 
 ALERT_HISTORY = 50
-_ON_EVERY_RUN = frozenset({"rows", "drift_share", "drifted_count"})
+"""Runs an alert rule can look back over (`for N windows`, `for DURATION`) from the latest
+run; a rule that resolves after N runs looks back as far from each of those (N - 1 more)."""
+_ON_EVERY_RUN = frozenset({"rows", "drift_share", "drifted_count", "weighted_drift"})
 """Fields kept on the run record itself; any other is read from the stored reports."""
-"""Runs an alert rule can look back over (`for N windows`, `for DURATION`)."""
 
 
 def _recent(
@@ -385,10 +414,11 @@ def _recent(
 ) -> list[tuple[int, dict[str, Any]]]:
     """(window end, report fields) of the monitor's latest runs, newest first. Older runs'
     per-feature numbers are read from their stored reports only if a rule asks for them."""
-    runs = ws.monitors.history(latest.monitor, latest.project, ALERT_HISTORY)
+    rules = ws.alerts.rules_for(latest.project, latest.monitor, deployment)
+    after = max((min(rule.resolve_after, MAX_RESOLVE_AFTER) for rule in rules), default=1)
+    runs = ws.monitors.history(latest.monitor, latest.project, ALERT_HISTORY + after - 1)
     wants_documents = any(
-        parse_condition(rule.condition).field not in _ON_EVERY_RUN
-        for rule in ws.alerts.rules_for(latest.project, latest.monitor, deployment)
+        parse_condition(rule.condition).field not in _ON_EVERY_RUN for rule in rules
     )
     recent = []
     for run in runs:
@@ -401,6 +431,7 @@ def _recent(
                 "rows": run.rows,
                 "drift_share": run.drift_share,
                 "drifted_count": len(run.drifted),
+                "weighted_drift": run.weighted_drift,
             }
         recent.append((run.window_end_us, fields))
     return recent
@@ -474,15 +505,16 @@ def _served_columns(
 
 def _with_predictions(
     ws: Workspace, table: pa.Table, deployment: str, model: str | None, project: str
-) -> tuple[pa.Table, list[str], list[str] | None]:
+) -> tuple[pa.Table, list[str], list[str] | None, dict[str, Any] | None]:
     """`table` with the model's predictions on it as a `prediction` column, the columns to
-    read as categories (a classifier's predictions) and the model's inputs, when a model is
-    known (its inputs are None when not, or when its signature does not name them)."""
+    read as categories (a classifier's predictions), the model's inputs and its importance
+    per input ({"weights", "source"}), when a model is known (its inputs and importance are
+    None when not, or when its signature does not name them)."""
     if model is None:
         try:
             model = ws.deployments.get(deployment, project).model_ref
         except LoopmlError:
-            return table, [], None  # no stored deployment, no model given: no prediction drift
+            return table, [], None, None  # no stored deployment, no model: no prediction drift
     version = ws.registry.resolve(model, project)
     loaded = ws.registry.load(version.ref, project=project)
     inputs = [column["name"] for column in version.signature.get("inputs", [])]
@@ -496,7 +528,11 @@ def _with_predictions(
     predicted = np.asarray(loaded.predict(frame))
     categorical = [PREDICTION] if callable(getattr(loaded.raw, "predict_proba", None)) else []
     column = pa.array(predicted.astype(str) if categorical else predicted)
-    return table.append_column(PREDICTION, column), categorical, inputs or None
+    importance = None
+    if inputs:
+        weights, source = model_importance(loaded.raw, inputs)
+        importance = {"weights": weights, "source": source}
+    return table.append_column(PREDICTION, column), categorical, inputs or None, importance
 
 
 def read_dataset(ws: Workspace, version: Any) -> pa.Table:

@@ -19,6 +19,7 @@ from fastapi import APIRouter
 
 from loopml.adapters.outbound import check_saved_url
 from loopml.adapters.sql.blob_refs import manifest_digests
+from loopml.domain.alerts import check_resolution
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, check_spec
 from loopml.domain.records import (
     Alert,
@@ -342,6 +343,7 @@ def _alert_routes(router: APIRouter, c: _Context) -> None:
         c.need(who, project, "editor")
         _same_project(body.rule.project, project, "alert rule")
         _check_channels(c, body.rule.channels)
+        check_resolution(body.rule.condition, body.rule.resolve_after, body.rule.resolve_margin)
         return c.alerts.add_rule(body.rule, c.draft(who, body.event, "alert", project))
 
     @router.get("/projects/{project}/alert-rules", tags=["alerts"])

@@ -2,9 +2,11 @@
 
 Lifecycle: a rule whose condition starts holding opens an alert (`firing`) and tells every
 channel once; while the condition keeps holding nothing more is sent (de-duplication); a person
-may `acknowledge` it; when the condition stops holding the alert is `resolved` and the channels
-are told so. A rule that fires again within its cooldown of resolving reopens the same alert
-silently, so a flapping condition does not page anyone twice. Every transition is an audited
+may `acknowledge` it; when the condition has stopped holding as the rule asks (on its
+`resolve_after` latest runs, past the threshold by its `resolve_margin`; by default the first
+run it is false) the alert is `resolved` and the channels are told so. A rule that fires
+again within its cooldown of resolving reopens the same alert silently, so a flapping
+condition does not page anyone twice. Every transition is an audited
 event and every delivery, failed or not, is kept on the alert.
 """
 
@@ -15,7 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from loopml.domain.alerts import parse_channel, parse_condition, value_of
+from loopml.domain.alerts import (
+    AlertAction,
+    check_resolution,
+    decide,
+    parse_channel,
+    parse_condition,
+    value_of,
+)
 from loopml.domain.records import Alert, AlertRule, EventDraft
 from loopml.domain.refs import check_name
 from loopml.errors import InvalidInput
@@ -49,16 +58,31 @@ class AlertService:
         notify: Sequence[str],
         project: str,
         cooldown_s: int = 3600,
+        resolve_after: int = 1,
+        resolve_margin: float = 0.0,
     ) -> AlertRule:
         """A rule on `target`, a monitor or a deployment (then every monitor of it whose reports
         have the field): `when` is a condition (`drift_share > 0.3 for 3 windows`, `down for
-        2m`), `notify` the channels (`slack:URL`, `webhook:URL`, `email:ADDRESS`, `log:`)."""
+        2m`), `notify` the channels (`slack:URL`, `webhook:URL`, `email:ADDRESS`, `log:`).
+        Its alert resolves once the condition is false on `resolve_after` runs in a row, past
+        the threshold by `resolve_margin`."""
         check_name(target, "monitor or deployment")
         condition = parse_condition(when)
         channels = tuple(parse_channel(c).text() for c in notify) or ("log:",)
         if cooldown_s < 0:
             raise InvalidInput(f"Cooldown {cooldown_s} s is negative.", "Give 0 or more.")
-        rule = AlertRule(0, project, target, condition.text(), channels, cooldown_s, self._clock())
+        check_resolution(condition.text(), resolve_after, resolve_margin)
+        rule = AlertRule(
+            0,
+            project,
+            target,
+            condition.text(),
+            channels,
+            cooldown_s,
+            self._clock(),
+            resolve_after,
+            float(resolve_margin),
+        )
         return self._store.add_rule(rule, self._event("alert_rule.added", project, target))
 
     def rules(self, project: str, target: str | None = None) -> list[AlertRule]:
@@ -112,19 +136,19 @@ class AlertService:
         """Apply the rules on monitor `target` (and on its `deployment`) to its runs
         ((time_us, report), newest first); returns the alerts that changed. A rule on the
         deployment only hears runs whose report has its field (`down` comes from health
-        monitors, `drift_share` from drift monitors), so two monitors never toggle one alert."""
+        monitors, `drift_share` from drift monitors), so two monitors never toggle one alert.
+        Whether an alert fires, stays or resolves is `loopml.domain.alerts.decide`'s call."""
         changed = []
         for rule in self.rules_for(project, target, deployment):
-            condition = parse_condition(rule.condition)
-            value = value_of(runs[0][1], condition.field) if runs else None
-            if rule.target != target and value is None:
+            field = parse_condition(rule.condition).field
+            if rule.target != target and (not runs or value_of(runs[0][1], field) is None):
                 continue  # a deployment rule about another kind of monitor
-            holds = condition.holds(runs, now_us)
             current = self._store.open_alert(rule.project, rule.id)
-            if holds and current is None:
-                changed.append(self._fire(rule, value))
-            elif not holds and current is not None:
-                changed.append(self._resolve(current, value))
+            decision = decide(rule, runs, now_us, None if current is None else current.state)
+            if decision.action is AlertAction.FIRE:
+                changed.append(self._fire(rule, decision.value))
+            elif decision.action is AlertAction.RESOLVE and current is not None:
+                changed.append(self._resolve(current, decision.value))
         return changed
 
     def _fire(self, rule: AlertRule, value: float | None) -> Alert:

@@ -87,3 +87,73 @@ def test_the_html_report_is_one_offline_page_with_a_chart_per_feature(tmp_path) 
     chart = report.features["num_00"].chart
     assert chart["reference_cdf"] == sorted(chart["reference_cdf"])
     assert len(chart["x"]) <= 100
+
+
+def _labelled(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(shift, 1.0, rows)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "z": rng.normal(0.0, 1.0, rows),
+            "y": (x > 0).astype(str),
+            "prediction": (x > 0.1).astype(str),
+        }
+    )
+
+
+def test_the_share_counts_inputs_and_the_label_and_prediction_are_reported_apart() -> None:
+    report = monitoring.compare(
+        _labelled(3_000, seed=1), _labelled(3_000, seed=2, shift=0.8), label="y",
+        prediction="prediction",
+    )  # fmt: skip
+    assert report.inputs == ["x", "z"]
+    assert report.drifted_features == ["x"]
+    assert report.drift_share == 0.5  # 1 of 2 inputs, not 3 of 4 columns
+    data = json.loads(report.to_json())
+    assert (data["drifted_count"], data["input_count"]) == (1, 2)
+    assert data["label_drift"]["column"] == "y"
+    assert data["label_drift"]["drifted"] is True
+    assert data["prediction_drift"]["drifted"] is True
+    assert [f["role"] for f in data["features"]] == ["input", "input", "label", "prediction"]
+    page = report.to_html()
+    assert "drift share 50% of 2 inputs" in page
+    assert "<b>Label drift</b> (y): drifted" in page
+    assert "<b>Prediction drift</b> (prediction): drifted" in page
+
+
+def test_without_roles_every_column_is_an_input_as_before() -> None:
+    report = monitoring.compare(_labelled(3_000, seed=1), _labelled(3_000, seed=2, shift=0.8))
+    assert report.drift_share == 0.75
+    assert report.to_dict()["label_drift"] is None
+
+
+def test_importance_weighs_the_drifted_inputs() -> None:
+    reference, current = _labelled(3_000, seed=1), _labelled(3_000, seed=2, shift=0.8)
+    kept = monitoring.compare(
+        reference, current, columns=["x", "z"], importance={"x": 1.0, "z": 3.0}
+    )
+    assert kept.drifted_features == ["x"]
+    assert kept.weighted_drift == pytest.approx(0.25)
+    assert kept.to_dict()["importance_source"] == "model"
+    assert kept.to_dict()["importance"] == {"x": 0.25, "z": 0.75}
+    plain = monitoring.compare(reference, current, columns=["x", "z"])
+    assert plain.weighted_drift == plain.drift_share == 0.5
+    assert plain.to_dict()["importance_source"] == "equal"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"label": "churned"}, "The label column 'churned' is not among the compared columns"),
+        ({"prediction": "p"}, "The prediction column 'p' is not among"),
+        ({"importance": {"x": -1.0}}, "Importances must be finite and not negative"),
+        ({"importance": {"x": float("nan")}}, "Importances must be finite and not negative"),
+    ],
+)
+def test_bad_roles_and_importances_get_a_clear_error(
+    options: dict[str, object], message: str
+) -> None:
+    frame = _labelled(200, seed=1)
+    with pytest.raises(InvalidInput, match=message):
+        monitoring.compare(frame, frame, **options)  # type: ignore[arg-type]

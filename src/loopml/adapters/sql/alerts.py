@@ -33,6 +33,8 @@ def _to_rule(row: Any) -> AlertRule:
         tuple(json.loads(row.channels_json)),
         row.cooldown_s,
         us_to_datetime(row.created_us),
+        row.resolve_after,
+        row.resolve_margin,
     )
 
 
@@ -80,6 +82,8 @@ class SqlAlertStore:
             "condition": rule.condition,
             "channels_json": json.dumps(list(rule.channels)),
             "cooldown_s": rule.cooldown_s,
+            "resolve_after": rule.resolve_after,
+            "resolve_margin": rule.resolve_margin,
         }
         with self._db.write() as conn:
             now = self._clock()

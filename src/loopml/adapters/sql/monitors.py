@@ -51,6 +51,7 @@ def _to_run(row: Any) -> MonitorRun:
         row.drift_share,
         tuple(json.loads(row.drifted_json)),
         Digest(row.report_digest),
+        row.weighted_drift,
     )
 
 
@@ -129,6 +130,7 @@ class SqlMonitorStore:
                     drift_share=run.drift_share,
                     drifted_json=json.dumps(list(run.drifted)),
                     report_digest=run.report_digest,
+                    weighted_drift=run.weighted_drift,
                 )
             ).inserted_primary_key
             assert inserted is not None
@@ -138,6 +140,7 @@ class SqlMonitorStore:
                 "run": run_id,
                 "rows": run.rows,
                 "drift_share": run.drift_share,
+                "weighted_drift": run.weighted_drift,
                 "drifted": list(run.drifted),
                 "report": run.report_digest,
             }

@@ -279,6 +279,7 @@ monitor_runs = Table(
     Column("drift_share", Float, nullable=False),
     Column("drifted_json", Text, nullable=False),
     Column("report_digest", String(80), nullable=False),
+    Column("weighted_drift", Float, nullable=True),
     Index("ix_monitor_runs_project_monitor_time", "project", "monitor", "time_us"),
 )
 
@@ -292,6 +293,8 @@ alert_rules = Table(
     Column("channels_json", Text, nullable=False),
     Column("cooldown_s", Integer, nullable=False),
     Column("created_us", BigInteger, nullable=False),
+    Column("resolve_after", Integer, nullable=False, server_default="1"),
+    Column("resolve_margin", Float, nullable=False, server_default="0"),
     Index("ix_alert_rules_project_target", "project", "target"),
 )
 
