@@ -169,8 +169,9 @@ def decide_trigger(facts: TriggerFacts, policy: TriggerPolicy) -> TriggerDecisio
     A trigger that stays true (an alert still firing, a performance drop still established)
     after a retraining retrains again only once `retry_rows` new labelled rows have come: a
     held retraining is retried when there is new evidence, never in a tight loop. A waiting
-    challenger is decided before any new retraining, unless one is forced."""
-    if facts.waiting is not None and not facts.forced:
+    challenger is decided before any new retraining, unless one is forced or the champion's
+    performance has surely dropped (then a fresher challenger replaces the waiting one)."""
+    if facts.waiting is not None and not (facts.forced or facts.performance):
         return TriggerDecision(None, f"{facts.waiting} waits for more labelled rows")
     fresh = facts.new_labelled_rows >= policy.retry_rows or not facts.retrained_before
     still = facts.firing_alert or facts.performance

@@ -3,13 +3,21 @@ and how it must beat the champion. Pure parsing and records; the work is in `loo
 
     triggers     alert:churn-drift    an alert of that monitor (or of a rule on that deployment)
                  every:7d             a schedule, counted from the end of the last retraining
+                 labels:500           every 500 new labelled rows since the last retraining
+                 performance          the champion's realized metric (the first rule's) below
+                                      its own baseline by 0.02, with the loop's confidence
+                 performance:f1-0.05  the same for f1, by 0.05
                  manual               only `loopml loop run NAME --now`
-    train data   "reference + labelled predictions of the last 30d"
-                 "churn@12 + labelled predictions of the last 7d"
+    train data   "reference + all labelled predictions"                      (cumulative)
+                 "churn@12 + labelled predictions of the last 30d"           (sliding)
+                 "reference + all labelled predictions, half-life 14d"       (recency-weighted)
 
-The labelled predictions term is required: its rows are split (by a seeded shuffle) into the
-rows the challenger trains on and the fresh holdout both models are scored on, which the
-challenger never saw.
+The labelled predictions term is required: its rows are split into the rows the challenger
+trains on and the holdout both models are scored on, which the challenger never saw: the
+newest rows by default (`holdout_mode="time"`, the closest thing to the future), a seeded
+random share on request. A recency-weighted recipe hands the pipeline a weight column
+(`weight_column`) halving with every half-life of a row's age; base rows count as old as the
+oldest labelled row.
 """
 
 from __future__ import annotations
@@ -20,35 +28,48 @@ from datetime import datetime
 from typing import Any
 
 from loopml.domain.durations import format_duration, parse_duration
+from loopml.domain.paired import check_confidence
 from loopml.domain.refs import NAME_RE, check_name
 from loopml.errors import InvalidInput
 
 MODES = ("auto", "approve")
-
-RUN_STATES = ("running", "promoted", "awaiting-approval", "held", "failed")
-"""A loop run: still working, promoted its challenger, waiting for a person to promote it, kept
-the champion because the challenger did not beat it, or could not finish (the champion stays)."""
-
-WATCH_STATES = ("watching", "kept", "rolled-back", "superseded")
+HOLDOUT_MODES = ("time", "random")
+DEFAULT_DROP = 0.02
+"""How far below its baseline a champion's metric must be for a `performance` trigger."""
 
 
 @dataclass(frozen=True)
 class Trigger:
     kind: str
-    """`alert`, `every` or `manual`."""
+    """`alert`, `every`, `performance` or `manual`."""
     target: str = ""
-    """The monitor or deployment whose alerts count (`alert`)."""
+    """The monitor or deployment whose alerts count (`alert`); the metric (`performance`,
+    empty: the first promotion rule's)."""
     every_s: int = 0
+    margin: float = DEFAULT_DROP
+    """How far below its baseline the metric must be (`performance`)."""
+    rows: int = 0
+    """New labelled rows that make a retraining due (`labels`)."""
 
     def text(self) -> str:
         if self.kind == "alert":
             return f"alert:{self.target}"
         if self.kind == "every":
             return f"every:{format_duration(self.every_s)}"
+        if self.kind == "labels":
+            return f"labels:{self.rows}"
+        if self.kind == "performance":
+            metric = f"{self.target}-{self.margin:g}" if self.target else ""
+            return f"performance:{metric}" if metric else "performance"
         return "manual"
 
 
-_TRIGGER_HINT = "Write alert:MONITOR, every:DURATION (every:7d) or manual."
+_TRIGGER_HINT = (
+    "Write alert:MONITOR, every:DURATION (every:7d), labels:ROWS (labels:500, every 500 new "
+    "labelled rows), performance, performance:METRIC-MARGIN (performance:accuracy-0.02) or "
+    "manual."
+)
+_PERFORMANCE = re.compile(r"^(?P<metric>[a-z_0-9]+)(?:\s*-\s*(?P<margin>\d+(?:\.\d*)?|\.\d+))?$")
 
 
 def parse_trigger(text: str) -> Trigger:
@@ -60,49 +81,79 @@ def parse_trigger(text: str) -> Trigger:
         return Trigger("alert", check_name(rest.strip(), "monitor or deployment"))
     if kind == "every" and rest.strip():
         return Trigger("every", every_s=parse_duration(rest))
+    if kind == "labels" and rest.strip().isdigit() and int(rest) > 0:
+        return Trigger("labels", rows=int(rest))
+    if kind == "performance":
+        if not rest.strip():
+            return Trigger("performance")
+        found = _PERFORMANCE.match(rest.strip().lower())
+        if found:
+            margin = float(found["margin"]) if found["margin"] else DEFAULT_DROP
+            return Trigger("performance", found["metric"], margin=margin)
     raise InvalidInput(f"The trigger {text!r} cannot be read.", _TRIGGER_HINT)
 
 
 @dataclass(frozen=True)
 class TrainData:
-    """The training data recipe: base tables plus the recent labelled rows."""
+    """The training data recipe: base tables plus labelled rows (all of them, or those of a
+    sliding window), optionally weighted by recency."""
 
     bases: tuple[str, ...]
     """`reference` (the deployment's drift monitor's reference) or `NAME@VERSION` / `NAME`."""
-    window_s: int
+    window_s: int | None
+    """The sliding window; None takes every labelled row (cumulative)."""
+    half_life_s: int | None = None
+    """Rows weigh half as much with every half-life of age; None: all weigh the same."""
 
     def text(self) -> str:
-        recent = f"labelled predictions of the last {format_duration(self.window_s)}"
+        recent = (
+            "all labelled predictions"
+            if self.window_s is None
+            else f"labelled predictions of the last {format_duration(self.window_s)}"
+        )
+        if self.half_life_s is not None:
+            recent += f", half-life {format_duration(self.half_life_s)}"
         return " + ".join([*self.bases, recent])
 
+    @property
+    def kind(self) -> str:
+        if self.half_life_s is not None:
+            return "recency-weighted"
+        return "cumulative" if self.window_s is None else "sliding"
 
-_RECENT = re.compile(r"^labell?ed (?:predictions|rows) of the last (?P<window>.+)$")
+
+_RECENT = re.compile(
+    r"^(?:(?P<all>all) )?labell?ed (?:predictions|rows)"
+    r"(?: of the last (?P<window>[^,]+?))?(?:,? (?:with a )?half-life(?: of)? (?P<half>.+))?$"
+)
 _DATA_HINT = (
-    'Write terms joined by +: "reference", a dataset version (churn@12) and '
-    '"labelled predictions of the last 30d", e.g. "reference + labelled predictions of the '
-    'last 30d".'
+    'Write terms joined by +: "reference", a dataset version (churn@12) and one of "all '
+    'labelled predictions", "labelled predictions of the last 30d", optionally followed by '
+    '", half-life 14d", e.g. "reference + all labelled predictions".'
 )
 
 
 def parse_train_data(text: str) -> TrainData:
     bases: list[str] = []
-    windows: list[int] = []
+    recents: list[TrainData] = []
     for term in (part.strip() for part in text.split("+")):
         recent = _RECENT.match(" ".join(term.lower().split()))
-        if recent:
-            windows.append(parse_duration(recent["window"]))
+        if recent and bool(recent["all"]) != bool(recent["window"]):
+            window = None if recent["all"] else parse_duration(recent["window"])
+            half = parse_duration(recent["half"]) if recent["half"] else None
+            recents.append(TrainData((), window, half))
         elif term == "reference" or _is_dataset_ref(term):
             bases.append(term)
         else:
             raise InvalidInput(f"The training data term {term!r} cannot be read.", _DATA_HINT)
-    if len(windows) != 1:
+    if len(recents) != 1:
         raise InvalidInput(
-            f"The training data {text!r} has {len(windows)} 'labelled predictions' terms; "
+            f"The training data {text!r} has {len(recents)} 'labelled predictions' terms; "
             "it needs exactly one.",
-            "The recent labelled rows give the challenger new data and both models a fresh "
+            "The labelled rows give the challenger new data and both models a fresh "
             "holdout. " + _DATA_HINT,
         )
-    return TrainData(tuple(dict.fromkeys(bases)), windows[0])
+    return TrainData(tuple(dict.fromkeys(bases)), recents[0].window_s, recents[0].half_life_s)
 
 
 def _is_dataset_ref(term: str) -> bool:
@@ -137,6 +188,19 @@ class LoopSpec:
     """The pipeline parameter that receives the training dataset version."""
     params: dict[str, Any] = field(default_factory=dict)
     notify: tuple[str, ...] = ("log:",)
+    confidence: float = 0.9
+    """How sure a promotion rule, a performance trigger and a rollback must be."""
+    holdout_mode: str = "time"
+    refit: bool = False
+    """After a challenger wins, retrain it on its training plus holdout rows before promotion."""
+    retry_rows: int = 500
+    """New labelled rows after which a trigger still true retrains again."""
+    max_wait_rows: int = 5_000
+    """An undecided challenger waits for labelled rows until its holdout holds this many."""
+    weight_column: str = "sample_weight"
+    """The column a recency-weighted recipe hands the pipeline."""
+    checks: tuple[str, ...] = ()
+    """Data checks of the holdout, as `loopml gate --check` takes them."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +219,13 @@ class LoopSpec:
             "data_param": self.data_param,
             "params": self.params,
             "notify": list(self.notify),
+            "confidence": self.confidence,
+            "holdout_mode": self.holdout_mode,
+            "refit": self.refit,
+            "retry_rows": self.retry_rows,
+            "max_wait_rows": self.max_wait_rows,
+            "weight_column": self.weight_column,
+            "checks": list(self.checks),
         }
 
     @classmethod
@@ -177,6 +248,13 @@ class LoopSpec:
             data.get("data_param", "dataset"),
             dict(data.get("params", {})),
             tuple(data.get("notify", ("log:",))),
+            float(data.get("confidence", 0.9)),
+            str(data.get("holdout_mode", "time")),
+            bool(data.get("refit", False)),
+            int(data.get("retry_rows", 500)),
+            int(data.get("max_wait_rows", 5_000)),
+            str(data.get("weight_column", "sample_weight")),
+            tuple(data.get("checks", ())),
         )
 
     @property
@@ -214,6 +292,11 @@ def check_spec(spec: LoopSpec) -> LoopSpec:
         )
     if spec.mode not in MODES:
         raise InvalidInput(f"Unknown mode {spec.mode!r}.", f"Use one of: {', '.join(MODES)}.")
+    _check_numbers(spec)
+    return spec
+
+
+def _check_numbers(spec: LoopSpec) -> None:
     if not 0.05 <= spec.holdout <= 0.8:
         raise InvalidInput(
             f"The holdout share {spec.holdout} is outside 0.05..0.8.",
@@ -221,11 +304,22 @@ def check_spec(spec: LoopSpec) -> LoopSpec:
         )
     if spec.min_rows < 10:
         raise InvalidInput(f"--min-rows {spec.min_rows} is below 10.", "Give 10 or more.")
+    if spec.holdout_mode not in HOLDOUT_MODES:
+        raise InvalidInput(
+            f"Unknown holdout {spec.holdout_mode!r}.",
+            "Use time (the newest labelled rows, the default) or random.",
+        )
+    check_confidence(spec.confidence)
+    if spec.retry_rows < 1 or spec.max_wait_rows < 1:
+        raise InvalidInput(
+            f"--retry-rows {spec.retry_rows} and --max-wait-rows {spec.max_wait_rows} must be "
+            "at least 1.",
+            "Give row counts such as --retry-rows 500.",
+        )
     if spec.rollback_margin < 0:
         raise InvalidInput(
             f"The rollback margin {spec.rollback_margin} is negative.", "Give 0 or more."
         )
-    return spec
 
 
 @dataclass(frozen=True)
@@ -275,8 +369,13 @@ class LoopRun:
     """`champion` and `challenger` metrics on the holdout."""
     rules: tuple[tuple[str, bool, str], ...] = ()
     watch: dict[str, Any] = field(default_factory=dict)
-    """After a promotion: `state` (WATCH_STATES), `until_us`, `since_us`, and at the end the
+    """After a promotion: `state` (a `WatchState`), `until_us`, `since_us`, and at the end the
     scores on the watched traffic and why it was kept or rolled back."""
+    data_until_us: int | None = None
+    """When the training data and holdout were read (by the rows' time): labelled rows after
+    it are new to the challenger (a waiting challenger's holdout grows by them)."""
+    refit: int | None = None
+    """The version retrained on training plus holdout rows after the challenger won."""
 
     def details(self) -> dict[str, Any]:
         return {
@@ -289,6 +388,8 @@ class LoopRun:
             "scores": self.scores,
             "rules": [list(rule) for rule in self.rules],
             "watch": self.watch,
+            "data_until_us": self.data_until_us,
+            "refit": self.refit,
         }
 
     @staticmethod
@@ -301,4 +402,6 @@ class LoopRun:
             "scores": details.get("scores") or {},
             "rules": tuple(tuple(rule) for rule in details.get("rules") or ()),
             "watch": details.get("watch") or {},
+            "data_until_us": details.get("data_until_us"),
+            "refit": details.get("refit"),
         }

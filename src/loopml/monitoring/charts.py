@@ -69,8 +69,27 @@ def _label(value: float) -> str:
     return f"{value:.4g}"
 
 
-def line_chart(title: str, series: Sequence[Series], *, x_label: str = "step") -> str:
-    """An SVG line chart of `series` (each thinned), with axes, ticks and a text legend."""
+@dataclass(frozen=True)
+class Mark:
+    """A vertical line at `x` with a short label (an event: a promotion, a rollback)."""
+
+    x: float
+    label: str
+    title: str = ""
+
+
+MARK_COLOURS = {"promoted": "#15803d", "rolled-back": "#b91c1c"}
+
+
+def line_chart(
+    title: str,
+    series: Sequence[Series],
+    *,
+    x_label: str = "step",
+    marks: Sequence[Mark] = (),
+) -> str:
+    """An SVG line chart of `series` (each thinned), with axes, ticks and a text legend, and
+    `marks` as labelled vertical lines."""
     prepared = []
     for s in series:
         x = np.asarray(s.x, dtype=float)
@@ -98,6 +117,7 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str = "step") -
 
     parts = _frame(title, f"{len(prepared)} series over {x_label}")
     parts += _axes((x_low, x_high), (y_low, y_high), px, py, x_label)
+    parts += [_mark(mark, float(px(np.array([mark.x]))[0])) for mark in marks]
     for i, (name, x, y) in enumerate(prepared):
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(x), py(y), strict=True))
         dash = f' stroke-dasharray="{DASHES[i % len(DASHES)]}"' if DASHES[i % len(DASHES)] else ""
@@ -113,6 +133,16 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str = "step") -
             )
     parts.append("</svg>")
     return "".join(parts) + _legend(name for name, _, _ in prepared)
+
+
+def _mark(mark: Mark, x: float) -> str:
+    colour = MARK_COLOURS.get(mark.label, "#6b7280")
+    return (
+        f'<line class="mark" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
+        f'stroke="{colour}" stroke-dasharray="3 3"><title>{escape(mark.title or mark.label)}'
+        f'</title></line><text class="tick" x="{x + 2:.1f}" y="{TOP + 10}" fill="{colour}">'
+        f"{escape(mark.label[:1].upper())}</text>"
+    )
 
 
 def _axes(

@@ -37,7 +37,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -447,13 +447,19 @@ def report_document(
     return {"run": found.id, **document}
 
 
-def read_served(ws: Workspace, deployment: str, start_us: int, end_us: int) -> pa.Table:
+def read_served(
+    ws: Workspace, deployment: str, start_us: int, end_us: int, *, extra: Sequence[str] = ()
+) -> pa.Table:
     """The rows `deployment` answered whose time (event time, else serving time) lies in
     `[start_us, end_us)` (shadow rows left out), with the latest label fed back for each (null
-    where none came)."""
+    where none came); `extra` log columns (such as `event_time_us`) are added."""
     try:
         log = prediction_log_reader(ws.settings).read(
-            deployment, since_us=start_us, until_us=end_us, columns=LOG_COLUMNS, with_feedback=True
+            deployment,
+            since_us=start_us,
+            until_us=end_us,
+            columns=[*LOG_COLUMNS, *extra],
+            with_feedback=True,
         )
     except pa.ArrowInvalid as exc:  # a file cut short or damaged, which Arrow cannot open
         raise IntegrityError(

@@ -80,7 +80,7 @@ def test_a_retraining_needs_a_reason_rows_to_train_on_and_no_waiting_challenger(
     decision = decide_trigger(facts, POLICY)
     if decision.trigger is None:
         return
-    assert facts.forced or facts.waiting is None
+    assert facts.forced or facts.waiting is None or facts.performance
     assert facts.forced or facts.labelled_rows >= POLICY.min_rows
     assert any(
         [facts.forced, facts.new_alert, facts.schedule_due, facts.performance, facts.firing_alert]
