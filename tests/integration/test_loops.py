@@ -153,6 +153,11 @@ def test_an_alert_retrains_on_new_data_and_the_better_challenger_is_promoted(
     }
     assert run.watch["state"] == "watching"
     assert run.watch["previous"] == 1
+    # drift is now measured against what the new champion learned from; the recipe keeps its
+    # reference (churn@1), so no row is counted twice in the next training data
+    assert world.monitors.get("churn-drift", "default").reference == "churn@2"
+    assert "drift monitor churn-drift now compares with churn@2 (was churn@1)" in run.reason
+    assert world.loops.get("churn-loop", "default").spec.reference_pin == "churn@1"
     # the same alert does not retrain twice
     assert loops.run("churn-loop", workspace=world).run is None
     actions = [e.action for e in world.audit.log(entity="loop:default/churn-loop", limit=50)]

@@ -37,14 +37,16 @@ def create(
         ...,
         "--trigger",
         "-t",
-        help="alert:MONITOR (an alert of that monitor), every:7d (a schedule) or manual; "
-        "repeat for several.",
+        help="alert:MONITOR (an alert of that monitor), every:7d (a schedule), labels:500 (new "
+        "labelled rows), performance[:METRIC-MARGIN] (a drop below the champion's own metric, "
+        "with --confidence) or manual; repeat for several.",
     ),
     train_data: str = typer.Option(
         "reference + labelled predictions of the last 30d",
         "--train-data",
-        help='Base tables plus recent labelled rows, e.g. "churn@12 + labelled predictions of '
-        'the last 7d"; "reference" is the drift monitor\'s reference.',
+        help='Base tables plus labelled rows: "reference + all labelled predictions" '
+        '(cumulative), "churn@12 + labelled predictions of the last 7d" (sliding), or either '
+        'with ", half-life 14d" (recency-weighted); "reference" is the drift monitor\'s reference.',
     ),
     promote_if: list[str] = typer.Option(
         ...,
@@ -87,6 +89,38 @@ def create(
     notify: list[str] = typer.Option(
         [], "--notify", "-n", help="Where failures and rollbacks are told (default log:)."
     ),
+    confidence: float = typer.Option(
+        0.9,
+        "--confidence",
+        help="How sure a promotion rule, a performance trigger and a rollback must be: the "
+        "paired difference must clear the rule's margin at this confidence.",
+    ),
+    holdout_mode: str = typer.Option(
+        "time", "--holdout-mode", help="time: the newest labelled rows (default); random."
+    ),
+    refit: bool = typer.Option(
+        False,
+        "--refit/--no-refit",
+        help="Retrain a winning challenger on its training plus holdout rows before promotion.",
+    ),
+    retry_rows: int = typer.Option(
+        500, "--retry-rows", help="New labelled rows before a trigger still true retrains again."
+    ),
+    max_wait_rows: int = typer.Option(
+        5_000,
+        "--max-wait-rows",
+        help="Holdout rows an undecided challenger may wait for before it is held.",
+    ),
+    weight_column: str = typer.Option(
+        "sample_weight",
+        "--weight-column",
+        help="The weight column a recency-weighted recipe hands the pipeline.",
+    ),
+    check: list[str] = typer.Option(
+        [],
+        "--check",
+        help='A data check of the holdout, e.g. "duplicates <= 0.05", "labelled >= 200".',
+    ),
     project: str = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -112,6 +146,13 @@ def create(
         data_param=data_param,
         params=params,
         notify=notify or ["log:"],
+        confidence=confidence,
+        holdout_mode=holdout_mode,
+        refit=refit,
+        retry_rows=retry_rows,
+        max_wait_rows=max_wait_rows,
+        weight_column=weight_column,
+        checks=check,
         project=project_of(ws, project),
         workspace=ws,
     )
@@ -336,7 +377,19 @@ def show(
             ("pipeline", spec.pipeline),
             ("triggers", ", ".join(spec.triggers)),
             ("training data", spec.train_data),
-            ("holdout", f"{spec.holdout:.0%} of the recent labelled rows"),
+            (
+                "holdout",
+                f"{spec.holdout:.0%} of the labelled rows served since the champion was trained "
+                f"({'the newest' if spec.holdout_mode == 'time' else 'drawn at random'})",
+            ),
+            (
+                "confidence",
+                f"{spec.confidence:.0%} (undecided: wait up to "
+                f"{spec.max_wait_rows:,} holdout rows)",
+            ),
+            ("refit", "yes" if spec.refit else "no"),
+            ("retry", f"a trigger still true retries after {spec.retry_rows:,} new labelled rows"),
+            ("data checks", ", ".join(spec.checks) or "defaults (duplicates reported)"),
             ("promote if", " and ".join(spec.promote_if)),
             ("guards", " and ".join(spec.guards) or "none"),
             ("mode", spec.mode),

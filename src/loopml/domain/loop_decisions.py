@@ -367,7 +367,8 @@ def decide_promotion(facts: PromotionFacts) -> PromotionDecision:
     if undecided:
         state = RunState.WAITING if facts.can_wait else RunState.HELD
         need = max((r.needed_rows or 0 for r in undecided), default=0)
-        more = f"; about {need:,} rows would tell" if need else ""
+        told = any("would tell" in r.detail for r in undecided)
+        more = f"; about {need:,} rows would tell" if need and not told else ""
         tail = "waiting for more labelled rows" if facts.can_wait else "no more waiting"
         text = "; ".join(f"{r.rule} ({r.detail})" for r in undecided)
         return PromotionDecision(state, f"undecided: {text}{more}; {tail}")

@@ -201,6 +201,9 @@ class LoopSpec:
     """The column a recency-weighted recipe hands the pipeline."""
     checks: tuple[str, ...] = ()
     """Data checks of the holdout, as `loopml gate --check` takes them."""
+    reference_pin: str | None = None
+    """The dataset version `reference` meant when the loop was made: the recipe keeps it even
+    after the drift monitor's reference has followed a new champion's training data."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,6 +229,7 @@ class LoopSpec:
             "max_wait_rows": self.max_wait_rows,
             "weight_column": self.weight_column,
             "checks": list(self.checks),
+            "reference_pin": self.reference_pin,
         }
 
     @classmethod
@@ -255,6 +259,7 @@ class LoopSpec:
             int(data.get("max_wait_rows", 5_000)),
             str(data.get("weight_column", "sample_weight")),
             tuple(data.get("checks", ())),
+            data.get("reference_pin"),
         )
 
     @property
@@ -376,6 +381,8 @@ class LoopRun:
     it are new to the challenger (a waiting challenger's holdout grows by them)."""
     refit: int | None = None
     """The version retrained on training plus holdout rows after the challenger won."""
+    refit_data: str | None = None
+    """The dataset version the refit trained on."""
 
     def details(self) -> dict[str, Any]:
         return {
@@ -390,6 +397,7 @@ class LoopRun:
             "watch": self.watch,
             "data_until_us": self.data_until_us,
             "refit": self.refit,
+            "refit_data": self.refit_data,
         }
 
     @staticmethod
@@ -404,4 +412,5 @@ class LoopRun:
             "watch": details.get("watch") or {},
             "data_until_us": details.get("data_until_us"),
             "refit": details.get("refit"),
+            "refit_data": details.get("refit_data"),
         }

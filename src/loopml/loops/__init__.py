@@ -187,7 +187,7 @@ def create(
     recipe = parse_train_data(train_data)
     for base in recipe.bases:
         if base == "reference":
-            loop_data.reference_monitor(ws, spec)
+            spec = replace(spec, reference_pin=loop_data.reference_monitor(ws, spec).reference)
         else:
             ws.data.resolve(base, project, record=False)
     loop_data.label_of(ws, spec)
@@ -564,6 +564,8 @@ def _judge(
     ws.registry.promote(model, winner, project=spec.project)
     refit = f" (refit of {challenger} on its training and holdout rows)" if scored.refit else ""
     why = f"promoted {model} {winner}{refit} over {champion}: {decision.reason}"
+    trained_on = scored.refit_data or str(scored.train_data)
+    why += "".join(f"; {note}" for note in loop_data.follow_reference(ws, spec, trained_on))
     tell(f"loop {spec.name}: {why}")
     return _finish(
         ws, scored, RunState.PROMOTED, why, watch=watches.new_watch(spec, winner, champion, now)
@@ -594,11 +596,12 @@ def _refit(ws: Workspace, spec: LoopSpec, run_: LoopRun, model: str, tell: Say) 
             message=f"{run_.train_data} + {run_.holdout_data} (refit, loop {spec.name} run "
             f"{run_.id})",
         ).version
-    _, refit, failure = _train(ws, spec, model, f"{made.name}@{made.version}")
+    data = f"{made.name}@{made.version}"
+    _, refit, failure = _train(ws, spec, model, data)
     if failure is not None or refit is None:
         tell(f"loop {spec.name}: the refit failed ({failure}); promoting the tested challenger")
         return run_
-    return replace(run_, refit=refit)
+    return replace(run_, refit=refit, refit_data=data)
 
 
 def rule_results(verdict: Any) -> list[RuleResult]:

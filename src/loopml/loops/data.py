@@ -20,7 +20,7 @@ from loopml.bootstrap import Workspace
 from loopml.domain.loop_decisions import recency_weights, split_rows
 from loopml.domain.loops import LoopSpec
 from loopml.domain.records import PRODUCES_TAG, Monitor
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopmlError
 
 TIME = "__time_us"
 """The column of a labelled row's time (event time, else serving time)."""
@@ -55,6 +55,38 @@ def reference_monitor(ws: Workspace, spec: LoopSpec) -> Monitor:
             "the last 30d), or make a monitor with `loopml monitor create --reference`.",
         )
     return preferred[0]
+
+
+def follow_reference(ws: Workspace, spec: LoopSpec, train_ref: str) -> list[str]:
+    """Point the deployment's drift monitors at the new champion's training data (each a
+    `monitor.saved` event in the audit trail, which keeps the references before): drift is
+    then measured against what the serving model learned from. What changed, as notes."""
+    from loopml.monitoring import monitors
+    from loopml.monitoring.monitors import roles
+
+    notes = []
+    for monitor in ws.monitors.list(spec.project):
+        if monitor.deployment != spec.deployment or monitor.reference in (None, train_ref):
+            continue
+        label = roles(ws, monitor).get("label")
+        try:
+            monitors.create(
+                monitor.name,
+                deployment=monitor.deployment,
+                reference=train_ref,
+                label=str(label) if label else None,
+                window=monitor.window_s,
+                every=monitor.every_s,
+                project=spec.project,
+                workspace=ws,
+            )
+        except LoopmlError as exc:  # the promotion stands; the monitor keeps its reference
+            notes.append(f"drift monitor {monitor.name} kept {monitor.reference}: {exc.message}")
+            continue
+        notes.append(
+            f"drift monitor {monitor.name} now compares with {train_ref} (was {monitor.reference})"
+        )
+    return notes
 
 
 def label_of(ws: Workspace, spec: LoopSpec) -> str:
@@ -223,7 +255,9 @@ def _bases(ws: Workspace, spec: LoopSpec) -> tuple[list[Any], list[Any]]:
 
     tables, versions = [], []
     for base in spec.data.bases:
-        ref = reference_monitor(ws, spec).reference if base == "reference" else base
+        ref: str | None = base
+        if base == "reference":
+            ref = spec.reference_pin or reference_monitor(ws, spec).reference
         assert ref is not None
         version = ws.data.resolve(ref, spec.project, record=False)
         versions.append(version)

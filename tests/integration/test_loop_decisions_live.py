@@ -1,0 +1,72 @@
+"""The live loop's sound decisions on a real workspace: a challenger the holdout cannot tell
+apart from the champion waits, its holdout grows with the labelled rows served since, and it is
+decided on them; a performance drop retrains, and while it stays true the loop retries only
+after enough new labelled rows."""
+
+from __future__ import annotations
+
+from test_loops import make_loop, serve, world  # noqa: F401  (world is the fixture)
+
+from loopml import loops
+from loopml.bootstrap import Workspace
+from loopml.monitoring.monitors import read_dataset
+
+
+def test_an_undecided_challenger_waits_and_is_decided_on_the_rows_served_since(
+    world: Workspace,  # noqa: F811
+) -> None:
+    # +0.19 better on 300 rows: its 90% bounds straddle a +0.16 margin; on 1,300 they do not
+    make_loop(world, triggers=["manual"], promote_if=["accuracy >= champion.accuracy + 0.16"])
+    serve(world, 3)
+    waiting = loops.run("churn-loop", force=True, workspace=world).run
+    assert waiting is not None
+    assert waiting.status == "waiting", waiting.reason
+    assert "not sure it clears +0.16" in waiting.reason
+    assert "rows would tell" in waiting.reason
+    assert world.registry.resolve("churn@champion", "default").version == 1
+
+    quiet = loops.run("churn-loop", workspace=world)  # no new labelled rows: nothing to judge
+    assert quiet.decided is not None
+    assert quiet.decided.status == "waiting"
+    assert quiet.run is None
+
+    serve(world, 3, seed=5)  # 1,000 more labelled rows, served by the champion
+    decided = loops.run("churn-loop", workspace=world).decided
+    assert decided is not None
+    assert decided.id == waiting.id
+    assert decided.status == "promoted", decided.reason
+    assert "on 1,300 rows" in decided.reason
+    assert decided.holdout_data != waiting.holdout_data
+    grown = world.data.resolve(str(decided.holdout_data), "default", record=False)
+    assert read_dataset(world, grown).num_rows == 1_300
+    assert world.registry.resolve("churn@champion", "default").version == 2
+    assert decided.watch["state"] == "watching"
+
+
+def test_a_performance_drop_retrains_and_retries_only_after_new_labelled_rows(
+    world: Workspace,  # noqa: F811
+) -> None:
+    make_loop(
+        world,
+        triggers=["performance"],
+        promote_if=["accuracy >= champion.accuracy + 1"],  # never: each retraining is held
+        retry_rows=800,
+    )
+    serve(world, 0, seed=9)  # the world the champion knows: no drop
+    calm = loops.run("churn-loop", workspace=world)
+    assert calm.triggered is None
+    serve(world, 3)  # the changed world: the champion's accuracy falls well below its own
+    first = loops.run("churn-loop", workspace=world)
+    assert first.triggered is not None
+    assert first.triggered.startswith("performance: accuracy")
+    assert "(upper bound" in first.triggered
+    assert first.run is not None
+    assert first.run.status == "held"
+    again = loops.run("churn-loop", workspace=world)  # still dropped, but nothing new
+    assert again.triggered is None
+    assert "retrying after 800 new labelled rows (0 so far)" in again.notes[0]
+    serve(world, 3, seed=6)  # 1,000 new labelled rows: the held retraining is tried again
+    retried = loops.run("churn-loop", workspace=world)
+    assert retried.triggered is not None
+    assert retried.run is not None
+    assert len(world.loops.history("churn-loop", "default")) == 2
