@@ -586,22 +586,21 @@ class _Replay:
         )
 
     def _performance(self, trigger: Trigger, w: int) -> str | None:
-        """The trigger's text when the champion's realized metric on its newest labelled rows
-        (at most `retry_rows`) is surely below its own baseline (its registered metric)."""
+        """The trigger's text when the champion's metric on its newest labelled rows (at most
+        `retry_rows`) is surely worse than on the first ones it served."""
         assert self.champion is not None
-        metric = trigger.target or self.metric
-        baseline = self.champion.metrics.get(metric)
         first = max(self.champion_since, 0)
-        if baseline is None or first > w:
+        if first > w:
             return None
-        truth = self._truth(first, w)[-self.spec.retry_rows :]
-        served = self._predicted_rows(self.champion, first, w)[-self.spec.retry_rows :]
-        if len(truth) < self.spec.min_rows:
+        truth = self._truth(first, w)
+        served = self._predicted_rows(self.champion, first, w)
+        count = min(self.spec.retry_rows, len(truth) // 2)
+        if count < self.spec.min_rows:
             return None
+        metric = trigger.target or self.metric
         check = performance_drop(
-            truth,
-            served,
-            baseline=baseline,
+            (truth[-count:], served[-count:]),
+            (truth[:count], served[:count]),
             margin=trigger.margin,
             confidence=self.spec.confidence,
             metric=metric,

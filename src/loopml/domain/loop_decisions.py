@@ -4,7 +4,7 @@ train and which judge, whether a challenger is promoted, and how a watch ends. T
 (the prediction log, or a replayed table) and act on the same decisions.
 
     decide_trigger(TriggerFacts, TriggerPolicy)      -> TriggerDecision
-    performance_drop(truth, predicted, baseline=...) -> PerformanceCheck (a trigger's evidence)
+    performance_drop(recent, baseline, margin=...) -> PerformanceCheck (a trigger's evidence)
     split_rows(times_us, share=..., mode="time")     -> Split (training rows, holdout rows)
     recency_weights(ages_s, half_life_s)             -> weights for a recency-weighted recipe
     decide_promotion(PromotionFacts)                 -> PromotionDecision
@@ -204,75 +204,92 @@ def decide_trigger(facts: TriggerFacts, policy: TriggerPolicy) -> TriggerDecisio
 
 @dataclass(frozen=True)
 class PerformanceCheck:
-    """A model's realized metric on its latest labelled rows against its own baseline."""
+    """A model's metric on its newest labelled rows against its own baseline: the same
+    metric on the first labelled rows it served."""
 
     metric: str
     value: float
-    bound: float
-    """The one-sided bound at the confidence: the upper one for a higher-is-better metric."""
     baseline: float
+    low: float
+    high: float
+    """The interval of `value - baseline` at the confidence (two-sided `2c - 1`)."""
     margin: float
     rows: int
+    baseline_rows: int
     dropped: bool
     detail: str
 
 
 def performance_drop(
-    truth: npt.NDArray[Any],
-    predicted: npt.NDArray[Any],
+    recent: tuple[npt.NDArray[Any], npt.NDArray[Any]],
+    baseline: tuple[npt.NDArray[Any], npt.NDArray[Any]],
     *,
-    baseline: float,
     margin: float,
     confidence: float,
     metric: str = "accuracy",
     lower_is_better: bool = False,
     seed: int = 0,
 ) -> PerformanceCheck:
-    """Whether `metric` on these rows is below `baseline - margin` (above `baseline + margin`
-    for a lower-is-better metric) with `confidence`: accuracy by the exact (Clopper-Pearson)
-    bound, any other metric by a seeded bootstrap of the rows."""
+    """Whether `metric` of the (labels, predictions) `recent` is worse than on `baseline` (the
+    first rows the same model served, other rows) by more than `margin`, with `confidence`:
+    the bound of the difference, from a seeded bootstrap of each sample on its own (the rows
+    are not paired), must be past the margin. Judging against rows the model really served,
+    not the score it was registered with, keeps an optimistic test split from crying drop."""
     from loopml.domain.paired import check_confidence
 
     check_confidence(confidence)
-    if len(truth) == 0:
+    if min(len(recent[0]), len(baseline[0])) == 0:
         raise InvalidInput("No labelled rows to measure performance on.", "Feed back labels.")
-    value, low, high = _metric_interval(truth, predicted, metric, 2 * confidence - 1, seed)
-    bound = low if lower_is_better else high
-    dropped = bound > baseline + margin if lower_is_better else bound < baseline - margin
-    side = "lower" if lower_is_better else "upper"
-    line = baseline + margin if lower_is_better else baseline - margin
-    detail = (
-        f"{metric} {value:.4f} on the last {len(truth):,} labelled rows ({side} bound "
-        f"{bound:.4f} at {confidence:.0%}) against the baseline {baseline:.4f} "
-        f"{'+' if lower_is_better else '-'} {margin:g} = {line:.4f}"
-    )
-    return PerformanceCheck(metric, value, bound, baseline, margin, len(truth), dropped, detail)
-
-
-def _metric_interval(
-    truth: npt.NDArray[Any], predicted: npt.NDArray[Any], metric: str, level: float, seed: int
-) -> tuple[float, float, float]:
-    from loopml.domain.paired import RESAMPLES
-    from loopml.domain.weighted_metrics import EncodedRows, comparable_labels
-
-    n = len(truth)
-    if metric == "accuracy":
-        from scipy import stats
-
-        right = int(np.sum(comparable_labels(truth) == comparable_labels(predicted)))
-        share = stats.binomtest(right, n).proportion_ci(confidence_level=level, method="exact")
-        return right / n, float(share.low), float(share.high)
-    rows = EncodedRows.encode(truth, {"model": predicted}, {"model": None}, {metric})
-    value = float(rows.value(metric, "model", np.ones((1, n)))[0])
+    level = 2 * confidence - 1
     rng = np.random.default_rng(seed)
+    value, now = _resampled(recent, metric, rng)
+    before, then = _resampled(baseline, metric, rng)
+    with np.errstate(all="ignore"):
+        differences = now - then
+    differences = differences[np.isfinite(differences)]
+    tail = (1 - level) / 2 * 100
+    estimate = value - before
+    low, high = (
+        np.percentile(differences, [tail, 100 - tail]) if differences.size else (estimate,) * 2
+    )
+    low, high = min(float(low), estimate), max(float(high), estimate)
+    dropped = low > margin if lower_is_better else high < -margin
+    worse = "above" if lower_is_better else "below"
+    detail = (
+        f"{metric} {value:.4f} on the last {len(recent[0]):,} labelled rows against "
+        f"{before:.4f} on its first {len(baseline[0]):,}: {estimate:+.3f} "
+        f"[{low:+.3f}, {high:+.3f}] ({confidence:.0%} bounds); "
+        + (f"surely {worse} by more than {margin:g}" if dropped else "no drop established")
+    )
+    return PerformanceCheck(
+        metric,
+        value,
+        before,
+        low,
+        high,
+        margin,
+        len(recent[0]),
+        len(baseline[0]),
+        dropped,
+        detail,
+    )
+
+
+def _resampled(
+    rows: tuple[npt.NDArray[Any], npt.NDArray[Any]], metric: str, rng: np.random.Generator
+) -> tuple[float, FloatArray]:
+    """`metric` of the rows, and of `RESAMPLES` bootstrap resamples of them."""
+    from loopml.domain.paired import RESAMPLES
+    from loopml.domain.weighted_metrics import EncodedRows
+
+    truth, predicted = rows
+    n = len(truth)
+    encoded = EncodedRows.encode(truth, {"m": predicted}, {"m": None}, {metric})
+    value = float(encoded.value(metric, "m", np.ones((1, n)))[0])
     picks = rng.integers(0, n, size=(RESAMPLES, n)) + n * np.arange(RESAMPLES)[:, None]
     counts = np.bincount(picks.ravel(), minlength=RESAMPLES * n).reshape(RESAMPLES, n)
     with np.errstate(all="ignore"):
-        values = rows.value(metric, "model", counts.astype(float))
-    values = values[np.isfinite(values)]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail]) if values.size else (value, value)
-    return value, min(float(low), value), max(float(high), value)
+        return value, np.asarray(encoded.value(metric, "m", counts.astype(float)), dtype=float)
 
 
 # -- which rows train and which judge ---------------------------------------------------------

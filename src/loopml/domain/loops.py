@@ -34,6 +34,8 @@ from loopml.errors import InvalidInput
 
 MODES = ("auto", "approve")
 HOLDOUT_MODES = ("time", "random")
+SERVED_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
+"""The metrics a performance trigger can measure on served predictions and labels."""
 DEFAULT_DROP = 0.02
 """How far below its baseline a champion's metric must be for a `performance` trigger."""
 
@@ -288,7 +290,13 @@ def check_spec(spec: LoopSpec) -> LoopSpec:
     if not spec.triggers:
         raise InvalidInput("The loop has no trigger.", _TRIGGER_HINT)
     for text in spec.triggers:
-        parse_trigger(text)
+        trigger = parse_trigger(text)
+        if trigger.kind == "performance" and trigger.target not in ("", *SERVED_METRICS):
+            raise InvalidInput(
+                f"The trigger {text!r} names {trigger.target!r}, which served predictions do "
+                "not give.",
+                f"Use one of: {', '.join(SERVED_METRICS)}.",
+            )
     parse_train_data(spec.train_data)
     if not spec.promote_if:
         raise InvalidInput(

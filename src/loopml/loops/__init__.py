@@ -384,27 +384,21 @@ def _alerts(ws: Workspace, loop: Loop) -> tuple[str | None, str | None, Loop]:
 def _performance(
     ws: Workspace, spec: LoopSpec, trigger: Trigger, label: str, now: int
 ) -> str | None:
-    """The trigger's text when the champion's realized metric on its newest labelled rows (at
-    most `retry_rows`) is surely below its baseline: the metric it was registered with."""
+    """The trigger's text when the champion's metric on its newest labelled rows (at most
+    `retry_rows`) is surely worse than on the first ones it served, by the trigger's margin."""
     model = model_name(ws, spec)
-    try:
-        champion = ws.registry.resolve(f"{model}@champion", spec.project)
-    except LoopmlError:
+    champion = version_or_none(ws, f"{model}@champion", spec.project)
+    if champion is None:
+        return None
+    rows = loop_data.labelled(ws, spec.deployment, label, start_us=0, end_us=now, version=champion)
+    count = min(spec.retry_rows, len(rows) // 2)
+    if count < spec.min_rows:
         return None
     metric = trigger.target or spec.watch_metric
-    baseline = champion.metrics.get(metric)
-    if baseline is None:
-        return None
-    rows = loop_data.labelled(
-        ws, spec.deployment, label, start_us=0, end_us=now, version=champion.version
-    )
-    rows = rows.iloc[-spec.retry_rows :] if len(rows) else rows
-    if len(rows) < spec.min_rows:
-        return None
+    first, last = rows.iloc[:count], rows.iloc[-count:]
     check = performance_drop(
-        rows[label].to_numpy(),
-        rows[loop_data.OUTPUT].to_numpy(),
-        baseline=float(baseline),
+        (last[label].to_numpy(), last[loop_data.OUTPUT].to_numpy()),
+        (first[label].to_numpy(), first[loop_data.OUTPUT].to_numpy()),
         margin=trigger.margin,
         confidence=spec.confidence,
         metric=metric,
