@@ -257,7 +257,8 @@ def _one_period(
     step.version = host.current.version.version
     outcome = loops.run("churn-loop", workspace=ws)
     step.action, step.loop = _action(outcome), _loop_cell(outcome)
-    if outcome.run is not None and outcome.run.status == "promoted":
+    promoted = [r for r in (outcome.run, outcome.decided) if r is not None]
+    if any(r.status == "promoted" for r in promoted):
         deadline = time.monotonic() + 10  # the server follows the alias: wait for the swap
         while host.current.version.version == step.version and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -275,7 +276,10 @@ def _action(outcome: Any) -> str:
     parts = []
     watched = outcome.watched
     if watched is not None:
-        parts.append(f"watch of churn {watched.challenger}: {watched.watch.get('state')}")
+        parts.append(f"watch of churn {watched.watch.get('model')}: {watched.watch.get('state')}")
+    decided = outcome.decided
+    if decided is not None and decided.status != "waiting":
+        parts.append(f"waiting challenger {decided.challenger}: {decided.status}")
     run = outcome.run
     if run is not None and run.status == "promoted":
         before = run.scores.get("champion", {}).get("accuracy", float("nan"))
@@ -293,7 +297,10 @@ def _loop_cell(outcome: Any) -> str:
     """The loop's action in the fewest words: `promoted v2 (0.86 vs 0.53)`."""
     parts = []
     if outcome.watched is not None:
-        parts.append(f"v{outcome.watched.challenger} {outcome.watched.watch.get('state')}")
+        parts.append(f"v{outcome.watched.watch.get('model')} {outcome.watched.watch.get('state')}")
+    decided = outcome.decided
+    if decided is not None and decided.status != "waiting":
+        parts.append(f"v{decided.challenger} {decided.status}")
     run = outcome.run
     if run is not None and run.status == "promoted":
         before = run.scores.get("champion", {}).get("accuracy", float("nan"))
