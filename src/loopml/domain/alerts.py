@@ -35,6 +35,17 @@ from loopml.domain.durations import format_duration, parse_duration
 from loopml.domain.records import AlertRule
 from loopml.errors import InvalidInput
 
+
+class AlertState(StrEnum):
+    """An alert: firing (channels told), acknowledged by a person, resolved (told again); a
+    resolved alert fires again when its condition returns (the moves are in
+    `loopml.domain.loop_decisions.MOVES`)."""
+
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loopml.domain.alerts import AlertState
 from loopml.domain.paired import PairedOutcome, Verdict
 from loopml.errors import Conflict, InvalidInput
 
@@ -60,12 +61,6 @@ class WatchState(StrEnum):
     KEPT = "kept"
     ROLLED_BACK = "rolled-back"
     SUPERSEDED = "superseded"
-
-
-class AlertState(StrEnum):
-    FIRING = "firing"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
 
 
 MOVES: dict[type[StrEnum], dict[Any, frozenset[Any]]] = {

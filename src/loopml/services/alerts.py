@@ -19,18 +19,20 @@ from typing import Any
 
 from loopml.domain.alerts import (
     AlertAction,
+    AlertState,
     check_resolution,
     decide,
     parse_channel,
     parse_condition,
     value_of,
 )
+from loopml.domain.loop_decisions import check_move
 from loopml.domain.records import Alert, AlertRule, EventDraft
 from loopml.domain.refs import check_name
 from loopml.errors import InvalidInput
 from loopml.ports import AlertStore, Notifier
 
-STATES = ("firing", "acknowledged", "resolved")
+STATES = tuple(state.value for state in AlertState)
 OPEN_SCAN = 1_000
 """Open alerts looked through for a failure notice of one target."""
 
@@ -112,7 +114,7 @@ class AlertService:
                 f"Alert {alert_id} is {alert.state}; only a firing alert can be acknowledged.",
                 "List firing alerts with `loopml alert list --state firing`.",
             )
-        changed = dataclasses.replace(alert, state="acknowledged", updated_at=self._clock())
+        changed = _moved(alert, AlertState.ACKNOWLEDGED, updated_at=self._clock())
         return self._store.save_alert(
             changed, self._event("alert.acknowledged", project, alert.target)
         )
@@ -159,8 +161,8 @@ class AlertService:
             and last.resolved_at is not None
             and (now - last.resolved_at).total_seconds() < rule.cooldown_s
         ):
-            reopened = dataclasses.replace(
-                last, state="firing", updated_at=now, resolved_at=None, value=value
+            reopened = _moved(
+                last, AlertState.FIRING, updated_at=now, resolved_at=None, value=value
             )
             event = self._event("alert.reopened", rule.project, rule.target)
             return self._store.save_alert(reopened, event)
@@ -218,7 +220,7 @@ class AlertService:
         if found is None:
             return None
         now = self._clock()
-        resolved = dataclasses.replace(found, state="resolved", updated_at=now, resolved_at=now)
+        resolved = _moved(found, AlertState.RESOLVED, updated_at=now, resolved_at=now)
         saved = self._store.save_alert(resolved, self._event("alert.resolved", project, target))
         return self._deliver(saved, tuple(channels) or ("log:",), "resolved")
 
@@ -237,9 +239,7 @@ class AlertService:
 
     def _resolve(self, alert: Alert, value: float | None) -> Alert:
         now = self._clock()
-        resolved = dataclasses.replace(
-            alert, state="resolved", updated_at=now, resolved_at=now, value=value
-        )
+        resolved = _moved(alert, AlertState.RESOLVED, updated_at=now, resolved_at=now, value=value)
         saved = self._store.save_alert(
             resolved, self._event("alert.resolved", alert.project, alert.target)
         )
@@ -272,3 +272,9 @@ class AlertService:
 
     def _event(self, action: str, project: str, target: str) -> EventDraft:
         return EventDraft(action, f"alert:{project}/{target}", self._actor)
+
+
+def _moved(alert: Alert, state: AlertState, **changes: Any) -> Alert:
+    """`alert` in `state`, after checking the move is one an alert may make."""
+    check_move(AlertState(alert.state), state)
+    return dataclasses.replace(alert, state=state.value, **changes)

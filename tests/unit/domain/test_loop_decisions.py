@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loopml.domain.alerts import AlertState
 from loopml.domain.loop_decisions import (
     MOVES,
-    AlertState,
     PromotionFacts,
     RuleResult,
     RunState,
