@@ -185,7 +185,7 @@ def backtest(
         )
     )
     for trigger in spec.parsed_triggers:
-        if trigger.kind == "alert":
+        if trigger.kind in ("alert", "estimate"):
             raise InvalidInput(
                 f"The trigger {trigger.text()} needs the live monitors; a backtest replays "
                 "performance, labels:, every: and manual triggers.",

@@ -71,3 +71,76 @@ def test_a_performance_drop_retrains_and_retries_only_after_new_labelled_rows(
     assert retried.triggered is not None
     assert retried.run is not None
     assert len(world.loops.history("churn-loop", "default")) == 2
+
+
+def _serve_with_probabilities(
+    ws: Workspace, index: int, seed: int, *, unsure_only: bool = False, at_us: int | None = None
+) -> None:
+    """Serve period `index` logging the champion's class probabilities (no labels); with
+    `unsure_only`, only the rows it is least sure about (top probability under 0.65)."""
+    import json
+
+    from loopml.adapters.prediction_log import PredictionRecord, now_us
+    from loopml.bootstrap import prediction_log_writer
+    from loopml.cli.demo import period
+
+    version = ws.registry.resolve("churn@champion", "default")
+    model = ws.registry.load(version.ref, project="default")
+    inputs = period(index, 6_000 if unsure_only else 1_000, seed).drop(columns=["churned"])
+    proba = model.raw.predict_proba(inputs)
+    if unsure_only:
+        keep = proba.max(axis=1) < 0.65
+        inputs, proba = inputs[keep].reset_index(drop=True), proba[keep]
+    outputs = model.predict(inputs)
+    start = now_us()
+    writer = prediction_log_writer(ws.settings)
+    writer.append(
+        [
+            PredictionRecord(
+                f"p{start}-{i}",
+                start + i,
+                "churn-prod",
+                "churn",
+                version.version,
+                json.dumps(row),
+                json.dumps(int(out)),
+                900,
+                "",
+                False,
+                json.dumps(list(p)),
+                event_time_us=None if at_us is None else at_us + i,
+            )
+            for i, (row, out, p) in enumerate(
+                zip(inputs.to_dict("records"), outputs, proba.tolist(), strict=True)
+            )
+        ]
+    )
+    writer.flush()
+
+
+def test_the_label_free_estimate_triggers_before_any_label_comes(
+    world: Workspace,  # noqa: F811
+) -> None:
+    from loopml.adapters.prediction_log import now_us
+    from loopml.monitoring import monitors
+
+    make_loop(
+        world,
+        triggers=["estimate"],
+        train_data="reference + all labelled predictions",
+        promote_if=["accuracy >= champion.accuracy + 1"],
+    )
+    serve(world, 1)  # labelled rows to retrain on, when the time comes
+    _serve_with_probabilities(world, 0, seed=3)  # the world it knows, and is sure about
+    monitors.run("churn-drift", workspace=world)
+    calm = loops.run("churn-loop", workspace=world)
+    assert calm.triggered is None
+    later = now_us() + 2 * 3_600_000_000  # a window of its own, two hours on
+    _serve_with_probabilities(world, 4, seed=4, unsure_only=True, at_us=later)
+    monitors.run("churn-drift", now_us=later + 60_000_000, workspace=world)
+    fired = loops.run("churn-loop", now_us=later + 60_000_000, workspace=world)
+    assert fired.triggered is not None, fired.notes
+    assert fired.triggered.startswith("estimate: estimated accuracy")
+    assert "surely below by more than 0.02" in fired.triggered
+    assert fired.run is not None  # retrained (and held: the rule asks the impossible)
+    assert fired.run.status == "held"

@@ -270,6 +270,37 @@ def performance_drop(
     )
 
 
+def estimate_drop(
+    estimate: float,
+    standard_error: float,
+    *,
+    baseline: float,
+    margin: float,
+    confidence: float,
+    rows: int,
+) -> PerformanceCheck:
+    """Whether a label-free estimate of accuracy (from the model's own confidence, with its
+    standard error) is surely below `baseline - margin`: its upper bound at `confidence`
+    (normal) must be. The estimate sees covariate shift, never concept drift."""
+    from scipy import stats
+
+    from loopml.domain.paired import check_confidence
+
+    check_confidence(confidence)
+    high = estimate + float(stats.norm.ppf(confidence)) * max(standard_error, 0.0)
+    dropped = high < baseline - margin
+    detail = (
+        f"estimated accuracy {estimate:.4f} (upper bound {high:.4f} at {confidence:.0%}) on "
+        f"{rows:,} unlabelled rows against the baseline {baseline:.4f}; "
+        + (f"surely below by more than {margin:g}" if dropped else "no drop established")
+    )
+    diff = estimate - baseline
+    return PerformanceCheck(
+        "estimated_accuracy", estimate, baseline, diff - (high - estimate), high - baseline,
+        margin, rows, 0, dropped, detail,
+    )  # fmt: skip
+
+
 def _resampled(
     rows: tuple[npt.NDArray[Any], npt.NDArray[Any]], metric: str, rng: np.random.Generator
 ) -> tuple[float, FloatArray]:

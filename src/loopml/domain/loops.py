@@ -7,6 +7,9 @@ and how it must beat the champion. Pure parsing and records; the work is in `loo
                  performance          the champion's realized metric (the first rule's) below
                                       its own baseline by 0.02, with the loop's confidence
                  performance:f1-0.05  the same for f1, by 0.05
+                 estimate             the drift monitor's label-free accuracy estimate (from
+                                      logged probabilities) surely below the champion's
+                                      registered accuracy by 0.02
                  manual               only `loopml loop run NAME --now`
     train data   "reference + all labelled predictions"                      (cumulative)
                  "churn@12 + labelled predictions of the last 30d"           (sliding)
@@ -22,7 +25,10 @@ oldest labelled row.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,6 +66,8 @@ class Trigger:
             return f"every:{format_duration(self.every_s)}"
         if self.kind == "labels":
             return f"labels:{self.rows}"
+        if self.kind == "estimate":
+            return "estimate" if self.margin == DEFAULT_DROP else f"estimate:{self.margin:g}"
         if self.kind == "performance":
             metric = f"{self.target}-{self.margin:g}" if self.target else ""
             return f"performance:{metric}" if metric else "performance"
@@ -68,31 +76,66 @@ class Trigger:
 
 _TRIGGER_HINT = (
     "Write alert:MONITOR, every:DURATION (every:7d), labels:ROWS (labels:500, every 500 new "
-    "labelled rows), performance, performance:METRIC-MARGIN (performance:accuracy-0.02) or "
-    "manual."
+    "labelled rows), performance, performance:METRIC-MARGIN (performance:accuracy-0.02), "
+    "estimate[:MARGIN] (the label-free accuracy estimate) or manual."
 )
 _PERFORMANCE = re.compile(r"^(?P<metric>[a-z_0-9]+)(?:\s*-\s*(?P<margin>\d+(?:\.\d*)?|\.\d+))?$")
 
 
 def parse_trigger(text: str) -> Trigger:
     kind, _, rest = text.strip().partition(":")
-    kind = kind.strip().lower()
-    if kind == "manual" and not rest:
-        return Trigger("manual")
-    if kind == "alert" and rest.strip():
-        return Trigger("alert", check_name(rest.strip(), "monitor or deployment"))
-    if kind == "every" and rest.strip():
-        return Trigger("every", every_s=parse_duration(rest))
-    if kind == "labels" and rest.strip().isdigit() and int(rest) > 0:
-        return Trigger("labels", rows=int(rest))
-    if kind == "performance":
-        if not rest.strip():
-            return Trigger("performance")
-        found = _PERFORMANCE.match(rest.strip().lower())
-        if found:
-            margin = float(found["margin"]) if found["margin"] else DEFAULT_DROP
-            return Trigger("performance", found["metric"], margin=margin)
-    raise InvalidInput(f"The trigger {text!r} cannot be read.", _TRIGGER_HINT)
+    read = _TRIGGERS.get(kind.strip().lower())
+    found = read(rest.strip()) if read is not None else None
+    if found is None:
+        raise InvalidInput(f"The trigger {text!r} cannot be read.", _TRIGGER_HINT)
+    return found
+
+
+def _manual(rest: str) -> Trigger | None:
+    return None if rest else Trigger("manual")
+
+
+def _alert(rest: str) -> Trigger | None:
+    return Trigger("alert", check_name(rest, "monitor or deployment")) if rest else None
+
+
+def _every(rest: str) -> Trigger | None:
+    return Trigger("every", every_s=parse_duration(rest)) if rest else None
+
+
+def _labels(rest: str) -> Trigger | None:
+    return Trigger("labels", rows=int(rest)) if rest.isdigit() and int(rest) > 0 else None
+
+
+def _performance(rest: str) -> Trigger | None:
+    if not rest:
+        return Trigger("performance")
+    found = _PERFORMANCE.match(rest.lower())
+    if found is None:
+        return None
+    margin = float(found["margin"]) if found["margin"] else DEFAULT_DROP
+    return Trigger("performance", found["metric"], margin=margin)
+
+
+def _estimate(rest: str) -> Trigger | None:
+    if not rest:
+        return Trigger("estimate")
+    with contextlib.suppress(ValueError):
+        margin = float(rest)
+        if margin >= 0 and math.isfinite(margin):
+            return Trigger("estimate", margin=margin)
+    return None
+
+
+_TRIGGERS: dict[str, Callable[[str], Trigger | None]] = {
+    "manual": _manual,
+    "alert": _alert,
+    "every": _every,
+    "labels": _labels,
+    "performance": _performance,
+    "estimate": _estimate,
+}
+"""How each kind of trigger reads what follows its colon (None: it cannot)."""
 
 
 @dataclass(frozen=True)

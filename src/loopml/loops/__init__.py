@@ -47,6 +47,7 @@ from loopml.domain.loop_decisions import (
     check_move,
     decide_promotion,
     decide_trigger,
+    estimate_drop,
     performance_drop,
     rule_result,
 )
@@ -338,6 +339,8 @@ def _facts(
             due = due or f"{trigger.text()} ({new_rows:,} new labelled rows)"
         if trigger.kind == "performance" and performance is None and label is not None:
             performance = _performance(ws, spec, trigger, label, now)
+        if trigger.kind == "estimate" and performance is None:
+            performance = _estimate(ws, spec, trigger)
     facts = TriggerFacts(
         forced=force,
         new_alert=new_alert,
@@ -346,7 +349,7 @@ def _facts(
         performance=performance,
         labelled_rows=len(times) if rows is not None else spec.min_rows,
         new_labelled_rows=new_rows,
-        retrained_before=last is not None,
+        retrained_before=bool(ws.loops.history(spec.name, spec.project, 1)),
         waiting=None if waiting is None else f"challenger {waiting.challenger}",
     )
     return facts, loop
@@ -355,7 +358,7 @@ def _facts(
 def _needs_rows(spec: LoopSpec, force: bool, new_alert: str | None) -> bool:
     """Whether deciding needs the labelled rows (they are read from the log only then)."""
     kinds = {t.kind for t in spec.parsed_triggers}
-    return bool(kinds & {"labels", "performance", "alert"}) or force or new_alert is not None
+    return bool(kinds - {"every", "manual"}) or force or new_alert is not None
 
 
 def _alerts(ws: Workspace, loop: Loop) -> tuple[str | None, str | None, Loop]:
@@ -405,6 +408,38 @@ def _performance(
         lower_is_better=metric in LOWER_IS_BETTER,
     )
     return f"{trigger.text()}: {check.detail}" if check.dropped else None
+
+
+def _estimate(ws: Workspace, spec: LoopSpec, trigger: Trigger) -> str | None:
+    """The trigger's text when the newest drift monitor run's label-free accuracy estimate is
+    surely below the champion's registered accuracy by the trigger's margin."""
+    from loopml.monitoring.monitors import report_document
+
+    model = model_name(ws, spec)
+    try:
+        baseline = ws.registry.resolve(f"{model}@champion", spec.project).metrics.get("accuracy")
+    except LoopmlError:
+        return None
+    for monitor in ws.monitors.list(spec.project):
+        if monitor.deployment != spec.deployment or monitor.reference is None:
+            continue
+        newest = ws.monitors.history(monitor.name, spec.project, 1)
+        if not newest or baseline is None:
+            continue
+        document = report_document(newest[0].id, project=spec.project, workspace=ws)
+        found = (document.get("performance") or {}).get("estimated") or {}
+        if "accuracy" not in found:
+            continue
+        check = estimate_drop(
+            float(found["accuracy"]),
+            float(found.get("accuracy_standard_error") or 0.0),
+            baseline=float(baseline),
+            margin=trigger.margin,
+            confidence=spec.confidence,
+            rows=int(found.get("rows") or 0),
+        )
+        return f"{trigger.text()}: {check.detail}" if check.dropped else None
+    return None
 
 
 # -- retraining -------------------------------------------------------------------------------

@@ -21,11 +21,13 @@ from loopml.domain.loop_decisions import (
     check_move,
     decide_promotion,
     decide_trigger,
+    estimate_drop,
     judge_watch,
     performance_drop,
     recency_weights,
     split_rows,
 )
+from loopml.domain.loops import parse_trigger
 from loopml.domain.paired import PairedOutcome, PairedRows, Verdict, decide
 from loopml.errors import Conflict, InvalidInput
 
@@ -278,3 +280,31 @@ def test_a_watch_rolls_back_only_when_surely_worse_beyond_the_margin() -> None:
 def test_a_watch_with_too_few_rows_is_kept_when_over_and_goes_on_otherwise() -> None:
     assert judge_watch(WatchFacts(10, 100, over=True)).state is WatchState.KEPT
     assert judge_watch(WatchFacts(10, 100, over=False)).state is WatchState.WATCHING
+
+
+def test_a_label_free_estimate_drops_only_when_its_upper_bound_is_past_the_margin() -> None:
+    sure = estimate_drop(0.70, 0.01, baseline=0.80, margin=0.02, confidence=0.9, rows=2_000)
+    assert sure.dropped
+    assert "upper bound 0.7128 at 90%" in sure.detail
+    unsure = estimate_drop(0.70, 0.08, baseline=0.80, margin=0.02, confidence=0.9, rows=30)
+    assert not unsure.dropped  # 0.70 + 1.28 x 0.08 = 0.80: not surely below 0.78
+    assert "no drop established" in unsure.detail
+
+
+trigger_texts = st.one_of(
+    st.just("manual"),
+    st.from_regex(r"alert:[a-z][a-z0-9-]{0,20}", fullmatch=True),
+    st.integers(1, 10**6).map(lambda n: f"labels:{n}"),
+    st.integers(1, 400).map(lambda d: f"every:{d}d"),
+    st.just("performance"),
+    st.tuples(st.sampled_from(["accuracy", "f1", "rmse"]), st.floats(0, 1)).map(
+        lambda m: f"performance:{m[0]}-{m[1]:.3f}"
+    ),
+    st.floats(0, 1).map(lambda m: f"estimate:{m:.3f}"),
+)
+
+
+@given(trigger_texts)
+def test_a_trigger_reads_back_from_its_own_text(text: str) -> None:
+    trigger = parse_trigger(text)
+    assert parse_trigger(trigger.text()) == trigger
