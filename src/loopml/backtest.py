@@ -55,13 +55,14 @@ Say = Callable[[str], None]
 class Policy:
     """The recommended default policy: the one a backtest without policy flags tries."""
 
-    triggers: tuple[str, ...] = ("performance", "labels:500")
+    triggers: tuple[str, ...] = ("performance", "labels:1500")
     train_data: str = "reference + all labelled predictions"
-    promote_if: tuple[str, ...] = ("accuracy >= champion.accuracy",)
+    promote_if: tuple[str, ...] = ("accuracy >= champion.accuracy + 0.005",)
     confidence: float = 0.9
     holdout: float = 0.3
     holdout_mode: str = "time"
     refit: bool = True
+    max_wait_rows: int = 2_000
 
 
 RECOMMENDED = Policy()
@@ -133,7 +134,7 @@ def backtest(
     rollback_margin: float = 0.02,
     min_rows: int = 100,
     retry_rows: int | None = None,
-    max_wait_rows: int = 5_000,
+    max_wait_rows: int | None = None,
     checks: Sequence[str] = (),
     data_param: str = "dataset",
     params: dict[str, Any] | None = None,
@@ -179,11 +180,14 @@ def backtest(
             holdout_mode or RECOMMENDED.holdout_mode,
             RECOMMENDED.refit if refit is None else refit,
             retry_rows or window,
-            max_wait_rows,
+            max_wait_rows or RECOMMENDED.max_wait_rows,
             weight_column,
             tuple(checks),
         )
     )
+    from loopml.domain.data_checks import parse_checks
+
+    parse_checks(spec.checks)  # a bad check is refused before anything runs
     for trigger in spec.parsed_triggers:
         if trigger.kind in ("alert", "estimate"):
             raise InvalidInput(

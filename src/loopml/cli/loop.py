@@ -198,7 +198,7 @@ def backtest(
         "--trigger",
         "-t",
         help="performance[:METRIC-MARGIN], labels:ROWS, every:DURATION (by the time column) or "
-        "manual; repeat for several. Default: performance and labels:WINDOW.",
+        "manual; repeat for several. Default: performance and labels:1500.",
     ),
     train_data: str = typer.Option(
         None,
@@ -207,7 +207,9 @@ def backtest(
         '"..., half-life 14d" (a weight column for the pipeline).',
     ),
     promote_if: list[str] = typer.Option(
-        [], "--promote-if", help='Default "accuracy >= champion.accuracy". Repeat for several.'
+        [],
+        "--promote-if",
+        help='Default "accuracy >= champion.accuracy + 0.005". Repeat for several.',
     ),
     guard: list[str] = typer.Option([], "--guard", help="Another rule that must hold."),
     confidence: float = typer.Option(
@@ -233,7 +235,9 @@ def backtest(
         None, "--retry-rows", help="New labelled rows before a still-true trigger retries."
     ),
     max_wait_rows: int = typer.Option(
-        5_000, "--max-wait-rows", help="Holdout rows an undecided challenger may wait for."
+        None,
+        "--max-wait-rows",
+        help="Holdout rows an undecided challenger may wait for (default 2,000).",
     ),
     check: list[str] = typer.Option(
         [], "--check", help='A data check of the holdout, e.g. "duplicates <= 0.05".'
