@@ -355,7 +355,7 @@ def test_the_loop_learns_from_a_poisoned_window_without_the_poison(world: Worksp
     # are (15 of the poison rows, 10 times each: "maybe" and "abc" are no numbers): left out
     # of the training data, and counted
     assert data_run.params["unreadable_rows_left_out"] == "150"
-    recent = int(data_run.params["recent_rows"])
+    recent = int(data_run.params["labelled_rows"])
     assert recent == 300 + 10 * (len(POISON) - 15 - 1)  # less the unreadable, and no-label, rows
 
 
