@@ -305,17 +305,16 @@ def _resampled(
     rows: tuple[npt.NDArray[Any], npt.NDArray[Any]], metric: str, rng: np.random.Generator
 ) -> tuple[float, FloatArray]:
     """`metric` of the rows, and of `RESAMPLES` bootstrap resamples of them."""
-    from loopml.domain.paired import RESAMPLES
+    from loopml.domain.paired import RESAMPLES, row_counts
     from loopml.domain.weighted_metrics import EncodedRows
 
     truth, predicted = rows
     n = len(truth)
     encoded = EncodedRows.encode(truth, {"m": predicted}, {"m": None}, {metric})
     value = float(encoded.value(metric, "m", np.ones((1, n)))[0])
-    picks = rng.integers(0, n, size=(RESAMPLES, n)) + n * np.arange(RESAMPLES)[:, None]
-    counts = np.bincount(picks.ravel(), minlength=RESAMPLES * n).reshape(RESAMPLES, n)
+    counts = row_counts(rng, RESAMPLES, n)
     with np.errstate(all="ignore"):
-        return value, np.asarray(encoded.value(metric, "m", counts.astype(float)), dtype=float)
+        return value, np.asarray(encoded.value(metric, "m", counts), dtype=float)
 
 
 # -- which rows train and which judge ---------------------------------------------------------

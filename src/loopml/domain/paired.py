@@ -289,7 +289,7 @@ def _bootstrap(
     block = max(1, _CELLS // rows.rows)
     parts = []
     for start in range(0, resamples, block):
-        weights = _row_counts(rng, min(block, resamples - start), rows.rows)
+        weights = row_counts(rng, min(block, resamples - start), rows.rows)
         with np.errstate(all="ignore"):
             parts.append(
                 sides.value(metric, "candidate", weights)
@@ -315,7 +315,7 @@ def _bootstrap(
     )
 
 
-def _row_counts(rng: np.random.Generator, resamples: int, n: int) -> FloatArray:
+def row_counts(rng: np.random.Generator, resamples: int, n: int) -> FloatArray:
     """How often each of `n` rows is drawn in each resample, shaped (resamples, n)."""
     picks = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
     return np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
