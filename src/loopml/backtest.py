@@ -12,6 +12,7 @@ is saved in the user's). Two yardsticks serve every window beside it: the static
 and an oracle that refits on all labelled data before every window.
 
     recovery             (policy - static) / (oracle - static), of the mean window metric
+                         weighted by the windows' rows (for accuracy: over all replayed rows)
     needless promotion   one after which the new champion served worse over the next two
                          windows than the old one would have
 """
@@ -57,12 +58,13 @@ class Policy:
 
     triggers: tuple[str, ...] = ("performance", "labels:1500")
     train_data: str = "reference + all labelled predictions"
-    promote_if: tuple[str, ...] = ("accuracy >= champion.accuracy + 0.005",)
+    promote_if: tuple[str, ...] = ("accuracy >= champion.accuracy",)
     confidence: float = 0.9
     holdout: float = 0.3
     holdout_mode: str = "time"
     refit: bool = True
     max_wait_rows: int = 2_000
+    horizon: int | None = 1_000
 
 
 RECOMMENDED = Policy()
@@ -136,6 +138,7 @@ def backtest(
     retry_rows: int | None = None,
     max_wait_rows: int | None = None,
     checks: Sequence[str] = (),
+    horizon: int | None = None,
     data_param: str = "dataset",
     params: dict[str, Any] | None = None,
     weight_column: str = "sample_weight",
@@ -144,7 +147,8 @@ def backtest(
     say: Say | None = None,
 ) -> BacktestResult:
     """Replay `data` (a dataset version, ordered by `time_column`) through a retrain policy,
-    `window` rows at a time; policy settings left None take the recommended policy's."""
+    `window` rows at a time; policy settings left None take the recommended policy's (a
+    `horizon` of 0 judges the rules on the holdout's difference alone)."""
     from loopml.monitoring.monitors import read_dataset
     from loopml.steps import load_pipeline
 
@@ -183,6 +187,7 @@ def backtest(
             max_wait_rows or RECOMMENDED.max_wait_rows,
             weight_column,
             tuple(checks),
+            horizon=RECOMMENDED.horizon if horizon is None else (horizon or None),
         )
     )
     from loopml.domain.data_checks import parse_checks
@@ -331,6 +336,7 @@ class _Trainer:
             project=self.spec.project,
             confidence=self.spec.confidence,
             checks=parse_checks(self.spec.checks),
+            horizon=self.spec.horizon,
             load=lambda ref: self.model(int(ref.rsplit("/", 1)[1])).loaded,
         )
 
@@ -732,9 +738,10 @@ class _Replay:
             result.events.append("rolled-back")
 
     def _summary(self, windows: list[WindowResult], trainer: _Trainer) -> dict[str, Any]:
-        policy = float(np.mean([w.policy for w in windows]))
-        static = float(np.mean([w.static for w in windows]))
-        oracle = float(np.mean([w.oracle for w in windows]))
+        sizes = [w.rows for w in windows]  # a short last window weighs what it holds
+        policy = float(np.average([w.policy for w in windows], weights=sizes))
+        static = float(np.average([w.static for w in windows], weights=sizes))
+        oracle = float(np.average([w.oracle for w in windows], weights=sizes))
         gain = oracle - static
         recovery = (policy - static) / gain if abs(gain) > 1e-9 else None
         needless, judged = 0, 0

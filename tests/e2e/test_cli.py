@@ -408,6 +408,36 @@ def test_gate_with_a_confidence_waits_for_rows_not_noise(cli, tmp_path: Path) ->
     assert "Traceback" not in err
 
 
+def test_gate_with_a_horizon_judges_the_rule_over_the_next_rows_served(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _gate_models(tmp_path)
+    assert cli("data", "add", "holdout.csv")[0] == 0
+    gate = ["gate", "-m", "churn", "-c", "2", "-d", "holdout@1", "--confidence", "0.9"]
+    rule = "accuracy >= champion.accuracy"
+    code, out, _ = cli(*gate, "-r", rule, "--json")
+    plain = json.loads(out)["comparisons"][rule]
+    code, out, _ = cli(*gate, "-r", rule, "--horizon", "200", "--json")
+    over = json.loads(out)["comparisons"][rule]
+    assert over["horizon"] == 200
+    assert over["method"] == "predictive paired bootstrap, 2,000 resamples"
+    assert over["difference"] == plain["difference"]
+    assert over["high"] - over["low"] > plain["high"] - plain["low"]
+    code, out, _ = cli(*gate, "-r", rule, "--horizon", "200")
+    assert "(90% bounds over the next 200 rows) on 600 rows (predictive paired bootstrap" in out
+
+    for bad, said in (
+        (["--horizon", "0"], "The horizon 0 is not a positive number of rows."),
+        (["--horizon", "-3"], "The horizon -3 is not a positive number of rows."),
+    ):
+        code, out, err = cli(*gate, "-r", rule, *bad)
+        assert (code, out) == (1, "")
+        assert said in err
+        assert "Traceback" not in err
+    code, out, err = cli(*gate[:-2], "-r", rule, "--horizon", "200")
+    assert (code, out) == (1, "")
+    assert "A horizon of 200 rows needs a confidence" in err
+    assert "Add --confidence 0.9" in err
+
+
 def test_gate_reports_duplicates_and_blocks_them_only_when_asked(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _gate_models(tmp_path)
     holdout = pd.read_csv(tmp_path / "holdout.csv")

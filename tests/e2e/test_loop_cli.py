@@ -59,9 +59,7 @@ def test_loop_commands_explain_refuse_run_and_report(cli, tmp_path: Path) -> Non
     code, _, err = cli(*base, "--promote-if", "f1 >= champion.f1", "--param", "lr")
     assert code == 1
     assert "--param 'lr' is not KEY=VALUE" in err
-    code, out, _ = cli("loop", "list", "--json")
-    assert code == 0
-    assert json.loads(out) == []
+    _a_bad_horizon_is_refused_and_nothing_saved(cli, base)
 
     code, out, err = cli(
         *base,
@@ -71,10 +69,13 @@ def test_loop_commands_explain_refuse_run_and_report(cli, tmp_path: Path) -> Non
         "latency_p99_ms <= 1.2 * champion.latency_p99_ms",
         "--param",
         "c=0.5",
+        "--horizon",
+        "800",
     )
     assert code == 0, err
     code, out, _ = cli("loop", "show", "churn-loop", "--json")
     shown = json.loads(out)
+    assert shown["horizon"] == 800
     assert shown["params"] == {"c": 0.5}
     assert shown["mode"] == "auto"
     assert shown["train_data"] == "reference + labelled predictions of the last 30d"
@@ -107,6 +108,15 @@ def test_loop_commands_explain_refuse_run_and_report(cli, tmp_path: Path) -> Non
     code, _, err = cli("loop", "history", "churn-loop")
     assert code == 1
     assert "loop create" in err
+
+
+def _a_bad_horizon_is_refused_and_nothing_saved(cli, base: list[str]) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli(*base, "--promote-if", "f1 >= champion.f1", "--horizon", "0")
+    assert code == 1
+    assert "The horizon 0 is not a positive number of rows." in err
+    code, out, _ = cli("loop", "list", "--json")
+    assert code == 0
+    assert json.loads(out) == []
 
 
 def _busy_loop_is_refused(cli, folder: Path) -> None:  # type: ignore[no-untyped-def]

@@ -34,6 +34,13 @@ def gate(
         "difference on the same rows; too few rows to tell is 'undecided' (exit 1). "
         "Default: compare the two numbers.",
     ),
+    horizon: int = typer.Option(
+        None,
+        "--horizon",
+        help="With --confidence: judge those rules over the next ROWS served rows (a "
+        "prediction interval), so a rule passes only for a difference that will show over "
+        "them, not only on average.",
+    ),
     check: list[str] = typer.Option(
         [],
         "--check",
@@ -63,6 +70,7 @@ def gate(
         project=project_of(ws, project),
         confidence=confidence,
         checks=checks,
+        horizon=horizon,
     )
     text = result.markdown(f"Gate {model} {candidate} on {data}")
     if report is not None:

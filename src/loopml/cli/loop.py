@@ -98,6 +98,12 @@ def create(
     holdout_mode: str = typer.Option(
         "time", "--holdout-mode", help="time: the newest labelled rows (default); random."
     ),
+    horizon: int = typer.Option(
+        None,
+        "--horizon",
+        help="Judge a promotion rule over the next ROWS served rows: promote only a "
+        "challenger that would serve better over them at --confidence (default: on average).",
+    ),
     refit: bool = typer.Option(
         False,
         "--refit/--no-refit",
@@ -153,6 +159,7 @@ def create(
         max_wait_rows=max_wait_rows,
         weight_column=weight_column,
         checks=check,
+        horizon=horizon,
         project=project_of(ws, project),
         workspace=ws,
     )
@@ -221,6 +228,12 @@ def backtest(
     holdout_mode: str = typer.Option(
         None, "--holdout-mode", help="time (the newest rows, default) or random."
     ),
+    horizon: int = typer.Option(
+        None,
+        "--horizon",
+        help="Judge a promotion rule over the next ROWS served rows (default 1,000; 0: on "
+        "average).",
+    ),
     refit: bool = typer.Option(
         None,
         "--refit/--no-refit",
@@ -287,6 +300,7 @@ def backtest(
         retry_rows=retry_rows,
         max_wait_rows=max_wait_rows,
         checks=check,
+        horizon=horizon,
         data_param=data_param,
         params=_params(param),
         weight_column=weight_column,
@@ -390,6 +404,12 @@ def show(
                 "confidence",
                 f"{spec.confidence:.0%} (undecided: wait up to "
                 f"{spec.max_wait_rows:,} holdout rows)",
+            ),
+            (
+                "horizon",
+                f"promote only what would serve better over the next {spec.horizon:,} rows"
+                if spec.horizon
+                else "none (the holdout's average difference)",
             ),
             ("refit", "yes" if spec.refit else "no"),
             ("retry", f"a trigger still true retries after {spec.retry_rows:,} new labelled rows"),

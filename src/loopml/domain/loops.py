@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from loopml.domain.durations import format_duration, parse_duration
-from loopml.domain.paired import check_confidence
+from loopml.domain.paired import check_confidence, check_horizon
 from loopml.domain.refs import NAME_RE, check_name
 from loopml.errors import InvalidInput
 
@@ -249,6 +249,9 @@ class LoopSpec:
     reference_pin: str | None = None
     """The dataset version `reference` meant when the loop was made: the recipe keeps it even
     after the drift monitor's reference has followed a new champion's training data."""
+    horizon: int | None = None
+    """Judge a promotion rule over the next this many served rows (a prediction interval):
+    promote only a challenger that would serve better over them with `confidence`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -275,6 +278,7 @@ class LoopSpec:
             "weight_column": self.weight_column,
             "checks": list(self.checks),
             "reference_pin": self.reference_pin,
+            "horizon": self.horizon,
         }
 
     @classmethod
@@ -305,6 +309,7 @@ class LoopSpec:
             str(data.get("weight_column", "sample_weight")),
             tuple(data.get("checks", ())),
             data.get("reference_pin"),
+            None if data.get("horizon") is None else int(data["horizon"]),
         )
 
     @property
@@ -366,6 +371,7 @@ def _check_numbers(spec: LoopSpec) -> None:
             "Use time (the newest labelled rows, the default) or random.",
         )
     check_confidence(spec.confidence)
+    check_horizon(spec.horizon)
     if spec.retry_rows < 1 or spec.max_wait_rows < 1:
         raise InvalidInput(
             f"--retry-rows {spec.retry_rows} and --max-wait-rows {spec.max_wait_rows} must be "

@@ -19,6 +19,14 @@ number shows (0.01 on 150 rows is noise). Two methods:
   resample is a vector of row counts, so a block of resamples is one matrix product
   (`loopml.domain.weighted_metrics`).
 
+With a horizon of `H` rows the interval is a prediction interval: where the difference would
+fall over the next `H` rows served (a model that is better on average still serves worse over a
+short stretch now and then). Each resample then draws the holdout's `n` rows (what the rows may
+be) and `H` rows from those (what the next `H` rows may be), so the interval holds both the
+holdout's uncertainty and the future's noise, and its width never falls below the future's
+noise however many rows the holdout has: a rule judged over a horizon passes only for a
+difference that will show over those rows. The width goes as `sqrt(1/n + 1/H)`.
+
 A rule `METRIC OP [FACTOR *] champion.METRIC [+|- MARGIN]` says `difference OP MARGIN` with
 `difference = candidate - FACTOR * champion`. At confidence `c` it is judged on the one-sided
 bounds at `c` of the difference (the ends of its two-sided `2c - 1` interval): it passes when
@@ -136,6 +144,8 @@ class PairedOutcome:
     needed_rows: int | None
     p_value: float | None
     detail: str
+    horizon: int | None = None
+    """The rows the interval predicts the difference over (None: the difference itself)."""
 
 
 def paired_difference(
@@ -147,11 +157,14 @@ def paired_difference(
     factor: float = 1.0,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    horizon: int | None = None,
 ) -> Difference:
     """`metric` of the candidate minus `factor` times `against` (default: the same metric) of
     the champion, with its two-sided interval at `confidence`: exact for accuracy minus
-    accuracy, else a paired bootstrap seeded by `seed`."""
+    accuracy, else a paired bootstrap seeded by `seed`; with a `horizon`, the prediction
+    interval of the difference over the next `horizon` rows (always a bootstrap)."""
     _check_level(confidence)
+    check_horizon(horizon)
     against = against or metric
     for name in (metric, against):
         if name not in PAIRED_METRICS:
@@ -159,10 +172,17 @@ def paired_difference(
                 f"{name!r} cannot be compared row by row.",
                 f"Use one of: {', '.join(sorted(PAIRED_METRICS))}.",
             )
-    if metric == against == "accuracy" and factor == 1.0:
+    if metric == against == "accuracy" and factor == 1.0 and horizon is None:
         return _exact_accuracy(rows, confidence)
     return _bootstrap(
-        metric, against, rows, confidence=confidence, factor=factor, resamples=resamples, seed=seed
+        metric,
+        against,
+        rows,
+        confidence=confidence,
+        factor=factor,
+        resamples=resamples,
+        seed=seed,
+        horizon=horizon,
     )
 
 
@@ -177,10 +197,11 @@ def decide(
     factor: float = 1.0,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    horizon: int | None = None,
 ) -> PairedOutcome:
     """The rule `metric OP factor * champion.against + margin` judged on `rows` at
-    `confidence`: PASS when both one-sided bounds keep it, FAIL when neither does, else
-    UNDECIDED with the rows that would roughly tell."""
+    `confidence` (over the next `horizon` rows, if given): PASS when both one-sided bounds keep
+    it, FAIL when neither does, else UNDECIDED with the rows that would roughly tell."""
     check_confidence(confidence)
     found = paired_difference(
         metric,
@@ -190,12 +211,13 @@ def decide(
         factor=factor,
         resamples=resamples,
         seed=seed,
+        horizon=horizon,
     )
     excess = Interval(found.estimate - margin, found.low - margin, found.high - margin)
     defined = math.isfinite(found.low) and math.isfinite(found.high)  # e.g. not AUC of 1 class
     finding = judge(op, excess) if defined else Finding.UNCLEAR
     verdict = _VERDICTS.get(finding, Verdict.UNDECIDED)
-    needed = _needed_rows(found, margin) if verdict is Verdict.UNDECIDED else None
+    needed = _needed_rows(found, margin, horizon) if verdict is Verdict.UNDECIDED else None
     same = (against or metric) == metric and factor == 1.0
     name = metric if same else f"{metric} - {factor:g} x champion.{against or metric}"
     return PairedOutcome(
@@ -213,8 +235,15 @@ def decide(
         needed_rows=needed,
         p_value=found.p_value,
         detail=_detail(
-            name, found, confidence=confidence, margin=margin, verdict=verdict, needed=needed
+            name,
+            found,
+            confidence=confidence,
+            margin=margin,
+            verdict=verdict,
+            needed=needed,
+            horizon=horizon,
         ),
+        horizon=horizon,
     )
 
 
@@ -225,6 +254,15 @@ def check_confidence(confidence: float) -> None:
         raise InvalidInput(
             f"The confidence {confidence:g} is not between 0.5 and 1 (exclusive).",
             "Say how sure a verdict must be as a fraction, e.g. --confidence 0.9 for 90%.",
+        )
+
+
+def check_horizon(horizon: int | None) -> None:
+    """InvalidInput unless the horizon is None or a positive number of rows."""
+    if horizon is not None and horizon < 1:
+        raise InvalidInput(
+            f"The horizon {horizon} is not a positive number of rows.",
+            "Say over how many served rows a rule must hold, e.g. --horizon 1000.",
         )
 
 
@@ -275,6 +313,7 @@ def _bootstrap(
     factor: float,
     resamples: int,
     seed: int,
+    horizon: int | None = None,
 ) -> Difference:
     sides = EncodedRows.encode(
         rows.truth,
@@ -286,10 +325,15 @@ def _bootstrap(
     candidate = float(sides.value(metric, "candidate", whole)[0])
     champion = float(sides.value(against, "champion", whole)[0])
     rng = np.random.default_rng(seed)
-    block = max(1, _CELLS // rows.rows)
+    block = max(1, _CELLS // (rows.rows + (horizon or 0)))
     parts = []
     for start in range(0, resamples, block):
-        weights = row_counts(rng, min(block, resamples - start), rows.rows)
+        size = min(block, resamples - start)
+        weights = (
+            row_counts(rng, size, rows.rows)
+            if horizon is None
+            else future_counts(rng, size, rows.rows, horizon)
+        )
         with np.errstate(all="ignore"):
             parts.append(
                 sides.value(metric, "candidate", weights)
@@ -311,7 +355,11 @@ def _bootstrap(
         high=max(float(high), estimate),
         confidence=confidence,
         rows=rows.rows,
-        method=f"paired bootstrap, {resamples:,} resamples",
+        method=(
+            f"paired bootstrap, {resamples:,} resamples"
+            if horizon is None
+            else f"predictive paired bootstrap, {resamples:,} resamples"
+        ),
     )
 
 
@@ -321,15 +369,32 @@ def row_counts(rng: np.random.Generator, resamples: int, n: int) -> FloatArray:
     return np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
 
 
-def _needed_rows(found: Difference, margin: float) -> int | None:
-    """Rows at which the interval's half-width, shrinking as 1/sqrt(rows), would clear the
-    distance between the difference and the margin, to two figures; None when far away."""
+def future_counts(rng: np.random.Generator, resamples: int, n: int, horizon: int) -> FloatArray:
+    """How often each of `n` rows is drawn among `horizon` rows drawn from a resample of the
+    `n` rows, shaped (resamples, n) and scaled to sum to `n` as a resample's counts do: the
+    next `horizon` rows as the holdout says they may be."""
+    picks = rng.integers(0, n, size=(resamples, n))
+    future = np.take_along_axis(picks, rng.integers(0, n, size=(resamples, horizon)), axis=1)
+    future += n * np.arange(resamples)[:, None]
+    counts = np.bincount(future.ravel(), minlength=resamples * n).reshape(resamples, n)
+    return np.asarray(counts * (n / horizon), dtype=np.float64)
+
+
+def _needed_rows(found: Difference, margin: float, horizon: int | None = None) -> int | None:
+    """Rows at which the interval's half-width, shrinking as sqrt(1/rows + 1/horizon), would
+    clear the distance between the difference and the margin, to two figures; None when far
+    away, or when no number of rows would (the horizon's own noise is wider)."""
     distance = abs(found.estimate - margin)
     above = found.estimate >= margin
     half = found.estimate - found.low if above else found.high - found.estimate
     if distance == 0 or not math.isfinite(half):
         return None
-    needed = found.rows * (half / distance) ** 2
+    future = 0.0 if horizon is None else 1.0 / horizon
+    spread = half / math.sqrt(1.0 / found.rows + future)
+    inverse = (distance / spread) ** 2 - future
+    if inverse <= 0:
+        return None
+    needed = 1.0 / inverse
     return _rounded(math.ceil(needed)) if needed <= _FAR * found.rows else None
 
 
@@ -341,12 +406,14 @@ def _detail(
     margin: float,
     verdict: Verdict,
     needed: int | None,
+    horizon: int | None = None,
 ) -> str:
     """`accuracy +0.027 [-0.004, +0.058] (90% bounds) on 600 rows (exact binomial on 41
     disagreements): not sure it clears +0.01; about 1,900 rows would tell`."""
+    over = "" if horizon is None else f" over the next {horizon:,} rows"
     said = (
         f"{name} {found.estimate:+.3f} [{found.low:+.3f}, {found.high:+.3f}] "
-        f"({confidence:.0%} bounds) on {found.rows:,} rows ({found.method})"
+        f"({confidence:.0%} bounds{over}) on {found.rows:,} rows ({found.method})"
     )
     bound = f"{margin:+g}"
     if not all(map(math.isfinite, (found.estimate, found.low, found.high))):
@@ -355,11 +422,12 @@ def _detail(
         return f"{said}: clears {bound}"
     if verdict is Verdict.FAIL:
         return f"{said}: surely does not clear {bound}"
-    rows = (
-        f"about {needed:,} rows would tell"
-        if needed is not None
-        else f"far more than {found.rows:,} rows would be needed"
-    )
+    if needed is not None:
+        rows = f"about {needed:,} rows would tell"
+    elif horizon is not None:
+        rows = f"the difference is too small to show surely over {horizon:,} rows"
+    else:
+        rows = f"far more than {found.rows:,} rows would be needed"
     return f"{said}: not sure it clears {bound}; {rows}"
 
 

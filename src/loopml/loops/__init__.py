@@ -130,6 +130,7 @@ def create(
     max_wait_rows: int = 5_000,
     weight_column: str = "sample_weight",
     checks: Sequence[str] = (),
+    horizon: int | None = None,
     project: str | None = None,
     workspace: Workspace | None = None,
 ) -> Loop:
@@ -180,6 +181,7 @@ def create(
         max_wait_rows,
         weight_column,
         tuple(parse_checks(checks).to_texts()),
+        horizon=horizon,
     )
     check_spec(spec)
     for trigger in spec.parsed_triggers:
@@ -557,6 +559,7 @@ def _judge(
         project=spec.project,
         confidence=spec.confidence,
         checks=parse_checks(spec.checks),
+        horizon=spec.horizon,
     )
     scored = replace(
         current,

@@ -58,6 +58,7 @@ from loopml.domain.paired import (
     PairedRows,
     Verdict,
     check_confidence,
+    check_horizon,
     decide,
 )
 from loopml.errors import InvalidInput
@@ -226,17 +227,26 @@ def gate(
     confidence: float | None = None,
     checks: DataChecks | None = None,
     load: Callable[[str], Any] | None = None,
+    horizon: int | None = None,
 ) -> GateResult:
     """Score `model` version `candidate` (and the version `against` names, if any) on dataset
     version `data` and apply `rules`; latency is timed for at most `latency_budget_s` seconds
     per model. With `confidence`, a rule against the champion's metric is judged on the paired
     difference at that confidence, and may be undecided. The data checks take their thresholds
     from `checks` (default `DataChecks()`: duplicates reported, not blocking). `load` loads a
-    model version by its ref (default: from the registry; a backtest passes its cache)."""
+    model version by its ref (default: from the registry; a backtest passes its cache). With
+    a `horizon` too, those rules are judged over the next `horizon` served rows (a prediction
+    interval: the rule must show over them, not only on average)."""
     from loopml.monitoring.monitors import read_dataset
 
     if confidence is not None:
         check_confidence(confidence)
+    check_horizon(horizon)
+    if horizon is not None and confidence is None:
+        raise InvalidInput(
+            f"A horizon of {horizon:,} rows needs a confidence to judge the rules at.",
+            "Add --confidence 0.9 (or leave out --horizon).",
+        )
     project = project or ws.project
     parsed = [parse_rule(text) for text in rules]
     if not parsed:
@@ -277,7 +287,7 @@ def gate(
         rows = PairedRows(
             truth, scored[0].predicted, scored[1].predicted, scored[0].proba, scored[1].proba
         )
-        outcomes, comparisons = _judge_paired(parsed, outcomes, rows, confidence)
+        outcomes, comparisons = _judge_paired(parsed, outcomes, rows, confidence, horizon)
     passed = all(ok for _, ok, _ in outcomes) and all(each.ok for each in data_checks)
     return GateResult(
         passed,
@@ -301,6 +311,7 @@ def _judge_paired(
     outcomes: list[tuple[str, bool, str]],
     rows: PairedRows,
     confidence: float,
+    horizon: int | None = None,
 ) -> tuple[list[tuple[str, bool, str]], dict[str, PairedOutcome]]:
     """The outcomes with every rule against a champion's (non-latency) metric judged on the
     paired difference at `confidence`, and those differences by rule."""
@@ -315,6 +326,7 @@ def _judge_paired(
                 confidence=confidence,
                 against=rule.against,
                 factor=rule.factor,
+                horizon=horizon,
             )
             comparisons[text] = found
             ok, why = found.verdict is Verdict.PASS, f"{why}; {found.detail}"

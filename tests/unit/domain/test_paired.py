@@ -223,3 +223,64 @@ def test_the_interval_holds_the_estimate_and_a_seed_gives_the_same_result(
     first = paired_difference(metric, rows, confidence=0.8, resamples=200, seed=seed)
     assert first.low <= first.estimate <= first.high
     assert paired_difference(metric, rows, confidence=0.8, resamples=200, seed=seed) == first
+
+
+# -- a horizon: the difference over the next rows served ------------------------------------
+
+
+def test_a_horizon_interval_covers_the_difference_over_the_next_rows_as_often_as_it_says() -> None:
+    """The holdout's 1,500 rows and the next 500 rows are drawn from the same world; the 80%
+    prediction interval holds the next rows' difference about 80% of the time, where the
+    plain interval of the average difference holds it far less often."""
+    predicted, plain, seeds = 0, 0, SEEDS // 2
+    for seed in range(seeds):
+        holdout = _pair(seed, 1_500, 0.08, 0.05)
+        future = _pair(10**5 + seed, 500, 0.08, 0.05)
+        happened = paired_difference("accuracy", future, confidence=0.8, resamples=1).estimate
+        over = paired_difference(
+            "accuracy", holdout, confidence=0.8, horizon=500, seed=seed, resamples=500
+        )
+        assert over.method.startswith("predictive paired bootstrap")
+        predicted += over.low <= happened <= over.high
+        found = paired_difference("accuracy", holdout, confidence=0.8)
+        plain += found.low <= happened <= found.high
+    assert 0.73 <= predicted / seeds <= 0.87
+    assert plain / seeds < predicted / seeds - 0.15
+
+
+def test_a_gain_too_small_to_show_over_the_horizon_stays_undecided_however_many_rows() -> None:
+    """+0.002 on 20,000 rows is surely positive, but over the next 500 rows it serves worse
+    about as often as better: the rule is not passed, and no holdout size would pass it."""
+    rows = _pair(3, 20_000, 0.051, 0.049)
+    assert decide(rows, metric="accuracy", op=">=", margin=0.0, confidence=0.9).verdict in (
+        Verdict.PASS,
+        Verdict.UNDECIDED,
+    )
+    over = decide(rows, metric="accuracy", op=">=", margin=0.0, confidence=0.9, horizon=500)
+    assert over.verdict is Verdict.UNDECIDED
+    assert over.needed_rows is None
+    assert "too small to show surely over 500 rows" in over.detail
+    assert "over the next 500 rows" in over.detail
+
+
+def test_a_clear_gain_passes_over_the_horizon() -> None:
+    rows = _pair(4, 2_000, 0.12, 0.03)
+    over = decide(rows, metric="accuracy", op=">=", margin=0.0, confidence=0.9, horizon=1_000)
+    assert over.verdict is Verdict.PASS
+    assert over.horizon == 1_000
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([200, 1_000, 10_000]))
+def test_a_horizon_interval_is_never_narrower_than_the_plain_one(seed: int, horizon: int) -> None:
+    rows = _pair(seed, 300, 0.1, 0.06)
+    plain = paired_difference("f1", rows, confidence=0.8, seed=seed)
+    over = paired_difference("f1", rows, confidence=0.8, seed=seed, horizon=horizon)
+    assert over.high - over.low >= 0.9 * (plain.high - plain.low)
+    assert over.low <= over.estimate <= over.high
+
+
+@pytest.mark.parametrize("horizon", [0, -5])
+def test_a_horizon_that_is_no_number_of_rows_is_refused_with_the_fix(horizon: int) -> None:
+    with pytest.raises(InvalidInput, match="--horizon 1000"):
+        paired_difference("accuracy", _pair(0, 50, 0.1, 0.1), confidence=0.8, horizon=horizon)
