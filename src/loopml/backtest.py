@@ -41,8 +41,8 @@ from loopml.domain.loop_decisions import (
     decide_trigger,
     judge_watch,
     performance_drop,
-    recency_weights,
     split_rows,
+    training_weights,
     watch_rule,
 )
 from loopml.domain.loops import LoopSpec, Trigger, check_spec
@@ -422,7 +422,7 @@ class _Replay:
                 f"The data lacks the reference's columns {missing}.",
                 "The reference and the replayed data must have the same columns.",
             )
-        if spec.data.half_life_s is not None and spec.weight_column in table.columns:
+        if spec.data.weighted and spec.weight_column in table.columns:
             raise InvalidInput(
                 f"The weight column {spec.weight_column!r} is already a column of the data.",
                 "Name another with --weight-column.",
@@ -534,14 +534,16 @@ class _Replay:
 
         rows = self.table.iloc[positions]
         frame = pd.concat([bases, rows], ignore_index=True)
-        half = self.spec.data.half_life_s
-        if half is not None:
-            now = int(self.times[positions].max()) if len(positions) else int(self.times[0])
-            oldest = int(self.times[positions].min()) if len(positions) else now
-            ages = np.r_[
-                np.full(len(bases), (now - oldest) / 1e6), (now - self.times[positions]) / 1e6
-            ]
-            frame[self.spec.weight_column] = recency_weights(ages, half)
+        recipe = self.spec.data
+        if recipe.weighted:
+            times = self.times[positions]
+            frame[self.spec.weight_column] = training_weights(
+                times,
+                bases=len(bases),
+                now_us=int(times.max()) if len(times) else int(self.times[0]),
+                half_life_s=recipe.half_life_s,
+                half_life_rows=recipe.half_life_rows,
+            )
         return frame
 
     def _labelled(self, w: int) -> np.ndarray:

@@ -144,3 +144,25 @@ def test_the_label_free_estimate_triggers_before_any_label_comes(
     assert "surely below by more than 0.02" in fired.triggered
     assert fired.run is not None  # retrained (and held: the rule asks the impossible)
     assert fired.run.status == "held"
+
+
+def test_a_recipe_weighted_by_rows_weighs_each_row_by_the_labelled_rows_served_after_it(
+    world: Workspace,  # noqa: F811
+) -> None:
+    import numpy as np
+    import pytest
+
+    from loopml.adapters.prediction_log import now_us
+    from loopml.loops import data as loop_data
+
+    recipe = "reference + all labelled predictions, half-life 250 rows"
+    make_loop(world, triggers=["manual"], train_data=recipe)
+    serve(world, 3)  # 1,000 labelled rows: the newest 300 are the holdout, 700 train
+    spec = world.loops.get("churn-loop", "default").spec
+    built = loop_data.build(world, spec, 1, "churned", now_us=now_us(), champion_until_us=0)
+    train = read_dataset(world, world.data.resolve(built.train_ref, "default", record=False))
+    weights = train.to_pandas()["sample_weight"].to_numpy()
+    assert built.holdout_rows == 300
+    served = weights[-700:]  # the base rows come first
+    assert np.sort(served)[::-1] == pytest.approx(0.5 ** (np.arange(700) / 250))
+    assert np.all(weights[:-700] == pytest.approx(served.min()))

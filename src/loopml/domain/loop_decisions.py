@@ -7,6 +7,7 @@ train and which judge, whether a challenger is promoted, and how a watch ends. T
     performance_drop(recent, baseline, margin=...) -> PerformanceCheck (a trigger's evidence)
     split_rows(times_us, share=..., mode="time")     -> Split (training rows, holdout rows)
     recency_weights(ages_s, half_life_s)             -> weights for a recency-weighted recipe
+    training_weights(times, bases=, now_us=, ...)    -> those weights by time or by rows
     decide_promotion(PromotionFacts)                 -> PromotionDecision
     judge_watch(WatchFacts)                          -> WatchVerdict
 
@@ -361,6 +362,35 @@ def recency_weights(ages_s: npt.NDArray[Any], half_life_s: float) -> FloatArray:
         )
     ages = np.clip(np.asarray(ages_s, dtype=float), 0.0, None)
     return np.asarray(0.5 ** (ages / half_life_s), dtype=float)
+
+
+def training_weights(
+    times_us: npt.NDArray[Any],
+    *,
+    bases: int,
+    now_us: int,
+    half_life_s: float | None = None,
+    half_life_rows: int | None = None,
+) -> FloatArray:
+    """The weights of a recency-weighted recipe for `bases` base rows followed by labelled rows
+    served at `times_us`: a row's age is the time from it to `now_us` (`half_life_s`), or the
+    labelled rows served after it (`half_life_rows`); base rows count as old as the oldest
+    labelled row."""
+    times = np.asarray(times_us, dtype=np.int64)
+    if half_life_rows is not None:
+        order = np.argsort(-times, kind="stable")
+        ages = np.empty(len(times), dtype=float)
+        ages[order] = np.arange(len(times), dtype=float)
+        half = float(half_life_rows)
+    elif half_life_s is not None:
+        ages = (now_us - times) / 1e6
+        half = float(half_life_s)
+    else:
+        raise InvalidInput(
+            "A recency-weighted recipe needs a half-life.", 'Add ", half-life 14d" to it.'
+        )
+    oldest = float(ages.max()) if len(ages) else 0.0
+    return recency_weights(np.r_[np.full(bases, oldest), ages], half)
 
 
 # -- whether the challenger is promoted -------------------------------------------------------

@@ -14,13 +14,14 @@ and how it must beat the champion. Pure parsing and records; the work is in `loo
     train data   "reference + all labelled predictions"                      (cumulative)
                  "churn@12 + labelled predictions of the last 30d"           (sliding)
                  "reference + all labelled predictions, half-life 14d"       (recency-weighted)
+                 "reference + all labelled predictions, half-life 4000 rows" (by rows)
 
 The labelled predictions term is required: its rows are split into the rows the challenger
 trains on and the holdout both models are scored on, which the challenger never saw: the
 newest rows by default (`holdout_mode="time"`, the closest thing to the future), a seeded
 random share on request. A recency-weighted recipe hands the pipeline a weight column
-(`weight_column`) halving with every half-life of a row's age; base rows count as old as the
-oldest labelled row.
+(`weight_column`) halving with every half-life of a row's age, in time or in the labelled rows
+served after it; base rows count as old as the oldest labelled row.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class TrainData:
     """The sliding window; None takes every labelled row (cumulative)."""
     half_life_s: int | None = None
     """Rows weigh half as much with every half-life of age; None: all weigh the same."""
+    half_life_rows: int | None = None
+    """Rows weigh half as much with every this many labelled rows served after them."""
 
     def text(self) -> str:
         recent = (
@@ -158,11 +161,17 @@ class TrainData:
         )
         if self.half_life_s is not None:
             recent += f", half-life {format_duration(self.half_life_s)}"
+        if self.half_life_rows is not None:
+            recent += f", half-life {self.half_life_rows} rows"
         return " + ".join([*self.bases, recent])
 
     @property
+    def weighted(self) -> bool:
+        return self.half_life_s is not None or self.half_life_rows is not None
+
+    @property
     def kind(self) -> str:
-        if self.half_life_s is not None:
+        if self.weighted:
             return "recency-weighted"
         return "cumulative" if self.window_s is None else "sliding"
 
@@ -174,8 +183,9 @@ _RECENT = re.compile(
 _DATA_HINT = (
     'Write terms joined by +: "reference", a dataset version (churn@12) and one of "all '
     'labelled predictions", "labelled predictions of the last 30d", optionally followed by '
-    '", half-life 14d", e.g. "reference + all labelled predictions".'
+    '", half-life 14d" or ", half-life 4000 rows", e.g. "reference + all labelled predictions".'
 )
+_ROWS = re.compile(r"^(?P<rows>\d[\d,_]*) rows?$")
 
 
 def parse_train_data(text: str) -> TrainData:
@@ -185,8 +195,7 @@ def parse_train_data(text: str) -> TrainData:
         recent = _RECENT.match(" ".join(term.lower().split()))
         if recent and bool(recent["all"]) != bool(recent["window"]):
             window = None if recent["all"] else parse_duration(recent["window"])
-            half = parse_duration(recent["half"]) if recent["half"] else None
-            recents.append(TrainData((), window, half))
+            recents.append(TrainData((), window, *_half_life(recent["half"])))
         elif term == "reference" or _is_dataset_ref(term):
             bases.append(term)
         else:
@@ -198,7 +207,23 @@ def parse_train_data(text: str) -> TrainData:
             "The labelled rows give the challenger new data and both models a fresh "
             "holdout. " + _DATA_HINT,
         )
-    return TrainData(tuple(dict.fromkeys(bases)), recents[0].window_s, recents[0].half_life_s)
+    (found,) = recents
+    return TrainData(
+        tuple(dict.fromkeys(bases)), found.window_s, found.half_life_s, found.half_life_rows
+    )
+
+
+def _half_life(text: str | None) -> tuple[int | None, int | None]:
+    """(seconds, rows) of a half-life written as a duration (14d) or rows (4000 rows)."""
+    if not text:
+        return None, None
+    rows = _ROWS.match(text.strip())
+    if rows is None:
+        return parse_duration(text), None
+    count = int(rows["rows"].replace(",", "").replace("_", ""))
+    if count < 1:
+        raise InvalidInput(f"The half-life {text!r} is not a positive number of rows.", _DATA_HINT)
+    return None, count
 
 
 def _is_dataset_ref(term: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from loopml.bootstrap import Workspace
-from loopml.domain.loop_decisions import recency_weights, split_rows
+from loopml.domain.loop_decisions import split_rows, training_weights
 from loopml.domain.loops import LoopSpec
 from loopml.domain.records import PRODUCES_TAG, Monitor
 from loopml.errors import InvalidInput, LoopmlError
@@ -197,9 +197,13 @@ def build(
         )
     fresh_rows = rows.iloc[train_at]
     training = pd.concat([*(b[columns] for b in bases), fresh_rows[columns]], ignore_index=True)
-    if spec.data.half_life_s is not None:
-        training[spec.weight_column] = _weights(
-            len(training) - len(fresh_rows), fresh_rows[TIME].to_numpy(), now_us, spec
+    if spec.data.weighted:
+        training[spec.weight_column] = training_weights(
+            fresh_rows[TIME].to_numpy(),
+            bases=len(training) - len(fresh_rows),
+            now_us=now_us,
+            half_life_s=spec.data.half_life_s,
+            half_life_rows=spec.data.half_life_rows,
         )
     holdout = rows.iloc[held_at][columns].reset_index(drop=True)
     refs = _save(
@@ -263,15 +267,6 @@ def _bases(ws: Workspace, spec: LoopSpec) -> tuple[list[Any], list[Any]]:
         versions.append(version)
         tables.append(read_dataset(ws, version).to_pandas())
     return tables, versions
-
-
-def _weights(bases: int, times: Any, now_us: int, spec: LoopSpec) -> Any:
-    """Recency weights: base rows count as old as the oldest labelled row."""
-    half = spec.data.half_life_s
-    assert half is not None
-    ages = (now_us - np.asarray(times, dtype=np.int64)) / 1e6
-    oldest = float(ages.max()) if len(ages) else 0.0
-    return recency_weights(np.r_[np.full(bases, oldest), ages], half)
 
 
 def _save(

@@ -26,6 +26,7 @@ from loopml.domain.loop_decisions import (
     performance_drop,
     recency_weights,
     split_rows,
+    training_weights,
 )
 from loopml.domain.loops import parse_trigger
 from loopml.domain.paired import PairedOutcome, PairedRows, Verdict, decide
@@ -209,6 +210,32 @@ def test_recency_weights_halve_with_each_half_life_and_never_grow_with_age(
     assert recency_weights(np.array([half_life]), half_life)[0] == pytest.approx(0.5)
     with pytest.raises(InvalidInput, match="half-life"):
         recency_weights(np.array(ages), 0)
+
+
+@given(st.lists(st.integers(0, 10**12), min_size=1, max_size=60), st.integers(0, 5))
+def test_weights_by_rows_halve_with_every_half_life_of_newer_rows(
+    times: list[int], bases: int
+) -> None:
+    """Served in any order, a row weighs 0.5 ** (labelled rows served after it / half-life):
+    the newest weighs 1, and base rows weigh what the oldest does."""
+    weights = training_weights(np.array(times), bases=bases, now_us=0, half_life_rows=4)
+    labelled = weights[bases:]
+    newer = np.array([np.sum(np.array(times) > t) for t in times])
+    assert labelled.max() == pytest.approx(1.0)
+    assert np.all(labelled[np.argsort(times, kind="stable")][::-1] <= 1.0)
+    assert np.all(labelled <= 0.5 ** (newer / 4) + 1e-12)  # ties: some counted as newer
+    assert np.all(weights[:bases] == pytest.approx(labelled.min()))
+    assert sorted(np.round(np.log2(labelled) * -4).astype(int)) == list(range(len(times)))
+
+
+def test_weights_by_time_halve_with_every_half_life_of_age() -> None:
+    day = 86_400 * 10**6
+    weights = training_weights(
+        np.array([0, 14 * day, 28 * day]), bases=2, now_us=28 * day, half_life_s=14 * 86_400
+    )
+    assert weights == pytest.approx([0.25, 0.25, 0.25, 0.5, 1.0])
+    with pytest.raises(InvalidInput, match="needs a half-life"):
+        training_weights(np.array([0]), bases=0, now_us=0)
 
 
 # -- promotion --------------------------------------------------------------------------------

@@ -41,9 +41,25 @@ def test_the_training_data_recipe_has_bases_and_one_recent_window() -> None:
     assert parse_train_data("labelled predictions of the last 1h").bases == ()
 
 
+def test_a_half_life_is_a_duration_or_a_number_of_rows() -> None:
+    by_rows = parse_train_data("reference + all labelled predictions, half-life 4,000 rows")
+    assert (by_rows.half_life_rows, by_rows.half_life_s, by_rows.kind) == (
+        4000,
+        None,
+        "recency-weighted",
+    )
+    assert by_rows.text() == "reference + all labelled predictions, half-life 4000 rows"
+    assert parse_train_data(by_rows.text()) == by_rows
+    by_time = parse_train_data("reference + all labelled predictions, half-life 14d")
+    assert (by_time.half_life_s, by_time.half_life_rows) == (14 * 86_400, None)
+    assert not parse_train_data("reference + all labelled predictions").weighted
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
+        ("all labelled predictions, half-life 0 rows", "'0 rows' is not a positive number"),
+        ("all labelled predictions, half-life many rows", "not a duration"),
         ("reference", "exactly one"),
         ("labelled rows of the last 1d + labelled rows of the last 2d", "exactly one"),
         ("reference + all the rows", "'all the rows' cannot be read"),
