@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from loopml.backtest import RECOMMENDED
 from loopml.bootstrap import open_workspace
 from loopml.settings import Settings
 
@@ -80,8 +81,9 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     summary = result["summary"]
     assert summary["windows"] == 8
     assert len(result["windows"]) == 8
-    assert result["policy"]["train_data"] == "reference + all labelled predictions"
+    assert result["policy"]["train_data"] == RECOMMENDED.train_data
     assert result["policy"]["confidence"] == 0.9
+    assert result["policy"]["horizon"] == 1_000
     # the concept flips at 35% and 70%: the static model falls behind, the policy does not
     assert summary["oracle_mean"] > summary["static_mean"] + 0.03
     assert summary["policy_mean"] > summary["static_mean"] + 0.02
@@ -90,7 +92,8 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     assert 0.3 < summary["recovery"] <= 1.5
     assert summary["needless_promotions"] <= summary["promotions"]
     decisions = [d for w in result["windows"] for d in w["decisions"]]
-    assert any("(90% bounds)" in d for d in decisions)  # each decision says how sure it is
+    # each decision says how sure it is, over the next rows the winner would serve
+    assert any("(90% bounds over the next 1,000 rows)" in d for d in decisions)
     page = report.read_text()
     assert "<svg" in page
     assert "oracle (refit every window)" in page

@@ -211,12 +211,14 @@ def backtest(
         None,
         "--train-data",
         help='Default "reference + all labelled predictions"; or "... of the last 30d", or '
-        '"..., half-life 14d" (a weight column for the pipeline).',
+        '"..., half-life 14d" or "..., half-life 4000 rows" (a weight column for the '
+        "pipeline).",
     ),
     promote_if: list[str] = typer.Option(
         [],
         "--promote-if",
-        help='Default "accuracy >= champion.accuracy + 0.005". Repeat for several.',
+        help='Default "accuracy >= champion.accuracy" (over the next --horizon rows). Repeat '
+        "for several.",
     ),
     guard: list[str] = typer.Option([], "--guard", help="Another rule that must hold."),
     confidence: float = typer.Option(
