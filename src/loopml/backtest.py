@@ -224,7 +224,10 @@ def backtest(
         window=window,
     )
     tell = say or (lambda _text: None)
-    with tempfile.TemporaryDirectory(prefix="loopml-backtest-") as scratch:
+    # a straggling write into the scratch folder must not hide the error that ended the replay
+    with tempfile.TemporaryDirectory(
+        prefix="loopml-backtest-", ignore_cleanup_errors=True
+    ) as scratch:
         from loopml.settings import Settings
 
         sandbox = open_workspace(Settings.from_env({"LOOPML_HOME": scratch}))

@@ -18,6 +18,7 @@ from loopml.domain.paired import (
     Verdict,
     check_confidence,
     decide,
+    future_counts,
     paired_difference,
 )
 from loopml.errors import InvalidInput
@@ -284,3 +285,15 @@ def test_a_horizon_interval_is_never_narrower_than_the_plain_one(seed: int, hori
 def test_a_horizon_that_is_no_number_of_rows_is_refused_with_the_fix(horizon: int) -> None:
     with pytest.raises(InvalidInput, match="--horizon 1000"):
         paired_difference("accuracy", _pair(0, 50, 0.1, 0.1), confidence=0.8, horizon=horizon)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 40), st.integers(1, 200))
+def test_the_next_rows_are_drawn_from_a_resample_and_weigh_as_a_resample_does(
+    seed: int, rows: int, horizon: int
+) -> None:
+    counts = future_counts(np.random.default_rng(seed), 7, rows, horizon)
+    assert counts.shape == (7, rows)
+    assert np.all(counts >= 0)
+    assert counts.sum(axis=1) == pytest.approx(np.full(7, rows))
+    drawn = np.rint(counts * horizon / rows)
+    assert np.allclose(drawn * rows / horizon, counts)  # whole rows, scaled
