@@ -317,6 +317,20 @@ def test_a_split_body_naming_a_column_twice_is_refused(churn: Any) -> None:
     assert "names a column twice" in answer.json()["error"]
 
 
+@pytest.mark.parametrize("name", [[], {}, 5, None, ["tenure"]])
+def test_a_split_body_naming_a_column_by_anything_but_a_string_is_refused(
+    churn: Any, name: Any
+) -> None:
+    """Found by fuzzing: a list as a column name was a 503 (unhashable type)."""
+    client, _, _ = churn
+    body = {"columns": ["tenure", "plan", name], "data": [[3, "basic", None]]}
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 422
+    assert "'columns' must be a list of column names (strings)" in answer.json()["error"]
+    fine = {"columns": ["tenure", "plan", "monthly"], "data": [[3, "basic", 1.0]]}
+    assert client.post("/predict", json=fine).status_code == 200
+
+
 def test_duplicate_keys_in_a_row_keep_the_last_and_it_is_checked(churn: Any) -> None:
     client, _, _ = churn
     body = b'{"rows": [{"tenure": 3, "plan": "basic", "monthly": 1.0, "tenure": true}]}'

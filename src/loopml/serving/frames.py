@@ -68,7 +68,9 @@ def _split_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     columns, data = body.get("columns"), body.get("data")
     if not isinstance(columns, list) or not isinstance(data, list):
         raise RequestError(422, "Give 'rows' (a list of objects) or 'columns' and 'data'.")
-    if len(set(map(str, columns))) < len(columns):
+    if not all(isinstance(name, str) for name in columns):
+        raise RequestError(422, "'columns' must be a list of column names (strings).")
+    if len(set(columns)) < len(columns):
         raise RequestError(422, "'columns' names a column twice; name each column once.")
     for index, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
