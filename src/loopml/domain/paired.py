@@ -365,8 +365,7 @@ def _bootstrap(
 
 def row_counts(rng: np.random.Generator, resamples: int, n: int) -> FloatArray:
     """How often each of `n` rows is drawn in each resample, shaped (resamples, n)."""
-    picks = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
-    return np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n).astype(float)
+    return _tally(rng.integers(0, n, size=(resamples, n)), n)
 
 
 def future_counts(rng: np.random.Generator, resamples: int, n: int, horizon: int) -> FloatArray:
@@ -375,9 +374,15 @@ def future_counts(rng: np.random.Generator, resamples: int, n: int, horizon: int
     next `horizon` rows as the holdout says they may be."""
     picks = rng.integers(0, n, size=(resamples, n))
     future = np.take_along_axis(picks, rng.integers(0, n, size=(resamples, horizon)), axis=1)
-    future += n * np.arange(resamples)[:, None]
-    counts = np.bincount(future.ravel(), minlength=resamples * n).reshape(resamples, n)
-    return np.asarray(counts * (n / horizon), dtype=np.float64)
+    return _tally(future, n) * (n / horizon)
+
+
+def _tally(picks: npt.NDArray[np.int64], n: int) -> FloatArray:
+    """Per row of `picks` (row positions below `n`), how often each position was picked."""
+    resamples = len(picks)
+    flat = (picks + n * np.arange(resamples)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=resamples * n).reshape(resamples, n)
+    return np.asarray(counts, dtype=np.float64)
 
 
 def _needed_rows(found: Difference, margin: float, horizon: int | None = None) -> int | None:
