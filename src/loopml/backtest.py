@@ -387,6 +387,7 @@ class _Replay:
     last_retrain_window: int = -1
     retrained: bool = False
     promotions: list[tuple[int, _Model, _Model]] = field(default_factory=list)
+    oracle_updates: list[tuple[int, _Model, _Model]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     _seen: dict[int, int] = field(default_factory=dict)
     """The last row position each model version trained on (-1: the bases only)."""
@@ -507,7 +508,11 @@ class _Replay:
             truth = self._truth(w, w)
             if w > 0:
                 try:
-                    oracle = trainer.train(self._training(self.bases, self._rows(0, w - 1)))
+                    before, oracle = (
+                        oracle,
+                        trainer.train(self._training(self.bases, self._rows(0, w - 1))),
+                    )
+                    self.oracle_updates.append((w - 1, oracle, before))
                 except _TrainingFailed as exc:
                     tell(f"window {w}: the oracle failed to train ({exc}); it keeps its model")
             assert self.champion is not None
@@ -749,19 +754,9 @@ class _Replay:
         oracle = float(np.average([w.oracle for w in windows], weights=sizes))
         gain = oracle - static
         recovery = (policy - static) / gain if abs(gain) > 1e-9 else None
-        needless, judged = 0, 0
-        for w, new, old in self.promotions:
-            after = [v for v in (w + 1, w + 2) if v < len(self.bounds)]
-            if not after:
-                continue
-            judged += 1
-            truth = self._truth(after[0], after[-1])
-            new_score = self._score(self._predicted_rows(new, after[0], after[-1]), truth)
-            old_score = self._score(self._predicted_rows(old, after[0], after[-1]), truth)
-            worse = (
-                new_score > old_score if self.metric in LOWER_IS_BETTER else new_score < old_score
-            )
-            needless += int(worse)
+        judged = [self._served_worse(*p) for p in self.promotions]
+        oracle_judged = [self._served_worse(*p) for p in self.oracle_updates]
+        needless = sum(1 for worse in judged if worse)
         return {
             "windows": len(windows),
             "rows": int(sum(w.rows for w in windows)),
@@ -771,12 +766,25 @@ class _Replay:
             "oracle_mean": oracle,
             "recovery": None if recovery is None or not math.isfinite(recovery) else recovery,
             "promotions": len(self.promotions),
-            "promotions_judged": judged,
+            "promotions_judged": sum(1 for worse in judged if worse is not None),
             "needless_promotions": needless,
+            "oracle_updates_judged": sum(1 for worse in oracle_judged if worse is not None),
+            "oracle_needless_updates": sum(1 for worse in oracle_judged if worse),
             "rollbacks": self.counts.get("rollbacks", 0),
             "retrainings": self.counts.get("retrainings", 0),
             "pipeline_runs": trainer.runs,
         }
+
+    def _served_worse(self, w: int, new: _Model, old: _Model) -> bool | None:
+        """Whether `new`, taking over after window `w`, served worse over the next two windows
+        than `old` would have; None when no window follows."""
+        after = [v for v in (w + 1, w + 2) if v < len(self.bounds)]
+        if not after:
+            return None
+        truth = self._truth(after[0], after[-1])
+        new_score = self._score(self._predicted_rows(new, after[0], after[-1]), truth)
+        old_score = self._score(self._predicted_rows(old, after[0], after[-1]), truth)
+        return new_score > old_score if self.metric in LOWER_IS_BETTER else new_score < old_score
 
 
 def _with_watch(spec: LoopSpec, watch_s: int) -> LoopSpec:

@@ -91,6 +91,9 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     assert summary["retrainings"] >= summary["promotions"]
     assert 0.3 < summary["recovery"] <= 1.5
     assert summary["needless_promotions"] <= summary["promotions"]
+    # the yardstick of needless: each of the oracle's refits but the last window's is judged
+    assert summary["oracle_updates_judged"] == 7
+    assert 0 <= summary["oracle_needless_updates"] <= 7
     decisions = [d for w in result["windows"] for d in w["decisions"]]
     # each decision says how sure it is, over the next rows the winner would serve
     assert any("(90% bounds over the next 1,000 rows)" in d for d in decisions)
@@ -108,6 +111,8 @@ def test_the_text_report_shows_each_window_and_the_summary(cli, tmp_path: Path) 
     assert "window 3/3:" in err  # progress, one line a window
     assert "3 windows, 1,500 rows; mean accuracy: policy" in out
     assert "needless" in out
+    assert "the oracle's own refits: " in out
+    assert " of 2 served worse over the next two windows" in out
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,9 @@ def summary_lines(result: BacktestResult) -> list[str]:
         f"{s['policy_mean']:.4f}, static {s['static_mean']:.4f}, oracle {s['oracle_mean']:.4f}",
         f"recovery {recovery}; {s['promotions']} promotions ({s['needless_promotions']} "
         f"needless), {s['rollbacks']} rollbacks, {s['retrainings']} retrainings",
+        f"the oracle's own refits: {s['oracle_needless_updates']} of "
+        f"{s['oracle_updates_judged']} served worse over the next two windows than the model "
+        "they replaced (how often a refit loses by chance here)",
     ]
 
 
