@@ -1,9 +1,6 @@
 """A general tabular classifier pipeline for `loopml loop backtest` and live loops: it trains on
 every column but the label, one-hot encodes text columns, and honours a `sample_weight` column
-(what a recency-weighted training recipe hands it). Two refits differ only by the data that
-changed: a row's side of the train/test split follows from its values, and the booster has no
-random early-stopping split, so a challenger and its champion disagree on what they learned,
-not on a reshuffle, and a paired comparison of the two needs fewer rows to be sure.
+(what a recency-weighted training recipe hands it).
 
     loopml loop backtest --pipeline examples/worlds/pipeline.py:tabular --reference ref@1 \\
         --data history@1 --time-column event_time --label label
@@ -30,14 +27,11 @@ def load(dataset: str) -> pd.DataFrame:
 
 
 @step
-def split(df: pd.DataFrame, test_share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A row's side of the split follows from its values, so it stays there when the data grows:
-    two models trained before and after a window differ by that window's rows, not by a fresh
-    shuffle of all the others (which would make refits disagree by noise)."""
-    values = df.drop(columns=[c for c in (WEIGHT,) if c in df.columns])
-    digest = pd.util.hash_pandas_object(values, index=False).to_numpy()
-    test = digest % 1_000 < int(test_share * 1_000)
-    return df[~test].reset_index(drop=True), df[test].reset_index(drop=True)
+def split(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    fit, test = train_test_split(df, test_size=0.2, random_state=seed)
+    return fit.reset_index(drop=True), test.reset_index(drop=True)
 
 
 def _features(df: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -59,11 +53,7 @@ def train(fit: pd.DataFrame, label: str = "label", seed: int = 0) -> object:
     model = make_pipeline(
         encode,
         HistGradientBoostingClassifier(
-            max_iter=40,
-            max_leaf_nodes=15,
-            learning_rate=0.15,
-            early_stopping=False,
-            random_state=seed,
+            max_iter=40, max_leaf_nodes=15, learning_rate=0.15, random_state=seed
         ),
     )
     weights = fit[WEIGHT].to_numpy() if WEIGHT in fit.columns else np.ones(len(fit))
