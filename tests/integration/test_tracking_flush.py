@@ -165,6 +165,42 @@ def test_one_heartbeat_write_covers_every_active_run_of_the_process(
         ws.close()
 
 
+def test_a_closed_workspace_gets_no_heartbeat_and_its_close_waits_for_one_in_flight(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The background thread's heartbeat that is writing when the workspace closes lands before
+    the close returns, and none follows: nothing writes into the database of a closed workspace
+    (a backtest deletes its scratch workspace's folder right after)."""
+    ws = open_workspace(make_settings())
+    store = ws.tracking.store
+    writing, release, closed = threading.Event(), threading.Event(), threading.Event()
+    after_close: list[Any] = []
+    real = store.heartbeat
+
+    def heartbeat(run_ids: Any) -> None:
+        if closed.is_set():
+            after_close.append(run_ids)
+        writing.set()
+        release.wait(10)  # a slow write, in flight while the workspace closes
+        real(run_ids)
+
+    store.heartbeat = heartbeat  # type: ignore[method-assign]
+    run = ws.tracking.start_run(project="default", name="beating")
+    assert writing.wait(5)  # the background thread's first beat is writing
+    closer = threading.Thread(target=ws.close)
+    closer.start()
+    time.sleep(0.3)
+    assert closer.is_alive()  # the close waits for the beat in flight
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive()
+    closed.set()
+    ws.tracking._next_beat = 0.0  # a beat would be due now
+    ws.tracking.beat_if_due([run.id])
+    time.sleep(0.3)  # and the background thread has had its turns
+    assert after_close == []
+
+
 def test_a_run_from_before_heartbeats_ends_at_its_last_metric_or_its_start(database: Any) -> None:
     """Runs made before heartbeats existed have none: their last sign of life is their newest
     metric point, else their start."""

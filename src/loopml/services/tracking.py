@@ -303,15 +303,21 @@ class TrackingService:
         self.heartbeat_s = min(HEARTBEAT_S, run_timeout_s / 6)
         self._next_beat = 0.0
         self._next_reap = 0.0
+        self._beating = threading.Lock()
+        self._closed = False
 
     def beat_if_due(self, run_ids: list[RunId]) -> None:
         """Stamp `run_ids` as alive if `heartbeat_s` has passed since the last beat (called by
-        the background thread with every active run of this service)."""
-        now = time.monotonic()
-        if now < self._next_beat or not isinstance(self.store, RunHeartbeats):
-            return
-        self._next_beat = now + self.heartbeat_s
-        self.store.heartbeat(run_ids)
+        the background thread with every active run of this service); never once the service
+        is closed."""
+        with self._beating:
+            now = time.monotonic()
+            if self._closed or now < self._next_beat:
+                return
+            if not isinstance(self.store, RunHeartbeats):
+                return
+            self._next_beat = now + self.heartbeat_s
+            self.store.heartbeat(run_ids)
 
     def end_silent_runs(self, *, every_s: float = 0.0) -> list[RunId]:
         """Mark killed the runs whose heartbeat stopped `run_timeout_s` ago (their process
@@ -477,6 +483,12 @@ class TrackingService:
         return RunComparison((a, b), params, metrics, (a.inputs, b.inputs))
 
     def close_all(self) -> None:
-        """Flush and finish runs left open (at interpreter exit)."""
-        for active in list(self.active_runs):
-            active.end()
+        """Flush and finish runs left open, then stop beating: a beat in flight lands first,
+        and once this returns the background thread writes nothing more through this service
+        (the workspace then releases its stores; a scratch workspace's folder is deleted)."""
+        try:
+            for active in list(self.active_runs):
+                active.end()
+        finally:
+            with self._beating:
+                self._closed = True
