@@ -65,6 +65,7 @@ class Policy:
     refit: bool = True
     max_wait_rows: int = 2_000
     horizon: int | None = 1_000
+    holdout_rows: int | None = 500
 
 
 RECOMMENDED = Policy()
@@ -139,6 +140,7 @@ def backtest(
     max_wait_rows: int | None = None,
     checks: Sequence[str] = (),
     horizon: int | None = None,
+    holdout_rows: int | None = None,
     data_param: str = "dataset",
     params: dict[str, Any] | None = None,
     weight_column: str = "sample_weight",
@@ -188,6 +190,9 @@ def backtest(
             weight_column,
             tuple(checks),
             horizon=RECOMMENDED.horizon if horizon is None else (horizon or None),
+            holdout_rows=(
+                RECOMMENDED.holdout_rows if holdout_rows is None else (holdout_rows or None)
+            ),
         )
     )
     from loopml.domain.data_checks import parse_checks
@@ -512,7 +517,8 @@ class _Replay:
                         oracle,
                         trainer.train(self._training(self.bases, self._rows(0, w - 1))),
                     )
-                    self.oracle_updates.append((w - 1, oracle, before))
+                    if oracle.version != before.version:  # the pipeline's cache: no update
+                        self.oracle_updates.append((w - 1, oracle, before))
                 except _TrainingFailed as exc:
                     tell(f"window {w}: the oracle failed to train ({exc}); it keeps its model")
             assert self.champion is not None
@@ -657,7 +663,11 @@ class _Replay:
         fresh = labelled[labelled > self._seen.get(self.champion.version, -1)]
         pool = fresh if len(fresh) >= 2 * MIN_HOLDOUT else labelled
         split = split_rows(
-            self.times[pool], share=self.spec.holdout, mode=self.spec.holdout_mode, seed=w
+            self.times[pool],
+            share=self.spec.holdout,
+            mode=self.spec.holdout_mode,
+            seed=w,
+            most=self.spec.holdout_rows,
         )
         return np.asarray(pool[split.holdout])
 
@@ -768,6 +778,9 @@ class _Replay:
             "promotions": len(self.promotions),
             "promotions_judged": sum(1 for worse in judged if worse is not None),
             "needless_promotions": needless,
+            "needless_windows": [
+                w for (w, _, _), worse in zip(self.promotions, judged, strict=True) if worse
+            ],
             "oracle_updates_judged": sum(1 for worse in oracle_judged if worse is not None),
             "oracle_needless_updates": sum(1 for worse in oracle_judged if worse),
             "rollbacks": self.counts.get("rollbacks", 0),

@@ -91,6 +91,10 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     assert summary["retrainings"] >= summary["promotions"]
     assert 0.3 < summary["recovery"] <= 1.5
     assert summary["needless_promotions"] <= summary["promotions"]
+    assert len(summary["needless_windows"]) == summary["needless_promotions"]
+    for index in summary["needless_windows"]:  # each names the window its promotion followed
+        assert "promoted" in result["windows"][index]["events"]
+    assert result["policy"]["holdout_rows"] == 500
     # the yardstick of needless: each of the oracle's refits but the last window's is judged
     assert summary["oracle_updates_judged"] == 7
     assert 0 <= summary["oracle_needless_updates"] <= 7
@@ -125,6 +129,7 @@ def test_the_text_report_shows_each_window_and_the_summary(cli, tmp_path: Path) 
         (["--train-data", "reference + rows from yesterday"], "term 'rows from yesterday'"),
         (["--trigger", "alert:drift"], "needs the live monitors"),
         (["--holdout-mode", "newest"], "Unknown holdout 'newest'"),
+        (["--holdout-rows", "5"], "--holdout-rows 5 is below 10"),
         (["--check", "duplicates <= 2"], "duplicates"),
         (["--data", "nothing@1"], "nothing"),
     ],

@@ -166,3 +166,35 @@ def test_a_recipe_weighted_by_rows_weighs_each_row_by_the_labelled_rows_served_a
     served = weights[-700:]  # the base rows come first
     assert np.sort(served)[::-1] == pytest.approx(0.5 ** (np.arange(700) / 250))
     assert np.all(weights[:-700] == pytest.approx(served.min()))
+
+
+def test_a_capped_holdout_keeps_only_the_newest_rows_and_trains_on_the_rest(
+    world: Workspace,  # noqa: F811
+) -> None:
+    import dataclasses
+
+    from loopml.adapters.prediction_log import now_us
+    from loopml.loops import data as loop_data
+
+    make_loop(
+        world,
+        triggers=["manual"],
+        train_data="reference + all labelled predictions",
+        holdout_rows=120,
+    )
+    serve(world, 3)  # 1,000 labelled rows: a 30% share alone would hold out 300
+    capped = world.loops.get("churn-loop", "default").spec
+    assert capped.holdout_rows == 120
+    now = now_us()
+
+    def rows(spec: object, run_id: int) -> tuple[set[tuple[object, ...]], int]:
+        built = loop_data.build(world, spec, run_id, "churned", now_us=now, champion_until_us=0)  # type: ignore[arg-type]
+        held = read_dataset(world, world.data.resolve(built.holdout_ref, "default", record=False))
+        train = read_dataset(world, world.data.resolve(built.train_ref, "default", record=False))
+        return set(held.to_pandas().itertuples(index=False)), train.num_rows
+
+    held, trained = rows(capped, 1)
+    whole_held, whole_trained = rows(dataclasses.replace(capped, holdout_rows=None), 2)
+    assert len(held) == 120
+    assert trained - whole_trained == 180  # the 180 rows no longer held out train instead
+    assert held <= whole_held  # the newest 120 of the newest 300

@@ -25,11 +25,13 @@ def summary_lines(result: BacktestResult) -> list[str]:
     recovery = (
         "n/a (the oracle gained nothing)" if s["recovery"] is None else f"{s['recovery']:.2f}"
     )
+    needless = s["needless_windows"]
+    where = f": after window {', '.join(map(str, needless))}" if needless else ""
     return [
         f"{s['windows']} windows, {s['rows']:,} rows; mean {result.metric}: policy "
         f"{s['policy_mean']:.4f}, static {s['static_mean']:.4f}, oracle {s['oracle_mean']:.4f}",
         f"recovery {recovery}; {s['promotions']} promotions ({s['needless_promotions']} "
-        f"needless), {s['rollbacks']} rollbacks, {s['retrainings']} retrainings",
+        f"needless{where}), {s['rollbacks']} rollbacks, {s['retrainings']} retrainings",
         f"the oracle's own refits: {s['oracle_needless_updates']} of "
         f"{s['oracle_updates_judged']} served worse over the next two windows than the model "
         "they replaced (how often a refit loses by chance here)",

@@ -74,6 +74,12 @@ def create(
     holdout: float = typer.Option(
         0.3, "--holdout", help="Share of the recent labelled rows kept out of training to score."
     ),
+    holdout_rows: int = typer.Option(
+        None,
+        "--holdout-rows",
+        help="Hold out no more than ROWS of them (the rest train the challenger, so it learns "
+        "a change from its newest rows; an undecided challenger's holdout still grows).",
+    ),
     min_rows: int = typer.Option(
         100, "--min-rows", help="Fewest recent labelled rows to retrain on, or to judge a watch."
     ),
@@ -160,6 +166,7 @@ def create(
         weight_column=weight_column,
         checks=check,
         horizon=horizon,
+        holdout_rows=holdout_rows,
         project=project_of(ws, project),
         workspace=ws,
     )
@@ -229,6 +236,11 @@ def backtest(
     ),
     holdout_mode: str = typer.Option(
         None, "--holdout-mode", help="time (the newest rows, default) or random."
+    ),
+    holdout_rows: int = typer.Option(
+        None,
+        "--holdout-rows",
+        help="Hold out no more than ROWS when a challenger trains (default 500; 0: no cap).",
     ),
     horizon: int = typer.Option(
         None,
@@ -304,6 +316,7 @@ def backtest(
         max_wait_rows=max_wait_rows,
         checks=check,
         horizon=horizon,
+        holdout_rows=holdout_rows,
         data_param=data_param,
         params=_params(param),
         weight_column=weight_column,
@@ -400,8 +413,9 @@ def show(
             ("training data", spec.train_data),
             (
                 "holdout",
-                f"{spec.holdout:.0%} of the labelled rows served since the champion was trained "
-                f"({'the newest' if spec.holdout_mode == 'time' else 'drawn at random'})",
+                f"{spec.holdout:.0%} of the labelled rows served since the champion was trained"
+                + (f", at most {spec.holdout_rows:,}" if spec.holdout_rows else "")
+                + f" ({'the newest' if spec.holdout_mode == 'time' else 'drawn at random'})",
             ),
             (
                 "confidence",

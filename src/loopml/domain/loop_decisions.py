@@ -331,10 +331,17 @@ class Split:
     holdout: IntArray
 
 
-def split_rows(times_us: npt.NDArray[Any], *, share: float, mode: str, seed: int) -> Split:
-    """Hold out `share` of the rows (at least one, and one left to train): the newest by
-    `times_us` (`mode="time"`, ties in row order), the closest thing to the future the
-    challenger will serve; or a seeded random draw (`mode="random"`)."""
+def split_rows(
+    times_us: npt.NDArray[Any], *, share: float, mode: str, seed: int, most: int | None = None
+) -> Split:
+    """Hold out `share` of the rows, and no more than `most` (at least one, and one left to
+    train): the newest by `times_us` (`mode="time"`, ties in row order), the closest thing to
+    the future the challenger will serve; or a seeded random draw (`mode="random"`).
+
+    The cap keeps the challenger fresh: every row held out is a row it does not learn from,
+    and after a change the newest rows are the ones that teach it; a challenger left
+    undecided is judged again on the rows served since, so a small holdout grows into a
+    large one without withholding the change from the model."""
     if mode not in HOLDOUT_MODES:
         raise InvalidInput(f"Unknown holdout {mode!r}.", f"Use one of: {', '.join(HOLDOUT_MODES)}.")
     if not 0 < share < 1:
@@ -345,7 +352,7 @@ def split_rows(times_us: npt.NDArray[Any], *, share: float, mode: str, seed: int
             f"{n} labelled row(s) cannot be split into training rows and a holdout.",
             "Wait for more labelled rows.",
         )
-    cut = min(n - 1, max(1, round(n * share)))
+    cut = min(n - 1, max(1, round(n * share)), n if most is None else max(1, most))
     if mode == "time":
         order = np.argsort(np.asarray(times_us), kind="stable")
     else:

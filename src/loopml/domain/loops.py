@@ -277,6 +277,9 @@ class LoopSpec:
     horizon: int | None = None
     """Judge a promotion rule over the next this many served rows (a prediction interval):
     promote only a challenger that would serve better over them with `confidence`."""
+    holdout_rows: int | None = None
+    """Hold out no more than this many rows (the newest, in time mode) when a challenger is
+    trained: the rest train it. A waiting challenger's holdout still grows past it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -304,6 +307,7 @@ class LoopSpec:
             "checks": list(self.checks),
             "reference_pin": self.reference_pin,
             "horizon": self.horizon,
+            "holdout_rows": self.holdout_rows,
         }
 
     @classmethod
@@ -335,6 +339,7 @@ class LoopSpec:
             tuple(data.get("checks", ())),
             data.get("reference_pin"),
             None if data.get("horizon") is None else int(data["horizon"]),
+            None if data.get("holdout_rows") is None else int(data["holdout_rows"]),
         )
 
     @property
@@ -387,6 +392,11 @@ def _check_numbers(spec: LoopSpec) -> None:
         raise InvalidInput(
             f"The holdout share {spec.holdout} is outside 0.05..0.8.",
             "Keep between 5% and 80% of the recent labelled rows for scoring, e.g. 0.3.",
+        )
+    if spec.holdout_rows is not None and spec.holdout_rows < 10:
+        raise InvalidInput(
+            f"--holdout-rows {spec.holdout_rows} is below 10.",
+            "Hold out 10 rows or more (e.g. 500), or leave it out to hold out the whole share.",
         )
     if spec.min_rows < 10:
         raise InvalidInput(f"--min-rows {spec.min_rows} is below 10.", "Give 10 or more.")

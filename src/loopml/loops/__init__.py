@@ -131,6 +131,7 @@ def create(
     weight_column: str = "sample_weight",
     checks: Sequence[str] = (),
     horizon: int | None = None,
+    holdout_rows: int | None = None,
     project: str | None = None,
     workspace: Workspace | None = None,
 ) -> Loop:
@@ -182,6 +183,7 @@ def create(
         weight_column,
         tuple(parse_checks(checks).to_texts()),
         horizon=horizon,
+        holdout_rows=holdout_rows,
     )
     check_spec(spec)
     for trigger in spec.parsed_triggers:

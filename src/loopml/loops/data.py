@@ -182,7 +182,13 @@ def build(
     times = rows[TIME].to_numpy()
     fresh = np.flatnonzero(times > champion_until_us)
     pool = fresh if len(fresh) >= 20 else np.arange(len(rows))
-    split = split_rows(times[pool], share=spec.holdout, mode=spec.holdout_mode, seed=run_id)
+    split = split_rows(
+        times[pool],
+        share=spec.holdout,
+        mode=spec.holdout_mode,
+        seed=run_id,
+        most=spec.holdout_rows,
+    )
     held_at = pool[split.holdout]
     train_at = np.setdiff1d(np.arange(len(rows)), held_at)
     bases, versions = _bases(ws, spec)

@@ -175,19 +175,31 @@ def test_lower_is_better_metrics_drop_upwards() -> None:
     share=st.floats(0.01, 0.99),
     seed=st.integers(0, 1000),
     mode=st.sampled_from(["time", "random"]),
+    most=st.none() | st.integers(1, 400),
 )
 def test_a_split_partitions_the_rows_and_a_time_holdout_is_the_newest(
-    times: list[int], share: float, seed: int, mode: str
+    times: list[int], share: float, seed: int, mode: str, most: int | None
 ) -> None:
-    split = split_rows(np.array(times), share=share, mode=mode, seed=seed)
+    split = split_rows(np.array(times), share=share, mode=mode, seed=seed, most=most)
     together = np.sort(np.r_[split.train, split.holdout])
     assert together.tolist() == list(range(len(times)))
     assert len(split.train) >= 1
     assert len(split.holdout) >= 1
+    if most is not None:
+        assert len(split.holdout) <= most
     if mode == "time":
         assert max(np.array(times)[split.train]) <= min(np.array(times)[split.holdout])
-    again = split_rows(np.array(times), share=share, mode=mode, seed=seed)
+    again = split_rows(np.array(times), share=share, mode=mode, seed=seed, most=most)
     assert again.holdout.tolist() == split.holdout.tolist()
+
+
+def test_a_capped_holdout_leaves_the_older_rows_to_train_the_challenger() -> None:
+    times = np.arange(10_000)
+    split = split_rows(times, share=0.3, mode="time", seed=0, most=500)
+    assert split.holdout.tolist() == list(range(9_500, 10_000))  # the newest 500, not 3,000
+    assert len(split.train) == 9_500
+    few = split_rows(np.arange(100), share=0.3, mode="time", seed=0, most=500)
+    assert len(few.holdout) == 30  # below the cap the share decides
 
 
 def test_a_split_refuses_what_cannot_be_split() -> None:

@@ -102,6 +102,7 @@ SPEC = LoopSpec(
         ({"mode": "sometimes"}, "Unknown mode"),
         ({"holdout": 0.95}, "outside 0.05..0.8"),
         ({"min_rows": 3}, "below 10"),
+        ({"holdout_rows": 5}, "--holdout-rows 5 is below 10"),
         ({"rollback_margin": -0.1}, "negative"),
     ],
 )
@@ -112,6 +113,8 @@ def test_a_spec_with_a_bad_part_is_refused_by_name(change: dict[str, object], wo
 
 
 def test_a_spec_survives_its_stored_form_and_names_its_watch_metric() -> None:
-    spec = dataclasses.replace(SPEC, params={"lr": 0.1}, guards=("auc >= 0.7",), mode="approve")
+    spec = dataclasses.replace(
+        SPEC, params={"lr": 0.1}, guards=("auc >= 0.7",), mode="approve", holdout_rows=500
+    )
     assert LoopSpec.from_dict("default", "churn-loop", spec.to_dict()) == spec
     assert spec.watch_metric == "f1"
