@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.migrate import ensure_schema
@@ -24,6 +25,12 @@ POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_SERVICES = os.environ.get("LOOPML_REQUIRE_SERVICES") == "1"
+
+# Property tests assert behaviour, not speed (speed is measured in benchmarks/): no per-example
+# deadline, which a first example paying for a lazy import or a busy CI machine would miss
+# (a 0.4 ms example once took 2.2 s and failed CI).
+settings.register_profile("loopml", deadline=None)
+settings.load_profile("loopml")
 
 
 def missing_service(reason: str) -> None:
