@@ -40,9 +40,7 @@ from loopml.domain.loop_decisions import (
     decide_promotion,
     decide_trigger,
     judge_watch,
-    new_rows_since,
     performance_drop,
-    performance_sample,
     split_rows,
     training_weights,
     watch_rule,
@@ -61,7 +59,7 @@ class Policy:
     triggers: tuple[str, ...] = ("performance", "labels:1500")
     train_data: str = "reference + all labelled predictions"
     promote_if: tuple[str, ...] = ("accuracy >= champion.accuracy",)
-    confidence: float = 0.8
+    confidence: float = 0.9
     holdout: float = 0.3
     holdout_mode: str = "time"
     refit: bool = True
@@ -594,11 +592,7 @@ class _Replay:
 
     def _trigger_facts(self, w: int, now: int) -> TriggerFacts:
         labelled = self._labelled(w)
-        assert self.champion is not None
-        seen = self._seen.get(self.champion.version, -1)
-        champion_until = int(self.times[seen]) if seen >= 0 else None
-        last = self.last_retrain_us if self.retrained else None
-        new_rows = new_rows_since(self.times[self._rows(0, w)], last, champion_until)
+        new_rows = len(self._rows(self.last_retrain_window + 1, w))
         due = None
         performance = None
         for trigger in self.spec.parsed_triggers:
@@ -618,16 +612,16 @@ class _Replay:
         )
 
     def _performance(self, trigger: Trigger, w: int) -> str | None:
-        """The trigger's text when the champion's metric on its newest `retry_rows` labelled
-        rows is surely worse than on the first ones it served."""
+        """The trigger's text when the champion's metric on its newest labelled rows (at most
+        `retry_rows`) is surely worse than on the first ones it served."""
         assert self.champion is not None
         first = max(self.champion_since, 0)
         if first > w:
             return None
         truth = self._truth(first, w)
         served = self._predicted_rows(self.champion, first, w)
-        count = performance_sample(len(truth), self.spec.retry_rows, self.spec.min_rows)
-        if count is None:
+        count = min(self.spec.retry_rows, len(truth) // 2)
+        if count < self.spec.min_rows:
             return None
         metric = trigger.target or self.metric
         check = performance_drop(
@@ -716,10 +710,8 @@ class _Replay:
             result.events.append("held")
             return
         model = waiting.model
-        rows = np.union1d(waiting.training, waiting.holdout)
-        # judged through its holdout: the live loop's champion data ends there too
-        self._seen[model.version] = max(self._seen.get(model.version, -1), int(rows.max()))
         if self.spec.refit:
+            rows = np.union1d(waiting.training, waiting.holdout)
             try:
                 model = self._train(trainer, rows)
             except _TrainingFailed as exc:

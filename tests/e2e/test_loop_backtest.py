@@ -82,7 +82,7 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     assert summary["windows"] == 8
     assert len(result["windows"]) == 8
     assert result["policy"]["train_data"] == RECOMMENDED.train_data
-    assert result["policy"]["confidence"] == 0.8
+    assert result["policy"]["confidence"] == 0.9
     assert result["policy"]["horizon"] == 1_000
     # the concept flips at 35% and 70%: the static model falls behind, the policy does not
     assert summary["oracle_mean"] > summary["static_mean"] + 0.03
@@ -100,7 +100,7 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     assert 0 <= summary["oracle_needless_updates"] <= 7
     decisions = [d for w in result["windows"] for d in w["decisions"]]
     # each decision says how sure it is, over the next rows the winner would serve
-    assert any("(80% bounds over the next 1,000 rows)" in d for d in decisions)
+    assert any("(90% bounds over the next 1,000 rows)" in d for d in decisions)
     page = report.read_text()
     assert "<svg" in page
     assert "oracle (refit every window)" in page

@@ -198,25 +198,3 @@ def test_a_capped_holdout_keeps_only_the_newest_rows_and_trains_on_the_rest(
     assert len(held) == 120
     assert trained - whole_trained == 180  # the 180 rows no longer held out train instead
     assert held <= whole_held  # the newest 120 of the newest 300
-
-
-def test_rows_a_waiting_winner_was_judged_on_are_not_new_to_a_labels_trigger(
-    world: Workspace,  # noqa: F811
-) -> None:
-    # the challenger waits (as above), is promoted on the 1,000 rows served since, and those
-    # rows do not count again toward the next retraining: only rows after them do
-    make_loop(world, triggers=["labels:800"], promote_if=["accuracy >= champion.accuracy + 0.16"])
-    serve(world, 3)
-    first = loops.run("churn-loop", workspace=world)
-    assert first.triggered == "labels:800 (1,000 new labelled rows)"
-    assert first.run is not None
-    assert first.run.status == "waiting", first.run.reason
-    serve(world, 3, seed=5)
-    promoted = loops.run("churn-loop", workspace=world)
-    assert promoted.decided is not None
-    assert promoted.decided.status == "promoted", promoted.decided.reason
-    assert promoted.triggered is None  # 1,000 rows since the retraining, none since its data
-    assert promoted.run is None
-    serve(world, 3, seed=6)
-    later = loops.run("churn-loop", workspace=world)
-    assert later.triggered == "labels:800 (1,000 new labelled rows)"

@@ -229,7 +229,7 @@ def backtest(
     ),
     guard: list[str] = typer.Option([], "--guard", help="Another rule that must hold."),
     confidence: float = typer.Option(
-        None, "--confidence", help="How sure a promotion, a drop or a rollback must be (0.8)."
+        None, "--confidence", help="How sure a promotion, a drop or a rollback must be (0.9)."
     ),
     holdout: float = typer.Option(
         None, "--holdout", help="Share of the new labelled rows held out to judge (0.3)."

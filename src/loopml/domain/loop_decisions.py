@@ -5,8 +5,6 @@ train and which judge, whether a challenger is promoted, and how a watch ends. T
 
     decide_trigger(TriggerFacts, TriggerPolicy)      -> TriggerDecision
     performance_drop(recent, baseline, margin=...) -> PerformanceCheck (a trigger's evidence)
-    performance_sample(served, retry_rows, min_rows) -> rows each side of that check
-    new_rows_since(times, last_retrain_us, champion_until_us) -> new rows for labels:N
     split_rows(times_us, share=..., mode="time")     -> Split (training rows, holdout rows)
     recency_weights(ages_s, half_life_s)             -> weights for a recency-weighted recipe
     training_weights(times, bases=, now_us=, ...)    -> those weights by time or by rows
@@ -216,28 +214,6 @@ class PerformanceCheck:
     baseline_rows: int
     dropped: bool
     detail: str
-
-
-def performance_sample(served: int, retry_rows: int, min_rows: int) -> int | None:
-    """How many rows each side of a performance check takes, the first ones a champion served
-    and its newest: `retry_rows` each, once it has served twice that many labelled rows (None
-    before). Two halves of a short stretch would cry drop on noise, most of all just after a
-    promotion, when the new champion has served a window or less."""
-    count = max(retry_rows, min_rows)
-    return count if served >= 2 * count else None
-
-
-def new_rows_since(
-    times_us: npt.NDArray[Any], last_retrain_us: int | None, champion_until_us: int | None
-) -> int:
-    """Labelled rows that count toward a `labels:N` trigger or a retry: those served after the
-    last retraining began and after the end of the data the champion was trained and judged on
-    (None: no such bound; times before 1970 are negative, so 0 is not one). A challenger
-    promoted after waiting was judged on the rows it waited for (and, with a refit, trained on
-    them), so they are not new to it."""
-    bounds = [b for b in (last_retrain_us, champion_until_us) if b is not None]
-    times = np.asarray(times_us)
-    return int((times > max(bounds)).sum()) if bounds else len(times)
 
 
 def performance_drop(

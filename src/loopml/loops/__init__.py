@@ -48,9 +48,7 @@ from loopml.domain.loop_decisions import (
     decide_promotion,
     decide_trigger,
     estimate_drop,
-    new_rows_since,
     performance_drop,
-    performance_sample,
     rule_result,
 )
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, Trigger, check_spec, parse_train_data
@@ -335,8 +333,7 @@ def _facts(
         loop_data.recent(ws, spec, label, now) if label is not None else None
     )  # the labelled rows the recipe would take now
     times = rows[loop_data.TIME].to_numpy() if rows is not None and len(rows) else np.empty(0)
-    champion = _champion_version(ws, spec)
-    new_rows = new_rows_since(times, last, _champion_until(ws, spec, champion) or None)
+    new_rows = int((times > (last or 0)).sum())
     due = None
     performance = None
     for trigger in spec.parsed_triggers:
@@ -345,7 +342,7 @@ def _facts(
         if trigger.kind == "labels" and new_rows >= trigger.rows:
             due = due or f"{trigger.text()} ({new_rows:,} new labelled rows)"
         if trigger.kind == "performance" and performance is None and label is not None:
-            performance = _performance(ws, spec, trigger, label, now, champion=champion)
+            performance = _performance(ws, spec, trigger, label, now)
         if trigger.kind == "estimate" and performance is None:
             performance = _estimate(ws, spec, trigger)
     facts = TriggerFacts(
@@ -391,20 +388,18 @@ def _alerts(ws: Workspace, loop: Loop) -> tuple[str | None, str | None, Loop]:
     return new_alert, firing, loop
 
 
-def _champion_version(ws: Workspace, spec: LoopSpec) -> int | None:
-    return version_or_none(ws, f"{model_name(ws, spec)}@champion", spec.project)
-
-
 def _performance(
-    ws: Workspace, spec: LoopSpec, trigger: Trigger, label: str, now: int, *, champion: int | None
+    ws: Workspace, spec: LoopSpec, trigger: Trigger, label: str, now: int
 ) -> str | None:
-    """The trigger's text when the champion's metric on its newest `retry_rows` labelled rows
-    is surely worse than on the first ones it served, by the trigger's margin."""
+    """The trigger's text when the champion's metric on its newest labelled rows (at most
+    `retry_rows`) is surely worse than on the first ones it served, by the trigger's margin."""
+    model = model_name(ws, spec)
+    champion = version_or_none(ws, f"{model}@champion", spec.project)
     if champion is None:
         return None
     rows = loop_data.labelled(ws, spec.deployment, label, start_us=0, end_us=now, version=champion)
-    count = performance_sample(len(rows), spec.retry_rows, spec.min_rows)
-    if count is None:
+    count = min(spec.retry_rows, len(rows) // 2)
+    if count < spec.min_rows:
         return None
     metric = trigger.target or spec.watch_metric
     first, last = rows.iloc[:count], rows.iloc[-count:]

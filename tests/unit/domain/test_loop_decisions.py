@@ -23,9 +23,7 @@ from loopml.domain.loop_decisions import (
     decide_trigger,
     estimate_drop,
     judge_watch,
-    new_rows_since,
     performance_drop,
-    performance_sample,
     recency_weights,
     split_rows,
     training_weights,
@@ -167,36 +165,6 @@ def test_lower_is_better_metrics_drop_upwards() -> None:
     )
     assert check.dropped
     assert check.value == pytest.approx(3.0)
-
-
-def test_a_performance_check_waits_until_the_champion_has_served_two_full_samples() -> None:
-    assert performance_sample(999, retry_rows=500, min_rows=100) is None  # a window or two
-    assert performance_sample(1_000, retry_rows=500, min_rows=100) == 500
-    assert performance_sample(5_000, retry_rows=500, min_rows=100) == 500  # never more
-    assert performance_sample(299, retry_rows=50, min_rows=150) is None  # min_rows bounds it
-    assert performance_sample(300, retry_rows=50, min_rows=150) == 150
-
-
-@given(
-    times=st.lists(st.integers(-1_000, 1_000), max_size=200),
-    last=st.none() | st.integers(-1_000, 1_000),
-    champion=st.none() | st.integers(-1_000, 1_000),
-)
-def test_new_rows_are_those_after_both_the_last_retraining_and_the_champions_data(
-    times: list[int], last: int | None, champion: int | None
-) -> None:
-    found = new_rows_since(np.array(times, dtype=np.int64), last, champion)
-    bounds = [b for b in (last, champion) if b is not None]
-    assert found == sum(1 for t in times if all(t > b for b in bounds))
-    assert found <= new_rows_since(np.array(times, dtype=np.int64), last, None)
-    # before 1970 times are negative: no bound at all counts every row
-    assert new_rows_since(np.array(times, dtype=np.int64), None, None) == len(times)
-
-
-def test_a_champion_refit_on_the_rows_it_waited_for_is_not_challenged_for_them() -> None:
-    times = np.arange(0, 3_000)  # retrained at 999; the waiting winner was refit through 2,499
-    assert new_rows_since(times, 999, 0) == 2_000  # counted from the retraining alone
-    assert new_rows_since(times, 999, 2_499) == 500  # only what the champion never saw
 
 
 # -- which rows judge -------------------------------------------------------------------------
