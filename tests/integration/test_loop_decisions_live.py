@@ -174,6 +174,7 @@ def test_a_capped_holdout_keeps_only_the_newest_rows_and_trains_on_the_rest(
     import dataclasses
 
     from loopml.adapters.prediction_log import now_us
+    from loopml.domain.loops import LoopSpec
     from loopml.loops import data as loop_data
 
     make_loop(
@@ -187,8 +188,8 @@ def test_a_capped_holdout_keeps_only_the_newest_rows_and_trains_on_the_rest(
     assert capped.holdout_rows == 120
     now = now_us()
 
-    def rows(spec: object, run_id: int) -> tuple[set[tuple[object, ...]], int]:
-        built = loop_data.build(world, spec, run_id, "churned", now_us=now, champion_until_us=0)  # type: ignore[arg-type]
+    def rows(spec: LoopSpec, run_id: int) -> tuple[set[tuple[object, ...]], int]:
+        built = loop_data.build(world, spec, run_id, "churned", now_us=now, champion_until_us=0)
         held = read_dataset(world, world.data.resolve(built.holdout_ref, "default", record=False))
         train = read_dataset(world, world.data.resolve(built.train_ref, "default", record=False))
         return set(held.to_pandas().itertuples(index=False)), train.num_rows
