@@ -12,14 +12,16 @@ is saved in the user's). Two yardsticks serve every window beside it: the static
 and an oracle that refits on all labelled data before every window.
 
     recovery             (policy - static) / (oracle - static), of the mean window metric
-                         weighted by the windows' rows (for accuracy: over all replayed rows)
+                         weighted by the windows' rows (for accuracy: over all replayed rows);
+                         None when the oracle is not ahead of the static model
+    recovery_low/_high   its 90% interval from a bootstrap over windows (None when the
+                         oracle's gain is within the windows' noise: `loopml.domain.recovery`)
     needless promotion   one after which the new champion served worse over the next two
                          windows than the old one would have
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +71,8 @@ class Policy:
 
 
 RECOMMENDED = Policy()
+RECOVERY_CONFIDENCE = 0.9
+"""The level of the recovery's interval (a bootstrap over windows)."""
 MIN_HOLDOUT = 10
 """Fewest holdout rows a window must hold."""
 
@@ -758,12 +762,20 @@ class _Replay:
             result.events.append("rolled-back")
 
     def _summary(self, windows: list[WindowResult], trainer: _Trainer) -> dict[str, Any]:
+        from loopml.domain.recovery import recovery_interval
+
         sizes = [w.rows for w in windows]  # a short last window weighs what it holds
         policy = float(np.average([w.policy for w in windows], weights=sizes))
         static = float(np.average([w.static for w in windows], weights=sizes))
         oracle = float(np.average([w.oracle for w in windows], weights=sizes))
-        gain = oracle - static
-        recovery = (policy - static) / gain if abs(gain) > 1e-9 else None
+        recovery = recovery_interval(
+            [w.policy for w in windows],
+            [w.static for w in windows],
+            [w.oracle for w in windows],
+            sizes,
+            confidence=RECOVERY_CONFIDENCE,
+            lower_is_better=self.metric in LOWER_IS_BETTER,
+        )
         judged = [self._served_worse(*p) for p in self.promotions]
         oracle_judged = [self._served_worse(*p) for p in self.oracle_updates]
         needless = sum(1 for worse in judged if worse)
@@ -774,7 +786,9 @@ class _Replay:
             "policy_mean": policy,
             "static_mean": static,
             "oracle_mean": oracle,
-            "recovery": None if recovery is None or not math.isfinite(recovery) else recovery,
+            "recovery": recovery.value,
+            "recovery_low": recovery.low,
+            "recovery_high": recovery.high,
             "promotions": len(self.promotions),
             "promotions_judged": sum(1 for worse in judged if worse is not None),
             "needless_promotions": needless,

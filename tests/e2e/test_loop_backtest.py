@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,8 @@ def test_a_backtest_replays_a_sudden_change_and_recovers_from_it(cli, tmp_path: 
     assert summary["promotions"] >= 1
     assert summary["retrainings"] >= summary["promotions"]
     assert 0.3 < summary["recovery"] <= 1.5
+    # how sure that figure is: a bootstrap over the 8 windows, wide with so few
+    assert 0.0 < summary["recovery_low"] < summary["recovery"] < summary["recovery_high"] <= 1.5
     assert summary["needless_promotions"] <= summary["promotions"]
     assert len(summary["needless_windows"]) == summary["needless_promotions"]
     for index in summary["needless_windows"]:  # each names the window its promotion followed
@@ -115,6 +118,8 @@ def test_the_text_report_shows_each_window_and_the_summary(cli, tmp_path: Path) 
     assert "window 3/3:" in err  # progress, one line a window
     assert "3 windows, 1,500 rows; mean accuracy: policy" in out
     assert "needless" in out
+    interval = r"\[-?\d\.\d\d, -?\d\.\d\d\] \(90%, bootstrap over windows\)"
+    assert re.search(rf"recovery (n/a|-?\d\.\d\d ({interval}|\(no interval))", out)
     assert "the oracle's own refits: " in out
     assert " of 2 served worse over the next two windows" in out
 

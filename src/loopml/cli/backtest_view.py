@@ -25,6 +25,13 @@ def summary_lines(result: BacktestResult) -> list[str]:
     recovery = (
         "n/a (the oracle gained nothing)" if s["recovery"] is None else f"{s['recovery']:.2f}"
     )
+    if s["recovery"] is not None:
+        low, high = s.get("recovery_low"), s.get("recovery_high")
+        recovery += (
+            f" [{low:.2f}, {high:.2f}] (90%, bootstrap over windows)"
+            if low is not None and high is not None
+            else " (no interval: the oracle's gain is within the windows' noise)"
+        )
     needless = s["needless_windows"]
     where = f": after window {', '.join(map(str, needless))}" if needless else ""
     return [

@@ -282,8 +282,10 @@ def backtest(
     trains on the reference, then the data is replayed WINDOW rows at a time with the live
     loop's decisions and pipeline, in a scratch workspace (nothing is saved). Beside the
     policy, a static model and an oracle refitting before every window; the summary gives the
-    recovery (policy - static) / (oracle - static), the needless promotions, and how often the
-    oracle's own refits served worse than the model they replaced (their chance level)."""
+    recovery (policy - static) / (oracle - static) with its 90% interval (a bootstrap over
+    windows: how much the figure owes to which stretches of history came), the needless
+    promotions, and how often the oracle's own refits served worse than the model they
+    replaced (their chance level)."""
     from pathlib import Path
 
     from loopml import backtest as backtesting
