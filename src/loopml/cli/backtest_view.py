@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from loopml.backtest import BacktestResult
+from loopml.backtest import RECOVERY_CONFIDENCE, BacktestResult
 from loopml.monitoring.charts import Mark, Series, line_chart
 
 _STYLE = """
@@ -28,7 +28,7 @@ def summary_lines(result: BacktestResult) -> list[str]:
     if s["recovery"] is not None:
         low, high = s.get("recovery_low"), s.get("recovery_high")
         recovery += (
-            f" [{low:.2f}, {high:.2f}] (90%, bootstrap over windows)"
+            f" [{low:.2f}, {high:.2f}] ({RECOVERY_CONFIDENCE:.0%}, bootstrap over windows)"
             if low is not None and high is not None
             else " (no interval: the oracle's gain is within the windows' noise)"
         )

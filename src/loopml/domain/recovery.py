@@ -51,7 +51,10 @@ def recovery(
 ) -> float | None:
     """(policy - static) / (oracle - static) of the row-weighted means; None when the oracle is
     not ahead of the static model."""
-    gains, kept, weights = _gains(policy, static, oracle, rows, lower_is_better)
+    return _ratio(*_gains(policy, static, oracle, rows, lower_is_better))
+
+
+def _ratio(gains: np.ndarray, kept: np.ndarray, weights: np.ndarray) -> float | None:
     total = float(weights @ gains)
     return float(weights @ kept) / total if total > GAIN_FLOOR * float(weights.sum()) else None
 
@@ -64,17 +67,18 @@ def recovery_interval(
     *,
     confidence: float = 0.9,
     lower_is_better: bool = False,
-    resamples: int = 2_000,
+    resamples: int | None = None,
     seed: int = 0,
 ) -> Recovery:
     """The recovery and its two-sided interval at `confidence` from a seeded bootstrap over
     windows (see the module's text)."""
-    from loopml.domain.paired import check_confidence, row_counts
+    from loopml.domain.paired import RESAMPLES, check_confidence, row_counts
 
     check_confidence(confidence)
     gains, kept, weights = _gains(policy, static, oracle, rows, lower_is_better)
-    value = recovery(policy, static, oracle, rows, lower_is_better=lower_is_better)
-    counts = row_counts(np.random.default_rng(seed), resamples, len(weights)) * weights
+    value = _ratio(gains, kept, weights)
+    draws = RESAMPLES if resamples is None else resamples
+    counts = row_counts(np.random.default_rng(seed), draws, len(weights)) * weights
     gained = counts @ gains
     floor = GAIN_FLOOR * counts.sum(axis=1)
     ahead = gained > floor
