@@ -32,7 +32,7 @@ from loopml.domain.records import (
 from loopml.domain.refs import check_name
 from loopml.errors import InvalidInput
 from loopml.ports import ArtifactRef, CachedStep
-from loopml.server.routes import EventIn
+from loopml.server.bodies import EventIn
 from loopml.services.auth import Principal
 from loopml.steps import check_pipeline_source
 

@@ -21,7 +21,6 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,9 +39,9 @@ from loopml.serving.frames import (
     request_rows,
 )
 from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost
+from loopml.serving.json_io import error_response, json_response, read_json
 from loopml.serving.telemetry import Telemetry
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 LOG_WAIT_S = 2.0
 """How long a request waits for room in a full prediction log before its 503."""
 RETRY_AFTER_S = 1
@@ -74,38 +73,6 @@ class PredictionSink(Protocol):
     def close(self) -> None:
         """Write everything queued; called on shutdown."""
         ...
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
-def error_response(status: int, message: str, retry_after_s: int | None = None) -> Response:
-    headers = None if retry_after_s is None else {"Retry-After": str(retry_after_s)}
-    return json_response({"error": message}, status, headers)
-
-
-async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"The body is {declared} bytes; at most {limit} are accepted.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"The body is over {limit} bytes.")
-        chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"The body is not valid JSON: {exc}.") from None
 
 
 class Server:

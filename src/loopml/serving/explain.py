@@ -16,9 +16,10 @@ so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopml.serving.host import Served
+if TYPE_CHECKING:
+    from loopml.serving.host import Served
 
 _LINEAR_ATTRIBUTES = ("coef_", "intercept_")
 

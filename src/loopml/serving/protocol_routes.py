@@ -43,6 +43,7 @@ from loopml.serving.frames import (
     columns_frame,
     request_event_times,
 )
+from loopml.serving.json_io import json_response, read_json
 
 if TYPE_CHECKING:
     from loopml.serving.app import Server
@@ -189,7 +190,6 @@ def _infer(
 
 def routes(server: Server, wrap: Wrap) -> list[Route]:
     from loopml import __version__
-    from loopml.serving.app import json_response, read_json
 
     async def meta(request: Request) -> Response:
         return json_response(server_metadata("loopml", __version__))
