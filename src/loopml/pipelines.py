@@ -379,7 +379,7 @@ def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> Registr
     for step_run_id in ws.lineage.children_of(best.run.id):
         _, outputs = ws.lineage.io_of(RunId(step_run_id))
         for ref in outputs:
-            if ref.serializer not in ("sklearn", "pickle"):
+            if not ws.pipelines.values.may_hold_model(ref):
                 continue
             model = ws.pipelines.values.load(ref)
             if callable(getattr(model, "predict", None)):

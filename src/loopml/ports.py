@@ -310,6 +310,10 @@ class ValueSerializer(Protocol):
 
     def load(self, serializer: str, directory: Path) -> Any: ...
 
+    def may_hold_model(self, serializer: str) -> bool:
+        """Whether a value written by `serializer` can be a model (a flavor's, or a pickle)."""
+        ...
+
 
 class Executor(Protocol):
     """Runs picklable tasks: in process, on a process pool, or on a Ray cluster."""

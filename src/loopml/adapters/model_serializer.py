@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from loopml.adapters.flavors.base import LoadedModel, flavor_for, get_flavor
-from loopml.adapters.flavors.sklearn import check_recorded_types
-from loopml.errors import Forbidden
 
 
 class FlavorModelSerializer:
@@ -24,12 +22,8 @@ class FlavorModelSerializer:
     def load(
         self, flavor: str, directory: Path, info: dict[str, Any], *, trust: bool
     ) -> LoadedModel:
+        found = get_flavor(flavor)
         if self.model_types is not None:
-            if flavor != "sklearn":
-                raise Forbidden(
-                    f"This process loads only models of the sklearn flavor, not {flavor!r}.",
-                    "Load it where you trust who registered it (`loopml serve --trust`).",
-                )
-            check_recorded_types(info, self.model_types)
+            found.check_shared(info, self.model_types)
             trust = False
-        return get_flavor(flavor).load(directory, info, trust_pickle=trust)
+        return found.load(directory, info, trust_pickle=trust)

@@ -7,7 +7,8 @@ values, in any process. The serializers, tried in this order:
     numpy     numpy ndarray without Python objects (`value.npy`)
     json      None, bool, int, finite float, str, and lists/tuples/dicts of these with str keys
               (`value.json`, canonical; `meta.json` says whether the top level was a tuple)
-    sklearn   scikit-learn estimators through the sklearn flavor (`model.skops` + `flavor.json`)
+    sklearn   scikit-learn estimators through the sklearn flavor (`model.skops` + `flavor.json`),
+              and so every model flavor that says it stores step values, under its name
     pickle    anything else cloudpickle can write (`value.pkl`)
 
 A value a serializer cannot store faithfully (a frame parquet would give back changed, an object
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import get_flavor
+from loopml.adapters.flavors.base import Flavor, flavors
 from loopml.errors import AlreadyExists, IntegrityError, InvalidInput
 
 META_FILE = "meta.json"
@@ -53,18 +54,23 @@ class TypedValueSerializer:
 
     def dump(self, value: Any, directory: Path) -> tuple[str, str]:
         _require_empty(directory)
-        for serializer in SERIALIZERS:
+        for serializer in serializers():
             if serializer.accepts(value) and _write_or_clear(serializer, value, directory):
                 return serializer.name, _type_name(value)
         raise AssertionError("unreachable: the pickle serializer accepts every value")
 
     def load(self, serializer: str, directory: Path) -> Any:
-        for candidate in SERIALIZERS:
+        for candidate in serializers():
             if candidate.name == serializer:
                 return candidate.read(directory)
         raise InvalidInput(
             f"Unknown step value serializer {serializer!r}.",
-            f"Use one of: {', '.join(s.name for s in SERIALIZERS)}.",
+            f"Use one of: {', '.join(s.name for s in serializers())}.",
+        )
+
+    def may_hold_model(self, serializer: str) -> bool:
+        return serializer == "pickle" or any(
+            flavor.name == serializer and flavor.step_values for flavor in flavors()
         )
 
 
@@ -247,27 +253,22 @@ def _read_json_value(directory: Path) -> Any:
     return tuple(value) if _read_json(directory, META_FILE).get("kind") == "tuple" else value
 
 
-# sklearn: estimators via the sklearn flavor, made byte-stable
-def _is_sklearn_estimator(value: Any) -> bool:
-    estimator = _loaded("sklearn.base", "BaseEstimator")
-    return estimator is not None and isinstance(value, estimator)
+# model flavors that store step values (sklearn estimators, through skops), made byte-stable
+def _flavor_serializer(flavor: Flavor) -> _Serializer:
+    def write(value: Any, directory: Path) -> None:
+        try:
+            info = flavor.save(value, directory)
+        except InvalidInput as error:  # the flavor cannot store it; cloudpickle may
+            raise _Unsuitable from error
+        (directory / FLAVOR_FILE).write_bytes(_canonical_json(info))
 
+    def read(directory: Path) -> Any:
+        info = _read_json(directory, FLAVOR_FILE)
+        for name in flavor.files:
+            _existing(directory, name)
+        return flavor.load(directory, info, trust_pickle=False).raw
 
-def _write_sklearn(value: Any, directory: Path) -> None:
-
-    try:
-        info = get_flavor("sklearn").save(value, directory)
-    except InvalidInput as error:  # skops cannot store it; cloudpickle may
-        raise _Unsuitable from error
-    (directory / FLAVOR_FILE).write_bytes(_canonical_json(info))
-
-
-def _read_sklearn(directory: Path) -> Any:
-    from loopml.adapters.flavors.sklearn import MODEL_FILE
-
-    info = _read_json(directory, FLAVOR_FILE)
-    _existing(directory, MODEL_FILE)
-    return get_flavor("sklearn").load(directory, info, trust_pickle=False).raw
+    return _Serializer(flavor.name, flavor.accepts, write, read)
 
 
 # pickle: everything else
@@ -292,11 +293,12 @@ def _read_pickle(directory: Path) -> Any:
     return cloudpickle.loads(_existing(directory, "value.pkl").read_bytes())
 
 
-SERIALIZERS: tuple[_Serializer, ...] = (
-    _Serializer("parquet", _is_pandas_frame_or_series, _write_parquet, _read_parquet),
-    _Serializer("numpy", _is_plain_array, _write_numpy, _read_numpy),
-    _Serializer("json", _is_json_value, _write_json, _read_json_value),
-    _Serializer("sklearn", _is_sklearn_estimator, _write_sklearn, _read_sklearn),
-    _Serializer("pickle", lambda value: True, _write_pickle, _read_pickle),
-)
-"""Tried in order on dump; looked up by name on load."""
+def serializers() -> tuple[_Serializer, ...]:
+    """Tried in order on dump; looked up by name on load."""
+    return (
+        _Serializer("parquet", _is_pandas_frame_or_series, _write_parquet, _read_parquet),
+        _Serializer("numpy", _is_plain_array, _write_numpy, _read_numpy),
+        _Serializer("json", _is_json_value, _write_json, _read_json_value),
+        *(_flavor_serializer(flavor) for flavor in flavors() if flavor.step_values),
+        _Serializer("pickle", lambda value: True, _write_pickle, _read_pickle),
+    )

@@ -66,6 +66,10 @@ class ValueStore:
         self._blobs = blobs
         self._serializer = serializer
 
+    def may_hold_model(self, ref: ArtifactRef) -> bool:
+        """Whether the value `ref` names can be a model, without loading it."""
+        return self._serializer.may_hold_model(ref.serializer)
+
     def store(self, value: Any) -> ArtifactRef:
         with tempfile.TemporaryDirectory(prefix="loopml-value-") as tmp:
             serializer, type_name = self._serializer.dump(value, Path(tmp))

@@ -1,8 +1,21 @@
 """What every flavor does, the model it hands back, and how a flavor is chosen.
 
-A flavor writes a model into an empty folder and returns a JSON-able `info` dict that is stored
-with the model version; `load` reads the folder back using only what `info` recorded. The concrete
-flavors are imported by name when asked for, so `import loopml` never pulls in sklearn.
+A flavor is one class in one module of this package, and declares all it does:
+
+    name         what the model version records, and what `get_flavor` looks up
+    accepts      whether it saves a given object (tried in `FLAVORS` order at registration)
+    save, load   the model into an empty folder and back; `save` returns a JSON-able `info`
+                 stored with the version, and `load` reads the folder with only that `info`
+    files        the files `save` writes (a stored step value missing one is damaged)
+    step_values  whether a step's return value it accepts is stored through it (byte-stable
+                 files, loaded without running code) rather than pickled
+    check_shared whether a process serving others (a team server) may load a version: Forbidden
+                 unless it may
+
+A new flavor is a module here and a line in `FLAVORS`. The flavor modules keep their libraries'
+imports inside the methods and test `accepts` only against libraries already imported (an
+object of a class not loaded yet cannot exist), so choosing a flavor imports no ML library and
+`import loopml` stays light.
 """
 
 from __future__ import annotations
@@ -10,16 +23,18 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from loopml.errors import AlreadyExists, InvalidInput
 
-FLAVOR_CLASSES: dict[str, tuple[str, str]] = {
-    "sklearn": ("loopml.adapters.flavors.sklearn", "SklearnFlavor"),
-    "python": ("loopml.adapters.flavors.python", "PythonFlavor"),
-}
-"""Flavor name -> (module, class). Looked up by name so this module imports no flavor eagerly."""
+FLAVORS: tuple[tuple[str, str], ...] = (
+    ("loopml.adapters.flavors.sklearn", "SklearnFlavor"),
+    ("loopml.adapters.flavors.python", "PythonFlavor"),
+)
+"""(module, class) of every flavor, in the order `flavor_for` asks them; the python flavor,
+which takes anything with `predict`, comes last."""
 
 
 @runtime_checkable
@@ -29,12 +44,27 @@ class Flavor(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def files(self) -> tuple[str, ...]: ...
+
+    @property
+    def step_values(self) -> bool: ...
+
+    def accepts(self, model: object) -> bool:
+        """Whether this flavor saves `model`."""
+        ...
+
     def save(self, model: Any, directory: Path) -> dict[str, Any]:
         """Write `model` into the empty `directory`; return the info to store with the version."""
         ...
 
     def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
         """Read the model saved in `directory` with `info` from its `save`."""
+        ...
+
+    def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
+        """Forbidden unless a process serving others, loading only classes under the package
+        prefixes `model_types`, may load the version saved with `info`."""
         ...
 
 
@@ -66,29 +96,41 @@ class LoadedModel:
         return method
 
 
+@cache
+def flavors() -> tuple[Flavor, ...]:
+    """Every flavor, in the order they are asked whether they take a model."""
+    return tuple(getattr(importlib.import_module(module), cls)() for module, cls in FLAVORS)
+
+
 def flavor_for(model: object) -> Flavor:
-    """The flavor that saves `model`: sklearn for estimators, python for anything with predict."""
-    if _is_sklearn_estimator(model):
-        return get_flavor("sklearn")
-    if callable(getattr(model, "predict", None)):
-        return get_flavor("python")
+    """The first flavor that accepts `model` (sklearn for estimators, python for anything
+    with predict)."""
+    for flavor in flavors():
+        if flavor.accepts(model):
+            return flavor
     raise InvalidInput(
-        f"Cannot save a {type(model).__name__}: it is not a scikit-learn estimator and has no "
-        "predict method.",
+        f"Cannot save a {type(model).__name__}: no flavor takes it "
+        f"({', '.join(f.name for f in flavors())}); it is not a scikit-learn estimator and has "
+        "no predict method.",
         "Register a fitted scikit-learn estimator or pipeline, or an object with predict(frame).",
     )
 
 
 def get_flavor(name: str) -> Flavor:
     """The flavor called `name`, or InvalidInput naming the known ones."""
-    if name not in FLAVOR_CLASSES:
-        raise InvalidInput(
-            f"Unknown model flavor {name!r}.",
-            f"Use one of: {', '.join(sorted(FLAVOR_CLASSES))}.",
-        )
-    module_name, class_name = FLAVOR_CLASSES[name]
-    flavor: Flavor = getattr(importlib.import_module(module_name), class_name)()
-    return flavor
+    for flavor in flavors():
+        if flavor.name == name:
+            return flavor
+    raise InvalidInput(
+        f"Unknown model flavor {name!r}.",
+        f"Use one of: {', '.join(sorted(f.name for f in flavors()))}.",
+    )
+
+
+def loaded_class(module: str, name: str) -> Any:
+    """`module.name` if `module` is imported, else None: an object of a class not loaded yet
+    cannot exist, so an `accepts` never needs to import its library."""
+    return getattr(sys.modules.get(module), name, None)
 
 
 def prepare_empty_directory(directory: Path) -> None:
@@ -99,12 +141,3 @@ def prepare_empty_directory(directory: Path) -> None:
             f"Cannot save a model into {directory}: the folder is not empty.",
             "Save into a new, empty folder.",
         )
-
-
-def _is_sklearn_estimator(model: object) -> bool:
-    # An estimator instance exists only once sklearn is imported, so an unloaded sklearn means no.
-    if "sklearn" not in sys.modules:
-        return False
-    from sklearn.base import BaseEstimator
-
-    return isinstance(model, BaseEstimator)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.adapters.flavors.base import LoadedModel, prepare_empty_directory
-from loopml.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from loopml.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
 
 MODEL_FILE = "model.pkl"
 INFO_SCHEMA_VERSION = 1
@@ -23,6 +23,19 @@ class PythonFlavor:
     """Saves any object with `predict` to `model.pkl` with cloudpickle; loading needs trust."""
 
     name = "python"
+    files = (MODEL_FILE,)
+    step_values = False
+    """A step's return value is pickled by the step-value store itself."""
+
+    def accepts(self, model: object) -> bool:
+        return callable(getattr(model, "predict", None))
+
+    def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
+        raise Forbidden(
+            f"This process loads only models whose flavor loads no code, not {self.name!r} "
+            "(cloudpickle).",
+            "Load it where you trust who registered it (`loopml serve --trust`).",
+        )
 
     def save(self, model: Any, directory: Path) -> dict[str, Any]:
         import cloudpickle

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import LoadedModel, prepare_empty_directory
+from loopml.adapters.flavors.base import LoadedModel, loaded_class, prepare_empty_directory
 from loopml.adapters.flavors.skops_canonical import canonicalize_skops
 from loopml.errors import Forbidden, IntegrityError, InvalidInput, NotFound
 
@@ -24,6 +24,16 @@ class SklearnFlavor:
     """Saves scikit-learn estimators and pipelines to `model.skops`."""
 
     name = "sklearn"
+    files = (MODEL_FILE,)
+    step_values = True
+    """A step returning an estimator stores it here: byte-stable, loaded without pickle."""
+
+    def accepts(self, model: object) -> bool:
+        estimator = loaded_class("sklearn.base", "BaseEstimator")
+        return estimator is not None and isinstance(model, estimator)
+
+    def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
+        check_recorded_types(info, model_types)
 
     def save(self, model: Any, directory: Path) -> dict[str, Any]:
         import sklearn
