@@ -501,6 +501,10 @@ class Notifier(Protocol):
     """Sends one notice on one channel (`log:`, `slack:URL`, `webhook:URL`, `email:ADDRESS`),
     retrying; never raises: what happened is in the returned delivery."""
 
+    def check(self, channel: str) -> str:
+        """`channel` checked by its kind and normalised; InvalidInput naming the fix."""
+        ...
+
     def deliver(
         self, channel: str, event: str, subject: str, payload: dict[str, Any]
     ) -> Delivery: ...

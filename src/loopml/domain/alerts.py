@@ -11,8 +11,8 @@ FIELD is a number in the monitor run's report (`drift_share` and `drifted_count`
 model's inputs, `weighted_drift` by the model's importance, `rows`, a metric such as `accuracy`,
 or `feature.<name>.<statistic>`, e.g. `feature.tenure.wasserstein`); OP is one of
 < <= > >= == !=.
-A channel is `log:`, `slack:URL` (posts `{"text": ...}`), `webhook:URL` (posts the alert as JSON,
-signed with HMAC-SHA256 when a secret is set) or `email:ADDRESS`.
+A rule's channels (`log:`, `slack:URL`, `webhook:URL`, `email:ADDRESS`, ...) are the kinds of
+`loopml.adapters.notifiers`, which check and send them.
 
 Hysteresis: a firing alert resolves when its condition has been false on the rule's
 `resolve_after` latest runs in a row, each time past the threshold by `resolve_margin`
@@ -59,7 +59,6 @@ _CONDITION = re.compile(
     r"(\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(\.\d+)?))?"
     r"(\s+for\s+(?P<count>\d+)\s+windows?|\s+for\s+(?P<duration>[\w ]+?))?\s*$"
 )
-CHANNEL_KINDS = ("log", "slack", "webhook", "email")
 FLAGS = frozenset({"down"})
 """Fields that are conditions on their own: `down for 2m` means `down >= 1 for 2m`."""
 _HINT = (
@@ -254,31 +253,3 @@ def _clearing(condition: Condition, rule: AlertRule) -> str:
         return f"{condition.text()} is false"
     past = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[condition.op]
     return f"{condition.field} {past} {moved:g}"
-
-
-@dataclass(frozen=True)
-class Channel:
-    kind: str
-    target: str
-
-    def text(self) -> str:
-        return f"{self.kind}:{self.target}"
-
-
-def parse_channel(text: str) -> Channel:
-    kind, sep, target = text.partition(":")
-    kind = kind.strip().lower()
-    if not sep or kind not in CHANNEL_KINDS:
-        raise InvalidInput(
-            f"The channel {text!r} is not one loopml can notify.",
-            "Use log:, slack:URL, webhook:URL or email:ADDRESS.",
-        )
-    target = target.strip()
-    if kind in ("slack", "webhook") and not re.match(r"^https?://[^\s/]+", target):
-        raise InvalidInput(
-            f"The {kind} channel needs an http(s) URL, not {target!r}.",
-            f"Write {kind}:https://host/path.",
-        )
-    if kind == "email" and not re.match(r"^[^@\s]+@[^@\s]+$", target):
-        raise InvalidInput(f"{target!r} is not an email address.", "Write email:name@example.com.")
-    return Channel(kind, target)

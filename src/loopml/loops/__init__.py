@@ -138,7 +138,6 @@ def create(
     """Save retrain policy `name`, after checking that everything it names exists: the
     deployment, the pipeline (and its data parameter), the monitors its alert triggers name,
     the base datasets, the metrics of its rules, and its data checks."""
-    from loopml.domain.alerts import parse_channel
     from loopml.domain.data_checks import parse_checks
     from loopml.steps import load_pipeline
 
@@ -156,7 +155,7 @@ def create(
     for text in (*promote_if, *guards):
         parse_rule(text)  # names the rule that does not read, or its unknown metric
     for channel in notify:
-        parse_channel(channel)
+        ws.alerts.check_channel(channel)
     spec = LoopSpec(
         project,
         name,

@@ -22,7 +22,6 @@ from loopml.domain.alerts import (
     AlertState,
     check_resolution,
     decide,
-    parse_channel,
     parse_condition,
     value_of,
 )
@@ -52,6 +51,11 @@ class AlertService:
 
     # -- rules ----------------------------------------------------------------------------------
 
+    def check_channel(self, channel: str) -> str:
+        """`channel` (`slack:URL`, `email:ADDRESS`, ...) checked and normalised; InvalidInput
+        naming the fix."""
+        return self._notifier.check(channel)
+
     def add_rule(
         self,
         target: str,
@@ -70,7 +74,7 @@ class AlertService:
         the threshold by `resolve_margin`."""
         check_name(target, "monitor or deployment")
         condition = parse_condition(when)
-        channels = tuple(parse_channel(c).text() for c in notify) or ("log:",)
+        channels = tuple(self._notifier.check(c) for c in notify) or ("log:",)
         if cooldown_s < 0:
             raise InvalidInput(f"Cooldown {cooldown_s} s is negative.", "Give 0 or more.")
         check_resolution(condition.text(), resolve_after, resolve_margin)

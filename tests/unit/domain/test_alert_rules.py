@@ -1,4 +1,4 @@
-"""Alert conditions and channels: what people write, what holds when."""
+"""Alert conditions: what people write, what holds when."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from loopml.domain.alerts import (
     AlertAction,
     check_resolution,
     decide,
-    parse_channel,
     parse_condition,
     value_of,
 )
@@ -80,13 +79,6 @@ def test_feature_fields_come_from_the_report() -> None:
     assert value_of(report, "feature.tenure.drifted") == 1.0
     assert value_of(report, "feature.plan.type.psi") == 0.01
     assert value_of(report, "feature.nope.psi") is None
-
-
-@pytest.mark.parametrize(
-    "text", ["log:", "slack:https://hooks.example/T/B/X", "webhook:http://127.0.0.1:9000/hook"]
-)
-def test_channels_parse(text: str) -> None:
-    assert parse_channel(text).text() == text
 
 
 # -- hysteresis: how an open alert resolves ----------------------------------------------------
