@@ -18,6 +18,7 @@ from loopml.adapters.notify import ChannelNotifier
 from loopml.adapters.output_capture import captured_output
 from loopml.adapters.sql.alerts import SqlAlertStore
 from loopml.adapters.sql.auth import SqlAuthStore
+from loopml.adapters.sql.blob_refs import SqlBlobAccess
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.engine import Database, create_store_engine
@@ -45,8 +46,24 @@ from loopml.services.tracking import TrackingService
 from loopml.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from loopml.adapters.prediction_log import PredictionLogWriter
     from loopml.adapters.prediction_log_reader import PredictionLogReader
+    from loopml.ports import (
+        AlertStore,
+        AuthStore,
+        BlobAccess,
+        BlobStore,
+        DatasetStore,
+        DeploymentStore,
+        EventLog,
+        LoopStore,
+        ModelStore,
+        MonitorStore,
+        PipelineRecords,
+        RunStore,
+    )
     from loopml.services.gc import GarbageCollector
 
 
@@ -56,19 +73,21 @@ class Workspace:
 
     settings: Settings
     db: Database
-    blobs: FsspecBlobStore
+    blobs: BlobStore
     data: DataService
     tracking: TrackingService
     registry: RegistryService
     audit: AuditService
     pipelines: PipelineService
-    lineage: SqlPipelineStore
+    lineage: PipelineRecords
     graph: LineageService
     deployments: DeploymentService
     monitors: MonitorService
     alerts: AlertService
     loops: LoopService
     auth: AuthService
+    stores: Stores | None = None
+    """The stores behind the services (what a team server answers from)."""
     closer: Any = None
     """Releases the stores (the database pool, or the server connection)."""
 
@@ -86,29 +105,31 @@ class Workspace:
 
 
 @dataclass
-class _Stores:
+class Stores:
     """The adapters behind every port, from one place: SQL and fsspec, or a team server."""
 
     db: Database | None
-    blobs: Any
-    datasets: Any
-    runs: Any
-    models: Any
-    events: Any
-    pipelines: Any
-    deployments: Any
-    monitors: Any
-    alerts: Any
-    loops: Any
-    auth: Any
-    close: Any
+    blobs: BlobStore
+    datasets: DatasetStore
+    runs: RunStore
+    models: ModelStore
+    events: EventLog
+    pipelines: PipelineRecords
+    deployments: DeploymentStore
+    monitors: MonitorStore
+    alerts: AlertStore
+    loops: LoopStore
+    auth: AuthStore
+    close: Callable[[], None]
+    blob_access: BlobAccess | None = None
+    """Who may read which blob: kept by a workspace of its own (what a team server serves)."""
 
 
-def _local_stores(settings: Settings) -> _Stores:
+def _local_stores(settings: Settings) -> Stores:
     db = Database(create_store_engine(settings.db_url))
     ensure_schema(db)
     pipelines = SqlPipelineStore(db)
-    return _Stores(
+    return Stores(
         db,
         FsspecBlobStore(settings.artifacts_url, settings.storage_options),
         SqlDatasetStore(db),
@@ -122,17 +143,18 @@ def _local_stores(settings: Settings) -> _Stores:
         SqlLoopStore(db),
         SqlAuthStore(db),
         db.dispose,
+        SqlBlobAccess(db),
     )
 
 
-def _server_stores(settings: Settings) -> _Stores:
+def _server_stores(settings: Settings) -> Stores:
     """Every store on the team server at `settings.server_url`."""
     from loopml.adapters import remote
     from loopml.adapters import remote_operations as ops
 
     assert settings.server_url is not None
     client = remote.RemoteClient(settings.server_url, settings.token)
-    return _Stores(
+    return Stores(
         None,
         remote.RemoteBlobStore(client),
         remote.RemoteDatasetStore(client),
@@ -201,6 +223,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         alerts=AlertService(stores.alerts, notifier, settings.actor),
         loops=LoopService(stores.loops, settings.actor),
         auth=AuthService(stores.auth, settings.actor),
+        stores=stores,
         closer=stores.close,
     )
     _worker_workspaces.setdefault(spec, workspace)  # steps run in this process reuse it

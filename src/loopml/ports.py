@@ -7,7 +7,7 @@ audit entry are never apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -380,6 +380,10 @@ class LineageStore(Protocol):
         ...
 
 
+class PipelineRecords(PipelineStore, LineageStore, Protocol):
+    """Pipeline runs and the lineage between their step runs: one store keeps both."""
+
+
 class DeploymentStore(Protocol):
     def save(self, deployment: Deployment, event: EventDraft) -> tuple[Deployment, bool]:
         """Create or replace; the flag is True when created."""
@@ -576,6 +580,24 @@ class BlobReferences(Protocol):
     def uploaded_since(self, since_us: int) -> set[str]:
         """Digests sent to the team server at or after `since_us` (microseconds)."""
         ...
+
+
+class BlobAccess(Protocol):
+    """Who may read a blob on the team server: those of a project that holds it, and who sent
+    its bytes."""
+
+    def record_upload(self, digest: str, user: str) -> None:
+        """`user` sent the bytes of `digest`."""
+        ...
+
+    def unreadable(
+        self, digests: Iterable[str], user: str, projects: Collection[str] | None
+    ) -> list[str]:
+        """Those of `digests` `user` may not read, given the `projects` they may read (None:
+        every project). Sorted, each once."""
+        ...
+
+    def readable(self, digest: str, user: str, projects: Collection[str] | None) -> bool: ...
 
 
 class Leases(Protocol):

@@ -29,17 +29,8 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from loopml.adapters.sql.alerts import SqlAlertStore
-from loopml.adapters.sql.auth import SqlAuthStore
-from loopml.adapters.sql.blob_refs import SqlBlobAccess, manifest_digests
-from loopml.adapters.sql.datasets import SqlDatasetStore
-from loopml.adapters.sql.deployments import SqlDeploymentStore
-from loopml.adapters.sql.events import SqlEventLog
-from loopml.adapters.sql.loops import SqlLoopStore
-from loopml.adapters.sql.models import SqlModelStore
-from loopml.adapters.sql.monitors import SqlMonitorStore
-from loopml.adapters.sql.pipelines import SqlPipelineStore
-from loopml.adapters.sql.runs import SqlRunStore, missing_run
+from loopml.adapters.sql.blob_refs import manifest_digests
+from loopml.adapters.sql.runs import missing_run
 from loopml.domain.auth import PROTECTED_ALIASES, allows
 from loopml.domain.filters import check_query
 from loopml.domain.hashing import Digest, is_digest
@@ -57,7 +48,7 @@ from loopml.domain.records import (
 )
 from loopml.domain.refs import check_name
 from loopml.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
-from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, RunPage
+from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, RunHeartbeats, RunPage
 from loopml.server.bodies import (
     MAX_HEARTBEAT_RUNS,
     AddedVersion,
@@ -91,17 +82,23 @@ class _Context:
     """The dependency that yields the caller."""
 
     def __post_init__(self) -> None:
-        self.datasets = SqlDatasetStore(self.ws.db)
-        self.runs = SqlRunStore(self.ws.db)
-        self.models = SqlModelStore(self.ws.db)
-        self.events = SqlEventLog(self.ws.db)
-        self.auth = SqlAuthStore(self.ws.db)
-        self.pipelines = SqlPipelineStore(self.ws.db)
-        self.deployments = SqlDeploymentStore(self.ws.db)
-        self.monitors = SqlMonitorStore(self.ws.db)
-        self.alerts = SqlAlertStore(self.ws.db)
-        self.loops = SqlLoopStore(self.ws.db)
-        self.blob_access = SqlBlobAccess(self.ws.db)
+        stores = self.ws.stores
+        if stores is None or stores.blob_access is None:
+            raise TypeError("A team server serves a workspace of its own, not another server.")
+        self.datasets = stores.datasets
+        self.runs = stores.runs
+        if not isinstance(stores.runs, RunHeartbeats):
+            raise TypeError("A team server's run store keeps heartbeats.")
+        self.heartbeats: RunHeartbeats = stores.runs
+        self.models = stores.models
+        self.events = stores.events
+        self.auth = stores.auth
+        self.pipelines = stores.pipelines
+        self.deployments = stores.deployments
+        self.monitors = stores.monitors
+        self.alerts = stores.alerts
+        self.loops = stores.loops
+        self.blob_access = stores.blob_access
         self.projects: dict[str, str] = {}
 
     def need(self, who: Principal, project: str, role: str) -> None:
@@ -376,7 +373,7 @@ def _run_routes(router: APIRouter, c: _Context) -> None:
     def heartbeat(body: HeartbeatIn, who: Principal = Who) -> None:
         """Stamp the running runs of a client's process as alive (editor on each run's project).
         A run without one for the server's run timeout is marked killed by its schedule."""
-        c.runs.heartbeat(_beating_runs(c, who, body))
+        c.heartbeats.heartbeat(_beating_runs(c, who, body))
 
     @router.post("/runs/{run_id}/links", tags=["runs"], status_code=204)
     def add_links(run_id: str, body: LinksIn, who: Principal = Who) -> None:
