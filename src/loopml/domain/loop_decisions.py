@@ -11,8 +11,8 @@ train and which judge, whether a challenger is promoted, and how a watch ends. T
     decide_promotion(PromotionFacts)                 -> PromotionDecision
     judge_watch(WatchFacts)                          -> WatchVerdict
 
-The states a loop run, a watch and an alert go through are enums with their allowed moves
-(`check_move`), so a store can refuse a record that skips a step.
+The states a loop run, a watch and an alert go through, with their allowed moves
+(`check_move`), are in `loopml.domain.states` (re-exported here).
 
 How sure each decision is comes from `loopml.domain.paired`: a rule passes only when the paired
 difference clears its margin at the loop's confidence, and with too few rows it is undecided:
@@ -25,96 +25,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from loopml.domain.alerts import AlertState
 from loopml.domain.paired import PairedOutcome, Verdict
-from loopml.errors import Conflict, InvalidInput
+from loopml.domain.states import MOVES as MOVES
+from loopml.domain.states import RunState as RunState
+from loopml.domain.states import WatchState as WatchState
+from loopml.domain.states import check_move as check_move
+from loopml.errors import InvalidInput
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-
-
-# -- states -----------------------------------------------------------------------------------
-
-
-class RunState(StrEnum):
-    """A loop run (one retraining)."""
-
-    RUNNING = "running"
-    WAITING = "waiting"
-    """The challenger could not be told apart from the champion yet: it is scored again on the
-    labelled rows served after it was trained, until the rule decides."""
-    AWAITING_APPROVAL = "awaiting-approval"
-    PROMOTED = "promoted"
-    HELD = "held"
-    FAILED = "failed"
-
-
-class WatchState(StrEnum):
-    """The watch of a promoted champion."""
-
-    WATCHING = "watching"
-    KEPT = "kept"
-    ROLLED_BACK = "rolled-back"
-    SUPERSEDED = "superseded"
-
-
-MOVES: dict[type[StrEnum], dict[Any, frozenset[Any]]] = {
-    RunState: {
-        RunState.RUNNING: frozenset(
-            {
-                RunState.WAITING,
-                RunState.AWAITING_APPROVAL,
-                RunState.PROMOTED,
-                RunState.HELD,
-                RunState.FAILED,
-            }
-        ),
-        RunState.WAITING: frozenset(
-            {
-                RunState.WAITING,
-                RunState.AWAITING_APPROVAL,
-                RunState.PROMOTED,
-                RunState.HELD,
-                RunState.FAILED,
-            }
-        ),
-        RunState.AWAITING_APPROVAL: frozenset({RunState.PROMOTED, RunState.HELD}),
-        RunState.PROMOTED: frozenset(),
-        RunState.HELD: frozenset(),
-        RunState.FAILED: frozenset(),
-    },
-    WatchState: {
-        WatchState.WATCHING: frozenset(
-            {WatchState.KEPT, WatchState.ROLLED_BACK, WatchState.SUPERSEDED}
-        ),
-        WatchState.KEPT: frozenset(),
-        WatchState.ROLLED_BACK: frozenset(),
-        WatchState.SUPERSEDED: frozenset(),
-    },
-    AlertState: {
-        AlertState.FIRING: frozenset({AlertState.ACKNOWLEDGED, AlertState.RESOLVED}),
-        AlertState.ACKNOWLEDGED: frozenset({AlertState.RESOLVED}),
-        AlertState.RESOLVED: frozenset({AlertState.FIRING}),
-    },
-}
-"""Where each state may go next (a resolved alert fires again when its condition returns)."""
-
-
-def check_move(old: StrEnum, new: StrEnum) -> None:
-    """Conflict unless a record may go from state `old` to `new` (both of one enum)."""
-    kind = type(old)
-    if type(new) is not kind or new not in MOVES[kind][old]:
-        allowed = ", ".join(sorted(str(s) for s in MOVES[kind][old])) or "none: it is final"
-        raise Conflict(
-            f"A {kind.__name__} cannot go from {old!s} to {new!s}.",
-            f"From {old!s} it may go to: {allowed}.",
-        )
 
 
 # -- whether to retrain -----------------------------------------------------------------------
@@ -231,7 +155,7 @@ def performance_drop(
     the bound of the difference, from a seeded bootstrap of each sample on its own (the rows
     are not paired), must be past the margin. Judging against rows the model really served,
     not the score it was registered with, keeps an optimistic test split from crying drop."""
-    from loopml.domain.paired import check_confidence
+    from loopml.domain.confidence import check_confidence
 
     check_confidence(confidence)
     if min(len(recent[0]), len(baseline[0])) == 0:
@@ -285,7 +209,7 @@ def estimate_drop(
     (normal) must be. The estimate sees covariate shift, never concept drift."""
     from scipy import stats
 
-    from loopml.domain.paired import check_confidence
+    from loopml.domain.confidence import check_confidence
 
     check_confidence(confidence)
     high = estimate + float(stats.norm.ppf(confidence)) * max(standard_error, 0.0)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from loopml.domain.confidence import check_confidence, check_horizon
 from loopml.domain.durations import format_duration, parse_duration
-from loopml.domain.paired import check_confidence, check_horizon
 from loopml.domain.refs import NAME_RE, check_name
 from loopml.errors import InvalidInput
 

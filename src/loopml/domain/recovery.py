@@ -72,7 +72,8 @@ def recovery_interval(
 ) -> Recovery:
     """The recovery and its two-sided interval at `confidence` from a seeded bootstrap over
     windows (see the module's text)."""
-    from loopml.domain.paired import RESAMPLES, check_confidence, row_counts
+    from loopml.domain.confidence import check_confidence
+    from loopml.domain.paired import RESAMPLES, row_counts
 
     check_confidence(confidence)
     gains, kept, weights = _gains(policy, static, oracle, rows, lower_is_better)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from loopml.bootstrap import Workspace
+from loopml.domain.confidence import check_confidence, check_horizon
 from loopml.domain.data_checks import CheckOutcome, DataChecks, DataFacts, apply_checks
 from loopml.domain.gate_rules import (
     LATENCY_METRICS,
@@ -57,8 +58,6 @@ from loopml.domain.paired import (
     PairedOutcome,
     PairedRows,
     Verdict,
-    check_confidence,
-    check_horizon,
     decide,
 )
 from loopml.errors import InvalidInput

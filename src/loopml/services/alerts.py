@@ -25,9 +25,9 @@ from loopml.domain.alerts import (
     parse_condition,
     value_of,
 )
-from loopml.domain.loop_decisions import check_move
 from loopml.domain.records import Alert, AlertRule, EventDraft
 from loopml.domain.refs import check_name
+from loopml.domain.states import check_move
 from loopml.errors import InvalidInput
 from loopml.ports import AlertStore, Notifier
 
