@@ -23,13 +23,12 @@ import json
 import math
 import pickle
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import Flavor, flavors
+from loopml.adapters.flavors.base import Flavor, flavors, loaded_class
 from loopml.errors import AlreadyExists, IntegrityError, InvalidInput
 
 META_FILE = "meta.json"
@@ -103,12 +102,6 @@ def _clear(directory: Path) -> None:
             entry.unlink()
 
 
-def _loaded(module: str, name: str) -> Any:
-    """`module.name` if `module` is imported, else None: a value of a class not loaded yet
-    cannot exist, so a type check never needs to import pandas, numpy or sklearn."""
-    return getattr(sys.modules.get(module), name, None)
-
-
 def _type_name(value: Any) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
@@ -139,7 +132,7 @@ def _read_json(directory: Path, name: str) -> Any:
 
 # parquet: pandas frames and series
 def _is_pandas_frame_or_series(value: Any) -> bool:
-    return type(value) in (_loaded("pandas", "DataFrame"), _loaded("pandas", "Series"))
+    return type(value) in (loaded_class("pandas", "DataFrame"), loaded_class("pandas", "Series"))
 
 
 def _write_parquet(value: Any, directory: Path) -> None:
@@ -209,7 +202,7 @@ def _read_parquet(directory: Path) -> Any:
 
 # numpy: plain arrays
 def _is_plain_array(value: Any) -> bool:
-    return type(value) is _loaded("numpy", "ndarray") and not value.dtype.hasobject
+    return type(value) is loaded_class("numpy", "ndarray") and not value.dtype.hasobject
 
 
 def _write_numpy(value: Any, directory: Path) -> None:

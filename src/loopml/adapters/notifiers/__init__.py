@@ -15,6 +15,7 @@ and the loops that name channels pick it up from there.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -107,8 +108,6 @@ def post_json(context: Context, url: str, body: bytes, headers: dict[str, str]) 
 
 def check_http_url(kind: str, target: str) -> str:
     """An http(s) URL with a host, or InvalidInput showing how to write the channel."""
-    import re
-
     if not re.match(r"^https?://[^\s/]+", target):
         raise InvalidInput(
             f"The {kind} channel needs an http(s) URL, not {target!r}.",
