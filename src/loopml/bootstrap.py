@@ -23,6 +23,7 @@ from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.engine import Database, create_store_engine
 from loopml.adapters.sql.events import SqlEventLog
+from loopml.adapters.sql.leases import SqlLeases
 from loopml.adapters.sql.loops import SqlLoopStore
 from loopml.adapters.sql.migrate import ensure_schema
 from loopml.adapters.sql.models import SqlModelStore
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         DatasetStore,
         DeploymentStore,
         EventLog,
+        Leases,
         LoopStore,
         ModelStore,
         MonitorStore,
@@ -86,7 +88,7 @@ class Workspace:
     alerts: AlertService
     loops: LoopService
     auth: AuthService
-    stores: Stores | None = None
+    stores: Stores
     """The stores behind the services (what a team server answers from)."""
     closer: Any = None
     """Releases the stores (the database pool, or the server connection)."""
@@ -119,6 +121,7 @@ class Stores:
     monitors: MonitorStore
     alerts: AlertStore
     loops: LoopStore
+    leases: Leases
     auth: AuthStore
     close: Callable[[], None]
     blob_access: BlobAccess | None = None
@@ -141,6 +144,7 @@ def _local_stores(settings: Settings) -> Stores:
         SqlMonitorStore(db),
         SqlAlertStore(db),
         SqlLoopStore(db),
+        SqlLeases(db),
         SqlAuthStore(db),
         db.dispose,
         SqlBlobAccess(db),
@@ -166,6 +170,7 @@ def _server_stores(settings: Settings) -> Stores:
         ops.RemoteMonitorStore(client),
         ops.RemoteAlertStore(client),
         ops.RemoteLoopStore(client),
+        ops.RemoteLoopLeases(client),
         remote.RemoteAuthStore(client),
         client.close,
     )
@@ -221,7 +226,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         deployments=DeploymentService(stores.deployments, registry, settings.actor),
         monitors=MonitorService(stores.monitors, settings.actor),
         alerts=AlertService(stores.alerts, notifier, settings.actor),
-        loops=LoopService(stores.loops, settings.actor),
+        loops=LoopService(stores.loops, stores.leases, settings.actor),
         auth=AuthService(stores.auth, settings.actor),
         stores=stores,
         closer=stores.close,
@@ -335,7 +340,6 @@ def garbage_collector(workspace: Workspace) -> GarbageCollector:
     a client of a team server has none: the server's operator runs it there)."""
     from loopml.adapters.blob_sweep import blob_sweep
     from loopml.adapters.sql.blob_references import SqlBlobReferences
-    from loopml.adapters.sql.leases import SqlLeases
     from loopml.services.gc import GarbageCollector
 
     settings = workspace.settings
@@ -351,7 +355,7 @@ def garbage_collector(workspace: Workspace) -> GarbageCollector:
     return GarbageCollector(
         blob_sweep(settings.artifacts_url, settings.storage_options),
         SqlBlobReferences(workspace.db),
-        SqlLeases(workspace.db),
+        workspace.stores.leases,
         SqlEventLog(workspace.db),
         settings.actor,
     )

@@ -435,23 +435,14 @@ class AlertStore(Protocol):
 
 
 class LoopStore(Protocol):
+    """Retrain policies and their runs. Who runs a loop at a time is a lease (`Leases`, under
+    `loop_lease(project, name)`), not the loop's record."""
+
     def create(self, spec: LoopSpec, event: EventDraft) -> Loop: ...
 
     def get(self, project: str, name: str) -> Loop: ...
 
     def delete(self, project: str, name: str, event: EventDraft) -> None: ...
-
-    def acquire(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
-        """Take the loop's lease unless another holder's has not expired; True when taken."""
-        ...
-
-    def lease(self, project: str, name: str) -> tuple[str | None, int | None]:
-        """(holder, until_us) of the loop's lease; (None, None) when free."""
-        ...
-
-    def renew(self, project: str, name: str, owner: str, ttl_s: float) -> bool: ...
-
-    def release(self, project: str, name: str, owner: str) -> None: ...
 
     def save_state(self, project: str, name: str, state: LoopState) -> None: ...
 
@@ -601,11 +592,26 @@ class BlobAccess(Protocol):
 
 
 class Leases(Protocol):
-    """Named leases: of several processes that want to run the same job, one at a time."""
+    """Named leases: of several processes that want to run the same job (a loop's retraining,
+    the team server's schedule, the blob collector), one holds it at a time; a holder that dies
+    frees it when its lease runs out. Taking a lease again as its holder extends it, so a
+    retried call is harmless."""
 
-    def acquire(self, name: str, owner: str, ttl_s: float) -> bool: ...
+    def acquire(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take or extend lease `name` for `ttl_s` seconds; False while another holds it."""
+        ...
 
-    def release(self, name: str, owner: str) -> None: ...
+    def renew(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Extend `owner`'s lease for `ttl_s` seconds from now; False when it is not theirs."""
+        ...
+
+    def holder(self, name: str) -> tuple[str | None, int | None]:
+        """(owner, until_us) of the lease while someone holds it; (None, None) when free."""
+        ...
+
+    def release(self, name: str, owner: str) -> None:
+        """Free the lease if `owner` holds it; nothing otherwise."""
+        ...
 
 
 @runtime_checkable

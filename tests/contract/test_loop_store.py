@@ -1,5 +1,5 @@
-"""The loop store on SQLite and PostgreSQL: policies, their lease (one holder among racing
-processes), and their runs."""
+"""The loop store on SQLite and PostgreSQL: policies, the lease that lets one retraining of a
+loop run at a time (one holder among racing processes), and their runs."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ import dataclasses
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import SqlEventLog
+from loopml.adapters.sql.leases import SqlLeases
 from loopml.adapters.sql.loops import SqlLoopStore
 from loopml.domain.audit import verify_chain
-from loopml.domain.loops import LoopRun, LoopSpec, LoopState
+from loopml.domain.loops import LoopRun, LoopSpec, LoopState, loop_lease, loop_of_lease
 from loopml.domain.records import EventDraft
-from loopml.errors import AlreadyExists, NotFound
+from loopml.errors import AlreadyExists, InvalidInput, NotFound
+from loopml.settings import Settings
 
 
 def _spec(name: str = "churn-loop") -> LoopSpec:
@@ -57,32 +61,55 @@ def test_a_policy_reads_back_as_written_and_names_are_unique(database: Database)
     assert events[-1].after == _spec().to_dict()  # the creation event holds the whole policy
 
 
+LEASE = loop_lease("default", "churn-loop")
+
+
 def test_a_lease_has_one_holder_until_released_or_expired(database: Database) -> None:
-    store = SqlLoopStore(database)
-    store.create(_spec(), _event())
-    assert store.acquire("default", "churn-loop", "a", ttl_s=60)
-    assert not store.acquire("default", "churn-loop", "b", ttl_s=60)
-    assert store.acquire("default", "churn-loop", "a", ttl_s=60)  # a retry by the holder
-    assert store.lease("default", "churn-loop")[0] == "a"
-    store.release("default", "churn-loop", "b")  # not the holder: nothing happens
-    assert not store.acquire("default", "churn-loop", "b", ttl_s=60)
-    store.release("default", "churn-loop", "a")
-    assert store.acquire("default", "churn-loop", "b", ttl_s=0.05)
+    leases = SqlLeases(database)
+    assert leases.holder(LEASE) == (None, None)
+    assert leases.acquire(LEASE, "a", ttl_s=60)
+    assert not leases.acquire(LEASE, "b", ttl_s=60)
+    assert leases.acquire(LEASE, "a", ttl_s=60)  # a retry by the holder
+    assert leases.holder(LEASE)[0] == "a"
+    assert not leases.renew(LEASE, "b", ttl_s=60)  # only the holder renews
+    assert leases.renew(LEASE, "a", ttl_s=60)
+    leases.release(LEASE, "b")  # not the holder: nothing happens
+    assert not leases.acquire(LEASE, "b", ttl_s=60)
+    leases.release(LEASE, "a")
+    assert leases.holder(LEASE) == (None, None)
+    assert not leases.renew(LEASE, "a", ttl_s=60)  # released: gone, not renewable
+    assert leases.acquire(LEASE, "b", ttl_s=0.05)
     time.sleep(0.1)  # b died without releasing; its lease runs out
-    assert store.acquire("default", "churn-loop", "c", ttl_s=60)
-    with pytest.raises(NotFound):
-        store.acquire("default", "no-such-loop", "a", ttl_s=60)
+    assert leases.holder(LEASE) == (None, None)
+    assert leases.acquire(LEASE, "c", ttl_s=60)
+    assert leases.acquire(loop_lease("default", "another-loop"), "a", ttl_s=60)  # one per name
+
+
+def test_a_loops_lease_name_says_which_loop() -> None:
+    assert loop_of_lease(loop_lease("team-a", "churn")) == ("team-a", "churn")
+    for other in ("scheduler", "loop:", "loop:team-a", "loop:/churn"):
+        with pytest.raises(InvalidInput, match="not a loop's lease"):
+            loop_of_lease(other)
+
+
+def test_holding_a_loop_that_is_not_there_is_not_found(database: Database) -> None:
+    from loopml.services.loops import LoopService
+
+    service = LoopService(SqlLoopStore(database), SqlLeases(database), "tester")
+    with pytest.raises(NotFound), service.hold("no-such-loop", "default"):
+        pass
 
 
 _RACER = """
 import sys, time
 from loopml.adapters.sql.engine import Database, create_store_engine
-from loopml.adapters.sql.loops import SqlLoopStore
+from loopml.adapters.sql.leases import SqlLeases
+from loopml.domain.loops import loop_lease
 url, start, me = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-store = SqlLoopStore(Database(create_store_engine(url)))
-store.get("default", "churn-loop")  # connect before the start line
+leases = SqlLeases(Database(create_store_engine(url)))
+leases.holder("warm-up")  # connect before the start line
 time.sleep(max(0.0, start - time.time()))
-print("won" if store.acquire("default", "churn-loop", me, ttl_s=60) else "lost")
+print("won" if leases.acquire(loop_lease("default", "churn-loop"), me, ttl_s=60) else "lost")
 """
 
 
@@ -139,15 +166,46 @@ def test_a_held_loop_stays_held_past_its_lease_while_the_holder_works(database: 
     from loopml.errors import Conflict
     from loopml.services.loops import LoopService
 
-    store = SqlLoopStore(database)
+    store, leases = SqlLoopStore(database), SqlLeases(database)
     store.create(_spec(), _event())
-    service = LoopService(store, "tester")
+    service = LoopService(store, leases, "tester")
     with service.hold("churn-loop", "default", ttl_s=0.3):
         time.sleep(1.0)  # three lease lengths
-        assert not store.acquire("default", "churn-loop", "other", ttl_s=60)
+        assert not leases.acquire(LEASE, "other", ttl_s=60)
         with (
             pytest.raises(Conflict, match="already running"),
             service.hold("churn-loop", "default"),
         ):
             pass
-    assert store.acquire("default", "churn-loop", "other", ttl_s=60)
+    assert leases.acquire(LEASE, "other", ttl_s=60)
+
+
+def test_a_loops_lease_through_a_team_server_behaves_as_on_the_database(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """A client of a team server holds a loop through the loop's lease routes, with the same
+    answers as the lease table gives; no other kind of lease is taken over the wire."""
+    from loopml.adapters.remote import RemoteClient
+    from loopml.adapters.remote_operations import RemoteLoopLeases
+    from loopml.testing.team_server import live_server
+
+    url = f"sqlite:///{tmp_path / 'meta' / 'loopml.db'}"
+    with live_server(make_settings(url)) as server:
+        server.workspace.stores.loops.create(_spec(), _event())
+        client = RemoteClient(server.url, server.token)
+        try:
+            leases = RemoteLoopLeases(client)
+            assert leases.acquire(LEASE, "a", ttl_s=60)
+            assert not leases.acquire(LEASE, "b", ttl_s=60)
+            assert leases.holder(LEASE)[0] == "a"
+            assert server.workspace.stores.leases.holder(LEASE)[0] == "a"  # the same lease
+            assert leases.renew(LEASE, "a", ttl_s=60)
+            assert not leases.renew(LEASE, "b", ttl_s=60)
+            leases.release(LEASE, "a")
+            assert leases.holder(LEASE) == (None, None)
+            with pytest.raises(NotFound):
+                leases.acquire(loop_lease("default", "no-such-loop"), "a", ttl_s=60)
+            with pytest.raises(InvalidInput, match="not a loop's lease"):
+                leases.acquire("scheduler", "a", ttl_s=60)
+        finally:
+            client.close()

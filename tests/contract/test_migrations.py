@@ -155,3 +155,42 @@ def test_upgrading_to_0011_keeps_old_rules_resolving_as_before(db_url: str) -> N
         db.dispose()
     assert (rule.resolve_after, rule.resolve_margin) == (1, 0.0)
     assert (run.drift_share, run.weighted_drift) == (0.5, None)
+
+
+def test_upgrading_to_0012_keeps_a_loops_lease_held_and_allows_long_names(db_url: str) -> None:
+    """A retraining in flight during the upgrade keeps its loop: its lease moves to the lease
+    table; a free loop stays free; and a lease name as long as a project and loop name fits."""
+    from sqlalchemy import text
+
+    from loopml.adapters.sql import tables as t
+    from loopml.adapters.sql.engine import create_store_engine
+    from loopml.adapters.sql.leases import SqlLeases
+    from loopml.adapters.sql.migrate import upgrade
+    from loopml.domain.loops import loop_lease
+
+    far = 2**62
+    db = Database(create_store_engine(db_url))
+    try:
+        upgrade(db, "0011")
+        with db.write() as conn:
+            conn.execute(t.projects.insert().values(name="a", created_us=1))
+            for name, owner, until in (("held", "worker-1", far), ("free", None, None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO loops (project, name, spec_json, state_json, lease_owner, "
+                        "lease_until_us, created_us, updated_us) "
+                        "VALUES ('a', :name, '{}', '{}', :owner, :until, 1, 1)"
+                    ),
+                    {"name": name, "owner": owner, "until": until},
+                )
+        upgrade(db)
+        leases = SqlLeases(db)
+        held, free = leases.holder(loop_lease("a", "held")), leases.holder(loop_lease("a", "free"))
+        assert not leases.acquire(loop_lease("a", "held"), "worker-2", ttl_s=60)
+        longest = loop_lease("p" * 200, "l" * 200)
+        assert leases.acquire(longest, "worker-2", ttl_s=60)
+        assert leases.holder(longest)[0] == "worker-2"
+    finally:
+        db.dispose()
+    assert held == ("worker-1", far)
+    assert free == (None, None)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loopml.adapters.remote import RemoteClient, _event, _p, decode
-from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState
+from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, loop_of_lease
 from loopml.domain.records import (
     Alert,
     AlertRule,
@@ -208,25 +208,6 @@ class RemoteLoopStore:
     def delete(self, project: str, name: str, event: EventDraft) -> None:
         self._c.call("DELETE", self._path(project, name), body=_deletion(event))
 
-    def acquire(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
-        # Taking a lease twice for one owner is the same as once: safe to retry.
-        body = {"owner": owner, "ttl_s": ttl_s}
-        path = f"{self._path(project, name)}/lease/acquire"
-        return bool(self._c.call("POST", path, body=body)["held"])
-
-    def lease(self, project: str, name: str) -> tuple[str | None, int | None]:
-        data = self._c.call("GET", f"{self._path(project, name)}/lease")
-        return data["holder"], data["until_us"]
-
-    def renew(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
-        body = {"owner": owner, "ttl_s": ttl_s}
-        path = f"{self._path(project, name)}/lease/renew"
-        return bool(self._c.call("POST", path, body=body)["held"])
-
-    def release(self, project: str, name: str, owner: str) -> None:
-        body = {"owner": owner, "ttl_s": 1.0}
-        self._c.call("POST", f"{self._path(project, name)}/lease/release", body=body)
-
     def save_state(self, project: str, name: str, state: LoopState) -> None:
         self._c.call("PUT", f"{self._path(project, name)}/state", body=state)
 
@@ -245,3 +226,32 @@ class RemoteLoopStore:
 
     def list(self, project: str) -> list[Loop]:
         return decode(list[Loop], self._c.call("GET", f"/projects/{_p(project)}/loops"))
+
+
+class RemoteLoopLeases:
+    """The `Leases` port on a team server, for the one kind of lease a client takes there: a
+    loop's (`loop_lease(project, name)`), through the loop's lease routes."""
+
+    def __init__(self, client: RemoteClient) -> None:
+        self._c = client
+
+    def _path(self, lease: str) -> str:
+        project, name = loop_of_lease(lease)
+        return f"/projects/{_p(project)}/loops/{_p(name)}/lease"
+
+    def acquire(self, name: str, owner: str, ttl_s: float) -> bool:
+        # Taking a lease twice for one owner is the same as once: safe to retry.
+        body = {"owner": owner, "ttl_s": ttl_s}
+        return bool(self._c.call("POST", f"{self._path(name)}/acquire", body=body)["held"])
+
+    def renew(self, name: str, owner: str, ttl_s: float) -> bool:
+        body = {"owner": owner, "ttl_s": ttl_s}
+        return bool(self._c.call("POST", f"{self._path(name)}/renew", body=body)["held"])
+
+    def holder(self, name: str) -> tuple[str | None, int | None]:
+        data = self._c.call("GET", self._path(name))
+        return data["holder"], data["until_us"]
+
+    def release(self, name: str, owner: str) -> None:
+        body = {"owner": owner, "ttl_s": 1.0}
+        self._c.call("POST", f"{self._path(name)}/release", body=body)

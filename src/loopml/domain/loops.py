@@ -444,6 +444,24 @@ class Loop:
     updated_at: datetime
 
 
+LOOP_LEASE = "loop:"
+
+
+def loop_lease(project: str, name: str) -> str:
+    """The name of the lease one retraining of loop `name` holds while it runs."""
+    return f"{LOOP_LEASE}{project}/{name}"
+
+
+def loop_of_lease(lease: str) -> tuple[str, str]:
+    """(project, loop) of a loop's lease name; InvalidInput for any other lease."""
+    project, _, name = lease.removeprefix(LOOP_LEASE).partition("/")
+    if not lease.startswith(LOOP_LEASE) or not project or not name:
+        raise InvalidInput(
+            f"{lease!r} is not a loop's lease.", "Name it with loopml.domain.loops.loop_lease."
+        )
+    return project, name
+
+
 @dataclass(frozen=True)
 class LoopRun:
     """One retraining: why it started, what it trained on, how the two models scored on the

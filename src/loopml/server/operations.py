@@ -21,6 +21,7 @@ from loopml.adapters.outbound import check_saved_url
 from loopml.adapters.sql.blob_refs import manifest_digests
 from loopml.domain.alerts import check_resolution
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, check_spec
+from loopml.domain.loops import loop_lease as lease_of_loop
 from loopml.domain.records import (
     Alert,
     AlertRule,
@@ -471,29 +472,33 @@ def _loop_lease_routes(router: APIRouter, c: _Context) -> None:
     """The lease that lets one retraining of a loop run at a time, wherever it runs."""
     Who = c.who
 
+    def lease(project: str, name: str) -> str:
+        c.loops.get(project, name)  # NotFound for a loop that is not there
+        return lease_of_loop(project, name)
+
     @router.get("/projects/{project}/loops/{name}/lease", tags=["loops"])
     def loop_lease(project: str, name: str, who: Principal = Who) -> LeaseOut:
         c.need(who, project, "viewer")
-        return LeaseOut(*c.loops.lease(project, name))
+        return LeaseOut(*c.leases.holder(lease(project, name)))
 
     @router.post("/projects/{project}/loops/{name}/lease/acquire", tags=["loops"])
     def acquire_loop_lease(
         project: str, name: str, body: LeaseIn, who: Principal = Who
     ) -> dict[str, bool]:
         c.need(who, project, "admin")
-        return {"held": c.loops.acquire(project, name, _owner(body), _ttl(body))}
+        return {"held": c.leases.acquire(lease(project, name), _owner(body), _ttl(body))}
 
     @router.post("/projects/{project}/loops/{name}/lease/renew", tags=["loops"])
     def renew_loop_lease(
         project: str, name: str, body: LeaseIn, who: Principal = Who
     ) -> dict[str, bool]:
         c.need(who, project, "admin")
-        return {"held": c.loops.renew(project, name, _owner(body), _ttl(body))}
+        return {"held": c.leases.renew(lease(project, name), _owner(body), _ttl(body))}
 
     @router.post("/projects/{project}/loops/{name}/lease/release", tags=["loops"], status_code=204)
     def release_loop_lease(project: str, name: str, body: LeaseIn, who: Principal = Who) -> None:
         c.need(who, project, "admin")
-        c.loops.release(project, name, _owner(body))
+        c.leases.release(lease(project, name), _owner(body))
 
 
 def _owner(body: LeaseIn) -> str:

@@ -83,7 +83,7 @@ class _Context:
 
     def __post_init__(self) -> None:
         stores = self.ws.stores
-        if stores is None or stores.blob_access is None:
+        if stores.blob_access is None:
             raise TypeError("A team server serves a workspace of its own, not another server.")
         self.datasets = stores.datasets
         self.runs = stores.runs
@@ -98,6 +98,7 @@ class _Context:
         self.monitors = stores.monitors
         self.alerts = stores.alerts
         self.loops = stores.loops
+        self.leases = stores.leases
         self.blob_access = stores.blob_access
         self.projects: dict[str, str] = {}
 

@@ -12,8 +12,6 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from loopml.adapters.sql.leases import SqlLeases
-
 if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
 
@@ -26,7 +24,7 @@ class Scheduler:
     def __init__(self, ws: Workspace, *, tick_s: float = 5.0) -> None:
         self._ws = ws
         self._tick_s = tick_s
-        self._leases = SqlLeases(ws.db)
+        self._leases = ws.stores.leases
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loopml-scheduler", daemon=True)

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, check_spec
+from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, check_spec, loop_lease
 from loopml.domain.records import EventDraft
 from loopml.errors import Conflict
-from loopml.ports import LoopStore
+from loopml.ports import Leases, LoopStore
 
 MAX_HISTORY = 10_000
 LEASE_S = 600.0
@@ -27,10 +27,12 @@ class LoopService:
     def __init__(
         self,
         store: LoopStore,
+        leases: Leases,
         actor: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
+        self._leases = leases
         self._actor = actor
         self._clock = clock
 
@@ -50,8 +52,10 @@ class LoopService:
         same retraining twice. The lease is renewed while the block runs, however long; a holder
         that dies frees the loop after `ttl_s`."""
         owner = f"{self._actor}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        if not self._store.acquire(project, name, owner, ttl_s):
-            holder, until_us = self._store.lease(project, name)
+        lease = loop_lease(project, name)
+        self._store.get(project, name)  # NotFound for a loop that is not there
+        if not self._leases.acquire(lease, owner, ttl_s):
+            holder, until_us = self._leases.holder(lease)
             until = "" if until_us is None else datetime.fromtimestamp(until_us / 1e6, UTC)
             raise Conflict(
                 f"Loop {name!r} is already running (held by {holder}"
@@ -62,7 +66,7 @@ class LoopService:
 
         def keep() -> None:  # a retraining longer than the lease keeps it
             while not stop.wait(ttl_s / 3):
-                self._store.renew(project, name, owner, ttl_s)
+                self._leases.renew(lease, owner, ttl_s)
 
         keeper = threading.Thread(target=keep, name=f"loop-lease-{name}", daemon=True)
         keeper.start()
@@ -71,7 +75,7 @@ class LoopService:
         finally:
             stop.set()
             keeper.join()
-            self._store.release(project, name, owner)
+            self._leases.release(lease, owner)
 
     def remember(self, loop: Loop, state: LoopState) -> Loop:
         self._store.save_state(loop.spec.project, loop.spec.name, state)

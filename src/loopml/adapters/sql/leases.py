@@ -1,10 +1,10 @@
-"""Named leases in the metadata database: of several processes that want to run the same job
-(replicas of a server, each with a scheduler), one holds it at a time; a holder that dies
-frees it when its lease runs out."""
+"""Named leases in the metadata database (the `Leases` port): of several processes that want to
+run the same job (a loop's retraining, replicas of a server each with a scheduler, the blob
+collector), one holds it at a time; a holder that dies frees it when its lease runs out."""
 
 from __future__ import annotations
 
-from sqlalchemy import or_
+from sqlalchemy import or_, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.dialect import insert_ignore
@@ -31,6 +31,26 @@ class SqlLeases:
                 .values(owner=owner, until_us=until)
             ).rowcount
         return bool(changed)
+
+    def renew(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Extend `owner`'s lease for `ttl_s` seconds from now; False when it is not theirs."""
+        table = t.leases
+        with self._db.write() as conn:
+            changed = conn.execute(
+                table.update()
+                .where(table.c.name == name, table.c.owner == owner, table.c.until_us > 0)
+                .values(until_us=self._clock() + int(ttl_s * 1_000_000))
+            ).rowcount
+        return bool(changed)
+
+    def holder(self, name: str) -> tuple[str | None, int | None]:
+        with self._db.read() as conn:
+            row = conn.execute(
+                select(t.leases.c.owner, t.leases.c.until_us).where(t.leases.c.name == name)
+            ).first()
+        if row is None or row.until_us < self._clock():
+            return None, None
+        return row.owner, row.until_us
 
     def release(self, name: str, owner: str) -> None:
         table = t.leases

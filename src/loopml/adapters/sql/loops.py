@@ -1,15 +1,12 @@
-"""The `LoopStore` port on SQL: retrain policies, their lease, and their runs.
-
-The lease is one conditional UPDATE (`... WHERE lease_until_us IS NULL OR lease_until_us < now`),
-which the database applies atomically on SQLite and PostgreSQL alike: of two runs racing for a
-loop, exactly one sees its row change."""
+"""The `LoopStore` port on SQL: retrain policies and their runs. Who runs a loop at a time is a
+lease in the lease table (`SqlLeases`)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
@@ -127,62 +124,6 @@ class SqlLoopStore:
             )
             draft = EventDraft(event.action, event.entity, event.actor, found.spec.to_dict(), None)
             append_event(self._db, conn, draft, self._clock())
-
-    def acquire(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
-        """Take the loop's lease for `ttl_s` seconds unless someone else holds it; True when
-        taken. Taking it again as its holder extends it (so a retried call is harmless)."""
-        table = t.loops
-        now = self._clock()
-        with self._db.write() as conn:
-            changed = conn.execute(
-                table.update()
-                .where(
-                    table.c.project == project,
-                    table.c.name == name,
-                    or_(
-                        table.c.lease_until_us.is_(None),
-                        table.c.lease_until_us < now,
-                        table.c.lease_owner == owner,
-                    ),
-                )
-                .values(lease_owner=owner, lease_until_us=now + int(ttl_s * 1_000_000))
-            ).rowcount
-        if changed == 0:
-            self.get(project, name)  # NotFound when the loop is not there at all
-        return bool(changed)
-
-    def renew(self, project: str, name: str, owner: str, ttl_s: float) -> bool:
-        """Extend `owner`'s lease for `ttl_s` seconds from now; False when it is not theirs."""
-        table = t.loops
-        with self._db.write() as conn:
-            changed = conn.execute(
-                table.update()
-                .where(table.c.project == project, table.c.name == name)
-                .where(table.c.lease_owner == owner)
-                .values(lease_until_us=self._clock() + int(ttl_s * 1_000_000))
-            ).rowcount
-        return bool(changed)
-
-    def lease(self, project: str, name: str) -> tuple[str | None, int | None]:
-        with self._db.read() as conn:
-            row = conn.execute(
-                select(t.loops.c.lease_owner, t.loops.c.lease_until_us).where(
-                    t.loops.c.project == project, t.loops.c.name == name
-                )
-            ).first()
-        if row is None:
-            raise missing_loop(project, name)
-        return row.lease_owner, row.lease_until_us
-
-    def release(self, project: str, name: str, owner: str) -> None:
-        table = t.loops
-        with self._db.write() as conn:
-            conn.execute(
-                table.update()
-                .where(table.c.project == project, table.c.name == name)
-                .where(table.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until_us=None)
-            )
 
     def save_state(self, project: str, name: str, state: LoopState) -> None:
         table = t.loops

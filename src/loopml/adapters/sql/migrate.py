@@ -13,7 +13,7 @@ from sqlalchemy import Connection, inspect, text
 
 from loopml.adapters.sql.engine import Database
 
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 """The newest migration; a test checks it against the scripts."""
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_KEY = 7405912

@@ -324,8 +324,6 @@ loops = Table(
     Column("name", String(200), nullable=False),
     Column("spec_json", Text, nullable=False),
     Column("state_json", Text, nullable=False),
-    Column("lease_owner", String(200), nullable=True),
-    Column("lease_until_us", BigInteger, nullable=True),
     Column("created_us", BigInteger, nullable=False),
     Column("updated_us", BigInteger, nullable=False),
     UniqueConstraint("project", "name", name="uq_loops_project_name"),
@@ -379,7 +377,7 @@ grants = Table(
 leases = Table(
     "leases",
     metadata,
-    Column("name", String(200), primary_key=True),
+    Column("name", String(420), primary_key=True),
     Column("owner", String(200), nullable=False),
     Column("until_us", BigInteger, nullable=False),
 )
