@@ -53,18 +53,20 @@ if TYPE_CHECKING:
     from loopml.adapters.prediction_log_reader import PredictionLogReader
     from loopml.ports import (
         AlertStore,
-        AuthStore,
         BlobAccess,
         BlobStore,
         DatasetStore,
         DeploymentStore,
         EventLog,
+        GrantStore,
         Leases,
         LoopStore,
         ModelStore,
         MonitorStore,
         PipelineRecords,
         RunStore,
+        TokenStore,
+        UserStore,
     )
     from loopml.services.gc import GarbageCollector
 
@@ -122,7 +124,9 @@ class Stores:
     alerts: AlertStore
     loops: LoopStore
     leases: Leases
-    auth: AuthStore
+    users: UserStore
+    tokens: TokenStore
+    grants: GrantStore
     close: Callable[[], None]
     blob_access: BlobAccess | None = None
     """Who may read which blob: kept by a workspace of its own (what a team server serves)."""
@@ -132,6 +136,7 @@ def _local_stores(settings: Settings) -> Stores:
     db = Database(create_store_engine(settings.db_url))
     ensure_schema(db)
     pipelines = SqlPipelineStore(db)
+    auth = SqlAuthStore(db)
     return Stores(
         db,
         FsspecBlobStore(settings.artifacts_url, settings.storage_options),
@@ -145,7 +150,9 @@ def _local_stores(settings: Settings) -> Stores:
         SqlAlertStore(db),
         SqlLoopStore(db),
         SqlLeases(db),
-        SqlAuthStore(db),
+        auth,
+        auth,
+        auth,
         db.dispose,
         SqlBlobAccess(db),
     )
@@ -158,6 +165,7 @@ def _server_stores(settings: Settings) -> Stores:
 
     assert settings.server_url is not None
     client = remote.RemoteClient(settings.server_url, settings.token)
+    auth = remote.RemoteAuthStore(client)
     return Stores(
         None,
         remote.RemoteBlobStore(client),
@@ -171,7 +179,9 @@ def _server_stores(settings: Settings) -> Stores:
         ops.RemoteAlertStore(client),
         ops.RemoteLoopStore(client),
         ops.RemoteLoopLeases(client),
-        remote.RemoteAuthStore(client),
+        auth,
+        auth,
+        auth,
         client.close,
     )
 
@@ -227,7 +237,7 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         monitors=MonitorService(stores.monitors, settings.actor),
         alerts=AlertService(stores.alerts, notifier, settings.actor),
         loops=LoopService(stores.loops, stores.leases, settings.actor),
-        auth=AuthService(stores.auth, settings.actor),
+        auth=AuthService(stores.users, stores.tokens, stores.grants, settings.actor),
         stores=stores,
         closer=stores.close,
     )

@@ -455,7 +455,9 @@ class LoopStore(Protocol):
     def list(self, project: str) -> list[Loop]: ...
 
 
-class AuthStore(Protocol):
+class UserStore(Protocol):
+    """Who may sign in: users, with their role everywhere (or none)."""
+
     def create_user(self, name: str, role: str | None, event: EventDraft) -> User: ...
 
     def user(self, name: str) -> User: ...
@@ -463,6 +465,10 @@ class AuthStore(Protocol):
     def users(self) -> list[User]: ...
 
     def disable_user(self, name: str, event: EventDraft) -> User: ...
+
+
+class TokenStore(Protocol):
+    """What users sign in with: tokens, kept only as their SHA-256."""
 
     def add_token(
         self,
@@ -483,6 +489,10 @@ class AuthStore(Protocol):
 
     def revoke_token(self, token_id: int, event: EventDraft) -> Token: ...
 
+
+class GrantStore(Protocol):
+    """Projects, and the role each user has on each."""
+
     def grant(self, project: str, user: str, role: str | None, event: EventDraft) -> None: ...
 
     def grants(self, project: str | None = None, user: str | None = None) -> list[Grant]: ...
@@ -490,6 +500,11 @@ class AuthStore(Protocol):
     def create_project(self, project: str, event: EventDraft) -> bool: ...
 
     def projects(self) -> list[str]: ...
+
+
+class AuthStore(UserStore, TokenStore, GrantStore, Protocol):
+    """Users, tokens and grants together, as one backend keeps them (a database, a team
+    server); each service asks only for the part it uses."""
 
 
 class Notifier(Protocol):
@@ -616,7 +631,7 @@ class Leases(Protocol):
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """Web UI sessions, an optional capability of an AuthStore (the SQL one, which a team
+    """Web UI sessions, an optional capability of a TokenStore (the SQL one, which a team
     server uses, has it): the SHA-256 of a random session id, tied to the token it logged in
     with."""
 

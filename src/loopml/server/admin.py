@@ -85,9 +85,9 @@ def _audit_routes(router: APIRouter, c: _Context) -> None:
 
 
 def _user_routes(router: APIRouter, c: _Context) -> None:
-    """Users, tokens, projects and grants: the AuthStore's operations, for admins (a client's
-    `loopml users|tokens|projects` commands run over these). A token is made by the client;
-    only its hash ever reaches the server."""
+    """Users, tokens, projects and grants: the user, token and grant stores' operations, for
+    admins (a client's `loopml users|tokens|projects` commands run over these). A token is
+    made by the client; only its hash ever reaches the server."""
     Who = c.who
 
     @router.post("/users", tags=["users"])
@@ -95,22 +95,22 @@ def _user_routes(router: APIRouter, c: _Context) -> None:
         c.admin(who)
         role = None if body.role is None else check_role(body.role)
         name = check_name(body.name, "user")
-        return c.auth.create_user(name, role, c.changed(who, "user.created", f"user:{name}"))
+        return c.users.create_user(name, role, c.changed(who, "user.created", f"user:{name}"))
 
     @router.get("/users", tags=["users"])
     def list_users(who: Principal = Who) -> list[User]:
         c.admin(who)
-        return c.auth.users()
+        return c.users.users()
 
     @router.get("/users/{name}", tags=["users"])
     def get_user(name: str, who: Principal = Who) -> User:
         c.admin(who)
-        return c.auth.user(name)
+        return c.users.user(name)
 
     @router.post("/users/{name}/disable", tags=["users"])
     def disable_user(name: str, who: Principal = Who) -> User:
         c.admin(who)
-        return c.auth.disable_user(name, c.changed(who, "user.disabled", f"user:{name}"))
+        return c.users.disable_user(name, c.changed(who, "user.disabled", f"user:{name}"))
 
 
 def _token_routes(router: APIRouter, c: _Context) -> None:
@@ -122,7 +122,7 @@ def _token_routes(router: APIRouter, c: _Context) -> None:
         c.admin(who)
         if len(body.digest) != 64 or any(ch not in "0123456789abcdef" for ch in body.digest):
             raise InvalidInput("A token hash is 64 hex digits.", "Send the token's SHA-256.")
-        return c.auth.add_token(
+        return c.tokens.add_token(
             name,
             check_name(body.name, "token"),
             digest=body.digest,
@@ -134,18 +134,18 @@ def _token_routes(router: APIRouter, c: _Context) -> None:
     @router.get("/tokens", tags=["users"])
     def list_tokens(user: str | None = None, who: Principal = Who) -> list[Token]:
         c.admin(who)
-        return c.auth.tokens(user)
+        return c.tokens.tokens(user)
 
     @router.get("/tokens/{token_id}", tags=["users"])
     def get_token(token_id: int, who: Principal = Who) -> Token:
         c.admin(who)
-        return c.auth.token(token_id)
+        return c.tokens.token(token_id)
 
     @router.post("/tokens/{token_id}/revoke", tags=["users"])
     def revoke_token(token_id: int, who: Principal = Who) -> Token:
         c.admin(who)
-        user = c.auth.token(token_id).user
-        return c.auth.revoke_token(token_id, c.changed(who, "token.revoked", f"user:{user}"))
+        user = c.tokens.token(token_id).user
+        return c.tokens.revoke_token(token_id, c.changed(who, "token.revoked", f"user:{user}"))
 
 
 def _project_routes(router: APIRouter, c: _Context) -> None:
@@ -153,13 +153,13 @@ def _project_routes(router: APIRouter, c: _Context) -> None:
 
     @router.get("/projects", tags=["projects"])
     def list_projects(who: Principal = Who) -> list[str]:
-        return who.readable(c.auth.projects())
+        return who.readable(c.grants.projects())
 
     @router.post("/projects/{project}", tags=["projects"])
     def create_project(project: str, who: Principal = Who) -> dict[str, bool]:
         c.admin(who)
         event = c.changed(who, "project.created", f"project:{check_name(project, 'project')}")
-        return {"created": c.auth.create_project(project, event)}
+        return {"created": c.grants.create_project(project, event)}
 
     @router.get("/grants", tags=["projects"])
     def list_grants(
@@ -169,11 +169,11 @@ def _project_routes(router: APIRouter, c: _Context) -> None:
             c.admin(who)
         else:
             c.need(who, project, "admin")
-        return c.auth.grants(project, user)
+        return c.grants.grants(project, user)
 
     @router.put("/projects/{project}/grants/{user}", tags=["projects"])
     def grant(project: str, user: str, body: GrantIn, who: Principal = Who) -> list[Grant]:
         c.need(who, project, "admin")
         role = None if body.role is None else check_role(body.role)
-        c.auth.grant(project, user, role, c.changed(who, "project.granted", f"project:{project}"))
-        return c.auth.grants(project=project)
+        c.grants.grant(project, user, role, c.changed(who, "project.granted", f"project:{project}"))
+        return c.grants.grants(project=project)

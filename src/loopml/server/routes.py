@@ -92,7 +92,9 @@ class _Context:
         self.heartbeats: RunHeartbeats = stores.runs
         self.models = stores.models
         self.events = stores.events
-        self.auth = stores.auth
+        self.users = stores.users
+        self.tokens = stores.tokens
+        self.grants = stores.grants
         self.pipelines = stores.pipelines
         self.deployments = stores.deployments
         self.monitors = stores.monitors

@@ -21,7 +21,7 @@ from loopml.domain.auth import (
 from loopml.domain.records import EventDraft
 from loopml.domain.refs import check_name
 from loopml.errors import Forbidden, InvalidInput, Unauthenticated
-from loopml.ports import AuthStore, SessionStore
+from loopml.ports import GrantStore, SessionStore, TokenStore, UserStore
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,17 @@ SESSION_S = 12 * 3600
 class AuthService:
     def __init__(
         self,
-        store: AuthStore,
+        users: UserStore,
+        tokens: TokenStore,
+        grants: GrantStore,
         actor: str,
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cache_s: float = CACHE_S,
     ) -> None:
-        self._store = store
+        self._users = users
+        self._tokens = tokens
+        self._grants = grants
         self._actor = actor
         self._clock = clock
         self._cache_s = cache_s
@@ -69,7 +74,7 @@ class AuthService:
 
     def create_user(self, name: str, role: str | None = None) -> User:
         check_name(name, "user")
-        return self._store.create_user(
+        return self._users.create_user(
             name, None if role is None else check_role(role), self._event("user.created", name)
         )
 
@@ -78,12 +83,12 @@ class AuthService:
         self._known.clear()
 
     def users(self) -> list[User]:
-        return self._store.users()
+        return self._users.users()
 
     def disable_user(self, name: str) -> User:
         """Disable `name`: every token of theirs stops working at once."""
         self._known.clear()
-        return self._store.disable_user(name, self._event("user.disabled", name))
+        return self._users.disable_user(name, self._event("user.disabled", name))
 
     def create_token(
         self, user: str, name: str = "default", expires_in_s: int | None = None
@@ -97,7 +102,7 @@ class AuthService:
             )
         text = new_token()
         expires = None if expires_in_s is None else self._clock() + timedelta(seconds=expires_in_s)
-        token = self._store.add_token(
+        token = self._tokens.add_token(
             user,
             name,
             digest=token_hash(text),
@@ -108,12 +113,12 @@ class AuthService:
         return text, token
 
     def tokens(self, user: str | None = None) -> list[Token]:
-        return self._store.tokens(user)
+        return self._tokens.tokens(user)
 
     def revoke_token(self, token_id: int) -> Token:
         self._known.clear()
-        token = self._store.token(token_id)
-        return self._store.revoke_token(token_id, self._event("token.revoked", token.user))
+        token = self._tokens.token(token_id)
+        return self._tokens.revoke_token(token_id, self._event("token.revoked", token.user))
 
     def authenticate(self, text: str | None) -> Principal:
         """The principal a token speaks for; Unauthenticated for a missing, unknown, revoked or
@@ -143,7 +148,7 @@ class AuthService:
         return known[1] if known is not None and known[0] > time.monotonic() else None
 
     def _look_up(self, digest: str) -> Principal:
-        found = self._store.find_token(digest)
+        found = self._tokens.find_token(digest)
         if found is None:
             raise Unauthenticated("The API token is not known.", "Check LOOPML_TOKEN.")
         return self._principal(*found)
@@ -157,7 +162,7 @@ class AuthService:
                 f"The API token {token.name!r} of {user.name!r} was {why}.",
                 "Ask an admin for a new one: `loopml tokens create USER`.",
             )
-        grants = {g.project: g.role for g in self._store.grants(user=user.name)}
+        grants = {g.project: g.role for g in self._grants.grants(user=user.name)}
         return Principal(user.name, user.role, grants)
 
     def open_session(self, token_text: str) -> tuple[str, Principal]:
@@ -165,7 +170,7 @@ class AuthService:
         is). Only the id's hash is kept; the session ends after SESSION_S, when the token is
         revoked or expires, or when its user is disabled."""
         principal = self.authenticate(token_text)
-        found = self._store.find_token(token_hash(token_text))
+        found = self._tokens.find_token(token_hash(token_text))
         assert found is not None  # authenticate found it
         token = found[0]
         expires = self._clock() + timedelta(seconds=SESSION_S)
@@ -193,12 +198,12 @@ class AuthService:
             self._sessions().delete_session(token_hash(session))
 
     def _sessions(self) -> SessionStore:
-        if not isinstance(self._store, SessionStore):
+        if not isinstance(self._tokens, SessionStore):
             raise InvalidInput(
                 "Web UI sessions are kept by a team server, not by its clients.",
                 "Open the team server's /ui in a browser.",
             )
-        return self._store
+        return self._tokens
 
     def require(self, principal: Principal, project: str, needed: str) -> None:
         if not principal.may(project, needed):
@@ -212,7 +217,7 @@ class AuthService:
     def grant(self, project: str, user: str, role: str | None) -> None:
         self._known.clear()
         check_name(project, "project")
-        self._store.grant(
+        self._grants.grant(
             project,
             user,
             None if role is None else check_role(role),
@@ -220,15 +225,15 @@ class AuthService:
         )
 
     def grants(self, project: str | None = None, user: str | None = None) -> list[Grant]:
-        return self._store.grants(project, user)
+        return self._grants.grants(project, user)
 
     def create_project(self, project: str) -> bool:
         check_name(project, "project")
         event = EventDraft("project.created", f"project:{project}", self._actor)
-        return self._store.create_project(project, event)
+        return self._grants.create_project(project, event)
 
     def projects(self) -> list[str]:
-        return self._store.projects()
+        return self._grants.projects()
 
     def _event(self, action: str, user: str) -> EventDraft:
         return EventDraft(action, f"user:{user}", self._actor)

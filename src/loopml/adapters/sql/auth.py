@@ -1,4 +1,5 @@
-"""The `AuthStore` port on SQL: users, hashed tokens, and per-project grants."""
+"""The `UserStore`, `TokenStore` and `GrantStore` ports on SQL (one `AuthStore`): users, hashed
+tokens, and per-project grants; and the web UI's sessions."""
 
 from __future__ import annotations
 
