@@ -168,3 +168,17 @@ def diff_manifests(old: Manifest, new: Manifest) -> ManifestDiff:
         removed=tuple(sorted(old_paths - new_paths)),
         changed=tuple(sorted(changed)),
     )
+
+
+def manifest_digests(manifest: Manifest | Mapping[str, Any]) -> list[str]:
+    """The blob digests a manifest (or its stored dict form) names."""
+    if isinstance(manifest, Manifest):
+        return [ref.digest for ref in manifest.files.values()]
+    files = manifest.get("files") if isinstance(manifest, Mapping) else None
+    if not isinstance(files, Mapping):
+        return []  # malformed: the store that reads it refuses it
+    return [
+        entry["digest"]
+        for entry in files.values()
+        if isinstance(entry, Mapping) and isinstance(entry.get("digest"), str)
+    ]

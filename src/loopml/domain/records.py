@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, NewType
 
 from loopml.domain.hashing import Digest
+from loopml.errors import NotFound
 
 RunId = NewType("RunId", str)
 ProjectName = NewType("ProjectName", str)
@@ -277,3 +278,10 @@ class Alert:
     value: float | None
     """The field's value in the latest run when the alert last changed."""
     deliveries: tuple[Delivery, ...]
+
+
+def missing_run(run_id: str) -> NotFound:
+    """The error for a run that is not there (or that the caller may not know of)."""
+    return NotFound(
+        f"Run {run_id!r} does not exist.", "List runs with `loopml runs list` to find its id."
+    )

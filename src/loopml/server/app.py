@@ -229,15 +229,6 @@ def _answer_bad_requests(app: FastAPI, views: Views) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, error: Exception) -> Response:
-        from sqlalchemy.exc import DataError, IntegrityError
-
-        if isinstance(error, DataError):  # a value the database cannot hold (too long, too big)
-            return _error(400, "A value in the request does not fit the store.", "", "InvalidInput")
-        if isinstance(error, IntegrityError):
-            return _error(
-                409, "The request conflicts with what is stored.", "Check the ids it names.",
-                "Conflict",
-            )  # fmt: skip
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, "The server failed on this request.", "See the server's log.", "")
 

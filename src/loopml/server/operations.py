@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 
 from loopml.adapters.outbound import check_saved_url
-from loopml.adapters.sql.blob_refs import manifest_digests
 from loopml.domain.alerts import check_resolution
 from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState, check_spec
 from loopml.domain.loops import loop_lease as lease_of_loop
+from loopml.domain.manifest import manifest_digests
 from loopml.domain.records import (
     Alert,
     AlertRule,

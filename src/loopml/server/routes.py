@@ -29,12 +29,10 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from loopml.adapters.sql.blob_refs import manifest_digests
-from loopml.adapters.sql.runs import missing_run
 from loopml.domain.auth import PROTECTED_ALIASES, allows
 from loopml.domain.filters import check_query
 from loopml.domain.hashing import Digest, is_digest
-from loopml.domain.manifest import Manifest
+from loopml.domain.manifest import Manifest, manifest_digests
 from loopml.domain.records import (
     DatasetSummary,
     DatasetVersion,
@@ -45,6 +43,7 @@ from loopml.domain.records import (
     Run,
     RunArtifact,
     RunId,
+    missing_run,
 )
 from loopml.domain.refs import check_name
 from loopml.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound

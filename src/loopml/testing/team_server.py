@@ -22,13 +22,10 @@ def postgres_schema_url(database_url: str) -> str:
     """A URL whose connections live in a new, empty schema of the database at `database_url`."""
     import uuid
 
-    from sqlalchemy import create_engine, text
+    from loopml.adapters.sql.engine import create_schema
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
+    create_schema(database_url, schema)
     return f"{database_url}?options=-csearch_path%3D{schema}"
 
 

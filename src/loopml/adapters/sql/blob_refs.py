@@ -12,8 +12,7 @@ A blob is readable by a user when a project they may read holds it, or when they
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator
 
 from sqlalchemy import Connection, select
 
@@ -21,24 +20,9 @@ from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.dialect import insert_ignore, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import Clock, system_clock_us
-from loopml.domain.manifest import Manifest
 
 _CHUNK = 500
 """Digests per IN (...) list: well under SQLite's limit on bound parameters."""
-
-
-def manifest_digests(manifest: Manifest | Mapping[str, Any]) -> list[str]:
-    """The blob digests a manifest (or its stored dict form) names."""
-    if isinstance(manifest, Manifest):
-        return [ref.digest for ref in manifest.files.values()]
-    files = manifest.get("files") if isinstance(manifest, Mapping) else None
-    if not isinstance(files, Mapping):
-        return []  # malformed: the store that reads it refuses it
-    return [
-        entry["digest"]
-        for entry in files.values()
-        if isinstance(entry, Mapping) and isinstance(entry.get("digest"), str)
-    ]
 
 
 def add_blob_refs(conn: Connection, project: str, digests: Iterable[str]) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from loopml.adapters.sqlite_wal import enable_wal
-from loopml.errors import InvalidInput, Unavailable
+from loopml.errors import Conflict, InvalidInput, Unavailable
 
 BUSY_TIMEOUT_MS = 30_000
 _READ_OPTION = "loopml_read"
@@ -92,11 +92,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any error."""
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except OperationalError as exc:
-            raise _unavailable(self.engine, exc) from exc
+        with self._translated(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def single_statement(self) -> Iterator[Connection]:
@@ -106,22 +103,35 @@ class Database:
             with self.write() as conn:
                 yield conn
             return
-        try:
-            with self._autocommit.connect() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise _unavailable(self.engine, exc) from exc
+        with self._translated(), self._autocommit.connect() as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction (never takes the SQLite write lock)."""
+        with self._translated(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{_READ_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The database's errors as loopml's, so nothing above the SQL adapters names
+        SQLAlchemy: no answer is Unavailable, a value the column cannot hold is InvalidInput,
+        a broken constraint is Conflict."""
         try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(**{_READ_OPTION: True})
-                with conn.begin():
-                    yield conn
+            yield
         except OperationalError as exc:
             raise _unavailable(self.engine, exc) from exc
+        except DataError as exc:
+            raise InvalidInput(
+                "A value does not fit the store (too long, or out of range).",
+                "Shorten the name or text, or use a smaller number.",
+            ) from exc
+        except IntegrityError as exc:
+            raise Conflict(
+                "The change conflicts with what is stored.", "Check the ids and names it uses."
+            ) from exc
 
     def lock_events(self, conn: Connection) -> None:
         """Serialise appends to the event chain (SQLite's write lock already does)."""
@@ -130,6 +140,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def create_schema(database_url: str, schema: str) -> None:
+    """Create PostgreSQL schema `schema` (a letter, then letters, digits and _) in the database
+    at `database_url`: a fresh namespace for a test, or for a store beside others."""
+    if not schema.replace("_", "a").isalnum() or not schema[:1].isalpha():
+        raise InvalidInput(f"{schema!r} is not a schema name.", "Use letters, digits and _.")
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        raise _unavailable(engine, exc) from exc
+    finally:
+        engine.dispose()
 
 
 def _unavailable(engine: Engine, exc: OperationalError) -> Unavailable:

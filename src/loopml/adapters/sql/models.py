@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
-from loopml.adapters.sql.blob_refs import add_blob_refs, manifest_digests
+from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.dialect import lock_or_create_named, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import (
@@ -20,7 +20,7 @@ from loopml.adapters.sql.events import (
 )
 from loopml.adapters.sql.runs import require_run_in
 from loopml.domain.hashing import Digest
-from loopml.domain.manifest import Manifest
+from loopml.domain.manifest import Manifest, manifest_digests
 from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
 from loopml.errors import NotFound
 from loopml.ports import NewModelVersion

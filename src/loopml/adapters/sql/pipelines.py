@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
-from loopml.adapters.sql.blob_refs import add_blob_refs, manifest_digests
+from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.dialect import insert_ignore, upsert
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import Clock, system_clock_us
 from loopml.adapters.sql.runs import require_run_in
 from loopml.domain.hashing import Digest
-from loopml.domain.manifest import Manifest
+from loopml.domain.manifest import Manifest, manifest_digests
 from loopml.domain.records import PRODUCES_TAG, RunId, RunStatus
 from loopml.errors import InvalidInput
 from loopml.ports import ArtifactRef, CachedStep

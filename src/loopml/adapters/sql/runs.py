@@ -36,6 +36,7 @@ from loopml.domain.records import (
     RunArtifact,
     RunId,
     RunStatus,
+    missing_run,
 )
 from loopml.errors import Conflict, InvalidInput, NotFound
 from loopml.ports import NewRun, RunPage
@@ -89,12 +90,6 @@ def _as_number(value: str) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
-
-
-def missing_run(run_id: str) -> NotFound:
-    return NotFound(
-        f"Run {run_id!r} does not exist.", "List runs with `loopml runs list` to find its id."
-    )
 
 
 def _same_project(other: str, project: str, what: str) -> None:
