@@ -92,7 +92,7 @@ def test_parse_inputs_reads_every_row_of_the_window() -> None:
     column = pa.chunked_array(
         [['{"a": 1, "b": "x"}', '{"a": 2.5, "b": null}'], ['{"a": 3, "b": "z"}']]
     )
-    from loopml.monitoring.jsonl import read_objects
+    from loopml.monitoring.json_columns import read_objects
 
     table = read_objects(column.slice(1)).table
     assert table.column("a").to_pylist() == [2.5, 3.0]

@@ -110,14 +110,14 @@ def labelled(
 ) -> Any:
     """The labelled rows `deployment` served in the window (of model `version`, if given): the
     inputs, the label, the output (`__output`) and the row's time (`__time_us`), oldest first.
-    A row holding a value that cannot be read (see `loopml.monitoring.jsonl`), or whose label
+    A row holding a value that cannot be read (see `loopml.monitoring.json_columns`), or whose label
     or output is null, is left out; how many were unreadable is
     `frame.attrs["unreadable_rows"]`."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from loopml.monitoring.jsonl import read_objects, read_values
+    from loopml.monitoring.json_columns import read_objects, read_values
     from loopml.monitoring.monitors import read_served
 
     served = read_served(ws, deployment, max(0, start_us), end_us, extra=["event_time_us"])

@@ -10,7 +10,7 @@ thousand vertices.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -87,9 +87,11 @@ def line_chart(
     *,
     x_label: str = "step",
     marks: Sequence[Mark] = (),
+    legend: bool = True,
 ) -> str:
-    """An SVG line chart of `series` (each thinned), with axes, ticks and a text legend, and
-    `marks` as labelled vertical lines."""
+    """An SVG line chart of `series` (each thinned), with axes, ticks and a text legend (left
+    out with `legend=False`, for a page that has one legend for all its charts), and `marks` as
+    labelled vertical lines."""
     prepared = []
     for s in series:
         x = np.asarray(s.x, dtype=float)
@@ -132,7 +134,7 @@ def line_chart(
                 for a, b, u, v in zip(px(x), py(y), x, y, strict=True)
             )
     parts.append("</svg>")
-    return "".join(parts) + _legend(name for name, _, _ in prepared)
+    return "".join(parts) + (_legend(name for name, _, _ in prepared) if legend else "")
 
 
 def _mark(mark: Mark, x: float) -> str:
@@ -172,10 +174,15 @@ def _axes(
 
 
 def bar_chart(
-    title: str, labels: Sequence[str], groups: Sequence[tuple[str, Sequence[float]]]
+    title: str,
+    labels: Sequence[str],
+    groups: Sequence[tuple[str, Sequence[float]]],
+    *,
+    legend: bool = True,
 ) -> str:
     """An SVG bar chart: one bar per label for each group (e.g. reference and current shares
-    per histogram bin), groups side by side and told apart by pattern as well as colour."""
+    per histogram bin), groups side by side and told apart by pattern as well as colour; the
+    text legend is left out with `legend=False`."""
     if not labels or not groups:
         return f'<p class="empty">{escape(title)}: nothing to draw.</p>'
     top = max((max(values, default=0.0) for _, values in groups), default=0.0) or 1.0
@@ -209,7 +216,24 @@ def bar_chart(
                 f"<title>{escape(name)} {escape(label)}: {_label(value)}</title></rect>"
             )
     parts.append("</svg>")
-    return "".join(parts) + _legend((name for name, _ in groups), bars=True)
+    return "".join(parts) + (_legend((name for name, _ in groups), bars=True) if legend else "")
+
+
+def drift_chart(title: str, chart: Mapping[str, Any], *, x_label: str, legend: bool = True) -> str:
+    """The chart of one column of a drift report (its `chart`, from its drift method): the
+    reference's and the current sample's CDFs as two lines (`x`, `reference_cdf`,
+    `current_cdf`), or their shares of the most frequent categories or tokens as paired bars
+    (`categories`, `reference_share`, `current_share`); "" for a chart of neither shape."""
+    if "reference_cdf" in chart:
+        series = [
+            Series("reference", chart["x"], chart["reference_cdf"]),
+            Series("current", chart["x"], chart["current_cdf"]),
+        ]
+        return line_chart(title, series, x_label=x_label, legend=legend)
+    if "categories" in chart:
+        groups = [("reference", chart["reference_share"]), ("current", chart["current_share"])]
+        return bar_chart(title, [str(c) for c in chart["categories"]], groups, legend=legend)
+    return ""
 
 
 def _frame(title: str, description: str) -> list[str]:

@@ -1,5 +1,5 @@
 """What a column of each kind reads, vectorised over Arrow arrays: the rules the prediction log's
-JSON is read by (`loopml.monitoring.jsonl`), and the result of reading a window.
+JSON is read by (`loopml.monitoring.json_columns`), and the result of reading a window.
 
 Anything a column cannot read becomes null and an `Unreadable` of that kind:
 - `numeric`: numbers, and strings that spell a finite number, as float64. Unreadable: `boolean`,

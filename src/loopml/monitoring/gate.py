@@ -236,7 +236,7 @@ def gate(
     model version by its ref (default: from the registry; a backtest passes its cache). With
     a `horizon` too, those rules are judged over the next `horizon` served rows (a prediction
     interval: the rule must show over them, not only on average)."""
-    from loopml.monitoring.monitors import read_dataset
+    from loopml.monitoring.references import read_dataset
 
     if confidence is not None:
         check_confidence(confidence)

@@ -6,6 +6,10 @@ reference against the current sample (CDFs for numbers, shares for categories an
 The drift share counts the model's inputs; the label's and the prediction's drift are shown
 apart, and so is the drift weighted by the model's importance when the model gave it.
 With a history (one point per monitor run), a line of the drift share over windows.
+
+The charts are those of the web UI, drawn by `loopml.monitoring.charts` (the reference the
+first series, solid or filled; the current sample the second, dashed or hatched), with one
+legend for the page instead of one per chart.
 """
 
 from __future__ import annotations
@@ -14,19 +18,23 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-WIDTH, HEIGHT, PAD = 360, 150, 28
-REFERENCE_COLOUR, CURRENT_COLOUR = "#4c78a8", "#e45756"
+from loopml.monitoring.charts import COLOURS, Series, drift_chart, line_chart
+
+REFERENCE_COLOUR, CURRENT_COLOUR = COLOURS[0], COLOURS[1]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px;margin:0 0 4px} .meta{color:#666;margin-bottom:16px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:14px}
+div.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:14px}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 12px}
 .card.drift{border-color:#e45756;box-shadow:0 0 0 1px #e45756}
 .card h3{margin:0 0 4px;font-size:15px} .tag{font-size:11px;padding:1px 6px;border-radius:8px}
 .tag.drift{background:#e45756;color:#fff} .tag.ok{background:#e7f3e7;color:#276227}
 .small{font-size:12px;color:#555} .legend span{margin-right:12px}
 table{border-collapse:collapse;font-size:13px} td,th{padding:2px 8px;text-align:left}
+svg.chart{width:100%;height:auto;background:#fff} svg.chart .plot{fill:#fff;stroke:#ddd}
+svg.chart .grid{stroke:#eceff3} svg.chart .tick,svg.chart .axis{font-size:11px;fill:#666}
+.history{max-width:760px}
 """
 
 
@@ -54,14 +62,16 @@ def render(document: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = (
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1><div class='meta'>{escape(' · '.join(meta))}</div>",
         "<div class='legend small'>"
-        f"<span style='color:{REFERENCE_COLOUR}'>■ reference</span>"
-        f"<span style='color:{CURRENT_COLOUR}'>■ current</span></div>",
+        f"<span style='color:{REFERENCE_COLOUR}'>■ reference (solid)</span>"
+        f"<span style='color:{CURRENT_COLOUR}'>▨ current (dashed, hatched)</span></div>",
     ]
     if drifted:
         parts.append(f"<p><b>Drifted:</b> {escape(', '.join(drifted))}</p>")
     parts += _apart(document)
     if history:
-        parts.append("<h2>Drift share over windows</h2>" + _history_chart(history))
+        parts.append(
+            f"<h2>Drift share over windows</h2><div class='history'>{_history_chart(history)}</div>"
+        )
     quality = document.get("quality")
     if quality:
         issues = quality.get("issues", [])
@@ -113,91 +123,25 @@ def _card(feature: Mapping[str, Any]) -> str:
     tag = "<span class='tag drift'>drift</span>" if drifted else "<span class='tag ok'>ok</span>"
     role = feature.get("role", "input")
     kind = str(feature.get("kind")) + ("" if role == "input" else f", {role}")
+    name = str(feature.get("name"))
+    chart = drift_chart(
+        f"{name}: reference and current", feature.get("chart") or {}, x_label=name, legend=False
+    )
     return (
-        f"<div class='card{' drift' if drifted else ''}'><h3>{escape(str(feature.get('name')))} "
+        f"<div class='card{' drift' if drifted else ''}'><h3>{escape(name)} "
         f"{tag} <span class='small'>{escape(kind)}</span></h3>"
-        f"{_chart(feature.get('chart') or {})}<table>{table}</table></div>"
+        f"{chart}<table>{table}</table></div>"
     )
-
-
-def _chart(chart: Mapping[str, Any]) -> str:
-    if "x" in chart:
-        return _cdf_chart(chart["x"], chart["reference_cdf"], chart["current_cdf"])
-    if "categories" in chart:
-        return _bar_chart(chart["categories"], chart["reference_share"], chart["current_share"])
-    return ""
-
-
-def _scale(values: Sequence[float], low: float, high: float, size: float) -> list[float]:
-    span = (high - low) or 1.0
-    return [(v - low) / span * size for v in values]
-
-
-def _polyline(xs: Sequence[float], ys: Sequence[float], colour: str) -> str:
-    points = " ".join(f"{PAD + x:.1f},{HEIGHT - PAD - y:.1f}" for x, y in zip(xs, ys, strict=True))
-    return f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{points}'/>"
-
-
-def _axes(low: str, high: str) -> str:
-    bottom = HEIGHT - PAD
-    return (
-        f"<line x1='{PAD}' y1='{bottom}' x2='{WIDTH - 4}' y2='{bottom}' stroke='#999'/>"
-        f"<line x1='{PAD}' y1='6' x2='{PAD}' y2='{bottom}' stroke='#999'/>"
-        f"<text x='{PAD}' y='{HEIGHT - 10}' font-size='10'>{escape(low)}</text>"
-        f"<text x='{WIDTH - 4}' y='{HEIGHT - 10}' font-size='10' text-anchor='end'>"
-        f"{escape(high)}</text>"
-    )
-
-
-def _svg(body: str) -> str:
-    return f"<svg width='{WIDTH}' height='{HEIGHT}' role='img'>{body}</svg>"
-
-
-def _cdf_chart(x: Sequence[float], ref: Sequence[float], cur: Sequence[float]) -> str:
-    if not x:
-        return ""
-    inner_w, inner_h = WIDTH - PAD - 6, HEIGHT - PAD - 8
-    xs = _scale(x, min(x), max(x), inner_w)
-    body = _axes(f"{min(x):.3g}", f"{max(x):.3g}")
-    body += _polyline(xs, [v * inner_h for v in ref], REFERENCE_COLOUR)
-    body += _polyline(xs, [v * inner_h for v in cur], CURRENT_COLOUR)
-    body += f"<text x='{PAD + 4}' y='14' font-size='10' fill='#666'>share at or below x</text>"
-    return _svg(body)
-
-
-def _bar_chart(labels: Sequence[str], ref: Sequence[float], cur: Sequence[float]) -> str:
-    if not labels:
-        return ""
-    inner_w, inner_h = WIDTH - PAD - 6, HEIGHT - PAD - 8
-    top = max([*ref, *cur, 1e-9])
-    slot = inner_w / len(labels)
-    body = _axes("", "")
-    for i, (label, r, c) in enumerate(zip(labels, ref, cur, strict=True)):
-        x = PAD + i * slot
-        for offset, share, colour in ((0.1, r, REFERENCE_COLOUR), (0.5, c, CURRENT_COLOUR)):
-            height = share / top * inner_h
-            body += (
-                f"<rect x='{x + offset * slot:.1f}' y='{HEIGHT - PAD - height:.1f}' "
-                f"width='{0.4 * slot:.1f}' height='{height:.1f}' fill='{colour}'>"
-                f"<title>{escape(label)}: {share:.1%}</title></rect>"
-            )
-        body += (
-            f"<text x='{x + slot / 2:.1f}' y='{HEIGHT - PAD + 11}' font-size='9' "
-            f"text-anchor='middle'>{escape(label[:8])}</text>"
-        )
-    return _svg(body)
 
 
 def _history_chart(history: Sequence[Mapping[str, Any]]) -> str:
+    """The drift share of each window, oldest first, numbered from 1."""
     shares = [float(h.get("drift_share") or 0.0) for h in history]
-    inner_w, inner_h = WIDTH * 2 - PAD - 6, HEIGHT - PAD - 8
-    step = inner_w / max(len(shares) - 1, 1)
-    xs = [i * step for i in range(len(shares))]
-    body = _axes(str(history[0].get("time", "")), str(history[-1].get("time", "")))
-    body += _polyline(xs, [s * inner_h for s in shares], CURRENT_COLOUR)
-    body += "".join(
-        f"<circle cx='{PAD + x:.1f}' cy='{HEIGHT - PAD - s * inner_h:.1f}' r='3' "
-        f"fill='{CURRENT_COLOUR}'><title>{s:.0%}</title></circle>"
-        for x, s in zip(xs, shares, strict=True)
+    first, last = history[0].get("time", ""), history[-1].get("time", "")
+    windows = [float(i) for i in range(1, len(shares) + 1)]
+    return line_chart(
+        "Drift share over windows",
+        [Series("drift share", windows, shares)],
+        x_label=f"window ({first} to {last})",
+        legend=False,
     )
-    return f"<svg width='{WIDTH * 2}' height='{HEIGHT}' role='img'>{body}</svg>"

@@ -11,7 +11,7 @@ answered); `run(name, now_us=...)` (`loopml monitor run --at TIME`) evaluates as
 that time, so a history served with its event times replays window by window.
 
 Inputs come from the log's JSON column, parsed for the whole window at once by Arrow and read
-as the reference's column kinds (`loopml.monitoring.jsonl`): whatever the log holds, a value
+as the reference's column kinds (`loopml.monitoring.json_columns`): whatever the log holds, a value
 a column cannot read (a boolean in a numeric column, an object, NaN) is null in the window and
 a finding of the report's quality section, counted by column and kind with example
 request ids, and the run completes. Columns of the reference the model does not take (a label, an
@@ -35,46 +35,46 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from loopml.bootstrap import Workspace, default_workspace, prediction_log_reader
+from loopml.bootstrap import Workspace, default_workspace
 from loopml.domain.alerts import MAX_RESOLVE_AFTER, parse_condition
 from loopml.domain.durations import parse_duration
 from loopml.domain.importance import MODEL
 from loopml.domain.records import Alert, Monitor, MonitorRun
-from loopml.errors import IntegrityError, InvalidInput, LoopmlError, Unavailable
-from loopml.monitoring.column_kinds import Parsed, Unreadable
-from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
+from loopml.errors import InvalidInput, LoopmlError
+from loopml.monitoring.drift import DriftReport, Reference, compare
 from loopml.monitoring.health import probe
-from loopml.monitoring.importance import model_importance
-from loopml.monitoring.jsonl import read_objects, read_values
 from loopml.monitoring.performance import evaluate
 from loopml.monitoring.quality import check
+from loopml.monitoring.references import PREDICTION, read_dataset, summarize_reference
+from loopml.monitoring.window import comparable, describe_unreadable, read_served, read_window
+
+__all__ = [
+    "PREDICTION",
+    "MonitorResult",
+    "NothingToMonitor",
+    "create",
+    "describe_unreadable",
+    "failure_text",
+    "read_dataset",
+    "read_served",
+    "read_window",
+    "report_document",
+    "roles",
+    "run",
+    "run_due",
+]
+"""What callers take from here; `read_served`, `read_window` and `describe_unreadable` live in
+`loopml.monitoring.window`, `read_dataset` and `PREDICTION` in `loopml.monitoring.references`."""
 
 _log = logging.getLogger("loopml.monitoring")
-LOG_COLUMNS = [
-    "request_id",
-    "time_us",
-    "model",
-    "model_version",
-    "inputs_json",
-    "output_json",
-    "proba_json",
-    "shadow",
-]
 VOLUME_HISTORY = 10
 """Previous windows whose median row count is the volume norm."""
-EXAMPLES = 3
-"""Request ids kept per kind of unreadable value, to look the rows up (`loopml predictions`)."""
 FAILED = "monitor run"
 """What a failure notice of a monitor is about: its condition reads `monitor run failed: ...`."""
 
@@ -125,34 +125,9 @@ def create(
     window_s, every_s = _seconds(window), _seconds(every)
     pinned, digest = None, None
     if reference is not None:
-        version = ws.data.resolve(reference, project, record=False)
-        pinned = f"{version.name}@{version.version}"
-        if version.schema is None:
-            raise InvalidInput(
-                f"Dataset {pinned} has no table profile, so it cannot be a reference.",
-                "Use a version made from one CSV, TSV or Parquet file (`loopml data add FILE`).",
-            )
-        table = read_dataset(ws, version)
-        if label is not None and label not in table.column_names:
-            raise InvalidInput(
-                f"The reference {pinned} has no column {label!r} to take labels from.",
-                f"Choose among: {', '.join(table.column_names)}.",
-            )
-        table, categorical, inputs, importance = _with_predictions(
-            ws, table, deployment, model, project
+        pinned, summary = summarize_reference(
+            ws, reference, deployment=deployment, model=model, label=label, project=project
         )
-        table, label = _served_columns(table, inputs, label)
-        roles = {
-            "label": label,
-            "prediction": PREDICTION if PREDICTION in table.column_names else None,
-        }
-        if label is not None and table.schema.field(label).type != pa.float64():
-            categorical.append(label)
-        summary = {
-            **summarize(table, categorical=categorical).to_dict(),
-            "roles": roles,
-            "importance": importance,
-        }
         digest = ws.blobs.put_bytes(json.dumps(summary).encode()).digest
     monitor, _ = ws.monitors.save(
         name,
@@ -207,7 +182,7 @@ def run(
     previous = [r.rows for r in ws.monitors.history(name, project, VOLUME_HISTORY)]
     unreadable = describe_unreadable(parsed, served["request_id"])
     quality = check(window, reference, parsed.counts(), previous, unreadable=unreadable)
-    shared = _comparable(window, reference, parsed)
+    shared = comparable(window, reference, parsed)
     if not shared:
         lost = f" ({parsed.count} values could not be read)" if parsed.count else ""
         raise InvalidInput(
@@ -277,58 +252,6 @@ def _record(
         draft.project, draft.monitor, recent, draft.window_end_us, deployment
     )
     return MonitorResult(recorded, report, alerts, document)
-
-
-def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]) -> Parsed:
-    """The served rows' inputs, plus their outputs (`prediction`) and fed-back labels when the
-    reference has those roles, each column read as the reference's kind; never raises on what
-    the log holds."""
-    sources = {}
-    if roles.get("prediction"):
-        sources[PREDICTION] = "output_json"
-    if roles.get("label"):
-        sources[str(roles["label"])] = "label_json"
-    inputs = {name: kind for name, kind in reference.kinds.items() if name not in sources}
-    parsed = read_objects(served["inputs_json"], inputs)
-    table, found = parsed.table, list(parsed.unreadable)
-    for name, source in sources.items():
-        values = read_values(served[source], reference.kinds.get(name))
-        if name in table.column_names:  # an input of that name: the role's column wins
-            table = table.drop_columns([name])
-        table = table.append_column(name, values.table["value"])
-        found += [Unreadable(name, u.kind, u.rows) for u in values.unreadable]
-    return Parsed(table, tuple(found))
-
-
-def _comparable(window: pa.Table, reference: Reference, parsed: Parsed) -> list[str]:
-    """The reference's columns the window can be compared on: those it has, less any whose
-    every value was unreadable (no evidence either way: reported, never compared as calm)."""
-    unreadable = parsed.counts()
-    return [
-        name
-        for name in reference.kinds
-        if name in window.column_names
-        and not (unreadable.get(name) and window[name].null_count == window.num_rows)
-    ]
-
-
-def describe_unreadable(parsed: Parsed, request_ids: pa.ChunkedArray) -> list[dict[str, Any]]:
-    """The report's list of unreadable values: column, kind, count and a few request ids."""
-    return [
-        {
-            "column": found.column,
-            "kind": found.kind,
-            "count": found.count,
-            "examples": _ids(request_ids.take(pa.array(found.rows[:EXAMPLES]))),
-        }
-        for found in sorted(parsed.unreadable, key=lambda u: (u.column, u.kind))
-    ]
-
-
-def _ids(request_ids: pa.ChunkedArray) -> list[str | None]:
-    """Request ids as text, whatever bytes another tool wrote there."""
-    raw = request_ids.cast(pa.binary()).to_pylist()
-    return [None if rid is None else rid.decode("utf-8", "replace") for rid in raw]
 
 
 def run_due(
@@ -447,36 +370,6 @@ def report_document(
     return {"run": found.id, **document}
 
 
-def read_served(
-    ws: Workspace, deployment: str, start_us: int, end_us: int, *, extra: Sequence[str] = ()
-) -> pa.Table:
-    """The rows `deployment` answered whose time (event time, else serving time) lies in
-    `[start_us, end_us)` (shadow rows left out), with the latest label fed back for each (null
-    where none came); `extra` log columns (such as `event_time_us`) are added."""
-    try:
-        log = prediction_log_reader(ws.settings).read(
-            deployment,
-            since_us=start_us,
-            until_us=end_us,
-            columns=[*LOG_COLUMNS, *extra],
-            with_feedback=True,
-        )
-    except pa.ArrowInvalid as exc:  # a file cut short or damaged, which Arrow cannot open
-        raise IntegrityError(
-            f"The prediction log of deployment {deployment!r} holds a file that cannot be read "
-            "(cut short or damaged); nothing was stored.",
-            "Move the file named in the log of this process out of the prediction log's "
-            "folder, then run again.",
-        ) from exc
-    except OSError as exc:
-        raise Unavailable(
-            f"The prediction log of deployment {deployment!r} could not be read "
-            f"({type(exc).__name__}); nothing was stored.",
-            "Check that the artifact store answers; trying again may succeed.",
-        ) from exc
-    return log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
-
-
 def _model_metrics(ws: Workspace, served: pa.Table, project: str) -> dict[str, float]:
     """The evaluation metrics registered with the model version that served most rows."""
     if served.num_rows == 0:
@@ -488,73 +381,6 @@ def _model_metrics(ws: Workspace, served: pa.Table, project: str) -> dict[str, f
     except LoopmlError:  # the version was deleted or lives elsewhere: nothing to compare with
         return {}
     return dict(version.metrics)
-
-
-PREDICTION = "prediction"
-"""The reference column holding the model's outputs on the reference rows."""
-
-
-def _served_columns(
-    table: pa.Table, inputs: list[str] | None, label: str | None
-) -> tuple[pa.Table, str | None]:
-    """The reference's columns a served row can be compared on (the model's inputs, its
-    prediction, the label), and the label column: the one given, else the only column the
-    model does not take. Unknown inputs (no model): every column, the label as given."""
-    if inputs is None:
-        return table, label
-    others = [c for c in table.column_names if c not in inputs and c != PREDICTION]
-    if label is None and len(others) == 1:
-        label = others[0]
-    unserved = [c for c in others if c != label]
-    return table.drop_columns(unserved), label
-
-
-def _with_predictions(
-    ws: Workspace, table: pa.Table, deployment: str, model: str | None, project: str
-) -> tuple[pa.Table, list[str], list[str] | None, dict[str, Any] | None]:
-    """`table` with the model's predictions on it as a `prediction` column, the columns to
-    read as categories (a classifier's predictions), the model's inputs and its importance
-    per input ({"weights", "source"}), when a model is known (its inputs and importance are
-    None when not, or when its signature does not name them)."""
-    if model is None:
-        try:
-            model = ws.deployments.get(deployment, project).model_ref
-        except LoopmlError:
-            return table, [], None, None  # no stored deployment, no model: no prediction drift
-    version = ws.registry.resolve(model, project)
-    loaded = ws.registry.load(version.ref, project=project)
-    inputs = [column["name"] for column in version.signature.get("inputs", [])]
-    missing = [name for name in inputs if name not in table.column_names]
-    if missing:
-        raise InvalidInput(
-            f"The reference lacks the model's inputs {missing}.",
-            "Give the dataset the model was trained on as the reference.",
-        )
-    frame = table.select(inputs).to_pandas() if inputs else table.to_pandas()
-    predicted = np.asarray(loaded.predict(frame))
-    categorical = [PREDICTION] if callable(getattr(loaded.raw, "predict_proba", None)) else []
-    column = pa.array(predicted.astype(str) if categorical else predicted)
-    importance = None
-    if inputs:
-        weights, source = model_importance(loaded.raw, inputs)
-        importance = {"weights": weights, "source": source}
-    return table.append_column(PREDICTION, column), categorical, inputs or None, importance
-
-
-def read_dataset(ws: Workspace, version: Any) -> pa.Table:
-    from loopml.adapters.tables import read_table
-
-    manifest = ws.data.manifest(version)
-    (relative, blob), *others = manifest.files.items()
-    if others:
-        raise InvalidInput(
-            f"Dataset {version.name}@{version.version} holds {len(manifest.files)} files.",
-            "Use a version made from one table file as the reference.",
-        )
-    with tempfile.TemporaryDirectory(prefix="loopml-reference-") as folder:
-        path = Path(folder) / Path(relative).name
-        ws.blobs.get_file(blob.digest, path)
-        return read_table(path)
 
 
 def _seconds(value: str | int) -> int:

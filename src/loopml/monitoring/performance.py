@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.monitoring.column_kinds import VECTOR, Parsed, number_text
-from loopml.monitoring.jsonl import as_numbers, read_values
+from loopml.monitoring.json_columns import as_numbers, read_values
 
 MIN_LABELLED = 30
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1")

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from loopml.monitoring.column_kinds import ROW
 from loopml.monitoring.drift import Reference
-from loopml.monitoring.jsonl import conform
+from loopml.monitoring.json_columns import conform
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from loopml.cli.context import plain
 from loopml.domain.gate_rules import apply_rule, parse_rule
+from loopml.domain.jsonable import jsonable
 from loopml.domain.latency import LatencyTimings, latency_evidence
 from loopml.monitoring.gate import GateResult, latency_report
 from loopml.monitoring.latency import Timed
@@ -70,7 +70,7 @@ def test_a_guard_the_timings_cannot_settle_passes_with_the_note_in_the_report() 
 
 
 def test_the_json_of_a_result_carries_the_intervals() -> None:
-    shown = plain(_unsettled())
+    shown = jsonable(_unsettled())
     latency = shown["latency"]
     assert (latency["calls"], latency["blocks"], latency["block_calls"]) == (2_000, 200, 10)
     assert set(latency["ratio"]["latency_p99_ms"]) == {"estimate", "low", "high"}
@@ -155,7 +155,7 @@ def test_an_undecided_rule_shows_its_difference_and_the_rows_that_would_tell() -
         f"- `accuracy >= champion.accuracy + 0.01`: 300 rows cannot tell; about "
         f"{found.needed_rows:,} labelled rows would tell."
     ) in text
-    shown = plain(result)
+    shown = jsonable(result)
     assert shown["undecided"] == ["accuracy >= champion.accuracy + 0.01"]
     comparison = shown["comparisons"]["accuracy >= champion.accuracy + 0.01"]
     assert comparison["verdict"] == "undecided"

@@ -84,7 +84,7 @@ def test_the_estimate_needs_no_label() -> None:
 
 
 def test_missing_json_values_keep_their_rows() -> None:
-    from loopml.monitoring.jsonl import read_objects
+    from loopml.monitoring.json_columns import read_objects
     from loopml.monitoring.performance import json_values
 
     column = pa.chunked_array([["1", None], ["3", None]], pa.string())

@@ -82,7 +82,7 @@ def test_volume_needs_a_few_windows_of_history() -> None:
 
 
 def test_unreadable_values_are_counted_in_the_shares_not_dropped() -> None:
-    from loopml.monitoring.jsonl import conform, read_objects
+    from loopml.monitoring.json_columns import conform, read_objects
 
     reference = _reference()
     data = _window(rows=100)

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from loopml.domain.refs import check_name
 from loopml.errors import LoopmlError, NotFound
-from loopml.monitoring.charts import Series, bar_chart, line_chart
+from loopml.monitoring.charts import Series, drift_chart, line_chart
 from loopml.server.ui.views import Views
 
 TRAFFIC_BUCKETS = 60
@@ -244,18 +244,8 @@ def _window_charts(history: list[Any], reports: list[dict[str, Any]]) -> list[tu
 def _feature(feature: dict[str, Any]) -> dict[str, Any]:
     """One feature of a drift report: its decision, the statistics behind it, and reference
     against current (CDFs for numbers, shares per category or token)."""
-    chart = feature.get("chart") or {}
-    drawn = ""
     title = f"{feature['name']}: reference and current"
-    if "reference_cdf" in chart:
-        drawn = line_chart(title, [
-            Series("reference", chart["x"], chart["reference_cdf"]),
-            Series("current", chart["x"], chart["current_cdf"]),
-        ], x_label=feature["name"])  # fmt: skip
-    elif "categories" in chart:
-        drawn = bar_chart(title, [str(c) for c in chart["categories"]], [
-            ("reference", chart["reference_share"]), ("current", chart["current_share"]),
-        ])  # fmt: skip
+    drawn = drift_chart(title, feature.get("chart") or {}, x_label=feature["name"])
     return {**feature, "drawn": drawn}
 
 

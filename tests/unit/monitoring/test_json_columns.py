@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopml.monitoring.column_kinds import ROW, VECTOR, Parsed, number_text
-from loopml.monitoring.jsonl import BLOCK_ROWS, read_objects, read_values
+from loopml.monitoring.json_columns import BLOCK_ROWS, read_objects, read_values
 
 KINDS = {"n": "numeric", "c": "categorical", "t": "text"}
 TYPES = {"n": pa.float64(), "c": pa.string(), "t": pa.string()}
@@ -225,14 +225,14 @@ def test_any_rows_read_with_the_references_types_and_every_bad_value_counted(
 
 
 def _in_small_blocks(rows: list[str | None]) -> Parsed:
-    from loopml.monitoring import jsonl
+    from loopml.monitoring import json_columns
 
-    saved = jsonl.BLOCK_ROWS
-    jsonl.BLOCK_ROWS = 3
+    saved = json_columns.BLOCK_ROWS
+    json_columns.BLOCK_ROWS = 3
     try:
         return read_objects(_column(rows), KINDS)
     finally:
-        jsonl.BLOCK_ROWS = saved
+        json_columns.BLOCK_ROWS = saved
 
 
 @pytest.mark.parametrize("rows", [0, 1])
