@@ -1,6 +1,7 @@
-"""Adding a large file as a dataset version, loopml beside DVC, in one invocation.
+"""Adding a large file as a dataset version, loopml beside DVC, on the same file in one invocation.
 
-    python benchmarks/data.py [--size-gib 1] [--anchors .anchors] [--out results/data.json]
+    python benchmarks/data.py [--size-gib 1] [--runs 3] [--quick] [--anchors .anchors]
+                              [--skip-dvc] [--out results/data.json]
 
 Writes one random file of --size-gib GiB, then measures wall-clock seconds of adding it to a fresh
 store (first time) and adding it again unchanged, two ways for each tool:
@@ -8,9 +9,10 @@ store (first time) and adding it again unchanged, two ways for each tool:
        loopml `workspace.data.add(FILE)`; DVC `dvc.repo.Repo(DIR).add(FILE)`
   cli: the command a user types, interpreter start-up and imports included:
        `loopml data add FILE`; `dvc add FILE` (in a `dvc init --no-scm` repository)
-Each figure is the median of --repeat fresh tries on the same file (warm in the page cache for
-both tools). DVC comes from the `dvc` environment in --anchors, created on
-first use with `python -m venv ANCHORS/dvc && ANCHORS/dvc/bin/pip install dvc`.
+Each figure is given as min/median/max of --runs fresh tries on the same file (warm in the page
+cache for both tools), the four ways taking turns within each try. DVC runs from .anchors/dvc, which
+`bash benchmarks/competitors/setup.sh` creates with the DVC version pinned in
+competitors/requirements/dvc.txt.
 """
 
 from __future__ import annotations
@@ -19,23 +21,34 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import emit, machine, rounded, seconds  # the script's folder is on sys.path
+from _common import (  # the script's folder is on sys.path
+    add_run_options,
+    competitor_python,
+    emit,
+    installed_versions,
+    loopml_version,
+    machine,
+    median_of,
+    seconds,
+    spread,
+    times,
+)
 
 CHUNK = 64 * 1024 * 1024
 
 
 def _write_file(path: Path, size: int) -> None:
-    block = os.urandom(CHUNK)
+    block = os.urandom(min(size, CHUNK))
     with path.open("wb") as out:
-        for _ in range(size // CHUNK):
-            out.write(block[:-8] + os.urandom(8))  # distinct chunks, cheaply
+        for start in range(0, size, CHUNK):
+            chunk = block[: min(CHUNK, size - start)]
+            out.write(chunk[:-8] + os.urandom(8))  # distinct chunks, cheaply
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -82,16 +95,6 @@ print(json.dumps([first, again]))
 """
 
 
-def _ensure_dvc(anchors: Path) -> Path:
-    dvc = anchors / "dvc" / "bin" / "dvc"
-    if not dvc.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(anchors / "dvc")], check=True)
-        subprocess.run(
-            [str(anchors / "dvc" / "bin" / "pip"), "install", "--quiet", "dvc"], check=True
-        )
-    return dvc
-
-
 def _dvc_prepare(dvc: Path, data: Path, work: Path) -> tuple[Path, dict[str, str]]:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     _run([str(dvc), "init", "--no-scm", "-q"], work, env)
@@ -123,27 +126,28 @@ def _dvc_api(dvc: Path, data: Path, work: Path) -> tuple[float, float]:
     return float(first), float(again)
 
 
-def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
-    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size-gib", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--anchors", type=Path, default=Path(".anchors"))
+    parser.add_argument("--repeat", dest="runs", type=int, help=argparse.SUPPRESS)  # old name
     parser.add_argument("--skip-dvc", action="store_true")
-    parser.add_argument("--out", type=Path)
+    add_run_options(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.size_gib, args.runs = 1 / 64, 1
+    dvc = None if args.skip_dvc else competitor_python(args.anchors, "dvc").with_name("dvc")
+    tools = {"loopml": loopml_version()}
+    if dvc is not None:
+        tools |= installed_versions(args.anchors, "dvc", ["dvc", "dvc-data"])
     size = int(args.size_gib * (1 << 30))
-    result: dict[str, Any] = {"machine": machine(), "bytes": size}
+    result: dict[str, Any] = {"benchmark": "data", "machine": machine(tools)}
+    result["settings"] = {"bytes": size, "runs": args.runs}
     with tempfile.TemporaryDirectory(prefix="loopml-data-bench-", dir=".") as tmp:
         root = Path(tmp).absolute()
         data = root / "big.bin"
         _write_file(data, size)
-        dvc = None if args.skip_dvc else _ensure_dvc(args.anchors.absolute())
         ways = {
             ("loopml", "api"): lambda w: _loopml_api(data, w),
             ("loopml", "cli"): lambda w: _loopml_cli(data, w),
@@ -152,21 +156,23 @@ def main() -> None:
             ways[("dvc", "api")] = lambda w: _dvc_api(dvc, data, w)
             ways[("dvc", "cli")] = lambda w: _dvc_cli(dvc, data, w)
         tries: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in ways}
-        for attempt in range(args.repeat):
+        for attempt in range(args.runs):
             for (tool, way), measure in ways.items():
                 work = root / f"{tool}-{way}-{attempt}"
                 work.mkdir()
                 tries[(tool, way)].append(measure(work))
                 shutil.rmtree(work)
-        for (tool, way), pairs in tries.items():
-            first, again = _median_pair(pairs)
-            result.setdefault(tool, {})[way] = rounded(
-                {"add_s": first, "readd_unchanged_s": again, "add_gb_per_s": size / first / 1e9}
-            )
+    for (tool, way), pairs in tries.items():
+        result.setdefault(tool, {})[way] = {
+            "add_s": spread(p[0] for p in pairs),
+            "readd_unchanged_s": spread(p[1] for p in pairs),
+            "add_gb_per_s": spread(size / p[0] / 1e9 for p in pairs),
+        }
     if "dvc" in result:
         result["times_faster_than_dvc"] = {
-            f"{way}_{what}": round(
-                result["dvc"][way][f"{what}_s"] / result["loopml"][way][f"{what}_s"], 1
+            f"{way}_{what}": times(
+                median_of(result["dvc"][way], f"{what}_s"),
+                median_of(result["loopml"][way], f"{what}_s"),
             )
             for way in ("api", "cli")
             for what in ("add", "readd_unchanged")

@@ -1,6 +1,7 @@
 """Pipeline overhead and parallel speed-up, measured by hand.
 
-    python benchmarks/pipelines.py [--steps 50] [--trials 8] [--work-s 1.5] [--out F.json]
+    python benchmarks/pipelines.py [--steps 50] [--trials 8] [--work-s 1.5] [--runs 3] [--quick]
+                                   [--skip-sweep] [--out F.json]
 
   step_overhead_ms         a chain of --steps no-op steps run uncached, per step (wall clock)
   cached_step_overhead_ms  the same chain again, every step a cache hit, per step
@@ -8,7 +9,8 @@
                            as one sweep on local, processes and ray (ray: starting and stopping
                            a local Ray included); speed-up = local / executor
   sweep_ray_running_s      the same on a Ray that is already running (after a warm-up sweep)
-Everything runs on a fresh SQLite workspace in a temporary folder.
+Everything runs on a fresh SQLite workspace in a temporary folder; each pass (--runs of them)
+on new ones, and each figure is given as min/median/max over the passes. There is no competitor.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import emit, machine, rounded, seconds  # the script's folder is on sys.path
+from _common import (  # the script's folder is on sys.path
+    add_run_options,
+    emit,
+    loopml_version,
+    machine,
+    seconds,
+    summarise,
+)
 
 from loopml.adapters.executors.factory import make_executor
 from loopml.bootstrap import Workspace, open_workspace
@@ -120,6 +129,14 @@ def sweeps(root: Path, trials: int, work_s: float) -> dict[str, float]:
     return results
 
 
+def one_pass(args: argparse.Namespace, root: Path) -> dict[str, float]:
+    root.mkdir()
+    result = overhead(root, args.steps)
+    if not args.skip_sweep:
+        result |= sweeps(root, args.trials, args.work_s)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,14 +145,21 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--work-s", type=float, default=1.5)
     parser.add_argument("--skip-sweep", action="store_true")
-    parser.add_argument("--out", type=Path)
+    add_run_options(parser, competitor=False)
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.trials, args.work_s, args.runs = 5, 2, 0.05, 1
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per trial, as a fair baseline
-    result: dict[str, Any] = {"machine": machine()}
+    tools = {"loopml": loopml_version()}
+    if not args.skip_sweep:
+        from importlib.metadata import version
+
+        tools["ray"] = version("ray")
+    result: dict[str, Any] = {"benchmark": "pipelines", "machine": machine(tools)}
+    result["settings"] = {k: getattr(args, k) for k in ("steps", "trials", "work_s", "runs")}
     with tempfile.TemporaryDirectory(prefix="loopml-pipelines-") as tmp:
-        result.update(rounded(overhead(Path(tmp), args.steps)))
-        if not args.skip_sweep:
-            result.update(rounded(sweeps(Path(tmp), args.trials, args.work_s)))
+        passes = [one_pass(args, Path(tmp) / f"pass-{i}") for i in range(args.runs)]
+    result |= summarise(passes)
     emit(result, args.out)
 
 

@@ -1,17 +1,25 @@
-"""Model serving, loopml beside `mlflow models serve`, in one invocation.
+"""Model serving, loopml beside `mlflow models serve`, on the same model and requests in one
+invocation.
 
-    python benchmarks/serving.py [--seconds 10] [--anchors .anchors] [--skip-mlflow] [--out F]
+    python benchmarks/serving.py [--seconds 10] [--runs 3] [--quick] [--anchors .anchors]
+                                 [--skip-mlflow] [--out F]
 
-The model: scikit-learn's HistGradientBoostingClassifier (random_state=0) on the bundled
-breast_cancer data, exactly as ../shared/anchors/mlflow_serve.sh trains it (that script runs
-first, measures MLflow and writes the data and request bodies). Both servers get
-OMP_NUM_THREADS=1 and one process; the load generator (anchors/loadgen.py, keep-alive, closed
-loop) shares the 2 CPUs with the server, as the anchors' README says.
+The model: scikit-learn's HistGradientBoostingClassifier(random_state=0) fitted on the train rows
+of its bundled breast_cancer data (a stratified 75/25 split, random_state=0). This script writes
+the data and the request bodies once; each tool fits the same model on the same rows (MLflow in
+its own venv: competitors/mlflow_model.py). Requests: the first test row, and 1,000 rows drawn
+with replacement (seed 0), as `{"rows": [...]}` for loopml and `{"dataframe_split": ...}` for
+MLflow, the same values. Both servers run as one process with OMP_NUM_THREADS=1 on 127.0.0.1.
 
-loopml scenarios (POST /predict, `{"rows": [...]}` bodies): 1 row at concurrency 1, 16 and 64;
-1,000 rows at concurrency 1; 1 row at concurrency 16 with prediction logging off (the cost of
-logging); and a bare endpoint on the same uvicorn/Starlette stack that parses the body and
-returns a constant (the ceiling), at concurrency 16 and 64.
+The load: competitors/loadgen.py (in .anchors/loadgen; closed loop, keep-alive connections,
+--seconds measured after 2 s of warm-up per scenario) on the same CPUs as the server.
+  MLflow:  GET /ping at concurrency 16 (the client's and the HTTP stack's ceiling); 1 row at
+           concurrency 1 and 16; 1,000 rows at concurrency 1
+  loopml:  GET /health at concurrency 16; 1 row at concurrency 1, 16 and 64; 1,000 rows at 1;
+           1 row at 16 with prediction logging off (`--no-log`: the cost of logging); and a bare
+           endpoint on the same uvicorn/Starlette stack that parses the body and returns a
+           constant (the ceiling), at concurrency 16 and 64
+Each pass starts every server afresh, MLflow's then loopml's; --runs passes.
 """
 
 from __future__ import annotations
@@ -19,84 +27,172 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from _common import ANCHORS_SCRIPTS, emit, machine  # the script's folder is on sys.path
+from _common import (  # the script's folder is on sys.path
+    COMPETITORS,
+    add_run_options,
+    competitor_python,
+    emit,
+    installed_versions,
+    loopml_version,
+    machine,
+    run_json,
+    summarise,
+)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# (name, path, body file or None for a GET, concurrency)
+Scenario = tuple[str, str, str | None, int]
+MLFLOW: list[Scenario] = [
+    ("ping_c16", "/ping", None, 16),
+    ("1row_c1", "/invocations", "1row_split.json", 1),
+    ("1row_c16", "/invocations", "1row_split.json", 16),
+    ("1000rows_c1", "/invocations", "1000rows_split.json", 1),
+]
+LOOPML: list[Scenario] = [
+    ("health_c16", "/health", None, 16),
+    ("1row_c1", "/predict", "1row_rows.json", 1),
+    ("1row_c16", "/predict", "1row_rows.json", 16),
+    ("1row_c64", "/predict", "1row_rows.json", 64),
+    ("1000rows_c1", "/predict", "1000rows_rows.json", 1),
+]
+NO_LOG: list[Scenario] = [("1row_c16_no_log", "/predict", "1row_rows.json", 16)]
+BARE: list[Scenario] = [
+    ("bare_1row_c16", "/predict", "1row_rows.json", 16),
+    ("bare_1row_c64", "/predict", "1row_rows.json", 64),
+]
 
 _BARE = """
-import orjson, uvicorn
+import orjson, sys, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
 async def predict(request):
     orjson.loads(await request.body())
-    return Response(b'{{"predictions":[1]}}', media_type="application/json")
+    return Response(b'{"predictions":[1]}', media_type="application/json")
 
 uvicorn.run(Starlette(routes=[Route("/predict", predict, methods=["POST"])]), host="127.0.0.1",
-            port={port}, log_level="warning", access_log=False)
+            port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
 
 
+def write_inputs(folder: Path) -> None:
+    """data.csv (features, target, split) and the request bodies, in both tools' formats."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    features, target = load_breast_cancer(return_X_y=True, as_frame=True)
+    train, test = train_test_split(features, test_size=0.25, random_state=0, stratify=target)
+    split = np.where(features.index.isin(train.index), "train", "test")
+    features.assign(target=target, split=split).to_csv(folder / "data.csv", index=False)
+    picks = np.random.default_rng(0).integers(0, len(features), 1_000)
+    for name, rows in {"1row": test.iloc[:1], "1000rows": features.iloc[picks]}.items():
+        split_body = {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}
+        (folder / f"{name}_split.json").write_text(json.dumps({"dataframe_split": split_body}))
+        records = rows.to_dict(orient="records")
+        (folder / f"{name}_rows.json").write_text(json.dumps({"rows": records}))
+
+
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _wait(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"the server exited with {proc.returncode}")
+            sys.exit(
+                f"the server exited with {proc.returncode}; its log:\n{log.read_text()[-3000:]}"
+            )
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            opener.open(url, timeout=1).read()
             return
+        except urllib.error.HTTPError as answer:
+            if answer.code < 500:  # it answers: up (a bare server has no such route)
+                return
         except OSError:
-            time.sleep(0.1)
-    sys.exit("the server did not start")
+            pass
+        time.sleep(0.1)
+    sys.exit(f"no answer from {url} after {timeout_s} s; see {log}")
 
 
-def _load(
-    anchors: Path, url: str, body: Path, concurrency: int, seconds: int, *, label: str
-) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            str(anchors / "loadgen" / "bin" / "python"),
-            str(ANCHORS_SCRIPTS / "loadgen.py"),
-            url,
-            str(body),
-            "-c",
-            str(concurrency),
-            "-d",
-            str(seconds),
-            "--label",
-            label,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
-        "rps": result["rps"],
-        "p50_ms": result["latency_ms"]["p50"],
-        "p99_ms": result["latency_ms"]["p99"],
-        "non_2xx": result["non_2xx"],
-        "exceptions": result["exceptions"],
-    }
+@contextmanager
+def server(args: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    """Run a server in a process group of its own until the block ends, then stop that group
+    (MLflow's server starts uvicorn as a child process)."""
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(args, env=env, stdout=sink, stderr=sink, start_new_session=True)
+    try:
+        _wait_ready(ready_url, proc, log)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
-def _register_model(home: Path, data_csv: Path) -> None:
+def load(args: argparse.Namespace, base: str, scenarios: list[Scenario]) -> dict[str, Any]:
+    """Run each scenario with the load generator against `base`; rps and latencies by name."""
+    python = str(competitor_python(args.anchors, "loadgen"))
+    results: dict[str, Any] = {}
+    for name, path, body, concurrency in scenarios:
+        command = [python, str(COMPETITORS / "loadgen.py"), base + path, "-c", str(concurrency)]
+        command += ["-d", str(args.seconds), "--warmup", str(args.warmup), "--label", name]
+        if body is not None:
+            command += ["--body", str(args.inputs / body)]
+        answer = run_json(command)
+        results[name] = {
+            "rps": answer["rps"],
+            "p50_ms": answer["latency_ms"]["p50"],
+            "p99_ms": answer["latency_ms"]["p99"],
+            "failed": answer["non_2xx"] + sum(answer["errors"].values()),
+        }
+    return results
+
+
+def mlflow_model(args: argparse.Namespace, store: Path) -> dict[str, Any]:
+    python = str(competitor_python(args.anchors, "mlflow"))
+    script = str(COMPETITORS / "mlflow_model.py")
+    return run_json([python, script, str(args.inputs / "data.csv"), str(store)], env=ENV)
+
+
+def mlflow_pass(args: argparse.Namespace, model: dict[str, Any], work: Path) -> dict[str, Any]:
+    bin_dir = competitor_python(args.anchors, "mlflow").parent
+    # `mlflow models serve` starts `uvicorn` by name: its venv goes first on PATH.
+    env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV.get('PATH', '')}"}
+    env |= {"MLFLOW_TRACKING_URI": model["tracking_uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    port = _free_port()
+    command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model["model_uri"]]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with server(command, env, f"{base}/ping", work / "mlflow-serve.log"):
+        return load(args, base, MLFLOW)
+
+
+def register_loopml(data_csv: Path, home: Path) -> None:
     script = textwrap.dedent(f"""
         import pandas as pd
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -106,134 +202,86 @@ def _register_model(home: Path, data_csv: Path) -> None:
         x = train.drop(columns=["target", "split"])
         model = HistGradientBoostingClassifier(random_state=0).fit(x, train["target"])
         ws = open_workspace()
-        version = ws.registry.register(model, "cancer", project="default",
-                                       input_example=x.head(5))
+        version = ws.registry.register(model, "cancer", project="default", input_example=x.head(5))
         ws.registry.set_alias("cancer", "champion", version.version, project="default")
         ws.close()
     """)
-    subprocess.run(
-        [sys.executable, "-c", script], env={**ENV, "LOOPML_HOME": str(home)}, check=True
-    )
+    env = {**ENV, "LOOPML_HOME": str(home)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
 
 
-def _serve(home: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "loopml", "serve", "cancer@champion", "--port", str(port), *extra],
-        env={**ENV, "LOOPML_HOME": str(home)},
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def measure_loopml(args: argparse.Namespace, bodies: Path) -> dict[str, Any]:
-    one, thousand = bodies / "body_1row_rows.json", bodies / "body_1000rows_rows.json"
+def loopml_pass(args: argparse.Namespace, home: Path, work: Path) -> dict[str, Any]:
+    env = {**ENV, "LOOPML_HOME": str(home)}
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="loopml-serving-") as tmp:
-        home = Path(tmp) / ".loopml"
-        _register_model(home, bodies / "data.csv")
-        for logging_on in (True, False):
-            port = _free_port()
-            proc = _serve(home, port, *([] if logging_on else ["--no-log"]))
-            try:
-                _wait(port, proc)
-                url = f"http://127.0.0.1:{port}/predict"
-                if logging_on:
-                    for c in (1, 16, 64):
-                        results[f"1row_c{c}"] = _load(
-                            args.anchors, url, one, c, args.seconds, label=f"loopml_1row_c{c}"
-                        )
-                    results["1000rows_c1"] = _load(
-                        args.anchors, url, thousand, 1, args.seconds, label="loopml_1000rows_c1"
-                    )
-                else:
-                    results["1row_c16_no_log"] = _load(
-                        args.anchors, url, one, 16, args.seconds, label="loopml_1row_c16_no_log"
-                    )
-            finally:
-                _stop(proc)
+    for extra, scenarios in (([], LOOPML), (["--no-log"], NO_LOG)):
         port = _free_port()
-        bare = subprocess.Popen([sys.executable, "-c", _BARE.format(port=port)], env=ENV)
-        try:
-            _wait(port, bare)
-            for c in (16, 64):
-                results[f"bare_1row_c{c}"] = _load(
-                    args.anchors,
-                    f"http://127.0.0.1:{port}/predict",
-                    one,
-                    c,
-                    args.seconds,
-                    label=f"bare_1row_c{c}",
-                )
-        finally:
-            _stop(bare)
+        command = [sys.executable, "-m", "loopml", "serve", "cancer@champion"]
+        command += ["--port", str(port), *extra]
+        base = f"http://127.0.0.1:{port}"
+        with server(command, env, f"{base}/health", work / "loopml-serve.log"):
+            results |= load(args, base, scenarios)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server([sys.executable, "-c", _BARE, str(port)], ENV, base, work / "bare.log"):
+        results |= load(args, base, BARE)
     return results
 
 
-def measure_mlflow(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    subprocess.run(
-        [
-            "bash",
-            str(ANCHORS_SCRIPTS / "mlflow_serve.sh"),
-            "--seconds",
-            str(args.seconds),
-            "--venvs",
-            str(args.anchors),
-            "--out",
-            str(out),
-        ],
-        env=ENV,
-        check=True,
-        capture_output=True,
-    )
-    results: dict[str, Any] = {}
-    for line in (out / "results.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "rps" in row:
-            results[row["label"].removeprefix("mlflow_")] = {
-                "rps": row["rps"],
-                "p50_ms": row["latency_ms"]["p50"],
-                "p99_ms": row["latency_ms"]["p99"],
-                "non_2xx": row["non_2xx"],
-            }
-    return results
+def checks(ours: dict[str, Any], theirs: dict[str, Any] | None) -> dict[str, float]:
+    """Ratios of medians: the cost of logging, the share of the bare ceiling, and vs MLflow."""
+
+    def rps(side: dict[str, Any], name: str) -> float:
+        return float(side[name]["rps"]["median"])
+
+    found = {
+        "logging_cost": 1 - rps(ours, "1row_c16") / rps(ours, "1row_c16_no_log"),
+        "share_of_bare_ceiling_c16": rps(ours, "1row_c16") / rps(ours, "bare_1row_c16"),
+        "share_of_bare_ceiling_c64": rps(ours, "1row_c64") / rps(ours, "bare_1row_c64"),
+    }
+    if theirs is not None:
+        for name in ("1row_c1", "1row_c16", "1000rows_c1"):
+            found[f"times_mlflow_rps_{name}"] = rps(ours, name) / rps(theirs, name)
+    return {k: round(v, 3) for k, v in found.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--anchors", type=Path, default=Path(".anchors"))
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="not counted, per scenario")
     parser.add_argument("--skip-mlflow", action="store_true")
-    parser.add_argument("--out", type=Path)
+    add_run_options(parser)
     args = parser.parse_args()
-    args.anchors = args.anchors.absolute()
-    bodies = args.anchors / "results" / "mlflow_serve"
-    result: dict[str, Any] = {"machine": machine(), "OMP_NUM_THREADS": "1"}
+    if args.quick:
+        args.seconds, args.warmup, args.runs = 1.0, 0.5, 1
+    competitor_python(args.anchors, "loadgen")  # needed by both sides: fail early
+    tools = {"loopml": loopml_version()}
+    tools |= {f"loopml venv {n}": version(n) for n in ("scikit-learn", "uvicorn", "starlette")}
+    tools |= installed_versions(args.anchors, "loadgen", ["aiohttp"])
     if not args.skip_mlflow:
-        result["mlflow"] = measure_mlflow(args, bodies)
-    if not (bodies / "body_1row_rows.json").exists():
-        sys.exit(f"{bodies} has no request bodies: run without --skip-mlflow once")
-    ours = measure_loopml(args, bodies)
-    result["loopml"] = ours
-    checks = {
-        "logging_cost": 1 - ours["1row_c16"]["rps"] / ours["1row_c16_no_log"]["rps"],
-        "share_of_bare_ceiling_c16": ours["1row_c16"]["rps"] / ours["bare_1row_c16"]["rps"],
-        "share_of_bare_ceiling_c64": ours["1row_c64"]["rps"] / ours["bare_1row_c64"]["rps"],
-    }
-    if "mlflow" in result and "1row_c16" in result["mlflow"]:
-        checks["times_mlflow_rps_c16"] = (
-            ours["1row_c16"]["rps"] / result["mlflow"]["1row_c16"]["rps"]
-        )
-    result["checks"] = {k: round(v, 3) for k, v in checks.items()}
+        found = installed_versions(args.anchors, "mlflow", ["mlflow", "scikit-learn", "uvicorn"])
+        tools |= {"mlflow": found.pop("mlflow", "?")}
+        tools |= {f"mlflow venv {n}": v for n, v in found.items()}
+    result: dict[str, Any] = {"benchmark": "serving", "machine": machine(tools)}
+    result["settings"] = {"seconds": args.seconds, "warmup": args.warmup, "runs": args.runs}
+    result["settings"]["OMP_NUM_THREADS"] = "1"
+    with tempfile.TemporaryDirectory(prefix="loopml-serving-") as tmp:
+        work = Path(tmp)
+        args.inputs = work
+        write_inputs(work)
+        register_loopml(work / "data.csv", work / "loopml-home")
+        model = None if args.skip_mlflow else mlflow_model(args, work / "mlflow-store")
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            if model is not None:
+                theirs.append(mlflow_pass(args, model, work))
+            ours.append(loopml_pass(args, work / "loopml-home", work))
+    result["loopml"] = {name: summarise([p[name] for p in ours]) for name in ours[0]}
+    if theirs:
+        result["mlflow"] = {name: summarise([p[name] for p in theirs]) for name in theirs[0]}
+        result["mlflow_model"] = model
+    result["checks"] = checks(result["loopml"], result.get("mlflow"))
     emit(result, args.out)
 
 

@@ -2,10 +2,11 @@
 both on the same PostgreSQL (a fresh database each) with local artifact folders.
 
     python benchmarks/team_server.py [--points 20000] [--clients 16] [--search-runs 10000]
-                                     [--anchors .anchors] [--out results/team_server.json]
+                                     [--runs 3] [--quick] [--anchors .anchors] [--out F]
 
-Every client is its own process (so the server under test has its process to itself), talking
-to a server on 127.0.0.1:
+PostgreSQL: LOOPML_BENCH_POSTGRES (default postgresql+psycopg://postgres@127.0.0.1:5432), a
+role that may create databases. Every client is its own process (so the server under test has
+its process to itself), talking to a server on 127.0.0.1:
   one_client_points_per_s     one client logs --points metric points to one run
                               (loopml: run.log_metric, buffered; MLflow: log_batch of 1,000, its
                               fastest path, and log_metric one call per point, its default)
@@ -14,12 +15,13 @@ to a server on 127.0.0.1:
   roundtrip_ms                median of 300 single unbuffered calls (one metric point)
   search_page_ms              the first page of 100 runs, "metrics.acc > 0.5" by acc descending,
                               among --search-runs runs (median of 5)
+The runs searched are generated once (seeded) and written straight to each tool's database by
+its own library (not through the servers), 10 params, 10 metrics and 2 tags each; then both
+databases are ANALYZEd, as autovacuum would after a bulk load. The script stops if the two
+tools' first pages differ. Each server is started once; its measurements run --runs times.
 MLflow runs with its default 4 workers and with 1 (its multi-worker mode adds ~45 ms to each
-keep-alive request: uvicorn leaves TCP_NODELAY unset there). The runs searched are written
-straight to each tool's database by its own library (not through the servers), 10 params and
-10 metrics each; then both databases are ANALYZEd, as autovacuum would after a bulk load.
-
-Needs psycopg in MLflow's environment: .anchors/mlflow/bin/pip install 'psycopg[binary]'.
+keep-alive request: uvicorn leaves TCP_NODELAY unset there). MLflow's side is
+competitors/mlflow_server_client.py in .anchors/mlflow.
 """
 
 from __future__ import annotations
@@ -38,10 +40,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import anchor_python, emit, machine
+from _common import (  # the script's folder is on sys.path
+    COMPETITORS,
+    add_run_options,
+    competitor_python,
+    emit,
+    installed_versions,
+    loopml_version,
+    machine,
+    make_runs,
+    run_json,
+    summarise,
+)
 
 POSTGRES = os.environ.get("LOOPML_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 LOOPML = str(Path(sys.executable).parent / "loopml")
+ROUNDTRIPS = 300
 
 LOOPML_CLIENT = r"""
 import json, os, statistics, sys, time
@@ -77,75 +91,10 @@ elif mode == "search":
         page = ws.tracking.store.search(query, 100, 0)
         samples.append(time.perf_counter() - began)
     out["median_ms"] = statistics.median(samples) * 1000
-    out["rows"] = len(page.runs)
+    out["names"] = [run.name for run in page.runs]
     out["total"] = page.total
 ws.close()
 print(json.dumps(out))
-"""
-
-MLFLOW_CLIENT = r"""
-import json, os, statistics, sys, time
-import mlflow
-from mlflow.entities import Metric
-mode, points, uri = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-client = mlflow.MlflowClient(tracking_uri=uri)
-exp = client.get_experiment_by_name("bench")
-if exp is None:
-    exp = client.get_experiment(client.create_experiment("bench"))
-out = {}
-if mode in ("log", "log_metric"):
-    time.sleep(max(0.0, float(os.environ.get("BENCH_START_AT", "0")) - time.time()))
-    began = time.perf_counter()
-    run_id = client.create_run(exp.experiment_id).info.run_id
-    if mode == "log":
-        for start in range(0, points, 1000):
-            ts = int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (i + 1), ts, i)
-                                              for i in range(start, min(start + 1000, points))])
-    else:
-        for i in range(points):
-            client.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
-    client.set_terminated(run_id)
-    out["seconds"] = time.perf_counter() - began
-    out["ended"] = time.time()
-    out["run"] = run_id
-elif mode == "roundtrip":
-    run_id = client.create_run(exp.experiment_id).info.run_id
-    samples = []
-    for i in range(points):
-        began = time.perf_counter()
-        client.log_metric(run_id, "rt", float(i), step=i)
-        samples.append(time.perf_counter() - began)
-    out["median_ms"] = statistics.median(samples) * 1000
-elif mode == "search":
-    scale = client.get_experiment_by_name("scale").experiment_id
-    samples = []
-    for _ in range(5):
-        began = time.perf_counter()
-        page = client.search_runs([scale], "metrics.acc > 0.5", order_by=["metrics.acc DESC"],
-                                  max_results=100)
-        samples.append(time.perf_counter() - began)
-    out["median_ms"] = statistics.median(samples) * 1000
-    out["rows"] = len(page)
-print(json.dumps(out))
-"""
-
-MLFLOW_POPULATE = r"""
-import random, sys, time
-import mlflow
-from mlflow.entities import Metric, Param
-uri, runs = sys.argv[1], int(sys.argv[2])
-client = mlflow.MlflowClient(tracking_uri=uri)
-exp = client.create_experiment("scale")
-rng = random.Random(0)
-for _ in range(runs):
-    run_id = client.create_run(exp).info.run_id
-    ts = int(time.time() * 1000)
-    client.log_batch(run_id,
-        metrics=[Metric(f"m{k}", rng.random(), ts, 0) for k in range(9)]
-        + [Metric("acc", rng.random(), ts, 0)],
-        params=[Param(f"p{k}", str(rng.randint(0, 1000))) for k in range(10)])
-    client.set_terminated(run_id)
 """
 
 
@@ -158,6 +107,16 @@ def _analyze(db_url: str) -> None:
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
     engine.dispose()
+
+
+def _postgres_version() -> str:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"{POSTGRES}/postgres")
+    with engine.connect() as conn:
+        version = str(conn.exec_driver_sql("SHOW server_version").scalar())
+    engine.dispose()
+    return version
 
 
 @contextmanager
@@ -205,17 +164,13 @@ def _process(args: list[str], env: dict[str, str], ready_url: str, log: Path) ->
             proc.wait(30)
 
 
-def _clients(
-    python: str, code: str, args: list[str], count: int, env: dict[str, str]
-) -> tuple[float, list[dict[str, Any]]]:
-    """Run `count` client processes at once; (wall seconds, their JSON answers). Logging
-    clients start logging together at BENCH_START_AT, once every one has started up."""
-    began = time.perf_counter()
+def _clients(command: list[str], count: int, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run `count` client processes at once; their JSON answers. Logging clients start logging
+    together at BENCH_START_AT, once every one has started up."""
     start_at = time.time() + 4.0 + 0.5 * count
     env = {**env, "BENCH_START_AT": str(start_at)}
     procs = [
-        subprocess.Popen([python, "-c", code, *args], env=env, stdout=subprocess.PIPE, text=True)
-        for _ in range(count)
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(count)
     ]
     answers = []
     for proc in procs:
@@ -223,7 +178,7 @@ def _clients(
         if proc.returncode != 0:
             raise SystemExit(f"a client failed: {out[-2000:]}")
         answers.append(json.loads(out.strip().splitlines()[-1]))
-    return time.perf_counter() - began, [{**a, "start_at": start_at} for a in answers]
+    return [{**a, "start_at": start_at} for a in answers]
 
 
 def _together(points: int, answers: list[dict[str, Any]]) -> float:
@@ -232,9 +187,7 @@ def _together(points: int, answers: list[dict[str, Any]]) -> float:
     return points * len(answers) / (max(a["ended"] for a in answers) - answers[0]["start_at"])
 
 
-def _populate_loopml(db_url: str, folder: Path, runs: int) -> None:
-    import random
-
+def _populate_loopml(db_url: str, folder: Path, runs: list[dict[str, Any]]) -> None:
     from loopml.bootstrap import open_workspace
     from loopml.settings import Settings
 
@@ -247,32 +200,52 @@ def _populate_loopml(db_url: str, folder: Path, runs: int) -> None:
             actor="bench",
         )
     )
-    rng = random.Random(0)
-    for j in range(runs):
+    for spec in runs:
         with ws.tracking.start_run(
-            project="scale", name=f"run{j}", capture_environment=False
+            project="scale", name=spec["name"], tags=spec["tags"], capture_environment=False
         ) as run:
-            run.log_params({f"p{k}": rng.randint(0, 1000) for k in range(10)})
-            run.log_metrics({**{f"m{k}": rng.random() for k in range(9)}, "acc": rng.random()})
+            run.log_params(spec["params"])
+            run.log_metrics(spec["metrics"])
     ws.close()
 
 
-def measure_loopml(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _loopml_token(env: dict[str, str]) -> str:
+    subprocess.run([LOOPML, "users", "create", "bench", "--role", "admin"], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    return subprocess.run(
+        [LOOPML, "tokens", "create", "bench"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _loopml_measures(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """One pass of the four measurements against a running loopml server."""
+    client = [sys.executable, "-c", LOOPML_CLIENT]
+    (one,) = _clients([*client, "log", str(args.points)], 1, env)
+    many = _clients([*client, "log", str(args.points)], args.clients, env)
+    (rt,) = _clients([*client, "roundtrip", str(ROUNDTRIPS)], 1, env)
+    (search,) = _clients([*client, "search", "0"], 1, env)
+    return {
+        "one_client_points_per_s": args.points / one["seconds"],
+        "clients_points_per_s": _together(args.points, many),
+        "roundtrip_ms": rt["median_ms"],
+        "search_page_ms": search["median_ms"],
+        "search_total": search["total"],
+        "search_names": search["names"],
+    }
+
+
+def measure_loopml(args: argparse.Namespace, root: Path, runs: list[Any]) -> list[dict[str, Any]]:
     with _database() as db_url:
-        url_env = {**os.environ, "LOOPML_DB_URL": db_url}
-        home = root / "loopml-server"
-        url_env["LOOPML_HOME"] = str(home)
-        subprocess.run([LOOPML, "users", "create", "bench", "--role", "admin"], env=url_env,
-                       check=True, capture_output=True)  # fmt: skip
-        token = subprocess.run(
-            [LOOPML, "tokens", "create", "bench"], env=url_env, check=True, capture_output=True,
-            text=True,
-        ).stdout.strip()  # fmt: skip
+        url_env = {
+            **os.environ,
+            "LOOPML_DB_URL": db_url,
+            "LOOPML_HOME": str(root / "loopml-server"),
+        }
+        token = _loopml_token(url_env)
         began = time.perf_counter()
-        _populate_loopml(db_url, root / "loopml-populate", args.search_runs)
+        _populate_loopml(db_url, root / "loopml-populate", runs)
         _analyze(db_url)
-        result["populate_s"] = time.perf_counter() - began
+        populate_s = time.perf_counter() - began
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         server = [LOOPML, "server", "--port", str(port)]
@@ -283,92 +256,121 @@ def measure_loopml(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 "LOOPML_TOKEN": token,
                 "LOOPML_HOME": str(root / "loopml-client"),
             }
-            py = sys.executable
-            _, (one,) = _clients(py, LOOPML_CLIENT, ["log", str(args.points)], 1, env)
-            result["one_client_points_per_s"] = args.points / one["seconds"]
-            _, many = _clients(py, LOOPML_CLIENT, ["log", str(args.points)], args.clients, env)
-            result["clients_points_per_s"] = _together(args.points, many)
-            _, (rt,) = _clients(py, LOOPML_CLIENT, ["roundtrip", "300"], 1, env)
-            result["roundtrip_ms"] = rt["median_ms"]
-            _, (search,) = _clients(py, LOOPML_CLIENT, ["search", "0"], 1, env)
-            result["search_page_ms"] = search["median_ms"]
-            result["search_total"] = search["total"]
-    return result
+            return [
+                {**_loopml_measures(args, env), "populate_s": populate_s} for _ in range(args.runs)
+            ]
 
 
-def populate_mlflow(args: argparse.Namespace, db_url: str) -> float:
-    python = str(anchor_python(args.anchors, "mlflow"))
+def populate_mlflow(args: argparse.Namespace, db_url: str, runs_file: Path) -> float:
+    python = str(competitor_python(args.anchors, "mlflow"))
     began = time.perf_counter()
-    subprocess.run([python, "-c", MLFLOW_POPULATE, db_url, str(args.search_runs)], check=True)
+    script = str(COMPETITORS / "mlflow_server_client.py")
+    run_json([python, script, "populate", db_url, str(runs_file)])
     _analyze(db_url)
     return time.perf_counter() - began
 
 
+def _mlflow_measures(args: argparse.Namespace, url: str, env: dict[str, str]) -> dict[str, Any]:
+    """One pass of the measurements against a running MLflow server."""
+    python = str(competitor_python(args.anchors, "mlflow"))
+    client = [python, str(COMPETITORS / "mlflow_server_client.py")]
+    (one,) = _clients([*client, "log", url, str(args.points)], 1, env)
+    per_call = max(200, args.points // 20)  # one HTTP call a point: fewer points, same rate
+    (slow,) = _clients([*client, "log_metric", url, str(per_call)], 1, env)
+    many = _clients([*client, "log", url, str(args.points)], args.clients, env)
+    (rt,) = _clients([*client, "roundtrip", url, str(ROUNDTRIPS)], 1, env)
+    (search,) = _clients([*client, "search", url], 1, env)
+    return {
+        "one_client_points_per_s": args.points / one["seconds"],
+        "one_client_log_metric_points_per_s": per_call / slow["seconds"],
+        "clients_points_per_s": _together(args.points, many),
+        "roundtrip_ms": rt["median_ms"],
+        "search_page_ms": search["median_ms"],
+        "search_names": search["names"],
+    }
+
+
 def measure_mlflow(
     args: argparse.Namespace, root: Path, db_url: str, workers: int
-) -> dict[str, Any]:
-    python = str(anchor_python(args.anchors, "mlflow"))
-    mlflow_bin = str(Path(python).parent / "mlflow")
-    result: dict[str, Any] = {"workers": workers}
+) -> list[dict[str, Any]]:
+    mlflow_bin = str(competitor_python(args.anchors, "mlflow").with_name("mlflow"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": url}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true"}
     server = [
         mlflow_bin, "server", "--backend-store-uri", db_url, "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers),
         "--default-artifact-root", str(root / f"mlflow-artifacts-{workers}"),
     ]  # fmt: skip
     with _process(server, env, f"{url}/health", root / f"mlflow-{workers}.log"):
-        calls = ["log", str(args.points), url]
-        _, (one,) = _clients(python, MLFLOW_CLIENT, calls, 1, env)
-        result["one_client_points_per_s"] = args.points / one["seconds"]
-        per_call = max(200, args.points // 20)
-        _, (slow,) = _clients(python, MLFLOW_CLIENT, ["log_metric", str(per_call), url], 1, env)
-        result["one_client_log_metric_points_per_s"] = per_call / slow["seconds"]
-        _, many = _clients(python, MLFLOW_CLIENT, calls, args.clients, env)
-        result["clients_points_per_s"] = _together(args.points, many)
-        _, (rt,) = _clients(python, MLFLOW_CLIENT, ["roundtrip", "300", url], 1, env)
-        result["roundtrip_ms"] = rt["median_ms"]
-        _, (search,) = _clients(python, MLFLOW_CLIENT, ["search", "0", url], 1, env)
-        result["search_page_ms"] = search["median_ms"]
-    return result
+        return [{**_mlflow_measures(args, url, env), "workers": workers} for _ in range(args.runs)]
+
+
+def same_page(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> int:
+    """Both tools' first pages hold the same runs in the same order, or the benchmark stops."""
+    for mine, other in zip(ours, theirs, strict=False):
+        if mine["search_names"] != other["search_names"]:
+            raise SystemExit(
+                f"the first pages differ: loopml {len(mine['search_names'])} runs, MLflow "
+                f"{len(other['search_names'])}, given the same runs: a bug in one of them or here"
+            )
+    return len(ours[0]["search_names"])
+
+
+def _without_names(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    return summarise([{k: v for k, v in p.items() if k != "search_names"} for p in passes])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--search-runs", type=int, default=10_000)
-    parser.add_argument("--anchors", type=Path, default=Path(".anchors"))
-    parser.add_argument("--out", type=Path)
+    add_run_options(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="loopml-bench-server-") as tmp:
-        root = Path(tmp)
-        loopml = measure_loopml(args, root)
-        with _database() as mlflow_db:
-            populate_s = populate_mlflow(args, mlflow_db)
-            mlflow_4 = {**measure_mlflow(args, root, mlflow_db, 4), "populate_s": populate_s}
-            mlflow_1 = measure_mlflow(args, root, mlflow_db, 1)
-    best = max(mlflow_4["clients_points_per_s"], mlflow_1["clients_points_per_s"])
-    result = {
-        **machine(),
+    if args.quick:
+        args.points, args.clients, args.search_runs, args.runs = 500, 2, 150, 1
+    tools = {"loopml": loopml_version(), "postgres": _postgres_version()}
+    competitor_python(args.anchors, "mlflow")
+    tools |= installed_versions(args.anchors, "mlflow", ["mlflow", "psycopg", "uvicorn"])
+    result: dict[str, Any] = {"benchmark": "team_server", "machine": machine(tools)}
+    result["settings"] = {
         "points": args.points,
         "clients": args.clients,
         "search_runs": args.search_runs,
-        "loopml": loopml,
-        "mlflow_workers_4": mlflow_4,
-        "mlflow_workers_1": mlflow_1,
-        "clients_throughput_x_best_mlflow": loopml["clients_points_per_s"] / best,
-        "one_client_x_best_mlflow": loopml["one_client_points_per_s"]
-        / max(mlflow_4["one_client_points_per_s"], mlflow_1["one_client_points_per_s"]),
+        "runs": args.runs,
     }
-    emit(_rounded(result), args.out)
+    runs = make_runs(args.search_runs, 0, "scale")
+    with tempfile.TemporaryDirectory(prefix="loopml-bench-server-") as tmp:
+        root = Path(tmp)
+        runs_file = root / "runs.json"
+        runs_file.write_text(json.dumps(runs))
+        loopml = measure_loopml(args, root, runs)
+        with _database() as mlflow_db:
+            populate_s = populate_mlflow(args, mlflow_db, runs_file)
+            mlflow_4 = measure_mlflow(args, root, mlflow_db, 4)
+            mlflow_1 = measure_mlflow(args, root, mlflow_db, 1)
+    result["first_page_agrees"] = same_page(loopml, mlflow_4 + mlflow_1)
+    result["loopml"] = _without_names(loopml)
+    result["mlflow_workers_4"] = {**_without_names(mlflow_4), "populate_s": populate_s}
+    result["mlflow_workers_1"] = _without_names(mlflow_1)
+    result["times_best_mlflow"] = _ratios(result)
+    emit(result, args.out)
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    return round(value, 3) if isinstance(value, float) else value
+def _ratios(result: dict[str, Any]) -> dict[str, float]:
+    """loopml's median points/s over the better of MLflow's two medians."""
+
+    def median(side: str, key: str) -> float:
+        return float(result[side][key]["median"])
+
+    ratios = {}
+    for key in ("clients_points_per_s", "one_client_points_per_s"):
+        best = max(median("mlflow_workers_4", key), median("mlflow_workers_1", key))
+        ratios[key.removesuffix("_points_per_s")] = round(median("loopml", key) / best, 2)
+    return ratios
 
 
 if __name__ == "__main__":
