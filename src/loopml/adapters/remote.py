@@ -1,12 +1,13 @@
 """The stores of a team server, over its REST API (`loopml.server`): the same ports as the SQL
 and fsspec adapters, so every service runs unchanged against `LOOPML_SERVER`.
 
-Records cross the wire as the JSON pydantic makes of the domain dataclasses, and come back as
-the same dataclasses. An error answer becomes the loopml error the server raised (its message
-and hint intact). Every call is retried while the server cannot be reached, because every call
-is safe to repeat: reads; blobs (named by their hash); a run created under an id the client
-chose; metric points (an exact repeat is the same point); a run ended the same way twice; a
-model version of the same files from the same run; an alias set to the same version.
+Records go to the server in loopml's one JSON encoding (`loopml.domain.jsonable`) and come back
+as the JSON pydantic makes of them, decoded into the same dataclasses. An error answer becomes
+the loopml error the server raised (its message and hint intact). Every call is retried while
+the server cannot be reached, because every call is safe to repeat: reads; blobs (named by
+their hash); a run created under an id the client chose; metric points (an exact repeat is the
+same point); a run ended the same way twice; a model version of the same files from the same
+run; an alias set to the same version.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
-from pydantic_core import to_jsonable_python
 
 from loopml import errors
 from loopml.domain.auth import Grant, Token, User
 from loopml.domain.filters import RunQuery
 from loopml.domain.hashing import Digest, finish, is_digest, new_hasher, update
+from loopml.domain.jsonable import to_json
 from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import (
     DatasetSummary,
@@ -47,6 +48,7 @@ from loopml.domain.records import (
 )
 from loopml.errors import IntegrityError, LoopmlError, Unavailable
 from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, ProgressFn, RunPage
+from loopml.retrying import retrying
 
 T = TypeVar("T")
 CHUNK = 1 << 20
@@ -76,12 +78,42 @@ def _p(text: str) -> str:
     return quote(text, safe="")
 
 
+class _NoAnswer(Exception):
+    """A try that reached no server (refused, reset, timed out): worth another."""
+
+    def __init__(self, reason: httpx.TransportError) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class _Busy(Exception):
+    """A 503 answer (a server starting, or out of room): worth another try."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _no_answer_yet(exc: BaseException) -> bool:
+    return isinstance(exc, _NoAnswer | _Busy)
+
+
 class RemoteClient:
     """One keep-alive HTTP connection pool to a server, with the token on every request."""
 
-    def __init__(self, base_url: str, token: str | None, *, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`sleep` and `clock` are what the retries wait with and read the time from."""
         self.base_url = base_url.rstrip("/")
         self._reached = False
+        self._sleep, self._clock = sleep, clock
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=f"{self.base_url}/api/v1",
@@ -102,39 +134,55 @@ class RemoteClient:
         retry: bool | None = None,
     ) -> Any:
         """Send one request; the decoded JSON answer (None for 204), or the server's error."""
-        content = None if body is None else to_jsonable_python(body)
+        content = None if body is None else to_json(body, finite=True)
+        headers = None if content is None else {"Content-Type": "application/json"}
         response = self._send(
-            lambda: self._http.request(method, path, json=content, params=params),
+            lambda: self._http.request(
+                method, path, content=content, params=params, headers=headers
+            ),
             retry is not False,
         )
         if response.status_code == 204:
             return None
         return response.json()
 
-    def _send(self, attempt: Any, retry: bool) -> httpx.Response:
-        """`attempt()`, tried again while the server cannot be reached or answers 503, for up
-        to RETRY_S seconds (every call is safe to repeat: see the module's docstring)."""
+    def _send(self, attempt: Callable[[], httpx.Response], retry: bool) -> httpx.Response:
+        """`attempt()`, tried again by the retry policy while the server cannot be reached or
+        answers 503, for up to RETRY_S seconds (every call is safe to repeat: see the module's
+        docstring); waits from 0.1 s, doubling up to 2 s."""
         # A server never reached is likely a wrong LOOPML_SERVER: say so in a second, not 30.
         patience = (RETRY_S if self._reached else FIRST_CONTACT_S) if retry else 0.0
-        deadline = time.monotonic() + patience
-        pause = 0.1
-        while True:
-            try:
-                response: httpx.Response = attempt()
-            except httpx.TransportError as exc:
-                if time.monotonic() + pause > deadline:
-                    raise Unavailable(
-                        f"The loopml server at {self.base_url} did not answer: {exc}.",
-                        "Check LOOPML_SERVER and that `loopml server` is running.",
-                    ) from None
-            else:
-                self._reached = True
-                if response.status_code != 503 or time.monotonic() + pause > deadline:
-                    if response.status_code >= 400:
-                        raise self._error(response)
-                    return response
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
+        policy = retrying(
+            within_s=patience,
+            first_wait_s=0.1,
+            max_wait_s=2.0,
+            retry_on=_no_answer_yet,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        try:
+            return policy(self._try, attempt)
+        except _NoAnswer as failed:
+            raise Unavailable(
+                f"The loopml server at {self.base_url} did not answer: {failed.reason}.",
+                "Check LOOPML_SERVER and that `loopml server` is running.",
+            ) from None
+        except _Busy as busy:
+            raise self._error(busy.response) from None
+
+    def _try(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        """One try: the answer, or the loopml error of a 4xx or 5xx (_NoAnswer and _Busy for
+        what the policy tries again)."""
+        try:
+            response = attempt()
+        except httpx.TransportError as exc:
+            raise _NoAnswer(exc) from None
+        self._reached = True
+        if response.status_code == 503:
+            raise _Busy(response)
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
 
     def _error(self, response: httpx.Response) -> LoopmlError:
         try:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+
+from loopml.domain.jsonable import to_json
 
 if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
@@ -37,27 +35,9 @@ def project_of(workspace: Workspace, project: str | None) -> str:
     return check_name(project, "project") if project else workspace.project
 
 
-def plain(value: Any) -> Any:
-    """`value` as JSON-ready data: dataclasses to dicts, times to ISO text."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
-    return _scalar(value)
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return str(value) if isinstance(value, Path) else value
-
-
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(plain(value), indent=2, default=str) + "\n")
+    """`value` as indented JSON, in the one encoding of records (`loopml.domain.jsonable`)."""
+    sys.stdout.write(to_json(value, indent=True).decode() + "\n")
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

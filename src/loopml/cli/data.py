@@ -93,9 +93,9 @@ def add(
 
 
 def _version_dict(version: object) -> dict[str, object]:
-    from loopml.cli.context import plain
+    from loopml.domain.jsonable import jsonable
 
-    data: dict[str, object] = plain(version)
+    data: dict[str, object] = jsonable(version)
     data["ref"] = getattr(version, "ref", None)
     return data
 

@@ -58,9 +58,9 @@ def create(
 
 
 def _plain(found: object) -> dict[str, object]:
-    from loopml.cli.context import plain
+    from loopml.domain.jsonable import jsonable
 
-    data: dict[str, object] = plain(found)
+    data: dict[str, object] = jsonable(found)
     return data
 
 

@@ -13,7 +13,6 @@ from loopml.cli.context import (
     JSON_OPTION,
     PROJECT_OPTION,
     open_workspace,
-    plain,
     print_fields,
     print_json,
     print_table,
@@ -70,7 +69,7 @@ def create(
         workspace=ws,
     )
     if as_json:
-        print_json(plain(found))
+        print_json(found)
         return
     watched = f"against {found.reference}" if found.reference else f"probing {found.probe_url}"
     if found.reference:

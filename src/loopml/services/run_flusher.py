@@ -1,27 +1,42 @@
 """The background thread of tracking: it writes the metric points of every active run that
 waited `FLUSH_INTERVAL_S`, and is the heartbeat of those runs (see `loopml.services.tracking`).
+
+A run whose write failed keeps its points (the next flush or the run's end writes them) and is
+tried again on the retry policy's waits (`loopml.retrying.backoff_s`): `FLUSH_INTERVAL_S`, then
+twice that, up to `FLUSH_RETRY_MAX_S`, so a store that is down is not sent the growing batch
+ten times a second.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from loopml.domain.records import RunId
+from loopml.retrying import backoff_s
 
 if TYPE_CHECKING:
     from loopml.services.tracking import ActiveRun, TrackingService
 
 FLUSH_INTERVAL_S = 1.0
+FLUSH_RETRY_MAX_S = 10.0
+"""The longest wait before a run whose writes keep failing is tried again."""
 
 
 class RunFlusher:
     """One daemon thread that flushes every active run's due points, so a run whose loop went
     quiet still reaches the store within `FLUSH_INTERVAL_S`, and beats their hearts."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._runs: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
+        self._retries: weakref.WeakKeyDictionary[ActiveRun, tuple[int, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Runs whose last write failed: (failures in a row, when to try again); flusher only."""
+        self._clock = clock
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._woken = threading.Event()
@@ -49,12 +64,24 @@ class RunFlusher:
             self._woken.clear()
             with self._lock:
                 runs = list(self._runs)
-            for run in runs:
-                try:
-                    run.flush_if_due()
-                except Exception:  # kept in the buffer; the next flush or the run's end retries
-                    continue
+            self.flush_due(runs)
             self._beat(runs)
+
+    def flush_due(self, runs: list[ActiveRun]) -> None:
+        """Flush the due points of each run not waiting to be tried again; a failed write, of
+        any kind, puts its run back to wait (its points stay in its buffer)."""
+        now = self._clock()
+        for run in runs:
+            failures, retry_at = self._retries.get(run, (0, now))
+            if now < retry_at:
+                continue
+            try:
+                run.flush_if_due()
+            except Exception:
+                wait_s = backoff_s(failures + 1, FLUSH_INTERVAL_S, FLUSH_RETRY_MAX_S)
+                self._retries[run] = (failures + 1, now + wait_s)
+            else:
+                self._retries.pop(run, None)
 
     @staticmethod
     def _beat(runs: list[ActiveRun]) -> None:

@@ -1,5 +1,5 @@
-"""JSON in and out of the serving endpoints: a bounded, validated body read and an orjson
-response (numpy values serialised as they are)."""
+"""JSON in and out of the serving endpoints: a bounded, validated body read and a response in
+the one encoding of records (`loopml.domain.jsonable`: numpy values serialised as they are)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from loopml.domain.jsonable import to_json
 from loopml.serving.frames import RequestError
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -20,7 +21,7 @@ def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        to_json(data),
         status_code=status,
         media_type="application/json",
         headers=headers,

@@ -100,3 +100,63 @@ def test_without_it_the_kind_is_unknown() -> None:
     failed = ChannelNotifier(attempts=1).deliver("pager:5551234", "fired", "s", {})
     assert not failed.ok
     assert "unknown channel kind 'pager'" in str(failed.error)
+
+
+class FlakyChannel:
+    """Fails its first `FAILURES` sends with a network-like error, then delivers."""
+
+    kind = "flaky"
+    usage = "flaky:NAME"
+    failures = 0
+    sent = 0
+
+    def check(self, target: str) -> str:
+        return target
+
+    def send(
+        self, target: str, event: str, subject: str, payload: dict[str, Any], context: Context
+    ) -> None:
+        FlakyChannel.sent += 1
+        if FlakyChannel.sent <= FlakyChannel.failures:
+            raise OSError(f"HTTP 502 from {target}")
+
+
+@pytest.fixture
+def flaky(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FlakyChannel]]:
+    monkeypatch.setattr(notifiers, "CHANNELS", (*notifiers.CHANNELS, (__name__, "FlakyChannel")))
+    notifiers.channels.cache_clear()
+    FlakyChannel.sent = 0
+    yield FlakyChannel
+    notifiers.channels.cache_clear()
+
+
+def test_a_failing_send_is_retried_on_doubling_waits_and_the_tries_recorded(
+    flaky: type[FlakyChannel],
+) -> None:
+    waits: list[float] = []
+    notifier = ChannelNotifier(attempts=3, backoff_s=0.5, sleep=waits.append)
+    flaky.failures = 2
+    done = notifier.deliver("flaky:ops", "fired", "s", {})
+    assert (done.ok, done.attempts, done.error) == (True, 3, None)
+    assert waits == [0.5, 1.0]
+
+
+def test_a_send_failing_every_try_is_kept_with_its_last_error_and_logged(
+    flaky: type[FlakyChannel], caplog: pytest.LogCaptureFixture
+) -> None:
+    waits: list[float] = []
+    notifier = ChannelNotifier(attempts=4, backoff_s=0.5, sleep=waits.append)
+    flaky.failures = 10
+    failed = notifier.deliver("flaky:ops", "fired", "s", {})
+    assert (failed.ok, failed.attempts) == (False, 4)
+    assert failed.error == "OSError: HTTP 502 from ops"
+    assert waits == [0.5, 1.0, 2.0]
+    assert "alert notice on flaky:ops failed after 4 attempt(s): OSError" in caplog.text
+
+
+@pytest.mark.usefixtures("with_pager")
+def test_a_permanent_failure_is_neither_retried_nor_waited_for() -> None:
+    waits: list[float] = []
+    failed = ChannelNotifier(attempts=5, sleep=waits.append).deliver("pager:0", "fired", "s", {})
+    assert (failed.ok, failed.attempts, failed.error) == (False, 1, "number 0 is not in service")
+    assert waits == []
