@@ -49,8 +49,6 @@ from loopml.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from loopml.adapters.prediction_log import PredictionLogWriter
-    from loopml.adapters.prediction_log_reader import PredictionLogReader
     from loopml.ports import (
         AlertStore,
         BlobAccess,
@@ -64,6 +62,8 @@ if TYPE_CHECKING:
         ModelStore,
         MonitorStore,
         PipelineRecords,
+        PredictionReader,
+        PredictionWriter,
         RunStore,
         TokenStore,
         UserStore,
@@ -279,14 +279,14 @@ def reset_default_workspace() -> None:
         _default = None
 
 
-def prediction_log_writer(settings: Settings) -> PredictionLogWriter:
+def prediction_log_writer(settings: Settings) -> PredictionWriter:
     """The writer of served predictions and labels, under the workspace's artifact root."""
     from loopml.adapters.prediction_log import PredictionLogWriter  # Arrow: only when serving
 
     return PredictionLogWriter(settings.artifacts_url, settings.storage_options)
 
 
-def prediction_log_reader(settings: Settings) -> PredictionLogReader:
+def prediction_log_reader(settings: Settings) -> PredictionReader:
     from loopml.adapters.prediction_log_reader import PredictionLogReader
 
     return PredictionLogReader(settings.artifacts_url, settings.storage_options)

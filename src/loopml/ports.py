@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 from loopml.domain.auth import Grant, Token, User
 from loopml.domain.filters import RunQuery
@@ -42,6 +42,9 @@ from loopml.domain.records import (
 
 ProgressFn = Callable[[int], None]
 """Called with the number of bytes just processed."""
+
+if TYPE_CHECKING:  # Arrow only for the prediction log's users: a list command needs none
+    import pyarrow as pa
 
 
 class BlobStore(Protocol):
@@ -250,12 +253,47 @@ class TableDescriber(Protocol):
 
 
 class LoadedModel(Protocol):
+    """A model ready to predict, whatever its flavor."""
+
     @property
     def raw(self) -> Any: ...
 
     def predict(self, frame: Any) -> Any: ...
 
     def predict_proba(self, frame: Any) -> Any: ...
+
+
+@runtime_checkable
+class Flavor(Protocol):
+    """One kind of model (scikit-learn, python, ...): which objects it takes, how it saves them
+    to a folder and loads them back, whether pipeline steps store them through it, and whether a
+    team server may load them. Flavors are listed in `adapters/flavors/base.py` `FLAVORS`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def files(self) -> tuple[str, ...]: ...
+
+    @property
+    def step_values(self) -> bool: ...
+
+    def accepts(self, model: object) -> bool:
+        """Whether this flavor saves `model`."""
+        ...
+
+    def save(self, model: Any, directory: Path) -> dict[str, Any]:
+        """Write `model` into the empty `directory`; return the info to store with the version."""
+        ...
+
+    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
+        """Read the model saved in `directory` with `info` from its `save`."""
+        ...
+
+    def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
+        """Forbidden unless a process serving others, loading only classes under the package
+        prefixes `model_types`, may load the version saved with `info`."""
+        ...
 
 
 class ModelSerializer(Protocol):
@@ -640,3 +678,79 @@ class SessionStore(Protocol):
     def find_session(self, digest: str) -> tuple[Token, User, datetime] | None: ...
 
     def delete_session(self, digest: str) -> None: ...
+
+
+class PredictionWriter(Protocol):
+    """The prediction log's writing side: the model server's served rows and the labels that
+    come later, taken as Arrow tables in the log's columns and written in the background.
+    Back-pressure, never loss: rows appended against room held by `reserve` are always taken;
+    a taken row is never dropped (a failed write is retried)."""
+
+    @property
+    def flush_interval_s(self) -> float:
+        """How long a taken row may wait before the writer tries to store it."""
+        ...
+
+    def reserve(self, rows: int) -> bool:
+        """Hold room for `rows` rows, appended later with `reserved=True`; False when full."""
+        ...
+
+    def release(self, rows: int) -> None:
+        """Give back room held for rows that will not be appended."""
+        ...
+
+    def append(self, rows: pa.Table, *, reserved: bool = False) -> int:
+        """Queue served rows; returns how many were taken (all, when `reserved`)."""
+        ...
+
+    def append_feedback(self, rows: pa.Table, *, reserved: bool = False) -> int:
+        """Queue labels (request_id, time_us, deployment, label_json); returns how many."""
+        ...
+
+    def pending_request_ids(self, deployment: str) -> set[str]:
+        """Request ids of `deployment` taken and not yet written."""
+        ...
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Write everything taken; Unavailable when the store refuses it for `timeout_s`."""
+        ...
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush and stop; calling it again does nothing."""
+        ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters: queue_depth, reserved_rows, refused_rows, invalid_rows, written_rows,
+        write_errors, files_written."""
+        ...
+
+
+class PredictionReader(Protocol):
+    """The prediction log's reading side: what monitors, feedback, explanations and the CLI
+    read back."""
+
+    def read(
+        self,
+        deployment: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        limit: int | None = None,
+        columns: list[str] | None = None,
+        with_feedback: bool = True,
+    ) -> pa.Table:
+        """Rows of `deployment` in time order (newest first with `limit`), with `label_json`
+        when `with_feedback`; an unknown deployment reads as an empty table."""
+        ...
+
+    def tail(self, deployment: str, n: int = 20) -> pa.Table:
+        """The `n` newest rows of `deployment`, newest first."""
+        ...
+
+    def get(self, request_id: str, deployment: str | None = None) -> dict[str, Any] | None:
+        """One served row with its latest label, or None."""
+        ...
+
+    def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
+        """Which of `request_ids` the log holds a row of, for `deployment`."""
+        ...

@@ -402,7 +402,7 @@ def _explain_and_flags(ws: Workspace, model_ref: str) -> tuple[dict[str, Any], s
 
     row = {"tenure": 3, "plan": "basic", "monthly": 45.0, "support_calls": 4}
     host = ModelHost(ws, "churn", model_ref)
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     with TestClient(create_app({"churn": host}, sink)) as client:
         answer = client.post("/explain", json={"rows": [row]}).json()
         ids = client.post("/predict", json={"rows": [{**row, "plan": "gold"}]}).json()

@@ -58,7 +58,7 @@ def served(
         ws.registry.register(_model(depth), "churn", project="default", input_example=frame.head(3))
     ws.registry.set_alias("churn", "champion", 1, project="default")
     host = ModelHost(ws, "churn-prod", "churn@champion", poll_s=0.2)
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     with TestClient(create_app({"churn-prod": host}, sink)) as client:
         yield ws, host, client, sink
     host.stop()
@@ -481,7 +481,7 @@ def test_an_unseen_category_is_served_and_flagged(
         )
     host = ModelHost(ws, "churn", "churn")
     assert host.current.categories == {"plan": frozenset({"basic", "plus", "pro"})}
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     with TestClient(create_app({"churn": host}, sink)) as client:
         answer = client.post(
             "/predict", json={"rows": [ROW, {**ROW, "plan": "gold", "monthly": None}]}
@@ -501,7 +501,7 @@ def test_probabilities_are_logged_when_asked_for_every_row(
     frame, _ = _frame()
     ws.registry.register(_model(1), "churn", project="default", input_example=frame.head(3))
     host = ModelHost(ws, "churn", "churn")
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     with TestClient(create_app({"churn": host}, sink, log_probabilities=True)) as client:
         ids = client.post("/predict", json={"rows": [ROW, ROW]}).json()["request_ids"]
     sink.close()

@@ -411,7 +411,7 @@ def test_poison_sent_to_a_real_model_server_never_stops_a_monitor(world: Workspa
     from loopml.serving.log_sink import LogSink
 
     host = ModelHost(world, "churn-prod", "churn@champion")
-    sink = LogSink(prediction_log_writer(world.settings))
+    sink = LogSink(prediction_log_writer(world.settings), prediction_log_reader(world.settings))
     answered: list[str] = []
     with TestClient(create_app({"churn-prod": host}, sink)) as client:
         body = {"rows": [_clean_row(i) for i in range(200)]}

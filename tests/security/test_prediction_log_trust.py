@@ -63,7 +63,8 @@ def workspace(make_settings: Callable[..., Settings]) -> Iterator[Workspace]:
 @contextmanager
 def _app(ws: Workspace, writer: PredictionLogWriter | None = None) -> Iterator[TestClient]:
     host = ModelHost(ws, "churn", "churn")
-    sink = LogSink(writer or PredictionLogWriter(ws.settings.artifacts_url))
+    url = ws.settings.artifacts_url
+    sink = LogSink(writer or PredictionLogWriter(url), PredictionLogReader(url))
     with TestClient(create_app({"churn": host}, sink)) as client:
         yield client
     sink.close()
@@ -318,7 +319,8 @@ def test_a_shadow_is_skipped_not_queued_beyond_the_log(
             ModelHost(workspace, "churn", "churn/1", role="shadow"),
         )
     }
-    with TestClient(create_app(hosts, LogSink(writer))) as client:
+    reader = PredictionLogReader(workspace.settings.artifacts_url)
+    with TestClient(create_app(hosts, LogSink(writer, reader))) as client:
         first = client.post("/predict", json={"rows": [ROW] * 20})
         threading.Event().wait(0.3)  # the shadow's rows are not admitted: no room
         server = client.app.state.server  # type: ignore[attr-defined]

@@ -86,7 +86,7 @@ def churn(make_settings: Callable[..., Settings]) -> Iterator[tuple[TestClient, 
     model, example = _churn_model()
     ws.registry.register(model, "churn", project="default", input_example=example)
     host = ModelHost(ws, "churn", "churn")
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     with TestClient(create_app({"churn": host}, sink)) as client:
         yield client, sink, ws
     sink.close()
@@ -110,7 +110,7 @@ def all_types(
     )
     ws.registry.register(TypedEcho(), "echo", project="default", input_example=example)
     host = ModelHost(ws, "echo", "echo", trust=True)
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     with TestClient(create_app({"echo": host}, sink)) as client:
         yield client, sink, ws
     sink.close()

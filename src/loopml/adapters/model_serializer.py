@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import LoadedModel, flavor_for, get_flavor
+from loopml.adapters.flavors.base import flavor_for, get_flavor
+from loopml.ports import LoadedModel
 
 
 class FlavorModelSerializer:

@@ -31,6 +31,13 @@ does not fit the schema, impossible for rows the server checked) is set aside al
 `invalid_rows` and logged as an error, and the others are written. Stopping (SIGTERM) writes the
 queue first; only a hard kill or a power cut loses rows, at most those of the last flush interval.
 
+`append` takes an Arrow table (or record batch) of rows in `PREDICTION_SCHEMA`'s columns (a
+column that is null throughout may be left out): the server builds it from a request's columns
+in one go, and the queue holds such tables until the writer concatenates them into its files.
+Named-tuple records are taken too (tests and tools that make a few rows by hand); a record whose
+fields do not fit the schema is then set aside alone, counted as `invalid_rows`, and the others
+are taken.
+
 `append` without a reservation never blocks: when the queue is full it takes what fits and
 returns how many it took (the rest are counted as `refused_rows`; the caller knows). The
 appending side takes one lock the writer never needs, so `close()` may be called from a signal
@@ -47,7 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -128,6 +135,8 @@ class FeedbackRecord(NamedTuple):
 
 
 Record = TypeVar("Record", PredictionRecord, FeedbackRecord)
+Rows: TypeAlias = pa.Table | pa.RecordBatch
+_ROWS = (pa.Table, pa.RecordBatch)
 
 
 def now_us() -> int:
@@ -192,6 +201,23 @@ def _to_table(batch: Sequence[Record], schema: pa.Schema) -> pa.Table:
     )
 
 
+def _conformed(rows: Rows, schema: pa.Schema) -> pa.Table:
+    """`rows` with exactly `schema`'s columns, in order: a missing column is all null, a column
+    of another type is cast; ValueError names a column that cannot be, or that is unknown."""
+    table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+    unknown = set(table.column_names) - set(schema.names)
+    if unknown:
+        raise ValueError(f"columns the prediction log does not have: {sorted(unknown)}")
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table[field.name]
+        columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 @dataclass(frozen=True)
 class _Partition:
     deployment: str
@@ -234,13 +260,12 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _records_of(table: pa.Table, schema: pa.Schema, groups: Sequence[_Partition]) -> list[Any]:
-    """The rows of `table` that fall in any of `groups`, back as records, in order."""
+def _rows_of(table: pa.Table, groups: Sequence[_Partition]) -> pa.Table:
+    """The rows of `table` that fall in any of `groups`, in order."""
     keep = np.zeros(table.num_rows, dtype=bool)
     for group in groups:
         keep |= group.mask.to_numpy(zero_copy_only=False)
-    record = PredictionRecord if schema is PREDICTION_SCHEMA else FeedbackRecord
-    return [record(**row) for row in table.filter(pa.array(keep)).to_pylist()]
+    return table.filter(pa.array(keep))
 
 
 _NOT_A_ROW = (pa.ArrowException, TypeError, ValueError, OverflowError)
@@ -263,10 +288,11 @@ class PredictionLogWriter:
         self._storage = LogStorage(root_url, storage_options)
         self._max_queue_rows, self._flush_rows = max_queue_rows, flush_rows
         self._flush_interval_s, self._clock_us = flush_interval_s, clock_us
-        self._predictions: list[PredictionRecord] = []
-        self._feedback: list[FeedbackRecord] = []
+        self._predictions: list[pa.Table] = []
+        self._feedback: list[pa.Table] = []
         self._append_lock = threading.Lock()  # appenders only: the writer never takes it
         self._write_lock = threading.Lock()
+        self._counter_lock = threading.Lock()  # invalid rows are counted by appenders
         self._stop = threading.Event()
         self._closed, self._healthy = False, True
         self._reserved_rows = 0
@@ -303,37 +329,63 @@ class PredictionLogWriter:
         with self._append_lock:
             self._reserved_rows = max(0, self._reserved_rows - rows)
 
-    def append(self, records: Sequence[PredictionRecord], *, reserved: bool = False) -> int:
-        """Queue `records` without blocking on I/O; returns how many were taken (all of them
+    def append(self, rows: Rows | Sequence[PredictionRecord], *, reserved: bool = False) -> int:
+        """Queue `rows` without blocking on I/O; returns how many were taken (all of them
         when `reserved`: they use room held by `reserve`)."""
-        return self._enqueue(self._predictions, records, reserved)
+        return self._enqueue(self._predictions, rows, PREDICTION_SCHEMA, reserved)
 
-    def append_feedback(self, records: Sequence[FeedbackRecord], *, reserved: bool = False) -> int:
-        """Queue feedback `records` without blocking on I/O; returns how many were taken."""
-        return self._enqueue(self._feedback, records, reserved)
+    def append_feedback(
+        self, rows: Rows | Sequence[FeedbackRecord], *, reserved: bool = False
+    ) -> int:
+        """Queue feedback `rows` without blocking on I/O; returns how many were taken."""
+        return self._enqueue(self._feedback, rows, FEEDBACK_SCHEMA, reserved)
 
-    def _enqueue(self, queue: list[Record], records: Sequence[Record], reserved: bool) -> int:
+    def _enqueue(
+        self,
+        queue: list[pa.Table],
+        rows: Rows | Sequence[Record],
+        schema: pa.Schema,
+        reserved: bool,
+    ) -> int:
+        offered = int(rows.num_rows) if isinstance(rows, _ROWS) else len(rows)
+        table = self._table(rows, schema)
+        count = int(table.num_rows)
         with self._append_lock:
             if reserved:
-                self._reserved_rows = max(0, self._reserved_rows - len(records))
-                room = len(records)
+                self._reserved_rows = max(0, self._reserved_rows - offered)
+                room = count
             else:
                 free = self._max_queue_rows - self._depth() - self._reserved_rows
                 room = 0 if self._closed else max(0, free)
-            accepted = min(room, len(records))
-            queue.extend(records[:accepted])
-            self._refused_rows += len(records) - accepted
+            accepted = min(room, count)
+            if accepted:
+                queue.append(table.slice(0, accepted))
+            self._refused_rows += count - accepted
         if reserved and self._closed:
-            _log.error("%d rows reached the prediction log after it closed", len(records))
+            _log.error("%d rows reached the prediction log after it closed", offered)
         return accepted
+
+    def _table(self, rows: Rows | Sequence[Record], schema: pa.Schema) -> pa.Table:
+        """`rows` as a table of `schema`; records that do not fit are set aside and counted."""
+        if isinstance(rows, _ROWS):
+            return _conformed(rows, schema)
+        try:
+            return _to_table(rows, schema)
+        except _NOT_A_ROW:
+            return self._valid_rows(rows, schema)
 
     def pending_request_ids(self, deployment: str) -> set[str]:
         """The request ids of `deployment`'s predictions queued and not yet written."""
         queued = list(self._predictions)  # one atomic copy: the writer may trim it meanwhile
-        return {r.request_id for r in queued if r.deployment == deployment}
+        found: set[str] = set()
+        for table in queued:
+            mine = table.filter(pc.equal(table["deployment"], deployment))
+            found.update(mine["request_id"].to_pylist())
+        return found
 
     def _depth(self) -> int:
-        return len(self._predictions) + len(self._feedback)
+        queued = [*self._predictions, *self._feedback]  # copies: the writer may trim them
+        return sum(int(table.num_rows) for table in queued)
 
     # -- flushing ---------------------------------------------------------------------------------
 
@@ -365,7 +417,7 @@ class PredictionLogWriter:
 
     def stats(self) -> dict[str, int]:
         """`refused_rows`: rows `append` did not take (queue full, no reservation);
-        `invalid_rows`: taken rows that could not be stored (they do not fit the schema)."""
+        `invalid_rows`: records offered that could not be stored (they do not fit the schema)."""
         return {
             "queue_depth": self._depth(),
             "reserved_rows": self._reserved_rows,
@@ -395,26 +447,22 @@ class PredictionLogWriter:
         if not self._write_lock.acquire(timeout=timeout_s):
             return False
         try:
-            predictions = self._drain(self._predictions, PREDICTIONS_DIR, PREDICTION_SCHEMA)
-            feedback = self._drain(self._feedback, FEEDBACK_DIR, FEEDBACK_SCHEMA)
+            predictions = self._drain(self._predictions, PREDICTIONS_DIR)
+            feedback = self._drain(self._feedback, FEEDBACK_DIR)
             return predictions and feedback
         finally:
             self._write_lock.release()
 
-    def _drain(self, queue: list[Record], kind: str, schema: pa.Schema) -> bool:
+    def _drain(self, queue: list[pa.Table], kind: str) -> bool:
         batch = queue[:]  # appenders only ever extend: this prefix stays put
         if not batch:
             return True
-        leftover = self._write_batch(batch, kind, schema)
-        queue[: len(batch)] = leftover
-        return not leftover
+        leftover = self._write_batch(pa.concat_tables(batch).combine_chunks(), kind)
+        queue[: len(batch)] = [leftover] if leftover.num_rows else []
+        return not leftover.num_rows
 
-    def _write_batch(self, batch: list[Record], kind: str, schema: pa.Schema) -> list[Record]:
-        """Write `batch`, one file per partition; returns the records not written."""
-        try:
-            table = _to_table(batch, schema)
-        except _NOT_A_ROW:
-            table = self._valid_rows(batch, kind, schema)
+    def _write_batch(self, table: pa.Table, kind: str) -> pa.Table:
+        """Write `table`, one file per partition; returns the rows not written."""
         groups = _partitions(table)
         for index, group in enumerate(groups):
             try:
@@ -422,10 +470,10 @@ class PredictionLogWriter:
             except Exception as exc:
                 _log.warning("Prediction log write failed, will retry: %s", exc)
                 self._write_errors += 1
-                return _records_of(table, schema, groups[index:])
-        return []
+                return _rows_of(table, groups[index:])
+        return table.slice(0, 0)
 
-    def _valid_rows(self, batch: list[Record], kind: str, schema: pa.Schema) -> pa.Table:
+    def _valid_rows(self, batch: Sequence[Record], schema: pa.Schema) -> pa.Table:
         """The table of the records that fit the schema; each one that does not is logged and
         counted (the slow path, taken only when a whole batch would not convert)."""
         good: list[Record] = []
@@ -433,10 +481,10 @@ class PredictionLogWriter:
             try:
                 _to_table([record], schema)
             except _NOT_A_ROW as exc:
-                _log.error("A %s row does not fit the log's schema and is set aside: %s: %r",
-                           kind, exc, record)  # fmt: skip
-                self._invalid_rows += 1  # the writer's own counter: no lock to share
-                self._write_errors += 1
+                _log.error("A row does not fit the prediction log's schema and is set aside: "
+                           "%s: %r", exc, record)  # fmt: skip
+                with self._counter_lock:
+                    self._invalid_rows += 1
             else:
                 good.append(record)
         return _to_table(good, schema)

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import Flavor, flavors, loaded_class
+from loopml.adapters.flavors.base import flavors, loaded_class
 from loopml.errors import AlreadyExists, IntegrityError, InvalidInput
+from loopml.ports import Flavor
 
 META_FILE = "meta.json"
 META_SCHEMA_VERSION = 1

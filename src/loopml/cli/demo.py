@@ -135,7 +135,7 @@ class _Server:
 
 def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list[Step]:
     """The whole loop in `folder`; `say(text)` reports progress. Returns the timeline."""
-    from loopml.bootstrap import open_workspace, prediction_log_writer
+    from loopml.bootstrap import open_workspace, prediction_log_reader, prediction_log_writer
     from loopml.cli import demo_pipeline
     from loopml.pipelines import run_pipeline
     from loopml.serving.app import create_app
@@ -172,7 +172,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     say("made deployment churn-prod, monitor churn-drift, two alert rules, loop churn-loop")
 
     host = ModelHost(ws, "churn-prod", "churn@champion", project=project, poll_s=0.3)
-    sink = LogSink(prediction_log_writer(ws.settings))
+    sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     timeline: list[Step] = []
     with _Server(create_app({"churn-prod": host}, sink)) as url:
         say(f"serving churn@champion on {url}")

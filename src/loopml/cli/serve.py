@@ -65,14 +65,18 @@ def serve(
     from loopml.serving.workers import listen, nodelay_protocol, run_workers
 
     def serve_one(fd: int | None) -> None:
-        from loopml.bootstrap import open_workspace, prediction_log_writer
+        from loopml.bootstrap import open_workspace, prediction_log_reader, prediction_log_writer
         from loopml.serving.app import create_app
         from loopml.serving.log_sink import LogSink
 
         said = _server_log()
         ws = open_workspace()
         hosts = _hosts(ws, model, deployment, project=project, trust=trust, poll_s=poll_s)
-        sink = None if no_log else LogSink(prediction_log_writer(ws.settings))
+        sink = (
+            None
+            if no_log
+            else LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
+        )
         batching = {
             "max_batch_rows": max_batch_rows,
             "max_wait_ms": batch_wait_ms,

@@ -19,7 +19,7 @@ import random
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -33,13 +33,13 @@ from loopml.serving.batching import Job, MicroBatcher
 from loopml.serving.feedback import RecentIds, check_served, feedback_items, typed_labels
 from loopml.serving.frames import (
     RequestError,
-    ServedRows,
     batch_frame,
     request_event_times,
     request_rows,
 )
 from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost
 from loopml.serving.json_io import error_response, json_response, read_json
+from loopml.serving.log_sink import LogSink
 from loopml.serving.telemetry import Telemetry
 
 LOG_WAIT_S = 2.0
@@ -48,40 +48,13 @@ RETRY_AFTER_S = 1
 log = logging.getLogger("loopml.serving")
 
 
-class PredictionSink(Protocol):
-    """Where served rows and feedback go (the prediction log)."""
-
-    @property
-    def settle_s(self) -> float:
-        """How long after it is served a row is in the log at the latest."""
-        ...
-
-    def reserve(self, rows: int) -> bool:
-        """Hold room for `rows` rows, logged later; False when the log is full."""
-        ...
-
-    def release(self, rows: int) -> None: ...
-
-    def log_predictions(self, served: ServedRows) -> None: ...
-
-    def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None: ...
-
-    def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]: ...
-
-    def stats(self) -> dict[str, int]: ...
-
-    def close(self) -> None:
-        """Write everything queued; called on shutdown."""
-        ...
-
-
 class Server:
     """The request handlers over the hosted deployments."""
 
     def __init__(
         self,
         hosts: Mapping[str, ModelHost | DeploymentHosts],
-        sink: PredictionSink | None,
+        sink: LogSink | None,
         telemetry: Telemetry,
         batching: Mapping[str, Any] | None = None,
     ) -> None:
@@ -282,7 +255,7 @@ def _stopped(server: Server) -> str:
 
 def create_app(
     hosts: Mapping[str, ModelHost | DeploymentHosts],
-    sink: PredictionSink | None = None,
+    sink: LogSink | None = None,
     *,
     batching: Mapping[str, Any] | None = None,
     log_probabilities: bool = False,

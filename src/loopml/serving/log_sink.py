@@ -9,28 +9,64 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
+import pyarrow as pa
 
-from loopml.adapters.prediction_log import (
-    FeedbackRecord,
-    PredictionLogWriter,
-    PredictionRecord,
-    now_us,
-)
-from loopml.adapters.prediction_log_reader import PredictionLogReader
+from loopml.adapters.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, now_us
+from loopml.domain.jsonable import to_json
+from loopml.ports import PredictionReader, PredictionWriter
 from loopml.serving.frames import ServedRows
-
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, option=_OPTIONS, default=str).decode()
+    return to_json(value).decode()
+
+
+def predictions_table(served: ServedRows, when_us: int) -> pa.Table:
+    """The served rows as the log's columns, built column by column (no per-row record)."""
+    count = len(served.request_ids)
+    columns: dict[str, Any] = {
+        "request_id": list(served.request_ids),
+        "time_us": pa.repeat(pa.scalar(when_us, pa.int64()), count),
+        "deployment": pa.repeat(pa.scalar(served.deployment, pa.string()), count),
+        "model": pa.repeat(pa.scalar(served.model, pa.string()), count),
+        "model_version": pa.repeat(pa.scalar(served.model_version, pa.int64()), count),
+        "inputs_json": [_json(row) for row in served.rows],
+        "output_json": [_json(output) for output in served.outputs],
+        "latency_us": pa.repeat(pa.scalar(served.latency_us, pa.int64()), count),
+        "flags": list(served.flags),
+        "shadow": pa.repeat(pa.scalar(served.shadow, pa.bool_()), count),
+        "proba_json": (
+            None
+            if served.probabilities is None
+            else [None if p is None else _json(p) for p in served.probabilities]
+        ),
+        "client_id": None if served.client_ids is None else list(served.client_ids),
+        "event_time_us": None if served.event_times_us is None else list(served.event_times_us),
+    }
+    for name, values in columns.items():
+        if values is None:
+            columns[name] = pa.nulls(count, PREDICTION_SCHEMA.field(name).type)
+    return pa.table(columns, schema=PREDICTION_SCHEMA)
+
+
+def feedback_table(deployment: str, items: Sequence[tuple[str, Any]], when_us: int) -> pa.Table:
+    """Labels as the log's feedback columns."""
+    count = len(items)
+    return pa.table(
+        {
+            "request_id": [request_id for request_id, _ in items],
+            "time_us": pa.repeat(pa.scalar(when_us, pa.int64()), count),
+            "deployment": pa.repeat(pa.scalar(deployment, pa.string()), count),
+            "label_json": [_json(label) for _, label in items],
+        },
+        schema=FEEDBACK_SCHEMA,
+    )
 
 
 class LogSink:
-    def __init__(self, writer: PredictionLogWriter, reader: PredictionLogReader | None = None):
+    def __init__(self, writer: PredictionWriter, reader: PredictionReader) -> None:
         self.writer = writer
-        self.reader = reader or PredictionLogReader(storage=writer.storage)
+        self.reader = reader
         self.predictions_logged = 0
         self.labels_logged = 0
         """Rows and labels handed to the log by this process (counted by this one sink; the
@@ -50,51 +86,14 @@ class LogSink:
 
     def log_predictions(self, served: ServedRows) -> None:
         """Append the rows against room reserved for them."""
-        when = now_us()
-        count = len(served.request_ids)
-        self.predictions_logged += count
-        self.writer.append(
-            [
-                PredictionRecord(
-                    request_id,
-                    when,
-                    served.deployment,
-                    served.model,
-                    served.model_version,
-                    _json(row),
-                    _json(output),
-                    served.latency_us,
-                    flag,
-                    served.shadow,
-                    None if proba is None else _json(proba),
-                    client_id,
-                    event_us,
-                )
-                for request_id, row, output, flag, proba, client_id, event_us in zip(
-                    served.request_ids,
-                    served.rows,
-                    served.outputs,
-                    served.flags,
-                    served.probabilities or [None] * count,
-                    served.client_ids or [None] * count,
-                    served.event_times_us or [None] * count,
-                    strict=True,
-                )
-            ],
-            reserved=True,
-        )
+        table = predictions_table(served, now_us())
+        self.predictions_logged += table.num_rows
+        self.writer.append(table, reserved=True)
 
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None:
         """Append the labels against room reserved for them."""
-        when = now_us()
         self.labels_logged += len(items)
-        self.writer.append_feedback(
-            [
-                FeedbackRecord(request_id, when, deployment, _json(label))
-                for request_id, label in items
-            ],
-            reserved=True,
-        )
+        self.writer.append_feedback(feedback_table(deployment, items, now_us()), reserved=True)
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` were served by `deployment`: queued here, or in the log."""

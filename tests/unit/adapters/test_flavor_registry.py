@@ -15,7 +15,7 @@ import pytest
 
 from loopml.adapters.flavors import base
 from loopml.adapters.flavors.base import (
-    LoadedModel,
+    FlavorModel,
     flavor_for,
     get_flavor,
     prepare_empty_directory,
@@ -50,9 +50,9 @@ class LinearFlavor:
         (directory / MODEL_FILE).write_text(json.dumps(model.weights))
         return {"flavor": self.name, "inputs": len(model.weights)}
 
-    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
+    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> FlavorModel:
         weights = json.loads((directory / MODEL_FILE).read_text())
-        return LoadedModel(raw=Linear(weights), flavor=self.name)
+        return FlavorModel(raw=Linear(weights), flavor=self.name)
 
     def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
         return None  # JSON numbers build nothing a server must fear

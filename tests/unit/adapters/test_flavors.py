@@ -23,8 +23,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from loopml.adapters.flavors.base import Flavor, LoadedModel, flavor_for, get_flavor
+from loopml.adapters.flavors.base import flavor_for, get_flavor
 from loopml.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
+from loopml.ports import Flavor, LoadedModel
 
 TREE_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 CONSTRUCTED: list[str] = []

@@ -25,9 +25,10 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from loopml.errors import AlreadyExists, InvalidInput
+from loopml.ports import Flavor
 
 FLAVORS: tuple[tuple[str, str], ...] = (
     ("loopml.adapters.flavors.sklearn", "SklearnFlavor"),
@@ -37,40 +38,10 @@ FLAVORS: tuple[tuple[str, str], ...] = (
 which takes anything with `predict`, comes last."""
 
 
-@runtime_checkable
-class Flavor(Protocol):
-    """Saves a model to a folder and loads it back."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def files(self) -> tuple[str, ...]: ...
-
-    @property
-    def step_values(self) -> bool: ...
-
-    def accepts(self, model: object) -> bool:
-        """Whether this flavor saves `model`."""
-        ...
-
-    def save(self, model: Any, directory: Path) -> dict[str, Any]:
-        """Write `model` into the empty `directory`; return the info to store with the version."""
-        ...
-
-    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
-        """Read the model saved in `directory` with `info` from its `save`."""
-        ...
-
-    def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
-        """Forbidden unless a process serving others, loading only classes under the package
-        prefixes `model_types`, may load the version saved with `info`."""
-        ...
-
-
 @dataclass(frozen=True)
-class LoadedModel:
-    """A loaded model: `predict`, `predict_proba` when the model has it, and the `raw` object."""
+class FlavorModel:
+    """What a flavor's `load` gives (the `LoadedModel` port): `predict`, `predict_proba` when the
+    model has it, and the `raw` object."""
 
     raw: Any
     flavor: str

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import LoadedModel, prepare_empty_directory
+from loopml.adapters.flavors.base import FlavorModel, prepare_empty_directory
 from loopml.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
 
 MODEL_FILE = "model.pkl"
@@ -60,7 +60,7 @@ class PythonFlavor:
             "requires_trust": True,
         }
 
-    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
+    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> FlavorModel:
         if not trust_pickle:
             raise Conflict(
                 "This model was saved with the python flavor (cloudpickle); loading it runs code "
@@ -74,7 +74,7 @@ class PythonFlavor:
                 f"The python model file {path} is missing.",
                 "Check that the model version's artifacts were downloaded completely.",
             )
-        return LoadedModel(raw=_unpickle(path), flavor=self.name)
+        return FlavorModel(raw=_unpickle(path), flavor=self.name)
 
 
 def _unpickle(path: Path) -> Any:

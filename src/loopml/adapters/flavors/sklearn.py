@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import LoadedModel, loaded_class, prepare_empty_directory
+from loopml.adapters.flavors.base import FlavorModel, loaded_class, prepare_empty_directory
 from loopml.adapters.flavors.skops_canonical import canonicalize_skops
 from loopml.errors import Forbidden, IntegrityError, InvalidInput, NotFound
 
@@ -62,7 +62,7 @@ class SklearnFlavor:
             "python_version": platform.python_version(),
         }
 
-    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> LoadedModel:
+    def load(self, directory: Path, info: dict[str, Any], *, trust_pickle: bool) -> FlavorModel:
         """Load with only the recorded types trusted; `trust_pickle` is unused (no pickle here)."""
         import skops.io
         from skops.io.exceptions import UntrustedTypesFoundException
@@ -89,7 +89,7 @@ class SklearnFlavor:
                 f"The model file {path} is not a readable skops file: {error!r}.",
                 "The file is damaged or was replaced; register the model again.",
             ) from error
-        return LoadedModel(raw=model, flavor=self.name)
+        return FlavorModel(raw=model, flavor=self.name)
 
 
 SERVER_MODEL_TYPES = ("sklearn.",)

@@ -20,8 +20,8 @@ from loopml.services.auth import Principal
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from loopml.adapters.prediction_log_reader import PredictionLogReader
     from loopml.bootstrap import Workspace
+    from loopml.ports import PredictionReader
 
 BASE = "/ui"
 COOKIE = "loopml_session"
@@ -103,7 +103,7 @@ class Views:
         self.auth = auth
         self._who = who
         self._env: Environment | None = None
-        self._log_reader: PredictionLogReader | None = None
+        self._log_reader: PredictionReader | None = None
         self._kept: dict[Any, Any] = {}
 
     def remember(self, key: Any, make: Callable[[], Any], most: int = 4) -> Any:
@@ -117,7 +117,7 @@ class Views:
             self._kept.pop(next(iter(self._kept)))
         return value
 
-    def log_reader(self) -> PredictionLogReader:
+    def log_reader(self) -> PredictionReader:
         """The reader of the prediction log under the workspace's artifact root."""
         if self._log_reader is None:
             from loopml.bootstrap import prediction_log_reader
