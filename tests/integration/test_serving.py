@@ -132,7 +132,7 @@ def test_nulls_are_served_and_flagged_in_the_log(served: Any) -> None:
     response = client.post("/predict", json={"rows": [{**ROW, "monthly": None}]})
     assert response.status_code == 200
     request_id = response.json()["request_ids"][0]
-    sink.writer.flush()
+    sink.flush()
     record = prediction_log_reader(ws.settings).get(request_id)
     assert record is not None
     assert record["flags"] == "null:monthly"
@@ -144,7 +144,7 @@ def test_feedback_is_joined_to_its_prediction(served: Any) -> None:
     answer = client.post("/feedback", json=[{"request_id": ids[0], "label": 0}])
     assert answer.json() == {"accepted": 1}
     assert client.post("/feedback", json={"label": 1}).status_code == 422
-    sink.writer.flush()
+    sink.flush()
     table = prediction_log_reader(ws.settings).read("churn-prod")
     labels = dict(
         zip(table["request_id"].to_pylist(), table["label_json"].to_pylist(), strict=True)
@@ -234,7 +234,7 @@ def test_event_times_are_logged_beside_the_serving_time_on_predict_and_v2(served
         *v2_whole.json()["parameters"]["request_ids"],
         *v2_rows.json()["parameters"]["request_ids"],
     ]
-    sink.writer.flush()
+    sink.flush()
     reader = prediction_log_reader(ws.settings)
     found = [reader.get(request_id) for request_id in ids]
     day_us = 86_400_000_000
@@ -379,7 +379,7 @@ def test_shadow_sees_every_request_and_canary_answers_its_share(served: Any) -> 
         client.app.state.server.deployments["split"].canary_percent = 0.0
         ids = [client.post("/predict", json={"rows": [ROW]}).json() for _ in range(10)]
         assert {answer["model_version"] for answer in ids} == {1}
-    sink.writer.flush()
+    sink.flush()
     table = prediction_log_reader(ws.settings).read("split", with_feedback=False)
     shadows = [
         v

@@ -185,7 +185,7 @@ def test_a_value_the_model_cannot_take_is_a_422_naming_row_and_field_on_every_ro
     for route, answer in answers.items():
         assert answer.status_code == 422, (route, answer.text)
         assert words.replace("Row 0", "Row 1") in answer.json()["error"], route
-    sink.writer.flush()
+    sink.flush()
     assert prediction_log_reader(ws.settings).read("churn").num_rows == 0
 
 
@@ -280,7 +280,7 @@ def test_a_bad_event_time_is_a_422_naming_the_field_on_predict_and_v2(
     assert v2.status_code == 422, v2.text
     assert f"'parameters.{field}'" in v2.json()["error"]
     assert words in v2.json()["error"]
-    sink.writer.flush()
+    sink.flush()
     assert sink.stats()["predictions_logged"] == 0  # nothing served, nothing logged
     assert sink.stats()["reserved_rows"] == 0  # the room held for the V2 rows was given back
 
@@ -290,7 +290,7 @@ def test_nulls_are_the_one_missing_value_served_and_flagged_on_predict_and_v2(ch
     answered = client.post("/predict", json={"rows": [{**CHURN_ROW, "monthly": None}]})
     v2 = client.post("/v2/models/churn/infer", json=_churn_v2([3, 4], [None, "pro"], [None, 2.0]))
     assert (answered.status_code, v2.status_code) == (200, 200), v2.text
-    sink.writer.flush()
+    sink.flush()
     reader = prediction_log_reader(ws.settings)
     ids = answered.json()["request_ids"] + v2.json()["parameters"]["request_ids"]
     flags = [reader.get(request_id)["flags"] for request_id in ids]  # type: ignore[index]
@@ -302,7 +302,7 @@ def test_extra_fields_are_ignored_and_only_typed_values_are_logged(churn: Any) -
     row = {"tenure": 3.0, "plan": "basic", "monthly": 29, "secret": "not for the log"}
     answer = client.post("/predict", json={"rows": [row]})
     assert answer.status_code == 200
-    sink.writer.flush()
+    sink.flush()
     logged = prediction_log_reader(ws.settings).get(answer.json()["request_ids"][0])
     assert logged is not None
     assert json.loads(logged["inputs_json"]) == {"tenure": 3, "plan": "basic", "monthly": 29.0}
@@ -366,7 +366,7 @@ def test_mixed_types_across_requests_of_one_batch_refuse_only_the_bad_request(
     assert results[1].message.startswith("Row 0: field 'tenure' is true, a boolean;")
     assert len(results[0]["predictions"]) == 2
     assert len(results[2]["predictions"]) == 1
-    sink.writer.flush()
+    sink.flush()
     table = prediction_log_reader(ws.settings).read("churn", with_feedback=False)
     inputs = pj.read_json(pa.BufferReader("\n".join(table["inputs_json"].to_pylist()).encode()))
     assert inputs.schema.field("tenure").type == pa.int64()
@@ -442,7 +442,7 @@ def test_any_json_value_is_refused_or_served_and_logged_as_its_column_type(
 
     send()
     assert served, "no value was served at all"
-    sink.writer.flush()
+    sink.flush()
     table = prediction_log_reader(ws.settings).read("echo", with_feedback=False)
     assert set(table["request_id"].to_pylist()) == set(served)
     lines = "\n".join(table["inputs_json"].to_pylist()).encode()
@@ -470,7 +470,7 @@ def test_numbers_beyond_float_range_and_negative_zero(churn: Any) -> None:
     assert "infinity" in refused.json()["error"]
     zero = client.post("/predict", json={"rows": [{**CHURN_ROW, "tenure": -0.0}]})
     assert zero.status_code == 200
-    sink.writer.flush()
+    sink.flush()
     logged = prediction_log_reader(ws.settings).get(zero.json()["request_ids"][0])
     assert logged is not None
     assert json.loads(logged["inputs_json"])["tenure"] == 0

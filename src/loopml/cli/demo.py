@@ -244,7 +244,7 @@ def _one_period(
     step = Step(index)
     _replay(url, period(index, rows, seed))
     step.replayed_at = time.monotonic()
-    sink.writer.flush()
+    sink.flush()
     monitors.run("churn-health", workspace=ws)
     result = monitors.run("churn-drift", workspace=ws)
     report = result.report

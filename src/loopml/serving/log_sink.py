@@ -2,10 +2,18 @@
 
 Rows are appended against room the server reserved before answering (see
 `loopml.adapters.prediction_log` for the back-pressure rule), so an answered row is a logged row.
+
+A request's rows are added to columns the sink gathers (a list extend per column, a few
+microseconds), and every `batch_s` (50 ms) or `batch_rows` rows the gathered columns go to the
+writer as one Arrow table: building a table costs some 50 us whatever its size, which a
+one-row request must not pay on its own. Gathered rows hold their reservation in the writer
+until they are handed over, so back-pressure sees them, and `flush`/`close` hand them over first.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,66 +24,85 @@ from loopml.domain.jsonable import to_json
 from loopml.ports import PredictionReader, PredictionWriter
 from loopml.serving.frames import ServedRows
 
+log = logging.getLogger("loopml.serving")
+
 
 def _json(value: Any) -> str:
     return to_json(value).decode()
 
 
-def predictions_table(served: ServedRows, when_us: int) -> pa.Table:
-    """The served rows as the log's columns, built column by column (no per-row record)."""
+class _Gathered:
+    """Columns of rows not yet handed to the writer, in the log's schema."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.rows = 0
+
+    def table(self) -> pa.Table:
+        return pa.table(self.columns, schema=self.schema)
+
+
+def _add_predictions(into: _Gathered, served: ServedRows, when_us: int) -> None:
     count = len(served.request_ids)
-    columns: dict[str, Any] = {
-        "request_id": list(served.request_ids),
-        "time_us": pa.repeat(pa.scalar(when_us, pa.int64()), count),
-        "deployment": pa.repeat(pa.scalar(served.deployment, pa.string()), count),
-        "model": pa.repeat(pa.scalar(served.model, pa.string()), count),
-        "model_version": pa.repeat(pa.scalar(served.model_version, pa.int64()), count),
-        "inputs_json": [_json(row) for row in served.rows],
-        "output_json": [_json(output) for output in served.outputs],
-        "latency_us": pa.repeat(pa.scalar(served.latency_us, pa.int64()), count),
-        "flags": list(served.flags),
-        "shadow": pa.repeat(pa.scalar(served.shadow, pa.bool_()), count),
-        "proba_json": (
-            None
-            if served.probabilities is None
-            else [None if p is None else _json(p) for p in served.probabilities]
-        ),
-        "client_id": None if served.client_ids is None else list(served.client_ids),
-        "event_time_us": None if served.event_times_us is None else list(served.event_times_us),
-    }
-    for name, values in columns.items():
-        if values is None:
-            columns[name] = pa.nulls(count, PREDICTION_SCHEMA.field(name).type)
-    return pa.table(columns, schema=PREDICTION_SCHEMA)
+    c = into.columns
+    c["request_id"].extend(served.request_ids)
+    c["time_us"].extend([when_us] * count)
+    c["deployment"].extend([served.deployment] * count)
+    c["model"].extend([served.model] * count)
+    c["model_version"].extend([served.model_version] * count)
+    c["inputs_json"].extend([_json(row) for row in served.rows])
+    c["output_json"].extend([_json(output) for output in served.outputs])
+    c["latency_us"].extend([served.latency_us] * count)
+    c["flags"].extend(served.flags)
+    c["shadow"].extend([served.shadow] * count)
+    probabilities = served.probabilities or [None] * count
+    c["proba_json"].extend([None if p is None else _json(p) for p in probabilities])
+    c["client_id"].extend(served.client_ids or [None] * count)
+    c["event_time_us"].extend(served.event_times_us or [None] * count)
+    into.rows += count
 
 
-def feedback_table(deployment: str, items: Sequence[tuple[str, Any]], when_us: int) -> pa.Table:
-    """Labels as the log's feedback columns."""
-    count = len(items)
-    return pa.table(
-        {
-            "request_id": [request_id for request_id, _ in items],
-            "time_us": pa.repeat(pa.scalar(when_us, pa.int64()), count),
-            "deployment": pa.repeat(pa.scalar(deployment, pa.string()), count),
-            "label_json": [_json(label) for _, label in items],
-        },
-        schema=FEEDBACK_SCHEMA,
-    )
+def _add_feedback(
+    into: _Gathered, deployment: str, items: Sequence[tuple[str, Any]], when_us: int
+) -> None:
+    c = into.columns
+    c["request_id"].extend([request_id for request_id, _ in items])
+    c["time_us"].extend([when_us] * len(items))
+    c["deployment"].extend([deployment] * len(items))
+    c["label_json"].extend([_json(label) for _, label in items])
+    into.rows += len(items)
 
 
 class LogSink:
-    def __init__(self, writer: PredictionWriter, reader: PredictionReader) -> None:
+    def __init__(
+        self,
+        writer: PredictionWriter,
+        reader: PredictionReader,
+        *,
+        batch_s: float = 0.05,
+        batch_rows: int = 5_000,
+    ) -> None:
         self.writer = writer
         self.reader = reader
         self.predictions_logged = 0
         self.labels_logged = 0
         """Rows and labels handed to the log by this process (counted by this one sink; the
         writer's `written_rows` says how many reached storage)."""
+        self._batch_rows = batch_rows
+        self._lock = threading.Lock()
+        self._predictions = _Gathered(PREDICTION_SCHEMA)
+        self._feedback = _Gathered(FEEDBACK_SCHEMA)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._hand_over_every, args=(batch_s,), name="log-sink", daemon=True
+        )
+        self._thread.start()
 
     @property
     def settle_s(self) -> float:
         """How long after it is served a row is in the log at the latest, when the store works
-        (the flush interval, plus a second for the write itself)."""
+        (the flush interval, plus a second for the write itself and the gathering)."""
         return self.writer.flush_interval_s + 1.0
 
     def reserve(self, rows: int) -> bool:
@@ -85,19 +112,54 @@ class LogSink:
         self.writer.release(rows)
 
     def log_predictions(self, served: ServedRows) -> None:
-        """Append the rows against room reserved for them."""
-        table = predictions_table(served, now_us())
-        self.predictions_logged += table.num_rows
-        self.writer.append(table, reserved=True)
+        """Take the rows against room reserved for them."""
+        when = now_us()
+        with self._lock:
+            _add_predictions(self._predictions, served, when)
+            self.predictions_logged += len(served.request_ids)
+            full = self._predictions.rows >= self._batch_rows
+        if full:
+            self.hand_over()
 
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None:
-        """Append the labels against room reserved for them."""
-        self.labels_logged += len(items)
-        self.writer.append_feedback(feedback_table(deployment, items, now_us()), reserved=True)
+        """Take the labels against room reserved for them."""
+        when = now_us()
+        with self._lock:
+            _add_feedback(self._feedback, deployment, items, when)
+            self.labels_logged += len(items)
+            full = self._feedback.rows >= self._batch_rows
+        if full:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Give the writer every row gathered so far, as one table of each kind."""
+        with self._lock:
+            predictions, self._predictions = self._predictions, _Gathered(PREDICTION_SCHEMA)
+            feedback, self._feedback = self._feedback, _Gathered(FEEDBACK_SCHEMA)
+        if predictions.rows:
+            self.writer.append(predictions.table(), reserved=True)
+        if feedback.rows:
+            self.writer.append_feedback(feedback.table(), reserved=True)
+
+    def _hand_over_every(self, batch_s: float) -> None:
+        while not self._stop.wait(batch_s):
+            try:
+                self.hand_over()
+            except Exception:  # the thread must outlive any bug in one hand-over
+                log.exception("the prediction log sink could not hand rows to the writer")
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
-        """Which of `request_ids` were served by `deployment`: queued here, or in the log."""
-        queued = self.writer.pending_request_ids(deployment) & set(request_ids)
+        """Which of `request_ids` were served by `deployment`: gathered or queued here, or in
+        the log."""
+        wanted = set(request_ids)
+        with self._lock:
+            gathered = self._predictions.columns
+            here = {
+                rid
+                for rid, name in zip(gathered["request_id"], gathered["deployment"], strict=True)
+                if name == deployment and rid in wanted
+            }
+        queued = here | (self.writer.pending_request_ids(deployment) & wanted)
         rest = [request_id for request_id in request_ids if request_id not in queued]
         return queued | self.reader.served_ids(deployment, rest) if rest else queued
 
@@ -109,5 +171,14 @@ class LogSink:
             "labels_logged": self.labels_logged,
         }
 
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Write every row taken so far (Unavailable if the store refuses it for `timeout_s`)."""
+        self.hand_over()
+        self.writer.flush(timeout_s)
+
     def close(self) -> None:
+        """Hand over what is gathered, then flush and stop the writer."""
+        self._stop.set()
+        self._thread.join(10)
+        self.hand_over()
         self.writer.close()
