@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         DatasetStore,
         DeploymentStore,
         EventLog,
+        Executor,
         GrantStore,
         Leases,
         LoopStore,
@@ -277,6 +278,30 @@ def reset_default_workspace() -> None:
             atexit.unregister(_default.close)
             _default.close()
         _default = None
+
+
+def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
+    """Bring the metadata database `settings` name to the newest schema; (its revision now,
+    the newest revision)."""
+    from loopml.adapters.sql.migrate import HEAD_REVISION, current_revision, upgrade
+
+    db = Database(create_store_engine(settings.db_url))
+    try:
+        upgrade(db)
+        with db.read() as conn:
+            return current_revision(conn), HEAD_REVISION
+    finally:
+        db.dispose()
+
+
+def make_executor(
+    name: str, *, ray_address: str | None = None, max_workers: int | None = None
+) -> Executor:
+    """The pipeline executor called `name` (`local`, `processes` or `ray`); `max_workers`
+    bounds processes and a local Ray's CPUs."""
+    from loopml.adapters.executors.factory import make_executor as by_name  # Ray: only if asked
+
+    return by_name(name, ray_address=ray_address, max_workers=max_workers)
 
 
 def prediction_log_writer(settings: Settings) -> PredictionWriter:

@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loopml.adapters.executors.factory import make_executor
-from loopml.bootstrap import Workspace, default_workspace
+from loopml.bootstrap import Workspace, default_workspace, make_executor
 from loopml.domain.records import Run, RunId, RunStatus
 from loopml.errors import Conflict, InvalidInput
 from loopml.ports import Executor

@@ -43,20 +43,14 @@ def init(as_json: bool = JSON_OPTION) -> None:
 @db_app.command("upgrade")
 def db_upgrade(as_json: bool = JSON_OPTION) -> None:
     """Apply the schema migrations shipped with loopml (safe to run at any time)."""
-    from loopml.adapters.sql.engine import Database, create_store_engine
-    from loopml.adapters.sql.migrate import HEAD_REVISION, current_revision, upgrade
+    from loopml.bootstrap import upgrade_schema
     from loopml.settings import Settings
 
-    settings = Settings.from_env()
-    db = Database(create_store_engine(settings.db_url))
-    upgrade(db)
-    with db.read() as conn:
-        revision = current_revision(conn)
-    db.dispose()
+    revision, head = upgrade_schema(Settings.from_env())
     if as_json:
-        print_json({"revision": revision, "head": HEAD_REVISION})
+        print_json({"revision": revision, "head": head})
         return
-    print_fields([("schema revision", revision), ("newest", HEAD_REVISION)])
+    print_fields([("schema revision", revision), ("newest", head)])
 
 
 @audit_app.command("log")
