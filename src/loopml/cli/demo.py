@@ -14,14 +14,10 @@ served accuracy recovering.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import typer
 
@@ -81,62 +77,11 @@ class Step:
     """When the last row of the period was served (monotonic seconds)."""
 
 
-class _Hooks(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        _Hooks.received.append(json.loads(body or b"{}"))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
-
-
-class _Server:
-    """The model server, in this process, on a free port of 127.0.0.1."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list[Step]:
     """The whole loop in `folder`; `say(text)` reports progress. Returns the timeline."""
     from loopml.bootstrap import open_workspace, prediction_log_reader, prediction_log_writer
     from loopml.cli import demo_pipeline
+    from loopml.cli.demo_services import Hooks, InProcessServer
     from loopml.pipelines import run_pipeline
     from loopml.serving.app import create_app
     from loopml.serving.host import ModelHost
@@ -151,8 +96,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     pipeline_file.write_text(Path(demo_pipeline.__file__).read_text())
     ws = open_workspace(Settings.from_env(env={"LOOPML_ACTOR": "demo"}, cwd=folder))
     project = ws.project
-    hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    hooks = Hooks.serve()
     hook_url = f"http://127.0.0.1:{hooks.server_address[1]}/hook"
 
     period(0, rows, seed).to_csv(folder / "data" / "period-0.csv", index=False)
@@ -174,7 +118,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     host = ModelHost(ws, "churn-prod", "churn@champion", project=project, poll_s=0.3)
     sink = LogSink(prediction_log_writer(ws.settings), prediction_log_reader(ws.settings))
     timeline: list[Step] = []
-    with _Server(create_app({"churn-prod": host}, sink)) as url:
+    with InProcessServer(create_app({"churn-prod": host}, sink)) as url:
         say(f"serving churn@champion on {url}")
         _probe(ws, url)
         for index in range(1, periods):
@@ -187,7 +131,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     sink.close()
     hooks.shutdown()
     hooks.server_close()
-    (folder / "webhook-received.json").write_text(json.dumps(_Hooks.received, indent=2))
+    (folder / "webhook-received.json").write_text(json.dumps(Hooks.received, indent=2))
     ws.close()
     return timeline
 
@@ -313,20 +257,21 @@ def _loop_cell(outcome: Any) -> str:
 
 def _replay(url: str, frame: Any) -> None:
     """Serve the period's rows over HTTP, then feed back the true labels."""
+    from loopml.cli.demo_services import post_json
     from loopml.serving.frames import MAX_ROWS  # items the server takes per feedback request
 
     inputs = frame.drop(columns=["churned"]).to_dict("records")
     labels = frame["churned"].tolist()
     feedback = []
     for start in range(0, len(inputs), BATCH):
-        answer = _post(f"{url}/predict", {"rows": inputs[start : start + BATCH]})
+        answer = post_json(f"{url}/predict", {"rows": inputs[start : start + BATCH]})
         chunk = labels[start : start + BATCH]
         feedback += [
             {"request_id": rid, "label": label}
             for rid, label in zip(answer["request_ids"], chunk, strict=True)
         ]
     for start in range(0, len(feedback), MAX_ROWS):
-        _post(f"{url}/feedback", feedback[start : start + MAX_ROWS])
+        post_json(f"{url}/feedback", feedback[start : start + MAX_ROWS])
 
 
 MARKER = ".loopml-demo"
