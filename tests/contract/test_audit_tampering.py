@@ -1,5 +1,6 @@
 """The audit chain against someone with write access to the database: rows edited, deleted,
-inserted or cut from the end, directly in SQLite and PostgreSQL."""
+inserted or cut from the end, directly in SQLite and PostgreSQL (the chain on every backend is
+in `loopml.testing.contracts.events`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from sqlalchemy import delete, insert, select, update
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
 from loopml.adapters.sql.events import SqlEventLog
-from loopml.domain.audit import event_hash, parse_checkpoint
+from loopml.adapters.sql.models import SqlModelStore
+from loopml.domain.audit import event_hash, parse_checkpoint, verify_chain
+from loopml.domain.hashing import digest_bytes
+from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import EventDraft
 from loopml.errors import InvalidInput
+from loopml.ports import NewModelVersion
 from loopml.services.audit import AuditService
 
 
@@ -110,6 +115,20 @@ def test_a_rewritten_chain_is_caught_by_a_checkpoint(
     verdict = audit.verify(head)
     assert verdict.ok is False
     assert "rewritten" in verdict.reason
+
+
+def test_an_edited_event_breaks_the_chain(database: Database) -> None:
+    store = SqlModelStore(database)
+    manifest = Manifest.of([("data.csv", BlobRef(digest_bytes(b"m"), 1))])
+    new = NewModelVersion("default", "churn", None, "sklearn", {}, manifest, {"inputs": []}, {})
+    event = EventDraft("model.alias_set", "model:default/churn", "alice")
+    store.register(new, event)
+    store.set_alias("default", "churn", "champion", 1, event)
+    store.set_alias("default", "churn", "champion", 1, event)
+    with database.write() as conn:
+        conn.execute(update(t.events).where(t.events.c.seq == 2).values(actor="mallory"))
+    verdict = verify_chain(SqlEventLog(database).iterate())
+    assert (verdict.ok, verdict.first_bad_seq) == (False, 2)
 
 
 def test_a_malformed_checkpoint_is_refused() -> None:

@@ -1,62 +1,38 @@
-"""The BlobStore contract against FsspecBlobStore on a local folder and on a real S3 server."""
+"""FsspecBlobStore beyond the BlobStore contract (which `test_blobstore_contract.py` runs on every
+blob backend): its layout, its local write path, and failures of the backend."""
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-# The contract's plain asserts get pytest's detailed messages only if rewritten before import.
-if "loopml.testing.blobstore_contract" not in sys.modules:  # pragma: no cover
-    pytest.register_assert_rewrite("loopml.testing.blobstore_contract")
 
 from loopml.adapters.artifacts import FsspecBlobStore
 from loopml.domain.hashing import CHUNK_BYTES, digest_bytes
 from loopml.errors import Conflict, Unavailable
-from loopml.testing.blobstore_contract import *  # noqa: F403
+from loopml.testing.backends import BLOB_BACKENDS, Services, open_blobs
 from loopml.testing.blobstore_contract import FsspecBlobProbe
-from loopml.testing.seaweed import S3Endpoint
-
-StoreSpec = tuple[str, dict[str, Any]]
 
 
-def _s3_spec(endpoint: S3Endpoint) -> StoreSpec:
-    """A fresh prefix in the session's bucket, so every test starts from an empty store."""
-    return f"s3://{endpoint.bucket}/{uuid.uuid4().hex}", endpoint.storage_options()
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def store_spec(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> StoreSpec:
-    if request.param == "s3":
-        return _s3_spec(request.getfixturevalue("s3_endpoint"))
-    return str(tmp_path_factory.mktemp("blobs")), {}
-
-
-@pytest.fixture
-def blob_store(store_spec: StoreSpec) -> FsspecBlobStore:
-    return FsspecBlobStore(*store_spec)
-
-
-@pytest.fixture
-def blob_probe(store_spec: StoreSpec) -> FsspecBlobProbe:
-    return FsspecBlobProbe(*store_spec)
+@pytest.fixture(params=[p for p in BLOB_BACKENDS if p.values[0] in ("local", "s3")])
+def fsspec_store(request: pytest.FixtureRequest, services: Services) -> Iterator[FsspecBlobStore]:
+    """An FsspecBlobStore on each of its backends (a local folder, S3)."""
+    with open_blobs(request.param, services) as (store, _):
+        assert isinstance(store, FsspecBlobStore)
+        yield store
 
 
 # -- beyond the contract: the layout, the local write path, and failures of the backend --------
 
 
-def test_blobs_live_under_the_documented_layout(blob_store: FsspecBlobStore) -> None:
-    ref = blob_store.put_bytes(b"layout")
+def test_blobs_live_under_the_documented_layout(fsspec_store: FsspecBlobStore) -> None:
+    ref = fsspec_store.put_bytes(b"layout")
     hex_digest = ref.digest.removeprefix("blake3:")
-    assert blob_store.location(ref.digest) == (
-        f"{blob_store.url()}/blobs/blake3/{hex_digest[:2]}/{hex_digest[2:]}"
+    assert fsspec_store.location(ref.digest) == (
+        f"{fsspec_store.url()}/blobs/blake3/{hex_digest[:2]}/{hex_digest[2:]}"
     )
 
 
@@ -81,10 +57,8 @@ def test_local_re_add_repairs_a_corrupted_blob(tmp_path: Path) -> None:
 
 @pytest.mark.s3
 def test_s3_put_of_a_file_changing_during_upload_is_a_conflict(
-    s3_endpoint: S3Endpoint, tmp_path: Path
+    services: Services, tmp_path: Path
 ) -> None:
-    spec = _s3_spec(s3_endpoint)
-    store, probe = FsspecBlobStore(*spec), FsspecBlobProbe(*spec)
     source = tmp_path / "changing.bin"
     source.write_bytes(os.urandom(CHUNK_BYTES + 10))
 
@@ -93,10 +67,11 @@ def test_s3_put_of_a_file_changing_during_upload_is_a_conflict(
             out.seek(-10, os.SEEK_END)
             out.write(b"0123456789")
 
-    with pytest.raises(Conflict):
-        store.put_file(source, progress=rewrite_tail)
-    assert probe.stored_digests() == []
-    assert store.put_file(source).digest == digest_bytes(source.read_bytes())
+    with open_blobs("s3", services) as (store, probe):
+        with pytest.raises(Conflict):
+            store.put_file(source, progress=rewrite_tail)
+        assert probe.stored_digests() == []
+        assert store.put_file(source).digest == digest_bytes(source.read_bytes())
 
 
 def _closed_port() -> int:

@@ -1,42 +1,17 @@
-"""The BlobStore contract through a live team server: uploads and downloads stream over HTTP,
-and the client checks every byte against the digest (the server's own store is a local folder,
-which the probe reaches behind its back to corrupt it)."""
+"""A team server's blob limit. (The BlobStore contract through a live team server is
+`test_blobstore_contract.py`'s `server` backend.)"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-if "loopml.testing.blobstore_contract" not in sys.modules:  # pragma: no cover
-    pytest.register_assert_rewrite("loopml.testing.blobstore_contract")
-
-
 from loopml.adapters.remote import RemoteBlobStore, RemoteClient
 from loopml.settings import Settings
-from loopml.testing.blobstore_contract import *  # noqa: F403
 from loopml.testing.blobstore_contract import FsspecBlobProbe
-from loopml.testing.team_server import LiveServer, live_server
-
-
-@pytest.fixture
-def served(tmp_path: Path, make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
-    with live_server(make_settings(artifacts_url=str(tmp_path / "served-blobs"))) as server:
-        yield server
-
-
-@pytest.fixture
-def blob_store(served: LiveServer) -> Iterator[RemoteBlobStore]:
-    client = RemoteClient(served.url, served.token)
-    yield RemoteBlobStore(client)
-    client.close()
-
-
-@pytest.fixture
-def blob_probe(served: LiveServer) -> FsspecBlobProbe:
-    return FsspecBlobProbe(served.workspace.settings.artifacts_url, {})
+from loopml.testing.team_server import live_server
 
 
 def test_an_upload_over_the_server_limit_is_refused_and_nothing_is_kept(

@@ -1,0 +1,111 @@
+"""What every suite of `loopml.testing.contracts` is given (`MetadataStores`, the `stores`
+fixture's value) and the small helpers they share to make records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from loopml.domain.hashing import digest_bytes
+from loopml.domain.manifest import BlobRef, Manifest
+from loopml.domain.records import DatasetVersion, Event, EventDraft, ModelVersion, Run, RunId
+from loopml.ports import (
+    AlertStore,
+    ArtifactRef,
+    DatasetStore,
+    DeploymentStore,
+    EventLog,
+    ModelStore,
+    MonitorStore,
+    NewDatasetVersion,
+    NewModelVersion,
+    NewRun,
+    PipelineRecords,
+    RunStore,
+)
+
+ACTOR = "alice"
+"""Who every event draft of the suites names. A client of a server records the server's signed-in
+user instead, so a client backend signs in as `alice`."""
+PROJECT = "default"
+
+
+@dataclass
+class MetadataStores:
+    """A fresh, empty set of stores on one database (they see each other's records: a model
+    version names a run, lineage reads runs, dataset versions and model versions)."""
+
+    datasets: DatasetStore
+    runs: RunStore
+    models: ModelStore
+    events: EventLog
+    pipelines: PipelineRecords
+    deployments: DeploymentStore
+    monitors: MonitorStore
+    alerts: AlertStore
+    appends_events: bool = True
+    """Whether `events.append` records an event; False for a client of a server, which appends
+    events only with the change they record (and refuses `append` with InvalidInput)."""
+
+
+def draft(action: str, entity: str, after: dict[str, Any] | None = None) -> EventDraft:
+    return EventDraft(action, entity, ACTOR, None, after)
+
+
+def manifest(content: bytes, path: str = "data.csv") -> Manifest:
+    """A manifest of one file holding `content`."""
+    return Manifest.of([(path, BlobRef(digest_bytes(content), len(content)))])
+
+
+def add_dataset(
+    stores: MetadataStores, name: str, content: bytes, project: str = PROJECT
+) -> DatasetVersion:
+    new = NewDatasetVersion(project, name, manifest(content), "msg", None, None)
+    version, _ = stores.datasets.add_version(
+        new, draft("dataset.added", f"dataset:{project}/{name}")
+    )
+    return version
+
+
+def start_run(
+    stores: MetadataStores,
+    name: str = "r",
+    *,
+    project: str = PROJECT,
+    tags: dict[str, str] | None = None,
+    parent_id: RunId | None = None,
+    finished: bool = False,
+) -> Run:
+    new = NewRun(project, name, {"python": "3"}, tags or {}, parent_id=parent_id, finished=finished)
+    return stores.runs.create_run(new, draft("run.created", f"run:{project}"))
+
+
+def register_model(
+    stores: MetadataStores,
+    name: str = "churn",
+    *,
+    run_id: RunId | None = None,
+    content: bytes = b"m",
+    project: str = PROJECT,
+) -> ModelVersion:
+    new = NewModelVersion(
+        project, name, run_id, "sklearn", {"v": 1}, manifest(content), {"inputs": []}, {"f1": 0.9}
+    )
+    return stores.models.register(new, draft("model.registered", f"model:{project}/{name}"))
+
+
+def artifact(value: bytes, serializer: str = "json") -> ArtifactRef:
+    """A step output holding `value`, named by its manifest's digest."""
+    files = manifest(value, "value.json")
+    return ArtifactRef(files.digest, serializer, "dict", files.to_dict())
+
+
+def last_seq(stores: MetadataStores) -> int:
+    """The newest event's number (a server has events of its own before the test's)."""
+    newest = stores.events.list(limit=1)
+    return newest[0].seq if newest else 0
+
+
+def events_since(stores: MetadataStores, seq: int) -> list[Event]:
+    """The events after `seq`, oldest first."""
+    return [event for event in stores.events.iterate() if event.seq > seq]

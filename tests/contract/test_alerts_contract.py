@@ -1,0 +1,3 @@
+"""The AlertStore contract on every metadata backend."""
+
+from loopml.testing.contracts.alerts import *  # noqa: F403

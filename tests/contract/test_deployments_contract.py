@@ -1,0 +1,3 @@
+"""The DeploymentStore contract on every metadata backend."""
+
+from loopml.testing.contracts.deployments import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""The RunHeartbeats and SilentRunReaper contract on every metadata backend."""
+
+from loopml.testing.contracts.heartbeats import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""The ModelStore contract on every metadata backend."""
+
+from loopml.testing.contracts.models import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""The RunStore contract on every metadata backend."""
+
+from loopml.testing.contracts.runs import *  # noqa: F403
