@@ -20,11 +20,12 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any
-
-import tenacity
+from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput, LoopmlError
+
+if TYPE_CHECKING:  # imported when a policy is made: a command that never retries needs none
+    import tenacity
 
 __all__ = ["backoff_s", "is_retryable", "retrying"]
 
@@ -59,6 +60,8 @@ def retrying(
     """A tenacity `Retrying` for one call (`retrying(...)(fn, *args)`): at most `attempts`
     tries (None: no limit), and no wait that would end more than `within_s` seconds from now
     (None: no limit; 0: one try). Make one per call: the time budget starts when it is made."""
+    import tenacity
+
     _check(first_wait_s, max_wait_s, attempts, within_s, jitter_s)
     stops: list[Any] = []
     if attempts is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -514,3 +515,27 @@ def test_audit_log_takes_a_project_like_every_other_command(cli) -> None:  # typ
         "model:default",
         "model:other",
     }
+
+
+def test_an_unchanged_data_add_reads_and_profiles_nothing(tmp_path: Path) -> None:
+    """Adding a file the workspace already holds as the latest version answers from the hash
+    cache and one lookup: no table library is loaded, no profile is made."""
+    _write_csv(tmp_path / "train.csv", 0)
+    probe = (
+        "import sys\nfrom loopml.cli.app import main\n"
+        "sys.argv = ['loopml', 'data', 'add', 'train.csv', '--name', 'churn']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'pyarrow', 'numpy'}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        for _ in range(2)
+    ]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
+    first, again = (run.stdout.splitlines() for run in runs)
+    assert first[0].startswith("added churn@1")
+    assert again[0].startswith("unchanged, already churn@1")
+    assert again[-1] == "[]"  # the first add profiled the table; the second loaded none of it

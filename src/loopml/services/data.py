@@ -94,6 +94,9 @@ class DataService:
                 f"{str(path)!r} is not a CSV or Parquet file, and a table was asked for.",
                 "Give a single .csv, .tsv or .parquet file.",
             )
+        unchanged = self._unchanged(files, project, name)
+        if unchanged is not None:
+            return AddResult(unchanged, False)
         schema, table_profile = (None, None)
         if tabular and profile:
             schema, table_profile = self._tables.describe(files[0][1])
@@ -107,6 +110,24 @@ class DataService:
         )
         version, created = self._store.add_version(new, event)
         return AddResult(version, created)
+
+    def _unchanged(
+        self, files: list[tuple[str, Path]], project: str, name: str
+    ) -> DatasetVersion | None:
+        """The latest version, when every file is one the hash cache knows unchanged on disk
+        and together they are that version: an unchanged add then reads, profiles and sends
+        nothing (one lookup of the latest version)."""
+        if self._cache is None:
+            return None
+        known = [(rel, self._cache.get(file)) for rel, file in files]
+        refs = [(rel, ref) for rel, ref in known if ref is not None]
+        if len(refs) < len(files):
+            return None
+        try:
+            latest = self._store.get_version(project, name, None)
+        except NotFound:
+            return None
+        return latest if latest.digest == Manifest.of(refs).digest else None
 
     def _store_files(self, files: list[tuple[str, Path]], progress: Progress | None) -> Manifest:
         total = sum(os.stat(p).st_size for _, p in files)
