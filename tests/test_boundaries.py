@@ -79,6 +79,22 @@ def test_help_imports_nothing_heavy() -> None:
     assert not heavy, f"loopml --help imports {sorted(heavy)}"
 
 
+MAX_MODULE_LINES = 500
+"""A module this long holds more than one concept: split it by concept (STYLE.md, size budgets)."""
+
+
+def test_every_module_stays_under_the_size_budget() -> None:
+    too_long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "src" / "loopml").rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) >= MAX_MODULE_LINES
+    }
+    assert not too_long, (
+        f"modules of {MAX_MODULE_LINES} lines or more (lines by module): {too_long}; split each "
+        "into modules of one concept, each with a docstring saying what it holds"
+    )
+
+
 def test_public_api_is_curated_and_sorted() -> None:
     import loopml
 

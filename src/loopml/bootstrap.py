@@ -37,13 +37,13 @@ from loopml.services.audit import AuditService
 from loopml.services.auth import AuthService
 from loopml.services.data import DataService, dataset_pins
 from loopml.services.deployments import DeploymentService
-from loopml.services.folders import ValueStore
 from loopml.services.lineage import LineageService
 from loopml.services.loops import LoopService
 from loopml.services.monitors import MonitorService
 from loopml.services.pipelines import PipelineService, StepOutcome, StepTask, numbers_of
 from loopml.services.registry import RegistryService, registrations_held
 from loopml.services.tracking import TrackingService
+from loopml.services.value_store import ValueStore
 from loopml.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,8 +84,10 @@ class Workspace:
     registry: RegistryService
     audit: AuditService
     pipelines: PipelineService
-    lineage: PipelineRecords
-    graph: LineageService
+    pipeline_records: PipelineRecords
+    """What each step run read and wrote, the step cache, and the links between runs."""
+    lineage: LineageService
+    """Where a model or dataset version came from, and what was made from it."""
     deployments: DeploymentService
     monitors: MonitorService
     alerts: AlertService
@@ -131,9 +133,16 @@ class Stores:
     close: Callable[[], None]
     blob_access: BlobAccess | None = None
     """Who may read which blob: kept by a workspace of its own (what a team server serves)."""
+    in_process: bool = False
+    """The records live in this process only (memory://): another process opening the same
+    settings sees an empty workspace."""
 
 
 def _local_stores(settings: Settings) -> Stores:
+    from loopml.adapters.memory.database import MEMORY_URL
+
+    if settings.db_url == MEMORY_URL:
+        return _memory_stores(settings)
     db = Database(create_store_engine(settings.db_url))
     ensure_schema(db)
     pipelines = SqlPipelineStore(db)
@@ -156,6 +165,46 @@ def _local_stores(settings: Settings) -> Stores:
         auth,
         db.dispose,
         SqlBlobAccess(db),
+    )
+
+
+def _memory_stores(settings: Settings) -> Stores:
+    """Every metadata store in this process's memory, fresh and empty (LOOPML_DB_URL=memory://:
+    for tests and trials; no other process sees it, and it is gone at close); blobs where
+    `settings.artifacts_url` says."""
+    from loopml.adapters.memory.alerts import MemoryAlertStore
+    from loopml.adapters.memory.auth import MemoryAuthStore
+    from loopml.adapters.memory.database import MemoryDatabase
+    from loopml.adapters.memory.datasets import MemoryDatasetStore
+    from loopml.adapters.memory.deployments import MemoryDeploymentStore
+    from loopml.adapters.memory.events import MemoryEventLog
+    from loopml.adapters.memory.leases import MemoryLeases
+    from loopml.adapters.memory.loops import MemoryLoopStore
+    from loopml.adapters.memory.models import MemoryModelStore
+    from loopml.adapters.memory.monitors import MemoryMonitorStore
+    from loopml.adapters.memory.pipelines import MemoryPipelineStore
+    from loopml.adapters.memory.runs import MemoryRunStore
+
+    db = MemoryDatabase()
+    users = MemoryAuthStore(db)
+    return Stores(
+        None,
+        FsspecBlobStore(settings.artifacts_url, settings.storage_options),
+        MemoryDatasetStore(db),
+        MemoryRunStore(db),
+        MemoryModelStore(db),
+        MemoryEventLog(db),
+        MemoryPipelineStore(db),
+        MemoryDeploymentStore(db),
+        MemoryMonitorStore(db),
+        MemoryAlertStore(db),
+        MemoryLoopStore(db),
+        MemoryLeases(db),
+        users,
+        users,
+        users,
+        lambda: None,  # nothing to release: the records go with `db`
+        in_process=True,
     )
 
 
@@ -232,8 +281,8 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
         registry=registry,
         audit=AuditService(stores.events),
         pipelines=pipelines,
-        lineage=stores.pipelines,
-        graph=LineageService(stores.runs, stores.pipelines, stores.pipelines, stores.models),
+        pipeline_records=stores.pipelines,
+        lineage=LineageService(stores.runs, stores.pipelines, stores.pipelines, stores.models),
         deployments=DeploymentService(stores.deployments, registry, settings.actor),
         monitors=MonitorService(stores.monitors, settings.actor),
         alerts=AlertService(stores.alerts, notifier, settings.actor),
@@ -283,8 +332,17 @@ def reset_default_workspace() -> None:
 def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
     """Bring the metadata database `settings` name to the newest schema; (its revision now,
     the newest revision)."""
+    from loopml.adapters.memory.database import MEMORY_URL
     from loopml.adapters.sql.migrate import HEAD_REVISION, current_revision, upgrade
 
+    if settings.db_url == MEMORY_URL:
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            "A memory workspace (LOOPML_DB_URL=memory://) has no schema to upgrade: it starts "
+            "empty and current in every process.",
+            "Point LOOPML_DB_URL at the SQLite or PostgreSQL database to upgrade.",
+        )
     db = Database(create_store_engine(settings.db_url))
     try:
         upgrade(db)
@@ -386,6 +444,15 @@ def garbage_collector(workspace: Workspace) -> GarbageCollector:
             "collecting its blobs is the server operator's job.",
             "Run `loopml gc` on the server's machine, with its LOOPML_DB_URL and "
             "LOOPML_ARTIFACTS (and without LOOPML_SERVER).",
+        )
+    if workspace.stores.in_process:
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            "A memory workspace (LOOPML_DB_URL=memory://) keeps no record of its blobs beyond "
+            "this process, so none can be told unreferenced.",
+            "Collect blobs of a SQLite or PostgreSQL workspace; a memory workspace's folder can "
+            "simply be deleted.",
         )
     return GarbageCollector(
         blob_sweep(settings.artifacts_url, settings.storage_options),

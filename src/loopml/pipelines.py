@@ -56,11 +56,7 @@ def run_pipeline(
     ws = workspace or default_workspace()
     graph, steps = pipeline.trace(dict(params or {}))
     specs = {name: step.spec() for name, step in steps.items()}
-    runner = (
-        make_executor(executor, ray_address=ray_address)
-        if isinstance(executor, str)
-        else (executor)
-    )
+    runner = _executor(ws, executor, ray_address)
     try:
         return ws.pipelines.run(
             graph,
@@ -230,7 +226,7 @@ def reproduce_run(
 def _step_outputs(ws: Workspace, children: list[Run]) -> dict[str, tuple[str, ...]]:
     """The digests of each step's outputs, by step name."""
     return {
-        child.name: tuple(ref.digest for ref in ws.lineage.io_of(child.id)[1])
+        child.name: tuple(ref.digest for ref in ws.pipeline_records.io_of(child.id)[1])
         for child in sorted(children, key=lambda c: c.start_time)
     }
 
@@ -243,7 +239,9 @@ def _models_of(ws: Workspace, family: tuple[Run, list[Run]]) -> dict[str, tuple[
     ids = [run.id, *(c.id for c in children)]
     ids += [RunId(c.tags[CACHED_FROM_TAG]) for c in children if CACHED_FROM_TAG in c.tags]
     found: dict[str, tuple[Outcome, str]] = {}
-    for _, name, version, _ in sorted(ws.lineage.model_versions_of(ids), key=lambda r: r[2]):
+    for _, name, version, _ in sorted(
+        ws.pipeline_records.model_versions_of(ids), key=lambda r: r[2]
+    ):
         found[name] = (Outcome.CREATED, str(version))
     for member in [run, *children]:
         for key, value in member.tags.items():
@@ -323,11 +321,7 @@ def sweep_pipeline(
     ws = workspace or default_workspace()
     for params in trials:
         pipeline.trace({**(base_params or {}), **params})  # every trial's params are valid
-    runner = (
-        make_executor(executor, ray_address=ray_address)
-        if isinstance(executor, str)
-        else (executor)
-    )
+    runner = _executor(ws, executor, ray_address)
     project = project or ws.project
     parent = ws.tracking.start_run(
         project=project,
@@ -375,8 +369,8 @@ def sweep_pipeline(
 def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> Registration:
     """The best trial's model as a version of `name`, its source the trial's run (so its
     lineage reaches the trial's data): the version the trial registered itself, if it did."""
-    for step_run_id in ws.lineage.children_of(best.run.id):
-        _, outputs = ws.lineage.io_of(RunId(step_run_id))
+    for step_run_id in ws.pipeline_records.children_of(best.run.id):
+        _, outputs = ws.pipeline_records.io_of(RunId(step_run_id))
         for ref in outputs:
             if not ws.pipelines.values.may_hold_model(ref):
                 continue
@@ -389,3 +383,16 @@ def _register_best(ws: Workspace, best: PipelineRunResult, name: str) -> Registr
         "The best trial produced no model to register.",
         "Have a step return a scikit-learn model or an object with predict.",
     )
+
+
+def _executor(ws: Workspace, executor: str | Executor, ray_address: str | None) -> Executor:
+    """The executor named (or given); steps in other processes need a workspace they can open."""
+    if not isinstance(executor, str):
+        return executor
+    if executor != "local" and ws.stores.in_process:
+        raise InvalidInput(
+            f"The {executor} executor runs steps in other processes, which cannot see a memory "
+            "workspace (LOOPML_DB_URL=memory://): its records live in this process only.",
+            "Use --executor local, or a SQLite or PostgreSQL workspace.",
+        )
+    return make_executor(executor, ray_address=ray_address)

@@ -146,8 +146,8 @@ def test_an_alert_retrains_on_new_data_and_the_better_challenger_is_promoted(
     assert read_dataset(world, made).num_rows == ROWS + 700
     held = world.data.resolve("churn-loop-holdout@1", "default", record=False)
     assert read_dataset(world, held).num_rows == 300
-    assert _refs(world.graph.upstream_of_model("default", "churn", 2)) >= {"churn@2", "churn@1"}
-    assert _refs(world.graph.downstream_of_dataset("default", "churn", 1)) >= {
+    assert _refs(world.lineage.upstream_of_model("default", "churn", 2)) >= {"churn@2", "churn@1"}
+    assert _refs(world.lineage.downstream_of_dataset("default", "churn", 1)) >= {
         "churn@2",
         "churn-loop-holdout@1",
     }

@@ -72,7 +72,7 @@ def test_the_example_pipeline_runs_records_and_registers(ws: Workspace, tmp_path
     load_run = next(c for c in children if c.name == "load")
     assert load_run.inputs == ("churn@1",)  # down to the dataset version
     assert ws.registry.resolve("churn", "default").version == 1
-    _, outputs = ws.lineage.io_of(next(c for c in children if c.name == "train").id)
+    _, outputs = ws.pipeline_records.io_of(next(c for c in children if c.name == "train").id)
     assert outputs[0].serializer == "sklearn"
     assert _running_runs(ws) == []
 
@@ -285,11 +285,11 @@ def test_lineage_backwards_from_a_model_and_forwards_from_data(
 ) -> None:
     _add_churn(ws, tmp_path)
     run_pipeline(load_pipeline(EXAMPLE), {}, workspace=ws)
-    back = ws.graph.upstream_of_model("default", "churn", 1).to_dict()
+    back = ws.lineage.upstream_of_model("default", "churn", 1).to_dict()
     text = repr(back)
     assert "churn@1" in text  # the dataset version at the root
     assert "'kind': 'pipeline'" in text
-    forward = ws.graph.downstream_of_dataset("default", "churn", 1).to_dict()
+    forward = ws.lineage.downstream_of_dataset("default", "churn", 1).to_dict()
     assert "churn/1" in repr(forward)
 
 
@@ -429,7 +429,7 @@ def test_a_model_trained_by_a_partly_cached_run_keeps_its_training_reference(
     ]
     for version in versions:
         assert version.run_id is not None
-        assert ws.graph.training_datasets(version.run_id) == ("churn@1",)
+        assert ws.lineage.training_datasets(version.run_id) == ("churn@1",)
     answer, flags = _explain_and_flags(ws, "churn/2")
     assert answer["reference"]["source"] == "training profile"
     assert any(value != 0 for value in answer["explanations"][0].values())
@@ -493,7 +493,7 @@ def test_a_sweep_over_a_pipeline_that_registers_reports_the_best_trials_own_vers
     assert result.registration.version.run_id == result.best.steps["register"].run_id
     assert "same files, same data" in result.registration.describe()
     lineage = repr(
-        ws.graph.upstream_of_model("default", "churn", result.registration.version.version)
+        ws.lineage.upstream_of_model("default", "churn", result.registration.version.version)
     )
     assert "churn@1" in lineage
 
@@ -516,10 +516,10 @@ def test_a_sweep_registers_the_best_model_of_a_pipeline_that_does_not_with_its_l
     version = result.registration.version
     assert (version.ref, version.run_id) == ("plain/1", result.best.run.id)
     assert version.metrics["accuracy"] == result.best.run.metrics["accuracy"]
-    lineage = ws.graph.upstream_of_model("default", "plain", 1)
+    lineage = ws.lineage.upstream_of_model("default", "plain", 1)
     assert lineage.children[0].ref == result.best.run.id  # the trial, not the sweep
     assert "churn@1" in repr(lineage.to_dict())  # down to the data
-    assert ws.graph.training_datasets(result.best.run.id) == ("churn@1",)
+    assert ws.lineage.training_datasets(result.best.run.id) == ("churn@1",)
 
 
 def test_the_same_model_from_the_same_data_is_one_version(ws: Workspace, tmp_path: Path) -> None:
@@ -568,7 +568,9 @@ def test_reproduce_compares_the_model_and_registers_nothing_unless_asked(
 
 def _load_digest(ws: Workspace, result: PipelineRunResult) -> str:
     """The digest of the table the `load` step handed on."""
-    return ws.lineage.io_of(ws.tracking.get(result.steps["load"].run_id or "").id)[1][0].digest
+    return ws.pipeline_records.io_of(ws.tracking.get(result.steps["load"].run_id or "").id)[1][
+        0
+    ].digest
 
 
 @pytest.mark.parametrize("dataset", ["churn@latest", "churn"], ids=["at-latest", "bare-name"])

@@ -213,11 +213,11 @@ def _spec(pipeline: Path) -> LoopSpec:
 def test_a_loop_saved_behind_the_servers_back_never_runs_code_from_elsewhere(
     server_ws: Workspace, tmp_path: Path
 ) -> None:
-    from loopml.loops import _train
+    from loopml.loops.retraining import train_challenger
 
     outside = _pipeline_file(tmp_path / "elsewhere", tmp_path / "marker")
     with pytest.raises(Forbidden, match="outside this server's pipeline folders"):
-        _train(server_ws, _spec(outside), "churn", "churn@1")
+        train_challenger(server_ws, _spec(outside), "churn", "churn@1")
     assert not (tmp_path / "marker").exists()
 
 
@@ -226,22 +226,22 @@ def test_a_servers_retraining_never_reads_cached_step_outputs(
 ) -> None:
     """A cache entry is a record an editor can write, pointing at bytes they uploaded (a
     pickle, for a value of no other kind): the server's own runs never read one."""
-    from loopml.loops import _train
+    from loopml.loops.retraining import train_challenger
 
     inside = _pipeline_file(tmp_path / "pipelines", tmp_path / "marker")
     server_ws.registry.register(_fitted(), "churn", project="default")  # the champion's model
     for _ in range(2):
-        run_id, _, failure = _train(server_ws, _spec(inside), "churn", "churn@1")
+        run_id, _, failure = train_challenger(server_ws, _spec(inside), "churn", "churn@1")
         assert failure is None
-        children = server_ws.lineage.children_of(run_id)
+        children = server_ws.pipeline_records.children_of(run_id)
         assert children
         for child in children:
             assert CACHED_FROM_TAG not in server_ws.tracking.get(child).tags
     laptop = open_workspace(replace(server_ws.settings, pipeline_roots=None))
     try:  # where the user runs it, an unchanged rerun is served from the cache
         for _ in range(2):
-            run_id, _, _ = _train(laptop, _spec(inside), "churn", "churn@1")
-        tags = [laptop.tracking.get(c).tags for c in laptop.lineage.children_of(run_id)]
+            run_id, _, _ = train_challenger(laptop, _spec(inside), "churn", "churn@1")
+        tags = [laptop.tracking.get(c).tags for c in laptop.pipeline_records.children_of(run_id)]
         assert any(CACHED_FROM_TAG in t for t in tags)
     finally:
         laptop.close()

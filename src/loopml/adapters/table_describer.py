@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.tables import describe_table_file, is_tabular
+from loopml.adapters.table_files import describe_table_file, is_tabular
 
 
 class ArrowTableDescriber:

@@ -210,7 +210,7 @@ def lineage(
     if "/" in ref or "@" in ref:
         node = _lineage_of_ref(ws, ref, proj)
     else:
-        node = ws.graph.upstream_of_run(RunId(ref))
+        node = ws.lineage.upstream_of_run(RunId(ref))
     if as_json:
         print_json(node.to_dict())
         return
@@ -233,12 +233,12 @@ def _lineage_of_ref(ws: Any, ref: str, project: str) -> Any:
     name, _, version = ref.partition("@")
     if "/" in ref or not (version.isdigit() or version == "latest"):
         mv = ws.registry.resolve(ref, project)  # churn/3, churn@champion: a model
-        return ws.graph.upstream_of_model(project, mv.name, mv.version)
+        return ws.lineage.upstream_of_model(project, mv.name, mv.version)
     try:  # churn@2: a dataset version; churn@latest: a dataset if there is one, else a model
         version_found = ws.data.resolve(ref, project, record=False)
     except (NotFound, InvalidInput):  # churn@3 with no such dataset version: model churn/3
         mv = ws.registry.resolve(
             f"{name}/{version}" if version.isdigit() else f"{name}@latest", project
         )
-        return ws.graph.upstream_of_model(project, mv.name, mv.version)
-    return ws.graph.downstream_of_dataset(project, version_found.name, version_found.version)
+        return ws.lineage.upstream_of_model(project, mv.name, mv.version)
+    return ws.lineage.downstream_of_dataset(project, version_found.name, version_found.version)

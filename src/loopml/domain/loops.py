@@ -1,234 +1,26 @@
-"""Retrain policies ("loops"): what triggers retraining, which data the challenger trains on,
-and how it must beat the champion. Pure parsing and records; the work is in `loopml.loops`.
+"""Retrain policies ("loops"): the policy as its owner wrote it (`LoopSpec`, checked part by
+part), what a loop remembers between runs, the lease one retraining holds, and the record of
+each retraining (`LoopRun`). Pure records; the work is in `loopml.loops`.
 
-    triggers     alert:churn-drift    an alert of that monitor (or of a rule on that deployment)
-                 every:7d             a schedule, counted from the end of the last retraining
-                 labels:500           every 500 new labelled rows since the last retraining
-                 performance          the champion's realized metric (the first rule's) below
-                                      its own baseline by 0.02, with the loop's confidence
-                 performance:f1-0.05  the same for f1, by 0.05
-                 estimate             the drift monitor's label-free accuracy estimate (from
-                                      logged probabilities) surely below the champion's
-                                      registered accuracy by 0.02
-                 manual               only `loopml loop run NAME --now`
-    train data   "reference + all labelled predictions"                      (cumulative)
-                 "churn@12 + labelled predictions of the last 30d"           (sliding)
-                 "reference + all labelled predictions, half-life 14d"       (recency-weighted)
-                 "reference + all labelled predictions, half-life 4000 rows" (by rows)
-
-The labelled predictions term is required: its rows are split into the rows the challenger
-trains on and the holdout both models are scored on, which the challenger never saw: the
-newest rows by default (`holdout_mode="time"`, the closest thing to the future), a seeded
-random share on request. A recency-weighted recipe hands the pipeline a weight column
-(`weight_column`) halving with every half-life of a row's age, in time or in the labelled rows
-served after it; base rows count as old as the oldest labelled row.
+What triggers retraining is read in `loopml.domain.loop_triggers`; which data the challenger
+trains on, in `loopml.domain.train_data`; how it must beat the champion, in
+`loopml.domain.gate_rules` and `loopml.domain.loop_decisions`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from loopml.domain.confidence import check_confidence, check_horizon
-from loopml.domain.durations import format_duration, parse_duration
-from loopml.domain.refs import NAME_RE, check_name
+from loopml.domain.loop_triggers import TRIGGER_HINT, Trigger, check_trigger, parse_trigger
+from loopml.domain.refs import check_name
+from loopml.domain.train_data import TrainData, parse_train_data
 from loopml.errors import InvalidInput
 
 MODES = ("auto", "approve")
 HOLDOUT_MODES = ("time", "random")
-SERVED_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
-"""The metrics a performance trigger can measure on served predictions and labels."""
-DEFAULT_DROP = 0.02
-"""How far below its baseline a champion's metric must be for a `performance` trigger."""
-
-
-@dataclass(frozen=True)
-class Trigger:
-    kind: str
-    """`alert`, `every`, `performance` or `manual`."""
-    target: str = ""
-    """The monitor or deployment whose alerts count (`alert`); the metric (`performance`,
-    empty: the first promotion rule's)."""
-    every_s: int = 0
-    margin: float = DEFAULT_DROP
-    """How far below its baseline the metric must be (`performance`)."""
-    rows: int = 0
-    """New labelled rows that make a retraining due (`labels`)."""
-
-    def text(self) -> str:
-        if self.kind == "alert":
-            return f"alert:{self.target}"
-        if self.kind == "every":
-            return f"every:{format_duration(self.every_s)}"
-        if self.kind == "labels":
-            return f"labels:{self.rows}"
-        if self.kind == "estimate":
-            return "estimate" if self.margin == DEFAULT_DROP else f"estimate:{self.margin:g}"
-        if self.kind == "performance":
-            metric = f"{self.target}-{self.margin:g}" if self.target else ""
-            return f"performance:{metric}" if metric else "performance"
-        return "manual"
-
-
-_TRIGGER_HINT = (
-    "Write alert:MONITOR, every:DURATION (every:7d), labels:ROWS (labels:500, every 500 new "
-    "labelled rows), performance, performance:METRIC-MARGIN (performance:accuracy-0.02), "
-    "estimate[:MARGIN] (the label-free accuracy estimate) or manual."
-)
-_PERFORMANCE = re.compile(r"^(?P<metric>[a-z_0-9]+)(?:\s*-\s*(?P<margin>\d+(?:\.\d*)?|\.\d+))?$")
-
-
-def parse_trigger(text: str) -> Trigger:
-    kind, _, rest = text.strip().partition(":")
-    read = _TRIGGERS.get(kind.strip().lower())
-    found = read(rest.strip()) if read is not None else None
-    if found is None:
-        raise InvalidInput(f"The trigger {text!r} cannot be read.", _TRIGGER_HINT)
-    return found
-
-
-def _manual(rest: str) -> Trigger | None:
-    return None if rest else Trigger("manual")
-
-
-def _alert(rest: str) -> Trigger | None:
-    return Trigger("alert", check_name(rest, "monitor or deployment")) if rest else None
-
-
-def _every(rest: str) -> Trigger | None:
-    return Trigger("every", every_s=parse_duration(rest)) if rest else None
-
-
-def _labels(rest: str) -> Trigger | None:
-    return Trigger("labels", rows=int(rest)) if rest.isdigit() and int(rest) > 0 else None
-
-
-def _performance(rest: str) -> Trigger | None:
-    if not rest:
-        return Trigger("performance")
-    found = _PERFORMANCE.match(rest.lower())
-    if found is None:
-        return None
-    margin = float(found["margin"]) if found["margin"] else DEFAULT_DROP
-    return Trigger("performance", found["metric"], margin=margin)
-
-
-def _estimate(rest: str) -> Trigger | None:
-    if not rest:
-        return Trigger("estimate")
-    with contextlib.suppress(ValueError):
-        margin = float(rest)
-        if margin >= 0 and math.isfinite(margin):
-            return Trigger("estimate", margin=margin)
-    return None
-
-
-_TRIGGERS: dict[str, Callable[[str], Trigger | None]] = {
-    "manual": _manual,
-    "alert": _alert,
-    "every": _every,
-    "labels": _labels,
-    "performance": _performance,
-    "estimate": _estimate,
-}
-"""How each kind of trigger reads what follows its colon (None: it cannot)."""
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """The training data recipe: base tables plus labelled rows (all of them, or those of a
-    sliding window), optionally weighted by recency."""
-
-    bases: tuple[str, ...]
-    """`reference` (the deployment's drift monitor's reference) or `NAME@VERSION` / `NAME`."""
-    window_s: int | None
-    """The sliding window; None takes every labelled row (cumulative)."""
-    half_life_s: int | None = None
-    """Rows weigh half as much with every half-life of age; None: all weigh the same."""
-    half_life_rows: int | None = None
-    """Rows weigh half as much with every this many labelled rows served after them."""
-
-    def text(self) -> str:
-        recent = (
-            "all labelled predictions"
-            if self.window_s is None
-            else f"labelled predictions of the last {format_duration(self.window_s)}"
-        )
-        if self.half_life_s is not None:
-            recent += f", half-life {format_duration(self.half_life_s)}"
-        if self.half_life_rows is not None:
-            recent += f", half-life {self.half_life_rows} rows"
-        return " + ".join([*self.bases, recent])
-
-    @property
-    def weighted(self) -> bool:
-        return self.half_life_s is not None or self.half_life_rows is not None
-
-    @property
-    def kind(self) -> str:
-        if self.weighted:
-            return "recency-weighted"
-        return "cumulative" if self.window_s is None else "sliding"
-
-
-_RECENT = re.compile(
-    r"^(?:(?P<all>all) )?labell?ed (?:predictions|rows)"
-    r"(?: of the last (?P<window>[^,]+?))?(?:,? (?:with a )?half-life(?: of)? (?P<half>.+))?$"
-)
-_DATA_HINT = (
-    'Write terms joined by +: "reference", a dataset version (churn@12) and one of "all '
-    'labelled predictions", "labelled predictions of the last 30d", optionally followed by '
-    '", half-life 14d" or ", half-life 4000 rows", e.g. "reference + all labelled predictions".'
-)
-_ROWS = re.compile(r"^(?P<rows>\d[\d,_]*) rows?$")
-
-
-def parse_train_data(text: str) -> TrainData:
-    bases: list[str] = []
-    recents: list[TrainData] = []
-    for term in (part.strip() for part in text.split("+")):
-        recent = _RECENT.match(" ".join(term.lower().split()))
-        if recent and bool(recent["all"]) != bool(recent["window"]):
-            window = None if recent["all"] else parse_duration(recent["window"])
-            recents.append(TrainData((), window, *_half_life(recent["half"])))
-        elif term == "reference" or _is_dataset_ref(term):
-            bases.append(term)
-        else:
-            raise InvalidInput(f"The training data term {term!r} cannot be read.", _DATA_HINT)
-    if len(recents) != 1:
-        raise InvalidInput(
-            f"The training data {text!r} has {len(recents)} 'labelled predictions' terms; "
-            "it needs exactly one.",
-            "The labelled rows give the challenger new data and both models a fresh "
-            "holdout. " + _DATA_HINT,
-        )
-    (found,) = recents
-    return TrainData(
-        tuple(dict.fromkeys(bases)), found.window_s, found.half_life_s, found.half_life_rows
-    )
-
-
-def _half_life(text: str | None) -> tuple[int | None, int | None]:
-    """(seconds, rows) of a half-life written as a duration (14d) or rows (4000 rows)."""
-    if not text:
-        return None, None
-    rows = _ROWS.match(text.strip())
-    if rows is None:
-        return parse_duration(text), None
-    count = int(rows["rows"].replace(",", "").replace("_", ""))
-    if count < 1:
-        raise InvalidInput(f"The half-life {text!r} is not a positive number of rows.", _DATA_HINT)
-    return None, count
-
-
-def _is_dataset_ref(term: str) -> bool:
-    name, _, version = term.partition("@")
-    return bool(NAME_RE.match(name)) and (not version or version.isdigit() or version == "latest")
 
 
 @dataclass(frozen=True)
@@ -366,15 +158,9 @@ def check_spec(spec: LoopSpec) -> LoopSpec:
             "Write path/to/file.py:function or module:function.",
         )
     if not spec.triggers:
-        raise InvalidInput("The loop has no trigger.", _TRIGGER_HINT)
+        raise InvalidInput("The loop has no trigger.", TRIGGER_HINT)
     for text in spec.triggers:
-        trigger = parse_trigger(text)
-        if trigger.kind == "performance" and trigger.target not in ("", *SERVED_METRICS):
-            raise InvalidInput(
-                f"The trigger {text!r} names {trigger.target!r}, which served predictions do "
-                "not give.",
-                f"Use one of: {', '.join(SERVED_METRICS)}.",
-            )
+        check_trigger(text)
     parse_train_data(spec.train_data)
     if not spec.promote_if:
         raise InvalidInput(

@@ -12,14 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from loopml.domain.profile import (
-    CategoryStats,
-    ColumnProfile,
-    LogicalType,
-    NumericStats,
-    TableProfile,
-    TableSchema,
-)
+from loopml.domain.profile import CategoryStats, ColumnProfile, NumericStats, TableProfile
+from loopml.domain.table_schema import LogicalType, TableSchema
 
 
 @dataclass(frozen=True, slots=True)

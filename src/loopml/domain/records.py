@@ -33,7 +33,7 @@ class DatasetVersion:
     file_count: int
     total_size: int
     schema: dict[str, Any] | None = None
-    """Tabular schema as stored (see `loopml.domain.profile`); None for non-tabular data."""
+    """Tabular schema as stored (see `loopml.domain.table_schema`); None for non-tabular data."""
 
     @property
     def ref(self) -> str:

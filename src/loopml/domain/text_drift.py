@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.domain.drift import Array, align, js_distance, js_noise_floor
+from loopml.domain.drift_statistics import Array, align, js_distance, js_noise_floor
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ large ones relevant (a million rows make any tiny shift significant; it is not d
 is big enough to matter). Categories the reference never had are reported by name with their
 share of rows, and raised as a finding from `new_category_share` (1%) of rows.
 PSI (reference deciles for numbers; categories for categoricals) is reported, not decided on.
-The statistics themselves are in `loopml.domain.drift` and `loopml.domain.text_drift`; what each
-column kind does with them (summary, test, decision, chart) is its method in
-`loopml.monitoring.drift_methods`, which this module asks instead of telling kinds apart.
+The statistics themselves are in `loopml.domain.drift_statistics` and
+`loopml.domain.text_drift`; what each column kind does with them (summary, test, decision,
+chart) is its method in `loopml.monitoring.drift_methods`, which this module asks instead of
+telling kinds apart.
 
 The drift share counts the model's inputs: `compare(..., label="churned", prediction="prediction")`
 compares those two columns too but reports them apart (`label_drift`, `prediction_drift`).
@@ -46,7 +47,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from loopml.domain import drift as stats
+from loopml.domain import drift_statistics as stats
 from loopml.domain import importance as importance_stats
 from loopml.errors import InvalidInput
 from loopml.monitoring.column_kinds import CATEGORICAL, TEXT

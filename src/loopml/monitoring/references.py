@@ -69,7 +69,7 @@ def with_predictions(
 
 
 def read_dataset(ws: Workspace, version: Any) -> pa.Table:
-    from loopml.adapters.tables import read_table
+    from loopml.adapters.table_files import read_table
 
     manifest = ws.data.manifest(version)
     (relative, blob), *others = manifest.files.items()

@@ -204,8 +204,9 @@ class DataService:
 
     def diff(self, old_ref: str, new_ref: str, project: str) -> DatasetDiff:
         """Files added, removed and changed, and how the schema and profile moved."""
-        from loopml.domain.profile import TableProfile, TableSchema  # Arrow: only when diffing
+        from loopml.domain.profile import TableProfile  # Arrow: only when diffing
         from loopml.domain.profile_diff import diff_profiles, diff_schemas
+        from loopml.domain.table_schema import TableSchema
 
         old, new = self.resolve(old_ref, project), self.resolve(new_ref, project)
         files = diff_manifests(self.manifest(old), self.manifest(new))

@@ -1,19 +1,14 @@
-"""Folders in the blob store: every file a blob, the folder a manifest; and typed values on top.
-
-`ValueStore` turns a step's return value into an `ArtifactRef` (files written by the value
-serializer, stored as blobs, named by the manifest digest) and back, verifying every hash.
-"""
+"""Folders in the blob store: every file a blob, the folder a manifest; a stored manifest
+checked before any of its files is written, and every file written inside its folder."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from loopml.domain.manifest import Manifest, check_manifest_path
 from loopml.errors import IntegrityError, InvalidInput
-from loopml.ports import ArtifactRef, BlobStore, ValueSerializer
+from loopml.ports import BlobStore
 
 
 def store_folder(blobs: BlobStore, folder: Path) -> Manifest:
@@ -59,30 +54,3 @@ def fetch_folder(blobs: BlobStore, manifest: Manifest, dest: Path) -> list[Path]
         target.parent.mkdir(parents=True, exist_ok=True)
         blobs.get_file(blob.digest, target)
     return [target for target, _ in targets]
-
-
-class ValueStore:
-    def __init__(self, blobs: BlobStore, serializer: ValueSerializer) -> None:
-        self._blobs = blobs
-        self._serializer = serializer
-
-    def may_hold_model(self, ref: ArtifactRef) -> bool:
-        """Whether the value `ref` names can be a model, without loading it."""
-        return self._serializer.may_hold_model(ref.serializer)
-
-    def store(self, value: Any) -> ArtifactRef:
-        with tempfile.TemporaryDirectory(prefix="loopml-value-") as tmp:
-            serializer, type_name = self._serializer.dump(value, Path(tmp))
-            manifest = store_folder(self._blobs, Path(tmp))
-        return ArtifactRef(manifest.digest, serializer, type_name, manifest.to_dict())
-
-    def load(self, ref: ArtifactRef) -> Any:
-        manifest = Manifest.from_dict(ref.manifest)
-        if manifest.digest != ref.digest:
-            raise IntegrityError(
-                f"The file list of artifact {ref.digest} does not match its digest.",
-                "The record was altered; rerun the step that produced it with --no-cache.",
-            )
-        with tempfile.TemporaryDirectory(prefix="loopml-value-") as tmp:
-            fetch_folder(self._blobs, manifest, Path(tmp))
-            return self._serializer.load(ref.serializer, Path(tmp))

@@ -26,8 +26,8 @@ from loopml.domain.records import Run, RunId, RunStatus
 from loopml.domain.refs import DatasetRef, parse_dataset_ref
 from loopml.errors import InvalidInput, NotFound
 from loopml.ports import ArtifactRef, Executor, PipelineStore
-from loopml.services.folders import ValueStore
 from loopml.services.tracking import ActiveRun, TrackingService
+from loopml.services.value_store import ValueStore
 
 KIND_TAG = "loopml.kind"
 PIPELINE_TAG = "loopml.pipeline"

@@ -142,7 +142,7 @@ class ModelHost:
         if version.run_id is None:
             return None, {}
         try:
-            refs = self.workspace.graph.training_datasets(version.run_id)
+            refs = self.workspace.lineage.training_datasets(version.run_id)
             for ref in refs:
                 data = self.workspace.data.resolve(ref, version.project, record=False)
                 reference = reference_from_profile(self.workspace.data.profile(data), inputs)

@@ -28,7 +28,7 @@ from loopml.domain.loop_decisions import (
     split_rows,
     training_weights,
 )
-from loopml.domain.loops import parse_trigger
+from loopml.domain.loop_triggers import parse_trigger
 from loopml.domain.paired import PairedOutcome, PairedRows, Verdict, decide
 from loopml.errors import Conflict, InvalidInput
 

@@ -8,13 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loopml.domain.loops import (
-    LoopSpec,
-    Trigger,
-    check_spec,
-    parse_train_data,
-    parse_trigger,
-)
+from loopml.domain.loop_triggers import Trigger, parse_trigger
+from loopml.domain.loops import LoopSpec, check_spec
+from loopml.domain.train_data import parse_train_data
 from loopml.errors import InvalidInput
 
 

@@ -16,19 +16,15 @@ from hypothesis import strategies as st
 from loopml.domain.profile import (
     DECILE_LEVELS,
     HISTOGRAM_BINS,
-    MAX_CATEGORIES,
     QUANTILE_LEVELS,
     TOP_CATEGORIES,
     BooleanStats,
     CategoryStats,
     DatetimeStats,
-    LogicalType,
     NumericStats,
     TableProfile,
-    TableSchema,
     TextStats,
     bin_counts,
-    infer_schema,
     profile_table,
 )
 from loopml.domain.profile_diff import (
@@ -44,6 +40,7 @@ from loopml.domain.profile_diff import (
     diff_profiles,
     diff_schemas,
 )
+from loopml.domain.table_schema import MAX_CATEGORIES, LogicalType, TableSchema, infer_schema
 from loopml.errors import InvalidInput, NotFound
 
 QUANTILE_METHOD: Final = "averaged_inverted_cdf"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from loopml.domain.profile import infer_schema
 from loopml.domain.profile_diff import diff_schemas
+from loopml.domain.table_schema import infer_schema
 
 PLANS = ["basic", "pro", "basic", "family"]
 

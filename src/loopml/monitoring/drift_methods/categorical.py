@@ -1,6 +1,7 @@
 """Drift of categories: the chi-square homogeneity test (Fisher's exact test for two levels),
-decided with the Jensen-Shannon distance above its noise floor (`loopml.domain.drift`); the
-categories the reference never had are a finding from `new_category_share` of the rows."""
+decided with the Jensen-Shannon distance above its noise floor
+(`loopml.domain.drift_statistics`); the categories the reference never had are a finding from
+`new_category_share` of the rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.domain import drift as stats
+from loopml.domain import drift_statistics as stats
 from loopml.monitoring.column_kinds import CATEGORICAL
 from loopml.monitoring.drift_methods.base import (
     Decision,

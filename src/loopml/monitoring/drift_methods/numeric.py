@@ -1,5 +1,5 @@
 """Drift of numbers: the Kolmogorov-Smirnov test on the reference's bins, decided with the
-Wasserstein distance over the reference's standard deviation (`loopml.domain.drift`)."""
+Wasserstein distance over the reference's standard deviation (`loopml.domain.drift_statistics`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from loopml.domain import drift as stats
+from loopml.domain import drift_statistics as stats
 from loopml.errors import InvalidInput
 from loopml.monitoring.column_kinds import NUMERIC
 from loopml.monitoring.drift_methods.base import (

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.domain import drift as stats
+from loopml.domain import drift_statistics as stats
 from loopml.domain import text_drift as text_stats
 from loopml.monitoring.column_kinds import TEXT
 from loopml.monitoring.drift_methods.base import (

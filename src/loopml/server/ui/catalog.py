@@ -69,7 +69,7 @@ def _data_pages(router: APIRouter, views: Views) -> None:
             p, "dataset_version.html", f"Dataset {found.ref}", "data",
             version=found, files=sorted(ws.data.manifest(found).files),
             rows=profile.get("rows"), columns=columns,
-            used_by=ws.lineage.runs_using_dataset(p.project, found.name, found.version),
+            used_by=ws.pipeline_records.runs_using_dataset(p.project, found.name, found.version),
         )  # fmt: skip
 
 
@@ -124,7 +124,7 @@ def _model_pages(router: APIRouter, views: Views) -> None:
     def model_version_page(request: Request, name: str, version: int) -> Response:
         p = views.page(request)
         found = ws.registry.resolve(f"{name}/{version}", p.project)
-        tree = ws.graph.upstream_of_model(p.project, name, version)
+        tree = ws.lineage.upstream_of_model(p.project, name, version)
         deployed = _deployed(views, p.project, found.name, found.version)
         served = [(d, f"{BASE}/deployments/{d}?project={p.project}") for d, _ in deployed]
         graph = lineage_graph(tree, served, lambda k, r: _href(k, r, p.project))

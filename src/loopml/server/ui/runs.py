@@ -172,8 +172,8 @@ def _readable_run(views: Views, request: Request, run_id: str) -> tuple[Run, Pag
 
 def _models_made(views: Views, page: Page, run: Run) -> list[tuple[str, str, int, RunId]]:
     """Model versions the run, or a step of it, registered (those the caller may see)."""
-    runs = [run.id, *views.ws.lineage.children_of(run.id)]
-    made = views.ws.lineage.model_versions_of(runs)
+    runs = [run.id, *views.ws.pipeline_records.children_of(run.id)]
+    made = views.ws.pipeline_records.model_versions_of(runs)
     return [m for m in made if page.who.may(m[0], "viewer")]
 
 

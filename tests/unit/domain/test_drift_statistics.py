@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from loopml.domain import drift, text_drift
+from loopml.domain import drift_statistics as drift
+from loopml.domain import text_drift
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 

@@ -10,7 +10,8 @@ from loopml.errors import InvalidInput, NotFound
 if TYPE_CHECKING:  # Arrow is imported by the functions that read, so `is_tabular` stays light
     import pyarrow as pa
 
-    from loopml.domain.profile import TableProfile, TableSchema
+    from loopml.domain.profile import TableProfile
+    from loopml.domain.table_schema import TableSchema
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".parquet": "Parquet", ".pq": "Parquet"}
 """Tabular formats by lowercase file suffix."""
@@ -48,7 +49,8 @@ def read_table(path: Path) -> pa.Table:
 
 def describe_table_file(path: Path) -> tuple[TableSchema, TableProfile]:
     """The inferred schema of the table file at `path`, and its profile."""
-    from loopml.domain.profile import infer_schema, profile_table
+    from loopml.domain.profile import profile_table
+    from loopml.domain.table_schema import infer_schema
 
     table = read_table(path)
     schema = infer_schema(table)

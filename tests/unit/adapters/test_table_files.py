@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loopml.adapters.tables import describe_table_file, is_tabular, read_table
-from loopml.domain.profile import LogicalType, NumericStats
+from loopml.adapters.table_files import describe_table_file, is_tabular, read_table
+from loopml.domain.profile import NumericStats
+from loopml.domain.table_schema import LogicalType
 from loopml.errors import InvalidInput, NotFound
 
 EXPECTED = pa.table({"age": [31, 45, None], "plan": ["free", "pro", "free"]})

@@ -1,0 +1,122 @@
+"""The small interfaces services depend on; adapters implement them.
+
+One Protocol per aggregate or capability, about eight methods at most. Each mutation takes the
+`EventDraft` that records it, and the store writes both in one transaction, so a change and its
+audit entry are never apart.
+
+Every port is importable from here (`from loopml.ports import RunStore`); each lives in the
+module of its concept:
+
+    blobs            BlobStore, HashCache, and garbage collection's BlobSweep, BlobReferences,
+                     BlobAccess
+    datasets         DatasetStore, TableDescriber
+    runs             RunStore (and RunHeartbeats, SilentRunReaper), EnvironmentProbe
+    models           ModelStore, Flavor, ModelSerializer, LoadedModel
+    events           EventLog (the audit trail)
+    pipelines        PipelineStore, LineageStore (PipelineRecords: both), ValueSerializer,
+                     Executor
+    operations       DeploymentStore, MonitorStore, AlertStore, Notifier, LoopStore, Leases
+    auth             UserStore, TokenStore, GrantStore (AuthStore: all three), SessionStore
+    prediction_log   PredictionWriter, PredictionReader
+"""
+
+from __future__ import annotations
+
+from loopml.ports.auth import (
+    AuthStore,
+    GrantStore,
+    SessionStore,
+    TokenStore,
+    UserStore,
+)
+from loopml.ports.blobs import (
+    BlobAccess,
+    BlobReferences,
+    BlobStore,
+    BlobSweep,
+    HashCache,
+    ProgressFn,
+    StoredBlob,
+    StrayFile,
+)
+from loopml.ports.datasets import DatasetStore, NewDatasetVersion, TableDescriber
+from loopml.ports.events import EventLog
+from loopml.ports.models import (
+    Flavor,
+    LoadedModel,
+    ModelSerializer,
+    ModelStore,
+    NewModelVersion,
+)
+from loopml.ports.operations import (
+    AlertStore,
+    DeploymentStore,
+    Leases,
+    LoopStore,
+    MonitorStore,
+    Notifier,
+)
+from loopml.ports.pipelines import (
+    ArtifactRef,
+    CachedStep,
+    Executor,
+    LineageStore,
+    PipelineRecords,
+    PipelineStore,
+    ValueSerializer,
+)
+from loopml.ports.prediction_log import PredictionReader, PredictionWriter
+from loopml.ports.runs import (
+    EnvironmentProbe,
+    NewRun,
+    RunHeartbeats,
+    RunPage,
+    RunStore,
+    SilentRunReaper,
+)
+
+__all__ = [
+    "AlertStore",
+    "ArtifactRef",
+    "AuthStore",
+    "BlobAccess",
+    "BlobReferences",
+    "BlobStore",
+    "BlobSweep",
+    "CachedStep",
+    "DatasetStore",
+    "DeploymentStore",
+    "EnvironmentProbe",
+    "EventLog",
+    "Executor",
+    "Flavor",
+    "GrantStore",
+    "HashCache",
+    "Leases",
+    "LineageStore",
+    "LoadedModel",
+    "LoopStore",
+    "ModelSerializer",
+    "ModelStore",
+    "MonitorStore",
+    "NewDatasetVersion",
+    "NewModelVersion",
+    "NewRun",
+    "Notifier",
+    "PipelineRecords",
+    "PipelineStore",
+    "PredictionReader",
+    "PredictionWriter",
+    "ProgressFn",
+    "RunHeartbeats",
+    "RunPage",
+    "RunStore",
+    "SessionStore",
+    "SilentRunReaper",
+    "StoredBlob",
+    "StrayFile",
+    "TableDescriber",
+    "TokenStore",
+    "UserStore",
+    "ValueSerializer",
+]

@@ -1,0 +1,85 @@
+"""The prediction log: the model server's writer of served rows and labels, and the reader
+monitors, feedback, explanations and the CLI read it back with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # Arrow only for the prediction log's users: a list command needs none
+    import pyarrow as pa
+
+
+class PredictionWriter(Protocol):
+    """The prediction log's writing side: the model server's served rows and the labels that
+    come later, taken as Arrow tables in the log's columns and written in the background.
+    Back-pressure, never loss: rows appended against room held by `reserve` are always taken;
+    a taken row is never dropped (a failed write is retried)."""
+
+    @property
+    def flush_interval_s(self) -> float:
+        """How long a taken row may wait before the writer tries to store it."""
+        ...
+
+    def reserve(self, rows: int) -> bool:
+        """Hold room for `rows` rows, appended later with `reserved=True`; False when full."""
+        ...
+
+    def release(self, rows: int) -> None:
+        """Give back room held for rows that will not be appended."""
+        ...
+
+    def append(self, rows: pa.Table, *, reserved: bool = False) -> int:
+        """Queue served rows; returns how many were taken (all, when `reserved`)."""
+        ...
+
+    def append_feedback(self, rows: pa.Table, *, reserved: bool = False) -> int:
+        """Queue labels (request_id, time_us, deployment, label_json); returns how many."""
+        ...
+
+    def pending_request_ids(self, deployment: str) -> set[str]:
+        """Request ids of `deployment` taken and not yet written."""
+        ...
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Write everything taken; Unavailable when the store refuses it for `timeout_s`."""
+        ...
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush and stop; calling it again does nothing."""
+        ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters: queue_depth, reserved_rows, refused_rows, invalid_rows, written_rows,
+        write_errors, files_written."""
+        ...
+
+
+class PredictionReader(Protocol):
+    """The prediction log's reading side: what monitors, feedback, explanations and the CLI
+    read back."""
+
+    def read(
+        self,
+        deployment: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        limit: int | None = None,
+        columns: list[str] | None = None,
+        with_feedback: bool = True,
+    ) -> pa.Table:
+        """Rows of `deployment` in time order (newest first with `limit`), with `label_json`
+        when `with_feedback`; an unknown deployment reads as an empty table."""
+        ...
+
+    def tail(self, deployment: str, n: int = 20) -> pa.Table:
+        """The `n` newest rows of `deployment`, newest first."""
+        ...
+
+    def get(self, request_id: str, deployment: str | None = None) -> dict[str, Any] | None:
+        """One served row with its latest label, or None."""
+        ...
+
+    def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
+        """Which of `request_ids` the log holds a row of, for `deployment`."""
+        ...
