@@ -123,7 +123,7 @@ def _populate(ws: Workspace, project: str, p: str, seed: int, pipeline: Any) -> 
     ws.registry.set_alias(f"{p}model", "champion", 1, project=project)
     result = run_pipeline(pipeline, {"x": seed}, workspace=ws, project=project)
     step_run = str(result.steps["double"].run_id)
-    _, (output,) = ws.lineage.io_of(step_run)  # type: ignore[arg-type]
+    _, (output,) = ws.pipeline_records.io_of(step_run)  # type: ignore[arg-type]
     ws.deployments.create(f"{p}deploy", project=project, model=f"{p}model@champion")
     summary = ws.blobs.put_bytes(json.dumps({"summary": p}).encode()).digest
     ws.monitors.save(

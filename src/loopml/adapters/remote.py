@@ -1,56 +1,62 @@
 """The stores of a team server, over its REST API (`loopml.server`): the same ports as the SQL
 and fsspec adapters, so every service runs unchanged against `LOOPML_SERVER`.
 
-Records go to the server in loopml's one JSON encoding (`loopml.domain.jsonable`) and come back
-as the JSON pydantic makes of them, decoded into the same dataclasses. An error answer becomes
-the loopml error the server raised (its message and hint intact). Every call is retried while
-the server cannot be reached, because every call is safe to repeat: reads; blobs (named by
-their hash); a run created under an id the client chose; metric points (an exact repeat is the
-same point); a run ended the same way twice; a model version of the same files from the same
-run; an alias set to the same version.
+Each method is made by `remote` from the port's own method and its entry in the one table of
+operations (`loopml.remote_api.operations`), which the server's routes are made from too: the
+arguments go where the entry says (path, query, body), the answer comes back as the port's
+result. Records go in loopml's one JSON encoding (`loopml.domain.jsonable`) and come back as the
+JSON pydantic makes of them, decoded into the same dataclasses. An error answer becomes the
+loopml error the server raised (its message and hint intact). A call is retried while the
+server cannot be reached unless its entry says it is not safe to repeat (a record made under an
+id the server chooses); the others are: reads; blobs (named by their hash); a run created under
+an id the client chose; metric points (an exact repeat is the same point); a run ended the same
+way twice; a model version of the same files from the same run; an alias set to the same
+version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, get_origin, get_type_hints
 from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
 from loopml import errors
-from loopml.domain.auth import Grant, Token, User
-from loopml.domain.filters import RunQuery
+from loopml.domain.auth import Token, User
 from loopml.domain.hashing import Digest, finish, is_digest, new_hasher, update
 from loopml.domain.jsonable import to_json
-from loopml.domain.manifest import BlobRef, Manifest
-from loopml.domain.records import (
-    DatasetSummary,
-    DatasetVersion,
-    Event,
-    EventDraft,
-    MetricPoint,
-    ModelSummary,
-    ModelVersion,
-    Run,
-    RunArtifact,
-    RunId,
-    RunStatus,
-)
+from loopml.domain.manifest import BlobRef
+from loopml.domain.records import Event, EventDraft
 from loopml.errors import IntegrityError, LoopmlError, Unavailable
-from loopml.ports import NewDatasetVersion, NewModelVersion, NewRun, ProgressFn, RunPage
+from loopml.ports import (
+    BlobStore,
+    DatasetStore,
+    EventLog,
+    GrantStore,
+    ModelStore,
+    ProgressFn,
+    RunHeartbeats,
+    RunStore,
+    TokenStore,
+    UserStore,
+)
+from loopml.remote_api.bodies import PointsIn, Reply
+from loopml.remote_api.operations import BY_FUNCTION, Operation, Source
 from loopml.retrying import retrying
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 CHUNK = 1 << 20
 RETRY_S = 30.0
 """How long a call keeps trying a server that stopped answering (a restart takes seconds)."""
@@ -72,10 +78,6 @@ def _adapter(kind: Any) -> TypeAdapter[Any]:
 def decode(kind: type[T] | Any, data: Any) -> T:
     """`data` (parsed JSON) as a `kind` (a dataclass, or a list or dict of them)."""
     return _adapter(kind).validate_python(data)  # type: ignore[no-any-return]
-
-
-def _p(text: str) -> str:
-    return quote(text, safe="")
 
 
 class _NoAnswer(Exception):
@@ -207,200 +209,123 @@ class RemoteClient:
         return response.json()
 
 
-def _columns(points: Sequence[MetricPoint]) -> dict[str, list[Any]]:
-    """Points as the server takes them: four columns."""
-    return {
-        "keys": [p.key for p in points],
-        "values": [p.value for p in points],
-        "steps": [p.step for p in points],
-        "timestamps_ms": [p.timestamp_ms for p in points],
-    }
-
-
-def _event(event: EventDraft) -> dict[str, str]:
-    return {"action": event.action, "entity": event.entity}
-
-
-class RemoteDatasetStore:
+class _Remote:
     def __init__(self, client: RemoteClient) -> None:
         self._c = client
 
-    def _base(self, project: str, name: str) -> str:
-        return f"/projects/{_p(project)}/datasets/{_p(name)}/versions"
 
-    def add_version(self, new: NewDatasetVersion, event: EventDraft) -> tuple[DatasetVersion, bool]:
-        body = {
-            "manifest": new.manifest,
-            "message": new.message,
-            "table_schema": new.schema,
-            "profile": new.profile,
-            "event": _event(event),
-        }
-        data = self._c.call("POST", self._base(new.project, new.name), body=body)
-        return decode(DatasetVersion, data["version"]), bool(data["created"])
+def remote(function: F) -> F:
+    """The method of a remote store that carries out `function`, a port's method, on the
+    server as its entry in the table of operations says; typed as `function` itself, so mypy
+    checks each remote store against its port."""
+    op = BY_FUNCTION[function]
+    signature = inspect.signature(function)
+    returns = op.hints.get("return")
+    fill = _body_filler(op)
 
-    def get_version(self, project: str, name: str, version: int | None) -> DatasetVersion:
-        which = "latest" if version is None else str(version)
-        return decode(DatasetVersion, self._c.call("GET", f"{self._base(project, name)}/{which}"))
+    def method(self: _Remote, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        query = {q: values[q] for q in op.query if values[q] is not None}
+        data = self._c.call(
+            op.verb, _path(op, values), body=fill(values), params=query, retry=op.retries(values)
+        )
+        if returns is type(None):
+            return None
+        answer = decode(op.answer, data)
+        if isinstance(answer, Reply):
+            return answer.unpacked()
+        if isinstance(answer, list) and answer and isinstance(answer[0], Reply):
+            return [one.unpacked() for one in answer]
+        return iter(answer) if get_origin(returns) is Iterator else answer
 
-    def get_manifest(self, project: str, name: str, version: int) -> Manifest:
-        data = self._c.call("GET", f"{self._base(project, name)}/{version}/manifest")
-        return decode(Manifest, data)
-
-    def get_profile(self, project: str, name: str, version: int) -> dict[str, Any] | None:
-        data = self._c.call("GET", f"{self._base(project, name)}/{version}/profile")
-        return None if data is None else dict(data)
-
-    def list_datasets(self, project: str) -> list[DatasetSummary]:
-        data = self._c.call("GET", f"/projects/{_p(project)}/datasets")
-        return decode(list[DatasetSummary], data)
-
-    def list_versions(self, project: str, name: str) -> list[DatasetVersion]:
-        return decode(list[DatasetVersion], self._c.call("GET", self._base(project, name)))
+    method.__name__, method.__doc__ = function.__name__, function.__doc__
+    return method  # type: ignore[return-value]
 
 
-class RemoteRunStore:
-    def __init__(self, client: RemoteClient) -> None:
-        self._c = client
-
-    def create_run(self, new: NewRun, event: EventDraft) -> Run:
-        body = {
-            "name": new.name,
-            "event": _event(event),
-            "environment": new.environment,
-            "tags": new.tags,
-            "parent_id": new.parent_id,
-            "artifacts": list(new.artifacts),
-            "params": new.params,
-            "finished": new.finished,
-            "run_id": new.run_id,
-        }
-        return decode(Run, self._c.call("POST", f"/projects/{_p(new.project)}/runs", body=body))
-
-    def get_run(self, run_id: RunId) -> Run:
-        return decode(Run, self._c.call("GET", f"/runs/{_p(run_id)}"))
-
-    def end_run(
-        self,
-        run_id: RunId,
-        status: RunStatus,
-        error: str | None,
-        now: datetime,
-        event: EventDraft,
-        *,
-        final_metrics: Sequence[MetricPoint] = (),
-    ) -> None:
-        body = {
-            "status": status,
-            "now": now,
-            "event": _event(event),
-            "error": error,
-            "final_metrics": _columns(final_metrics),
-        }
-        self._c.call("POST", f"/runs/{_p(run_id)}/end", body=body)
-
-    def log_batch(
-        self,
-        run_id: RunId,
-        metrics: Sequence[MetricPoint] = (),
-        params: dict[str, str] | None = None,
-        tags: dict[str, str] | None = None,
-    ) -> None:
-        body = {"metrics": _columns(metrics), "params": params, "tags": tags}
-        self._c.call("POST", f"/runs/{_p(run_id)}/batch", body=body)
-
-    def add_inputs_and_artifacts(
-        self,
-        run_id: RunId,
-        dataset_refs: Iterable[tuple[str, str, int]],
-        artifacts: Iterable[RunArtifact],
-    ) -> None:
-        body = {"datasets": list(dataset_refs), "artifacts": list(artifacts)}
-        self._c.call("POST", f"/runs/{_p(run_id)}/links", body=body)
-
-    def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
-        body = {"query": query, "limit": limit, "offset": offset}
-        return decode(RunPage, self._c.call("POST", "/runs/search", body=body, retry=True))
-
-    def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
-        data = self._c.call("GET", f"/runs/{_p(run_id)}/metrics/{quote(key)}")
-        return decode(list[MetricPoint], data)
-
-    def list_artifacts(self, run_id: RunId) -> list[RunArtifact]:
-        return decode(list[RunArtifact], self._c.call("GET", f"/runs/{_p(run_id)}/artifacts"))
-
-    def heartbeat(self, run_ids: Sequence[RunId]) -> None:
-        """One call for every run of this process; not retried (the next beat is the retry)."""
-        self._c.call("POST", "/runs/heartbeat", body={"run_ids": list(run_ids)}, retry=False)
+def _value(source: Source, values: Mapping[str, Any]) -> Any:
+    if callable(source):
+        return source(values)
+    arg, _, attr = source.partition(".")
+    return getattr(values[arg], attr) if attr else values[arg]
 
 
-class RemoteModelStore:
-    def __init__(self, client: RemoteClient) -> None:
-        self._c = client
-
-    def _base(self, project: str, name: str) -> str:
-        return f"/projects/{_p(project)}/models/{_p(name)}"
-
-    def register(self, new: NewModelVersion, event: EventDraft) -> ModelVersion:
-        body = {
-            "flavor": new.flavor,
-            "flavor_info": new.flavor_info,
-            "manifest": new.manifest,
-            "signature": new.signature,
-            "metrics": new.metrics,
-            "event": _event(event),
-            "run_id": new.run_id,
-        }
-        data = self._c.call("POST", f"{self._base(new.project, new.name)}/versions", body=body)
-        return decode(ModelVersion, data)
-
-    def get_version(self, project: str, name: str, version: int) -> ModelVersion:
-        data = self._c.call("GET", f"{self._base(project, name)}/versions/{version}")
-        return decode(ModelVersion, data)
-
-    def get_manifest(self, project: str, name: str, version: int) -> Manifest:
-        data = self._c.call("GET", f"{self._base(project, name)}/versions/{version}/manifest")
-        return decode(Manifest, data)
-
-    def resolve_alias(self, project: str, name: str, alias: str) -> int:
-        data = self._c.call("GET", f"{self._base(project, name)}/aliases/{_p(alias)}")
-        return int(data["version"])
-
-    def set_alias(
-        self, project: str, name: str, alias: str, version: int | None, event: EventDraft
-    ) -> int | None:
-        body = {"version": version, "event": _event(event)}
-        data = self._c.call("PUT", f"{self._base(project, name)}/aliases/{_p(alias)}", body=body)
-        return None if data["version"] is None else int(data["version"])
-
-    def list_models(self, project: str) -> list[ModelSummary]:
-        data = self._c.call("GET", f"/projects/{_p(project)}/models")
-        return decode(list[ModelSummary], data)
-
-    def list_versions(self, project: str, name: str) -> list[ModelVersion]:
-        data = self._c.call("GET", f"{self._base(project, name)}/versions")
-        return decode(list[ModelVersion], data)
+def _path(op: Operation, values: Mapping[str, Any]) -> str:
+    """The operation's path with each parameter filled in and quoted (None: `latest`)."""
+    parts = op.path.split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("{"):
+            value = _value(op.source(part.strip("{}").split(":")[0]), values)
+            text = "latest" if value is None else str(value)
+            parts[i] = quote(text, safe="/" if part.endswith(":path}") else "")
+    return "/".join(parts)
 
 
-class RemoteEventLog:
-    def __init__(self, client: RemoteClient) -> None:
-        self._c = client
+def _body_filler(op: Operation) -> Callable[[Mapping[str, Any]], Any]:
+    """How to make the body of `op` from a call's arguments (worked out once per method)."""
+    whole = op.whole_body()
+    if op.body is None or whole is not None:
+        return lambda values: None if whole is None else values[whole]
+    hints = get_type_hints(op.body)
+    plan = [
+        (f.name, op.field_source(f.name), hints[f.name] is PointsIn)
+        for f in fields(op.body)
+        if f.name not in op.send
+    ]
+
+    def fill(values: Mapping[str, Any]) -> dict[str, Any]:
+        body = dict(op.send)
+        for name, source, columns in plan:
+            value = _value(source, values)
+            if isinstance(value, EventDraft):
+                value = {"action": value.action, "entity": value.entity}
+            body[name] = PointsIn.of(value) if columns else value
+        return body
+
+    return fill
+
+
+class RemoteDatasetStore(_Remote):
+    add_version = remote(DatasetStore.add_version)
+    get_version = remote(DatasetStore.get_version)
+    get_manifest = remote(DatasetStore.get_manifest)
+    get_profile = remote(DatasetStore.get_profile)
+    list_datasets = remote(DatasetStore.list_datasets)
+    list_versions = remote(DatasetStore.list_versions)
+
+
+class RemoteRunStore(_Remote):
+    create_run = remote(RunStore.create_run)
+    get_run = remote(RunStore.get_run)
+    end_run = remote(RunStore.end_run)
+    log_batch = remote(RunStore.log_batch)
+    add_inputs_and_artifacts = remote(RunStore.add_inputs_and_artifacts)
+    search = remote(RunStore.search)
+    metric_history = remote(RunStore.metric_history)
+    list_artifacts = remote(RunStore.list_artifacts)
+    heartbeat = remote(RunHeartbeats.heartbeat)  # one call per process; the next beat retries
+
+
+class RemoteModelStore(_Remote):
+    register = remote(ModelStore.register)
+    get_version = remote(ModelStore.get_version)
+    get_manifest = remote(ModelStore.get_manifest)
+    resolve_alias = remote(ModelStore.resolve_alias)
+    set_alias = remote(ModelStore.set_alias)
+    list_models = remote(ModelStore.list_models)
+    list_versions = remote(ModelStore.list_versions)
+
+
+class RemoteEventLog(_Remote):
+    list = remote(EventLog.list)
+    iterate = remote(EventLog.iterate)
 
     def append(self, event: EventDraft) -> Event:
         raise errors.InvalidInput(
             "Events are appended by the server, with the change they record.",
             "Make the change through its store.",
         )
-
-    def list(
-        self, *, entity: str | None = None, action: str | None = None, limit: int = 100
-    ) -> list[Event]:
-        params = {k: v for k, v in (("entity", entity), ("action", action)) if v is not None}
-        data = self._c.call("GET", "/events", params={**params, "limit": limit})
-        return decode(list[Event], data)
-
-    def iterate(self) -> Iterator[Event]:
-        yield from decode(list[Event], self._c.call("GET", "/events/all"))
 
 
 def _checked(digest: Digest) -> Digest:
@@ -411,14 +336,16 @@ def _checked(digest: Digest) -> Digest:
     return digest
 
 
-class RemoteBlobStore:
+_BLOB = BY_FUNCTION[BlobStore.open].path  # /blobs/{digest}, where bytes go in and out
+
+
+class RemoteBlobStore(_Remote):
     """Blobs through the server: uploads stream from the file (skipped when `exists` says the
     caller may already read the digest; bytes that only another project holds are sent again,
     and the server keeps one copy), downloads stream to a file and are checked against the
     digest."""
 
-    def __init__(self, client: RemoteClient) -> None:
-        self._c = client
+    _exists = remote(BlobStore.exists)
 
     def url(self) -> str:
         return f"{self._c.base_url} (blobs)"
@@ -440,7 +367,7 @@ class RemoteBlobStore:
                             progress(len(chunk))
                         yield chunk
 
-            self._c.upload(f"/blobs/{ref.digest}", chunks)
+            self._c.upload(_BLOB.format(digest=ref.digest), chunks)
         elif progress is not None:
             progress(size)
         return ref
@@ -450,7 +377,7 @@ class RemoteBlobStore:
         update(hasher, data)
         ref = BlobRef(finish(hasher), len(data))
         if not self.exists(ref.digest):
-            self._c.upload(f"/blobs/{ref.digest}", lambda: [data])
+            self._c.upload(_BLOB.format(digest=ref.digest), lambda: [data])
         return ref
 
     @contextlib.contextmanager
@@ -483,7 +410,7 @@ class RemoteBlobStore:
 
     def _download(self, digest: Digest, write: Any, progress: ProgressFn | None) -> None:
         hasher = new_hasher()
-        with self._c.stream(f"/blobs/{digest}") as response:
+        with self._c.stream(_BLOB.format(digest=digest)) as response:
             try:
                 for chunk in response.iter_bytes(CHUNK):
                     update(hasher, chunk)
@@ -503,66 +430,27 @@ class RemoteBlobStore:
 
     def exists(self, digest: Digest) -> bool:
         _checked(digest)
-        return bool(self._c.call("GET", f"/blobs/{digest}/exists")["exists"])
+        return self._exists(_checked(digest))
 
 
-class RemoteAuthStore:
+class RemoteAuthStore(_Remote):
     """Users, tokens, projects and grants on the server, for an admin's commands. A new token is
     made here and only its hash is sent."""
 
-    def __init__(self, client: RemoteClient) -> None:
-        self._c = client
-
-    def create_user(self, name: str, role: str | None, event: EventDraft) -> User:
-        return decode(User, self._c.call("POST", "/users", body={"name": name, "role": role}))
-
-    def user(self, name: str) -> User:
-        return decode(User, self._c.call("GET", f"/users/{_p(name)}"))
-
-    def users(self) -> list[User]:
-        return decode(list[User], self._c.call("GET", "/users"))
-
-    def disable_user(self, name: str, event: EventDraft) -> User:
-        return decode(User, self._c.call("POST", f"/users/{_p(name)}/disable"))
-
-    def add_token(
-        self,
-        user: str,
-        name: str,
-        *,
-        digest: str,
-        hint: str,
-        expires: datetime | None,
-        event: EventDraft,
-    ) -> Token:
-        body = {"digest": digest, "hint": hint, "name": name, "expires_at": expires}
-        return decode(Token, self._c.call("POST", f"/users/{_p(user)}/tokens", body=body))
-
-    def token(self, token_id: int) -> Token:
-        return decode(Token, self._c.call("GET", f"/tokens/{int(token_id)}"))
+    create_user = remote(UserStore.create_user)
+    user = remote(UserStore.user)
+    users = remote(UserStore.users)
+    disable_user = remote(UserStore.disable_user)
+    add_token = remote(TokenStore.add_token)
+    token = remote(TokenStore.token)
+    tokens = remote(TokenStore.tokens)
+    revoke_token = remote(TokenStore.revoke_token)
+    grant = remote(GrantStore.grant)
+    grants = remote(GrantStore.grants)
+    create_project = remote(GrantStore.create_project)
+    projects = remote(GrantStore.projects)
 
     def find_token(self, digest: str) -> tuple[Token, User] | None:
         raise errors.InvalidInput(
             "Tokens are checked by the server, not by its clients.", "Call the server instead."
         )
-
-    def tokens(self, user: str | None) -> list[Token]:
-        params = {} if user is None else {"user": user}
-        return decode(list[Token], self._c.call("GET", "/tokens", params=params))
-
-    def revoke_token(self, token_id: int, event: EventDraft) -> Token:
-        return decode(Token, self._c.call("POST", f"/tokens/{int(token_id)}/revoke"))
-
-    def grant(self, project: str, user: str, role: str | None, event: EventDraft) -> None:
-        path = f"/projects/{_p(project)}/grants/{_p(user)}"
-        self._c.call("PUT", path, body={"role": role})
-
-    def grants(self, project: str | None = None, user: str | None = None) -> list[Grant]:
-        params = {k: v for k, v in (("project", project), ("user", user)) if v is not None}
-        return decode(list[Grant], self._c.call("GET", "/grants", params=params))
-
-    def create_project(self, project: str, event: EventDraft) -> bool:
-        return bool(self._c.call("POST", f"/projects/{_p(project)}")["created"])
-
-    def projects(self) -> list[str]:
-        return list(self._c.call("GET", "/projects"))

@@ -36,6 +36,20 @@ OPEN_SCAN = 1_000
 """Open alerts looked through for a failure notice of one target."""
 
 
+def check_rule(rule: AlertRule, check_channel: Callable[[str], str]) -> AlertRule:
+    """`rule` if it is well formed (its target's name, its condition, each channel as
+    `check_channel` checks it, a cooldown of 0 or more, how it resolves), with its condition
+    and channels normalised (no channel: `log:`); else InvalidInput naming the part. The CLI's
+    and the team server's one check."""
+    check_name(rule.target, "monitor or deployment")
+    condition = parse_condition(rule.condition)
+    channels = tuple(check_channel(c) for c in rule.channels) or ("log:",)
+    if rule.cooldown_s < 0:
+        raise InvalidInput(f"Cooldown {rule.cooldown_s} s is negative.", "Give 0 or more.")
+    check_resolution(condition.text(), rule.resolve_after, rule.resolve_margin)
+    return dataclasses.replace(rule, condition=condition.text(), channels=channels)
+
+
 class AlertService:
     def __init__(
         self,
@@ -72,23 +86,18 @@ class AlertService:
         2m`), `notify` the channels (`slack:URL`, `webhook:URL`, `email:ADDRESS`, `log:`).
         Its alert resolves once the condition is false on `resolve_after` runs in a row, past
         the threshold by `resolve_margin`."""
-        check_name(target, "monitor or deployment")
-        condition = parse_condition(when)
-        channels = tuple(self._notifier.check(c) for c in notify) or ("log:",)
-        if cooldown_s < 0:
-            raise InvalidInput(f"Cooldown {cooldown_s} s is negative.", "Give 0 or more.")
-        check_resolution(condition.text(), resolve_after, resolve_margin)
         rule = AlertRule(
             0,
             project,
             target,
-            condition.text(),
-            channels,
+            when,
+            tuple(notify),
             cooldown_s,
             self._clock(),
             resolve_after,
             float(resolve_margin),
         )
+        rule = check_rule(rule, self._notifier.check)
         return self._store.add_rule(rule, self._event("alert_rule.added", project, target))
 
     def rules(self, project: str, target: str | None = None) -> list[AlertRule]:

@@ -4,6 +4,7 @@ The statistics themselves run above this layer (`loopml.monitoring`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from loopml.domain.hashing import Digest
@@ -13,6 +14,29 @@ from loopml.errors import InvalidInput
 from loopml.ports import MonitorStore
 
 MAX_HISTORY = 10_000
+
+
+def check_monitor(monitor: Monitor) -> Monitor:
+    """`monitor` if it is well formed (its names, drift or health but not both, an http(s)
+    probe, a positive window and schedule), its probe URL without a trailing slash; else
+    InvalidInput naming the part. The CLI's and the team server's one check."""
+    check_name(monitor.name, "monitor")
+    check_name(monitor.deployment, "deployment")
+    reference, probe_url = monitor.reference, monitor.probe_url
+    if (reference is None) == (probe_url is None):
+        raise InvalidInput(
+            "A monitor watches drift (a reference dataset) or health (a probe URL).",
+            "Give --reference DATASET@N for drift, or --probe http://host:port for health.",
+        )
+    if probe_url is not None and not probe_url.startswith(("http://", "https://")):
+        raise InvalidInput(f"The probe URL {probe_url!r} is not http(s).", "Give http://host:port.")
+    for label, seconds in (("window", monitor.window_s), ("schedule", monitor.every_s)):
+        if seconds <= 0:
+            raise InvalidInput(
+                f"The {label} is {seconds} s; it must be positive.",
+                "Give a duration such as 10m, 1h or 1d.",
+            )
+    return replace(monitor, probe_url=probe_url.rstrip("/") if probe_url else None)
 
 
 class MonitorService:
@@ -34,23 +58,6 @@ class MonitorService:
     ) -> tuple[Monitor, bool]:
         """Create or replace a monitor: a drift monitor (`reference`, a pinned dataset version
         `name@N`, with its summary) or a health probe (`probe_url`), not both."""
-        check_name(name, "monitor")
-        check_name(deployment, "deployment")
-        if (reference is None) == (probe_url is None):
-            raise InvalidInput(
-                "A monitor watches drift (a reference dataset) or health (a probe URL).",
-                "Give --reference DATASET@N for drift, or --probe http://host:port for health.",
-            )
-        if probe_url is not None and not probe_url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                f"The probe URL {probe_url!r} is not http(s).", "Give http://host:port."
-            )
-        for label, seconds in (("window", window_s), ("schedule", every_s)):
-            if seconds <= 0:
-                raise InvalidInput(
-                    f"The {label} is {seconds} s; it must be positive.",
-                    "Give a duration such as 10m, 1h or 1d.",
-                )
         now = datetime.now(UTC)
         monitor = Monitor(
             project,
@@ -62,8 +69,9 @@ class MonitorService:
             every_s,
             now,
             now,
-            probe_url.rstrip("/") if probe_url else None,
+            probe_url,
         )
+        monitor = check_monitor(monitor)
         return self._store.save(monitor, self._event("monitor.saved", project, name))
 
     def get(self, name: str, project: str) -> Monitor:
