@@ -1,4 +1,6 @@
-"""Shared fixtures: the metadata backends (SQLite and PostgreSQL) and workspaces on them.
+"""Shared fixtures: the backends of `loopml.testing.backends` (the one list) as SQL databases
+(`db_url`, `database`), whole workspaces (`workspace`: memory, SQLite, PostgreSQL, a team server)
+and the settings of workspaces other processes share (`ws_settings`).
 
 PostgreSQL tests use one fresh database per test session on the server at
 LOOPML_TEST_POSTGRES_URL (default: the local trust-auth server), and a fresh schema per test.
@@ -13,13 +15,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 
-from loopml.adapters.sql.engine import Database, create_store_engine
-from loopml.adapters.sql.migrate import ensure_schema
-from loopml.settings import Settings
-from loopml.testing.seaweed import S3Endpoint
-from loopml.testing.team_server import live_server, postgres_schema_url
+# The contract suites' plain asserts get pytest's detailed messages only if rewritten before
+# they are imported (the backends below import their helpers).
+pytest.register_assert_rewrite("loopml.testing.contracts", "loopml.testing.blobstore_contract")
+
+from hypothesis import settings  # noqa: E402
+
+from loopml.adapters.sql.engine import Database, create_store_engine  # noqa: E402
+from loopml.adapters.sql.migrate import ensure_schema  # noqa: E402
+from loopml.settings import Settings  # noqa: E402
+from loopml.testing.backends import (  # noqa: E402
+    DATABASE_BACKENDS,
+    SHARED_WORKSPACE_BACKENDS,
+    WORKSPACE_BACKENDS,
+    Services,
+    database_url,
+    workspace_settings,
+)
+from loopml.testing.seaweed import S3Endpoint  # noqa: E402
+from loopml.testing.team_server import postgres_schema_url  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -61,12 +76,10 @@ def postgres_database() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A metadata database URL on each backend, empty."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'meta' / 'loopml.db'}"
-    return postgres_schema_url(request.getfixturevalue("postgres_database"))
+@pytest.fixture(params=DATABASE_BACKENDS)
+def db_url(request: pytest.FixtureRequest, services: Services) -> str:
+    """A metadata database URL on each SQL backend, empty."""
+    return database_url(request.param, services)
 
 
 @pytest.fixture
@@ -94,42 +107,38 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-@pytest.fixture(params=["embedded", "server"])
-def ws_settings(
-    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
-) -> Iterator[Settings]:
-    """The settings of an embedded workspace (SQLite and a folder), and of a client of a live
-    team server on PostgreSQL that keeps its blobs in that folder."""
-    if request.param == "embedded":
-        yield make_settings()
-        return
-    url = postgres_schema_url(request.getfixturevalue("postgres_database"))
-    with live_server(make_settings(url), admin="tester") as server:
-        yield make_settings(server_url=server.url, token=server.token)
-
-
-@pytest.fixture(params=["sqlite", "postgres", "server"])
-def workspace(
+@pytest.fixture
+def services(
     request: pytest.FixtureRequest, tmp_path: Path, make_settings: Callable[..., Settings]
-) -> Iterator[object]:
-    """A workspace on SQLite, on PostgreSQL, and through a live team server on PostgreSQL
-    (the stores remote, the services here): every test using it runs on each, so the embedded
-    store and the server cannot drift apart. Artifacts are in a local folder."""
+) -> Services:
+    """What a backend of `loopml.testing.backends` may need from the session, started only for
+    the backends that ask for it."""
+    return Services(
+        folder=tmp_path / "backend",
+        postgres_url=lambda: postgres_schema_url(request.getfixturevalue("postgres_database")),
+        settings=make_settings,
+        s3=lambda: request.getfixturevalue("s3_endpoint"),
+    )
+
+
+@pytest.fixture(params=SHARED_WORKSPACE_BACKENDS)
+def ws_settings(request: pytest.FixtureRequest, services: Services) -> Iterator[Settings]:
+    """The settings of a workspace other processes can open too: the embedded one (SQLite and
+    a folder), and a client of a live team server on PostgreSQL that keeps its blobs in that
+    folder."""
+    with workspace_settings(request.param, services) as settings:
+        yield settings
+
+
+@pytest.fixture(params=WORKSPACE_BACKENDS)
+def workspace(request: pytest.FixtureRequest, services: Services) -> Iterator[object]:
+    """A workspace in memory, on SQLite, on PostgreSQL, and through a live team server on
+    PostgreSQL (the stores remote, the services here): every test using it runs on each, so
+    the backends cannot drift apart. Artifacts are in a local folder."""
     from loopml.bootstrap import open_workspace
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'meta' / 'loopml.db'}"
-    else:
-        url = postgres_schema_url(request.getfixturevalue("postgres_database"))
-    if request.param != "server":
-        ws = open_workspace(make_settings(url))
-        yield ws
-        ws.close()
-        return
-    # The server keeps its blobs in the folder the client's model servers log predictions to,
-    # as a team's share one bucket.
-    with live_server(make_settings(url), admin="tester") as server:
-        ws = open_workspace(make_settings(server_url=server.url, token=server.token))
+    with workspace_settings(request.param, services) as settings:
+        ws = open_workspace(settings)
         yield ws
         ws.close()
 

@@ -3,7 +3,7 @@
 | variable | meaning | default |
 |---|---|---|
 | LOOPML_HOME | folder of the embedded workspace | ./.loopml |
-| LOOPML_DB_URL | metadata database (SQLAlchemy URL) | sqlite:///$LOOPML_HOME/loopml.db |
+| LOOPML_DB_URL | metadata database URL, or memory:// | sqlite:///$LOOPML_HOME/loopml.db |
 | LOOPML_ARTIFACTS | artifact root, any fsspec URL | $LOOPML_HOME/artifacts |
 | LOOPML_PROJECT | project used when none is given | default |
 | LOOPML_ACTOR | name recorded on events | the operating-system user |

@@ -1,7 +1,7 @@
 """`loopml gc` never loses a blob a record names: one of everything made through the public API
 reads back (hash-checked) after a collection with no grace period; and each way a collection
-could race a writer is played out step by step. On SQLite with a folder, and on PostgreSQL
-with S3."""
+could race a writer is played out step by step. On each workspace of
+`loopml.testing.backends.COLLECTED_BACKENDS`: SQLite with a folder, PostgreSQL with S3."""
 
 from __future__ import annotations
 
@@ -30,26 +30,17 @@ from loopml.monitoring import monitors
 from loopml.pipelines import run_pipeline
 from loopml.ports import BlobSweep, StoredBlob
 from loopml.services.gc import LEASE, ORPHAN_BLOB, GarbageCollector
-from loopml.settings import Settings
 from loopml.steps import load_pipeline
+from loopml.testing.backends import COLLECTED_BACKENDS, Services, collected_settings
 from loopml.testing.seaweed import S3Endpoint
-from loopml.testing.team_server import postgres_schema_url
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = f"{ROOT / 'examples' / 'churn' / 'pipeline.py'}:churn"
 
 
-@pytest.fixture(params=["sqlite+folder", "postgres+s3"])
-def ws(request: pytest.FixtureRequest, make_settings: Any) -> Iterator[Workspace]:
-    settings: Settings = make_settings()
-    if request.param == "postgres+s3":
-        s3: S3Endpoint = request.getfixturevalue("s3_endpoint")
-        settings = make_settings(
-            postgres_schema_url(request.getfixturevalue("postgres_database")),
-            artifacts_url=f"s3://{s3.bucket}/{uuid.uuid4().hex}",
-            storage_options=s3.storage_options(),
-        )
-    workspace = open_workspace(settings)
+@pytest.fixture(params=COLLECTED_BACKENDS)
+def ws(request: pytest.FixtureRequest, services: Services) -> Iterator[Workspace]:
+    workspace = open_workspace(collected_settings(request.param, services))
     yield workspace
     workspace.close()
 
@@ -130,7 +121,7 @@ def _read_everything_back(ws: Workspace, tmp_path: Path) -> int:
         for artifact in ws.tracking.artifacts(run.id):
             ws.tracking.fetch_artifact(run.id, artifact.path, tmp_path / "back" / uuid.uuid4().hex)
             read += 1
-        inputs, outputs = ws.lineage.io_of(run.id)
+        inputs, outputs = ws.pipeline_records.io_of(run.id)
         for ref in [*inputs.values(), *outputs]:
             ws.pipelines.values.load(ref)
             read += 1

@@ -1,7 +1,8 @@
 """Housekeeping reproductions: a run whose process was killed no longer stays `running` forever,
 and what a killed `loopml data add` leaves behind (a temp file, orphan blobs) is removed by
 `loopml gc`, which never loses a blob that anything names, even with a writer reusing blobs
-while it runs. On SQLite with a folder, and on PostgreSQL with S3."""
+while it runs. On each workspace of `loopml.testing.backends.COLLECTED_BACKENDS` (SQLite with
+a folder, PostgreSQL with S3), and of `DATABASE_BACKENDS` (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from loopml.domain.records import EventDraft, RunId, RunStatus
 from loopml.errors import InvalidInput
 from loopml.ports import NewRun
 from loopml.settings import Settings
+from loopml.testing.backends import COLLECTED_BACKENDS, Services, collected_settings
 from loopml.testing.seaweed import S3Endpoint
 from loopml.testing.team_server import live_server, postgres_schema_url
 
@@ -62,23 +62,24 @@ def _settings(env: dict[str, str], s3: S3Endpoint | None = None, **changes: Any)
     return dataclasses.replace(settings, **changes)
 
 
-@pytest.fixture(params=["sqlite+folder", "postgres+s3"])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=COLLECTED_BACKENDS)
+def stores(request: pytest.FixtureRequest, services: Services) -> dict[str, Any]:
     """The environment of a workspace on each pair of backends, and its S3 server if any."""
-    home = str(tmp_path / "home")
-    if request.param == "sqlite+folder":
-        yield {"env": _env(LOOPML_HOME=home), "s3": None}
-        return
-    s3: S3Endpoint = request.getfixturevalue("s3_endpoint")
+    settings = collected_settings(request.param, services)
     env = _env(
-        LOOPML_HOME=home,
-        LOOPML_DB_URL=postgres_schema_url(request.getfixturevalue("postgres_database")),
-        LOOPML_ARTIFACTS=f"s3://{s3.bucket}/{uuid.uuid4().hex}",
-        LOOPML_S3_ENDPOINT_URL=s3.url,
-        AWS_ACCESS_KEY_ID=s3.key,
-        AWS_SECRET_ACCESS_KEY=s3.secret,
+        LOOPML_HOME=str(settings.home),
+        LOOPML_DB_URL=settings.db_url,
+        LOOPML_ARTIFACTS=settings.artifacts_url,
     )
-    yield {"env": env, "s3": s3}
+    if not settings.artifacts_url.startswith("s3://"):
+        return {"env": env, "s3": None}
+    s3 = services.s3()
+    env |= {
+        "LOOPML_S3_ENDPOINT_URL": s3.url,
+        "AWS_ACCESS_KEY_ID": s3.key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret,
+    }
+    return {"env": env, "s3": s3}
 
 
 def _start_doomed(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], RunId]:

@@ -1,11 +1,16 @@
-"""The backends loopml's own tests run the store contracts on, listed once: metadata on memory,
-SQLite, PostgreSQL and a live team server (on PostgreSQL, through the remote stores); blobs in
-memory, in a local folder, on S3 and through a team server.
+"""The backends loopml's own tests run on, listed once: for the store contracts, metadata on
+memory, SQLite, PostgreSQL and a live team server (on PostgreSQL, through the remote stores) and
+blobs in memory, in a local folder, on S3 and through a team server; for the tests of a whole
+workspace, the same metadata backends (`WORKSPACE_BACKENDS`) and the subsets a test that needs
+more than one process can use (`SHARED_WORKSPACE_BACKENDS`, `DATABASE_BACKENDS`,
+`COLLECTED_BACKENDS`).
 
 A list entry is a pytest param, marked with the service it needs (`-m "not postgres"` leaves
-those out); `open_metadata` and `open_blobs` open one backend, fresh and empty. What a backend
-needs from the test session (a PostgreSQL schema, the S3 server, workspace settings) comes
-through `Services`, and is asked for only by the backends that need it.
+those out); `open_metadata`, `open_blobs` and `workspace_settings` open one backend, fresh and
+empty. What a backend needs from the test session (a PostgreSQL schema, the S3 server,
+workspace settings) comes through `Services`, and is asked for only by the backends that need
+it. The stores of the contracts read a `FakeClock` where they take one, so a suite lets time
+pass without waiting.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from typing import Any
 import pytest
 
 from loopml.adapters.memory.alerts import MemoryAlertStore
+from loopml.adapters.memory.auth import MemoryAuthStore
 from loopml.adapters.memory.blobs import MemoryBlobStore
-from loopml.adapters.memory.database import MemoryDatabase
+from loopml.adapters.memory.database import MEMORY_URL, MemoryDatabase, system_clock_us
 from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.deployments import MemoryDeploymentStore
 from loopml.adapters.memory.events import MemoryEventLog
+from loopml.adapters.memory.leases import MemoryLeases
+from loopml.adapters.memory.loops import MemoryLoopStore
 from loopml.adapters.memory.models import MemoryModelStore
 from loopml.adapters.memory.monitors import MemoryMonitorStore
 from loopml.adapters.memory.pipelines import MemoryPipelineStore
@@ -33,6 +41,7 @@ from loopml.domain.hashing import Digest
 from loopml.ports import BlobStore
 from loopml.settings import Settings
 from loopml.testing.blobstore_contract import BlobProbe
+from loopml.testing.contracts.clock import FakeClock
 from loopml.testing.contracts.stores import ACTOR, MetadataStores
 from loopml.testing.seaweed import S3Endpoint
 
@@ -52,6 +61,33 @@ BLOB_BACKENDS = [
 ]
 """Where blobs live. The blob store contract runs on each."""
 
+WORKSPACE_BACKENDS = [
+    pytest.param("memory"),
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("server", marks=pytest.mark.postgres),
+]
+"""Where a whole workspace's metadata lives (its blobs in a local folder; a server's in the
+folder its clients' model servers log to): in this process's memory, SQLite, PostgreSQL, or
+through a live team server on PostgreSQL (the stores remote, the services here)."""
+
+SHARED_WORKSPACE_BACKENDS = [p for p in WORKSPACE_BACKENDS if p.values[0] in ("sqlite", "server")]
+"""Workspaces another process can open too (pipeline steps on a process pool, a loop's
+retraining): the embedded one on SQLite and a team server's client. A memory workspace lives
+and dies with its process."""
+
+DATABASE_BACKENDS = [p for p in WORKSPACE_BACKENDS if p.values[0] in ("sqlite", "postgres")]
+"""The SQL databases, for what only a database has: an URL other processes connect to, its
+schema and migrations."""
+
+COLLECTED_BACKENDS = [
+    pytest.param("sqlite+folder"),
+    pytest.param("postgres+s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+]
+"""A workspace's metadata and blobs together on the machine that holds them, as `loopml gc`
+collects them and as separate processes (a killed `loopml data add`, a run's process) share
+them: SQLite with a folder, PostgreSQL with S3."""
+
 
 @dataclass(frozen=True)
 class Services:
@@ -67,9 +103,11 @@ class Services:
     """The session's S3 server."""
 
 
-def memory_stores() -> MetadataStores:
-    """Every metadata store in memory, on one database (mypy checks each against its port)."""
-    db = MemoryDatabase()
+def memory_stores(clock: FakeClock | None = None) -> MetadataStores:
+    """Every metadata store in memory, on one database (mypy checks each against its port),
+    reading `clock` (the real time when None)."""
+    db = MemoryDatabase(system_clock_us if clock is None else clock)
+    auth = MemoryAuthStore(db)
     return MetadataStores(
         MemoryDatasetStore(db),
         MemoryRunStore(db),
@@ -79,16 +117,25 @@ def memory_stores() -> MetadataStores:
         MemoryDeploymentStore(db),
         MemoryMonitorStore(db),
         MemoryAlertStore(db),
+        MemoryLoopStore(db),
+        MemoryLeases(db),
+        auth,
+        auth,
+        auth,
+        clock=clock,
     )
 
 
 @contextmanager
-def _sql_stores(url: str) -> Iterator[MetadataStores]:
+def _sql_stores(url: str, clock: FakeClock) -> Iterator[MetadataStores]:
     from loopml.adapters.sql.alerts import SqlAlertStore
+    from loopml.adapters.sql.auth import SqlAuthStore
     from loopml.adapters.sql.datasets import SqlDatasetStore
     from loopml.adapters.sql.deployments import SqlDeploymentStore
     from loopml.adapters.sql.engine import Database, create_store_engine
     from loopml.adapters.sql.events import SqlEventLog
+    from loopml.adapters.sql.leases import SqlLeases
+    from loopml.adapters.sql.loops import SqlLoopStore
     from loopml.adapters.sql.migrate import ensure_schema
     from loopml.adapters.sql.models import SqlModelStore
     from loopml.adapters.sql.monitors import SqlMonitorStore
@@ -97,16 +144,23 @@ def _sql_stores(url: str) -> Iterator[MetadataStores]:
 
     db = Database(create_store_engine(url))
     ensure_schema(db)
+    auth = SqlAuthStore(db, clock)
     try:
         yield MetadataStores(
-            SqlDatasetStore(db),
-            SqlRunStore(db),
-            SqlModelStore(db),
-            SqlEventLog(db),
-            SqlPipelineStore(db),
-            SqlDeploymentStore(db),
-            SqlMonitorStore(db),
-            SqlAlertStore(db),
+            SqlDatasetStore(db, clock),
+            SqlRunStore(db, clock),
+            SqlModelStore(db, clock),
+            SqlEventLog(db, clock),
+            SqlPipelineStore(db, clock),
+            SqlDeploymentStore(db, clock),
+            SqlMonitorStore(db, clock),
+            SqlAlertStore(db, clock),
+            SqlLoopStore(db, clock),
+            SqlLeases(db, clock),
+            auth,
+            auth,
+            auth,
+            clock=clock,
         )
     finally:
         db.dispose()
@@ -117,6 +171,7 @@ def _server_stores(settings: Settings) -> Iterator[MetadataStores]:
     """The remote stores of a live team server, signed in as the suites' actor."""
     from loopml.adapters import remote_operations as ops
     from loopml.adapters.remote import (
+        RemoteAuthStore,
         RemoteClient,
         RemoteDatasetStore,
         RemoteEventLog,
@@ -127,6 +182,7 @@ def _server_stores(settings: Settings) -> Iterator[MetadataStores]:
 
     with live_server(settings, admin=ACTOR) as server:
         client = RemoteClient(server.url, server.token)
+        auth = RemoteAuthStore(client)
         try:
             yield MetadataStores(
                 RemoteDatasetStore(client),
@@ -137,7 +193,14 @@ def _server_stores(settings: Settings) -> Iterator[MetadataStores]:
                 ops.RemoteDeploymentStore(client),
                 ops.RemoteMonitorStore(client),
                 ops.RemoteAlertStore(client),
+                ops.RemoteLoopStore(client),
+                ops.RemoteLoopLeases(client),
+                auth,
+                auth,
+                auth,
                 appends_events=False,
+                checks_tokens=False,
+                loop_leases_only=True,
             )
         finally:
             client.close()
@@ -145,14 +208,15 @@ def _server_stores(settings: Settings) -> Iterator[MetadataStores]:
 
 @contextmanager
 def open_metadata(backend: str, services: Services) -> Iterator[MetadataStores]:
-    """Fresh, empty metadata stores on `backend` (a name of METADATA_BACKENDS)."""
+    """Fresh, empty metadata stores on `backend` (a name of METADATA_BACKENDS); all but a
+    server's read a `FakeClock` of their own (a server reads the real time)."""
     if backend == "memory":
-        yield memory_stores()
+        yield memory_stores(FakeClock())
     elif backend == "sqlite":
-        with _sql_stores(f"sqlite:///{services.folder / 'loopml.db'}") as stores:
+        with _sql_stores(f"sqlite:///{services.folder / 'loopml.db'}", FakeClock()) as stores:
             yield stores
     elif backend == "postgres":
-        with _sql_stores(services.postgres_url()) as stores:
+        with _sql_stores(services.postgres_url(), FakeClock()) as stores:
             yield stores
     elif backend == "server":
         with _server_stores(services.settings(services.postgres_url())) as stores:
@@ -211,3 +275,48 @@ def _served_blobs(services: Services) -> Iterator[tuple[BlobStore, BlobProbe]]:
             yield RemoteBlobStore(client), FsspecBlobProbe(folder, {})
         finally:
             client.close()
+
+
+def database_url(backend: str, services: Services) -> str:
+    """The URL of a fresh, empty database on `backend` (a name of DATABASE_BACKENDS)."""
+    if backend == "sqlite":
+        return f"sqlite:///{services.folder / 'meta' / 'loopml.db'}"
+    if backend == "postgres":
+        return services.postgres_url()
+    raise ValueError(f"Unknown database backend {backend!r}.")
+
+
+@contextmanager
+def workspace_settings(backend: str, services: Services) -> Iterator[Settings]:
+    """The settings of a fresh workspace on `backend` (a name of WORKSPACE_BACKENDS), its
+    blobs in a local folder; for `server`, of a client of a live team server (its admin
+    `tester`, the actor of the settings) that keeps its blobs in that folder, as a team's
+    model servers and team server share one bucket."""
+    if backend == "memory":
+        yield services.settings(MEMORY_URL)
+    elif backend == "sqlite":
+        yield services.settings()  # the default: SQLite in the workspace's home
+    elif backend == "postgres":
+        yield services.settings(services.postgres_url())
+    elif backend == "server":
+        from loopml.testing.team_server import live_server
+
+        with live_server(services.settings(services.postgres_url()), admin="tester") as server:
+            yield services.settings(server_url=server.url, token=server.token)
+    else:
+        raise ValueError(f"Unknown workspace backend {backend!r}.")
+
+
+def collected_settings(backend: str, services: Services) -> Settings:
+    """The settings of a fresh workspace on `backend` (a name of COLLECTED_BACKENDS): SQLite
+    and a folder in the workspace's home, or PostgreSQL and a fresh prefix of the S3 bucket."""
+    if backend == "sqlite+folder":
+        return services.settings()
+    if backend == "postgres+s3":
+        s3 = services.s3()
+        return services.settings(
+            services.postgres_url(),
+            artifacts_url=f"s3://{s3.bucket}/{uuid.uuid4().hex}",
+            storage_options=s3.storage_options(),
+        )
+    raise ValueError(f"Unknown workspace backend {backend!r}.")

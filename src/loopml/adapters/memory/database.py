@@ -39,6 +39,11 @@ from loopml.domain.records import (
 from loopml.errors import InvalidInput
 from loopml.ports import ArtifactRef
 
+MEMORY_URL = "memory://"
+"""The metadata database URL (LOOPML_DB_URL) of a workspace whose records are kept in these
+stores, in the memory of the process that opens it: fresh and empty at each open, gone at its
+close, seen by no other process."""
+
 Clock = Callable[[], int]
 """Returns the current time in integer microseconds since the epoch."""
 
@@ -128,7 +133,53 @@ class CacheEntry:
 
 
 Named = tuple[str, str]
-"""(project, name): how a dataset, model, deployment or monitor is found."""
+"""(project, name): how a dataset, model, deployment, monitor or loop is found."""
+
+
+@dataclass
+class LoopRow:
+    spec: dict[str, Any]
+    """`LoopSpec.to_dict()`, as its JSON column holds it."""
+    state: dict[str, Any]
+    created_us: int
+    updated_us: int
+
+
+@dataclass(frozen=True)
+class LoopRunRow:
+    project: str
+    loop: str
+    started_us: int
+    finished_us: int | None
+    trigger: str
+    status: str
+    details: dict[str, Any]
+    """`LoopRun.details()`, as its JSON column holds it."""
+
+
+@dataclass
+class UserRow:
+    role: str | None
+    created_us: int
+    disabled_us: int | None = None
+
+
+@dataclass
+class TokenRow:
+    user: str
+    name: str
+    hash: str
+    hint: str
+    created_us: int
+    expires_us: int | None
+    revoked_us: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    token_id: int
+    created_us: int
+    expires_us: int
 
 
 @dataclass
@@ -148,6 +199,16 @@ class Tables:
     monitor_runs: dict[int, MonitorRun] = field(default_factory=dict)
     alert_rules: dict[int, AlertRule] = field(default_factory=dict)
     alerts: dict[int, Alert] = field(default_factory=dict)
+    loops: dict[Named, LoopRow] = field(default_factory=dict)
+    loop_runs: dict[int, LoopRunRow] = field(default_factory=dict)
+    leases: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Lease name -> (owner, until_us); until 0 once released."""
+    users: dict[str, UserRow] = field(default_factory=dict)
+    tokens: dict[int, TokenRow] = field(default_factory=dict)
+    grants: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(project, user) -> role."""
+    ui_sessions: dict[str, SessionRow] = field(default_factory=dict)
+    """The SHA-256 of a web UI session's id -> its token and times."""
     events: list[Event] = field(default_factory=list)
 
 

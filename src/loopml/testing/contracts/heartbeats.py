@@ -1,17 +1,23 @@
 """The contract of a run store's optional capabilities: `RunHeartbeats` (a run's process stamps
 it alive) and `SilentRunReaper` (the runs whose process stopped are ended as killed). A backend
-without one skips its tests."""
+without one skips its tests. Time passes by the stores' clock where they take one."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import pytest
 
 from loopml.domain.records import RunStatus
 from loopml.ports import RunHeartbeats, SilentRunReaper
-from loopml.testing.contracts.stores import MetadataStores, draft, events_since, last_seq, start_run
+from loopml.testing.contracts.stores import (
+    MetadataStores,
+    draft,
+    events_since,
+    last_seq,
+    pass_time,
+    start_run,
+)
 
 __all__ = [
     "test_a_heartbeat_keeps_a_run_alive_and_silent_runs_are_killed",
@@ -41,7 +47,7 @@ def test_a_heartbeat_keeps_a_run_alive_and_silent_runs_are_killed(stores: Metada
     beating = start_run(stores, "beating")
     silent = start_run(stores, "silent")
     done = start_run(stores, "done", finished=True)
-    time.sleep(1.2)
+    pass_time(stores, 1.2)  # by the stores' clock: no waiting where they take one
     runs.heartbeat([beating.id])
     start = last_seq(stores)
     ended = runs.end_silent_runs(1.0, draft("run.killed", "run:default", {"by": "reaper"}))

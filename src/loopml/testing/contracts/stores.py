@@ -3,10 +3,12 @@ fixture's value) and the small helpers they share to make records."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from loopml.domain.hashing import digest_bytes
+from loopml.domain.loops import LoopSpec, loop_lease
 from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import DatasetVersion, Event, EventDraft, ModelVersion, Run, RunId
 from loopml.ports import (
@@ -15,6 +17,9 @@ from loopml.ports import (
     DatasetStore,
     DeploymentStore,
     EventLog,
+    GrantStore,
+    Leases,
+    LoopStore,
     ModelStore,
     MonitorStore,
     NewDatasetVersion,
@@ -22,7 +27,10 @@ from loopml.ports import (
     NewRun,
     PipelineRecords,
     RunStore,
+    TokenStore,
+    UserStore,
 )
+from loopml.testing.contracts.clock import FakeClock
 
 ACTOR = "alice"
 """Who every event draft of the suites names. A client of a server records the server's signed-in
@@ -43,9 +51,33 @@ class MetadataStores:
     deployments: DeploymentStore
     monitors: MonitorStore
     alerts: AlertStore
+    loops: LoopStore
+    leases: Leases
+    users: UserStore
+    tokens: TokenStore
+    grants: GrantStore
+    """Users, tokens and grants: often one object (an `AuthStore`), given once for each port."""
     appends_events: bool = True
     """Whether `events.append` records an event; False for a client of a server, which appends
     events only with the change they record (and refuses `append` with InvalidInput)."""
+    checks_tokens: bool = True
+    """Whether `tokens.find_token` looks a token up; False for a client of a server, which
+    leaves checking tokens to the server (and refuses `find_token` with InvalidInput)."""
+    loop_leases_only: bool = False
+    """Whether `leases` takes only loops' leases (`loop_lease(project, name)` of a loop that
+    exists), as a client of a team server does: the lease suite then names its leases so."""
+    clock: FakeClock | None = None
+    """The clock every store reads, when the backend takes one: `pass_time` turns it instead
+    of sleeping. None: the stores read the real time (a server's own)."""
+
+
+def pass_time(stores: MetadataStores, seconds: float) -> None:
+    """Let `seconds` pass for the stores: turn their clock, or wait when they read the real
+    time."""
+    if stores.clock is not None:
+        stores.clock.advance(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def draft(action: str, entity: str, after: dict[str, Any] | None = None) -> EventDraft:
@@ -92,6 +124,33 @@ def register_model(
         project, name, run_id, "sklearn", {"v": 1}, manifest(content), {"inputs": []}, {"f1": 0.9}
     )
     return stores.models.register(new, draft("model.registered", f"model:{project}/{name}"))
+
+
+def loop_spec(name: str = "churn-loop", project: str = PROJECT) -> LoopSpec:
+    """A retrain policy as `check_spec` leaves it (a server checks what it is sent)."""
+    return LoopSpec(
+        project,
+        name,
+        "churn-prod",
+        "/src/pipeline.py:churn",
+        ("alert:churn-drift", "every:7d"),
+        "reference + labelled predictions of the last 30d",
+        ("f1 >= champion.f1 + 0.005",),
+        ("latency_p99_ms <= 1.2 * champion.latency_p99_ms",),
+        mode="approve",
+        params={"lr": 0.05},
+        notify=("log:",),
+    )
+
+
+def lease_name(stores: MetadataStores, name: str) -> str:
+    """A lease called `name` as `stores.leases` takes it: `name` itself, or the lease of a loop
+    called `name` (made first) when the backend takes only loops' leases."""
+    if not stores.loop_leases_only:
+        return name
+    spec = loop_spec(name)
+    stores.loops.create(spec, draft("loop.created", f"loop:{PROJECT}/{name}"))
+    return loop_lease(PROJECT, name)
 
 
 def artifact(value: bytes, serializer: str = "json") -> ArtifactRef:

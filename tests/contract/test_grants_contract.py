@@ -1,0 +1,3 @@
+"""The GrantStore contract on every metadata backend."""
+
+from loopml.testing.contracts.grants import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""The LoopStore contract on every metadata backend."""
+
+from loopml.testing.contracts.loops import *  # noqa: F403
