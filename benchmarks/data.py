@@ -131,7 +131,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size-gib", type=float, default=1.0)
-    parser.add_argument("--repeat", dest="runs", type=int, help=argparse.SUPPRESS)  # old name
     parser.add_argument("--skip-dvc", action="store_true")
     add_run_options(parser)
     args = parser.parse_args()
