@@ -19,6 +19,8 @@ failed, each column's score, method and threshold, and the preset's dataset-leve
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import sys
@@ -29,6 +31,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import evidently
 import pandas as pd
+import pyarrow
 from evidently import Dataset, Report
 from evidently.presets import DataDriftPreset
 
@@ -77,6 +80,9 @@ def main() -> None:
 
     reference, current = pd.read_parquet(args.reference), pd.read_parquet(args.current)
     check(reference.head(WARM_UP_ROWS), current.head(WARM_UP_ROWS))
+    gc.collect()  # hand back what loading freed, as monitoring.py's loopml side does
+    pyarrow.default_memory_pool().release_unused()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     if args.handshake:
         print(json.dumps({"loaded": True}), flush=True)
         sys.stdin.readline()
