@@ -16,20 +16,6 @@ from loopml.adapters.hash_cache import SqliteHashCache
 from loopml.adapters.model_serializer import FlavorModelSerializer
 from loopml.adapters.notify import ChannelNotifier
 from loopml.adapters.output_capture import captured_output
-from loopml.adapters.sql.alerts import SqlAlertStore
-from loopml.adapters.sql.auth import SqlAuthStore
-from loopml.adapters.sql.blob_refs import SqlBlobAccess
-from loopml.adapters.sql.datasets import SqlDatasetStore
-from loopml.adapters.sql.deployments import SqlDeploymentStore
-from loopml.adapters.sql.engine import Database, create_store_engine
-from loopml.adapters.sql.events import SqlEventLog
-from loopml.adapters.sql.leases import SqlLeases
-from loopml.adapters.sql.loops import SqlLoopStore
-from loopml.adapters.sql.migrate import ensure_schema
-from loopml.adapters.sql.models import SqlModelStore
-from loopml.adapters.sql.monitors import SqlMonitorStore
-from loopml.adapters.sql.pipelines import SqlPipelineStore
-from loopml.adapters.sql.runs import SqlRunStore
 from loopml.adapters.step_values import TypedValueSerializer
 from loopml.adapters.table_describer import ArrowTableDescriber
 from loopml.services.alerts import AlertService
@@ -49,6 +35,9 @@ from loopml.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from loopml.adapters.sql.engine import Database
+    from loopml.adapters.sql.quick import QuickDatabase
+    from loopml.adapters.sql.store_sets import StoreSet
     from loopml.ports import (
         AlertStore,
         BlobAccess,
@@ -77,7 +66,6 @@ class Workspace:
     """Everything loopml keeps, and the services that work on it."""
 
     settings: Settings
-    db: Database
     blobs: BlobStore
     data: DataService
     tracking: TrackingService
@@ -101,6 +89,12 @@ class Workspace:
     @property
     def project(self) -> str:
         return self.settings.project
+
+    @property
+    def db(self) -> Database:
+        """The metadata database (SQLAlchemy), built on first use when the stores read quickly;
+        None in a memory workspace (its callers check `stores.in_process` first)."""
+        return self.stores.database()  # type: ignore[return-value]
 
     def close(self) -> None:
         self.tracking.close_all()
@@ -136,35 +130,66 @@ class Stores:
     in_process: bool = False
     """The records live in this process only (memory://): another process opening the same
     settings sees an empty workspace."""
+    quick: QuickDatabase | None = None
+    """What the stores read through when they read quickly; then `db` is None: see `database`."""
+
+    def database(self) -> Database | None:
+        """The SQL database behind the stores, if any (built now if the stores read quickly)."""
+        return self.quick.database() if self.quick is not None else self.db
 
 
 def _local_stores(settings: Settings) -> Stores:
+    """The stores of an embedded workspace: memory, or a SQL database and the artifact folder
+    (or bucket). A SQLite file at the current schema is read with `sqlite3` and written through
+    SQL stores built on first use (`loopml.adapters.sql.quick`: no SQLAlchemy until a write);
+    PostgreSQL, or a file to create or upgrade, takes the full path, which does that first."""
+    if settings.quick_reads:  # only ever a sqlite:/// file, so first
+        from loopml.adapters.sql.quick import open_quick
+        from loopml.adapters.sql.store_sets import quick_stores
+
+        quick = open_quick(settings.db_url)
+        if quick is not None:
+            return _stores_of(settings, quick_stores(quick), quick.dispose, quick=quick)
     from loopml.adapters.memory.database import MEMORY_URL
 
     if settings.db_url == MEMORY_URL:
         return _memory_stores(settings)
+    from loopml.adapters.sql.engine import Database, create_store_engine
+    from loopml.adapters.sql.migrate import ensure_schema
+    from loopml.adapters.sql.store_sets import sql_stores
+
     db = Database(create_store_engine(settings.db_url))
     ensure_schema(db)
-    pipelines = SqlPipelineStore(db)
-    auth = SqlAuthStore(db)
+    return _stores_of(settings, sql_stores(db), db.dispose, db=db)
+
+
+def _stores_of(
+    settings: Settings,
+    stores: StoreSet,
+    close: Callable[[], None],
+    db: Database | None = None,
+    quick: QuickDatabase | None = None,
+) -> Stores:
+    auth = stores.auth
     return Stores(
         db,
         FsspecBlobStore(settings.artifacts_url, settings.storage_options),
-        SqlDatasetStore(db),
-        SqlRunStore(db),
-        SqlModelStore(db),
-        SqlEventLog(db),
-        pipelines,
-        SqlDeploymentStore(db),
-        SqlMonitorStore(db),
-        SqlAlertStore(db),
-        SqlLoopStore(db),
-        SqlLeases(db),
+        stores.datasets,
+        stores.runs,
+        stores.models,
+        stores.events,
+        stores.pipelines,
+        stores.deployments,
+        stores.monitors,
+        stores.alerts,
+        stores.loops,
+        stores.leases,
         auth,
         auth,
         auth,
-        db.dispose,
-        SqlBlobAccess(db),
+        close,
+        stores.blob_access,
+        quick=quick,
     )
 
 
@@ -274,7 +299,6 @@ def open_workspace(settings: Settings | None = None) -> Workspace:
     )
     workspace = Workspace(
         settings=settings,
-        db=stores.db,  # type: ignore[arg-type]
         blobs=blobs,
         data=data,
         tracking=tracking,
@@ -333,6 +357,7 @@ def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
     """Bring the metadata database `settings` name to the newest schema; (its revision now,
     the newest revision)."""
     from loopml.adapters.memory.database import MEMORY_URL
+    from loopml.adapters.sql.engine import Database, create_store_engine
     from loopml.adapters.sql.migrate import HEAD_REVISION, current_revision, upgrade
 
     if settings.db_url == MEMORY_URL:
@@ -433,6 +458,7 @@ def garbage_collector(workspace: Workspace) -> GarbageCollector:
     a client of a team server has none: the server's operator runs it there)."""
     from loopml.adapters.blob_sweep import blob_sweep
     from loopml.adapters.sql.blob_references import SqlBlobReferences
+    from loopml.adapters.sql.events import SqlEventLog
     from loopml.services.gc import GarbageCollector
 
     settings = workspace.settings

@@ -13,6 +13,7 @@
 | LOOPML_TOKEN | the API token sent to LOOPML_SERVER | none |
 | LOOPML_RUN_TIMEOUT_S | seconds without a heartbeat after which a run is marked killed | 600 |
 | LOOPML_ALLOW_TARGETS | CIDRs (comma-separated) webhooks and probes may reach: see below | none |
+| LOOPML_QUICK_READS | 0: read a local SQLite workspace through SQLAlchemy as well | 1 |
 
 LOOPML_ALLOW_TARGETS lets the requests loopml makes on its own (webhooks, Slack, health probes)
 reach ranges that `loopml.domain.targets` refuses by their kind; `loopml server --allow-target`
@@ -65,6 +66,10 @@ class Settings:
     """None: a retrain loop runs the pipeline it names, from anywhere. On a team server, the
     folders (`loopml server --pipelines DIR`) whose pipeline files its schedule may run; such a
     run never reads another run's cached step outputs."""
+    quick_reads: bool = True
+    """Read a local SQLite workspace at the current schema with the standard `sqlite3`, so a
+    list or show command imports no SQLAlchemy (`loopml.adapters.sql.quick`); False reads it
+    through SQLAlchemy, as every other database is (to compare the two paths)."""
 
     @property
     def embedded(self) -> bool:
@@ -103,6 +108,7 @@ class Settings:
                 for part in env.get("LOOPML_ALLOW_TARGETS", "").split(",")
                 if part.strip()
             ),
+            quick_reads=env.get("LOOPML_QUICK_READS", "1").strip() != "0",
         )
 
 

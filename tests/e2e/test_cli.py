@@ -539,3 +539,126 @@ def test_an_unchanged_data_add_reads_and_profiles_nothing(tmp_path: Path) -> Non
     assert first[0].startswith("added churn@1")
     assert again[0].startswith("unchanged, already churn@1")
     assert again[-1] == "[]"  # the first add profiled the table; the second loaded none of it
+
+
+_HEAVY = ("sqlalchemy", "alembic", "fsspec", "pyarrow", "numpy", "pandas", "httpx", "pydantic")
+"""What a list or show command of a local workspace never imports (issue 16: the CLI starts
+fast); the quick read path (`loopml.adapters.sql.quick`) answers them with `sqlite3`."""
+_PROBE = (
+    "import sys\nfrom loopml.cli.app import main\nsys.argv = ['loopml', *sys.argv[1:]]\n"
+    "try:\n    main()\nexcept SystemExit as done:\n    code = done.code\nelse:\n    code = 0\n"
+    f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({_HEAVY!r}))\n"
+    "sys.stderr.write(f'\\nexit={code} heavy={heavy}\\n')\n"
+)
+
+
+def _fill_small_workspace(folder: Path) -> dict[str, str]:
+    """One of everything a list or show command reads: a dataset version, a run with metrics, a
+    model version with an alias, a deployment, a monitor with a run, an alert rule with an
+    alert, a loop with a run. Returns the ids the commands name."""
+    from datetime import UTC, datetime
+
+    from sklearn.dummy import DummyClassifier
+
+    from loopml.bootstrap import open_workspace
+    from loopml.domain.hashing import digest_bytes
+    from loopml.domain.loops import LoopRun
+    from loopml.domain.records import Alert, AlertRule, Monitor, MonitorRun
+    from loopml.testing.contracts.stores import draft, loop_spec
+
+    _write_csv(folder / "train.csv", 0)
+    when = datetime(2026, 11, 28, 13, tzinfo=UTC)
+    ws = open_workspace()
+    try:
+        ws.data.add(folder / "train.csv", name="churn", project="default")
+        with ws.tracking.start_run(project="default", name="one") as run:
+            run.log_params({"c": "1"})
+            run.log_metrics({"acc": 0.9, "loss": 0.3})
+        model = DummyClassifier().fit([[0], [1]], [0, 1])
+        ws.registry.register(model, "churn", project="default", run_id=run.id)
+        ws.registry.set_alias("churn", "champion", 1, project="default")
+        ws.deployments.create("web", project="default", model="churn@champion")
+        stores = ws.stores
+        report = digest_bytes(b"report")
+        monitor = Monitor("default", "drift", "web", "churn@1", report, 3600, 600, when, when)
+        stores.monitors.save(monitor, draft("monitor.saved", "monitor:default/drift"))
+        ran = MonitorRun(0, "default", "drift", when, 1, 2, 100, 0.25, ("tenure",), report, 0.4)
+        stores.monitors.add_run(ran, draft("monitor.ran", "monitor:default/drift"))
+        rule = AlertRule(0, "default", "drift", "drift_share > 0.3", ("log:",), 600, when, 1, 0.0)
+        rule = stores.alerts.add_rule(rule, draft("alert_rule.added", "alert:default/drift"))
+        fired = Alert(0, "default", rule.id, "drift", rule.condition, "firing", when, when, None,
+                      0.5, ())  # fmt: skip
+        alert = stores.alerts.save_alert(fired, draft("alert.fired", "alert:default/drift"))
+        stores.loops.create(loop_spec("retrain"), draft("loop.created", "loop:default/retrain"))
+        started = LoopRun(0, "default", "retrain", when, None, "manual", "running")
+        stores.loops.save_run(started, draft("loop.ran", "loop:default/retrain"))
+    finally:
+        ws.close()
+    return {"run": run.id, "alert": str(alert.id)}
+
+
+def _commands(ids: dict[str, str]) -> list[list[str]]:
+    return [
+        ["data", "list"],
+        ["data", "list", "churn"],
+        ["data", "show", "churn"],
+        ["runs", "list"],
+        ["runs", "list", "--filter", "metrics.acc > 0.5", "--order-by", "-params.c"],
+        ["runs", "show", ids["run"]],
+        ["models", "list"],
+        ["models", "versions", "churn"],
+        ["models", "show", "churn@champion"],
+        ["deploy", "list"],
+        ["deploy", "show", "web"],
+        ["monitor", "list"],
+        ["alert", "list"],
+        ["alert", "show", ids["alert"]],
+        ["alert", "rule", "list"],
+        ["loop", "list"],
+        ["loop", "show", "retrain"],
+        ["loop", "history", "retrain"],
+        ["audit", "log"],
+    ]
+
+
+def _loopml(folder: Path, args: list[str], quick: bool = True) -> tuple[str, str]:
+    """(stdout, the probe's last line: exit code and heavy modules) of `loopml ARGS`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    env["LOOPML_QUICK_READS"] = "1" if quick else "0"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], cwd=folder, env=env, capture_output=True, text=True
+    )
+    return done.stdout, done.stderr.strip().splitlines()[-1]
+
+
+def test_list_and_show_commands_import_nothing_heavy_and_answer_as_the_full_path(
+    cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Every list and show command of a small local workspace, and an unchanged `data add`,
+    run without SQLAlchemy, Alembic, fsspec, Arrow, numpy, pandas, httpx or pydantic, and
+    print what they print when the workspace is read through SQLAlchemy (LOOPML_QUICK_READS=0).
+    """
+    ids = _fill_small_workspace(tmp_path)
+    for args in _commands(ids):
+        text, probe = _loopml(tmp_path, args)
+        assert probe == "exit=0 heavy=[]", (args, probe)
+        quick, probe = _loopml(tmp_path, [*args, "--json"])
+        assert probe == "exit=0 heavy=[]", (args, probe)
+        full, probe = _loopml(tmp_path, [*args, "--json"], quick=False)
+        assert "sqlalchemy" in probe, (args, probe)  # the full path, for comparison
+        assert json.loads(quick) == json.loads(full), args
+        assert text == _loopml(tmp_path, args, quick=False)[0], args
+    for args in (["monitor", "history", "drift", "--json"], ["--help"]):
+        assert _loopml(tmp_path, args)[1] == "exit=0 heavy=[]", args
+    out, probe = _loopml(tmp_path, ["data", "add", "train.csv", "--name", "churn"])
+    assert (out.split(",")[0], probe) == ("unchanged", "exit=0 heavy=[]")
+
+
+def test_a_new_workspace_is_made_by_the_full_path_then_read_quickly(tmp_path: Path) -> None:
+    """The quick path reads only a database that is there, at this code's schema; the first
+    command of a new folder takes the full path, which creates it."""
+    _, probe = _loopml(tmp_path, ["data", "list"])
+    assert probe.startswith("exit=0")
+    assert "sqlalchemy" in probe
+    assert (tmp_path / ".loopml" / "loopml.db").is_file()
+    assert _loopml(tmp_path, ["data", "list"])[1] == "exit=0 heavy=[]"

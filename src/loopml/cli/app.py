@@ -6,26 +6,11 @@ unavailable), 2 a usage error. `--debug` shows the traceback as well.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import typer
-
-from loopml.cli import (
-    alert,
-    data,
-    demo,
-    deploy,
-    gate,
-    gc,
-    loop,
-    models,
-    monitor,
-    pipeline,
-    runs,
-    serve,
-    server,
-    workspace,
-)
 
 HELP = """loopml: versioned data, tracked runs, a model registry, closed into one loop.
 
@@ -34,7 +19,43 @@ otherwise; it is created on first use.
 """
 
 
-def build_app() -> typer.Typer:
+GROUPS = {
+    "db": ("workspace", "db_app"),
+    "audit": ("workspace", "audit_app"),
+    "data": ("data", "app"),
+    "runs": ("runs", "app"),
+    "models": ("models", "app"),
+    "pipeline": ("pipeline", "app"),
+    "deploy": ("deploy", "app"),
+    "monitor": ("monitor", "app"),
+    "alert": ("alert", "app"),
+    "loop": ("loop", "app"),
+    "users": ("server", "users_app"),
+    "tokens": ("server", "tokens_app"),
+    "projects": ("server", "projects_app"),
+    "predictions": ("serve", "predictions_app"),
+}
+"""The command groups, in the order `loopml --help` lists them: (module of loopml.cli, name)."""
+COMMANDS = {
+    "init": ("workspace", "init"),
+    "lineage": ("pipeline", "lineage"),
+    "serve": ("serve", "serve"),
+    "server": ("server", "server"),
+    "ui": ("server", "ui"),
+    "gate": ("gate", "gate"),
+    "gc": ("gc", "gc"),
+    "demo": ("demo", "demo"),
+}
+"""The commands outside any group, in the order `loopml --help` lists them."""
+
+
+def _part(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(f"loopml.cli.{module}"), name)
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The `loopml` app; with `only` (a name of GROUPS), that group alone under the root: what a
+    command of the group needs, without importing and building the other sixty commands."""
     app = typer.Typer(
         help=HELP,
         no_args_is_help=True,
@@ -49,27 +70,20 @@ def build_app() -> typer.Typer:
     ) -> None:
         """loopml command line."""
 
-    workspace.register(app)
-    app.add_typer(data.app, name="data")
-    app.add_typer(runs.app, name="runs")
-    app.add_typer(models.app, name="models")
-    app.add_typer(pipeline.app, name="pipeline")
-    app.command("lineage")(pipeline.lineage)
-    app.command("serve")(serve.serve)
-    app.add_typer(deploy.app, name="deploy")
-    app.add_typer(monitor.app, name="monitor")
-    app.add_typer(alert.app, name="alert")
-    app.add_typer(loop.app, name="loop")
-    app.command("server")(server.server)
-    app.command("ui")(server.ui)
-    app.add_typer(server.users_app, name="users")
-    app.add_typer(server.tokens_app, name="tokens")
-    app.add_typer(server.projects_app, name="projects")
-    app.command("gate")(gate.gate)
-    app.command("gc")(gc.gc)
-    app.command("demo")(demo.demo)
-    app.add_typer(serve.predictions_app, name="predictions")
+    if only is not None:
+        app.add_typer(_part(*GROUPS[only]), name=only)
+        return app
+    for name, where in COMMANDS.items():
+        app.command(name)(_part(*where))
+    for name, where in GROUPS.items():
+        app.add_typer(_part(*where), name=name)
     return app
+
+
+def _group_of(args: list[str]) -> str | None:
+    """The command group `args` run (the first word that is not a root option), if any."""
+    word = next((a for a in args if not a.startswith("-")), None)
+    return word if word in GROUPS else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    command = typer.main.get_command(build_app())
+    command = typer.main.get_command(build_app(_group_of(args)))
     try:
         code = command.main(args=args, prog_name="loopml", standalone_mode=False)
         if isinstance(code, int) and code:  # `raise typer.Exit(1)` comes back as a return value

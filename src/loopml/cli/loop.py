@@ -357,7 +357,7 @@ def delete(
 
 
 def _run_json(run: Any) -> dict[str, Any]:
-    from loopml.loops import run_json
+    from loopml.domain.loops import run_json
 
     return run_json(run)
 

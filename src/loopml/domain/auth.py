@@ -11,9 +11,6 @@ key, so a slow password hash would add nothing but latency to every request).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,14 +40,20 @@ def highest(*roles: str | None) -> str | None:
 
 
 def new_token() -> str:
+    import secrets  # here: a command that makes no token does not pay for importing it
+
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def token_hash(token: str) -> str:
+    import hashlib
+
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def same_hash(a: str, b: str) -> bool:
+    import hmac
+
     return hmac.compare_digest(a, b)
 
 

@@ -17,7 +17,7 @@ from loopml.domain.confidence import check_confidence, check_horizon
 from loopml.domain.loop_triggers import TRIGGER_HINT, Trigger, check_trigger, parse_trigger
 from loopml.domain.refs import check_name
 from loopml.domain.train_data import TrainData, parse_train_data
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, NotFound
 
 MODES = ("auto", "approve")
 HOLDOUT_MODES = ("time", "random")
@@ -310,3 +310,30 @@ class LoopRun:
             "refit": details.get("refit"),
             "refit_data": details.get("refit_data"),
         }
+
+
+def missing_loop(project: str, name: str) -> NotFound:
+    return NotFound(
+        f"Loop {name!r} does not exist in project {project!r}.",
+        "List loops with `loopml loop list`, or make one with `loopml loop create`.",
+    )
+
+
+def missing_loop_run(project: str, run_id: int) -> NotFound:
+    return NotFound(
+        f"Loop run {run_id} does not exist in project {project!r}.",
+        "List runs with `loopml loop history LOOP`.",
+    )
+
+
+def run_json(run: LoopRun) -> dict[str, Any]:
+    """A loop run as the commands and the API print it."""
+    return {
+        "id": run.id,
+        "loop": run.loop,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": None if run.finished_at is None else run.finished_at.isoformat(),
+        "trigger": run.trigger,
+        "status": run.status,
+        **run.details(),
+    }

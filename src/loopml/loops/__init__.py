@@ -40,7 +40,7 @@ from loopml.bootstrap import Workspace, default_workspace
 from loopml.domain.durations import parse_duration
 from loopml.domain.gate_rules import parse_rule
 from loopml.domain.loop_decisions import RunState, TriggerPolicy, decide_trigger
-from loopml.domain.loops import Loop, LoopRun, LoopSpec, check_spec
+from loopml.domain.loops import Loop, LoopRun, LoopSpec, check_spec, run_json
 from loopml.domain.train_data import parse_train_data
 from loopml.errors import InvalidInput
 from loopml.loops import data as loop_data
@@ -77,18 +77,6 @@ class LoopOutcome:
             "decided": None if self.decided is None else run_json(self.decided),
             "notes": self.notes,
         }
-
-
-def run_json(run: LoopRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "loop": run.loop,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": None if run.finished_at is None else run.finished_at.isoformat(),
-        "trigger": run.trigger,
-        "status": run.status,
-        **run.details(),
-    }
 
 
 # -- creating ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -45,13 +45,19 @@ from loopml.testing.contracts.clock import FakeClock
 from loopml.testing.contracts.stores import ACTOR, MetadataStores
 from loopml.testing.seaweed import S3Endpoint
 
+if TYPE_CHECKING:
+    from loopml.adapters.sql.store_sets import StoreSet
+
 METADATA_BACKENDS = [
     pytest.param("memory"),
     pytest.param("sqlite"),
+    pytest.param("quick"),
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("server", marks=pytest.mark.postgres),
 ]
-"""Where the metadata stores live. Every metadata contract runs on each."""
+"""Where the metadata stores live. Every metadata contract runs on each. `quick` is SQLite
+read through the standard `sqlite3` and written through the SQL stores, as a local workspace
+at the current schema is opened (`loopml.adapters.sql.quick`)."""
 
 BLOB_BACKENDS = [
     pytest.param("memory"),
@@ -126,44 +132,57 @@ def memory_stores(clock: FakeClock | None = None) -> MetadataStores:
     )
 
 
+def _metadata(stores: StoreSet, clock: FakeClock) -> MetadataStores:
+    return MetadataStores(
+        stores.datasets,
+        stores.runs,
+        stores.models,
+        stores.events,
+        stores.pipelines,
+        stores.deployments,
+        stores.monitors,
+        stores.alerts,
+        stores.loops,
+        stores.leases,
+        stores.auth,
+        stores.auth,
+        stores.auth,
+        clock=clock,
+    )
+
+
 @contextmanager
 def _sql_stores(url: str, clock: FakeClock) -> Iterator[MetadataStores]:
-    from loopml.adapters.sql.alerts import SqlAlertStore
-    from loopml.adapters.sql.auth import SqlAuthStore
-    from loopml.adapters.sql.datasets import SqlDatasetStore
-    from loopml.adapters.sql.deployments import SqlDeploymentStore
     from loopml.adapters.sql.engine import Database, create_store_engine
-    from loopml.adapters.sql.events import SqlEventLog
-    from loopml.adapters.sql.leases import SqlLeases
-    from loopml.adapters.sql.loops import SqlLoopStore
     from loopml.adapters.sql.migrate import ensure_schema
-    from loopml.adapters.sql.models import SqlModelStore
-    from loopml.adapters.sql.monitors import SqlMonitorStore
-    from loopml.adapters.sql.pipelines import SqlPipelineStore
-    from loopml.adapters.sql.runs import SqlRunStore
+    from loopml.adapters.sql.store_sets import sql_stores
 
     db = Database(create_store_engine(url))
     ensure_schema(db)
-    auth = SqlAuthStore(db, clock)
     try:
-        yield MetadataStores(
-            SqlDatasetStore(db, clock),
-            SqlRunStore(db, clock),
-            SqlModelStore(db, clock),
-            SqlEventLog(db, clock),
-            SqlPipelineStore(db, clock),
-            SqlDeploymentStore(db, clock),
-            SqlMonitorStore(db, clock),
-            SqlAlertStore(db, clock),
-            SqlLoopStore(db, clock),
-            SqlLeases(db, clock),
-            auth,
-            auth,
-            auth,
-            clock=clock,
-        )
+        yield _metadata(sql_stores(db, clock), clock)
     finally:
         db.dispose()
+
+
+@contextmanager
+def _quick_stores(url: str, clock: FakeClock) -> Iterator[MetadataStores]:
+    """The quick stores of a fresh SQLite file: written through the SQL stores, read back
+    through `sqlite3`."""
+    from loopml.adapters.sql.engine import Database, create_store_engine
+    from loopml.adapters.sql.migrate import ensure_schema
+    from loopml.adapters.sql.quick import open_quick
+    from loopml.adapters.sql.store_sets import quick_stores
+
+    made = Database(create_store_engine(url))
+    ensure_schema(made)
+    made.dispose()
+    quick = open_quick(url, clock)
+    assert quick is not None, "a file at the current schema is read quickly"
+    try:
+        yield _metadata(quick_stores(quick), clock)
+    finally:
+        quick.dispose()
 
 
 @contextmanager
@@ -214,6 +233,9 @@ def open_metadata(backend: str, services: Services) -> Iterator[MetadataStores]:
         yield memory_stores(FakeClock())
     elif backend == "sqlite":
         with _sql_stores(f"sqlite:///{services.folder / 'loopml.db'}", FakeClock()) as stores:
+            yield stores
+    elif backend == "quick":
+        with _quick_stores(f"sqlite:///{services.folder / 'loopml.db'}", FakeClock()) as stores:
             yield stores
     elif backend == "postgres":
         with _sql_stores(services.postgres_url(), FakeClock()) as stores:

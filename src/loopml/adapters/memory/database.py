@@ -16,10 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from loopml.domain.audit import GENESIS_HASH, event_hash
+from loopml.domain.epoch_us import datetime_to_us as datetime_to_us
+from loopml.domain.epoch_us import us_to_datetime as us_to_datetime
 from loopml.domain.records import (
     Alert,
     AlertRule,
@@ -48,20 +49,10 @@ Clock = Callable[[], int]
 """Returns the current time in integer microseconds since the epoch."""
 
 J = TypeVar("J")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def system_clock_us() -> int:
     return time.time_ns() // 1000
-
-
-def us_to_datetime(us: int) -> datetime:
-    """Exact conversion (no float rounding), so a stored time hashes the same when read back."""
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def datetime_to_us(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def json_copy(value: J) -> J:

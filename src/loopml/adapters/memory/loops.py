@@ -7,11 +7,17 @@ from loopml.adapters.memory.database import (
     LoopRow,
     LoopRunRow,
     MemoryDatabase,
-    datetime_to_us,
     json_copy,
-    us_to_datetime,
 )
-from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState
+from loopml.domain.epoch_us import datetime_to_us, us_to_datetime
+from loopml.domain.loops import (
+    Loop,
+    LoopRun,
+    LoopSpec,
+    LoopState,
+    missing_loop,
+    missing_loop_run,
+)
 from loopml.domain.records import EventDraft, RunId
 from loopml.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 
@@ -35,20 +41,6 @@ def _to_run(run_id: int, row: LoopRunRow) -> LoopRun:
         row.trigger,
         row.status,
         **LoopRun.fields_from(json_copy(row.details)),
-    )
-
-
-def missing_loop(project: str, name: str) -> NotFound:
-    return NotFound(
-        f"Loop {name!r} does not exist in project {project!r}.",
-        "List loops with `loopml loop list`, or make one with `loopml loop create`.",
-    )
-
-
-def _missing_run(project: str, run_id: int) -> NotFound:
-    return NotFound(
-        f"Loop run {run_id} does not exist in project {project!r}.",
-        "List runs with `loopml loop history LOOP`.",
     )
 
 
@@ -123,7 +115,7 @@ class MemoryLoopStore:
                 run_id = run.id
                 found = runs.get(run_id)
                 if found is None or found.project != run.project:
-                    raise _missing_run(run.project, run_id)
+                    raise missing_loop_run(run.project, run_id)
             runs[run_id] = row
             after = {"run": run_id, "status": run.status, "trigger": run.trigger, **details}
             draft = EventDraft(event.action, event.entity, event.actor, None, after)
@@ -150,7 +142,7 @@ class MemoryLoopStore:
         with self._db.lock:
             row = self._db.tables.loop_runs.get(run_id)
             if row is None or row.project != project:
-                raise _missing_run(project, run_id)
+                raise missing_loop_run(project, run_id)
             return _to_run(run_id, row)
 
     def runs(self, project: str, loop: str, limit: int) -> list[LoopRun]:

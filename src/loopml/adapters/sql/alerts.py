@@ -10,48 +10,16 @@ from sqlalchemy import select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    datetime_to_us,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import (
+    OPEN_STATES,
+    missing_alert,
+    missing_alert_rule,
+    to_alert,
+    to_alert_rule,
 )
-from loopml.domain.records import Alert, AlertRule, Delivery, EventDraft
-from loopml.errors import NotFound
-
-OPEN_STATES = ("firing", "acknowledged")
-
-
-def _to_rule(row: Any) -> AlertRule:
-    return AlertRule(
-        row.id,
-        row.project,
-        row.target,
-        row.condition,
-        tuple(json.loads(row.channels_json)),
-        row.cooldown_s,
-        us_to_datetime(row.created_us),
-        row.resolve_after,
-        row.resolve_margin,
-    )
-
-
-def _to_alert(row: Any) -> Alert:
-    return Alert(
-        row.id,
-        row.project,
-        row.rule_id,
-        row.target,
-        row.condition,
-        row.state,
-        us_to_datetime(row.opened_us),
-        us_to_datetime(row.updated_us),
-        None if row.resolved_us is None else us_to_datetime(row.resolved_us),
-        row.value,
-        tuple(Delivery(**item) for item in json.loads(row.deliveries_json)),
-    )
+from loopml.domain.epoch_us import datetime_to_us
+from loopml.domain.records import Alert, AlertRule, EventDraft
 
 
 def _alert_values(alert: Alert) -> dict[str, Any]:
@@ -62,13 +30,6 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "value": alert.value,
         "deliveries_json": json.dumps([dataclasses.asdict(d) for d in alert.deliveries]),
     }
-
-
-def _missing_alert(project: str, alert_id: int) -> NotFound:
-    return NotFound(
-        f"Alert {alert_id} does not exist in project {project!r}.",
-        "List alerts with `loopml alert list`.",
-    )
 
 
 class SqlAlertStore:
@@ -106,11 +67,8 @@ class SqlAlertStore:
                 )
             ).first()
         if row is None:
-            raise NotFound(
-                f"Alert rule {rule_id} does not exist in project {project!r}.",
-                "List rules with `loopml alert rule list`.",
-            )
-        return _to_rule(row)
+            raise missing_alert_rule(project, rule_id)
+        return to_alert_rule(row)
 
     def rules(self, project: str, target: str | None = None) -> list[AlertRule]:
         query = select(t.alert_rules).where(t.alert_rules.c.project == project)
@@ -118,7 +76,7 @@ class SqlAlertStore:
             query = query.where(t.alert_rules.c.target == target)
         with self._db.read() as conn:
             rows = conn.execute(query.order_by(t.alert_rules.c.id)).all()
-        return [_to_rule(r) for r in rows]
+        return [to_alert_rule(r) for r in rows]
 
     def delete_rule(self, project: str, rule_id: int, event: EventDraft) -> None:
         found = self.rule(project, rule_id)
@@ -145,7 +103,7 @@ class SqlAlertStore:
             query = query.where(t.alerts.c.state.in_(states))
         with self._db.read() as conn:
             row = conn.execute(query.order_by(t.alerts.c.id.desc()).limit(1)).first()
-        return None if row is None else _to_alert(row)
+        return None if row is None else to_alert(row)
 
     def save_alert(self, alert: Alert, event: EventDraft) -> Alert:
         """Insert (`alert.id == 0`) or update an alert, with its audit event."""
@@ -171,7 +129,7 @@ class SqlAlertStore:
                 alert_id = alert.id
                 mine = (t.alerts.c.id == alert_id) & (t.alerts.c.project == alert.project)
                 if not conn.execute(t.alerts.update().where(mine).values(**values)).rowcount:
-                    raise _missing_alert(alert.project, alert_id)
+                    raise missing_alert(alert.project, alert_id)
             after = {"alert": alert_id, "state": alert.state, "value": alert.value}
             entity = f"{event.entity}/{alert_id}"
             append_event(
@@ -185,8 +143,8 @@ class SqlAlertStore:
                 select(t.alerts).where(t.alerts.c.project == project, t.alerts.c.id == alert_id)
             ).first()
         if row is None:
-            raise _missing_alert(project, alert_id)
-        return _to_alert(row)
+            raise missing_alert(project, alert_id)
+        return to_alert(row)
 
     def alerts(self, project: str, state: str | None, limit: int) -> list[Alert]:
         query = select(t.alerts).where(t.alerts.c.project == project)
@@ -194,4 +152,4 @@ class SqlAlertStore:
             query = query.where(t.alerts.c.state == state)
         with self._db.read() as conn:
             rows = conn.execute(query.order_by(t.alerts.c.id.desc()).limit(limit)).all()
-        return [_to_alert(r) for r in rows]
+        return [to_alert(r) for r in rows]

@@ -10,15 +10,9 @@ from sqlalchemy import select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    datetime_to_us,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
-)
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
 from loopml.domain.auth import Grant, Token, User
+from loopml.domain.epoch_us import datetime_to_us, us_to_datetime
 from loopml.domain.records import EventDraft
 from loopml.errors import AlreadyExists, NotFound
 

@@ -10,17 +10,15 @@ from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.dialect import lock_or_create_named
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import (
+    missing_dataset,
+    missing_dataset_version,
+    to_dataset_summary,
+    to_dataset_version,
 )
-from loopml.domain.hashing import Digest
 from loopml.domain.manifest import Manifest, manifest_digests
 from loopml.domain.records import DatasetSummary, DatasetVersion, EventDraft
-from loopml.errors import NotFound
 from loopml.ports import NewDatasetVersion
 
 _VERSION_COLUMNS = (
@@ -36,29 +34,6 @@ _VERSION_COLUMNS = (
     t.dataset_versions.c.table_schema,
 )
 _JOINED = t.dataset_versions.join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
-
-
-def _to_version(row: Any) -> DatasetVersion:
-    return DatasetVersion(
-        project=row.project,
-        name=row.name,
-        version=row.version,
-        digest=Digest(row.digest),
-        message=row.message,
-        created_at=us_to_datetime(row.created_us),
-        actor=row.actor,
-        file_count=row.file_count,
-        total_size=row.total_size,
-        schema=row.table_schema,
-    )
-
-
-def _missing_dataset(project: str, name: str) -> NotFound:
-    return NotFound(
-        f"Dataset {name!r} does not exist in project {project!r}.",
-        "List datasets with `loopml data list`, or add one with `loopml data add FILE --name "
-        f"{name}`.",
-    )
 
 
 class SqlDatasetStore:
@@ -83,7 +58,7 @@ class SqlDatasetStore:
                 )
             ).first()
             if existing is not None:
-                return _to_version(existing), False
+                return to_dataset_version(existing), False
             version = latest + 1
             conn.execute(
                 t.dataset_versions.insert().values(
@@ -122,7 +97,7 @@ class SqlDatasetStore:
             )
         ).first()
         if ds is None:
-            raise _missing_dataset(project, name)
+            raise missing_dataset(project, name)
         number = ds.latest_version if version is None else version
         row = conn.execute(
             select(*_VERSION_COLUMNS, t.dataset_versions.c.id.label("version_id"))
@@ -130,15 +105,12 @@ class SqlDatasetStore:
             .where(t.dataset_versions.c.dataset_id == ds.id, t.dataset_versions.c.version == number)
         ).first()
         if row is None:
-            raise NotFound(
-                f"Dataset {name!r} has no version {number}; its latest is {ds.latest_version}.",
-                f"List versions with `loopml data list {name}`.",
-            )
+            raise missing_dataset_version(name, number, ds.latest_version)
         return row
 
     def get_version(self, project: str, name: str, version: int | None) -> DatasetVersion:
         with self._db.read() as conn:
-            return _to_version(self._version_row(conn, project, name, version))
+            return to_dataset_version(self._version_row(conn, project, name, version))
 
     def version_id(self, project: str, name: str, version: int) -> int:
         with self._db.read() as conn:
@@ -167,16 +139,7 @@ class SqlDatasetStore:
             select(t.datasets).where(t.datasets.c.project == project).order_by(t.datasets.c.name)
         )
         with self._db.read() as conn:
-            return [
-                DatasetSummary(
-                    project=row.project,
-                    name=row.name,
-                    latest_version=row.latest_version,
-                    created_at=us_to_datetime(row.created_us),
-                    updated_at=us_to_datetime(row.updated_us),
-                )
-                for row in conn.execute(query)
-            ]
+            return [to_dataset_summary(row) for row in conn.execute(query)]
 
     def list_versions(self, project: str, name: str) -> list[DatasetVersion]:
         query = (
@@ -188,5 +151,5 @@ class SqlDatasetStore:
         with self._db.read() as conn:
             rows = conn.execute(query).all()
         if not rows:
-            raise _missing_dataset(project, name)
-        return [_to_version(row) for row in rows]
+            raise missing_dataset(project, name)
+        return [to_dataset_version(row) for row in rows]

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    datetime_to_us,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
-)
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import missing_deployment, to_deployment
+from loopml.domain.epoch_us import datetime_to_us
 from loopml.domain.records import Deployment, EventDraft
-from loopml.errors import NotFound
-
-
-def _to_deployment(row: Any) -> Deployment:
-    return Deployment(
-        row.project,
-        row.name,
-        row.model_ref,
-        row.shadow_ref,
-        row.canary_ref,
-        row.canary_percent,
-        us_to_datetime(row.created_us),
-        us_to_datetime(row.updated_us),
-    )
-
-
-def _missing(project: str, name: str) -> NotFound:
-    return NotFound(
-        f"Deployment {name!r} does not exist in project {project!r}.",
-        "List deployments with `loopml deploy list`.",
-    )
 
 
 class SqlDeploymentStore:
@@ -87,8 +59,8 @@ class SqlDeploymentStore:
                 )
             ).first()
         if row is None:
-            raise _missing(project, name)
-        return _to_deployment(row)
+            raise missing_deployment(project, name)
+        return to_deployment(row)
 
     def list(self, project: str) -> list[Deployment]:
         with self._db.read() as conn:
@@ -97,7 +69,7 @@ class SqlDeploymentStore:
                 .where(t.deployments.c.project == project)
                 .order_by(t.deployments.c.name)
             ).all()
-        return [_to_deployment(r) for r in rows]
+        return [to_deployment(r) for r in rows]
 
     def delete(self, project: str, name: str, event: EventDraft) -> None:
         found = self.get(project, name)

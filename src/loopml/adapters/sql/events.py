@@ -3,37 +3,19 @@ mutation in the same transaction as the change itself."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Iterator
 
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.dialect import insert_ignore
 from loopml.adapters.sql.engine import Database
+from loopml.adapters.sql.rows import Clock as Clock
+from loopml.adapters.sql.rows import system_clock_us as system_clock_us
+from loopml.adapters.sql.rows import to_event
 from loopml.domain.audit import GENESIS_HASH, event_hash
+from loopml.domain.epoch_us import us_to_datetime
 from loopml.domain.records import Event, EventDraft
-
-Clock = Callable[[], int]
-"""Returns the current time in integer microseconds since the epoch."""
-
-
-def system_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def us_to_datetime(us: int) -> datetime:
-    """Exact conversion (no float rounding), so a stored time hashes the same when read back."""
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def datetime_to_us(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def ensure_project(conn: Connection, project: str, now_us: int) -> None:
@@ -77,20 +59,6 @@ def append_event(db: Database, conn: Connection, draft: EventDraft, now_us: int)
     )
 
 
-def _row_to_event(row: Any) -> Event:
-    return Event(
-        seq=row.seq,
-        time=us_to_datetime(row.time_us),
-        action=row.action,
-        entity=row.entity,
-        actor=row.actor,
-        before=row.before,
-        after=row.after,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
-
-
 def _is_or_under(entity: str) -> ColumnElement[bool]:
     """Events of `entity` and of the things under it (`model:p/churn` for `model:p`).
 
@@ -124,7 +92,7 @@ class SqlEventLog:
         if action is not None:
             query = query.where(t.events.c.action == action)
         with self._db.read() as conn:
-            return [_row_to_event(row) for row in conn.execute(query)]
+            return [to_event(row) for row in conn.execute(query)]
 
     def iterate(self) -> Iterator[Event]:
         batch = 1000
@@ -134,7 +102,7 @@ class SqlEventLog:
                 select(t.events).where(t.events.c.seq > last).order_by(t.events.c.seq).limit(batch)
             )
             with self._db.read() as conn:
-                rows = [_row_to_event(row) for row in conn.execute(query)]
+                rows = [to_event(row) for row in conn.execute(query)]
             yield from rows
             if len(rows) < batch:
                 return

@@ -4,59 +4,24 @@ lease in the lease table (`SqlLeases`)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from sqlalchemy import Connection, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    datetime_to_us,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import to_loop, to_loop_run
+from loopml.domain.epoch_us import datetime_to_us
+from loopml.domain.loops import (
+    Loop,
+    LoopRun,
+    LoopSpec,
+    LoopState,
+    missing_loop,
+    missing_loop_run,
 )
-from loopml.domain.loops import Loop, LoopRun, LoopSpec, LoopState
 from loopml.domain.records import EventDraft
 from loopml.errors import AlreadyExists, InvalidInput, NotFound
-
-
-def _to_loop(row: Any) -> Loop:
-    return Loop(
-        LoopSpec.from_dict(row.project, row.name, json.loads(row.spec_json)),
-        LoopState.from_dict(json.loads(row.state_json)),
-        us_to_datetime(row.created_us),
-        us_to_datetime(row.updated_us),
-    )
-
-
-def _to_run(row: Any) -> LoopRun:
-    return LoopRun(
-        row.id,
-        row.project,
-        row.loop,
-        us_to_datetime(row.started_us),
-        None if row.finished_us is None else us_to_datetime(row.finished_us),
-        row.trigger,
-        row.status,
-        **LoopRun.fields_from(json.loads(row.details_json)),
-    )
-
-
-def missing_loop(project: str, name: str) -> NotFound:
-    return NotFound(
-        f"Loop {name!r} does not exist in project {project!r}.",
-        "List loops with `loopml loop list`, or make one with `loopml loop create`.",
-    )
-
-
-def _missing_run(project: str, run_id: int) -> NotFound:
-    return NotFound(
-        f"Loop run {run_id} does not exist in project {project!r}.",
-        "List runs with `loopml loop history LOOP`.",
-    )
 
 
 def _check_pipeline_run(conn: Connection, run: LoopRun) -> None:
@@ -114,7 +79,7 @@ class SqlLoopStore:
             ).first()
         if row is None:
             raise missing_loop(project, name)
-        return _to_loop(row)
+        return to_loop(row)
 
     def delete(self, project: str, name: str, event: EventDraft) -> None:
         found = self.get(project, name)
@@ -159,7 +124,7 @@ class SqlLoopStore:
                 run_id = run.id
                 mine = (table.c.id == run_id) & (table.c.project == run.project)
                 if not conn.execute(table.update().where(mine).values(**values)).rowcount:
-                    raise _missing_run(run.project, run_id)
+                    raise missing_loop_run(run.project, run_id)
             after = {"run": run_id, "status": run.status, "trigger": run.trigger, **details}
             draft = EventDraft(event.action, event.entity, event.actor, None, after)
             append_event(self._db, conn, draft, now)
@@ -173,8 +138,8 @@ class SqlLoopStore:
                 )
             ).first()
         if row is None:
-            raise _missing_run(project, run_id)
-        return _to_run(row)
+            raise missing_loop_run(project, run_id)
+        return to_loop_run(row)
 
     def runs(self, project: str, loop: str, limit: int) -> list[LoopRun]:
         """The newest `limit` runs of `loop`, newest first."""
@@ -186,11 +151,11 @@ class SqlLoopStore:
                 .order_by(table.c.started_us.desc(), table.c.id.desc())
                 .limit(limit)
             ).all()
-        return [_to_run(r) for r in rows]
+        return [to_loop_run(r) for r in rows]
 
     def list(self, project: str) -> list[Loop]:
         with self._db.read() as conn:
             rows = conn.execute(
                 select(t.loops).where(t.loops.c.project == project).order_by(t.loops.c.name)
             ).all()
-        return [_to_loop(r) for r in rows]
+        return [to_loop(r) for r in rows]

@@ -12,9 +12,8 @@ from pathlib import Path
 from sqlalchemy import Connection, inspect, text
 
 from loopml.adapters.sql.engine import Database
+from loopml.adapters.sql.revision import HEAD_REVISION as HEAD_REVISION
 
-HEAD_REVISION = "0012"
-"""The newest migration; a test checks it against the scripts."""
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_KEY = 7405912
 

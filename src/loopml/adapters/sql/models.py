@@ -11,17 +11,17 @@ from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.dialect import lock_or_create_named, upsert
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import (
+    missing_alias,
+    missing_model,
+    missing_model_version,
+    to_model_summary,
+    to_model_version,
 )
 from loopml.adapters.sql.runs import require_run_in
-from loopml.domain.hashing import Digest
 from loopml.domain.manifest import Manifest, manifest_digests
-from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
+from loopml.domain.records import EventDraft, ModelSummary, ModelVersion
 from loopml.errors import NotFound
 from loopml.ports import NewModelVersion
 
@@ -40,13 +40,6 @@ _VERSION_COLUMNS = (
     t.model_versions.c.actor,
     t.model_versions.c.model_id,
 )
-
-
-def _missing_model(project: str, name: str) -> NotFound:
-    return NotFound(
-        f"Model {name!r} does not exist in project {project!r}.",
-        "List models with `loopml models list`.",
-    )
 
 
 class SqlModelStore:
@@ -139,7 +132,7 @@ class SqlModelStore:
             )
         ).first()
         if row is None:
-            raise _missing_model(project, name)
+            raise missing_model(project, name)
         return int(row.id), int(row.latest_version)
 
     def _version_row(self, conn: Connection, project: str, name: str, version: int) -> Any:
@@ -150,11 +143,7 @@ class SqlModelStore:
             .where(t.model_versions.c.model_id == model_id, t.model_versions.c.version == version)
         ).first()
         if row is None:
-            have = f"its versions are 1 to {latest}" if latest else "it has no versions yet"
-            raise NotFound(
-                f"Model {name!r} has no version {version}; {have}.",
-                f"List versions with `loopml models versions {name}`.",
-            )
+            raise missing_model_version(name, version, latest)
         return row
 
     def _aliases(self, conn: Connection, model_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -164,27 +153,10 @@ class SqlModelStore:
             found[row.model_id][row.alias] = row.version
         return found
 
-    @staticmethod
-    def _to_version(row: Any, aliases: dict[str, int]) -> ModelVersion:
-        return ModelVersion(
-            project=row.project,
-            name=row.name,
-            version=row.version,
-            run_id=RunId(row.run_id) if row.run_id else None,
-            flavor=row.flavor,
-            artifact_digest=Digest(row.artifact_digest),
-            signature=row.signature,
-            metrics=row.metrics,
-            created_at=us_to_datetime(row.created_us),
-            actor=row.actor,
-            aliases=tuple(sorted(a for a, v in aliases.items() if v == row.version)),
-            flavor_info=row.flavor_info,
-        )
-
     def get_version(self, project: str, name: str, version: int) -> ModelVersion:
         with self._db.read() as conn:
             row = self._version_row(conn, project, name, version)
-            return self._to_version(row, self._aliases(conn, [row.model_id])[row.model_id])
+            return to_model_version(row, self._aliases(conn, [row.model_id])[row.model_id])
 
     def get_manifest(self, project: str, name: str, version: int) -> Manifest:
         with self._db.read() as conn:
@@ -205,11 +177,7 @@ class SqlModelStore:
             model_id, _ = self._model_id(conn, project, name)
             aliases = self._aliases(conn, [model_id])[model_id]
         if alias not in aliases:
-            known = ", ".join(sorted(aliases)) or "none"
-            raise NotFound(
-                f"Model {name!r} has no alias {alias!r} (its aliases: {known}).",
-                f"Set it with `loopml models alias set {name} {alias} VERSION`.",
-            )
+            raise missing_alias(name, alias, aliases)
         return aliases[alias]
 
     def set_alias(
@@ -259,17 +227,7 @@ class SqlModelStore:
                 select(t.models).where(t.models.c.project == project).order_by(t.models.c.name)
             ).all()
             aliases = self._aliases(conn, [r.id for r in rows])
-        return [
-            ModelSummary(
-                project=r.project,
-                name=r.name,
-                description=r.description,
-                latest_version=r.latest_version,
-                aliases=dict(aliases[r.id]),
-                created_at=us_to_datetime(r.created_us),
-            )
-            for r in rows
-        ]
+        return [to_model_summary(r, aliases[r.id]) for r in rows]
 
     def list_versions(self, project: str, name: str) -> list[ModelVersion]:
         with self._db.read() as conn:
@@ -281,4 +239,4 @@ class SqlModelStore:
                 .order_by(t.model_versions.c.version)
             )
             aliases = self._aliases(conn, [model_id])[model_id]
-            return [self._to_version(row, aliases) for row in rows]
+            return [to_model_version(row, aliases) for row in rows]

@@ -3,63 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from sqlalchemy import select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import (
+    missing_monitor,
+    missing_monitor_run,
+    to_monitor,
+    to_monitor_run,
 )
-from loopml.domain.hashing import Digest
 from loopml.domain.records import EventDraft, Monitor, MonitorRun
-from loopml.errors import NotFound
 
 _SETTINGS = ("deployment", "reference", "summary_digest", "window_s", "every_s", "probe_url")
-
-
-def _to_monitor(row: Any) -> Monitor:
-    return Monitor(
-        row.project,
-        row.name,
-        row.deployment,
-        row.reference,
-        None if row.summary_digest is None else Digest(row.summary_digest),
-        row.window_s,
-        row.every_s,
-        us_to_datetime(row.created_us),
-        us_to_datetime(row.updated_us),
-        row.probe_url,
-    )
-
-
-def _to_run(row: Any) -> MonitorRun:
-    return MonitorRun(
-        row.id,
-        row.project,
-        row.monitor,
-        us_to_datetime(row.time_us),
-        row.window_start_us,
-        row.window_end_us,
-        row.rows,
-        row.drift_share,
-        tuple(json.loads(row.drifted_json)),
-        Digest(row.report_digest),
-        row.weighted_drift,
-    )
-
-
-def missing_monitor(project: str, name: str) -> NotFound:
-    return NotFound(
-        f"Monitor {name!r} does not exist in project {project!r}.",
-        "List monitors with `loopml monitor list`, or make one with `loopml monitor create`.",
-    )
 
 
 class SqlMonitorStore:
@@ -101,7 +60,7 @@ class SqlMonitorStore:
             ).first()
         if row is None:
             raise missing_monitor(project, name)
-        return _to_monitor(row)
+        return to_monitor(row)
 
     def delete(self, project: str, name: str, event: EventDraft) -> None:
         found = self.get(project, name)
@@ -156,11 +115,8 @@ class SqlMonitorStore:
                 )
             ).first()
         if row is None:
-            raise NotFound(
-                f"Monitor run {run_id} does not exist in project {project!r}.",
-                "List runs with `loopml monitor history MONITOR`.",
-            )
-        return _to_run(row)
+            raise missing_monitor_run(project, run_id)
+        return to_monitor_run(row)
 
     def runs(self, project: str, monitor: str, limit: int) -> list[MonitorRun]:
         """The newest `limit` runs of `monitor`, newest first."""
@@ -172,7 +128,7 @@ class SqlMonitorStore:
                 .order_by(table.c.time_us.desc(), table.c.id.desc())
                 .limit(limit)
             ).all()
-        return [_to_run(r) for r in rows]
+        return [to_monitor_run(r) for r in rows]
 
     def list(self, project: str) -> list[Monitor]:
         with self._db.read() as conn:
@@ -181,4 +137,4 @@ class SqlMonitorStore:
                 .where(t.monitors.c.project == project)
                 .order_by(t.monitors.c.name)
             ).all()
-        return [_to_monitor(r) for r in rows]
+        return [to_monitor(r) for r in rows]

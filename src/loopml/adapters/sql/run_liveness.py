@@ -16,7 +16,8 @@ from sqlalchemy import ColumnElement, and_, func, select
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import Clock, append_event, us_to_datetime
+from loopml.adapters.sql.events import Clock, append_event
+from loopml.domain.epoch_us import us_to_datetime
 from loopml.domain.records import EventDraft, RunId, RunStatus
 
 _CHUNK = 500

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, select
 
 from loopml.adapters.sql import tables as t
-from loopml.adapters.sql.events import datetime_to_us
+from loopml.domain.epoch_us import datetime_to_us
 from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, RunQuery
 from loopml.errors import InvalidInput
 

@@ -16,16 +16,11 @@ from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.blob_refs import add_blob_refs
 from loopml.adapters.sql.dialect import insert_ignore, upsert
 from loopml.adapters.sql.engine import Database
-from loopml.adapters.sql.events import (
-    Clock,
-    append_event,
-    datetime_to_us,
-    ensure_project,
-    system_clock_us,
-    us_to_datetime,
-)
+from loopml.adapters.sql.events import Clock, append_event, ensure_project, system_clock_us
+from loopml.adapters.sql.rows import to_run
 from loopml.adapters.sql.run_liveness import end_silent_runs, stamp_heartbeats
 from loopml.adapters.sql.run_query import count_statement, page_statement
+from loopml.domain.epoch_us import datetime_to_us, us_to_datetime
 from loopml.domain.filters import RunQuery
 from loopml.domain.hashing import Digest
 from loopml.domain.records import (
@@ -407,25 +402,7 @@ class SqlRunStore:
         )
         for run_id, name, version in conn.execute(stmt):
             inputs[run_id].append(f"{name}@{version}")
-        return [self._to_run(rows[i], side[i], inputs[i]) for i in ids if i in rows]
-
-    @staticmethod
-    def _to_run(row: Any, side: dict[str, dict[str, Any]], inputs: list[str]) -> Run:
-        return Run(
-            id=RunId(row.id),
-            project=row.project,
-            name=row.name,
-            status=RunStatus(row.status),
-            start_time=us_to_datetime(row.start_us),
-            end_time=us_to_datetime(row.end_us) if row.end_us is not None else None,
-            error=row.error,
-            params=dict(side.get("params", {})),
-            metrics=dict(side.get("metrics", {})),
-            tags=dict(side.get("tags", {})),
-            environment=row.environment,
-            inputs=tuple(sorted(inputs)),
-            parent_id=RunId(row.parent_id) if row.parent_id else None,
-        )
+        return [to_run(rows[i], side[i], inputs[i]) for i in ids if i in rows]
 
     def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
         stmt = (
