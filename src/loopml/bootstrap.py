@@ -18,6 +18,7 @@ from loopml.adapters.notify import ChannelNotifier
 from loopml.adapters.output_capture import captured_output
 from loopml.adapters.step_values import TypedValueSerializer
 from loopml.adapters.table_describer import ArrowTableDescriber
+from loopml.ports.store_set import MetadataPorts
 from loopml.services.alerts import AlertService
 from loopml.services.audit import AuditService
 from loopml.services.auth import AuthService
@@ -37,26 +38,14 @@ if TYPE_CHECKING:
 
     from loopml.adapters.sql.engine import Database
     from loopml.adapters.sql.quick import QuickDatabase
-    from loopml.adapters.sql.store_sets import StoreSet
+    from loopml.adapters.sql.store_sets import SqlStoreSet
     from loopml.ports import (
-        AlertStore,
         BlobAccess,
         BlobStore,
-        DatasetStore,
-        DeploymentStore,
-        EventLog,
         Executor,
-        GrantStore,
-        Leases,
-        LoopStore,
-        ModelStore,
-        MonitorStore,
         PipelineRecords,
         PredictionReader,
         PredictionWriter,
-        RunStore,
-        TokenStore,
-        UserStore,
     )
     from loopml.services.gc import GarbageCollector
 
@@ -106,24 +95,12 @@ class Workspace:
 
 
 @dataclass
-class Stores:
-    """The adapters behind every port, from one place: SQL and fsspec, or a team server."""
+class Stores(MetadataPorts):
+    """The adapters behind every port, from one place: the metadata stores (SQL, memory or a
+    team server), the blobs (fsspec or the team server) and what releases them."""
 
     db: Database | None
     blobs: BlobStore
-    datasets: DatasetStore
-    runs: RunStore
-    models: ModelStore
-    events: EventLog
-    pipelines: PipelineRecords
-    deployments: DeploymentStore
-    monitors: MonitorStore
-    alerts: AlertStore
-    loops: LoopStore
-    leases: Leases
-    users: UserStore
-    tokens: TokenStore
-    grants: GrantStore
     close: Callable[[], None]
     blob_access: BlobAccess | None = None
     """Who may read which blob: kept by a workspace of its own (what a team server serves)."""
@@ -165,30 +142,17 @@ def _local_stores(settings: Settings) -> Stores:
 
 def _stores_of(
     settings: Settings,
-    stores: StoreSet,
+    stores: SqlStoreSet,
     close: Callable[[], None],
     db: Database | None = None,
     quick: QuickDatabase | None = None,
 ) -> Stores:
-    auth = stores.auth
     return Stores(
-        db,
-        FsspecBlobStore(settings.artifacts_url, settings.storage_options),
-        stores.datasets,
-        stores.runs,
-        stores.models,
-        stores.events,
-        stores.pipelines,
-        stores.deployments,
-        stores.monitors,
-        stores.alerts,
-        stores.loops,
-        stores.leases,
-        auth,
-        auth,
-        auth,
-        close,
-        stores.blob_access,
+        **stores.ports(),
+        db=db,
+        blobs=FsspecBlobStore(settings.artifacts_url, settings.storage_options),
+        close=close,
+        blob_access=stores.blob_access,
         quick=quick,
     )
 
@@ -197,38 +161,14 @@ def _memory_stores(settings: Settings) -> Stores:
     """Every metadata store in this process's memory, fresh and empty (LOOPML_DB_URL=memory://:
     for tests and trials; no other process sees it, and it is gone at close); blobs where
     `settings.artifacts_url` says."""
-    from loopml.adapters.memory.alerts import MemoryAlertStore
-    from loopml.adapters.memory.auth import MemoryAuthStore
     from loopml.adapters.memory.database import MemoryDatabase
-    from loopml.adapters.memory.datasets import MemoryDatasetStore
-    from loopml.adapters.memory.deployments import MemoryDeploymentStore
-    from loopml.adapters.memory.events import MemoryEventLog
-    from loopml.adapters.memory.leases import MemoryLeases
-    from loopml.adapters.memory.loops import MemoryLoopStore
-    from loopml.adapters.memory.models import MemoryModelStore
-    from loopml.adapters.memory.monitors import MemoryMonitorStore
-    from loopml.adapters.memory.pipelines import MemoryPipelineStore
-    from loopml.adapters.memory.runs import MemoryRunStore
+    from loopml.adapters.memory.store_set import memory_stores
 
-    db = MemoryDatabase()
-    users = MemoryAuthStore(db)
     return Stores(
-        None,
-        FsspecBlobStore(settings.artifacts_url, settings.storage_options),
-        MemoryDatasetStore(db),
-        MemoryRunStore(db),
-        MemoryModelStore(db),
-        MemoryEventLog(db),
-        MemoryPipelineStore(db),
-        MemoryDeploymentStore(db),
-        MemoryMonitorStore(db),
-        MemoryAlertStore(db),
-        MemoryLoopStore(db),
-        MemoryLeases(db),
-        users,
-        users,
-        users,
-        lambda: None,  # nothing to release: the records go with `db`
+        **memory_stores(MemoryDatabase()).ports(),
+        db=None,
+        blobs=FsspecBlobStore(settings.artifacts_url, settings.storage_options),
+        close=lambda: None,  # nothing to release: the records go with the database
         in_process=True,
     )
 
@@ -241,9 +181,7 @@ def _server_stores(settings: Settings) -> Stores:
     assert settings.server_url is not None
     client = remote.RemoteClient(settings.server_url, settings.token)
     auth = remote.RemoteAuthStore(client)
-    return Stores(
-        None,
-        remote.RemoteBlobStore(client),
+    metadata = MetadataPorts(
         remote.RemoteDatasetStore(client),
         remote.RemoteRunStore(client),
         remote.RemoteModelStore(client),
@@ -257,7 +195,9 @@ def _server_stores(settings: Settings) -> Stores:
         auth,
         auth,
         auth,
-        client.close,
+    )
+    return Stores(
+        **metadata.ports(), db=None, blobs=remote.RemoteBlobStore(client), close=client.close
     )
 
 

@@ -18,6 +18,7 @@ module of its concept:
     operations       DeploymentStore, MonitorStore, AlertStore, Notifier, LoopStore, Leases
     auth             UserStore, TokenStore, GrantStore (AuthStore: all three), SessionStore
     prediction_log   PredictionWriter, PredictionReader
+    store_set        MetadataPorts: one store per metadata port, as a workspace holds them
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ from loopml.ports.runs import (
     RunStore,
     SilentRunReaper,
 )
+from loopml.ports.store_set import MetadataPorts
 
 __all__ = [
     "AlertStore",
@@ -96,6 +98,7 @@ __all__ = [
     "LineageStore",
     "LoadedModel",
     "LoopStore",
+    "MetadataPorts",
     "ModelSerializer",
     "ModelStore",
     "MonitorStore",

@@ -20,23 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from loopml.adapters.memory.alerts import MemoryAlertStore
-from loopml.adapters.memory.auth import MemoryAuthStore
 from loopml.adapters.memory.blobs import MemoryBlobStore
 from loopml.adapters.memory.database import MEMORY_URL, MemoryDatabase, system_clock_us
-from loopml.adapters.memory.datasets import MemoryDatasetStore
-from loopml.adapters.memory.deployments import MemoryDeploymentStore
-from loopml.adapters.memory.events import MemoryEventLog
-from loopml.adapters.memory.leases import MemoryLeases
-from loopml.adapters.memory.loops import MemoryLoopStore
-from loopml.adapters.memory.models import MemoryModelStore
-from loopml.adapters.memory.monitors import MemoryMonitorStore
-from loopml.adapters.memory.pipelines import MemoryPipelineStore
-from loopml.adapters.memory.runs import MemoryRunStore
+from loopml.adapters.memory.store_set import memory_stores as memory_metadata
 from loopml.domain.hashing import Digest
 from loopml.ports import BlobStore
 from loopml.settings import Settings
@@ -44,9 +34,6 @@ from loopml.testing.blobstore_contract import BlobProbe
 from loopml.testing.contracts.clock import FakeClock
 from loopml.testing.contracts.stores import ACTOR, MetadataStores
 from loopml.testing.seaweed import S3Endpoint
-
-if TYPE_CHECKING:
-    from loopml.adapters.sql.store_sets import StoreSet
 
 METADATA_BACKENDS = [
     pytest.param("memory"),
@@ -110,45 +97,10 @@ class Services:
 
 
 def memory_stores(clock: FakeClock | None = None) -> MetadataStores:
-    """Every metadata store in memory, on one database (mypy checks each against its port),
-    reading `clock` (the real time when None)."""
+    """Every metadata store in memory, on one database, reading `clock` (the real time when
+    None)."""
     db = MemoryDatabase(system_clock_us if clock is None else clock)
-    auth = MemoryAuthStore(db)
-    return MetadataStores(
-        MemoryDatasetStore(db),
-        MemoryRunStore(db),
-        MemoryModelStore(db),
-        MemoryEventLog(db),
-        MemoryPipelineStore(db),
-        MemoryDeploymentStore(db),
-        MemoryMonitorStore(db),
-        MemoryAlertStore(db),
-        MemoryLoopStore(db),
-        MemoryLeases(db),
-        auth,
-        auth,
-        auth,
-        clock=clock,
-    )
-
-
-def _metadata(stores: StoreSet, clock: FakeClock) -> MetadataStores:
-    return MetadataStores(
-        stores.datasets,
-        stores.runs,
-        stores.models,
-        stores.events,
-        stores.pipelines,
-        stores.deployments,
-        stores.monitors,
-        stores.alerts,
-        stores.loops,
-        stores.leases,
-        stores.auth,
-        stores.auth,
-        stores.auth,
-        clock=clock,
-    )
+    return MetadataStores(**memory_metadata(db).ports(), clock=clock)
 
 
 @contextmanager
@@ -160,7 +112,7 @@ def _sql_stores(url: str, clock: FakeClock) -> Iterator[MetadataStores]:
     db = Database(create_store_engine(url))
     ensure_schema(db)
     try:
-        yield _metadata(sql_stores(db, clock), clock)
+        yield MetadataStores(**sql_stores(db, clock).ports(), clock=clock)
     finally:
         db.dispose()
 
@@ -180,7 +132,7 @@ def _quick_stores(url: str, clock: FakeClock) -> Iterator[MetadataStores]:
     quick = open_quick(url, clock)
     assert quick is not None, "a file at the current schema is read quickly"
     try:
-        yield _metadata(quick_stores(quick), clock)
+        yield MetadataStores(**quick_stores(quick).ports(), clock=clock)
     finally:
         quick.dispose()
 

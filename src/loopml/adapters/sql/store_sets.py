@@ -20,43 +20,26 @@ from loopml.adapters.sql.quick_catalog import (
 from loopml.adapters.sql.quick_ops import QuickAlertStore, QuickLoopStore, QuickMonitorStore
 from loopml.adapters.sql.quick_runs import QuickRunStore
 from loopml.adapters.sql.rows import Clock, system_clock_us
+from loopml.ports.store_set import MetadataPorts
 
 if TYPE_CHECKING:
     from loopml.adapters.sql.engine import Database
     from loopml.ports import (
-        AlertStore,
         AuthStore,
         BlobAccess,
-        DatasetStore,
-        DeploymentStore,
-        EventLog,
         Leases,
-        LoopStore,
-        ModelStore,
-        MonitorStore,
         PipelineRecords,
-        RunStore,
     )
 
 
-@dataclass(frozen=True)
-class StoreSet:
-    datasets: DatasetStore
-    runs: RunStore
-    models: ModelStore
-    events: EventLog
-    pipelines: PipelineRecords
-    deployments: DeploymentStore
-    monitors: MonitorStore
-    alerts: AlertStore
-    loops: LoopStore
-    leases: Leases
-    auth: AuthStore
-    """Users, tokens and grants (and the web UI's sessions): one store."""
+@dataclass
+class SqlStoreSet(MetadataPorts):
+    """The metadata stores of one SQL database, and who may read which of its blobs."""
+
     blob_access: BlobAccess
 
 
-def sql_stores(db: Database, clock: Clock = system_clock_us) -> StoreSet:
+def sql_stores(db: Database, clock: Clock = system_clock_us) -> SqlStoreSet:
     """The SQL stores of `db` (whose schema is current), reading the time from `clock`."""
     from loopml.adapters.sql.alerts import SqlAlertStore
     from loopml.adapters.sql.auth import SqlAuthStore
@@ -71,7 +54,8 @@ def sql_stores(db: Database, clock: Clock = system_clock_us) -> StoreSet:
     from loopml.adapters.sql.pipelines import SqlPipelineStore
     from loopml.adapters.sql.runs import SqlRunStore
 
-    return StoreSet(
+    auth = SqlAuthStore(db, clock)
+    return SqlStoreSet(
         SqlDatasetStore(db, clock),
         SqlRunStore(db, clock),
         SqlModelStore(db, clock),
@@ -82,7 +66,9 @@ def sql_stores(db: Database, clock: Clock = system_clock_us) -> StoreSet:
         SqlAlertStore(db, clock),
         SqlLoopStore(db, clock),
         SqlLeases(db, clock),
-        SqlAuthStore(db, clock),
+        auth,
+        auth,
+        auth,
         SqlBlobAccess(db, clock),
     )
 
@@ -111,9 +97,10 @@ def _blob_access(db: Database, clock: Clock) -> Any:
     return SqlBlobAccess(db, clock)
 
 
-def quick_stores(quick: QuickDatabase) -> StoreSet:
+def quick_stores(quick: QuickDatabase) -> SqlStoreSet:
     """The stores of the workspace `quick` reads, reading the time from `quick.clock`."""
-    return StoreSet(
+    auth = cast("AuthStore", LazyStore(quick, _auth))
+    return SqlStoreSet(
         QuickDatasetStore(quick),
         QuickRunStore(quick),
         QuickModelStore(quick),
@@ -124,6 +111,8 @@ def quick_stores(quick: QuickDatabase) -> StoreSet:
         QuickAlertStore(quick),
         QuickLoopStore(quick),
         cast("Leases", LazyStore(quick, _leases)),
-        cast("AuthStore", LazyStore(quick, _auth)),
+        auth,
+        auth,
+        auth,
         cast("BlobAccess", LazyStore(quick, _blob_access)),
     )

@@ -12,23 +12,11 @@ from loopml.domain.loops import LoopSpec, loop_lease
 from loopml.domain.manifest import BlobRef, Manifest
 from loopml.domain.records import DatasetVersion, Event, EventDraft, ModelVersion, Run, RunId
 from loopml.ports import (
-    AlertStore,
     ArtifactRef,
-    DatasetStore,
-    DeploymentStore,
-    EventLog,
-    GrantStore,
-    Leases,
-    LoopStore,
-    ModelStore,
-    MonitorStore,
+    MetadataPorts,
     NewDatasetVersion,
     NewModelVersion,
     NewRun,
-    PipelineRecords,
-    RunStore,
-    TokenStore,
-    UserStore,
 )
 from loopml.testing.contracts.clock import FakeClock
 
@@ -39,24 +27,10 @@ PROJECT = "default"
 
 
 @dataclass
-class MetadataStores:
-    """A fresh, empty set of stores on one database (they see each other's records: a model
-    version names a run, lineage reads runs, dataset versions and model versions)."""
+class MetadataStores(MetadataPorts):
+    """A fresh, empty set of stores on one database (`MetadataPorts`), and what its backend can
+    and cannot do."""
 
-    datasets: DatasetStore
-    runs: RunStore
-    models: ModelStore
-    events: EventLog
-    pipelines: PipelineRecords
-    deployments: DeploymentStore
-    monitors: MonitorStore
-    alerts: AlertStore
-    loops: LoopStore
-    leases: Leases
-    users: UserStore
-    tokens: TokenStore
-    grants: GrantStore
-    """Users, tokens and grants: often one object (an `AuthStore`), given once for each port."""
     appends_events: bool = True
     """Whether `events.append` records an event; False for a client of a server, which appends
     events only with the change they record (and refuses `append` with InvalidInput)."""
