@@ -180,22 +180,7 @@ def _server_stores(settings: Settings) -> Stores:
 
     assert settings.server_url is not None
     client = remote.RemoteClient(settings.server_url, settings.token)
-    auth = remote.RemoteAuthStore(client)
-    metadata = MetadataPorts(
-        remote.RemoteDatasetStore(client),
-        remote.RemoteRunStore(client),
-        remote.RemoteModelStore(client),
-        remote.RemoteEventLog(client),
-        ops.RemotePipelineStore(client),
-        ops.RemoteDeploymentStore(client),
-        ops.RemoteMonitorStore(client),
-        ops.RemoteAlertStore(client),
-        ops.RemoteLoopStore(client),
-        ops.RemoteLoopLeases(client),
-        auth,
-        auth,
-        auth,
-    )
+    metadata = ops.remote_stores(client)
     return Stores(
         **metadata.ports(), db=None, blobs=remote.RemoteBlobStore(client), close=client.close
     )

@@ -392,6 +392,17 @@ OPEN = {("GET", f"{API}/health"), ("GET", f"{API}/projects")}
 ADDRESSED_BY_PATH = frozenset({"project", "run_id", "digest", "name", "token_id"})
 
 
+_NEW_MODEL = {"project": A, "name": "copy", "flavor": "sklearn", "flavor_info": {}}
+_NEW_MODEL |= {"signature": {}, "metrics": {}, "run_id": None}
+_NEW_DATA = {"project": A, "name": "copy", "message": "", "schema": None, "profile": None}
+_NEW_RUN = {"project": A, "name": "c", "environment": {}, "tags": {}}
+
+
+def _new(kind: str, **fields: Any) -> dict[str, Any]:
+    """The body of a new dataset version, run or model version of our project."""
+    return {"new": fields, "event": {"action": "test.change", "entity": f"{kind}:{A}/x"}}
+
+
 def _body_attacks(world: World) -> dict[tuple[str, str], Callable[[Things], list[Request]]]:
     """Per route, requests under our project whose body (or query) names objects of another
     project `x` (B's, or the phantom's)."""
@@ -440,29 +451,27 @@ def _body_attacks(world: World) -> dict[tuple[str, str], Callable[[Things], list
         body = {"run": to_jsonable_python(made), "event": ev("monitor")}
         return Request("POST", f"{API}/projects/{A}/monitors/{ours.monitor}/runs", body)
 
-    model = {"flavor": "sklearn", "flavor_info": {}, "signature": {}, "metrics": {}}
-    run_event = ev("run")
+    new, model, data, run = _new, _NEW_MODEL, _NEW_DATA, _NEW_RUN
     return {
         ("POST", f"{API}/projects/{{project}}/datasets/{{name}}/versions"): lambda x: [
             Request("POST", f"{API}/projects/{A}/datasets/copy/versions",
-                    {"manifest": manifest(x), "message": "", "event": ev("dataset")}),
+                    new("dataset", **data, manifest=manifest(x))),
         ],
         ("POST", f"{API}/projects/{{project}}/runs"): lambda x: [
-            Request("POST", f"{API}/projects/{A}/runs",
-                    {"name": "c", "event": run_event, "parent_id": x.run}),
-            Request("POST", f"{API}/projects/{A}/runs",
-                    {"name": "c", "event": run_event, "artifacts": artifact(x)}),
+            Request("POST", f"{API}/projects/{A}/runs", new("run", **run, parent_id=x.run)),
+            Request("POST", f"{API}/projects/{A}/runs", new("run", **run, artifacts=artifact(x))),
         ],
         ("POST", f"{API}/runs/{{run_id}}/links"): lambda x: [
             Request("POST", f"{API}/runs/{ours.run}/links",
-                    {"datasets": [[x.project, x.dataset, 1]]}),
-            Request("POST", f"{API}/runs/{ours.run}/links", {"artifacts": artifact(x)}),
+                    {"dataset_refs": [[x.project, x.dataset, 1]], "artifacts": []}),
+            Request("POST", f"{API}/runs/{ours.run}/links",
+                    {"dataset_refs": [], "artifacts": artifact(x)}),
         ],
         ("POST", f"{API}/projects/{{project}}/models/{{name}}/versions"): lambda x: [
             Request("POST", f"{API}/projects/{A}/models/copy/versions",
-                    {**model, "manifest": {"files": {}}, "event": ev("model"), "run_id": x.run}),
+                    new("model", **{**model, "run_id": x.run}, manifest={"files": {}})),
             Request("POST", f"{API}/projects/{A}/models/copy/versions",
-                    {**model, "manifest": manifest(x), "event": ev("model")}),
+                    new("model", **model, manifest=manifest(x))),
         ],
         ("PUT", f"{API}/runs/{{run_id}}/io"): io,
         ("POST", f"{API}/lineage/model-versions"): lambda x: [

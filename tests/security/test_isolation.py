@@ -97,22 +97,28 @@ def test_a_blob_is_answered_only_to_a_reader_of_a_project_holding_it(
             answers = _blob_answers(http, digest, outsider)
             assert answers == _blob_answers(http, never, outsider)
             assert answers[0] == 404
-            assert answers[2] == {"exists": False}
+            assert answers[2] is False
             assert "91000" not in answers[1]
         read = http.get(f"/api/v1/blobs/{digest}", headers=reader)
         assert read.status_code == 200
         assert b"ada,91000" in read.content
-        assert http.get(f"/api/v1/blobs/{digest}/exists", headers=reader).json() == {"exists": True}
+        assert http.get(f"/api/v1/blobs/{digest}/exists", headers=reader).json() is True
         admin = {"Authorization": f"Bearer {served.token}"}
         assert http.get(f"/api/v1/blobs/{digest}", headers=admin).status_code == 200
 
 
 def _dataset_body(digest: str, size: int) -> dict[str, Any]:
+    manifest = {"files": {"copy.csv": {"digest": digest, "size": size}}}
     return {
-        "manifest": {"files": {"copy.csv": {"digest": digest, "size": size}}},
-        "message": "",
+        "new": {"project": A, "name": "copy", "manifest": manifest, "message": ""}
+        | {"schema": None, "profile": None},
         "event": {"action": "dataset.version_added", "entity": f"dataset:{A}/copy"},
     }
+
+
+def _run_body(**fields: Any) -> dict[str, Any]:
+    new = {"project": A, "name": "copy", "environment": {}, "tags": {}, **fields}
+    return {"new": new, "event": {"action": "run.created", "entity": f"run:{A}"}}
 
 
 def test_a_learnt_digest_cannot_be_named_in_an_own_record_to_read_it(
@@ -129,7 +135,6 @@ def test_a_learnt_digest_cannot_be_named_in_an_own_record_to_read_it(
     with ws.tracking.start_run(project=A, name="mine") as run:
         pass
     head = ws.audit.head().seq
-    run_event = {"action": "run.created", "entity": f"run:{A}"}
     model_event = {"action": "model.version_registered", "entity": f"model:{A}/copy"}
     with httpx.Client(base_url=served.url, headers=editor) as http:
         for named in (digest, never):
@@ -138,19 +143,24 @@ def test_a_learnt_digest_cannot_be_named_in_an_own_record_to_read_it(
                 http.post(
                     f"/api/v1/projects/{A}/datasets/copy/versions", json=_dataset_body(named, 27)
                 ),
+                http.post(f"/api/v1/projects/{A}/runs", json=_run_body(artifacts=artifact)),
                 http.post(
-                    f"/api/v1/projects/{A}/runs",
-                    json={"name": "copy", "event": run_event, "artifacts": artifact},
+                    f"/api/v1/runs/{run.id}/links",
+                    json={"dataset_refs": [], "artifacts": artifact},
                 ),
-                http.post(f"/api/v1/runs/{run.id}/links", json={"artifacts": artifact}),
                 http.post(
                     f"/api/v1/projects/{A}/models/copy/versions",
                     json={
-                        **_dataset_body(named, 27),
-                        "flavor": "sklearn",
-                        "flavor_info": {},
-                        "signature": {},
-                        "metrics": {},
+                        "new": {
+                            "project": A,
+                            "name": "copy",
+                            "run_id": None,
+                            "flavor": "sklearn",
+                            "flavor_info": {},
+                            "manifest": _dataset_body(named, 27)["new"]["manifest"],
+                            "signature": {},
+                            "metrics": {},
+                        },
                         "event": model_event,
                     },
                 ),
@@ -366,7 +376,6 @@ def test_a_user_of_one_project_cannot_name_a_run_of_another_as_parent(
     with served.workspace.tracking.start_run(project=B, name="parent") as parent:
         pass
     phantom = "0123456789abcdef" * 2
-    event = {"action": "run.created", "entity": f"run:{A}"}
     with httpx.Client(base_url=served.url) as http:
         for role in ("editor", "admin"):
             headers = _user(served, f"ann-{role}", {A: role})
@@ -374,7 +383,7 @@ def test_a_user_of_one_project_cannot_name_a_run_of_another_as_parent(
             for parent_id in (parent.id, phantom):
                 answer = http.post(
                     f"/api/v1/projects/{A}/runs",
-                    json={"name": "child", "event": event, "parent_id": parent_id},
+                    json=_run_body(name="child", parent_id=parent_id),
                     headers=headers,
                 )
                 answers.append((answer.status_code, answer.text.replace(parent_id, "ID")))

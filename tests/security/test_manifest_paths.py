@@ -141,9 +141,10 @@ def _api(server: LiveServer) -> httpx.Client:
 def test_the_server_refuses_a_dataset_manifest_that_escapes(server: LiveServer, path: str) -> None:
     with _api(server) as api:
         assert api.put(f"/blobs/{DIGEST}", content=BLOB).status_code == 201
+        manifest = {"files": {path: {"digest": DIGEST, "size": len(BLOB)}}}
+        new = {"project": "default", "name": "evil", "manifest": manifest, "message": ""}
         body = {
-            "manifest": {"files": {path: {"digest": DIGEST, "size": len(BLOB)}}},
-            "message": "",
+            "new": {**new, "schema": None, "profile": None},
             "event": {"action": "dataset.version_added", "entity": "dataset:default/evil"},
         }
         answer = api.post("/projects/default/datasets/evil/versions", json=body)
@@ -156,16 +157,23 @@ def test_the_server_refuses_a_dataset_manifest_that_escapes(server: LiveServer, 
 def test_the_server_refuses_a_model_manifest_that_escapes(server: LiveServer) -> None:
     with _api(server) as api:
         assert api.put(f"/blobs/{DIGEST}", content=BLOB).status_code == 201
-        body = {
+        new = {
+            "project": "default",
+            "name": "evil",
+            "run_id": None,
             "flavor": "python",
             "flavor_info": {},
             "manifest": {"files": {"../../model.pkl": {"digest": DIGEST, "size": len(BLOB)}}},
             "signature": {},
             "metrics": {},
+        }
+        body = {
+            "new": new,
             "event": {"action": "model.registered", "entity": "model:default/evil"},
         }
         answer = api.post("/projects/default/models/evil/versions", json=body)
         assert answer.status_code == 400, answer.text
+        assert "Path" in answer.json()["error"]
         assert api.get("/projects/default/models").json() == []
 
 

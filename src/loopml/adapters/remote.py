@@ -17,6 +17,7 @@ version.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import io
 import os
@@ -24,38 +25,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import fields
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, get_origin, get_type_hints
+from typing import Any, BinaryIO, TypeVar, get_origin
 from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
-from loopml import errors
-from loopml.domain.auth import Token, User
-from loopml.domain.hashing import Digest, finish, is_digest, new_hasher, update
+from loopml import errors, ports
+from loopml.domain.hashing import Digest, digest_bytes, finish, new_hasher, update
 from loopml.domain.jsonable import to_json
 from loopml.domain.manifest import BlobRef
-from loopml.domain.records import Event, EventDraft
 from loopml.errors import IntegrityError, LoopmlError, Unavailable
-from loopml.ports import (
-    BlobStore,
-    DatasetStore,
-    EventLog,
-    GrantStore,
-    ModelStore,
-    ProgressFn,
-    RunHeartbeats,
-    RunStore,
-    TokenStore,
-    UserStore,
-)
-from loopml.remote_api.bodies import PointsIn, Reply
-from loopml.remote_api.operations import BY_FUNCTION, Operation, Source
+from loopml.ports import BlobStore, ProgressFn
+from loopml.remote_api import operations as api
 from loopml.retrying import retrying
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 CHUNK = 1 << 20
 RETRY_S = 30.0
@@ -66,18 +51,16 @@ _ERRORS = {
     for cls in vars(errors).values()
     if isinstance(cls, type) and issubclass(cls, LoopmlError)
 }
-_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
+@functools.cache
 def _adapter(kind: Any) -> TypeAdapter[Any]:
-    if kind not in _ADAPTERS:
-        _ADAPTERS[kind] = TypeAdapter(kind)
-    return _ADAPTERS[kind]
+    return TypeAdapter(kind)
 
 
-def decode(kind: type[T] | Any, data: Any) -> T:
+def decode(kind: Any, data: Any) -> Any:
     """`data` (parsed JSON) as a `kind` (a dataclass, or a list or dict of them)."""
-    return _adapter(kind).validate_python(data)  # type: ignore[no-any-return]
+    return _adapter(kind).validate_python(data)
 
 
 class _NoAnswer(Exception):
@@ -216,42 +199,66 @@ class _Remote:
 
 def remote(function: F) -> F:
     """The method of a remote store that carries out `function`, a port's method, on the
-    server as its entry in the table of operations says; typed as `function` itself, so mypy
-    checks each remote store against its port."""
-    op = BY_FUNCTION[function]
+    server as its entry in the table of operations says; typed as `function` itself."""
+    op = api.BY_FUNCTION[function]
     signature = inspect.signature(function)
-    returns = op.hints.get("return")
-    fill = _body_filler(op)
+    points = {name for name in op.body_fields if api.on_wire(op.hints[name]) is api.PointsIn}
 
     def method(self: _Remote, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         values = bound.arguments
         query = {q: values[q] for q in op.query if values[q] is not None}
+        body: dict[str, Any] = {n: values[n] for n in op.body_fields}
+        body.update({n: api.PointsIn.of(values[n]) for n in points})
+        if "event" in body:  # the server sets the actor
+            body["event"] = {"action": body["event"].action, "entity": body["event"].entity}
         data = self._c.call(
-            op.verb, _path(op, values), body=fill(values), params=query, retry=op.retries(values)
+            op.verb, _path(op, values), body=body or None, params=query, retry=op.retries(values)
         )
+        returns = op.hints["return"]
         if returns is type(None):
             return None
-        answer = decode(op.answer, data)
-        if isinstance(answer, Reply):
-            return answer.unpacked()
-        if isinstance(answer, list) and answer and isinstance(answer[0], Reply):
-            return [one.unpacked() for one in answer]
+        answer = decode(op.response, data)
         return iter(answer) if get_origin(returns) is Iterator else answer
 
     method.__name__, method.__doc__ = function.__name__, function.__doc__
     return method  # type: ignore[return-value]
 
 
-def _value(source: Source, values: Mapping[str, Any]) -> Any:
+def remote_store(name: str, *ports: type, doc: str = "", **own: Any) -> type[Any]:
+    """The class of a remote store: a `remote` method for every entry of `ports` in the table,
+    and `own` methods for the rest (a port method with neither is a TypeError here, at import,
+    rather than an AttributeError in the middle of a command)."""
+    methods = {
+        op.function.__name__: remote(op.function)
+        for op in api.OPERATIONS
+        if any(getattr(port, op.function.__name__, None) is op.function for port in ports)
+    }
+    asked = {m for port in ports for m in vars(port) if m[0] != "_" and callable(getattr(port, m))}
+    missing = asked - methods.keys() - own.keys()
+    if missing:
+        raise TypeError(f"{name} carries no {sorted(missing)}: add them to the table.")
+    return type(name, (_Remote,), {**methods, **own, "__doc__": doc, "__module__": __name__})
+
+
+def refused(message: str, hint: str) -> Callable[..., Any]:
+    """A port method a client of the server may not call (the server does it itself)."""
+
+    def method(self: _Remote, *args: Any, **kwargs: Any) -> Any:
+        raise errors.InvalidInput(message, hint)
+
+    return method
+
+
+def _value(source: api.Source, values: Mapping[str, Any]) -> Any:
     if callable(source):
         return source(values)
     arg, _, attr = source.partition(".")
     return getattr(values[arg], attr) if attr else values[arg]
 
 
-def _path(op: Operation, values: Mapping[str, Any]) -> str:
+def _path(op: api.Operation, values: Mapping[str, Any]) -> str:
     """The operation's path with each parameter filled in and quoted (None: `latest`)."""
     parts = op.path.split("/")
     for i, part in enumerate(parts):
@@ -262,81 +269,31 @@ def _path(op: Operation, values: Mapping[str, Any]) -> str:
     return "/".join(parts)
 
 
-def _body_filler(op: Operation) -> Callable[[Mapping[str, Any]], Any]:
-    """How to make the body of `op` from a call's arguments (worked out once per method)."""
-    whole = op.whole_body()
-    if op.body is None or whole is not None:
-        return lambda values: None if whole is None else values[whole]
-    hints = get_type_hints(op.body)
-    plan = [
-        (f.name, op.field_source(f.name), hints[f.name] is PointsIn)
-        for f in fields(op.body)
-        if f.name not in op.send
-    ]
-
-    def fill(values: Mapping[str, Any]) -> dict[str, Any]:
-        body = dict(op.send)
-        for name, source, columns in plan:
-            value = _value(source, values)
-            if isinstance(value, EventDraft):
-                value = {"action": value.action, "entity": value.entity}
-            body[name] = PointsIn.of(value) if columns else value
-        return body
-
-    return fill
-
-
-class RemoteDatasetStore(_Remote):
-    add_version = remote(DatasetStore.add_version)
-    get_version = remote(DatasetStore.get_version)
-    get_manifest = remote(DatasetStore.get_manifest)
-    get_profile = remote(DatasetStore.get_profile)
-    list_datasets = remote(DatasetStore.list_datasets)
-    list_versions = remote(DatasetStore.list_versions)
+RemoteDatasetStore = remote_store("RemoteDatasetStore", ports.DatasetStore)
+RemoteRunStore = remote_store("RemoteRunStore", ports.RunStore, ports.RunHeartbeats)
+RemoteModelStore = remote_store("RemoteModelStore", ports.ModelStore)
+RemoteEventLog = remote_store(
+    "RemoteEventLog",
+    ports.EventLog,
+    append=refused(
+        "Events are appended by the server, with the change they record.",
+        "Make the change through its store.",
+    ),
+)
+RemoteAuthStore = remote_store(
+    "RemoteAuthStore",
+    ports.UserStore,
+    ports.TokenStore,
+    ports.GrantStore,
+    doc="""Users, tokens, projects and grants on the server, for an admin's commands. A new
+    token is made here and only its hash is sent.""",
+    find_token=refused(
+        "Tokens are checked by the server, not by its clients.", "Call the server instead."
+    ),
+)
 
 
-class RemoteRunStore(_Remote):
-    create_run = remote(RunStore.create_run)
-    get_run = remote(RunStore.get_run)
-    end_run = remote(RunStore.end_run)
-    log_batch = remote(RunStore.log_batch)
-    add_inputs_and_artifacts = remote(RunStore.add_inputs_and_artifacts)
-    search = remote(RunStore.search)
-    metric_history = remote(RunStore.metric_history)
-    list_artifacts = remote(RunStore.list_artifacts)
-    heartbeat = remote(RunHeartbeats.heartbeat)  # one call per process; the next beat retries
-
-
-class RemoteModelStore(_Remote):
-    register = remote(ModelStore.register)
-    get_version = remote(ModelStore.get_version)
-    get_manifest = remote(ModelStore.get_manifest)
-    resolve_alias = remote(ModelStore.resolve_alias)
-    set_alias = remote(ModelStore.set_alias)
-    list_models = remote(ModelStore.list_models)
-    list_versions = remote(ModelStore.list_versions)
-
-
-class RemoteEventLog(_Remote):
-    list = remote(EventLog.list)
-    iterate = remote(EventLog.iterate)
-
-    def append(self, event: EventDraft) -> Event:
-        raise errors.InvalidInput(
-            "Events are appended by the server, with the change they record.",
-            "Make the change through its store.",
-        )
-
-
-def _checked(digest: Digest) -> Digest:
-    if not is_digest(digest):
-        raise errors.InvalidInput(
-            f"{digest!r} is not a blob digest.", "Write blake3:<64 lowercase hex digits>."
-        )
-    return digest
-
-
-_BLOB = BY_FUNCTION[BlobStore.open].path  # /blobs/{digest}, where bytes go in and out
+_BLOB = api.BY_FUNCTION[BlobStore.open].path  # /blobs/{digest}, where bytes go in and out
 
 
 class RemoteBlobStore(_Remote):
@@ -373,16 +330,14 @@ class RemoteBlobStore(_Remote):
         return ref
 
     def put_bytes(self, data: bytes) -> BlobRef:
-        hasher = new_hasher()
-        update(hasher, data)
-        ref = BlobRef(finish(hasher), len(data))
+        ref = BlobRef(digest_bytes(data), len(data))
         if not self.exists(ref.digest):
             self._c.upload(_BLOB.format(digest=ref.digest), lambda: [data])
         return ref
 
     @contextlib.contextmanager
     def open(self, digest: Digest) -> Iterator[BinaryIO]:
-        _checked(digest)
+        api.check_digest(digest)
         with tempfile.TemporaryDirectory(prefix="loopml-blob-") as folder:
             path = Path(folder) / "blob"
             self.get_file(digest, path)
@@ -390,14 +345,14 @@ class RemoteBlobStore(_Remote):
                 yield reader
 
     def read_bytes(self, digest: Digest) -> bytes:
-        _checked(digest)
+        api.check_digest(digest)
         buffer = io.BytesIO()
         self._download(digest, buffer.write, None)
         return buffer.getvalue()
 
     def get_file(self, digest: Digest, dest: Path, *, progress: ProgressFn | None = None) -> None:
         """Write the blob to `dest` atomically; on any error `dest` is untouched."""
-        _checked(digest)
+        api.check_digest(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
         try:
@@ -429,28 +384,5 @@ class RemoteBlobStore(_Remote):
             )
 
     def exists(self, digest: Digest) -> bool:
-        _checked(digest)
-        return self._exists(_checked(digest))
-
-
-class RemoteAuthStore(_Remote):
-    """Users, tokens, projects and grants on the server, for an admin's commands. A new token is
-    made here and only its hash is sent."""
-
-    create_user = remote(UserStore.create_user)
-    user = remote(UserStore.user)
-    users = remote(UserStore.users)
-    disable_user = remote(UserStore.disable_user)
-    add_token = remote(TokenStore.add_token)
-    token = remote(TokenStore.token)
-    tokens = remote(TokenStore.tokens)
-    revoke_token = remote(TokenStore.revoke_token)
-    grant = remote(GrantStore.grant)
-    grants = remote(GrantStore.grants)
-    create_project = remote(GrantStore.create_project)
-    projects = remote(GrantStore.projects)
-
-    def find_token(self, digest: str) -> tuple[Token, User] | None:
-        raise errors.InvalidInput(
-            "Tokens are checked by the server, not by its clients.", "Call the server instead."
-        )
+        api.check_digest(digest)
+        return self._exists(digest)

@@ -4,7 +4,7 @@ may do what (see `loopml.server.routes` for the rules they enforce)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loopml.domain.auth import allows
@@ -12,7 +12,6 @@ from loopml.domain.records import EventDraft, RunId, missing_run
 from loopml.domain.refs import check_name
 from loopml.errors import Forbidden, InvalidInput, NotFound
 from loopml.ports import RunHeartbeats
-from loopml.remote_api.bodies import EventIn
 from loopml.remote_api.operations import Operation
 from loopml.services.auth import Principal
 
@@ -20,24 +19,26 @@ if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
 
 STORES = {
-    "DatasetStore": "datasets", "RunStore": "runs", "RunHeartbeats": "heartbeats",
+    "DatasetStore": "datasets", "RunStore": "runs", "RunHeartbeats": "runs",
     "ModelStore": "models", "EventLog": "events", "UserStore": "users", "TokenStore": "tokens",
     "GrantStore": "grants", "PipelineStore": "pipelines", "LineageStore": "pipelines",
     "DeploymentStore": "deployments", "MonitorStore": "monitors", "AlertStore": "alerts",
     "LoopStore": "loops", "Leases": "leases", "BlobStore": "blobs",
 }  # fmt: skip
-"""The attribute of the context that holds each port's store."""
+"""The attribute of the workspace's stores that holds each port's store."""
 
 
 @dataclass
 class Call:
     """One request to an operation: the caller, the path and query values and the body
-    (`given`), and the project its role was checked on (empty when none)."""
+    (`given`), the project its role was checked on (empty when none), and the port method's
+    arguments read from them (`args`, which a check may replace)."""
 
     op: Operation
     who: Principal
     given: dict[str, Any]
     project: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def body(self) -> Any:
@@ -53,27 +54,12 @@ class Context:
     """The dependency that yields the caller."""
 
     def __post_init__(self) -> None:
-        stores = self.ws.stores
-        if stores.blob_access is None:
+        self.stores = self.ws.stores
+        if self.stores.blob_access is None:
             raise TypeError("A team server serves a workspace of its own, not another server.")
-        self.datasets = stores.datasets
-        self.runs = stores.runs
-        if not isinstance(stores.runs, RunHeartbeats):
+        if not isinstance(self.stores.runs, RunHeartbeats):
             raise TypeError("A team server's run store keeps heartbeats.")
-        self.heartbeats: RunHeartbeats = stores.runs
-        self.models = stores.models
-        self.events = stores.events
-        self.users = stores.users
-        self.tokens = stores.tokens
-        self.grants = stores.grants
-        self.pipelines = stores.pipelines
-        self.deployments = stores.deployments
-        self.monitors = stores.monitors
-        self.alerts = stores.alerts
-        self.loops = stores.loops
-        self.leases = stores.leases
-        self.blobs = self.ws.blobs
-        self.blob_access = stores.blob_access
+        self.blob_access = self.stores.blob_access
         self.projects: dict[str, str] = {}
 
     def need(self, who: Principal, project: str, role: str) -> None:
@@ -87,27 +73,26 @@ class Context:
         if who.role != "admin":
             raise Forbidden(f"{who.user} is not an admin everywhere.", "Ask an admin.")
 
-    def draft(self, who: Principal, event: EventIn, kind: str, project: str) -> EventDraft:
-        """The client's event, checked to be about the route's project, by the caller."""
-        prefix, _, rest = event.entity.partition(":")
-        if prefix != kind or rest.split("/", 1)[0] != project:
-            raise InvalidInput(
-                f"The event entity {event.entity!r} is not a {kind} of project {project!r}.",
-                f"Write {kind}:{project}/NAME.",
-            )
-        return EventDraft(event.action, event.entity, who.user)
-
     def recorded(self, call: Call) -> EventDraft:
-        """The event of `call`'s change: the one the server records itself (`audit`), or the
-        client's, checked to be about the call's project."""
-        if call.op.audit:
-            action, entity = call.op.audit.split(" ")
-            return self.changed(call.who, action, entity.format(**call.given))
-        return self.draft(call.who, call.body.event, call.op.kind, call.project)
+        """The event of `call`'s change, by the caller: the one the server records itself
+        (`audit`), or the client's, checked to be about the call's project."""
+        op = call.op
+        if op.audit:
+            action, entity = op.audit.split(" ")
+            return self.changed(call.who, action, entity.format(**call.args))
+        event = call.body.event
+        prefix, _, rest = event.entity.partition(":")
+        if prefix != op.kind or rest.split("/", 1)[0] != call.project:
+            raise InvalidInput(
+                f"The event entity {event.entity!r} is not a {op.kind} of project "
+                f"{call.project!r}.",
+                f"Write {op.kind}:{call.project}/NAME.",
+            )
+        return EventDraft(event.action, event.entity, call.who.user)
 
     def store(self, op: Operation) -> Any:
         """The store that carries out `op`."""
-        return getattr(self, STORES[op.name.split(".")[0]])
+        return getattr(self.stores, STORES[op.name.split(".")[0]])
 
     def changed(self, who: Principal, action: str, entity: str) -> EventDraft:
         """The event of a change to users, tokens or grants, by the caller."""
@@ -118,7 +103,7 @@ class Context:
         """The project of run `run_id` (remembered: a run never changes project)."""
         project = self.projects.get(run_id)
         if project is None:
-            project = self.runs.get_run(RunId(run_id)).project
+            project = self.stores.runs.get_run(RunId(run_id)).project
             if len(self.projects) > 100_000:
                 self.projects.clear()
             self.projects[run_id] = project

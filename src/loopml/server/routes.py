@@ -21,9 +21,8 @@ import inspect
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -33,10 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from loopml.domain.hashing import Digest
 from loopml.domain.refs import check_name
 from loopml.errors import Conflict, IntegrityError, InvalidInput, NotFound
-from loopml.remote_api.bodies import Reply
-from loopml.remote_api.operations import OPERATIONS, Operation
+from loopml.remote_api.operations import OPERATIONS, Operation, PointsIn, check_digest
 from loopml.server.context import Call, Context
-from loopml.server.handlers import CHECKS, HANDLERS, check_digest
+from loopml.server.handlers import CHECKS, HANDLERS
 from loopml.services.auth import Principal
 
 if TYPE_CHECKING:
@@ -71,14 +69,14 @@ def _add_route(router: APIRouter, c: Context, op: Operation) -> None:
         call = Call(op, given.pop("who"), given)
         call.project = _authorize(c, call)
         _same_record(call)
+        call.args = _arguments(call)
         if check is not None:
             check(c, call)
-        result = (
-            handler(c, call)
-            if handler
-            else getattr(c.store(op), op.function.__name__)(**_arguments(c, call))
-        )
-        return _answer(c, call, result)
+        if "event" in op.params and "event" not in call.args:
+            call.args["event"] = c.recorded(call)
+        if handler is not None:
+            return handler(c, call)
+        return _answer(c, call, getattr(c.store(op), op.function.__name__)(**call.args))
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter(p, keyword, annotation=_path_type(op, p)) for p in op.path_params]
@@ -93,27 +91,25 @@ def _add_route(router: APIRouter, c: Context, op: Operation) -> None:
     endpoint.__doc__ = (handler or check or op.function).__doc__
     router.add_api_route(
         op.path, endpoint, methods=[op.verb], tags=[op.tag], name=op.name,
-        status_code=op.status, response_model=op.answer,
+        status_code=204 if op.response is None else 200, response_model=op.response,
     )  # fmt: skip
 
 
 def _answer(c: Context, call: Call, result: Any) -> Any:
-    """The store's `result` as the operation answers it."""
-    op = call.op
-    if op.readable:  # only the runs the caller may read
+    """The store's `result` as the operation answers it: only the runs the caller may read of
+    a `readable` one, a list for an iterator."""
+    if call.op.readable:
         many = isinstance(result, tuple)
         runs = [c.readable_runs(call.who, list(r)) for r in (result if many else [result])]
-        result = tuple(runs) if many else runs[0]
-    answer: Any = op.answer
-    packed = inspect.isclass(answer) and issubclass(answer, Reply)  # a tuple, or one value
-    if packed:
-        return answer(*result) if isinstance(result, tuple) else answer(result)
+        return tuple(runs) if many else runs[0]
     return list(result) if isinstance(result, Iterator) else result
 
 
-def _path_type(op: Operation, param: str) -> type:
+def _path_type(op: Operation, param: str) -> Any:
+    """How the path gives an argument: a number, a number or `latest` (for None), or text."""
     source = op.source(param)
-    return int if isinstance(source, str) and op.hints.get(source) is int else str
+    hint = op.hints.get(source) if isinstance(source, str) else str
+    return int | Literal["latest"] if hint == int | None else (int if hint is int else str)
 
 
 def _authorize(c: Context, call: Call) -> str:
@@ -136,40 +132,36 @@ def _same_record(call: Call) -> None:
     op = call.op
     for param in op.path_params:
         source = op.source(param)
-        if not isinstance(source, str) or "." not in source or source.startswith(f"{op.flat}."):
+        if not isinstance(source, str) or "." not in source:
             continue
         arg, attr = source.split(".")
-        sent, routed = getattr(getattr(call.body, arg), attr), call.given[param]
+        sent, routed, noun = getattr(getattr(call.body, arg), attr), call.given[param], op.noun
         if attr == "project" and sent != routed:
             raise InvalidInput(
-                f"The {op.noun} is in project {sent!r}, not the route's {routed!r}.",
+                f"The {noun or op.kind} is in project {sent!r}, not the route's {routed!r}.",
                 f"Send it to /projects/{sent}/...",
             )
         if attr != "project" and sent != check_name(routed, op.kind):
             raise InvalidInput(
-                f"The {op.noun}'s {attr} is {sent!r}, not the route's {routed!r}.",
+                f"The {noun or op.kind}'s {attr} is {sent!r}, not the route's {routed!r}.",
                 "Name it the same in the path and the body.",
             )
 
 
-def _arguments(c: Context, call: Call) -> dict[str, Any]:
-    """The port method's arguments, from the path, the query and the body."""
-    op, given, body = call.op, call.given, call.body
-    in_path = {op.source(p): p for p in op.path_params}
-    in_body = {} if body is None else {op.field_source(f.name): f.name for f in fields(body)}
+def _arguments(call: Call) -> dict[str, Any]:
+    """The port method's arguments, from the path, the query and the body (but the event)."""
+    op, given = call.op, call.given
     args: dict[str, Any] = {}
     for name in op.params:
-        if name == "event":
-            args[name] = c.recorded(call)
-        elif name in op.query:
+        carrier = op.carrier(name)
+        if name in op.query:
             args[name] = max(1, min(given[name], MAX_LIMIT)) if name == "limit" else given[name]
-        elif name in in_path:
-            args[name] = given[in_path[name]]
-        elif name == op.whole_body():
-            args[name] = body
-        else:
-            value = getattr(body, in_body[name])
-            args[name] = value.points() if hasattr(value, "points") else value
+        elif carrier is not None:  # a version that may be None: `latest`
+            value = given[carrier]
+            args[name] = None if value == "latest" and op.hints[name] == int | None else value
+        elif name != "event" and name in op.body_fields:
+            value = getattr(call.body, name)
+            args[name] = value.points() if isinstance(value, PointsIn) else value
     return args
 
 

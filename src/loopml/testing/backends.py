@@ -140,35 +140,15 @@ def _quick_stores(url: str, clock: FakeClock) -> Iterator[MetadataStores]:
 @contextmanager
 def _server_stores(settings: Settings) -> Iterator[MetadataStores]:
     """The remote stores of a live team server, signed in as the suites' actor."""
-    from loopml.adapters import remote_operations as ops
-    from loopml.adapters.remote import (
-        RemoteAuthStore,
-        RemoteClient,
-        RemoteDatasetStore,
-        RemoteEventLog,
-        RemoteModelStore,
-        RemoteRunStore,
-    )
+    from loopml.adapters.remote import RemoteClient
+    from loopml.adapters.remote_operations import remote_stores
     from loopml.testing.team_server import live_server
 
     with live_server(settings, admin=ACTOR) as server:
         client = RemoteClient(server.url, server.token)
-        auth = RemoteAuthStore(client)
         try:
             yield MetadataStores(
-                RemoteDatasetStore(client),
-                RemoteRunStore(client),
-                RemoteModelStore(client),
-                RemoteEventLog(client),
-                ops.RemotePipelineStore(client),
-                ops.RemoteDeploymentStore(client),
-                ops.RemoteMonitorStore(client),
-                ops.RemoteAlertStore(client),
-                ops.RemoteLoopStore(client),
-                ops.RemoteLoopLeases(client),
-                auth,
-                auth,
-                auth,
+                **remote_stores(client).ports(),
                 appends_events=False,
                 checks_tokens=False,
                 loop_leases_only=True,
