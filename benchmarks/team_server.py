@@ -328,13 +328,17 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--search-runs", type=int, default=10_000)
+    parser.add_argument(
+        "--skip-mlflow", action="store_true", help="measure loopml alone (e.g. an older loopml)"
+    )
     add_run_options(parser)
     args = parser.parse_args()
     if args.quick:
         args.points, args.clients, args.search_runs, args.runs = 500, 2, 150, 1
     tools = {"loopml": loopml_version(), "postgres": _postgres_version()}
-    competitor_python(args.anchors, "mlflow")
-    tools |= installed_versions(args.anchors, "mlflow", ["mlflow", "psycopg", "uvicorn"])
+    if not args.skip_mlflow:
+        competitor_python(args.anchors, "mlflow")
+        tools |= installed_versions(args.anchors, "mlflow", ["mlflow", "psycopg", "uvicorn"])
     result: dict[str, Any] = {"benchmark": "team_server", "machine": machine(tools)}
     result["settings"] = {
         "points": args.points,
@@ -348,12 +352,15 @@ def main() -> None:
         runs_file = root / "runs.json"
         runs_file.write_text(json.dumps(runs))
         loopml = measure_loopml(args, root, runs)
+        result["loopml"] = _without_names(loopml)
+        if args.skip_mlflow:
+            emit(result, args.out)
+            return
         with _database() as mlflow_db:
             populate_s = populate_mlflow(args, mlflow_db, runs_file)
             mlflow_4 = measure_mlflow(args, root, mlflow_db, 4)
             mlflow_1 = measure_mlflow(args, root, mlflow_db, 1)
     result["first_page_agrees"] = same_page(loopml, mlflow_4 + mlflow_1)
-    result["loopml"] = _without_names(loopml)
     result["mlflow_workers_4"] = {**_without_names(mlflow_4), "populate_s": populate_s}
     result["mlflow_workers_1"] = _without_names(mlflow_1)
     result["times_best_mlflow"] = _ratios(result)
