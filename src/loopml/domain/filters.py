@@ -289,3 +289,30 @@ def check_query(query: RunQuery) -> RunQuery:
         if cmp.field.kind is FieldKind.TAGS and not isinstance(cmp.value, str):
             raise InvalidInput(f"Tag {cmp.field.key!r} compares with text only.", "")
     return query
+
+
+def time_value(field: FieldRef, value: float | str) -> int:
+    """A time a filter compares with, in epoch microseconds: given as epoch milliseconds or
+    ISO-8601 text."""
+    from datetime import datetime
+
+    from loopml.domain.epoch_us import datetime_to_us
+
+    if isinstance(value, float):
+        return int(value * 1000)
+    try:
+        return datetime_to_us(datetime.fromisoformat(value))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"attributes.{field.key} = {value!r} is not a time.",
+            "Give epoch milliseconds or an ISO time such as '2026-11-28T13:00:00+00:00'.",
+        ) from exc
+
+
+def check_page(limit: int, offset: int) -> None:
+    """Refuse a page of a search that cannot be answered."""
+    if limit < 1 or offset < 0:
+        raise InvalidInput(
+            f"Page limit {limit} / offset {offset} is out of range.",
+            "Use a limit of at least 1 and an offset of at least 0.",
+        )

@@ -7,12 +7,10 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from loopml.adapters.memory.database import RunRow, datetime_to_us
-from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, RunQuery
-from loopml.errors import InvalidInput
+from loopml.adapters.memory.database import RunRow
+from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, RunQuery, time_value
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -33,19 +31,6 @@ def as_number(value: str) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
-
-
-def _time_value(field: FieldRef, value: float | str) -> int:
-    """Times compare as epoch milliseconds or ISO-8601 text."""
-    if isinstance(value, float):
-        return int(value * 1000)
-    try:
-        return datetime_to_us(datetime.fromisoformat(value))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"attributes.{field.key} = {value!r} is not a time.",
-            "Give epoch milliseconds or an ISO time such as '2026-11-28T13:00:00+00:00'.",
-        ) from exc
 
 
 def _attribute(run: RunRow, key: str) -> Value:
@@ -77,7 +62,7 @@ def _matcher(cmp: Comparison) -> Callable[[RunRow], bool]:
     target: Value = cmp.value
     if field.kind is FieldKind.ATTRIBUTES:
         is_time = field.key in _TIME_ATTRIBUTES
-        target = _time_value(field, cmp.value) if is_time else str(cmp.value)
+        target = time_value(field, cmp.value) if is_time else str(cmp.value)
     numeric = isinstance(cmp.value, float) and field.kind is not FieldKind.ATTRIBUTES
 
     def holds(run: RunRow) -> bool:

@@ -15,7 +15,7 @@ from loopml.adapters.memory.database import (
     us_to_datetime,
 )
 from loopml.adapters.memory.run_search import search
-from loopml.domain.filters import RunQuery
+from loopml.domain.filters import RunQuery, check_page
 from loopml.domain.records import (
     RUN_TRANSITIONS,
     EventDraft,
@@ -202,11 +202,7 @@ class MemoryRunStore:
             row.artifacts.update((a.path, a) for a in arts)
 
     def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
-        if limit < 1 or offset < 0:
-            raise InvalidInput(
-                f"Page limit {limit} / offset {offset} is out of range.",
-                "Use a limit of at least 1 and an offset of at least 0.",
-            )
+        check_page(limit, offset)
         with self._db.lock:
             found = search(list(self._db.tables.runs.values()), query)
             return RunPage([_to_run(row) for row in found[offset : offset + limit]], len(found))

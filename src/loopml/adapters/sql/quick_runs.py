@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.adapters.sql.quick import QuickDatabase, QuickStore, Reader, placeholders
 from loopml.adapters.sql.rows import Clock, to_run
-from loopml.domain.epoch_us import datetime_to_us
-from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, RunQuery
+from loopml.domain.filters import (
+    Comparison,
+    FieldKind,
+    OrderKey,
+    RunQuery,
+    check_page,
+    time_value,
+)
 from loopml.domain.hashing import Digest
 from loopml.domain.records import (
     EventDraft,
@@ -24,7 +30,6 @@ from loopml.domain.records import (
     RunStatus,
     missing_run,
 )
-from loopml.errors import InvalidInput
 from loopml.ports import NewRun, RunPage
 
 if TYPE_CHECKING:
@@ -45,19 +50,6 @@ _SIDE_TABLES = {
     FieldKind.TAGS: "tags",
 }
 _OPERATORS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
-
-
-def _time_value(field: FieldRef, value: float | str) -> int:
-    """Times compare as epoch milliseconds or ISO-8601 text."""
-    if isinstance(value, float):
-        return int(value * 1000)
-    try:
-        return datetime_to_us(datetime.fromisoformat(value))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"attributes.{field.key} = {value!r} is not a time.",
-            "Give epoch milliseconds or an ISO time such as '2026-11-28T13:00:00+00:00'.",
-        ) from exc
 
 
 class _Statement:
@@ -85,7 +77,7 @@ class _Statement:
             column = _ATTRIBUTE_COLUMNS[cmp.field.key]
             value: Any = str(cmp.value)
             if cmp.field.key in _TIME_ATTRIBUTES:
-                value = _time_value(cmp.field, cmp.value)
+                value = time_value(cmp.field, cmp.value)
             self.where.append(f"{column} {op} ?")
             self.params.append(value)
             return
@@ -219,11 +211,7 @@ class QuickRunStore(QuickStore["SqlRunStore"]):
         return runs[0]
 
     def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
-        if limit < 1 or offset < 0:
-            raise InvalidInput(
-                f"Page limit {limit} / offset {offset} is out of range.",
-                "Use a limit of at least 1 and an offset of at least 0.",
-            )
+        check_page(limit, offset)
         with self._quick.read() as reader:
             ids = [row.id for row in reader.all(*_page(query, limit, offset))]
             if offset == 0 and len(ids) < limit:

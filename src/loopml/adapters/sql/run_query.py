@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
 
 from loopml.adapters.sql import tables as t
-from loopml.domain.epoch_us import datetime_to_us
-from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey, RunQuery
-from loopml.errors import InvalidInput
+from loopml.domain.filters import Comparison, FieldKind, OrderKey, RunQuery, time_value
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "=": operator.eq,
@@ -32,19 +29,6 @@ _ATTRIBUTE_COLUMNS = {
 _TIME_ATTRIBUTES = {"start_time", "end_time"}
 
 
-def _time_value(field: FieldRef, value: float | str) -> int:
-    """Times compare as epoch milliseconds or ISO-8601 text."""
-    if isinstance(value, float):
-        return int(value * 1000)
-    try:
-        return datetime_to_us(datetime.fromisoformat(value))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"attributes.{field.key} = {value!r} is not a time.",
-            "Give epoch milliseconds or an ISO time such as '2026-11-28T13:00:00+00:00'.",
-        ) from exc
-
-
 def _side_table(kind: FieldKind) -> Any:
     return {
         FieldKind.METRICS: t.latest_metrics,
@@ -62,7 +46,7 @@ def _apply_where(query: Select[Any], index: int, cmp: Comparison, joined: _Joine
     if cmp.field.kind is FieldKind.ATTRIBUTES:
         column = _ATTRIBUTE_COLUMNS[cmp.field.key]
         if cmp.field.key in _TIME_ATTRIBUTES:
-            return query.where(compare(column, _time_value(cmp.field, cmp.value)))
+            return query.where(compare(column, time_value(cmp.field, cmp.value)))
         return query.where(compare(column, str(cmp.value)))
     side = _side_table(cmp.field.kind).alias(f"w{index}")
     column = side.c.value

@@ -21,7 +21,7 @@ from loopml.adapters.sql.rows import to_run
 from loopml.adapters.sql.run_liveness import end_silent_runs, stamp_heartbeats
 from loopml.adapters.sql.run_query import count_statement, page_statement
 from loopml.domain.epoch_us import datetime_to_us, us_to_datetime
-from loopml.domain.filters import RunQuery
+from loopml.domain.filters import RunQuery, check_page
 from loopml.domain.hashing import Digest
 from loopml.domain.records import (
     RUN_TRANSITIONS,
@@ -371,11 +371,7 @@ class SqlRunStore:
         return runs[0]
 
     def search(self, query: RunQuery, limit: int, offset: int) -> RunPage:
-        if limit < 1 or offset < 0:
-            raise InvalidInput(
-                f"Page limit {limit} / offset {offset} is out of range.",
-                "Use a limit of at least 1 and an offset of at least 0.",
-            )
+        check_page(limit, offset)
         with self._db.read() as conn:
             ids = list(conn.execute(page_statement(query, limit, offset)).scalars())
             if offset == 0 and len(ids) < limit:
