@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from loopml.adapters.sql.engine import Database
     from loopml.adapters.sql.quick import QuickDatabase
     from loopml.adapters.sql.store_sets import SqlStoreSet
+    from loopml.domain.records import Monitor
     from loopml.ports import (
         BlobAccess,
         BlobStore,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         PredictionWriter,
     )
     from loopml.services.gc import GarbageCollector
+    from loopml.services.log_upkeep import LogUpkeep
 
 
 @dataclass
@@ -323,6 +325,31 @@ def prediction_log_reader(settings: Settings) -> PredictionReader:
     from loopml.adapters.prediction_log_reader import PredictionLogReader
 
     return PredictionLogReader(settings.artifacts_url, settings.storage_options)
+
+
+def log_upkeep(workspace: Workspace) -> LogUpkeep:
+    """Compaction and expiry of the prediction log under `workspace`'s artifact root (on the
+    machine that holds it: a client of a team server has none, its server keeps its own)."""
+    from loopml.adapters.prediction_log_compaction import LogCompactor
+    from loopml.adapters.prediction_log_files import LogStorage
+    from loopml.services.log_upkeep import LogUpkeep
+
+    settings, stores = workspace.settings, workspace.stores
+    if settings.server_url is not None:
+        from loopml.errors import InvalidInput
+
+        raise InvalidInput(
+            f"This workspace is a client of the team server at {settings.server_url}, which "
+            "compacts its own prediction log on its schedule.",
+            "Run `loopml log compact` on the server's machine, with its LOOPML_DB_URL and "
+            "LOOPML_ARTIFACTS (and without LOOPML_SERVER).",
+        )
+
+    def monitors() -> list[Monitor]:
+        return [m for p in stores.grants.projects() for m in stores.monitors.list(p)]
+
+    storage = LogStorage(settings.artifacts_url, settings.storage_options)
+    return LogUpkeep(LogCompactor(storage), stores.leases, stores.events, monitors, settings.actor)
 
 
 def run_step_task(task: StepTask) -> StepOutcome:

@@ -14,6 +14,7 @@
 | LOOPML_RUN_TIMEOUT_S | seconds without a heartbeat after which a run is marked killed | 600 |
 | LOOPML_ALLOW_TARGETS | CIDRs (comma-separated) webhooks and probes may reach: see below | none |
 | LOOPML_QUICK_READS | 0: read a local SQLite workspace through SQLAlchemy as well | 1 |
+| LOOPML_LOG_RETAIN | how long a team server keeps the prediction log, e.g. 90d | forever |
 
 LOOPML_ALLOW_TARGETS lets the requests loopml makes on its own (webhooks, Slack, health probes)
 reach ranges that `loopml.domain.targets` refuses by their kind; `loopml server --allow-target`
@@ -66,6 +67,8 @@ class Settings:
     """None: a retrain loop runs the pipeline it names, from anywhere. On a team server, the
     folders (`loopml server --pipelines DIR`) whose pipeline files its schedule may run; such a
     run never reads another run's cached step outputs."""
+    log_retain_s: int | None = None
+    """A team server's schedule removes prediction log hours older than this (None: never)."""
     quick_reads: bool = True
     """Read a local SQLite workspace at the current schema with the standard `sqlite3`, so a
     list or show command imports no SQLAlchemy (`loopml.adapters.sql.quick`); False reads it
@@ -109,7 +112,21 @@ class Settings:
                 if part.strip()
             ),
             quick_reads=env.get("LOOPML_QUICK_READS", "1").strip() != "0",
+            log_retain_s=_duration(env, "LOOPML_LOG_RETAIN"),
         )
+
+
+def _duration(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name) or ""
+    if not text.strip():
+        return None
+    from loopml.domain.durations import parse_duration
+    from loopml.errors import InvalidInput
+
+    try:
+        return parse_duration(text)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc.message}", exc.hint) from None
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -83,10 +83,10 @@ def test_round_trip_partitions_and_feedback(
 
     files = sorted(p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.parquet"))
     assert files == [
-        "feedback/deployment=churn/date=2026-11-27",
-        "predictions/deployment=churn/date=2026-11-27",
-        "predictions/deployment=churn/date=2026-11-28",
-        "predictions/deployment=fraud%2Feu/date=2026-11-27",
+        "feedback/deployment=churn/date=2026-11-27/hour=00",
+        "predictions/deployment=churn/date=2026-11-27/hour=00",
+        "predictions/deployment=churn/date=2026-11-28/hour=00",
+        "predictions/deployment=fraud%2Feu/date=2026-11-27/hour=00",
     ]
     assert all(p.name.startswith("part-") for p in tmp_path.rglob("*.parquet"))
     assert writer.stats() == {
@@ -277,7 +277,7 @@ def test_s3_write_and_read(
     writer.append(records)
     writer.append_feedback([FeedbackRecord("r2", NOV_27 + DAY_US, "churn", "0")])
     writer.flush()
-    assert writer.stats()["files_written"] == 3
+    assert writer.stats()["files_written"] == 5  # four hours, and the labels' hour
 
     reader = PredictionLogReader(root, options)
     assert reader.read("churn").to_pylist() == [
@@ -346,7 +346,7 @@ def test_files_written_before_client_id_and_event_time_existed_still_read(tmp_pa
         ]
     )
     writer.close()
-    assert len(list(folder.glob("*.parquet"))) == 2  # the old file and a new one, side by side
+    assert len(list(folder.rglob("*.parquet"))) == 2  # the old day folder holds a new hour
     reader = PredictionLogReader(str(tmp_path))
     table = reader.read("churn", with_feedback=False)
     assert table["client_id"].to_pylist() == [None, "client-7", None]
@@ -376,10 +376,10 @@ def test_rows_are_read_by_their_event_time_and_still_found_by_id_in_their_servin
     writer.flush()
     files = sorted(p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.parquet"))
     assert files == [
-        "feedback/deployment=churn/date=2026-11-27",
-        "predictions/_event_time/deployment=churn/served=2026-11-27/date=2026-10-01",
-        "predictions/_event_time/deployment=churn/served=2026-11-27/date=2026-10-08",
-        "predictions/deployment=churn/date=2026-11-27",
+        "feedback/deployment=churn/date=2026-11-27/hour=00",
+        "predictions/_event_time/deployment=churn/served=2026-11-27/hour=00/date=2026-10-01",
+        "predictions/_event_time/deployment=churn/served=2026-11-27/hour=00/date=2026-10-08",
+        "predictions/deployment=churn/date=2026-11-27/hour=00",
     ]
     reader = PredictionLogReader(str(tmp_path))
     assert reader.tail("churn", 2)["request_id"].to_pylist() == [ids[2], ids[1]]  # newest served
@@ -418,10 +418,11 @@ def test_an_id_that_carries_its_time_is_looked_up_in_its_own_days_only(
     reader = PredictionLogReader(str(tmp_path))
     assert reader.get(made[0]) is not None
     assert reader.served_ids("churn", made) == {made[0]}
-    far = tmp_path / "predictions" / "deployment=churn" / "date=2026-01-01"
-    far.mkdir()
-    (far / "part-1-unreadable.parquet").write_bytes(b"not parquet at all")
-    assert reader.get(made[0]) is not None  # that day's folder is never opened
+    for far in ("date=2026-01-01", "date=2026-11-27/hour=05"):  # another day, another hour
+        folder = tmp_path / "predictions" / "deployment=churn" / far
+        folder.mkdir()
+        (folder / "part-1-unreadable.parquet").write_bytes(b"not parquet at all")
+    assert reader.get(made[0]) is not None  # those folders are never opened
     assert reader.served_ids("churn", made) == {made[0]}
     with pytest.raises(pa.ArrowInvalid, match=r"(?i)parquet"):
         reader.get("an-id-without-a-time")  # no time to prune by: every day is read

@@ -1,24 +1,22 @@
 """The durable prediction log: the model server appends, a background thread writes Parquet.
 
-Layout under the root URL (a local folder, or an fsspec URL such as `s3://bucket/prefix`):
-
-    predictions/deployment=<name>/date=<YYYY-MM-DD>/part-<time_us>-<uuid>.parquet
-    predictions/_event_time/deployment=<name>/served=<YYYY-MM-DD>/date=<YYYY-MM-DD>/part-...
-    feedback/deployment=<name>/date=<YYYY-MM-DD>/part-<time_us>-<uuid>.parquet
-
-`<name>` is URI-quoted and `date` is the UTC day of each record's own time, so one flush may
-write several files. The `deployment` column lives in the path only.
+Layout (`loopml.adapters.prediction_log_files` has it whole): one folder per deployment, UTC
+day and hour of serving, `predictions/deployment=<name>/date=<YYYY-MM-DD>/hour=<HH>/`, and the
+same for labels under `feedback/`. One flush may write several files, one per folder its rows
+fall in. The `deployment` column lives in the path only.
 
 A row's time is its event time when the request gave one (`event_time_us`), else its serving
 time (`time_us`). Rows without an event time (all rows, unless a client sends event times) sit
-in the first tree, by serving day, as they always have. Rows with an event time sit in the
-`_event_time` tree, by serving day (`served=`) and then by event day (`date=`): a read of a
-window of time prunes that tree by `date=` and a lookup by request id (whose UUIDv7 names the
-serving time) prunes it by `served=`, so both stay exact whether a replay tags rows with old
+in the first tree, by serving hour. Rows with an event time sit in the `_event_time` tree, by
+serving day and hour (`served=/hour=`) and then by event day (`date=`): a read of a window of
+time prunes that tree by `date=` and a lookup by request id (whose UUIDv7 names the serving
+time) prunes it by `served=` and `hour=`, so both stay exact whether a replay tags rows with old
 event times or not. The leading `_` keeps the first tree's scans from ever entering it.
 
 A file appears complete or not at all: locally it is written to a dot-file beside its final name
-(readers skip dot-files), fsynced, then `os.replace`d; on an object store it is one PUT.
+(readers skip dot-files), fsynced, then `os.replace`d; on an object store it is one PUT. The
+writer only ever adds `part-` files; compaction merges them
+(`loopml.adapters.prediction_log_compaction`).
 
 Back-pressure, never loss (the rule the model server follows): a request is answered only after
 the log has taken its rows. Before a request reaches the model, the server reserves room for its
@@ -46,29 +44,28 @@ handler (but not while the same thread is inside `flush()`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias, TypeVar
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loopml.adapters.local_files import fsync_dir, local_root, new_file, remote_fs
+from loopml.adapters.prediction_log_files import (
+    EVENT_TIME_DIR,
+    FEEDBACK_DIR,
+    PREDICTIONS_DIR,
+    LogStorage,
+    partition_dir,
+)
 from loopml.errors import Unavailable
 
-PREDICTIONS_DIR = "predictions"
-EVENT_TIME_DIR = f"{PREDICTIONS_DIR}/_event_time"
-"""Predictions that carry an event time, by serving day and then by event day."""
-FEEDBACK_DIR = "feedback"
 PREDICTION_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
@@ -144,54 +141,6 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def partition_dir(kind: str, deployment: str) -> str:
-    """`<kind>/deployment=<quoted name>`, relative to the root."""
-    return f"{kind}/deployment={quote(deployment, safe='')}"
-
-
-class LogStorage:
-    """Where the log lives: plain os calls for a local folder, fsspec for any other URL."""
-
-    def __init__(self, root_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        folder = local_root(root_url)
-        self.fs: Any = None
-        if folder is not None:
-            self.root = folder
-        else:
-            self.fs, root = remote_fs(root_url, storage_options)
-            self.root = root.rstrip("/")
-
-    def path(self, relative: str) -> str:
-        return f"{self.root.rstrip('/')}/{relative}"
-
-    def isdir(self, relative: str) -> bool:
-        if self.fs is None:
-            return os.path.isdir(self.path(relative))
-        self.fs.invalidate_cache()  # s3fs keeps listings of children: drop them all
-        return bool(self.fs.isdir(self.path(relative)))
-
-    def put(self, relative: str, data: bytes) -> None:
-        """Store `data` at `relative`, atomically: readers see all of it or nothing."""
-        if self.fs is not None:
-            self.fs.pipe_file(self.path(relative), data)  # one PUT
-            return
-        final = self.path(relative)
-        folder, name = os.path.split(final)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with new_file(tmp) as fd:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(folder)
-
-
 def _to_table(batch: Sequence[Record], schema: pa.Schema) -> pa.Table:
     """An Arrow table of the records (named tuples in the schema's field order), by columns."""
     if not batch:
@@ -222,6 +171,7 @@ def _conformed(rows: Rows, schema: pa.Schema) -> pa.Table:
 class _Partition:
     deployment: str
     date: str
+    hour: str
     mask: pa.Array
     event_date: str = ""
     """The UTC day of the rows' event time; empty for rows that carry none."""
@@ -229,28 +179,31 @@ class _Partition:
     def relative(self, kind: str) -> str:
         """The partition's folder under the root."""
         if not self.event_date:
-            return f"{partition_dir(kind, self.deployment)}/date={self.date}"
+            return f"{partition_dir(kind, self.deployment)}/date={self.date}/hour={self.hour}"
         folder = partition_dir(EVENT_TIME_DIR, self.deployment)
-        return f"{folder}/served={self.date}/date={self.event_date}"
+        return f"{folder}/served={self.date}/hour={self.hour}/date={self.event_date}"
 
 
-def _day(times_us: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.cast(pc.cast(pc.cast(times_us, pa.timestamp("us")), pa.date32()), pa.string())
+def _when(times_us: pa.ChunkedArray, format: str) -> pa.ChunkedArray:
+    return pc.strftime(pc.cast(times_us, pa.timestamp("us")), format=format)
 
 
 def _partitions(table: pa.Table) -> list[_Partition]:
-    """The (deployment, UTC date[, event date]) groups of `table`, each with its row mask."""
-    keys = pc.binary_join_element_wise(table["deployment"], _day(table["time_us"]), "\x00")
+    """The (deployment, UTC date and hour[, event date]) groups of `table`, each with its row
+    mask."""
+    served = _when(table["time_us"], "%Y-%m-%d %H")
+    keys = pc.binary_join_element_wise(table["deployment"], served, "\x00")
     events = "event_time_us" in table.column_names and table["event_time_us"].null_count < len(
         table
     )
     if events:
-        event_days = pc.fill_null(_day(table["event_time_us"]), "")
+        event_days = pc.fill_null(_when(table["event_time_us"], "%Y-%m-%d"), "")
         keys = pc.binary_join_element_wise(keys, event_days, "\x00")
     groups = []
     for key in pc.unique(keys).to_pylist():
-        deployment, date, *event = str(key).rsplit("\x00", 2 if events else 1)
-        groups.append(_Partition(deployment, date, pc.equal(keys, key), "".join(event)))
+        deployment, served_at, *event = str(key).rsplit("\x00", 2 if events else 1)
+        date, hour = served_at.split(" ")
+        groups.append(_Partition(deployment, date, hour, pc.equal(keys, key), "".join(event)))
     return groups
 
 

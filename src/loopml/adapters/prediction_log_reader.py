@@ -1,7 +1,10 @@
 """Reads the prediction log back: Arrow tables, filters pushed down, latest labels joined.
 
-A read scans one deployment's folder (`predictions/deployment=<name>/`) with `pyarrow.dataset`
-and hive partitioning, pruning `date=` folders outside the time range before opening any file.
+A read lists only the folders of one deployment that may hold rows of its time range (the
+`date=` and `hour=` folders around it; see `loopml.adapters.prediction_log_files`), takes the
+files that hold their rows (a compact file's replaced parts left out) and scans them with
+`pyarrow.dataset`, the exact time bounds pushed down to the row groups. A read that finds a
+file gone (a compaction or an expiry ran meanwhile) lists again.
 Time ranges select by the row's time, its event time when the request gave one and else its
 serving time, and are half-open: `since_us <= coalesce(event_time_us, time_us) < until_us`.
 Rows with an event time sit in their own tree (`predictions/_event_time/`, see
@@ -14,7 +17,7 @@ from `since_us` on (from a day earlier when rows carry event times, which may li
 after their serving time).
 
 A request id the server made (a UUIDv7) carries the time it was made: `get` and `served_ids`
-read only the `date=` folders (and `served=` folders of the event-time tree) around that time.
+read only the hour folders (of both trees) around that time.
 Older ids (not UUIDv7) are looked up everywhere. Files written before the `client_id` or
 `event_time_us` columns existed read with them null.
 """
@@ -23,57 +26,47 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from loopml.adapters.prediction_log import (
+from loopml.adapters.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA
+from loopml.adapters.prediction_log_files import (
     EVENT_TIME_DIR,
     FEEDBACK_DIR,
-    FEEDBACK_SCHEMA,
-    PREDICTION_SCHEMA,
     PREDICTIONS_DIR,
+    Folder,
+    Keep,
     LogStorage,
+    events_between,
     partition_dir,
+    served_between,
 )
 from loopml.domain.event_time import MAX_AHEAD_US
 from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
 
-_MICROS_PER_DAY = 86_400_000_000
 ID_TIME_MARGIN_US = 600_000_000
 """How far a row's `time_us` may lie from the time its request id carries (both come from the
 serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
 _LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
 
 
-def _date_of(time_us: int) -> str:
-    days = pa.scalar(time_us // _MICROS_PER_DAY, pa.int32()).cast(pa.date32())
-    return str(days.cast(pa.string()).as_py())
-
-
 def _time_filter(
-    since_us: int | None, until_us: int | None, *, day: str = "date", time: str = "time_us"
+    since_us: int | None, until_us: int | None, *, time: str = "time_us"
 ) -> ds.Expression | None:
-    """Day-partition bounds (pruning whole folders) and the exact time bounds."""
+    """The exact time bounds, `since_us <= time < until_us`."""
     parts = []
     if since_us is not None:
-        parts += [ds.field(day) >= _date_of(since_us), ds.field(time) >= since_us]
+        parts.append(ds.field(time) >= since_us)
     if until_us is not None:
-        parts += [ds.field(day) <= _date_of(until_us), ds.field(time) < until_us]
+        parts.append(ds.field(time) < until_us)
     return functools.reduce(operator.and_, parts) if parts else None
-
-
-def _event_filter(since_us: int | None, until_us: int | None) -> ds.Expression | None:
-    """The event-time tree's bounds for a window of the rows' time (its `date=` is event day)."""
-    return _time_filter(since_us, until_us, time="event_time_us")
-
-
-def _served_filter(since_us: int | None, until_us: int | None) -> ds.Expression | None:
-    """The event-time tree's bounds for a range of serving time (`served=` is serving day)."""
-    return _time_filter(since_us, until_us, day="served")
 
 
 def _and(left: ds.Expression, right: ds.Expression | None) -> ds.Expression:
@@ -165,14 +158,23 @@ class PredictionLogReader:
         wanted = _check_columns(columns)
         needed = {*wanted, "time_us", *(["request_id"] if with_feedback else [])}
         read = [name for name in PREDICTION_SCHEMA.names if name in needed]
-        where = _time_filter(since_us, until_us)
         timed = self._has_event_times(deployment)
-        by_event = _event_filter(since_us, until_us) if timed else None
-        if limit is not None:
-            where, by_event = self._newest_only(deployment, where, by_event, limit)
-        table = self._scan(PREDICTIONS_DIR, deployment, where, read)
+        # rows without an event time were served in the window; those with one may have been
+        # served up to MAX_AHEAD_US before their event, or any time after it
+        where, by_event = _time_filter(since_us, until_us), None
+        folders = served_between(since_us, until_us)
+        event_folders = events_between(since_us, until_us)
         if timed:
-            table = pa.concat_tables([table, self._scan_events(deployment, by_event, read)])
+            by_event = _time_filter(since_us, until_us, time="event_time_us")
+        if limit is not None:
+            where, by_event, folders = self._newest_only(
+                deployment, limit, where=where, by_event=by_event, folders=folders,
+                event_folders=event_folders,
+            )  # fmt: skip
+        table = self._scan(PREDICTIONS_DIR, deployment, folders, where, read)
+        if timed:
+            events = self._scan(EVENT_TIME_DIR, deployment, event_folders, by_event, read)
+            table = pa.concat_tables([table, events])
         if limit is not None:
             newest = pc.select_k_unstable(
                 table, min(limit, table.num_rows), [("time_us", "descending")]
@@ -194,11 +196,23 @@ class PredictionLogReader:
         """One prediction (the served one before any shadow's) with `label_json`, or None."""
         match = ds.field("request_id") == request_id
         since_us, until_us = _id_window([request_id])
-        where = _and(match, _time_filter(since_us, until_us))
-        rows = self._scan(PREDICTIONS_DIR, deployment, where, list(PREDICTION_SCHEMA.names))
-        if rows.num_rows == 0 and self._has_event_times(deployment):
-            served = _and(match, _served_filter(since_us, until_us))
-            rows = self._scan_events(deployment, served, list(PREDICTION_SCHEMA.names))
+        hours = served_between(since_us, until_us)
+        names = list(PREDICTION_SCHEMA.names)
+        deployments = [deployment] if deployment else self._deployments()
+        found = [
+            self._scan(PREDICTIONS_DIR, name, hours, _and(match, _time_filter(since_us, until_us)),
+                       names)
+            for name in deployments
+        ]  # fmt: skip
+        rows = pa.concat_tables(found) if found else PREDICTION_SCHEMA.empty_table()
+        if rows.num_rows == 0:
+            served_hours = served_between(since_us, until_us, day_key="served")
+            found = [
+                self._scan(EVENT_TIME_DIR, name, served_hours, match, names)
+                for name in deployments
+                if self._has_event_times(name)
+            ]
+            rows = pa.concat_tables(found) if found else rows
         if rows.num_rows == 0:
             return None
         ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
@@ -206,6 +220,7 @@ class PredictionLogReader:
         labels = self._scan(
             FEEDBACK_DIR,
             first["deployment"],
+            served_between(since_us, None),
             _and(match, _time_filter(since_us, None)),
             ["request_id", "time_us", "label_json"],
         )
@@ -215,44 +230,105 @@ class PredictionLogReader:
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` the log holds a prediction of, for `deployment`: one read,
-        limited to the days the ids' own times span."""
+        limited to the hours the ids' own times span."""
         _check_deployment(deployment)
         if not request_ids:
             return set()
         since_us, until_us = _id_window(request_ids)
+        hours = served_between(since_us, until_us)
         where = _and(ds.field("request_id").isin(request_ids), _time_filter(since_us, until_us))
-        found = self._scan(PREDICTIONS_DIR, deployment, where, ["request_id"])
+        found = self._scan(PREDICTIONS_DIR, deployment, hours, where, ["request_id"])
         ids = set(found["request_id"].to_pylist())
         rest = [rid for rid in request_ids if rid not in ids]
         if rest and self._has_event_times(deployment):
+            served_hours = served_between(since_us, until_us, day_key="served")
             only = ds.field("request_id").isin(rest)
-            served = _and(only, _served_filter(since_us, until_us))
-            ids |= set(
-                self._scan_events(deployment, served, ["request_id"])["request_id"].to_pylist()
-            )
+            events = self._scan(EVENT_TIME_DIR, deployment, served_hours, only, ["request_id"])
+            ids |= set(events["request_id"].to_pylist())
         return ids
+
+    def export(
+        self,
+        deployment: str,
+        path: Path,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> int:
+        """Write `deployment`'s rows of the window, with `label_json`, to the Parquet file
+        `path`, hour folder by hour folder (memory stays at one hour's rows); the file appears
+        whole or not at all. Returns how many rows it holds."""
+        _check_deployment(deployment)
+        labels = self._labels(deployment, since_us, None)
+        names = [n for n in PREDICTION_SCHEMA.names if n != "deployment"]
+        schema = pa.schema([*(f for f in PREDICTION_SCHEMA if f.name in names),
+                            pa.field("label_json", pa.string())])  # fmt: skip
+        trees = [
+            (PREDICTIONS_DIR, served_between(since_us, until_us), _time_filter(since_us, until_us))
+        ]
+        if self._has_event_times(deployment):
+            by_event = _time_filter(since_us, until_us, time="event_time_us")
+            trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), by_event))
+        part = path.with_name(f".{path.name}.{os.getpid()}.part")
+        rows = 0
+        try:
+            with pq.ParquetWriter(part, schema, compression="zstd") as out:
+                for kind, keep, where in trees:
+                    for folder in self._storage.folders(partition_dir(kind, deployment), keep):
+                        table = self._read_folders([folder], where, names, PREDICTION_SCHEMA)
+                        table = _sorted(_with_labels(table, labels), newest_first=False)
+                        out.write_table(table.select(schema.names).cast(schema))
+                        rows += table.num_rows
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+        return rows
 
     # -- internals ------------------------------------------------------------------------------
 
     def _newest_only(
         self,
         deployment: str,
+        limit: int,
+        *,
         where: ds.Expression | None,
         by_event: ds.Expression | None,
-        limit: int,
-    ) -> tuple[ds.Expression | None, ds.Expression | None]:
+        folders: Keep,
+        event_folders: Keep,
+    ) -> tuple[ds.Expression | None, ds.Expression | None, Keep]:
         """`where` (and `by_event`, for the event-time tree), narrowed to rows served no earlier
-        than the `limit`-th newest: found from the time column alone, so the wide columns are
-        read only from the files that hold those rows."""
-        times = self._scan(PREDICTIONS_DIR, deployment, where, ["time_us"])
-        if self._has_event_times(deployment):
-            times = pa.concat_tables([times, self._scan_events(deployment, by_event, ["time_us"])])
-        if times.num_rows <= limit:
-            return where, by_event
-        newest = pc.select_k_unstable(times, limit, [("time_us", "descending")])
-        oldest_kept = pc.min(times["time_us"].take(newest)).as_py()
+        than the `limit`-th newest: found from the time column alone, hour folder by hour
+        folder from the newest, so the wide columns are read only from the files that hold
+        those rows and a year of log is not scanned for the last twenty rows."""
+        trees = [(PREDICTIONS_DIR, folders, where)]
+        if by_event is not None:
+            trees.append((EVENT_TIME_DIR, event_folders, by_event))
+        found = [
+            (folder, kind, rows)
+            for kind, keep, rows in trees
+            for folder in self._storage.folders(partition_dir(kind, deployment), keep)
+        ]
+        found.sort(key=lambda item: _span_end(item[0]), reverse=True)
+        times: list[pa.Table] = []
+        count, oldest_start = 0, None
+        for folder, kind, rows in found:
+            end = _span_end(folder)
+            if count >= limit and oldest_start is not None and end <= oldest_start:
+                break  # every row left was served before the `limit` newest
+            part = self._read_folders([folder], rows, ["time_us"], _schema_of(kind))
+            times.append(part)
+            count += part.num_rows
+            span = folder.served_span
+            start = span[0] if span else -(2**63)
+            oldest_start = start if oldest_start is None else min(oldest_start, start)
+        if count <= limit:
+            return where, by_event, folders
+        table = pa.concat_tables(times)
+        newest = pc.select_k_unstable(table, limit, [("time_us", "descending")])
+        oldest_kept = pc.min(table["time_us"].take(newest)).as_py()
         bound = ds.field("time_us") >= oldest_kept
-        return _and(bound, where), _and(bound, by_event)
+        narrowed = served_between(oldest_kept, None)
+        return _and(bound, where), _and(bound, by_event), lambda k: folders(k) and narrowed(k)
 
     def _labels(self, deployment: str, since_us: int | None, ids: pa.Array | None) -> pa.Table:
         """The latest `label_json` per request id of `deployment` (only of `ids` if given)."""
@@ -261,7 +337,8 @@ class PredictionLogReader:
             only = ds.field("request_id").isin(ids)
             where = only if where is None else where & only
         columns = ["request_id", "time_us", "label_json"]
-        feedback = self._scan(FEEDBACK_DIR, deployment, where, columns)
+        feedback = self._scan(FEEDBACK_DIR, deployment, served_between(since_us, None), where,
+                              columns)  # fmt: skip
         if feedback.num_rows == 0:
             return _LABELS_SCHEMA.empty_table()
         ordered = feedback.sort_by([("request_id", "ascending"), ("time_us", "ascending")])
@@ -275,42 +352,60 @@ class PredictionLogReader:
         where = EVENT_TIME_DIR if deployment is None else partition_dir(EVENT_TIME_DIR, deployment)
         return self._storage.isdir(where)
 
-    def _scan_events(
-        self, deployment: str | None, where: ds.Expression | None, columns: list[str]
-    ) -> pa.Table:
-        """`columns` of the event-time tree's rows matching `where`."""
-        return self._scan(EVENT_TIME_DIR, deployment, where, columns, days=["served", "date"])
+    def _deployments(self) -> list[str]:
+        return self._storage.deployments(PREDICTIONS_DIR)
 
     def _scan(
         self,
         kind: str,
-        deployment: str | None,
+        deployment: str,
+        keep: Keep,
         where: ds.Expression | None,
         columns: list[str],
-        *,
-        days: list[str] | None = None,
     ) -> pa.Table:
-        """`columns` of the `kind` rows matching `where`, of one deployment or of all."""
-        schema = FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else PREDICTION_SCHEMA
-        relative = kind if deployment is None else partition_dir(kind, deployment)
-        empty = schema.empty_table().select(columns)
-        if not self._storage.isdir(relative):
-            return empty
-        partitions = days or ["date"]
-        if deployment is None:
-            partitions = ["deployment", *partitions]
-        dataset = ds.dataset(
-            self._storage.path(relative),
-            schema=pa.schema([*schema, *(pa.field(d, pa.string()) for d in days or ["date"])]),
-            format="parquet",
-            partitioning=ds.partitioning(
-                pa.schema([(name, pa.string()) for name in partitions]), flavor="hive"
-            ),
-            filesystem=self._storage.fs,
+        """`columns` of `deployment`'s `kind` rows in the folders `keep` accepts matching
+        `where`."""
+        schema = _schema_of(kind)
+        relative = partition_dir(kind, deployment)
+        file_columns = [name for name in columns if name != "deployment"]
+        table = self._storage.read_live(
+            lambda: self._storage.folders(relative, keep),
+            lambda paths: _read_paths(self._storage, paths, where, file_columns, schema),
         )
-        file_columns = [name for name in columns if name != "deployment" or deployment is None]
-        table = dataset.to_table(columns=file_columns, filter=where)
-        if deployment is not None and "deployment" in columns:
+        if "deployment" in columns:
             constant = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
             table = table.append_column("deployment", constant)
-        return table.select(columns).cast(empty.schema)
+        return table.select(columns).cast(schema.empty_table().select(columns).schema)
+
+    def _read_folders(
+        self, folders: list[Folder], where: ds.Expression | None, columns: list[str],
+        schema: pa.Schema,
+    ) -> pa.Table:  # fmt: skip
+        return self._storage.read_live(
+            lambda: folders, lambda paths: _read_paths(self._storage, paths, where, columns, schema)
+        )
+
+
+def _schema_of(kind: str) -> pa.Schema:
+    return FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else PREDICTION_SCHEMA
+
+
+def _span_end(folder: Folder) -> int:
+    span = folder.served_span
+    return span[1] if span else 2**63 - 1
+
+
+def _read_paths(
+    storage: LogStorage,
+    paths: list[str],
+    where: ds.Expression | None,
+    columns: list[str],
+    schema: pa.Schema,
+) -> pa.Table:
+    """`columns` of the rows of the Parquet files `paths` matching `where` (a file without a
+    column, written before it existed, reads it as null)."""
+    file_schema = pa.schema([f for f in schema if f.name != "deployment"])
+    if not paths:
+        return file_schema.empty_table().select(columns)
+    dataset = ds.dataset(paths, schema=file_schema, format="parquet", filesystem=storage.fs)
+    return dataset.to_table(columns=columns, filter=where)

@@ -34,6 +34,7 @@ GROUPS = {
     "tokens": ("server", "tokens_app"),
     "projects": ("server", "projects_app"),
     "predictions": ("serve", "predictions_app"),
+    "log": ("log", "app"),
 }
 """The command groups, in the order `loopml --help` lists them: (module of loopml.cli, name)."""
 COMMANDS = {

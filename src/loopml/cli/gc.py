@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 import typer
 
 from loopml.cli.context import JSON_OPTION, open_workspace, print_json, print_table, size
-
-_ZERO = re.compile(r"\s*0+\s*[smhdw]?\s*")
-
-
-def _grace_s(text: str) -> int:
-    from loopml.domain.durations import parse_duration
-
-    return 0 if _ZERO.fullmatch(text) else parse_duration(text)
 
 
 def gc(
@@ -34,8 +25,9 @@ def gc(
     report names, and temp files left by writes that died. Blobs younger than --grace are
     kept; the prediction log is never touched. Safe while others read and write."""
     from loopml.bootstrap import garbage_collector
+    from loopml.domain.durations import parse_duration
 
-    grace_s = _grace_s(grace)
+    grace_s = parse_duration(grace, zero=True)
     workspace = open_workspace()
     try:
         report = garbage_collector(workspace).collect(grace_s=grace_s, dry_run=dry_run)

@@ -228,6 +228,60 @@ def show(
     print_fields(_readable(record))
 
 
+def _time_option(text: str | None, option: str) -> int | None:
+    """`--since`/`--until`: ISO-8601 with an offset, seconds since 1970, or a duration ago."""
+    if text is None:
+        return None
+    import time
+
+    from loopml.domain.durations import parse_duration
+    from loopml.domain.event_time import at_us
+    from loopml.errors import InvalidInput
+
+    if text.strip()[-1:].isalpha() and not text.strip().endswith("Z"):
+        return time.time_ns() // 1000 - parse_duration(text) * 1_000_000
+    try:
+        return at_us(text)
+    except InvalidInput as exc:
+        message, hint = (said.replace("--at", option) for said in (exc.message, exc.hint))
+        raise InvalidInput(message, hint) from None
+
+
+@predictions_app.command("export")
+def export(
+    deployment: str = typer.Argument(..., help="The deployment's name."),
+    output: str = typer.Option(..., "--output", "-o", help="The Parquet file to write."),
+    since: str = typer.Option(
+        None, "--since", help="From TIME (ISO-8601 with offset, epoch seconds, or e.g. 24h ago)."
+    ),
+    until: str = typer.Option(None, "--until", help="Until TIME, excluded (as --since)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write a deployment's logged rows, with their latest labels, to one Parquet file (for
+    DuckDB, Polars, pandas or Spark). Rows are selected by their time: the event time when the
+    request gave one, else the serving time."""
+    from pathlib import Path
+
+    from loopml.bootstrap import prediction_log_reader
+    from loopml.errors import InvalidInput
+    from loopml.settings import Settings
+
+    since_us, until_us = _time_option(since, "--since"), _time_option(until, "--until")
+    if since_us is not None and until_us is not None and since_us >= until_us:
+        raise InvalidInput("--since is not before --until.", "Give a window that holds time.")
+    target = Path(output)
+    if target.is_dir() or not target.parent.is_dir():
+        raise InvalidInput(
+            f"{output} is not a file in an existing folder.", "Name a .parquet file to write."
+        )
+    reader = prediction_log_reader(Settings.from_env())
+    rows = reader.export(deployment, target, since_us=since_us, until_us=until_us)
+    if as_json:
+        print_json({"deployment": deployment, "rows": rows, "output": str(target)})
+        return
+    sys.stdout.write(f"Wrote {rows} rows of {deployment} to {target}.\n")
+
+
 def _readable(record: dict[str, Any]) -> list[tuple[str, Any]]:
     """A logged row as a person reads it: times as UTC, latency in ms, no empty fields."""
     from datetime import UTC, datetime

@@ -8,10 +8,14 @@ from loopml.errors import InvalidInput
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _PART = re.compile(r"(\d+)([smhdw])")
+_ZERO = re.compile(r"\s*0+\s*[smhdw]?\s*")
 
 
-def parse_duration(text: str) -> int:
-    """Seconds in `text` (one or more number-unit pairs, units s, m, h, d, w)."""
+def parse_duration(text: str, *, zero: bool = False) -> int:
+    """Seconds in `text` (one or more number-unit pairs, units s, m, h, d, w); with `zero`,
+    `0` (or `0s`, `0m`...) is taken too."""
+    if zero and _ZERO.fullmatch(text):
+        return 0
     cleaned = text.strip().lower().replace(" ", "")
     parts = _PART.findall(cleaned)
     if not cleaned or "".join(f"{n}{u}" for n, u in parts) != cleaned:

@@ -17,7 +17,7 @@ module of its concept:
                      Executor
     operations       DeploymentStore, MonitorStore, AlertStore, Notifier, LoopStore, Leases
     auth             UserStore, TokenStore, GrantStore (AuthStore: all three), SessionStore
-    prediction_log   PredictionWriter, PredictionReader
+    prediction_log   PredictionWriter, PredictionReader, PredictionLogUpkeep
     store_set        MetadataPorts: one store per metadata port, as a workspace holds them
 """
 
@@ -66,7 +66,7 @@ from loopml.ports.pipelines import (
     PipelineStore,
     ValueSerializer,
 )
-from loopml.ports.prediction_log import PredictionReader, PredictionWriter
+from loopml.ports.prediction_log import PredictionLogUpkeep, PredictionReader, PredictionWriter
 from loopml.ports.runs import (
     EnvironmentProbe,
     NewRun,
@@ -108,6 +108,7 @@ __all__ = [
     "Notifier",
     "PipelineRecords",
     "PipelineStore",
+    "PredictionLogUpkeep",
     "PredictionReader",
     "PredictionWriter",
     "ProgressFn",

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # Arrow only for the prediction log's users: a list command needs none
+    from collections.abc import Sequence
+    from pathlib import Path
+
     import pyarrow as pa
+
+    from loopml.domain.log_upkeep import UpkeepReport
 
 
 class PredictionWriter(Protocol):
@@ -82,4 +87,38 @@ class PredictionReader(Protocol):
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` the log holds a row of, for `deployment`."""
+        ...
+
+    def export(
+        self,
+        deployment: str,
+        path: Path,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> int:
+        """Write the window's rows with `label_json` to the Parquet file `path` (whole or not
+        at all), with memory bounded by an hour's rows; how many rows it holds."""
+        ...
+
+
+class PredictionLogUpkeep(Protocol):
+    """Keeping the prediction log fast and bounded: merging each closed hour's many small files
+    into one, and removing hours older than the retention."""
+
+    def deployments(self) -> list[str]:
+        """Every deployment with rows or labels in the log."""
+        ...
+
+    def compact(
+        self, *, min_age_s: float, deployments: Sequence[str] | None = None, dry_run: bool = False
+    ) -> UpkeepReport:
+        """Merge the files of every hour that ended `min_age_s` ago or more; atomic for
+        readers, and finished by the next run when interrupted."""
+        ...
+
+    def expire(
+        self, *, before_us: int, deployments: Sequence[str] | None = None, dry_run: bool = False
+    ) -> UpkeepReport:
+        """Remove the rows served, and labels that came, in hours that ended by `before_us`."""
         ...

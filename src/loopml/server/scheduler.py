@@ -5,6 +5,7 @@ them runs the jobs at a time, and another takes over within a lease's length whe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from loopml.bootstrap import Workspace
 
 LEASE = "scheduler"
+LOG_UPKEEP_EVERY_S = 600.0
+"""How often the schedule compacts (and, with LOOPML_LOG_RETAIN, expires) the prediction log."""
 T = TypeVar("T")
 log = logging.getLogger("loopml.server")
 
@@ -32,6 +35,7 @@ class Scheduler:
         """Ticks in which this replica held the lease and ran the due jobs."""
         self.failures = 0
         """Monitors, loops and whole steps of a tick that failed (each is logged)."""
+        self._log_upkept_at: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -63,6 +67,23 @@ class Scheduler:
 
     def _housekeeping(self) -> None:
         self._ws.tracking.end_silent_runs(every_s=60.0)  # runs whose process died
+        self._guarded("prediction log", "*", self._log_upkeep)
+
+    def _log_upkeep(self) -> None:
+        """Compact the prediction log's closed hours (and expire old ones) every ten minutes."""
+        import time
+
+        from loopml.bootstrap import log_upkeep
+
+        now = time.monotonic()
+        if self._log_upkept_at is not None and now - self._log_upkept_at < LOG_UPKEEP_EVERY_S:
+            return
+        self._log_upkept_at = now
+        outcome = log_upkeep(self._ws).run(retain_s=self._ws.settings.log_retain_s)
+        for deployment in outcome.compacted.changes:
+            totals = outcome.compacted.totals(deployment)
+            log.info('{"scheduler": "log compaction", "deployment": %s, "totals": %s}',
+                     json.dumps(deployment), json.dumps(totals))  # fmt: skip
 
     def _guarded(self, step: str, project: str, work: Callable[..., T], *args: str) -> T | None:
         try:

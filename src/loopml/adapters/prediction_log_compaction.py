@@ -1,0 +1,186 @@
+"""Compaction and expiry of the prediction log (its layout: `loopml.adapters.prediction_log_files`).
+
+Every server process writes a file per flush into the folder of the hour it serves in: 3,600
+files an hour per process. Compaction merges the files of each hour that has closed (ended
+`min_age_s` ago) into one `compact-` file, streaming record batches (memory stays at a few row
+groups whatever the hour holds), row groups ordered by time so a read of a time range or of one
+request id (UUIDv7 ids are time-ordered) skips most of them by their statistics.
+
+Atomic for readers, and finished by the next run when killed: the merged file names the files
+it replaces in its footer and appears whole (a rename, or one PUT) before any of them is
+deleted; readers leave out the files a compact file beside them replaces. A run killed after the
+merged file appeared leaves files that are already replaced (deleted first by the next run); a
+run killed before leaves a dot-file (local) or nothing. A row written into an hour while it is
+compacted lands in a new `part-` file that the merged file does not name, and is merged by the
+next run. One compaction at a time: the caller holds a lease (`loopml.services.log_upkeep`).
+
+Expiry removes the folders of hours (or, for logs written before hour folders, days) that ended
+before a given time, file by file; a reader that listed one of them lists again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from loopml.adapters.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA
+from loopml.adapters.prediction_log_files import (
+    COMPACT_PREFIX,
+    FEEDBACK_DIR,
+    KINDS,
+    REPLACES,
+    Folder,
+    LogStorage,
+    partition_dir,
+)
+from loopml.domain.log_upkeep import FolderChange, UpkeepReport
+
+ROW_GROUP_ROWS = 131_072
+"""Rows per row group of a merged file: small enough to skip by statistics, large enough for
+zstd and for few footer entries."""
+
+
+def _file_schema(kind: str) -> pa.Schema:
+    schema = FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else PREDICTION_SCHEMA
+    return pa.schema([f for f in schema if f.name != "deployment"])
+
+
+def _batches_in_time_order(dataset: ds.Dataset) -> Iterator[pa.Table]:
+    """The dataset's rows as tables of ROW_GROUP_ROWS (the last one smaller), each in time
+    order, the files taken in the order given (their names start with their time)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in dataset.to_batches(batch_size=ROW_GROUP_ROWS):
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= ROW_GROUP_ROWS:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, ROW_GROUP_ROWS).sort_by("time_us")
+            rest = table.slice(ROW_GROUP_ROWS)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).sort_by("time_us")
+
+
+class LogCompactor:
+    """Compacts and expires the prediction log under one root."""
+
+    def __init__(
+        self,
+        storage: LogStorage,
+        *,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        pause: Callable[[str], None] = lambda step: None,
+    ) -> None:
+        """`pause(step)` is called between the steps of a folder's compaction (`merged`,
+        `deleted`): the kill tests stop a run there."""
+        self._storage = storage
+        self._clock_us = clock_us
+        self._pause = pause
+
+    def deployments(self) -> list[str]:
+        """Every deployment with rows or labels in the log."""
+        names: set[str] = set()
+        for kind in KINDS:
+            names.update(self._storage.deployments(kind))
+        return sorted(names)
+
+    def _folders(self, deployments: Sequence[str] | None) -> Iterator[tuple[str, str, Folder]]:
+        for deployment in deployments if deployments is not None else self.deployments():
+            for kind in KINDS:
+                for folder in self._storage.folders(partition_dir(kind, deployment)):
+                    yield deployment, kind, folder
+
+    # -- compaction -----------------------------------------------------------------------------
+
+    def compact(
+        self,
+        *,
+        min_age_s: float,
+        deployments: Sequence[str] | None = None,
+        dry_run: bool = False,
+    ) -> UpkeepReport:
+        """Merge the files of every folder whose hour ended `min_age_s` ago or more."""
+        report = UpkeepReport(dry_run)
+        closed_before = self._clock_us() - int(min_age_s * 1_000_000)
+        for deployment, kind, folder in self._folders(deployments):
+            span = folder.served_span
+            if span is None or span[1] > closed_before:
+                continue  # still being written to (or not a folder loopml made)
+            change = self._compact_folder(kind, folder, report, dry_run)
+            if change is not None:
+                report.add(deployment, change)
+        return report
+
+    def _compact_folder(
+        self, kind: str, folder: Folder, report: UpkeepReport, dry_run: bool
+    ) -> FolderChange | None:
+        live = self._storage.live(folder)
+        leftovers = [name for name in folder.files if name not in live]
+        if not dry_run:  # merged by a run that stopped before deleting them, or half-written
+            self._delete(folder, [*leftovers, *folder.scratch])
+            report.finished += len(leftovers)
+        if len(live) < 2:
+            return None
+        sizes = [self._storage.size(folder.path(name)) for name in live]
+        paths = [self._storage.path(folder.path(name)) for name in live]
+        schema = _file_schema(kind)
+        dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=self._storage.fs)
+        if dry_run:
+            rows = sum(pq.read_metadata(p, filesystem=self._storage.fs).num_rows for p in paths)
+            return FolderChange(folder.relative, len(live), 1, rows, sum(sizes), sum(sizes))
+        name = f"{COMPACT_PREFIX}{self._clock_us()}-{uuid.uuid4().hex}.parquet"
+        tagged = schema.with_metadata({REPLACES: json.dumps(live).encode()})
+        rows = 0
+        with (
+            self._storage.writing(folder.path(name)) as local,
+            pq.ParquetWriter(local, tagged, compression="zstd") as out,
+        ):
+            for table in _batches_in_time_order(dataset):
+                out.write_table(table.replace_schema_metadata(tagged.metadata), ROW_GROUP_ROWS)
+                rows += table.num_rows
+        self._pause("merged")
+        self._delete(folder, live)
+        self._pause("deleted")
+        after = self._storage.size(folder.path(name))
+        return FolderChange(folder.relative, len(live), 1, rows, sum(sizes), after)
+
+    def _delete(self, folder: Folder, names: Iterable[str]) -> None:
+        for name in names:
+            self._storage.delete(folder.path(name))
+
+    # -- expiry ---------------------------------------------------------------------------------
+
+    def expire(
+        self,
+        *,
+        before_us: int,
+        deployments: Sequence[str] | None = None,
+        dry_run: bool = False,
+    ) -> UpkeepReport:
+        """Remove every folder whose hour (or day) ended at or before `before_us`: rows served,
+        and labels that came, before then."""
+        report = UpkeepReport(dry_run)
+        for deployment, _, folder in self._folders(deployments):
+            span = folder.served_span
+            if span is None or span[1] > before_us:
+                continue
+            live = self._storage.live(folder)
+            paths = [self._storage.path(folder.path(name)) for name in live]
+            rows = sum(pq.read_metadata(p, filesystem=self._storage.fs).num_rows for p in paths)
+            size = sum(self._storage.size(folder.path(name)) for name in folder.files)
+            if not dry_run:
+                # the compact files last: while any part is left, the rows a reader sees are
+                # a subset, never a double
+                ordered = sorted(folder.files, key=lambda n: n.startswith(COMPACT_PREFIX))
+                self._delete(folder, ordered)
+                self._storage.remove_empty(folder.relative)
+            report.add(deployment, FolderChange(folder.relative, len(folder.files), 0, rows,
+                                                size, 0))  # fmt: skip
+        return report

@@ -1,0 +1,314 @@
+"""Where the prediction log's files are, and which of them hold its rows.
+
+Layout under the root URL (a local folder, or an fsspec URL such as `s3://bucket/prefix`):
+
+    predictions/deployment=<name>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet
+    predictions/_event_time/deployment=<name>/served=<YYYY-MM-DD>/hour=<HH>/date=<YYYY-MM-DD>/...
+    feedback/deployment=<name>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet
+
+`<name>` is URI-quoted; `date` and `hour` are the UTC day and hour a row was served (or a label
+came), `served` the same for rows that carry an event time, whose `date` is then the event's day
+(see `loopml.adapters.prediction_log`). Logs written before hour folders existed keep their
+files in the day folder itself (`date=<day>/part-...`); those read as one partition of a day.
+
+A folder holds two kinds of file: `part-<time_us>-<uuid>.parquet`, written by a server process
+at each flush, and `compact-<time_us>-<uuid>.parquet`, written by compaction
+(`loopml.adapters.prediction_log_compaction`), which merges other files of its folder and names
+them in its footer (`loopml.replaces`). The rows of a folder are those of its files that no
+compact file beside them replaces. A compact file appears whole (a rename, or one PUT) before
+the files it replaces are deleted, so a reader sees every row once, whenever it lists the
+folder; a file deleted between a listing and its reading makes the reader list again
+(`read_live`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+from loopml.adapters.local_files import fsync_dir, local_root, remote_fs
+from loopml.errors import Unavailable
+
+PREDICTIONS_DIR = "predictions"
+EVENT_TIME_DIR = f"{PREDICTIONS_DIR}/_event_time"
+"""Predictions that carry an event time, by serving day and hour, then by event day."""
+FEEDBACK_DIR = "feedback"
+KINDS = (PREDICTIONS_DIR, EVENT_TIME_DIR, FEEDBACK_DIR)
+REPLACES = b"loopml.replaces"
+"""The footer key of a compact file: the JSON list of the files of its folder it replaces."""
+COMPACT_PREFIX = "compact-"
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+READ_ATTEMPTS = 5
+"""How many times a read lists again after a file went away under it (compaction, expiry)."""
+
+Keys = Mapping[str, str]
+"""The partition keys along a folder's path (`date`, `hour`, `served`) and their values."""
+Keep = Callable[[Keys], bool]
+T = TypeVar("T")
+
+
+def partition_dir(kind: str, deployment: str) -> str:
+    """`<kind>/deployment=<quoted name>`, relative to the root."""
+    return f"{kind}/deployment={quote(deployment, safe='')}"
+
+
+def day_of(time_us: int) -> str:
+    return datetime.fromtimestamp(time_us // 1_000_000, UTC).strftime("%Y-%m-%d")
+
+
+def start_us(day: str, hour: str | None = None) -> int:
+    """The first microsecond of UTC `day` (YYYY-MM-DD), or of its `hour` (HH)."""
+    midnight = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    return int(midnight.timestamp()) * 1_000_000 + (int(hour) * HOUR_US if hour else 0)
+
+
+def _span(day: str | None, hour: str | None) -> tuple[int, int] | None:
+    """The time range a `date` (and `hour`) folder holds; None for a name that is not one."""
+    if day is None:
+        return None
+    try:
+        start = start_us(day, hour)
+    except ValueError:  # a folder another tool made
+        return None
+    return start, start + (HOUR_US if hour else DAY_US)
+
+
+def _overlaps(span: tuple[int, int] | None, since_us: int | None, until_us: int | None) -> bool:
+    if span is None:
+        return True  # never skip what cannot be dated
+    return (until_us is None or span[0] < until_us) and (since_us is None or span[1] > since_us)
+
+
+def served_between(since_us: int | None, until_us: int | None, *, day_key: str = "date") -> Keep:
+    """Folders that may hold rows served (or labels that came) in `[since_us, until_us)`;
+    `day_key` is `served` in the event-time tree, whose `date` is the event's day."""
+
+    def keep(keys: Keys) -> bool:
+        return _overlaps(_span(keys.get(day_key), keys.get("hour")), since_us, until_us)
+
+    return keep
+
+
+def events_between(since_us: int | None, until_us: int | None) -> Keep:
+    """Folders of the event-time tree that may hold rows whose event lies in the range."""
+
+    def keep(keys: Keys) -> bool:
+        return _overlaps(_span(keys.get("date"), None), since_us, until_us)
+
+    return keep
+
+
+def everything(keys: Keys) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder of the log that holds files, with the partition keys its path names."""
+
+    relative: str
+    keys: Keys
+    files: tuple[str, ...]
+    """Its Parquet files, by name, oldest first (names start with their time)."""
+    scratch: tuple[str, ...] = ()
+    """Unfinished files of a compaction that was killed while writing (readers skip them)."""
+
+    @property
+    def served_span(self) -> tuple[int, int] | None:
+        """When the folder's rows were served (or labels came): an hour, or a day for a folder
+        written before hour folders (None: a name loopml did not make)."""
+        return _span(self.keys.get("served", self.keys.get("date")), self.keys.get("hour"))
+
+    def path(self, name: str) -> str:
+        return f"{self.relative}/{name}"
+
+
+class LogStorage:
+    """Where the log lives: plain os calls for a local folder, fsspec for any other URL."""
+
+    def __init__(self, root_url: str, storage_options: dict[str, Any] | None = None) -> None:
+        folder = local_root(root_url)
+        self.fs: Any = None
+        if folder is not None:
+            self.root = folder
+        else:
+            self.fs, root = remote_fs(root_url, storage_options)
+            self.root = root.rstrip("/")
+        self._replaced: dict[str, frozenset[str]] = {}
+        self._lock = threading.Lock()
+
+    def path(self, relative: str) -> str:
+        return f"{self.root.rstrip('/')}/{relative}"
+
+    def isdir(self, relative: str) -> bool:
+        if self.fs is None:
+            return os.path.isdir(self.path(relative))
+        self.fs.invalidate_cache()  # s3fs keeps listings of children: drop them all
+        return bool(self.fs.isdir(self.path(relative)))
+
+    def listdir(self, relative: str) -> list[tuple[str, bool]]:
+        """The names in folder `relative`, each with whether it is a folder; [] when missing."""
+        if self.fs is None:
+            try:
+                with os.scandir(self.path(relative)) as entries:
+                    return [(e.name, e.is_dir()) for e in entries]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.ls(self.path(relative), detail=True)
+        except FileNotFoundError:
+            return []
+        return [
+            (str(e["name"]).rstrip("/").rsplit("/", 1)[-1], e["type"] == "directory") for e in found
+        ]
+
+    def put(self, relative: str, data: bytes) -> None:
+        """Store `data` at `relative`, atomically: readers see all of it or nothing."""
+        if self.fs is not None:
+            self.fs.pipe_file(self.path(relative), data)  # one PUT
+            return
+        with self.writing(relative) as local, open(local, "wb") as out:
+            out.write(data)
+
+    @contextlib.contextmanager
+    def writing(self, relative: str) -> Iterator[str]:
+        """A local path to write a new file at; when the block ends without error the file
+        appears at `relative` whole (fsynced and renamed, or uploaded in one PUT)."""
+        if self.fs is None:
+            final = self.path(relative)
+            folder, name = os.path.split(final)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")  # readers skip it
+            try:
+                yield tmp
+                _fsync(tmp)
+                os.replace(tmp, final)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            fsync_dir(folder)
+            return
+        with tempfile.TemporaryDirectory(prefix="loopml-log-") as scratch:
+            local = os.path.join(scratch, "file.parquet")
+            yield local
+            self.fs.put_file(local, self.path(relative))  # one PUT, or a completed multipart
+
+    def delete(self, relative: str) -> None:
+        """Remove file `relative` (nothing if it is gone already)."""
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs is None:
+                os.unlink(self.path(relative))
+            else:
+                self.fs.rm_file(self.path(relative))
+        self._replaced.pop(relative, None)
+
+    def remove_empty(self, relative: str) -> None:
+        """Remove folder `relative` and its parents up to the root while they are empty
+        (object stores have no folders to remove)."""
+        if self.fs is not None:
+            return
+        folder = self.path(relative)
+        while os.path.abspath(folder) != os.path.abspath(self.root):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty, or gone
+                return
+            folder = os.path.dirname(folder)
+
+    def size(self, relative: str) -> int:
+        if self.fs is None:
+            return os.path.getsize(self.path(relative))
+        return int(self.fs.size(self.path(relative)))
+
+    def replaced_by(self, relative: str) -> frozenset[str]:
+        """The files the compact file `relative` replaces (remembered: files never change)."""
+        known = self._replaced.get(relative)
+        if known is not None:
+            return known
+        import pyarrow.parquet as pq
+
+        metadata = pq.read_metadata(self.path(relative), filesystem=self.fs).metadata or {}
+        names = frozenset(json.loads(metadata.get(REPLACES, b"[]")))
+        with self._lock:
+            if len(self._replaced) > 100_000:
+                self._replaced.clear()
+            self._replaced[relative] = names
+        return names
+
+    # -- finding the files ---------------------------------------------------------------------
+
+    def folders(self, relative: str, keep: Keep = everything) -> list[Folder]:
+        """The folders under `relative` (itself included) that hold Parquet files and whose
+        partition keys `keep` accepts at every level, in path order."""
+        found: list[Folder] = []
+        self._walk(relative, {}, keep, found)
+        return found
+
+    def _walk(self, relative: str, keys: Keys, keep: Keep, found: list[Folder]) -> None:
+        entries = sorted(self.listdir(relative))
+        files = tuple(
+            name
+            for name, is_dir in entries
+            if not is_dir and name.endswith(".parquet") and not name.startswith((".", "_"))
+        )
+        scratch = tuple(
+            name for name, is_dir in entries if not is_dir and name.startswith(f".{COMPACT_PREFIX}")
+        )
+        if files or scratch:
+            found.append(Folder(relative, dict(keys), files, scratch))
+        for name, is_dir in entries:
+            if not is_dir or name.startswith((".", "_")) or "=" not in name:
+                continue
+            key, value = name.split("=", 1)
+            deeper = {**keys, key: unquote(value)}
+            if keep(deeper):
+                self._walk(f"{relative}/{name}", deeper, keep, found)
+
+    def deployments(self, kind: str) -> list[str]:
+        """The deployments with a folder under `kind`."""
+        return [
+            unquote(name.split("=", 1)[1])
+            for name, is_dir in sorted(self.listdir(kind))
+            if is_dir and name.startswith("deployment=")
+        ]
+
+    def live(self, folder: Folder) -> list[str]:
+        """The files of `folder` that hold its rows: all but those a compact file replaces."""
+        replaced: set[str] = set()
+        for name in folder.files:
+            if name.startswith(COMPACT_PREFIX):
+                replaced |= self.replaced_by(folder.path(name))
+        return [name for name in folder.files if name not in replaced]
+
+    def read_live(self, find: Callable[[], Sequence[Folder]], read: Callable[[list[str]], T]) -> T:
+        """`read(paths)` of the live files of the folders `find()` lists, listed again when a
+        file went away between the listing and the reading (a compaction, or an expiry)."""
+        for _ in range(READ_ATTEMPTS):
+            try:
+                paths = [self.path(f.path(n)) for f in find() for n in self.live(f)]
+                return read(paths)
+            except FileNotFoundError:
+                continue
+        raise Unavailable(
+            f"The prediction log at {self.root} kept changing while it was read.",
+            "Try again; if it persists, check that one compaction runs at a time.",
+        )
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
