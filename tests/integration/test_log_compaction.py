@@ -411,3 +411,39 @@ def test_bad_durations_are_refused_with_the_fix(workspace_env: dict[str, str]) -
     refused = loopml(workspace_env, "predictions", "export", "churn", "-o", "/nonexistent/x.pq")
     assert refused.returncode == 1
     assert "existing folder" in refused.stderr
+
+
+def test_labels_days_late_still_join_and_a_label_for_an_expired_hour_is_refused(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from loopml.serving.feedback import RecentIds, check_served
+    from loopml.serving.frames import RequestError
+
+    root = str(tmp_path)
+    old, recent = rows(0, 5, NOV_27), rows(5, 5, NOV_27 + 48 * HOUR_US)
+    write(root, [old, recent])
+    writer = PredictionLogWriter(root, flush_interval_s=60.0)
+    three_days_on = NOV_27 + 72 * HOUR_US
+    writer.append_feedback([FeedbackRecord(old[1].request_id, three_days_on, "churn", "1")])
+    writer.close()
+    compactor = LogCompactor(LogStorage(root), clock_us=lambda: LATER)
+    compactor.compact(min_age_s=0)
+    reader = PredictionLogReader(root)
+    day_one = reader.read("churn", since_us=NOV_27, until_us=NOV_27 + HOUR_US)
+    assert day_one["label_json"].to_pylist() == [None, "1", None, None, None]
+
+    compactor.expire(before_us=NOV_27 + 24 * HOUR_US)  # Nov 27's rows go; the later ones stay
+
+    class Log:
+        settle_s = 2.0
+        served_ids = reader.served_ids
+
+    def check(request_id: str) -> None:
+        asyncio.run(check_served(RecentIds(), Log(), "churn", [request_id], clock_s=lambda: LATER))
+
+    check(recent[0].request_id)  # still in the log: its label is taken
+    with pytest.raises(RequestError, match="never served") as refused:
+        check(old[0].request_id)
+    assert refused.value.status == 404

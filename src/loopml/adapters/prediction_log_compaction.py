@@ -131,9 +131,9 @@ class LogCompactor:
         sizes = [self._storage.size(folder.path(name)) for name in live]
         paths = [self._storage.path(folder.path(name)) for name in live]
         schema = _file_schema(kind)
-        dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=self._storage.fs)
+        dataset = self._storage.dataset(paths, schema)
         if dry_run:
-            rows = sum(pq.read_metadata(p, filesystem=self._storage.fs).num_rows for p in paths)
+            rows = self._storage.rows_in(paths)
             return FolderChange(folder.relative, len(live), 1, rows, sum(sizes), sum(sizes))
         name = f"{COMPACT_PREFIX}{self._clock_us()}-{uuid.uuid4().hex}.parquet"
         tagged = schema.with_metadata({REPLACES: json.dumps(live).encode()})
@@ -173,7 +173,7 @@ class LogCompactor:
                 continue
             live = self._storage.live(folder)
             paths = [self._storage.path(folder.path(name)) for name in live]
-            rows = sum(pq.read_metadata(p, filesystem=self._storage.fs).num_rows for p in paths)
+            rows = self._storage.rows_in(paths)
             size = sum(self._storage.size(folder.path(name)) for name in folder.files)
             if not dry_run:
                 # the compact files last: while any part is left, the rows a reader sees are

@@ -24,6 +24,7 @@ folder; a file deleted between a listing and its reading makes the reader list a
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -32,8 +33,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
 from loopml.adapters.local_files import fsync_dir, local_root, remote_fs
 from loopml.errors import Unavailable
@@ -144,8 +149,32 @@ class LogStorage:
         else:
             self.fs, root = remote_fs(root_url, storage_options)
             self.root = root.rstrip("/")
+        self._options = storage_options or {}
         self._replaced: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def reading_fs(self) -> Any:
+        """The filesystem Arrow reads Parquet through: its own S3 client for an S3-compatible
+        endpoint (3 to 5 times faster than fsspec's, measured on SeaweedFS: many small requests
+        for footers and row groups), else the fsspec one (None: a local folder)."""
+        if self.fs is None or "s3" not in _protocols(self.fs):
+            return self.fs
+        endpoint = (self._options.get("client_kwargs") or {}).get("endpoint_url")
+        known = {"key", "secret", "token", "client_kwargs", "use_listings_cache"}
+        if not endpoint or set(self._options) - known:
+            return self.fs  # AWS itself, or options Arrow's client does not take: fsspec's
+        import pyarrow.fs as pafs
+
+        scheme, _, host = str(endpoint).partition("://")
+        return pafs.S3FileSystem(
+            access_key=self._options.get("key"),
+            secret_key=self._options.get("secret"),
+            session_token=self._options.get("token"),
+            endpoint_override=host.rstrip("/"),
+            scheme=scheme,
+            region=(self._options.get("client_kwargs") or {}).get("region_name") or "us-east-1",
+        )
 
     def path(self, relative: str) -> str:
         return f"{self.root.rstrip('/')}/{relative}"
@@ -231,6 +260,20 @@ class LogStorage:
             return os.path.getsize(self.path(relative))
         return int(self.fs.size(self.path(relative)))
 
+    def dataset(self, paths: Sequence[str], schema: pa.Schema) -> ds.Dataset:
+        """The Parquet files `paths` (full paths, from `path`) as one dataset of `schema` (a
+        file without a column, written before it existed, reads it as null)."""
+        import pyarrow.dataset as ds
+
+        return ds.dataset(list(paths), schema=schema, format="parquet",
+                          filesystem=self.reading_fs)  # fmt: skip
+
+    def rows_in(self, paths: Sequence[str]) -> int:
+        """How many rows the Parquet files `paths` hold, from their footers."""
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(p, filesystem=self.reading_fs).num_rows for p in paths)
+
     def replaced_by(self, relative: str) -> frozenset[str]:
         """The files the compact file `relative` replaces (remembered: files never change)."""
         known = self._replaced.get(relative)
@@ -238,7 +281,8 @@ class LogStorage:
             return known
         import pyarrow.parquet as pq
 
-        metadata = pq.read_metadata(self.path(relative), filesystem=self.fs).metadata or {}
+        found = pq.read_metadata(self.path(relative), filesystem=self.reading_fs)
+        metadata = found.metadata or {}
         names = frozenset(json.loads(metadata.get(REPLACES, b"[]")))
         with self._lock:
             if len(self._replaced) > 100_000:
@@ -304,6 +348,11 @@ class LogStorage:
             f"The prediction log at {self.root} kept changing while it was read.",
             "Try again; if it persists, check that one compaction runs at a time.",
         )
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = getattr(fs, "protocol", ())
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _fsync(path: str) -> None:

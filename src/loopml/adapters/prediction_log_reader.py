@@ -407,5 +407,4 @@ def _read_paths(
     file_schema = pa.schema([f for f in schema if f.name != "deployment"])
     if not paths:
         return file_schema.empty_table().select(columns)
-    dataset = ds.dataset(paths, schema=file_schema, format="parquet", filesystem=storage.fs)
-    return dataset.to_table(columns=columns, filter=where)
+    return storage.dataset(paths, file_schema).to_table(columns=columns, filter=where)
