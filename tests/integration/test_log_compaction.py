@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +447,26 @@ def test_labels_days_late_still_join_and_a_label_for_an_expired_hour_is_refused(
     with pytest.raises(RequestError, match="never served") as refused:
         check(old[0].request_id)
     assert refused.value.status == 404
+
+
+def test_the_team_servers_schedule_compacts_and_expires_the_log(
+    make_settings: Callable[..., Any], postgres_database: str
+) -> None:
+    from loopml.testing.team_server import live_server, postgres_schema_url
+
+    settings = make_settings(postgres_schema_url(postgres_database), log_retain_s=30 * 86_400)
+    now = time.time_ns() // 1000
+    old = [rows(i * 10, 10, now - 60 * 24 * HOUR_US + i) for i in range(3)]
+    recent = [rows(100 + i * 10, 10, now - 3 * HOUR_US + i) for i in range(4)]
+    write(settings.artifacts_url, [*old, *recent])
+    root = Path(settings.artifacts_url)
+    with live_server(settings, admin="tester", schedule_s=0.2) as server:
+        deadline = time.monotonic() + 30
+        while len(files_of(root)) != 1:
+            assert time.monotonic() < deadline, f"not compacted: {files_of(root)}"
+            time.sleep(0.2)
+        events = server.workspace.audit.log(entity="workspace:predictions/churn")
+    assert [(e.action, e.after and e.after["rows"]) for e in events] == [
+        ("predictions.expired", 30)
+    ]
+    assert len(every_id(PredictionLogReader(str(root)))) == 40
