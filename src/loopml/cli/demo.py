@@ -186,11 +186,12 @@ def _one_period(
     from loopml.monitoring import monitors
 
     step = Step(index)
+    started_us = time.time_ns() // 1000  # the window opens as the period's traffic starts
     _replay(url, period(index, rows, seed))
     step.replayed_at = time.monotonic()
     sink.flush()
     monitors.run("churn-health", workspace=ws)
-    result = monitors.run("churn-drift", workspace=ws)
+    result = monitors.run("churn-drift", now_us=started_us + WINDOW_S * 1_000_000, workspace=ws)
     report = result.report
     assert report is not None
     step.rows = result.run.rows
