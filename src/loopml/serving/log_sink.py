@@ -91,6 +91,9 @@ class LogSink:
         writer's `written_rows` says how many reached storage)."""
         self._batch_rows = batch_rows
         self._lock = threading.Lock()
+        self._handing = threading.Lock()
+        """Held from taking the gathered rows until the writer has them, so no row is ever in
+        neither place: `flush` then writes it, and `served_ids` finds it."""
         self._predictions = _Gathered(PREDICTION_SCHEMA)
         self._feedback = _Gathered(FEEDBACK_SCHEMA)
         self._stop = threading.Event()
@@ -133,13 +136,14 @@ class LogSink:
 
     def hand_over(self) -> None:
         """Give the writer every row gathered so far, as one table of each kind."""
-        with self._lock:
-            predictions, self._predictions = self._predictions, _Gathered(PREDICTION_SCHEMA)
-            feedback, self._feedback = self._feedback, _Gathered(FEEDBACK_SCHEMA)
-        if predictions.rows:
-            self.writer.append(predictions.table(), reserved=True)
-        if feedback.rows:
-            self.writer.append_feedback(feedback.table(), reserved=True)
+        with self._handing:
+            with self._lock:
+                predictions, self._predictions = self._predictions, _Gathered(PREDICTION_SCHEMA)
+                feedback, self._feedback = self._feedback, _Gathered(FEEDBACK_SCHEMA)
+            if predictions.rows:
+                self.writer.append(predictions.table(), reserved=True)
+            if feedback.rows:
+                self.writer.append_feedback(feedback.table(), reserved=True)
 
     def _hand_over_every(self, batch_s: float) -> None:
         while not self._stop.wait(batch_s):
@@ -152,14 +156,17 @@ class LogSink:
         """Which of `request_ids` were served by `deployment`: gathered or queued here, or in
         the log."""
         wanted = set(request_ids)
-        with self._lock:
-            gathered = self._predictions.columns
-            here = {
-                rid
-                for rid, name in zip(gathered["request_id"], gathered["deployment"], strict=True)
-                if name == deployment and rid in wanted
-            }
-        queued = here | (self.writer.pending_request_ids(deployment) & wanted)
+        with self._handing:  # no row is between the gathered ones and the writer's queue
+            with self._lock:
+                gathered = self._predictions.columns
+                here = {
+                    rid
+                    for rid, name in zip(
+                        gathered["request_id"], gathered["deployment"], strict=True
+                    )
+                    if name == deployment and rid in wanted
+                }
+            queued = here | (self.writer.pending_request_ids(deployment) & wanted)
         rest = [request_id for request_id in request_ids if request_id not in queued]
         return queued | self.reader.served_ids(deployment, rest) if rest else queued
 

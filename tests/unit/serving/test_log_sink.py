@@ -1,0 +1,82 @@
+"""The log sink hands gathered rows to the writer in the background; `flush` and `served_ids`
+must still see a row while that hand-over is under way (the demo once monitored a period with
+its last 300 rows still in the hand-over, so they were missing from the window)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from loopml.adapters.prediction_log import PredictionLogWriter
+from loopml.adapters.prediction_log_reader import PredictionLogReader
+from loopml.domain.request_ids import RequestIds
+from loopml.serving.frames import ServedRows
+from loopml.serving.log_sink import LogSink
+
+
+class HeldWriter(PredictionLogWriter):
+    """The real writer, whose `append` waits until the test lets it go on."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, flush_interval_s=3600)  # only an explicit flush writes
+        self.entered, self.go_on = threading.Event(), threading.Event()
+
+    def append(self, rows: Any, *, reserved: bool = False) -> int:
+        self.entered.set()
+        assert self.go_on.wait(10)
+        return super().append(rows, reserved=reserved)
+
+
+def _served(count: int) -> ServedRows:
+    ids = RequestIds(lambda: time.time_ns() // 1_000_000, os.urandom).new(count)
+    return ServedRows(
+        deployment="churn",
+        model="churn",
+        model_version=1,
+        rows=[{"x": i} for i in range(count)],
+        outputs=[0] * count,
+        request_ids=ids,
+        latency_us=100,
+        flags=[""] * count,
+    )
+
+
+def _sink_mid_hand_over(tmp_path: Path) -> tuple[LogSink, HeldWriter, list[str]]:
+    """A sink whose background thread has taken 300 rows and not yet given them to the writer."""
+    writer = HeldWriter(str(tmp_path))
+    sink = LogSink(writer, PredictionLogReader(str(tmp_path)), batch_s=0.01)
+    served = _served(300)
+    assert sink.reserve(300)
+    sink.log_predictions(served)
+    assert writer.entered.wait(10)
+    return sink, writer, list(served.request_ids)
+
+
+def _release_after(writer: HeldWriter, delay_s: float) -> threading.Thread:
+    def release() -> None:
+        time.sleep(delay_s)
+        writer.go_on.set()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def test_flush_writes_rows_the_background_hand_over_holds(tmp_path: Path) -> None:
+    sink, writer, ids = _sink_mid_hand_over(tmp_path)
+    releaser = _release_after(writer, 0.3)
+    sink.flush()
+    releaser.join()
+    assert set(sink.reader.served_ids("churn", ids)) == set(ids)  # on disk, not only queued
+    sink.close()
+
+
+def test_rows_in_the_hand_over_count_as_served(tmp_path: Path) -> None:
+    sink, writer, ids = _sink_mid_hand_over(tmp_path)
+    releaser = _release_after(writer, 0.3)
+    assert sink.served_ids("churn", ids[:5]) == set(ids[:5])  # feedback for them is taken
+    releaser.join()
+    sink.close()
