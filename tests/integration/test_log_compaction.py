@@ -449,6 +449,49 @@ def test_labels_days_late_still_join_and_a_label_for_an_expired_hour_is_refused(
     assert refused.value.status == 404
 
 
+def test_a_late_label_sits_in_its_requests_hour_and_expires_with_it(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    ten = NOV_27 + 10 * HOUR_US
+    served = rows(0, 3, ten)
+    untimed = PredictionRecord("r-older-loopml", ten + HOUR_US, "churn", "churn-model", 3, "{}",
+                               "1", 100, "", False)  # fmt: skip
+    write(root, [[*served, untimed]])
+    writer = PredictionLogWriter(root, flush_interval_s=60.0)
+    writer.append_feedback(
+        [
+            FeedbackRecord(served[0].request_id, ten + 72 * HOUR_US, "churn", '"yes"'),
+            FeedbackRecord("r-older-loopml", ten + 41 * HOUR_US, "churn", '"no"'),
+        ]
+    )
+    writer.close()
+    assert [f.rsplit("/", 1)[0] for f in files_of(tmp_path, "feedback")] == [
+        "feedback/deployment=churn/date=2026-11-27/hour=10",  # three days late, in its hour
+        "feedback/deployment=churn/date=2026-11-29/hour=03",  # an id without a time: as it came
+    ]
+    # an older log's label, in the day folder of the day it came, still joins
+    legacy = tmp_path / "feedback" / "deployment=churn" / "date=2026-11-30"
+    legacy.mkdir()
+    came = {"request_id": [served[1].request_id], "time_us": [ten + 80 * HOUR_US]}
+    pq.write_table(pa.table({**came, "label_json": ['"no"']}), legacy / "part-1-old.parquet")
+    # a read of hour 10 opens no other hour's labels: an unreadable file elsewhere is not read
+    elsewhere = tmp_path / "feedback" / "deployment=churn" / "date=2026-11-28" / "hour=20"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "part-2-torn.parquet").write_bytes(b"not parquet")
+    reader = PredictionLogReader(root)
+    hour = reader.read("churn", since_us=ten, until_us=ten + HOUR_US)
+    assert hour["label_json"].to_pylist() == ['"yes"', '"no"', None]
+    assert reader.get(served[0].request_id)["label_json"] == '"yes"'  # type: ignore[index]
+    (elsewhere / "part-2-torn.parquet").unlink()  # an id without a time reads every later hour
+    later = reader.read("churn", since_us=ten + HOUR_US, until_us=ten + 2 * HOUR_US)
+    assert later["label_json"].to_pylist() == ['"no"']
+
+    LogCompactor(LogStorage(root), clock_us=lambda: LATER).expire(before_us=ten + HOUR_US)
+    assert reader.get(served[0].request_id) is None
+    left = files_of(tmp_path, "feedback")
+    assert not any("date=2026-11-27" in name for name in left)  # gone with its predictions
+    assert reader.read("churn", since_us=ten, until_us=ten + HOUR_US).num_rows == 0
+
+
 def test_the_team_servers_schedule_compacts_and_expires_the_log(
     make_settings: Callable[..., Any], postgres_database: str
 ) -> None:

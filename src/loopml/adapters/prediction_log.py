@@ -2,8 +2,8 @@
 
 Layout (`loopml.adapters.prediction_log_files` has it whole): one folder per deployment, UTC
 day and hour of serving, `predictions/deployment=<name>/date=<YYYY-MM-DD>/hour=<HH>/`, and the
-same for labels under `feedback/`. One flush may write several files, one per folder its rows
-fall in. The `deployment` column lives in the path only.
+same for labels under `feedback/`, by the hour of the request they label. One flush may write
+several files, one per folder its rows fall in. The `deployment` column lives in the path only.
 
 A row's time is its event time when the request gave one (`event_time_us`), else its serving
 time (`time_us`). Rows without an event time (all rows, unless a client sends event times) sit
@@ -63,6 +63,7 @@ from loopml.adapters.prediction_log_files import (
     PREDICTIONS_DIR,
     LogStorage,
     partition_dir,
+    request_times_us,
 )
 from loopml.errors import Unavailable
 
@@ -188,10 +189,14 @@ def _when(times_us: pa.ChunkedArray, format: str) -> pa.ChunkedArray:
     return pc.strftime(pc.cast(times_us, pa.timestamp("us")), format=format)
 
 
-def _partitions(table: pa.Table) -> list[_Partition]:
+def _partitions(table: pa.Table, kind: str) -> list[_Partition]:
     """The (deployment, UTC date and hour[, event date]) groups of `table`, each with its row
-    mask."""
-    served = _when(table["time_us"], "%Y-%m-%d %H")
+    mask. Labels go by the hour their request was made (when their id says it), predictions by
+    the hour they were served."""
+    at = table["time_us"]
+    if kind == FEEDBACK_DIR:
+        at = pc.coalesce(request_times_us(table["request_id"]), at)
+    served = _when(at, "%Y-%m-%d %H")
     keys = pc.binary_join_element_wise(table["deployment"], served, "\x00")
     events = "event_time_us" in table.column_names and table["event_time_us"].null_count < len(
         table
@@ -416,7 +421,7 @@ class PredictionLogWriter:
 
     def _write_batch(self, table: pa.Table, kind: str) -> pa.Table:
         """Write `table`, one file per partition; returns the rows not written."""
-        groups = _partitions(table)
+        groups = _partitions(table, kind)
         for index, group in enumerate(groups):
             try:
                 self._write_partition(kind, table, group)

@@ -6,10 +6,14 @@ Layout under the root URL (a local folder, or an fsspec URL such as `s3://bucket
     predictions/_event_time/deployment=<name>/served=<YYYY-MM-DD>/hour=<HH>/date=<YYYY-MM-DD>/...
     feedback/deployment=<name>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet
 
-`<name>` is URI-quoted; `date` and `hour` are the UTC day and hour a row was served (or a label
-came), `served` the same for rows that carry an event time, whose `date` is then the event's day
-(see `loopml.adapters.prediction_log`). Logs written before hour folders existed keep their
-files in the day folder itself (`date=<day>/part-...`); those read as one partition of a day.
+`<name>` is URI-quoted; `date` and `hour` are the UTC day and hour a row was served, `served`
+the same for rows that carry an event time, whose `date` is then the event's day (see
+`loopml.adapters.prediction_log`). A label sits in the hour its request was made, which its
+UUIDv7 request id carries (`request_times_us`), however late it came: a read joins the labels of
+an hour's rows from that hour's folders alone, and a label expires with its prediction. A label
+of an id without a time (an older loopml's) sits in the hour it came.
+Logs written before hour folders existed keep their files in the day folder itself
+(`date=<day>/part-...`), labels by the day they came; those read as one partition of a day.
 
 A folder holds two kinds of file: `part-<time_us>-<uuid>.parquet`, written by a server process
 at each flush, and `compact-<time_us>-<uuid>.parquet`, written by compaction
@@ -102,6 +106,54 @@ def served_between(since_us: int | None, until_us: int | None, *, day_key: str =
         return _overlaps(_span(keys.get(day_key), keys.get("hour")), since_us, until_us)
 
     return keep
+
+
+def labels_between(since_us: int, until_us: int | None) -> Keep:
+    """Feedback folders that may hold labels of requests made in `[since_us, until_us)` (all
+    made since `since_us` when `until_us` is None): the hour folders of those requests, and
+    every day folder of an older log from `since_us` on, where labels sit by the day they came.
+    """
+
+    def keep(keys: Keys) -> bool:
+        hour = keys.get("hour")
+        span = _span(keys.get("date"), hour)
+        return _overlaps(span, since_us, until_us if hour else None)
+
+    return keep
+
+
+def request_times_us(request_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The time (epoch microseconds) each UUIDv7 request id carries; null for an id that is not
+    one. Vectorised: the 12 hex digits of the time are sliced out and read as numbers."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pc.utf8_lower(request_ids)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    valid = pc.fill_null(pc.match_substring_regex(ids, UUID7), False)
+    digits = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(ids, 0, 8), pc.utf8_slice_codeunits(ids, 9, 13), ""
+    )
+    digits = pc.if_else(valid, digits, "000000000000").cast(pa.binary()).cast(pa.binary(12))
+    raw = np.frombuffer(digits.buffers()[1], np.uint8, len(digits) * 12, digits.offset * 12)
+    values = _hex_values()[raw.reshape(-1, 12)] @ (16 ** np.arange(11, -1, -1, dtype=np.int64))
+    return pa.array(values * 1000, pa.int64(), mask=~valid.to_numpy(zero_copy_only=False))
+
+
+UUID7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+
+@functools.cache
+def _hex_values() -> Any:
+    """The value of each hex digit, indexed by its byte."""
+    import numpy as np
+
+    table = np.zeros(256, np.int64)
+    for value, digit in enumerate(b"0123456789abcdef"):
+        table[digit] = value
+    return table
 
 
 def events_between(since_us: int | None, until_us: int | None) -> Keep:
@@ -329,6 +381,8 @@ class LogStorage:
 
     def live(self, folder: Folder) -> list[str]:
         """The files of `folder` that hold its rows: all but those a compact file replaces."""
+        if len(folder.files) < 2:  # nothing to replace: no footer to read
+            return list(folder.files)
         replaced: set[str] = set()
         for name in folder.files:
             if name.startswith(COMPACT_PREFIX):

@@ -11,10 +11,10 @@ Rows with an event time sit in their own tree (`predictions/_event_time/`, see
 `loopml.adapters.prediction_log`), pruned by event day; it is scanned only when the deployment
 has one, so a log without event times is read exactly as before (one more folder check).
 
-Feedback is joined by request id, the latest label per request winning; feedback is assumed to
-come no earlier than its prediction was served, so a read from `since_us` only scans feedback
-from `since_us` on (from a day earlier when rows carry event times, which may lie up to a day
-after their serving time).
+Feedback is joined by request id, the latest label per request winning. Labels sit in the hour
+their request was made (its UUIDv7 says when), so the labels of the rows read come from the
+feedback folders of those rows' hours alone, however late they came; a log written before hour
+folders keeps labels by the day they came, read from the rows' first day on.
 
 A request id the server made (a UUIDv7) carries the time it was made: `get` and `served_ids`
 read only the hour folders (of both trees) around that time.
@@ -44,10 +44,11 @@ from loopml.adapters.prediction_log_files import (
     Keep,
     LogStorage,
     events_between,
+    labels_between,
     partition_dir,
+    request_times_us,
     served_between,
 )
-from loopml.domain.event_time import MAX_AHEAD_US
 from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
 
@@ -181,9 +182,8 @@ class PredictionLogReader:
             )
             table = table.take(newest)
         if with_feedback:
-            ids = table["request_id"].combine_chunks() if limit is not None else None
-            labels_since = since_us - MAX_AHEAD_US if timed and since_us is not None else since_us
-            table = _with_labels(table, self._labels(deployment, labels_since, ids))
+            labels = self._labels(deployment, table, by_id=limit is not None)
+            table = _with_labels(table, labels)
             wanted.append("label_json")
         return _sorted(table, newest_first=limit is not None).select(wanted)
 
@@ -216,17 +216,10 @@ class PredictionLogReader:
         if rows.num_rows == 0:
             return None
         ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
-        first = _as_text(ordered.slice(0, 1)).to_pylist()[0]
-        labels = self._scan(
-            FEEDBACK_DIR,
-            first["deployment"],
-            served_between(since_us, None),
-            _and(match, _time_filter(since_us, None)),
-            ["request_id", "time_us", "label_json"],
-        )
-        latest = _as_text(labels.sort_by([("time_us", "descending")]).slice(0, 1))
-        latest = latest.column("label_json").to_pylist()
-        return {**first, "label_json": latest[0] if latest else None}
+        first = _as_text(ordered.slice(0, 1))
+        labels = self._labels(first["deployment"][0].as_py(), first, by_id=True)
+        latest = _as_text(labels).column("label_json").to_pylist()
+        return {**first.to_pylist()[0], "label_json": latest[0] if latest else None}
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` the log holds a prediction of, for `deployment`: one read,
@@ -259,7 +252,6 @@ class PredictionLogReader:
         `path`, hour folder by hour folder (memory stays at one hour's rows); the file appears
         whole or not at all. Returns how many rows it holds."""
         _check_deployment(deployment)
-        labels = self._labels(deployment, since_us, None)
         names = [n for n in PREDICTION_SCHEMA.names if n != "deployment"]
         schema = pa.schema([*(f for f in PREDICTION_SCHEMA if f.name in names),
                             pa.field("label_json", pa.string())])  # fmt: skip
@@ -276,6 +268,7 @@ class PredictionLogReader:
                 for kind, keep, where in trees:
                     for folder in self._storage.folders(partition_dir(kind, deployment), keep):
                         table = self._read_folders([folder], where, names, PREDICTION_SCHEMA)
+                        labels = self._labels(deployment, table, by_id=False)
                         table = _sorted(_with_labels(table, labels), newest_first=False)
                         out.write_table(table.select(schema.names).cast(schema))
                         rows += table.num_rows
@@ -330,14 +323,21 @@ class PredictionLogReader:
         narrowed = served_between(oldest_kept, None)
         return _and(bound, where), _and(bound, by_event), lambda k: folders(k) and narrowed(k)
 
-    def _labels(self, deployment: str, since_us: int | None, ids: pa.Array | None) -> pa.Table:
-        """The latest `label_json` per request id of `deployment` (only of `ids` if given)."""
-        where = _time_filter(since_us, None)
-        if ids is not None:
-            only = ds.field("request_id").isin(ids)
-            where = only if where is None else where & only
+    def _labels(self, deployment: str, rows: pa.Table, *, by_id: bool) -> pa.Table:
+        """The latest `label_json` per request id of `deployment`'s predictions `rows` (which
+        need `request_id` and `time_us`), from the feedback folders of their requests' hours;
+        only the labels of their ids when `by_id`, else every label in those folders."""
+        if rows.num_rows == 0:
+            return _LABELS_SCHEMA.empty_table()
+        made = request_times_us(rows["request_id"])
+        earliest = [pc.min(made).as_py(), pc.min(rows["time_us"]).as_py()]
+        since = min(t for t in earliest if t is not None) - ID_TIME_MARGIN_US
+        until = None if made.null_count else pc.max(made).as_py() + 1  # no time: any hour
+        where = ds.field("time_us") >= since  # no label comes before its prediction
+        if by_id:
+            where = where & ds.field("request_id").isin(rows["request_id"].combine_chunks())
         columns = ["request_id", "time_us", "label_json"]
-        feedback = self._scan(FEEDBACK_DIR, deployment, served_between(since_us, None), where,
+        feedback = self._scan(FEEDBACK_DIR, deployment, labels_between(since, until), where,
                               columns)  # fmt: skip
         if feedback.num_rows == 0:
             return _LABELS_SCHEMA.empty_table()
