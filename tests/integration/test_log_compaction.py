@@ -384,6 +384,32 @@ def test_the_command_compacts_expires_audits_and_exports_for_duckdb_and_polars(
     assert by_polars["n"].sum() == 40
 
 
+@pytest.mark.parametrize("name", ["../../victim", "..", "churn/../../victim", "nosuch"])
+def test_a_deployment_name_never_reaches_outside_the_log(
+    tmp_path: Path, workspace_env: dict[str, str], name: str
+) -> None:
+    artifacts = tmp_path / "ws" / "artifacts"
+    assert loopml(workspace_env, "init").returncode == 0
+    write(str(artifacts), [rows(0, 5, NOV_27)])
+    # hour folders outside the log, where a path joined from the raw name could lead
+    write(str(tmp_path / "victim"), [rows(5, 5, NOV_27)])
+    write(str(artifacts / "victim"), [rows(10, 5, NOV_27)])
+    before = sorted(p.name for p in tmp_path.rglob("*.parquet"))
+
+    out = tmp_path / "out.parquet"
+    exported = loopml(workspace_env, "predictions", "export", name, "-o", str(out))
+    assert exported.returncode == 1
+    assert f"no rows of deployment {name!r}" in exported.stderr
+    assert "Deployments in the log: churn" in exported.stderr
+    assert not out.exists()
+    compacted = loopml(workspace_env, "log", "compact", "--deployment", name, "--retain", "1d",
+                       "--min-age", "0s")  # fmt: skip
+    assert compacted.returncode == 1
+    assert f"nothing of deployment {name!r}" in compacted.stderr
+    assert "Traceback" not in exported.stderr + compacted.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*.parquet")) == before  # nothing removed
+
+
 def test_a_retention_shorter_than_a_monitors_window_is_refused(
     tmp_path: Path, workspace_env: dict[str, str]
 ) -> None:

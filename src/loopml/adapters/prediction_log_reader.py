@@ -100,6 +100,14 @@ def _check_deployment(deployment: str) -> None:
         raise InvalidInput("The deployment name is empty.", "Pass the name of a deployment.")
 
 
+def _check_known(deployment: str, known: list[str]) -> None:
+    if deployment not in known:
+        raise InvalidInput(
+            f"The prediction log holds no rows of deployment {deployment!r}.",
+            f"Deployments in the log: {', '.join(known) or 'none yet'}.",
+        )
+
+
 def _sorted(table: pa.Table, *, newest_first: bool) -> pa.Table:
     return table.sort_by([("time_us", "descending" if newest_first else "ascending")])
 
@@ -252,6 +260,7 @@ class PredictionLogReader:
         `path`, hour folder by hour folder (memory stays at one hour's rows); the file appears
         whole or not at all. Returns how many rows it holds."""
         _check_deployment(deployment)
+        _check_known(deployment, self._deployments())
         names = [n for n in PREDICTION_SCHEMA.names if n != "deployment"]
         schema = pa.schema([*(f for f in PREDICTION_SCHEMA if f.name in names),
                             pa.field("label_json", pa.string())])  # fmt: skip

@@ -61,6 +61,8 @@ class LogUpkeep:
         """Compact, then expire what is older than `retain_s` (if given)."""
         if min_age_s < 0:
             raise InvalidInput(f"--min-age {min_age_s:g} s is negative.", "Give 0 or more.")
+        if deployments is not None:
+            self._check_known(deployments)
         if retain_s is not None:
             self._check_retention(retain_s, deployments)
         if not self._leases.acquire(LEASE, self._owner, LEASE_TTL_S):
@@ -84,6 +86,16 @@ class LogUpkeep:
             return UpkeepOutcome(compacted, expired)
         finally:
             self._leases.release(LEASE, self._owner)
+
+    def _check_known(self, deployments: Sequence[str]) -> None:
+        known = self._log.deployments()
+        unknown = [name for name in deployments if name not in known]
+        if unknown:
+            raise InvalidInput(
+                f"The prediction log holds nothing of deployment {unknown[0]!r}; nothing was done.",
+                f"Deployments in the log: {', '.join(known) or 'none yet'} (or leave out "
+                "--deployment for all).",
+            )
 
     def _check_retention(self, retain_s: int, deployments: Sequence[str] | None) -> None:
         for monitor in self._monitors():
