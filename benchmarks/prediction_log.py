@@ -18,6 +18,9 @@ Then, each in a fresh process, --runs times:
   show_ms              `predictions show ID` of one id of the middle hour (median of 5, or
                        of as many as ran in 20 s)
   tail_ms              `predictions tail -n 20` (median of 3, likewise)
+  monitor_s            a drift monitor's whole run (`monitors.run`: read, parse, quality, drift,
+                       performance) over the newest hour and over every hour, and its peak
+                       memory (monitor_memory_mb), before and now (after compaction)
 for `before` (the earlier loopml, --baseline, its code from a git worktree in --anchors, run
 with this interpreter), `hours` (this loopml, as written) and `compacted` (after `log compact`,
 also timed), with the files per hour and the bytes stored, and the bytes of one zstd Parquet
@@ -166,6 +169,44 @@ def worker_measure(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def worker_monitor(args: argparse.Namespace) -> dict[str, Any]:
+    """A drift monitor's run (`monitors.run`, as the team server runs it) over the newest
+    --window-hours hours, in a workspace of its own whose artifacts are the log's root; the
+    parent samples the run's memory."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    from loopml.bootstrap import open_workspace
+    from loopml.monitoring import monitors
+    from loopml.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="loopml-logbench-ws-"))
+    settings = Settings.from_env(env={"LOOPML_HOME": str(home), "LOOPML_ARTIFACTS": args.root})
+    settings = dataclasses.replace(settings, storage_options=_options(args) or {})
+    ws = open_workspace(settings)
+    rng = np.random.default_rng(args.seed)
+    rows = 20_000
+    numbers = rng.normal(size=(rows, 8)).round(4)
+    reference = pd.DataFrame({f"x{k}": numbers[:, k] for k in range(8)})
+    reference["plan"] = rng.choice(["basic", "plus", "family", "student"], rows)
+    reference["region"] = rng.choice(["eu", "us", "apac"], rows)
+    reference["promo"], reference["paper"] = rng.random(rows) < 0.3, rng.random(rows) < 0.3
+    reference.to_parquet(home / "reference.parquet")
+    ws.data.add(home / "reference.parquet", name="reference", project="default")
+    window_s = int(args.window_hours * 3600)
+    monitors.create("drift", deployment=DEPLOYMENT, reference="reference", window=window_s,
+                    workspace=ws)  # fmt: skip
+    end = START_US + int(args.hours * 3600) * 1_000_000
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()  # the parent takes the memory baseline here
+    started = time.perf_counter()
+    result = monitors.run("drift", now_us=end, workspace=ws)
+    took = time.perf_counter() - started
+    return {"monitor_s": took, "monitor_rows": result.run.rows}
+
+
 def _median_ms(call: Any, calls: int) -> float:
     """The median of `calls` calls in ms (fewer once they have taken 20 s: a slow layout)."""
     took: list[float] = []
@@ -239,11 +280,15 @@ def _run_worker(code: Path, mode: str, root: str, args: argparse.Namespace,
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _measure(code: Path, root: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One pass of reads in a fresh process, the whole-window read's memory sampled."""
+def _measure(
+    code: Path, root: str, args: argparse.Namespace, mode: str = "measure", window_hours: float = 1
+) -> dict[str, Any]:
+    """One pass of reads (or a monitor's run) in a fresh process, the whole-window read's (the
+    run's) memory sampled."""
     options = json.dumps(args.storage_options or {})
-    command = [sys.executable, __file__, "--worker", "measure", "--root", root,
-               "--options", options, "--hours", str(args.hours)]  # fmt: skip
+    command = [sys.executable, __file__, "--worker", mode, "--root", root,
+               "--options", options, "--hours", str(args.hours), "--seed", str(args.seed),
+               "--window-hours", str(window_hours)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(code)}
     process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True)  # fmt: skip
@@ -258,7 +303,10 @@ def _measure(code: Path, root: str, args: argparse.Namespace) -> dict[str, Any]:
     memory = sampler.stop()
     if process.returncode:
         raise SystemExit(f"measure failed ({code})")
-    return {**json.loads(out.strip().splitlines()[-1]), "whole_window_memory_mb": memory}
+    figures = json.loads(out.strip().splitlines()[-1])
+    if mode == "monitor":
+        return {**figures, "monitor_memory_mb": memory}
+    return {**figures, "whole_window_memory_mb": memory}
 
 
 def _write(code: Path, root: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -310,10 +358,11 @@ def main() -> None:
     parser.add_argument("--writer", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--options", help=argparse.SUPPRESS)
+    parser.add_argument("--window-hours", type=float, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         work = {"write": worker_write, "measure": worker_measure, "compact": worker_compact,
-                "layout": worker_layout}[args.worker]  # fmt: skip
+                "layout": worker_layout, "monitor": worker_monitor}[args.worker]  # fmt: skip
         print(json.dumps(work(args)))
         return
     if args.quick:
@@ -354,6 +403,14 @@ def _compare(args: argparse.Namespace, before: Path, now: Path, root_of: Any) ->
     result["compacted"]["reads"] = summarise(
         [_measure(now, root_of("hours"), args) for _ in range(args.runs)]
     )
+    # a drift monitor's whole run, over the newest hour and over every hour written
+    result["monitor"] = {
+        f"{name} {hours:g}h": summarise(
+            [_measure(code, root_of(tree), args, "monitor", hours) for _ in range(args.runs)]
+        )
+        for name, code, tree in (("before", before, "before"), ("now", now, "hours"))
+        for hours in (1, args.hours)
+    }
     emit(result, args.out)
 
 

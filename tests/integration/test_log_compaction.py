@@ -109,6 +109,70 @@ def test_each_closed_hour_becomes_one_file_and_reads_the_same(
     assert compactor.compact(min_age_s=600).changes == {}
 
 
+def _pieces(reader: PredictionLogReader, **window: Any) -> pa.Table:
+    pieces = list(reader.read_batches("churn", batch_rows=7, **window))
+    assert all(piece.num_rows <= 7 for piece in pieces)
+    return pa.concat_tables(pieces).sort_by("time_us")
+
+
+def test_a_window_read_in_pieces_holds_the_rows_and_labels_of_the_whole_read(
+    tmp_path: Path, hour_of_files: list[PredictionRecord]
+) -> None:
+    root = str(tmp_path)
+    untimed = PredictionRecord("r-older-loopml", NOV_27 + 9, "churn", "churn-model", 3, "{}",
+                               "0", 100, "", False)  # fmt: skip
+    event = rows(700, 4, NOV_27 + HOUR_US + 50)
+    event = [r._replace(event_time_us=NOV_27 - HOUR_US) for r in event]  # a replayed history
+    write(root, [[untimed], event])
+    writer = PredictionLogWriter(root, flush_interval_s=60.0)
+    writer.append_feedback([FeedbackRecord("r-older-loopml", NOV_27 + 30 * HOUR_US, "churn", "1"),
+                            FeedbackRecord(event[2].request_id, NOV_27 + 2 * HOUR_US, "churn",
+                                           "0")])  # fmt: skip
+    writer.close()
+    reader = PredictionLogReader(root)
+    for window in ({}, {"since_us": NOV_27 + 3, "until_us": NOV_27 + HOUR_US + 2},
+                   {"since_us": NOV_27 - HOUR_US, "until_us": NOV_27}):  # fmt: skip
+        whole = reader.read("churn", **window)
+        assert _pieces(reader, **window).equals(whole.sort_by("time_us")), window
+    assert sorted(_pieces(reader)["label_json"].drop_null().to_pylist()) == ['"yes"', "0", "1"]
+
+    LogCompactor(LogStorage(root), clock_us=lambda: LATER).compact(min_age_s=0)
+    assert _pieces(reader).equals(reader.read("churn").sort_by("time_us"))
+
+
+def test_a_compaction_during_a_read_in_pieces_says_so_and_export_starts_over(
+    tmp_path: Path, hour_of_files: list[PredictionRecord]
+) -> None:
+    from loopml.ports.prediction_log import LogChanged
+
+    root = str(tmp_path)
+    compact = LogCompactor(LogStorage(root), clock_us=lambda: LATER).compact
+    reader = PredictionLogReader(root)
+    pieces = reader.read_batches("churn", batch_rows=5)
+    next(pieces)
+    compact(min_age_s=0)  # the files the read listed are merged and deleted
+    with pytest.raises(LogChanged, match="changed while it was read"):
+        list(pieces)
+
+    write(root, [rows(900, 10, NOV_27 + 7) for _ in range(3)])  # new parts beside the merge
+
+    class Racing(PredictionLogReader):
+        compacted = False
+
+        def read_batches(self, *args: Any, **kwargs: Any) -> Iterator[pa.Table]:
+            for piece in super().read_batches(*args, **kwargs):
+                yield piece
+                if not self.compacted:
+                    self.compacted = True
+                    compact(min_age_s=0)
+
+    out = tmp_path / "churn.parquet"
+    assert Racing(root).export("churn", out) == 180
+    exported = pq.read_table(out)
+    assert sorted(exported["request_id"].to_pylist()) == sorted(every_id(reader))
+    assert exported["label_json"].drop_null().to_pylist() == ['"yes"']
+
+
 def test_an_hour_still_open_is_left_alone(
     tmp_path: Path, hour_of_files: list[PredictionRecord]
 ) -> None:

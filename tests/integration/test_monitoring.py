@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from logged import frame, serve
 
@@ -48,6 +49,37 @@ def test_a_monitor_finds_the_drift_in_served_rows_and_keeps_its_runs(churn: Work
     assert {f["name"] for f in document["features"]} == {"tenure", "monthly", "plan"}
     actions = [e.action for e in churn.audit.log(entity="monitor:default/churn-drift")]
     assert sorted(actions) == ["monitor.ran", "monitor.saved"]
+
+
+def test_a_window_read_in_pieces_reports_what_it_reports_whole(
+    churn: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.monitoring import window
+
+    now = now_us()
+    served = frame(2_000, seed=2, shift=0.5, new_plan=0.05)
+    served.loc[::7, "monthly"] = None
+    served = pd.concat([served, served.iloc[:150]])  # 150 rows served twice
+    predicted = (served["tenure"] < 20).astype(int).tolist()
+    labels = [p if i % 3 else None for i, p in enumerate(predicted)]
+    serve(churn, served, at_us=now, shadow_rows=300, outputs=predicted, labels=labels)
+    monitors.create("whole", deployment="churn-prod", reference="churn", workspace=churn)
+    whole = monitors.run("whole", now_us=now, workspace=churn).document
+    monkeypatch.setattr(window, "PIECE_ROWS", 7)
+    monitors.create("pieces", deployment="churn-prod", reference="churn", workspace=churn)
+    pieces = monitors.run("pieces", now_us=now, workspace=churn).document
+
+    assert pieces["drifted_features"] == whole["drifted_features"]
+    examples = [u.pop("examples") for u in pieces["quality"]["unreadable"]]
+    assert [len(e) for e in examples] == [3]  # which three depends on the order pieces come in
+    assert [u.pop("examples") for u in whole["quality"]["unreadable"]] != []
+    assert pieces["quality"] == whole["quality"]
+    assert pieces["quality"]["duplicate_rows"] > 0
+    assert pieces["performance"] == whole["performance"]
+    assert pieces["performance"]["labelled_rows"] == 1_433
+    for mine, theirs in zip(pieces["features"], whole["features"], strict=True):
+        assert mine["chart"] == theirs["chart"]
+        assert mine["p_value"] == pytest.approx(theirs["p_value"], rel=1e-9, nan_ok=True)
 
 
 def test_a_quiet_window_reports_no_drift(churn: Workspace) -> None:

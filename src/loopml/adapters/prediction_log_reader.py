@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import operator
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from loopml.adapters.prediction_log_files import (
     EVENT_TIME_DIR,
     FEEDBACK_DIR,
     PREDICTIONS_DIR,
+    READ_ATTEMPTS,
     Folder,
     Keep,
     LogStorage,
@@ -51,11 +53,14 @@ from loopml.adapters.prediction_log_files import (
 )
 from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
+from loopml.ports.prediction_log import LogChanged
 
 ID_TIME_MARGIN_US = 600_000_000
 """How far a row's `time_us` may lie from the time its request id carries (both come from the
 serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
 _LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
+BATCH_ROWS = 131_072
+"""Rows per piece of `read_batches` (a compacted file's row group)."""
 
 
 def _time_filter(
@@ -195,6 +200,65 @@ class PredictionLogReader:
             wanted.append("label_json")
         return _sorted(table, newest_first=limit is not None).select(wanted)
 
+    def read_batches(
+        self,
+        deployment: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        columns: list[str] | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> Iterator[pa.Table]:
+        """The rows `read` gives (with `label_json`), in pieces of at most `batch_rows` rows and
+        in no set order: folder by folder, each folder's labels read once and joined, so
+        memory holds one piece and one hour's labels however long the window. A file that
+        goes away meanwhile (a compaction or an expiry) raises `LogChanged`: start over."""
+        _check_deployment(deployment)
+        wanted = _check_columns(columns)
+        read = [n for n in PREDICTION_SCHEMA.names if n in {*wanted, "time_us", "request_id"}]
+        file_columns = [name for name in read if name != "deployment"]
+        trees = [(PREDICTIONS_DIR, served_between(since_us, until_us),
+                  _time_filter(since_us, until_us))]  # fmt: skip
+        if self._has_event_times(deployment):
+            by_event = _time_filter(since_us, until_us, time="event_time_us")
+            trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), by_event))
+        schema = pa.schema([f for f in PREDICTION_SCHEMA if f.name != "deployment"])
+        for kind, keep, where in trees:
+            for folder in self._storage.folders(partition_dir(kind, deployment), keep):
+                paths = [self._storage.path(folder.path(n)) for n in self._storage.live(folder)]
+                labels: pa.Table | None = None
+                try:
+                    batches = self._storage.dataset(paths, schema).to_batches(
+                        columns=file_columns, filter=where, batch_size=batch_rows
+                    )
+                    for batch in batches:
+                        if batch.num_rows == 0:
+                            continue
+                        table = pa.Table.from_batches([batch])
+                        if labels is None or request_times_us(table["request_id"]).null_count:
+                            labels = self._folder_labels(deployment, folder, table)
+                        table = _with_labels(table, labels)
+                        if "deployment" in wanted:
+                            name = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
+                            table = table.append_column("deployment", name)
+                        yield table.select([*wanted, "label_json"])
+                except FileNotFoundError as exc:
+                    raise LogChanged(
+                        f"The prediction log of {deployment!r} changed while it was read "
+                        "(a compaction or an expiry ran).",
+                        "Read it again.",
+                    ) from exc
+
+    def _folder_labels(self, deployment: str, folder: Folder, rows: pa.Table) -> pa.Table:
+        """Every label of the requests `folder`'s rows were made in (the hours around it),
+        or, when its time cannot bound them (a folder loopml did not name, or ids that carry no
+        time), the labels of `rows`' ids alone."""
+        span = folder.served_span
+        if span is None or request_times_us(rows["request_id"]).null_count:
+            return self._labels(deployment, rows, by_id=True)
+        since, until = span[0] - ID_TIME_MARGIN_US, span[1] + ID_TIME_MARGIN_US
+        return self._labels_between(deployment, since, until, None)
+
     def tail(self, deployment: str, n: int = 20) -> pa.Table:
         """The `n` newest predictions of `deployment`, newest first (text that is not UTF-8,
         which another writer may have left, shown with replacement characters)."""
@@ -257,34 +321,36 @@ class PredictionLogReader:
         until_us: int | None = None,
     ) -> int:
         """Write `deployment`'s rows of the window, with `label_json`, to the Parquet file
-        `path`, hour folder by hour folder (memory stays at one hour's rows); the file appears
-        whole or not at all. Returns how many rows it holds."""
+        `path`, piece by piece (`read_batches`: memory holds one piece, however long the
+        window), each piece in time order; the file appears whole or not at all. Returns how
+        many rows it holds."""
         _check_deployment(deployment)
         _check_known(deployment, self._deployments())
         names = [n for n in PREDICTION_SCHEMA.names if n != "deployment"]
         schema = pa.schema([*(f for f in PREDICTION_SCHEMA if f.name in names),
                             pa.field("label_json", pa.string())])  # fmt: skip
-        trees = [
-            (PREDICTIONS_DIR, served_between(since_us, until_us), _time_filter(since_us, until_us))
-        ]
-        if self._has_event_times(deployment):
-            by_event = _time_filter(since_us, until_us, time="event_time_us")
-            trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), by_event))
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
-        rows = 0
         try:
-            with pq.ParquetWriter(part, schema, compression="zstd") as out:
-                for kind, keep, where in trees:
-                    for folder in self._storage.folders(partition_dir(kind, deployment), keep):
-                        table = self._read_folders([folder], where, names, PREDICTION_SCHEMA)
-                        labels = self._labels(deployment, table, by_id=False)
-                        table = _sorted(_with_labels(table, labels), newest_first=False)
-                        out.write_table(table.select(schema.names).cast(schema))
-                        rows += table.num_rows
-            os.replace(part, path)
+            for _ in range(READ_ATTEMPTS):
+                rows = 0
+                try:
+                    pieces = self.read_batches(
+                        deployment, since_us=since_us, until_us=until_us, columns=names
+                    )
+                    with pq.ParquetWriter(part, schema, compression="zstd") as out:
+                        for piece in pieces:
+                            out.write_table(_sorted(piece, newest_first=False).cast(schema))
+                            rows += piece.num_rows
+                except LogChanged:
+                    continue  # a compaction or an expiry ran: write it again
+                os.replace(part, path)
+                return rows
+            raise LogChanged(
+                f"The prediction log of {deployment!r} kept changing while it was exported.",
+                "Try again; if it persists, check that one compaction runs at a time.",
+            )
         finally:
             part.unlink(missing_ok=True)
-        return rows
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -342,12 +408,20 @@ class PredictionLogReader:
         earliest = [pc.min(made).as_py(), pc.min(rows["time_us"]).as_py()]
         since = min(t for t in earliest if t is not None) - ID_TIME_MARGIN_US
         until = None if made.null_count else pc.max(made).as_py() + 1  # no time: any hour
-        where = ds.field("time_us") >= since  # no label comes before its prediction
-        if by_id:
-            where = where & ds.field("request_id").isin(rows["request_id"].combine_chunks())
+        ids = rows["request_id"].combine_chunks() if by_id else None
+        return self._labels_between(deployment, since, until, ids)
+
+    def _labels_between(
+        self, deployment: str, since_us: int, until_us: int | None, ids: pa.Array | None
+    ) -> pa.Table:
+        """The latest label per request id among those of requests made in `[since_us,
+        until_us)` (of `ids` alone, if given)."""
+        where = ds.field("time_us") >= since_us  # no label comes before its prediction
+        if ids is not None:
+            where = where & ds.field("request_id").isin(ids)
         columns = ["request_id", "time_us", "label_json"]
-        feedback = self._scan(FEEDBACK_DIR, deployment, labels_between(since, until), where,
-                              columns)  # fmt: skip
+        feedback = self._scan(FEEDBACK_DIR, deployment, labels_between(since_us, until_us),
+                              where, columns)  # fmt: skip
         if feedback.num_rows == 0:
             return _LABELS_SCHEMA.empty_table()
         ordered = feedback.sort_by([("request_id", "ascending"), ("time_us", "ascending")])

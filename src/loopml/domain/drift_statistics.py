@@ -30,7 +30,7 @@ categorical
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -125,6 +125,35 @@ def count_numeric(reference: NumericSummary, values: Array) -> NumericSummary:
     return _numeric_from(finite, nulls, reference.edges)
 
 
+def merge_numeric(first: NumericSummary, second: NumericSummary) -> NumericSummary:
+    """Two parts of a column counted over the same bins, as if counted together (a window
+    read in batches): counts and sums add up, the mean and spread combine exactly (Chan et
+    al.'s pairwise update)."""
+    if not np.array_equal(first.edges, second.edges):
+        raise ValueError("the parts were counted over different bins")
+    nulls = first.nulls + second.nulls
+    if second.rows == 0 or first.rows == 0:
+        whole = first if second.rows == 0 else second
+        return replace(whole, counts=first.counts + second.counts, nulls=nulls)
+    n, m = first.rows, second.rows
+    mean = (n * first.mean + m * second.mean) / (n + m)
+    squares = (
+        n * first.std**2 + m * second.std**2 + n * m * (first.mean - second.mean) ** 2 / (n + m)
+    )
+    return NumericSummary(
+        first.edges,
+        first.counts + second.counts,
+        n + m,
+        nulls,
+        mean,
+        math.sqrt(max(squares / (n + m), 0.0)),
+        min(first.minimum, second.minimum),
+        max(first.maximum, second.maximum),
+        first.below + second.below,
+        first.above + second.above,
+    )
+
+
 GRID_CELLS_PER_BIN = 64
 """Cells of the uniform lookup grid per bin (see `bin_index`)."""
 
@@ -214,6 +243,14 @@ def summarize_categories(categories: Array, counts: Array, nulls: int) -> Catego
     order = np.argsort(labels, kind="stable")
     counts = np.asarray(counts, dtype=np.int64)[order]
     return CategorySummary(labels[order], counts, int(counts.sum()), int(nulls))
+
+
+def merge_categories(first: CategorySummary, second: CategorySummary) -> CategorySummary:
+    """Two parts of a column's category counts as one."""
+    labels, ones, twos = align(first.categories, first.counts, second.categories, second.counts)
+    return CategorySummary(
+        labels, ones + twos, first.rows + second.rows, first.nulls + second.nulls
+    )
 
 
 # -- tests ----------------------------------------------------------------------------------

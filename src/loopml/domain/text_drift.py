@@ -79,6 +79,21 @@ def summarize_tokens(
     )
 
 
+def merge_tokens(first: TokenSummary, second: TokenSummary) -> TokenSummary:
+    """Two parts of a column's token counts as one; exact for counts whose vocabulary was not
+    cut (a current window's), whose once- and twice-seen tokens are then counted again."""
+    tokens, ones, twos = align(first.tokens, first.counts, second.tokens, second.counts)
+    counts = ones + twos
+    return TokenSummary(
+        tokens,
+        counts,
+        first.total + second.total,
+        first.rows + second.rows,
+        int(np.count_nonzero(counts == 1)),
+        int(np.count_nonzero(counts == 2)),
+    )
+
+
 @dataclass(frozen=True)
 class TextDrift:
     oov_rate: float

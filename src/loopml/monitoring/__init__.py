@@ -2,6 +2,7 @@
 
     report = loopml.monitoring.compare(reference_df, current_df)
     report.drifted_features ; report.drift_share ; report.to_json()
+    report = loopml.monitoring.compare_batches(reference, dataset.to_batches())  # any size
 
 See `loopml.monitoring.drift` for the methods, thresholds and defaults.
 """
@@ -11,9 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loopml.monitoring.drift import DriftReport, Reference, compare, summarize
+    from loopml.monitoring.drift import (
+        DriftReport,
+        Reference,
+        compare,
+        compare_batches,
+        summarize,
+    )
 
-__all__ = ["DriftReport", "Reference", "compare", "summarize"]
+__all__ = ["DriftReport", "Reference", "compare", "compare_batches", "summarize"]
 
 
 def __getattr__(name: str) -> Any:

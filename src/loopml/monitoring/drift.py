@@ -50,12 +50,20 @@ import pyarrow as pa
 from loopml.domain import drift_statistics as stats
 from loopml.domain import importance as importance_stats
 from loopml.errors import InvalidInput
-from loopml.monitoring.column_kinds import CATEGORICAL, TEXT
+from loopml.monitoring.column_kinds import CATEGORICAL, NUMERIC, TEXT
 from loopml.monitoring.drift_methods import kind_of, method_for
 from loopml.monitoring.drift_methods.base import DriftMethod, Evidence, Thresholds
 from loopml.monitoring.drift_report import SCHEMA_VERSION, DriftReport, FeatureDrift
 
-__all__ = ["DriftReport", "FeatureDrift", "Reference", "Thresholds", "compare", "summarize"]
+__all__ = [
+    "DriftReport",
+    "FeatureDrift",
+    "Reference",
+    "Thresholds",
+    "compare",
+    "compare_batches",
+    "summarize",
+]
 
 _T = TypeVar("_T")
 
@@ -122,19 +130,128 @@ def compare(
     table, or a `Reference` from `summarize`). `label` and `prediction` name columns that are
     not model inputs: compared, reported apart, left out of the drift share. `importance` (the
     model's, per input) weighs the inputs in `weighted_drift`; without it they weigh the same."""
-    limits = thresholds or Thresholds()
     if not isinstance(reference, Reference):
         reference = summarize(reference, columns=columns, categorical=categorical, text=text)
     table = _table(current, "current")
     names = [n for n in (columns or list(reference.kinds)) if n in reference.kinds]
     _check_shared(table, names)
+    counted = _count(reference, names, table)
+    return _report(reference, names, counted, rows=table.num_rows, thresholds=thresholds,
+                   label=label, prediction=prediction, importance=importance)  # fmt: skip
+
+
+def compare_batches(
+    reference: Reference,
+    batches: Iterable[Any],
+    *,
+    columns: Sequence[str] | None = None,
+    thresholds: Thresholds | None = None,
+    label: str | None = None,
+    prediction: str | None = None,
+    importance: Mapping[str, float] | None = None,
+) -> DriftReport:
+    """`compare` of current data too large to hold at once: `batches` (Arrow record batches or
+    tables, or DataFrames, such as `pyarrow.dataset.dataset(path).to_batches()`) are counted one
+    at a time and folded into the summaries the tests compare (bin, category and token counts,
+    moments), so memory holds one batch and the counts. The report is the one `compare` gives
+    for all the batches as one table."""
+    if not isinstance(reference, Reference):
+        raise InvalidInput(
+            f"compare_batches takes a Reference, not a {type(reference).__name__}.",
+            "Summarise the reference once: loopml.monitoring.summarize(reference_df).",
+        )
+    names = [n for n in (columns or list(reference.kinds)) if n in reference.kinds]
+    counts = DriftCounts(reference)
+    for batch in batches:
+        table = _table(pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch)
+                       else batch, "current")  # fmt: skip
+        if table.num_rows:
+            _check_shared(table, names)
+            counts.add(table.select(names))
+    return counts.report(names, thresholds=thresholds, label=label, prediction=prediction,
+                         importance=importance)  # fmt: skip
+
+
+class DriftCounts:
+    """The summaries `compare` tests, counted piece by piece (`add`) and folded, so a current
+    sample of any size is compared holding one piece and the counts."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self.rows = 0
+        self.counted: dict[str, Any] = {}
+
+    def add(self, table: pa.Table) -> None:
+        """Count the reference's columns in `table` (one a piece lacks counts as null there)."""
+        if table.num_rows == 0:
+            return
+        kinds = self.reference.kinds
+        present = [n for n in kinds if n in table.column_names]
+        absent = {n: pa.nulls(table.num_rows, _NULL_TYPES.get(kinds[n], pa.string()))
+                  for n in kinds if n in self.counted and n not in table.column_names}  # fmt: skip
+        if absent:
+            table = table.select(present)
+            for name, nulls in absent.items():
+                table = table.append_column(name, nulls)
+        names = [*present, *absent]
+        for name, part in zip(names, _count(self.reference, names, table), strict=True):
+            whole = self.counted.get(name)
+            if whole is None and self.rows:  # first seen now: the pieces before held nulls
+                whole = _count(self.reference, [name], _nulls(name, kinds[name], self.rows))[0]
+            method = method_for(kinds[name])
+            self.counted[name] = part if whole is None else method.merge(whole, part)
+        self.rows += table.num_rows
+
+    def report(
+        self,
+        columns: Sequence[str],
+        *,
+        thresholds: Thresholds | None = None,
+        label: str | None = None,
+        prediction: str | None = None,
+        importance: Mapping[str, float] | None = None,
+    ) -> DriftReport:
+        """The drift report of every piece counted, on `columns`."""
+        if self.rows == 0:
+            raise InvalidInput(
+                "The current data has no rows.", "Compare a window that holds some rows."
+            )
+        names = [name for name in columns if name in self.counted]
+        counted = [self.counted[name] for name in names]
+        return _report(self.reference, names, counted, rows=self.rows, thresholds=thresholds,
+                       label=label, prediction=prediction, importance=importance)  # fmt: skip
+
+
+_NULL_TYPES = {NUMERIC: pa.float64()}
+
+
+def _nulls(name: str, kind: str, rows: int) -> pa.Table:
+    return pa.table({name: pa.nulls(rows, _NULL_TYPES.get(kind, pa.string()))})
+
+
+def _count(reference: Reference, names: list[str], table: pa.Table) -> list[Any]:
+    """Each column of `table` counted on the terms of its reference summary."""
     chosen = {name: method_for(reference.kinds[name]) for name in names}
     for name in names:
         chosen[name].check(name, table.schema.field(name).type)
+    return _parallel(lambda name: chosen[name].count(reference.summaries[name], table[name]), names)
+
+
+def _report(
+    reference: Reference,
+    names: list[str],
+    counted: list[Any],
+    *,
+    rows: int,
+    thresholds: Thresholds | None,
+    label: str | None,
+    prediction: str | None,
+    importance: Mapping[str, float] | None,
+) -> DriftReport:
+    """Every column's test and decision on its counts, and the whole table's verdict."""
+    limits = thresholds or Thresholds()
+    chosen = {name: method_for(reference.kinds[name]) for name in names}
     weights = _check_roles(names, label, prediction, importance)
-    counted = _parallel(
-        lambda name: chosen[name].count(reference.summaries[name], table[name]), names
-    )
     pairs = [(reference.summaries[name], found) for name, found in zip(names, counted, strict=True)]
     evidence = [chosen[name].test(*pair) for name, pair in zip(names, pairs, strict=True)]
     p_values = np.array([e.p_value if e.p_value is not None else np.nan for e in evidence])
@@ -145,9 +262,7 @@ def compare(
     }
     reference_rows = max((_rows(reference.summaries[n]) for n in names), default=0)
     source = importance_stats.MODEL if weights else importance_stats.EQUAL
-    return DriftReport(
-        features, limits, reference_rows, table.num_rows, label, prediction, weights, source
-    )
+    return DriftReport(features, limits, reference_rows, rows, label, prediction, weights, source)
 
 
 def _feature(

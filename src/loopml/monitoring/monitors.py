@@ -39,27 +39,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from loopml.bootstrap import Workspace, default_workspace
 from loopml.domain.alerts import MAX_RESOLVE_AFTER, parse_condition
 from loopml.domain.durations import parse_duration
 from loopml.domain.importance import MODEL
 from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import InvalidInput, LoopmlError
-from loopml.monitoring.drift import DriftReport, Reference, compare
+from loopml.monitoring.drift import DriftReport, Reference
 from loopml.monitoring.health import probe
 from loopml.monitoring.performance import evaluate
-from loopml.monitoring.quality import check
 from loopml.monitoring.references import PREDICTION, read_dataset, summarize_reference
-from loopml.monitoring.window import comparable, describe_unreadable, read_served, read_window
+from loopml.monitoring.window import fold_window, read_served, read_window
 
 __all__ = [
     "PREDICTION",
     "MonitorResult",
     "NothingToMonitor",
     "create",
-    "describe_unreadable",
     "failure_text",
     "read_dataset",
     "read_served",
@@ -69,7 +65,7 @@ __all__ = [
     "run",
     "run_due",
 ]
-"""What callers take from here; `read_served`, `read_window` and `describe_unreadable` live in
+"""What callers take from here; `read_served` and `read_window` live in
 `loopml.monitoring.window`, `read_dataset` and `PREDICTION` in `loopml.monitoring.references`."""
 
 _log = logging.getLogger("loopml.monitoring")
@@ -169,42 +165,39 @@ def run(
         return _record(ws, draft, document, None)
     stored = json.loads(ws.blobs.read_bytes(monitor.summary_digest))
     reference, roles = Reference.from_dict(stored), stored.get("roles") or {}
-    served = read_served(ws, monitor.deployment, start, end)
-    if served.num_rows == 0:
+    window = fold_window(ws, monitor.deployment, start, end, reference=reference, roles=roles)
+    if window.rows == 0:
         raise NothingToMonitor(
             f"Deployment {monitor.deployment!r} served no rows between {_when(start)} and "
             f"{_when(end)}, so monitor {name!r} has nothing to compare; nothing was stored.",
             "Check the deployment name and that the server logs predictions, or widen the "
             "window (`loopml monitor create ... --window 1d`).",
         )
-    parsed = read_window(served, reference, roles)  # whatever the log holds
-    window = parsed.table
     previous = [r.rows for r in ws.monitors.history(name, project, VOLUME_HISTORY)]
-    unreadable = describe_unreadable(parsed, served["request_id"])
-    quality = check(window, reference, parsed.counts(), previous, unreadable=unreadable)
-    shared = comparable(window, reference, parsed)
+    quality = window.quality.report(previous, unreadable=window.unreadable())
+    shared = window.comparable()
     if not shared:
-        lost = f" ({parsed.count} values could not be read)" if parsed.count else ""
+        lost = window.unreadable_values()
+        lost_text = f" ({lost} values could not be read)" if lost else ""
         raise InvalidInput(
             f"The served rows of {monitor.deployment!r} share no readable column with the "
-            f"reference {monitor.reference} ({', '.join(reference.kinds)}){lost}; nothing was "
-            "stored.",
+            f"reference {monitor.reference} ({', '.join(reference.kinds)}){lost_text}; nothing "
+            "was stored.",
             "Point the monitor at the dataset the model was trained on.",
         )
     kept = stored.get("importance") or {}
-    report = compare(
-        reference,
-        window,
-        columns=shared,
+    report = window.drift.report(
+        shared,
         label=roles["label"] if roles.get("label") in shared else None,
         prediction=PREDICTION if roles.get("prediction") and PREDICTION in shared else None,
         importance=kept.get("weights") if kept.get("source") == MODEL else None,
     )
+    scored = window.scored()
     performance = evaluate(
-        served["output_json"],
-        served["label_json"],
-        _model_metrics(ws, served, project),
-        served["proba_json"],
+        scored["output_json"],
+        scored["label_json"],
+        _model_metrics(ws, window.model_served_most(), project),
+        scored["proba_json"],
         kinds=(
             reference.kinds.get(PREDICTION) if roles.get("prediction") else None,
             reference.kinds.get(str(roles["label"])) if roles.get("label") else None,
@@ -233,7 +226,7 @@ def run(
         monitor.created_at,  # the store stamps the real time
         start,
         end,
-        window.num_rows,
+        window.rows,
         report.drift_share,
         tuple(report.drifted_features),
         digest,
@@ -370,17 +363,18 @@ def report_document(
     return {"run": found.id, **document}
 
 
-def _model_metrics(ws: Workspace, served: pa.Table, project: str) -> dict[str, float]:
+def _model_metrics(
+    ws: Workspace, served_most: tuple[str, int] | None, project: str
+) -> dict[str, float]:
     """The evaluation metrics registered with the model version that served most rows."""
-    if served.num_rows == 0:
+    if served_most is None:
         return {}
-    counts = served.group_by(["model", "model_version"]).aggregate([("model", "count")])
-    top = counts.sort_by([("model_count", "descending")]).slice(0, 1).to_pylist()[0]
+    model, version = served_most
     try:
-        version = ws.registry.resolve(f"{top['model']}/{top['model_version']}", project)
+        found = ws.registry.resolve(f"{model}/{version}", project)
     except LoopmlError:  # the version was deleted or lives elsewhere: nothing to compare with
         return {}
-    return dict(version.metrics)
+    return dict(found.metrics)
 
 
 def _seconds(value: str | int) -> int:

@@ -21,6 +21,7 @@ Each problem is an issue such as `null_rate:tenure`; `issue_count` is what alert
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,78 +66,193 @@ def check(
 ) -> dict[str, Any]:
     """The quality section of a report for `table` (already `coerce`d); `unreadable` lists the
     values that could not be read ({column, kind, count, examples}), kept as they are."""
-    limits = limits or QualityLimits()
-    rows = table.num_rows
-    issues: list[str] = []
-    missing = [name for name in reference.kinds if name not in table.column_names]
-    unexpected = [name for name in table.column_names if name not in reference.kinds]
-    issues += [f"unexpected_column:{name}" for name in unexpected]
-    columns: dict[str, dict[str, Any]] = {}
-    for name in table.column_names:
-        if name not in reference.kinds:
-            continue
-        summary = reference.summaries[name]
-        column = table[name]
-        null_rate = column.null_count / rows if rows else 0.0
-        ref_total = summary.rows + getattr(summary, "nulls", 0)
-        ref_null_rate = getattr(summary, "nulls", 0) / ref_total if ref_total else 0.0
-        invalid = violations.get(name, 0)
-        entry: dict[str, Any] = {
-            "null_rate": null_rate,
-            "reference_null_rate": ref_null_rate,
-            "type_violations": invalid,
-            "invalid_share": invalid / rows if rows else 0.0,
-            "missing_share": (column.null_count - invalid) / rows if rows else 0.0,
+    counts = QualityCounts(reference)
+    counts.add(table, violations)
+    return counts.report(history_rows, limits=limits, unreadable=unreadable)
+
+
+@dataclass
+class ColumnCounts:
+    """One reference column's counts over the pieces of a window."""
+
+    rows: int = 0
+    nulls: int = 0
+    invalid: int = 0
+    values: int = 0
+    """Values present (numeric columns: those the range check looked at)."""
+    outside: int = 0
+    """Values below the reference's minimum or above its maximum."""
+
+
+class QualityCounts:
+    """What the quality check needs of a window, counted piece by piece (`add`), so a window of
+    any length is checked holding one piece: counts per column, and the rows' hashes for the
+    duplicates (`DistinctRows`)."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self.rows = 0
+        self.columns: dict[str, ColumnCounts] = {}
+        self.seen: dict[str, None] = {}
+        """Every column some piece had, in the order they came."""
+        self.distinct = DistinctRows()
+
+    def add(self, table: pa.Table, violations: Mapping[str, int]) -> None:
+        """Count one piece (coerced); a reference column it lacks counts as null in it."""
+        rows = table.num_rows
+        self.rows += rows
+        self.seen.update(dict.fromkeys(table.column_names))
+        for name, kind in self.reference.kinds.items():
+            counts = self.columns.setdefault(name, ColumnCounts())
+            counts.rows += rows
+            if name not in table.column_names:
+                counts.nulls += rows
+                continue
+            column = table[name]
+            counts.nulls += column.null_count
+            counts.invalid += violations.get(name, 0)
+            if kind == "numeric" and rows:
+                summary = self.reference.summaries[name]
+                present, outside = _out_of_range(column, summary.minimum, summary.maximum)
+                counts.values += present
+                counts.outside += outside
+        self.distinct.add(table)
+
+    def report(
+        self,
+        history_rows: Sequence[int] = (),
+        *,
+        limits: QualityLimits | None = None,
+        unreadable: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """The quality section for every piece counted."""
+        limits = limits or QualityLimits()
+        rows = self.rows
+        issues: list[str] = []
+        missing = [name for name in self.reference.kinds if name not in self.seen]
+        unexpected = [name for name in self.seen if name not in self.reference.kinds]
+        issues += [f"unexpected_column:{name}" for name in unexpected]
+        columns: dict[str, dict[str, Any]] = {}
+        for name in self.seen:
+            if name not in self.reference.kinds:
+                continue
+            summary, counts = self.reference.summaries[name], self.columns[name]
+            null_rate = counts.nulls / rows if rows else 0.0
+            ref_total = summary.rows + getattr(summary, "nulls", 0)
+            ref_null_rate = getattr(summary, "nulls", 0) / ref_total if ref_total else 0.0
+            entry: dict[str, Any] = {
+                "null_rate": null_rate,
+                "reference_null_rate": ref_null_rate,
+                "type_violations": counts.invalid,
+                "invalid_share": counts.invalid / rows if rows else 0.0,
+                "missing_share": (counts.nulls - counts.invalid) / rows if rows else 0.0,
+            }
+            if null_rate - ref_null_rate >= limits.null_rate_rise:
+                issues.append(f"null_rate:{name}")
+            if counts.invalid:
+                issues.append(f"type_violations:{name}")
+            if self.reference.kinds[name] == "numeric" and rows:
+                share = counts.outside / counts.values if counts.values else 0.0
+                entry["out_of_range_share"] = share
+                if share >= limits.out_of_range:
+                    issues.append(f"out_of_range:{name}")
+            columns[name] = entry
+        duplicates = rows - self.distinct.count() if rows >= 2 and self.seen else 0
+        duplicate_share = duplicates / rows if rows else 0.0
+        if duplicate_share >= limits.duplicates:
+            issues.append("duplicate_rows")
+        volume = _volume(rows, history_rows, limits)
+        if volume["anomaly"]:
+            issues.append("volume")
+        lost_rows = sum(int(u["count"]) for u in unreadable if u["column"] == ROW)
+        if lost_rows:
+            issues.append("unreadable_rows")
+        return {
+            "missing_columns": missing,
+            "unexpected_columns": unexpected,
+            "columns": columns,
+            "duplicate_rows": duplicates,
+            "duplicate_share": duplicate_share,
+            **({"duplicates_estimated": True} if self.distinct.estimated else {}),
+            "volume": volume,
+            "unreadable": [dict(u) for u in unreadable],
+            "unreadable_values": sum(int(u["count"]) for u in unreadable),
+            "unreadable_rows": lost_rows,
+            "issues": issues,
+            "issue_count": len(issues),
         }
-        if null_rate - ref_null_rate >= limits.null_rate_rise:
-            issues.append(f"null_rate:{name}")
-        if entry["type_violations"]:
-            issues.append(f"type_violations:{name}")
-        if reference.kinds[name] == "numeric" and rows:
-            share = _out_of_range(column, summary.minimum, summary.maximum)
-            entry["out_of_range_share"] = share
-            if share >= limits.out_of_range:
-                issues.append(f"out_of_range:{name}")
-        columns[name] = entry
-    duplicates = _duplicate_rows(table)
-    duplicate_share = duplicates / rows if rows else 0.0
-    if duplicate_share >= limits.duplicates:
-        issues.append("duplicate_rows")
-    volume = _volume(rows, history_rows, limits)
-    if volume["anomaly"]:
-        issues.append("volume")
-    lost_rows = sum(int(u["count"]) for u in unreadable if u["column"] == ROW)
-    if lost_rows:
-        issues.append("unreadable_rows")
-    return {
-        "missing_columns": missing,
-        "unexpected_columns": unexpected,
-        "columns": columns,
-        "duplicate_rows": duplicates,
-        "duplicate_share": duplicate_share,
-        "volume": volume,
-        "unreadable": [dict(u) for u in unreadable],
-        "unreadable_values": sum(int(u["count"]) for u in unreadable),
-        "unreadable_rows": lost_rows,
-        "issues": issues,
-        "issue_count": len(issues),
-    }
 
 
-def _out_of_range(column: pa.ChunkedArray, low: float, high: float) -> float:
+def _out_of_range(column: pa.ChunkedArray, low: float, high: float) -> tuple[int, int]:
+    """(values present, values outside `[low, high]`); (0, 0) when the bounds are not finite."""
     values = column.drop_null()
     if len(values) == 0 or not np.isfinite(low) or not np.isfinite(high):
-        return 0.0
+        return 0, 0
     outside = pc.or_(pc.less(values, low), pc.greater(values, high))
-    return float(pc.sum(outside).as_py() or 0) / len(values)
+    return len(values), int(pc.sum(outside).as_py() or 0)
 
 
-def _duplicate_rows(table: pa.Table) -> int:
-    """Rows that repeat an earlier row exactly (all columns)."""
-    if table.num_rows < 2 or table.num_columns == 0:
-        return 0
-    counted = table.group_by(table.column_names, use_threads=False).aggregate([])
-    return int(table.num_rows - counted.num_rows)
+EXACT_ROWS = 4_000_000
+"""Distinct rows whose hashes are kept (32 MB) before the count becomes an estimate."""
+SKETCH_BITS = 14
+"""HyperLogLog registers: 2**14 of them, a relative error of about 0.8%."""
+
+
+class DistinctRows:
+    """How many distinct rows the pieces of a window hold (a row repeating another exactly,
+    every column alike, is a duplicate): each row's 64-bit hash (pandas' row hash) is kept, so
+    the count is exact up to `EXACT_ROWS` distinct rows; past that the hashes go into a
+    HyperLogLog sketch and the count is an estimate (`estimated`), so memory stays flat."""
+
+    def __init__(self) -> None:
+        self._hashes: list[Any] = []
+        self._kept = 0
+        self._registers: Any = None
+
+    @property
+    def estimated(self) -> bool:
+        return self._registers is not None
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0 or table.num_columns == 0:
+            return
+        import pandas as pd
+
+        frame = table.to_pandas()
+        hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+        if self._registers is not None:
+            self._sketch(hashes)
+            return
+        self._hashes.append(np.unique(hashes))
+        self._kept += self._hashes[-1].size
+        if self._kept > EXACT_ROWS:
+            merged = self._merged()
+            self._hashes, self._kept = [merged], merged.size
+            if merged.size > EXACT_ROWS:
+                self._registers = np.zeros(1 << SKETCH_BITS, np.uint8)
+                self._sketch(merged)
+                self._hashes, self._kept = [], 0
+
+    def count(self) -> int:
+        if self._registers is None:
+            return int(self._merged().size)
+        registers = self._registers.astype(np.float64)
+        size = int(registers.size)
+        alpha = 0.7213 / (1 + 1.079 / size)
+        estimate: float = alpha * size * size / float(np.sum(2.0**-registers))
+        empty = int(np.count_nonzero(self._registers == 0))
+        if estimate <= 2.5 * size and empty:
+            estimate = size * math.log(size / empty)
+        return round(estimate)
+
+    def _merged(self) -> Any:
+        return np.unique(np.concatenate(self._hashes)) if self._hashes else np.empty(0, np.uint64)
+
+    def _sketch(self, hashes: Any) -> None:
+        index = (hashes >> np.uint64(64 - SKETCH_BITS)).astype(np.intp)
+        rest = (hashes << np.uint64(SKETCH_BITS)) | np.uint64(1 << (SKETCH_BITS - 1))
+        rank = (64 - np.floor(np.log2(rest.astype(np.float64)))).astype(np.uint8)
+        np.maximum.at(self._registers, index, rank)
 
 
 def _volume(rows: int, history: Sequence[int], limits: QualityLimits) -> dict[str, Any]:

@@ -4,12 +4,18 @@ JSON read as the reference's column kinds.
 `read_served` reads the log (shadow rows left out, the latest fed-back label joined on);
 `read_window` reads the inputs, and the outputs and labels when the reference has those roles,
 never failing on what the log holds (`loopml.monitoring.json_columns`): a value a column cannot
-read is null and listed by `describe_unreadable`, with a few request ids to look it up.
+read is null, counted and listed with a few request ids to look it up.
+A drift monitor folds its window piece by piece (`fold_window`, `WindowFold`): each piece of
+the log is read, parsed and counted into the summaries the report is made of (quality counts,
+drift bins and categories, the rows' hashes for duplicates), then dropped, so memory stays flat
+however long the window; only the rows a label or class probabilities came for are kept, for
+the performance figures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -18,9 +24,11 @@ import pyarrow.compute as pc
 from loopml.bootstrap import Workspace, prediction_log_reader
 from loopml.errors import IntegrityError, Unavailable
 from loopml.monitoring.column_kinds import Parsed, Unreadable
-from loopml.monitoring.drift import Reference
+from loopml.monitoring.drift import DriftCounts, Reference
 from loopml.monitoring.json_columns import read_objects, read_values
+from loopml.monitoring.quality import QualityCounts
 from loopml.monitoring.references import PREDICTION
+from loopml.ports.prediction_log import LogChanged
 
 LOG_COLUMNS = [
     "request_id",
@@ -42,7 +50,7 @@ def read_served(
     """The rows `deployment` answered whose time (event time, else serving time) lies in
     `[start_us, end_us)` (shadow rows left out), with the latest label fed back for each (null
     where none came); `extra` log columns (such as `event_time_us`) are added."""
-    try:
+    with _log_errors(deployment):
         log = prediction_log_reader(ws.settings).read(
             deployment,
             since_us=start_us,
@@ -50,6 +58,14 @@ def read_served(
             columns=[*LOG_COLUMNS, *extra],
             with_feedback=True,
         )
+    return log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
+
+
+@contextmanager
+def _log_errors(deployment: str) -> Iterator[None]:
+    """The log's read errors as loopml's: a damaged file, a store that does not answer."""
+    try:
+        yield
     except pa.ArrowInvalid as exc:  # a file cut short or damaged, which Arrow cannot open
         raise IntegrityError(
             f"The prediction log of deployment {deployment!r} holds a file that cannot be read "
@@ -63,7 +79,6 @@ def read_served(
             f"({type(exc).__name__}); nothing was stored.",
             "Check that the artifact store answers; trying again may succeed.",
         ) from exc
-    return log.filter(pc.invert(pc.fill_null(log["shadow"], False)))
 
 
 def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]) -> Parsed:
@@ -87,32 +102,127 @@ def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]
     return Parsed(table, tuple(found))
 
 
-def comparable(window: pa.Table, reference: Reference, parsed: Parsed) -> list[str]:
-    """The reference's columns the window can be compared on: those it has, less any whose
-    every value was unreadable (no evidence either way: reported, never compared as calm)."""
-    unreadable = parsed.counts()
-    return [
-        name
-        for name in reference.kinds
-        if name in window.column_names
-        and not (unreadable.get(name) and window[name].null_count == window.num_rows)
-    ]
-
-
-def describe_unreadable(parsed: Parsed, request_ids: pa.ChunkedArray) -> list[dict[str, Any]]:
-    """The report's list of unreadable values: column, kind, count and a few request ids."""
-    return [
-        {
-            "column": found.column,
-            "kind": found.kind,
-            "count": found.count,
-            "examples": _ids(request_ids.take(pa.array(found.rows[:EXAMPLES]))),
-        }
-        for found in sorted(parsed.unreadable, key=lambda u: (u.column, u.kind))
-    ]
-
-
 def _ids(request_ids: pa.ChunkedArray) -> list[str | None]:
     """Request ids as text, whatever bytes another tool wrote there."""
     raw = request_ids.cast(pa.binary()).to_pylist()
     return [None if rid is None else rid.decode("utf-8", "replace") for rid in raw]
+
+
+# -- a window of any length, folded piece by piece -------------------------------------------
+
+
+class WindowFold:
+    """A drift monitor's window, folded one piece of the log at a time (`add`): the quality
+    counts, the drift summaries and the unreadable values with a few of their request ids, the
+    served outputs of the rows a label or class probabilities came for (what performance
+    needs), and the rows each model version served. Memory holds the counts and those scored
+    rows, not the window's inputs."""
+
+    def __init__(self, reference: Reference, roles: Mapping[str, Any]) -> None:
+        self.reference, self.roles = reference, roles
+        self.rows = 0
+        self.quality = QualityCounts(reference)
+        self.drift = DriftCounts(reference)
+        self._unreadable: dict[tuple[str, str], tuple[int, list[str | None]]] = {}
+        self._scored: list[pa.Table] = []
+        self._models: dict[tuple[str, int], int] = {}
+
+    def add(self, served: pa.Table) -> None:
+        """Fold in one piece of the window (`read_served`'s columns, shadow rows left out)."""
+        if served.num_rows == 0:
+            return
+        parsed = read_window(served, self.reference, self.roles)
+        self.rows += served.num_rows
+        for found in parsed.unreadable:
+            count, examples = self._unreadable.get((found.column, found.kind), (0, []))
+            wanted = found.rows[: EXAMPLES - len(examples)]
+            examples = [*examples, *_ids(served["request_id"].take(pa.array(wanted)))]
+            self._unreadable[found.column, found.kind] = (count + found.count, examples)
+        self.quality.add(parsed.table, parsed.counts())
+        self.drift.add(parsed.table)
+        scored = pc.or_(pc.is_valid(served["label_json"]), pc.is_valid(served["proba_json"]))
+        self._scored.append(served.select(SCORED).filter(scored))
+        served_by = served.group_by(["model", "model_version"], use_threads=False)
+        for row in served_by.aggregate([("model", "count")]).to_pylist():
+            key = (row["model"], row["model_version"])
+            self._models[key] = self._models.get(key, 0) + row["model_count"]
+
+    def unreadable(self) -> list[dict[str, Any]]:
+        """The report's list of unreadable values: column, kind, count and a few request ids."""
+        return [
+            {"column": column, "kind": kind, "count": count, "examples": examples}
+            for (column, kind), (count, examples) in sorted(self._unreadable.items())
+        ]
+
+    def unreadable_values(self) -> int:
+        return sum(count for count, _ in self._unreadable.values())
+
+    def comparable(self) -> list[str]:
+        """The reference's columns the window can be compared on: those it has, less any whose
+        every value was unreadable (no evidence either way: reported, never compared as calm)."""
+        unreadable: dict[str, int] = {}
+        for (column, _), (count, _) in self._unreadable.items():
+            unreadable[column] = unreadable.get(column, 0) + count
+        columns = self.quality.columns
+        return [
+            name
+            for name in self.reference.kinds
+            if name in self.quality.seen
+            and not (unreadable.get(name) and columns[name].nulls == self.rows)
+        ]
+
+    def scored(self) -> pa.Table:
+        """The served outputs, labels and probabilities of the rows a label or probabilities
+        came for (rows with neither change no performance figure)."""
+        if not self._scored:
+            return pa.table({name: pa.array([], pa.string()) for name in SCORED})
+        return pa.concat_tables(self._scored)
+
+    def model_served_most(self) -> tuple[str, int] | None:
+        """The (model, version) that served most of the window's rows."""
+        if not self._models:
+            return None
+        return max(self._models, key=lambda key: self._models[key])
+
+
+SCORED = ["output_json", "label_json", "proba_json"]
+
+
+def fold_window(
+    ws: Workspace,
+    deployment: str,
+    start_us: int,
+    end_us: int,
+    *,
+    reference: Reference,
+    roles: Mapping[str, Any],
+) -> WindowFold:
+    """The window `[start_us, end_us)` of `deployment` folded piece by piece (`WindowFold`),
+    read again from its start when a compaction or an expiry changed the log meanwhile."""
+    reader = prediction_log_reader(ws.settings)
+    for _ in range(READ_ATTEMPTS):
+        fold = WindowFold(reference, roles)
+        try:
+            with _log_errors(deployment):
+                pieces = reader.read_batches(
+                    deployment,
+                    since_us=start_us,
+                    until_us=end_us,
+                    columns=LOG_COLUMNS,
+                    batch_rows=PIECE_ROWS,
+                )
+                for piece in pieces:
+                    fold.add(piece.filter(pc.invert(pc.fill_null(piece["shadow"], False))))
+        except LogChanged:
+            continue
+        return fold
+    raise Unavailable(
+        f"The prediction log of deployment {deployment!r} kept changing while it was read; "
+        "nothing was stored.",
+        "Try again; if it persists, check that one compaction runs at a time.",
+    )
+
+
+READ_ATTEMPTS = 5
+PIECE_ROWS = 131_072
+"""Rows of the log a monitor holds at once (a compacted file's row group)."""

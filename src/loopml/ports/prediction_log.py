@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from loopml.errors import Unavailable
+
 if TYPE_CHECKING:  # Arrow only for the prediction log's users: a list command needs none
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
     import pyarrow as pa
@@ -59,6 +61,11 @@ class PredictionWriter(Protocol):
         ...
 
 
+class LogChanged(Unavailable):
+    """A file of the log went away while it was read in pieces (a compaction or an expiry
+    ran): read it again."""
+
+
 class PredictionReader(Protocol):
     """The prediction log's reading side: what monitors, feedback, explanations and the CLI
     read back."""
@@ -75,6 +82,19 @@ class PredictionReader(Protocol):
     ) -> pa.Table:
         """Rows of `deployment` in time order (newest first with `limit`), with `label_json`
         when `with_feedback`; an unknown deployment reads as an empty table."""
+        ...
+
+    def read_batches(
+        self,
+        deployment: str,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        columns: list[str] | None = None,
+        batch_rows: int = 131_072,
+    ) -> Iterator[pa.Table]:
+        """The rows `read` gives, with `label_json`, in pieces of at most `batch_rows` rows in
+        no set order (memory holds one piece); `LogChanged` when a file went away meanwhile."""
         ...
 
     def tail(self, deployment: str, n: int = 20) -> pa.Table:

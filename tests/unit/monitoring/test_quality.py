@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from loopml import monitoring
 from loopml.monitoring.quality import check, coerce
@@ -114,3 +115,25 @@ def test_unreadable_values_are_counted_in_the_shares_not_dropped() -> None:
     coerced, violations = coerce(parsed.table, reference)  # reading twice changes nothing
     assert coerced.equals(conform(parsed.table, reference.kinds).table)
     assert violations["tenure"] == 0
+
+
+def test_duplicates_are_counted_exactly_then_estimated_past_the_exact_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopml.monitoring import quality
+
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 1 << 40, 60_000)
+    pieces = [pa.table({"x": values[i : i + 7_000]}) for i in range(0, 60_000, 7_000)]
+    pieces += [pa.table({"x": values[:9_000]})]  # 9,000 rows seen again
+    exact = quality.DistinctRows()
+    for piece in pieces:
+        exact.add(piece)
+    assert (exact.count(), exact.estimated) == (60_000, False)
+
+    monkeypatch.setattr(quality, "EXACT_ROWS", 10_000)
+    sketched = quality.DistinctRows()
+    for piece in pieces:
+        sketched.add(piece)
+    assert sketched.estimated
+    assert sketched.count() == pytest.approx(60_000, rel=0.03)  # 0.8% expected at 2**14

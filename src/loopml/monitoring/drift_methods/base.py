@@ -97,6 +97,10 @@ class DriftMethod(Protocol):
         """The current `column` summarised on the terms of `reference`."""
         ...
 
+    def merge(self, first: Any, second: Any) -> Any:
+        """Two counts (`count`'s) of parts of a column as the count of the whole."""
+        ...
+
     def test(self, reference: Any, current: Any) -> Evidence:
         """The significance test of `current` against `reference`, and the statistics."""
         ...

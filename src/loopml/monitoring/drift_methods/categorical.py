@@ -51,6 +51,11 @@ class CategoricalMethod:
     ) -> stats.CategorySummary:
         return _category_counts(column)
 
+    def merge(
+        self, first: stats.CategorySummary, second: stats.CategorySummary
+    ) -> stats.CategorySummary:
+        return stats.merge_categories(first, second)
+
     def test(self, reference: stats.CategorySummary, current: stats.CategorySummary) -> Evidence:
         category = stats.category_drift(reference, current)
         values = {

@@ -51,6 +51,11 @@ class NumericMethod:
     ) -> stats.NumericSummary:
         return stats.count_numeric(reference, _floats(column))
 
+    def merge(
+        self, first: stats.NumericSummary, second: stats.NumericSummary
+    ) -> stats.NumericSummary:
+        return stats.merge_numeric(first, second)
+
     def test(self, reference: stats.NumericSummary, current: stats.NumericSummary) -> Evidence:
         numeric = stats.numeric_drift(reference, current)
         values = {

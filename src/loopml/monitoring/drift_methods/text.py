@@ -53,6 +53,11 @@ class TextMethod:
     ) -> text_stats.TokenSummary:
         return _token_counts(column, None)
 
+    def merge(
+        self, first: text_stats.TokenSummary, second: text_stats.TokenSummary
+    ) -> text_stats.TokenSummary:
+        return text_stats.merge_tokens(first, second)
+
     def test(
         self, reference: text_stats.TokenSummary, current: text_stats.TokenSummary
     ) -> Evidence:
