@@ -127,12 +127,14 @@ def _probabilistic(
         right = np.clip(proba[np.arange(len(column)), column], eps, 1 - eps)
         return _floats(weights @ -np.log(right) / weights.shape[1])
     if proba.shape[1] == 2:
-        return _auc(proba[:, 1], column == 1, weights)
-    per_class = [_auc(proba[:, j], column == j, weights) for j in range(proba.shape[1])]
+        return weighted_auc(proba[:, 1], column == 1, weights)
+    per_class = [weighted_auc(proba[:, j], column == j, weights) for j in range(proba.shape[1])]
     return np.asarray(np.mean(per_class, axis=0))
 
 
-def _auc(score: FloatArray, positive: npt.NDArray[np.bool_], weights: FloatArray) -> FloatArray:
+def weighted_auc(
+    score: FloatArray, positive: npt.NDArray[np.bool_], weights: FloatArray
+) -> FloatArray:
     """The weighted Mann-Whitney AUC: the chance a positive outscores a negative, ties half.
     In score order, a positive row counts the negative weight before its tie group and half
     of the negative weight inside it."""

@@ -47,7 +47,6 @@ from loopml.domain.records import Alert, Monitor, MonitorRun
 from loopml.errors import InvalidInput, LoopmlError
 from loopml.monitoring.drift import DriftReport, Reference
 from loopml.monitoring.health import probe
-from loopml.monitoring.performance import evaluate
 from loopml.monitoring.references import PREDICTION, read_dataset, summarize_reference
 from loopml.monitoring.window import fold_window, read_served, read_window
 
@@ -192,17 +191,7 @@ def run(
         prediction=PREDICTION if roles.get("prediction") and PREDICTION in shared else None,
         importance=kept.get("weights") if kept.get("source") == MODEL else None,
     )
-    scored = window.scored()
-    performance = evaluate(
-        scored["output_json"],
-        scored["label_json"],
-        _model_metrics(ws, window.model_served_most(), project),
-        scored["proba_json"],
-        kinds=(
-            reference.kinds.get(PREDICTION) if roles.get("prediction") else None,
-            reference.kinds.get(str(roles["label"])) if roles.get("label") else None,
-        ),
-    )
+    performance = window.performance.report(_model_metrics(ws, window.model_served_most(), project))
     estimated = performance.get("estimated", {})
     document = {
         "monitor": name,

@@ -18,7 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.monitoring.column_kinds import VECTOR, Parsed, number_text
+from loopml.domain.performance_counts import (
+    ConfidenceCounts,
+    Confusion,
+    ProbabilityCounts,
+    Residuals,
+)
+from loopml.monitoring.column_kinds import VECTOR, number_text
 from loopml.monitoring.json_columns import as_numbers, read_values
 
 MIN_LABELLED = 30
@@ -46,56 +52,94 @@ def evaluate(
     those of the outputs and the labels in the reference (`categorical` for classes), when
     known; else each is read as most of its values are. A row whose output or label cannot be
     read is left out, and counted (`unreadable_outputs`, `unreadable_labels`)."""
-    section = _realized(outputs, labels, expected, probabilities, kinds)
-    if probabilities is not None:
-        estimate = estimate_binary(json_values(probabilities, VECTOR))
+    counts = PerformanceCounts(kinds)
+    counts.add(outputs, labels, probabilities)
+    return counts.report(expected)
+
+
+class PerformanceCounts:
+    """A window's performance folded piece by piece (`add`), in memory that does not grow with
+    the window: confusion counts, regression sums, and class probabilities on a fine grid
+    (`loopml.domain.performance_counts`). Whether the task is a regression is known once a
+    fractional output or label comes; until then both kinds of summary are kept."""
+
+    def __init__(self, kinds: tuple[str | None, str | None] = (None, None)) -> None:
+        self.kinds = kinds
+        self.regression = False
+        self.confusion, self.residuals = Confusion(), Residuals()
+        self.probabilities, self.confidence = ProbabilityCounts(), ConfidenceCounts()
+        self.unreadable = {"unreadable_outputs": 0, "unreadable_labels": 0}
+        self.any_probabilities = False
+
+    def add(
+        self,
+        outputs: pa.ChunkedArray,
+        labels: pa.ChunkedArray,
+        probabilities: pa.ChunkedArray | None = None,
+    ) -> None:
+        """Fold in one piece: served outputs, labels and probabilities (JSON text, aligned)."""
+        scores = None
+        if probabilities is not None:
+            self.any_probabilities = True
+            scores = json_values(probabilities, VECTOR)
+            if scores.null_count < len(scores):
+                self.confidence.add(_probabilities(scores))
+        have = pc.is_valid(labels)
+        served = read_values(outputs.filter(have), self.kinds[0])
+        fed_back = read_values(labels.filter(have), self.kinds[1])
+        self.unreadable["unreadable_outputs"] += served.count
+        self.unreadable["unreadable_labels"] += fed_back.count
+        predicted, truth = served.table["value"], fed_back.table["value"]
+        self.regression = self.regression or _is_regression(predicted) or _is_regression(truth)
+        numbers = as_numbers(predicted), as_numbers(truth)  # a label "n/a" is no score
+        known = _both(*numbers)
+        self.residuals.add(*(_floats(side.filter(known)) for side in reversed(numbers)))
+        if self.regression:  # no class counts are needed any more
+            self.confusion = Confusion()
+            self.probabilities = ProbabilityCounts()
+            return
+        known = _both(predicted, truth)  # a JSON null label
+        said, real = (np.asarray(_as_labels(side.filter(known))) for side in (predicted, truth))
+        self.confusion.add(real, said)
+        if scores is not None:
+            scored = scores.filter(have).filter(known)
+            present = pc.is_valid(scored)
+            if pc.any(present).as_py():
+                kept = np.asarray(real)[np.asarray(present)]
+                self.probabilities.add(kept, _probabilities(scored.filter(present)))
+
+    def report(self, expected: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The performance section: labelled rows, metrics (none with fewer than
+        `MIN_LABELLED`), the model version's own metrics beside them, and the estimate."""
+        count = self.residuals.rows if self.regression else self.confusion.rows
+        section: dict[str, Any] = {
+            "labelled_rows": count,
+            "metrics": {},
+            "model_metrics": {},
+            **self.unreadable,
+        }
+        if count < MIN_LABELLED:
+            section["note"] = f"{count} labelled rows; metrics need {MIN_LABELLED}"
+        elif self.regression:
+            section.update(task="regression", metrics=self.residuals.metrics())
+        else:
+            metrics = self.confusion.metrics() | self.probabilities.metrics(MIN_LABELLED)
+            section.update(task="classification", metrics=metrics)
+        if expected and section["metrics"]:
+            metrics = section["metrics"]
+            section["model_metrics"] = {k: float(v) for k, v in expected.items() if k in metrics}
+        estimate = self.confidence.estimate(MIN_LABELLED) if self.any_probabilities else {}
         if estimate:
             section["estimated"] = estimate
-    return section
-
-
-def _realized(
-    outputs: pa.ChunkedArray,
-    labels: pa.ChunkedArray,
-    expected: Mapping[str, float] | None,
-    probabilities: pa.ChunkedArray | None,
-    kinds: tuple[str | None, str | None],
-) -> dict[str, Any]:
-    have = pc.invert(pc.is_null(labels))
-    served = read_values(outputs.filter(have), kinds[0])
-    fed_back = read_values(labels.filter(have), kinds[1])
-    predicted, truth = served.table["value"], fed_back.table["value"]
-    regression = _is_regression(predicted) or _is_regression(truth)
-    if regression:  # both sides as numbers: a label "n/a" is no score
-        predicted, truth = as_numbers(predicted), as_numbers(truth)
-    known = pc.invert(pc.or_(pc.is_null(truth), pc.is_null(predicted)))  # a JSON null label
-    predicted, truth = predicted.filter(known), truth.filter(known)
-    count = len(truth)
-    section: dict[str, Any] = {
-        "labelled_rows": count,
-        "metrics": {},
-        "model_metrics": {},
-        **_unreadable(served, fed_back),
-    }
-    if count < MIN_LABELLED:
-        section["note"] = f"{count} labelled rows; metrics need {MIN_LABELLED}"
         return section
-    if regression:
-        metrics, task = _regression(predicted, truth), "regression"
-    else:
-        metrics, task = _classification(predicted, truth), "classification"
-        if probabilities is not None:
-            scores = json_values(probabilities.filter(have), VECTOR).filter(known)
-            metrics |= _probabilistic(truth, scores)
-    section.update(task=task, metrics=metrics)
-    if expected:
-        section["model_metrics"] = {k: float(v) for k, v in expected.items() if k in metrics}
-    return section
 
 
-def _unreadable(outputs: Parsed, labels: Parsed) -> dict[str, int]:
-    """How many labelled rows had an output or a label that could not be read (left out)."""
-    return {"unreadable_outputs": outputs.count, "unreadable_labels": labels.count}
+def _both(first: pa.ChunkedArray, second: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.and_(pc.is_valid(first), pc.is_valid(second))
+
+
+def _floats(values: pa.ChunkedArray) -> Any:
+    return values.to_numpy().astype(np.float64, copy=False)
 
 
 def _is_regression(values: pa.ChunkedArray) -> bool:
@@ -182,36 +226,6 @@ def _probabilistic(truth: pa.ChunkedArray, scores: pa.ChunkedArray) -> dict[str,
     else:
         auc = roc_auc_score(y, matrix, multi_class="ovr", labels=classes)
     return {"roc_auc": float(auc), "log_loss": float(log_loss(y, matrix, labels=classes))}
-
-
-def estimate_binary(probabilities: pa.ChunkedArray) -> dict[str, Any]:
-    """Label-free performance of a binary classifier from its own confidence (the idea of
-    confidence-based performance estimation), from `probabilities` (parsed rows of two class
-    probabilities): if they are calibrated, a row predicted with probability p is right with
-    probability max(p, 1 - p), and the expected confusion counts at every threshold give an
-    expected ROC curve. It sees covariate shift, never concept drift: labels, when they come,
-    are the truth."""
-    matrix = _probabilities(probabilities)
-    if matrix is None or matrix.shape[1] != 2 or matrix.shape[0] < MIN_LABELLED:
-        return {}
-    positive = np.clip(matrix[:, 1], 0.0, 1.0)
-    right = np.maximum(positive, 1.0 - positive)
-    rows = positive.size
-    order = np.argsort(-positive, kind="stable")
-    ranked = positive[order]
-    true_pos = np.cumsum(ranked)
-    false_pos = np.cumsum(1.0 - ranked)
-    last_of_tie = np.append(ranked[1:] != ranked[:-1], True)  # one point per distinct score
-    tpr = np.concatenate([[0.0], true_pos[last_of_tie] / max(true_pos[-1], 1e-12)])
-    fpr = np.concatenate([[0.0], false_pos[last_of_tie] / max(false_pos[-1], 1e-12)])
-    return {
-        "rows": int(rows),
-        "accuracy": float(right.mean()),
-        "accuracy_standard_error": float(np.sqrt(np.sum(right * (1 - right))) / rows),
-        "roc_auc": float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)),
-        "note": "estimated from the model's confidence: assumes calibrated probabilities and "
-        "cannot see concept drift",
-    }
 
 
 def score(predicted: Any, truth: Any, probabilities: Any = None) -> tuple[str, dict[str, float]]:

@@ -7,9 +7,9 @@ never failing on what the log holds (`loopml.monitoring.json_columns`): a value 
 read is null, counted and listed with a few request ids to look it up.
 A drift monitor folds its window piece by piece (`fold_window`, `WindowFold`): each piece of
 the log is read, parsed and counted into the summaries the report is made of (quality counts,
-drift bins and categories, the rows' hashes for duplicates), then dropped, so memory stays flat
-however long the window; only the rows a label or class probabilities came for are kept, for
-the performance figures.
+drift bins and categories, the rows' hashes for duplicates, confusion counts, regression sums
+and class probabilities on a grid), then dropped, so memory stays flat however long the
+window.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from loopml.errors import IntegrityError, Unavailable
 from loopml.monitoring.column_kinds import Parsed, Unreadable
 from loopml.monitoring.drift import DriftCounts, Reference
 from loopml.monitoring.json_columns import read_objects, read_values
+from loopml.monitoring.performance import PerformanceCounts
 from loopml.monitoring.quality import QualityCounts
 from loopml.monitoring.references import PREDICTION
 from loopml.ports.prediction_log import LogChanged
@@ -113,18 +114,22 @@ def _ids(request_ids: pa.ChunkedArray) -> list[str | None]:
 
 class WindowFold:
     """A drift monitor's window, folded one piece of the log at a time (`add`): the quality
-    counts, the drift summaries and the unreadable values with a few of their request ids, the
-    served outputs of the rows a label or class probabilities came for (what performance
-    needs), and the rows each model version served. Memory holds the counts and those scored
-    rows, not the window's inputs."""
+    counts, the drift summaries, the performance counts (`PerformanceCounts`), the unreadable
+    values with a few of their request ids, and the rows each model version served. Memory
+    holds the counts, not the window's rows."""
 
     def __init__(self, reference: Reference, roles: Mapping[str, Any]) -> None:
         self.reference, self.roles = reference, roles
         self.rows = 0
         self.quality = QualityCounts(reference)
         self.drift = DriftCounts(reference)
+        self.performance = PerformanceCounts(
+            (
+                reference.kinds.get(PREDICTION) if roles.get("prediction") else None,
+                reference.kinds.get(str(roles["label"])) if roles.get("label") else None,
+            )
+        )
         self._unreadable: dict[tuple[str, str], tuple[int, list[str | None]]] = {}
-        self._scored: list[pa.Table] = []
         self._models: dict[tuple[str, int], int] = {}
 
     def add(self, served: pa.Table) -> None:
@@ -140,8 +145,7 @@ class WindowFold:
             self._unreadable[found.column, found.kind] = (count + found.count, examples)
         self.quality.add(parsed.table, parsed.counts())
         self.drift.add(parsed.table)
-        scored = pc.or_(pc.is_valid(served["label_json"]), pc.is_valid(served["proba_json"]))
-        self._scored.append(served.select(SCORED).filter(scored))
+        self.performance.add(served["output_json"], served["label_json"], served["proba_json"])
         served_by = served.group_by(["model", "model_version"], use_threads=False)
         for row in served_by.aggregate([("model", "count")]).to_pylist():
             key = (row["model"], row["model_version"])
@@ -171,21 +175,11 @@ class WindowFold:
             and not (unreadable.get(name) and columns[name].nulls == self.rows)
         ]
 
-    def scored(self) -> pa.Table:
-        """The served outputs, labels and probabilities of the rows a label or probabilities
-        came for (rows with neither change no performance figure)."""
-        if not self._scored:
-            return pa.table({name: pa.array([], pa.string()) for name in SCORED})
-        return pa.concat_tables(self._scored)
-
     def model_served_most(self) -> tuple[str, int] | None:
         """The (model, version) that served most of the window's rows."""
         if not self._models:
             return None
         return max(self._models, key=lambda key: self._models[key])
-
-
-SCORED = ["output_json", "label_json", "proba_json"]
 
 
 def fold_window(

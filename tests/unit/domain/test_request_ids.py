@@ -108,7 +108,7 @@ def test_ids_made_by_many_threads_at_once_are_unique_and_each_thread_sees_them_i
         "",
         "r1",
         "0c3f2a1b9d8e4f60a1b2c3d4e5f60718-0",  # an older loopml's id: uuid4 hex + row
-        str(uuid.uuid4()),  # version 4
+        "6f1c2b8e-3d4a-4c5b-9e7f-0a1b2c3d4e5f",  # version 4
         "019a0000-0000-7000-c000-000000000000",  # variant not RFC 9562
         "019a0000-0000-7000-8000-00000000000g",
         "019a0000-0000-7000-8000-0000000000000",

@@ -116,3 +116,34 @@ def test_regression_ignores_labels_that_are_no_numbers() -> None:
     assert section["task"] == "regression"
     assert section["labelled_rows"] == 46  # "7.5" reads as a number; the rest are left out
     assert section["metrics"]["mae"] > 0
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_a_window_scored_in_pieces_reports_what_it_reports_whole(regression: bool) -> None:
+    from loopml.monitoring.performance import PerformanceCounts
+
+    labels, probabilities = _calibrated(3_000, seed=7, mean=0.2, spread=1.0)
+    truth: list[object] = [float(y) + 0.25 for y in labels] if regression else list(labels)
+    predicted: list[object] = [int(p[1] >= 0.5) for p in probabilities]
+    truth[::3] = [None] * len(truth[::3])  # a third of the rows got no label
+    truth[1:40:7] = ["n/a"] * len(truth[1:40:7])  # and some labels cannot be read
+    outputs, fed_back, scores = _json(predicted), _json(truth), _json(probabilities)
+    whole = evaluate(outputs, fed_back, {"accuracy": 0.8, "mae": 0.1}, scores)
+    counts = PerformanceCounts()
+    for start in range(0, 3_000, 700):  # the regression shows only from the first fraction
+        counts.add(*(column.slice(start, 700) for column in (outputs, fed_back, scores)))
+    cut = counts.report({"accuracy": 0.8, "mae": 0.1})
+    assert cut.keys() == whole.keys()
+    for key, value in whole.items():  # the same figures, summed in another order
+        if isinstance(value, dict):
+            assert cut[key].keys() == value.keys(), key
+            for name, figure in value.items():
+                same = figure if isinstance(figure, str) else pytest.approx(figure, rel=1e-12)
+                assert cut[key][name] == same, (key, name)
+        else:
+            assert cut[key] == value, key
+    assert whole["task"] == ("regression" if regression else "classification")
+    assert whole["labelled_rows"] > 1_900
+    assert whole["estimated"]["rows"] == 3_000
+    if not regression:
+        assert set(whole["metrics"]) >= {"accuracy", "roc_auc", "log_loss"}
