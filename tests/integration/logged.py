@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 
 from loopml.adapters.prediction_log import FeedbackRecord, PredictionRecord
 from loopml.bootstrap import Workspace, prediction_log_writer
+from loopml.domain.request_ids import RequestIds
 
 
 def frame(rows: int, seed: int, *, shift: float = 0.0, new_plan: float = 0.0) -> pd.DataFrame:
@@ -35,13 +37,15 @@ def serve(
     labels: Sequence[object] | None = None,
 ) -> None:
     """Log `frame` as rows served by churn-prod just before `at_us` (plus shadow copies), with
-    `outputs` (default 0) and, when given, the `labels` fed back for them."""
+    `outputs` (default 0) and, when given, the `labels` fed back for them. Request ids are
+    UUIDv7s made at `at_us`, as a server makes them."""
     writer = prediction_log_writer(ws.settings)
     rows = frame.to_dict("records")
     answers = list(outputs) if outputs is not None else [0] * len(rows)
+    ids = RequestIds(lambda: at_us // 1_000, os.urandom).new(len(rows) + shadow_rows)
     records = [
         PredictionRecord(
-            f"{at_us}-r{i}",
+            ids[i],
             at_us - 1_000 * (i + 1),
             "churn-prod",
             "churn",
@@ -57,14 +61,14 @@ def serve(
     if labels is not None:
         writer.append_feedback(
             [
-                FeedbackRecord(f"{at_us}-r{i}", at_us, "churn-prod", json.dumps(label))
+                FeedbackRecord(ids[i], at_us, "churn-prod", json.dumps(label))
                 for i, label in enumerate(labels)
                 if label is not None  # no label came for this row
             ]
         )
     shadow = [
         PredictionRecord(
-            f"{at_us}-s{i}",
+            ids[len(rows) + i],
             at_us - 1_000 * (i + 1),
             "churn-prod",
             "churn",

@@ -40,10 +40,10 @@ from loopml.adapters.prediction_log_files import (
     partition_dir,
 )
 from loopml.domain.log_upkeep import FolderChange, UpkeepReport
+from loopml.ports.prediction_log import PIECE_ROWS
 
-ROW_GROUP_ROWS = 131_072
-"""Rows per row group of a merged file: small enough to skip by statistics, large enough for
-zstd and for few footer entries."""
+ROW_GROUP_ROWS = PIECE_ROWS
+"""Rows per row group of a merged file (the pieces a reader reads)."""
 
 
 def _file_schema(kind: str) -> pa.Schema:

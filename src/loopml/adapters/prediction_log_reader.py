@@ -53,14 +53,12 @@ from loopml.adapters.prediction_log_files import (
 )
 from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
-from loopml.ports.prediction_log import LogChanged
+from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
 
 ID_TIME_MARGIN_US = 600_000_000
 """How far a row's `time_us` may lie from the time its request id carries (both come from the
 serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
 _LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
-BATCH_ROWS = 131_072
-"""Rows per piece of `read_batches` (a compacted file's row group)."""
 
 
 def _time_filter(
@@ -207,7 +205,7 @@ class PredictionLogReader:
         since_us: int | None = None,
         until_us: int | None = None,
         columns: list[str] | None = None,
-        batch_rows: int = BATCH_ROWS,
+        batch_rows: int = PIECE_ROWS,
     ) -> Iterator[pa.Table]:
         """The rows `read` gives (with `label_json`), in pieces of at most `batch_rows` rows and
         in no set order: folder by folder, each folder's labels read once and joined, so
@@ -235,8 +233,9 @@ class PredictionLogReader:
                         if batch.num_rows == 0:
                             continue
                         table = pa.Table.from_batches([batch])
-                        if labels is None or request_times_us(table["request_id"]).null_count:
-                            labels = self._folder_labels(deployment, folder, table)
+                        untimed = bool(request_times_us(table["request_id"]).null_count)
+                        if labels is None or untimed:
+                            labels = self._folder_labels(deployment, folder, table, untimed)
                         table = _with_labels(table, labels)
                         if "deployment" in wanted:
                             name = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
@@ -249,12 +248,14 @@ class PredictionLogReader:
                         "Read it again.",
                     ) from exc
 
-    def _folder_labels(self, deployment: str, folder: Folder, rows: pa.Table) -> pa.Table:
+    def _folder_labels(
+        self, deployment: str, folder: Folder, rows: pa.Table, untimed: bool
+    ) -> pa.Table:
         """Every label of the requests `folder`'s rows were made in (the hours around it),
-        or, when its time cannot bound them (a folder loopml did not name, or ids that carry no
-        time), the labels of `rows`' ids alone."""
+        or, when its time cannot bound them (a folder loopml did not name, or `untimed`: ids
+        that carry no time), the labels of `rows`' ids alone."""
         span = folder.served_span
-        if span is None or request_times_us(rows["request_id"]).null_count:
+        if span is None or untimed:
             return self._labels(deployment, rows, by_id=True)
         since, until = span[0] - ID_TIME_MARGIN_US, span[1] + ID_TIME_MARGIN_US
         return self._labels_between(deployment, since, until, None)

@@ -29,7 +29,7 @@ from loopml.monitoring.json_columns import read_objects, read_values
 from loopml.monitoring.performance import PerformanceCounts
 from loopml.monitoring.quality import QualityCounts
 from loopml.monitoring.references import PREDICTION
-from loopml.ports.prediction_log import LogChanged
+from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
 
 LOG_COLUMNS = [
     "request_id",
@@ -218,5 +218,3 @@ def fold_window(
 
 
 READ_ATTEMPTS = 5
-PIECE_ROWS = 131_072
-"""Rows of the log a monitor holds at once (a compacted file's row group)."""

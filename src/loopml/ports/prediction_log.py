@@ -15,6 +15,11 @@ if TYPE_CHECKING:  # Arrow only for the prediction log's users: a list command n
 
     from loopml.domain.log_upkeep import UpkeepReport
 
+PIECE_ROWS = 131_072
+"""Rows of the log held at once by a reader of pieces (`read_batches`), and a compacted file's
+row group: small enough to skip by statistics and to keep memory flat, large enough for zstd and
+for few footer entries."""
+
 
 class PredictionWriter(Protocol):
     """The prediction log's writing side: the model server's served rows and the labels that
@@ -91,7 +96,7 @@ class PredictionReader(Protocol):
         since_us: int | None = None,
         until_us: int | None = None,
         columns: list[str] | None = None,
-        batch_rows: int = 131_072,
+        batch_rows: int = PIECE_ROWS,
     ) -> Iterator[pa.Table]:
         """The rows `read` gives, with `label_json`, in pieces of at most `batch_rows` rows in
         no set order (memory holds one piece); `LogChanged` when a file went away meanwhile."""
