@@ -140,6 +140,32 @@ def test_a_window_read_in_pieces_holds_the_rows_and_labels_of_the_whole_read(
     assert _pieces(reader).equals(reader.read("churn").sort_by("time_us"))
 
 
+def test_a_merged_hour_is_read_by_id_in_small_groups_and_by_window_in_whole_pieces(
+    tmp_path: Path,
+) -> None:
+    root = str(tmp_path)
+    made = [rows(i * 10_000, 10_000, NOV_27 + i * 60_000_000) for i in range(4)]
+    late = rows(0, 1, NOV_27 + 10 * 60_000_000)[0]  # stamped three minutes after its id
+    late = late._replace(time_us=late.time_us + 180_000_000)
+    write(root, [*made, [late]])
+    writer = PredictionLogWriter(root, flush_interval_s=60.0)
+    writer.append_feedback([FeedbackRecord(late.request_id, NOV_27 + HOUR_US, "churn", "1")])
+    writer.close()
+    LogCompactor(LogStorage(root), clock_us=lambda: LATER).compact(min_age_s=0)
+    (merged,) = files_of(tmp_path)
+    groups = pq.ParquetFile(tmp_path / merged).metadata
+    assert groups.num_row_groups == 3  # 40,001 rows in groups of 16,384, each in time order
+    reader = PredictionLogReader(root)
+    pieces = list(reader.read_batches("churn", batch_rows=32_768))
+    assert [piece.num_rows for piece in pieces] == [2 * 16_384, 7_233]  # groups joined
+    assert sorted(pa.concat_tables(pieces)["request_id"].to_pylist()) == sorted(every_id(reader))
+    middle = made[2][5_000].request_id
+    assert reader.get(middle) == {**made[2][5_000]._asdict(), "label_json": None}
+    shown = reader.get(late.request_id)  # not in the seconds its id names: looked for wider
+    assert shown is not None
+    assert (shown["time_us"], shown["label_json"]) == (late.time_us, "1")
+
+
 def test_a_compaction_during_a_read_in_pieces_says_so_and_export_starts_over(
     tmp_path: Path, hour_of_files: list[PredictionRecord]
 ) -> None:

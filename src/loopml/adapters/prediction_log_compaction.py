@@ -40,10 +40,11 @@ from loopml.adapters.prediction_log_files import (
     partition_dir,
 )
 from loopml.domain.log_upkeep import FolderChange, UpkeepReport
-from loopml.ports.prediction_log import PIECE_ROWS
 
-ROW_GROUP_ROWS = PIECE_ROWS
-"""Rows per row group of a merged file (the pieces a reader reads)."""
+ROW_GROUP_ROWS = 16_384
+"""Rows per row group of a merged file, each group in time order: a lookup by id reads the one
+group whose times hold the id's (some 3.5 MB at 12 features), not a piece's worth; readers of a
+window join groups into pieces of `PIECE_ROWS`."""
 
 
 def _file_schema(kind: str) -> pa.Schema:

@@ -28,6 +28,7 @@ import functools
 import operator
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,12 @@ from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
 from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
 
+LOOKUP_THREADS = 8
+"""Reads a lookup by id runs side by side (each waits on the store, not on the processor)."""
+ID_NEAR_US = 5_000_000
+"""Where a lookup by id looks first: a server stamps a row's `time_us` a model call after it
+made the row's id (milliseconds); only when the row is not there does it look `ID_TIME_MARGIN_US`
+either side (a clock stepped back)."""
 ID_TIME_MARGIN_US = 600_000_000
 """How far a row's `time_us` may lie from the time its request id carries (both come from the
 serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
@@ -77,13 +84,16 @@ def _and(left: ds.Expression, right: ds.Expression | None) -> ds.Expression:
     return left if right is None else left & right
 
 
-def _id_window(request_ids: list[str]) -> tuple[int | None, int | None]:
-    """The `time_us` range rows of these ids lie in; unbounded if any id carries no time."""
+def _id_window(
+    request_ids: list[str], margin_us: int = ID_TIME_MARGIN_US
+) -> tuple[int | None, int | None]:
+    """The `time_us` range rows of these ids lie in (within `margin_us` of the times the ids
+    carry); unbounded if any id carries no time."""
     times = [unix_ms_of(request_id) for request_id in request_ids]
     known = [t for t in times if t is not None]
     if len(known) < len(times):
         return None, None
-    return min(known) * 1000 - ID_TIME_MARGIN_US, max(known) * 1000 + ID_TIME_MARGIN_US
+    return min(known) * 1000 - margin_us, max(known) * 1000 + margin_us
 
 
 def _check_columns(columns: list[str] | None) -> list[str]:
@@ -229,10 +239,7 @@ class PredictionLogReader:
                     batches = self._storage.dataset(paths, schema).to_batches(
                         columns=file_columns, filter=where, batch_size=batch_rows
                     )
-                    for batch in batches:
-                        if batch.num_rows == 0:
-                            continue
-                        table = pa.Table.from_batches([batch])
+                    for table in _pieces(batches, batch_rows):
                         untimed = bool(request_times_us(table["request_id"]).null_count)
                         if labels is None or untimed:
                             labels = self._folder_labels(deployment, folder, table, untimed)
@@ -266,33 +273,77 @@ class PredictionLogReader:
         return _as_text(self.read(deployment, limit=n))
 
     def get(self, request_id: str, deployment: str | None = None) -> dict[str, Any] | None:
-        """One prediction (the served one before any shadow's) with `label_json`, or None."""
+        """One prediction (the served one before any shadow's) with `label_json`, or None.
+
+        The reads run side by side (`LOOKUP_THREADS`): each deployment's predictions in the
+        hours the id's time names, and, when the id carries a time, the labels of that id in
+        its hour's feedback folder, so a lookup costs about one read, not one after another.
+        It reads the seconds around the id's time first (`ID_NEAR_US`), where the row is."""
+        deployments = [deployment] if deployment else self._deployments()
+        made_ms = unix_ms_of(request_id)
+        for margin_us in (ID_NEAR_US, ID_TIME_MARGIN_US) if made_ms is not None else (None,):
+            found = self._lookup(request_id, deployments, margin_us)
+            if found is not None:
+                return found
+        return None
+
+    def _lookup(
+        self, request_id: str, deployments: list[str], margin_us: int | None
+    ) -> dict[str, Any] | None:
+        """`get`, reading the hours within `margin_us` of the time `request_id` names (every
+        hour when None)."""
         match = ds.field("request_id") == request_id
-        since_us, until_us = _id_window([request_id])
+        since_us, until_us = _id_window([request_id], margin_us or ID_TIME_MARGIN_US)
         hours = served_between(since_us, until_us)
         names = list(PREDICTION_SCHEMA.names)
-        deployments = [deployment] if deployment else self._deployments()
-        found = [
-            self._scan(PREDICTIONS_DIR, name, hours, _and(match, _time_filter(since_us, until_us)),
-                       names)
-            for name in deployments
-        ]  # fmt: skip
-        rows = pa.concat_tables(found) if found else PREDICTION_SCHEMA.empty_table()
-        if rows.num_rows == 0:
-            served_hours = served_between(since_us, until_us, day_key="served")
-            found = [
-                self._scan(EVENT_TIME_DIR, name, served_hours, match, names)
+        where = _and(match, _time_filter(since_us, until_us))
+        made_ms = unix_ms_of(request_id)
+        with ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="log-lookup") as pool:
+            scans = [
+                pool.submit(self._scan, PREDICTIONS_DIR, name, hours, where, names)
                 for name in deployments
-                if self._has_event_times(name)
             ]
-            rows = pa.concat_tables(found) if found else rows
-        if rows.num_rows == 0:
-            return None
-        ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
-        first = _as_text(ordered.slice(0, 1))
-        labels = self._labels(first["deployment"][0].as_py(), first, by_id=True)
+            labelled = {} if made_ms is None else {
+                name: pool.submit(self._id_labels, name, request_id, made_ms * 1000)
+                for name in deployments
+            }  # fmt: skip
+            found = [scan.result() for scan in scans]
+            rows = pa.concat_tables(found) if found else PREDICTION_SCHEMA.empty_table()
+            if rows.num_rows == 0:
+                rows = self._get_by_event_time(match, since_us, until_us, deployments) or rows
+            if rows.num_rows == 0:
+                return None
+            ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
+            first = _as_text(ordered.slice(0, 1))
+            name = first["deployment"][0].as_py()
+            labels = (
+                labelled[name].result()
+                if name in labelled
+                else self._labels(name, first, by_id=True)
+            )
         latest = _as_text(labels).column("label_json").to_pylist()
         return {**first.to_pylist()[0], "label_json": latest[0] if latest else None}
+
+    def _id_labels(self, deployment: str, request_id: str, made_us: int) -> pa.Table:
+        """The labels of `request_id` (made at `made_us`), from its hour's feedback folder."""
+        since_us = made_us - ID_TIME_MARGIN_US  # the label came after its row was logged
+        return self._labels_between(deployment, since_us, made_us + 1, pa.array([request_id]))
+
+    def _get_by_event_time(
+        self,
+        match: ds.Expression,
+        since_us: int | None,
+        until_us: int | None,
+        deployments: list[str],
+    ) -> pa.Table | None:
+        """The rows matching `match` in the event-time trees, by the id's serving hours."""
+        served_hours = served_between(since_us, until_us, day_key="served")
+        found = [
+            self._scan(EVENT_TIME_DIR, name, served_hours, match, list(PREDICTION_SCHEMA.names))
+            for name in deployments
+            if self._has_event_times(name)
+        ]
+        return pa.concat_tables(found) if found else None
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` the log holds a prediction of, for `deployment`: one read,
@@ -468,6 +519,22 @@ class PredictionLogReader:
         return self._storage.read_live(
             lambda: folders, lambda paths: _read_paths(self._storage, paths, where, columns, schema)
         )
+
+
+def _pieces(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """`batches` joined into tables of at most `rows` rows (a file's row groups may be smaller
+    than a piece), none empty."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if count + batch.num_rows > rows and pending:
+            yield pa.Table.from_batches(pending)
+            pending, count = [], 0
+        if batch.num_rows:
+            pending.append(batch)
+            count += batch.num_rows
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 def _schema_of(kind: str) -> pa.Schema:
