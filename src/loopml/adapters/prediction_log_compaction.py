@@ -4,7 +4,9 @@ Every server process writes a file per flush into the folder of the hour it serv
 files an hour per process. Compaction merges the files of each hour that has closed (ended
 `min_age_s` ago) into one `compact-` file, streaming record batches (memory stays at a few row
 groups whatever the hour holds), row groups ordered by time so a read of a time range or of one
-request id (UUIDv7 ids are time-ordered) skips most of them by their statistics.
+request id (UUIDv7 ids are time-ordered) skips most of them by their statistics. What comes to
+a merged hour later (labels days late) is merged with its like, not into the hour's large file,
+until it grows to a quarter of it (`KEEP_FACTOR`).
 
 Atomic for readers, and finished by the next run when killed: the merged file names the files
 it replaces in its footer and appears whole (a rename, or one PUT) before any of them is
@@ -45,6 +47,26 @@ ROW_GROUP_ROWS = 16_384
 """Rows per row group of a merged file, each group in time order: a lookup by id reads the one
 group whose times hold the id's (some 3.5 MB at 12 features), not a piece's worth; readers of a
 window join groups into pieces of `PIECE_ROWS`."""
+
+
+KEEP_FACTOR = 4
+"""A file more than this many times the size of all smaller files of its folder together is
+left as it is, and only the smaller ones are merged: labels that come days late to a merged
+hour make a small file beside it, not a rewrite of the hour (each byte is rewritten about
+log4 of its folder's growth times, not once per late label)."""
+
+
+def _to_merge(sizes: dict[str, int]) -> list[str]:
+    """The files of a folder (name -> bytes) to merge into one: from the largest down, a file
+    more than `KEEP_FACTOR` times the size of all smaller ones together stays; the first that
+    is not, and every smaller one, are merged."""
+    order = sorted(sizes, key=lambda n: (sizes[n], n), reverse=True)
+    below = sum(sizes.values())
+    for index, name in enumerate(order):
+        below -= sizes[name]
+        if sizes[name] <= KEEP_FACTOR * below:
+            return order[index:]
+    return []
 
 
 def _file_schema(kind: str) -> pa.Schema:
@@ -129,15 +151,19 @@ class LogCompactor:
             report.finished += len(leftovers)
         if len(live) < 2:
             return None
-        sizes = [self._storage.size(folder.path(name)) for name in live]
-        paths = [self._storage.path(folder.path(name)) for name in live]
+        sizes = {name: self._storage.size(folder.path(name)) for name in live}
+        merging = sorted(_to_merge(sizes))  # by name: by time
+        if len(merging) < 2:
+            return None
+        before = sum(sizes[name] for name in merging)
+        paths = [self._storage.path(folder.path(name)) for name in merging]
         schema = _file_schema(kind)
         dataset = self._storage.dataset(paths, schema)
         if dry_run:
             rows = self._storage.rows_in(paths)
-            return FolderChange(folder.relative, len(live), 1, rows, sum(sizes), sum(sizes))
+            return FolderChange(folder.relative, len(merging), 1, rows, before, before)
         name = f"{COMPACT_PREFIX}{self._clock_us()}-{uuid.uuid4().hex}.parquet"
-        tagged = schema.with_metadata({REPLACES: json.dumps(live).encode()})
+        tagged = schema.with_metadata({REPLACES: json.dumps(merging).encode()})
         rows = 0
         with (
             self._storage.writing(folder.path(name)) as local,
@@ -147,10 +173,10 @@ class LogCompactor:
                 out.write_table(table.replace_schema_metadata(tagged.metadata), ROW_GROUP_ROWS)
                 rows += table.num_rows
         self._pause("merged")
-        self._delete(folder, live)
+        self._delete(folder, merging)
         self._pause("deleted")
         after = self._storage.size(folder.path(name))
-        return FolderChange(folder.relative, len(live), 1, rows, sum(sizes), after)
+        return FolderChange(folder.relative, len(merging), 1, rows, before, after)
 
     def _delete(self, folder: Folder, names: Iterable[str]) -> None:
         for name in names:
