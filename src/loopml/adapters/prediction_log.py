@@ -66,6 +66,7 @@ from loopml.adapters.prediction_log_files import (
     request_times_us,
 )
 from loopml.errors import Unavailable
+from loopml.ports.prediction_log import INPUT_PREFIX
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -152,20 +153,43 @@ def _to_table(batch: Sequence[Record], schema: pa.Schema) -> pa.Table:
 
 
 def _conformed(rows: Rows, schema: pa.Schema) -> pa.Table:
-    """`rows` with exactly `schema`'s columns, in order: a missing column is all null, a column
-    of another type is cast; ValueError names a column that cannot be, or that is unknown."""
+    """`rows` with exactly `schema`'s columns, in order, then (for predictions) its typed input
+    columns (`input.<feature>`) as they are: a missing column is all null, a column of another
+    type is cast; ValueError names a column that cannot be, or that is unknown."""
     table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-    unknown = set(table.column_names) - set(schema.names)
+    typed = [
+        name
+        for name in table.column_names
+        if schema is PREDICTION_SCHEMA and name.startswith(INPUT_PREFIX) and name != INPUT_PREFIX
+    ]
+    unknown = set(table.column_names) - set(schema.names) - set(typed)
     if unknown:
         raise ValueError(f"columns the prediction log does not have: {sorted(unknown)}")
-    columns = []
+    columns, fields = [], list(schema)
     for field in schema:
         if field.name not in table.column_names:
             columns.append(pa.nulls(table.num_rows, field.type))
             continue
         column = table[field.name]
         columns.append(column if column.type == field.type else column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+    for name in typed:
+        columns.append(table[name])
+        fields.append(pa.field(name, table[name].type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def inputs_of(schema: pa.Schema) -> pa.Schema:
+    """The typed input columns of a table of the log."""
+    return pa.schema([field for field in schema if field.name.startswith(INPUT_PREFIX)])
+
+
+def _by_inputs(tables: Sequence[pa.Table]) -> list[pa.Table]:
+    """`tables` joined into one per set of typed input columns, in the order first seen (rows
+    of two model versions with different signatures go to different files)."""
+    groups: dict[pa.Schema, list[pa.Table]] = {}
+    for table in tables:
+        groups.setdefault(table.schema.remove_metadata(), []).append(table)
+    return [pa.concat_tables(group).combine_chunks() for group in groups.values()]
 
 
 @dataclass(frozen=True)
@@ -415,9 +439,13 @@ class PredictionLogWriter:
         batch = queue[:]  # appenders only ever extend: this prefix stays put
         if not batch:
             return True
-        leftover = self._write_batch(pa.concat_tables(batch).combine_chunks(), kind)
-        queue[: len(batch)] = [leftover] if leftover.num_rows else []
-        return not leftover.num_rows
+        leftover: list[pa.Table] = []
+        for table in _by_inputs(batch):
+            rest = table if leftover else self._write_batch(table, kind)  # after a failure: later
+            if rest.num_rows:
+                leftover.append(rest)
+        queue[: len(batch)] = leftover
+        return not leftover
 
     def _write_batch(self, table: pa.Table, kind: str) -> pa.Table:
         """Write `table`, one file per partition; returns the rows not written."""
@@ -449,6 +477,9 @@ class PredictionLogWriter:
 
     def _write_partition(self, kind: str, table: pa.Table, group: _Partition) -> None:
         rows = table.filter(group.mask).drop_columns(["deployment"])
+        inputs = inputs_of(rows.schema)
+        if len(inputs):  # readers learn of the columns before they meet a file with them
+            self._storage.add_inputs(group.deployment, inputs)
         name = f"part-{self._clock_us()}-{uuid.uuid4().hex}.parquet"
         relative = f"{group.relative(kind)}/{name}"
         self._storage.put(relative, _parquet_bytes(rows))

@@ -69,11 +69,6 @@ def _to_merge(sizes: dict[str, int]) -> list[str]:
     return []
 
 
-def _file_schema(kind: str) -> pa.Schema:
-    schema = FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else PREDICTION_SCHEMA
-    return pa.schema([f for f in schema if f.name != "deployment"])
-
-
 def _batches_in_time_order(dataset: ds.Dataset) -> Iterator[pa.Table]:
     """The dataset's rows as tables of ROW_GROUP_ROWS (the last one smaller), each in time
     order, the files taken in the order given (their names start with their time)."""
@@ -136,13 +131,13 @@ class LogCompactor:
             span = folder.served_span
             if span is None or span[1] > closed_before:
                 continue  # still being written to (or not a folder loopml made)
-            change = self._compact_folder(kind, folder, report, dry_run)
+            change = self._compact_folder(deployment, kind, folder, report, dry_run)
             if change is not None:
                 report.add(deployment, change)
         return report
 
     def _compact_folder(
-        self, kind: str, folder: Folder, report: UpkeepReport, dry_run: bool
+        self, deployment: str, kind: str, folder: Folder, report: UpkeepReport, dry_run: bool
     ) -> FolderChange | None:
         live = self._storage.live(folder)
         leftovers = [name for name in folder.files if name not in live]
@@ -157,7 +152,7 @@ class LogCompactor:
             return None
         before = sum(sizes[name] for name in merging)
         paths = [self._storage.path(folder.path(name)) for name in merging]
-        schema = _file_schema(kind)
+        schema = self._file_schema(deployment, kind)
         dataset = self._storage.dataset(paths, schema)
         if dry_run:
             rows = self._storage.rows_in(paths)
@@ -177,6 +172,14 @@ class LogCompactor:
         self._pause("deleted")
         after = self._storage.size(folder.path(name))
         return FolderChange(folder.relative, len(merging), 1, rows, before, after)
+
+    def _file_schema(self, deployment: str, kind: str) -> pa.Schema:
+        """The columns of the folder's files: the record's, and the deployment's typed input
+        columns (all its versions' together: a merged file has every column of its parts)."""
+        if kind == FEEDBACK_DIR:
+            return pa.schema([f for f in FEEDBACK_SCHEMA if f.name != "deployment"])
+        fields = [f for f in PREDICTION_SCHEMA if f.name != "deployment"]
+        return pa.schema([*fields, *self._storage.inputs(deployment)])
 
     def _delete(self, folder: Folder, names: Iterable[str]) -> None:
         for name in names:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -55,6 +56,10 @@ KINDS = (PREDICTIONS_DIR, EVENT_TIME_DIR, FEEDBACK_DIR)
 REPLACES = b"loopml.replaces"
 """The footer key of a compact file: the JSON list of the files of its folder it replaces."""
 COMPACT_PREFIX = "compact-"
+SCHEMAS_DIR = "_schemas"
+"""Under `predictions/deployment=<name>/`: one small Arrow schema file per set of typed input
+columns the deployment's rows were written with (named by its digest, so writers in several
+processes write the same file, never a different one); a reader takes their union."""
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 READ_ATTEMPTS = 5
@@ -204,6 +209,8 @@ class LogStorage:
         self._options = storage_options or {}
         self._replaced: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
+        self._schemas_written: set[str] = set()
+        self._inputs: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
 
     @functools.cached_property
     def reading_fs(self) -> Any:
@@ -342,6 +349,42 @@ class LogStorage:
             self._replaced[relative] = names
         return names
 
+    # -- typed input columns ------------------------------------------------------------------
+
+    def add_inputs(self, deployment: str, inputs: pa.Schema) -> None:
+        """Record that `deployment` has rows with the typed input columns `inputs` (once per
+        process and set of columns)."""
+        data = inputs.serialize().to_pybytes()
+        name = f"{hashlib.sha256(data).hexdigest()[:32]}.arrow"
+        relative = f"{partition_dir(PREDICTIONS_DIR, deployment)}/{SCHEMAS_DIR}/{name}"
+        if relative in self._schemas_written:
+            return
+        self.put(relative, data)
+        self._schemas_written.add(relative)
+
+    def inputs(self, deployment: str) -> pa.Schema:
+        """The typed input columns `deployment`'s rows were written with, all versions' together
+        (a column typed differently by two versions reads as float64 when both are numbers,
+        else as text; files without a column read it as null)."""
+        import pyarrow as pa
+
+        folder = f"{partition_dir(PREDICTIONS_DIR, deployment)}/{SCHEMAS_DIR}"
+        names = sorted(name for name, is_dir in self.listdir(folder) if name.endswith(".arrow"))
+        if not names:
+            return pa.schema([])
+        key = (deployment, tuple(names))
+        known = self._inputs.get(key)
+        if known is None:
+            schemas = [_read_schema(self.read_bytes(f"{folder}/{name}")) for name in names]
+            known = self._inputs[key] = union_inputs(schemas)
+        return known
+
+    def read_bytes(self, relative: str) -> bytes:
+        if self.fs is None:
+            with open(self.path(relative), "rb") as file:
+                return file.read()
+        return bytes(self.fs.cat_file(self.path(relative)))
+
     # -- finding the files ---------------------------------------------------------------------
 
     def folders(self, relative: str, keep: Keep = everything) -> list[Folder]:
@@ -402,6 +445,37 @@ class LogStorage:
             f"The prediction log at {self.root} kept changing while it was read.",
             "Try again; if it persists, check that one compaction runs at a time.",
         )
+
+
+def _read_schema(data: bytes) -> pa.Schema:
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    return pyarrow.ipc.read_schema(pa.py_buffer(data))
+
+
+def union_inputs(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """The typed input columns of `schemas` together, in the order first seen: a column with
+    two types is float64 when both are numbers, else text (Arrow casts each file's on reading)."""
+    import pyarrow as pa
+
+    types: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            seen = types.get(field.name)
+            if seen is None or seen == field.type:
+                types[field.name] = field.type
+            elif _is_number(seen) and _is_number(field.type):
+                types[field.name] = pa.float64()
+            else:
+                types[field.name] = pa.string()
+    return pa.schema(list(types.items()))
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -52,9 +52,10 @@ from loopml.adapters.prediction_log_files import (
     request_times_us,
     served_between,
 )
+from loopml.domain.jsonable import to_json
 from loopml.domain.request_ids import unix_ms_of
 from loopml.errors import InvalidInput
-from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
+from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS, PIECE_ROWS, LogChanged
 
 LOOKUP_THREADS = 8
 """Reads a lookup by id runs side by side (each waits on the store, not on the processor)."""
@@ -96,16 +97,20 @@ def _id_window(
     return min(known) * 1000 - margin_us, max(known) * 1000 + margin_us
 
 
-def _check_columns(columns: list[str] | None) -> list[str]:
+def _check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str]:
+    """`columns` of a deployment whose log has `schema` (`INPUTS` expanded); all by default."""
     if columns is None:
-        return list(PREDICTION_SCHEMA.names)
-    unknown = sorted(set(columns) - set(PREDICTION_SCHEMA.names))
+        return list(schema.names)
+    typed = [name for name in schema.names if name.startswith(INPUT_PREFIX)]
+    wanted = [name for column in columns for name in (typed if column == INPUTS else [column])]
+    known = {*PREDICTION_SCHEMA.names, *typed}
+    unknown = sorted(set(wanted) - known)
     if unknown:
         raise InvalidInput(
             f"Unknown prediction log columns: {', '.join(unknown)}.",
-            f"Choose among: {', '.join(PREDICTION_SCHEMA.names)}.",
+            f"Choose among: {', '.join([*PREDICTION_SCHEMA.names, INPUTS])}.",
         )
-    return list(columns)
+    return list(dict.fromkeys(wanted))
 
 
 def _check_deployment(deployment: str) -> None:
@@ -135,7 +140,20 @@ def _with_labels(table: pa.Table, labels: pa.Table) -> pa.Table:
 def _as_text(table: pa.Table) -> pa.Table:
     """`table` with every string column valid UTF-8: a column holding bytes that are not (a
     file another tool wrote) is decoded with replacement characters, so showing a record never
-    fails on it. For the few rows a person looks at, not for whole windows."""
+    fails on it; and typed inputs written as JSON text into `inputs_json` where it is null, as
+    rows written before typed columns hold them. For the few rows a person looks at, not for
+    whole windows."""
+    typed = [name for name in table.column_names if name.startswith(INPUT_PREFIX)]
+    if typed and "inputs_json" in table.column_names:
+        values = table.select(typed).to_pylist()
+        text = [
+            None if all(v is None for v in row.values()) else to_json(
+                {name.removeprefix(INPUT_PREFIX): value for name, value in row.items()}
+            ).decode()
+            for row in values
+        ]  # fmt: skip
+        written = pc.coalesce(table["inputs_json"], pa.array(text, pa.string()))
+        table = table.set_column(table.column_names.index("inputs_json"), "inputs_json", written)
     for index, field in enumerate(table.schema):
         if field.type != pa.string():
             continue
@@ -177,9 +195,10 @@ class PredictionLogReader:
         no feedback came) when `with_feedback`. An unknown deployment reads as an empty table.
         """
         _check_deployment(deployment)
-        wanted = _check_columns(columns)
+        schema = self._schema(deployment)
+        wanted = _check_columns(columns, schema)
         needed = {*wanted, "time_us", *(["request_id"] if with_feedback else [])}
-        read = [name for name in PREDICTION_SCHEMA.names if name in needed]
+        read = [name for name in schema.names if name in needed]
         timed = self._has_event_times(deployment)
         # rows without an event time were served in the window; those with one may have been
         # served up to MAX_AHEAD_US before their event, or any time after it
@@ -222,15 +241,16 @@ class PredictionLogReader:
         memory holds one piece and one hour's labels however long the window. A file that
         goes away meanwhile (a compaction or an expiry) raises `LogChanged`: start over."""
         _check_deployment(deployment)
-        wanted = _check_columns(columns)
-        read = [n for n in PREDICTION_SCHEMA.names if n in {*wanted, "time_us", "request_id"}]
+        full = self._schema(deployment)
+        wanted = _check_columns(columns, full)
+        read = [n for n in full.names if n in {*wanted, "time_us", "request_id"}]
         file_columns = [name for name in read if name != "deployment"]
         trees = [(PREDICTIONS_DIR, served_between(since_us, until_us),
                   _time_filter(since_us, until_us))]  # fmt: skip
         if self._has_event_times(deployment):
             by_event = _time_filter(since_us, until_us, time="event_time_us")
             trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), by_event))
-        schema = pa.schema([f for f in PREDICTION_SCHEMA if f.name != "deployment"])
+        schema = pa.schema([f for f in full if f.name != "deployment"])
         for kind, keep, where in trees:
             for folder in self._storage.folders(partition_dir(kind, deployment), keep):
                 paths = [self._storage.path(folder.path(n)) for n in self._storage.live(folder)]
@@ -269,7 +289,8 @@ class PredictionLogReader:
 
     def tail(self, deployment: str, n: int = 20) -> pa.Table:
         """The `n` newest predictions of `deployment`, newest first (text that is not UTF-8,
-        which another writer may have left, shown with replacement characters)."""
+        which another writer may have left, shown with replacement characters); typed inputs
+        are also shown as JSON text in `inputs_json`, as older rows hold them."""
         return _as_text(self.read(deployment, limit=n))
 
     def get(self, request_id: str, deployment: str | None = None) -> dict[str, Any] | None:
@@ -295,12 +316,11 @@ class PredictionLogReader:
         match = ds.field("request_id") == request_id
         since_us, until_us = _id_window([request_id], margin_us or ID_TIME_MARGIN_US)
         hours = served_between(since_us, until_us)
-        names = list(PREDICTION_SCHEMA.names)
         where = _and(match, _time_filter(since_us, until_us))
         made_ms = unix_ms_of(request_id)
         with ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="log-lookup") as pool:
             scans = [
-                pool.submit(self._scan, PREDICTIONS_DIR, name, hours, where, names)
+                pool.submit(self._scan, PREDICTIONS_DIR, name, hours, where, None)
                 for name in deployments
             ]
             labelled = {} if made_ms is None else {
@@ -308,7 +328,7 @@ class PredictionLogReader:
                 for name in deployments
             }  # fmt: skip
             found = [scan.result() for scan in scans]
-            rows = pa.concat_tables(found) if found else PREDICTION_SCHEMA.empty_table()
+            rows = _joined(found) if found else PREDICTION_SCHEMA.empty_table()
             if rows.num_rows == 0:
                 rows = self._get_by_event_time(match, since_us, until_us, deployments) or rows
             if rows.num_rows == 0:
@@ -339,11 +359,11 @@ class PredictionLogReader:
         """The rows matching `match` in the event-time trees, by the id's serving hours."""
         served_hours = served_between(since_us, until_us, day_key="served")
         found = [
-            self._scan(EVENT_TIME_DIR, name, served_hours, match, list(PREDICTION_SCHEMA.names))
+            self._scan(EVENT_TIME_DIR, name, served_hours, match, None)
             for name in deployments
             if self._has_event_times(name)
         ]
-        return pa.concat_tables(found) if found else None
+        return _joined(found) if found else None
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` the log holds a prediction of, for `deployment`: one read,
@@ -378,8 +398,9 @@ class PredictionLogReader:
         many rows it holds."""
         _check_deployment(deployment)
         _check_known(deployment, self._deployments())
-        names = [n for n in PREDICTION_SCHEMA.names if n != "deployment"]
-        schema = pa.schema([*(f for f in PREDICTION_SCHEMA if f.name in names),
+        full = self._schema(deployment)
+        names = [n for n in full.names if n != "deployment"]
+        schema = pa.schema([*(f for f in full if f.name in names),
                             pa.field("label_json", pa.string())])  # fmt: skip
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
@@ -424,18 +445,18 @@ class PredictionLogReader:
         if by_event is not None:
             trees.append((EVENT_TIME_DIR, event_folders, by_event))
         found = [
-            (folder, kind, rows)
+            (folder, rows)
             for kind, keep, rows in trees
             for folder in self._storage.folders(partition_dir(kind, deployment), keep)
         ]
         found.sort(key=lambda item: _span_end(item[0]), reverse=True)
         times: list[pa.Table] = []
         count, oldest_start = 0, None
-        for folder, kind, rows in found:
+        for folder, rows in found:
             end = _span_end(folder)
             if count >= limit and oldest_start is not None and end <= oldest_start:
                 break  # every row left was served before the `limit` newest
-            part = self._read_folders([folder], rows, ["time_us"], _schema_of(kind))
+            part = self._read_folders([folder], rows, ["time_us"], PREDICTION_SCHEMA)
             times.append(part)
             count += part.num_rows
             span = folder.served_span
@@ -487,6 +508,11 @@ class PredictionLogReader:
         where = EVENT_TIME_DIR if deployment is None else partition_dir(EVENT_TIME_DIR, deployment)
         return self._storage.isdir(where)
 
+    def _schema(self, deployment: str) -> pa.Schema:
+        """The log's columns for `deployment`: the record's, then its typed input columns."""
+        inputs = self._storage.inputs(deployment)
+        return pa.schema([*PREDICTION_SCHEMA, *inputs]) if len(inputs) else PREDICTION_SCHEMA
+
     def _deployments(self) -> list[str]:
         return self._storage.deployments(PREDICTIONS_DIR)
 
@@ -496,11 +522,12 @@ class PredictionLogReader:
         deployment: str,
         keep: Keep,
         where: ds.Expression | None,
-        columns: list[str],
+        columns: list[str] | None,
     ) -> pa.Table:
-        """`columns` of `deployment`'s `kind` rows in the folders `keep` accepts matching
-        `where`."""
-        schema = _schema_of(kind)
+        """`columns` (all, when None) of `deployment`'s `kind` rows in the folders `keep`
+        accepts matching `where`."""
+        schema = FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else self._schema(deployment)
+        columns = list(schema.names) if columns is None else columns
         relative = partition_dir(kind, deployment)
         file_columns = [name for name in columns if name != "deployment"]
         table = self._storage.read_live(
@@ -537,8 +564,9 @@ def _pieces(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending)
 
 
-def _schema_of(kind: str) -> pa.Schema:
-    return FEEDBACK_SCHEMA if kind == FEEDBACK_DIR else PREDICTION_SCHEMA
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    """Rows of several deployments, whose typed input columns may differ."""
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _span_end(folder: Folder) -> int:

@@ -25,11 +25,11 @@ from loopml.bootstrap import Workspace, prediction_log_reader
 from loopml.errors import IntegrityError, Unavailable
 from loopml.monitoring.column_kinds import Parsed, Unreadable
 from loopml.monitoring.drift import DriftCounts, Reference
-from loopml.monitoring.json_columns import read_objects, read_values
+from loopml.monitoring.json_columns import conform, read_objects, read_values
 from loopml.monitoring.performance import PerformanceCounts
 from loopml.monitoring.quality import QualityCounts
 from loopml.monitoring.references import PREDICTION
-from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
+from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS, PIECE_ROWS, LogChanged
 
 LOG_COLUMNS = [
     "request_id",
@@ -37,6 +37,7 @@ LOG_COLUMNS = [
     "model",
     "model_version",
     "inputs_json",
+    INPUTS,
     "output_json",
     "proba_json",
     "shadow",
@@ -92,7 +93,7 @@ def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]
     if roles.get("label"):
         sources[str(roles["label"])] = "label_json"
     inputs = {name: kind for name, kind in reference.kinds.items() if name not in sources}
-    parsed = read_objects(served["inputs_json"], inputs)
+    parsed = read_inputs(served, inputs)
     table, found = parsed.table, list(parsed.unreadable)
     for name, source in sources.items():
         values = read_values(served[source], reference.kinds.get(name))
@@ -101,6 +102,39 @@ def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]
         table = table.append_column(name, values.table["value"])
         found += [Unreadable(name, u.kind, u.rows) for u in values.unreadable]
     return Parsed(table, tuple(found))
+
+
+def read_inputs(served: pa.Table, kinds: Mapping[str, str] | None = None) -> Parsed:
+    """The served rows' inputs, one column per feature (read as `kinds`, when given): from the
+    typed input columns, and from the JSON text of rows logged before those existed."""
+    parsed = read_objects(served["inputs_json"], kinds)
+    typed = {
+        name.removeprefix(INPUT_PREFIX): served[name]
+        for name in served.column_names
+        if name.startswith(INPUT_PREFIX) and (kinds is None or name[len(INPUT_PREFIX) :] in kinds)
+    }
+    if not typed:
+        return parsed
+    read = conform(pa.table(typed), kinds)
+    table = parsed.table
+    for name in read.table.column_names:
+        column = read.table[name]
+        if name in table.column_names and table[name].null_count < table.num_rows:
+            column = _either(column, table[name])
+        table = table.drop_columns([name]) if name in table.column_names else table
+        table = table.append_column(name, column)
+    return Parsed(table, (*parsed.unreadable, *read.unreadable))
+
+
+def _either(typed: pa.ChunkedArray, text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Per row, the typed value, else the one read from JSON text (as text when the two
+    kinds differ)."""
+    if typed.type != text.type:
+        try:
+            text = text.cast(typed.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            typed, text = typed.cast(pa.string()), text.cast(pa.string())
+    return pc.coalesce(typed, text)
 
 
 def _ids(request_ids: pa.ChunkedArray) -> list[str | None]:

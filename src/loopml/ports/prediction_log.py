@@ -15,6 +15,11 @@ if TYPE_CHECKING:  # Arrow only for the prediction log's users: a list command n
 
     from loopml.domain.log_upkeep import UpkeepReport
 
+INPUT_PREFIX = "input."
+"""A served row's inputs are typed columns named `input.<feature>` (a feature may share a name
+with a log column); rows written before typed columns keep them as JSON text (`inputs_json`)."""
+INPUTS = "input.*"
+"""Among the columns a read asks for: every typed input column of the deployment."""
 PIECE_ROWS = 131_072
 """Rows of the log held at once by a reader of pieces (`read_batches`), and a compacted file's
 row group: small enough to skip by statistics and to keep memory flat, large enough for zstd and
