@@ -30,8 +30,12 @@ does not fit the schema, impossible for rows the server checked) is set aside al
 queue first; only a hard kill or a power cut loses rows, at most those of the last flush interval.
 
 `append` takes an Arrow table (or record batch) of rows in `PREDICTION_SCHEMA`'s columns (a
-column that is null throughout may be left out): the server builds it from a request's columns
-in one go, and the queue holds such tables until the writer concatenates them into its files.
+column that is null throughout may be left out) and their typed input columns (`input.<feature>`,
+as the model got them): the server builds it from a request's columns in one go, and the queue
+holds such tables until the writer concatenates them into its files, one file per partition and
+set of input columns. Before the first file with a set of input columns, the writer records the
+set under the deployment's `_schemas/` folder, where readers find every column the deployment's
+files may hold.
 Named-tuple records are taken too (tests and tools that make a few rows by hand); a record whose
 fields do not fit the schema is then set aside alone, counted as `invalid_rows`, and the others
 are taken.

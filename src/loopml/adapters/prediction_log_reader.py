@@ -24,8 +24,6 @@ Older ids (not UUIDv7) are looked up everywhere. Files written before the `clien
 
 from __future__ import annotations
 
-import functools
-import operator
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,10 +50,22 @@ from loopml.adapters.prediction_log_files import (
     request_times_us,
     served_between,
 )
-from loopml.domain.jsonable import to_json
+from loopml.adapters.prediction_log_tables import (
+    LABELS_SCHEMA,
+    as_text,
+    both,
+    check_columns,
+    check_deployment,
+    check_known,
+    in_time_order,
+    joined,
+    pieces,
+    read_paths,
+    time_filter,
+    with_labels,
+)
 from loopml.domain.request_ids import unix_ms_of
-from loopml.errors import InvalidInput
-from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS, PIECE_ROWS, LogChanged
+from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
 
 LOOKUP_THREADS = 8
 """Reads a lookup by id runs side by side (each waits on the store, not on the processor)."""
@@ -66,23 +76,6 @@ either side (a clock stepped back)."""
 ID_TIME_MARGIN_US = 600_000_000
 """How far a row's `time_us` may lie from the time its request id carries (both come from the
 serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
-_LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
-
-
-def _time_filter(
-    since_us: int | None, until_us: int | None, *, time: str = "time_us"
-) -> ds.Expression | None:
-    """The exact time bounds, `since_us <= time < until_us`."""
-    parts = []
-    if since_us is not None:
-        parts.append(ds.field(time) >= since_us)
-    if until_us is not None:
-        parts.append(ds.field(time) < until_us)
-    return functools.reduce(operator.and_, parts) if parts else None
-
-
-def _and(left: ds.Expression, right: ds.Expression | None) -> ds.Expression:
-    return left if right is None else left & right
 
 
 def _id_window(
@@ -95,76 +88,6 @@ def _id_window(
     if len(known) < len(times):
         return None, None
     return min(known) * 1000 - margin_us, max(known) * 1000 + margin_us
-
-
-def _check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str]:
-    """`columns` of a deployment whose log has `schema` (`INPUTS` expanded); all by default."""
-    if columns is None:
-        return list(schema.names)
-    typed = [name for name in schema.names if name.startswith(INPUT_PREFIX)]
-    wanted = [name for column in columns for name in (typed if column == INPUTS else [column])]
-    known = {*PREDICTION_SCHEMA.names, *typed}
-    unknown = sorted(set(wanted) - known)
-    if unknown:
-        raise InvalidInput(
-            f"Unknown prediction log columns: {', '.join(unknown)}.",
-            f"Choose among: {', '.join([*PREDICTION_SCHEMA.names, INPUTS])}.",
-        )
-    return list(dict.fromkeys(wanted))
-
-
-def _check_deployment(deployment: str) -> None:
-    if not deployment:
-        raise InvalidInput("The deployment name is empty.", "Pass the name of a deployment.")
-
-
-def _check_known(deployment: str, known: list[str]) -> None:
-    if deployment not in known:
-        raise InvalidInput(
-            f"The prediction log holds no rows of deployment {deployment!r}.",
-            f"Deployments in the log: {', '.join(known) or 'none yet'}.",
-        )
-
-
-def _sorted(table: pa.Table, *, newest_first: bool) -> pa.Table:
-    return table.sort_by([("time_us", "descending" if newest_first else "ascending")])
-
-
-def _with_labels(table: pa.Table, labels: pa.Table) -> pa.Table:
-    """`table` left-joined with `labels` on request_id (skipped when there are none)."""
-    if labels.num_rows == 0:
-        return table.append_column("label_json", pa.nulls(table.num_rows, pa.string()))
-    return table.join(labels, keys="request_id")
-
-
-def _as_text(table: pa.Table) -> pa.Table:
-    """`table` with every string column valid UTF-8: a column holding bytes that are not (a
-    file another tool wrote) is decoded with replacement characters, so showing a record never
-    fails on it; and typed inputs written as JSON text into `inputs_json` where it is null, as
-    rows written before typed columns hold them. For the few rows a person looks at, not for
-    whole windows."""
-    typed = [name for name in table.column_names if name.startswith(INPUT_PREFIX)]
-    if typed and "inputs_json" in table.column_names:
-        values = table.select(typed).to_pylist()
-        text = [
-            None if all(v is None for v in row.values()) else to_json(
-                {name.removeprefix(INPUT_PREFIX): value for name, value in row.items()}
-            ).decode()
-            for row in values
-        ]  # fmt: skip
-        written = pc.coalesce(table["inputs_json"], pa.array(text, pa.string()))
-        table = table.set_column(table.column_names.index("inputs_json"), "inputs_json", written)
-    for index, field in enumerate(table.schema):
-        if field.type != pa.string():
-            continue
-        column = table.column(index)
-        try:
-            column.validate(full=True)
-        except pa.ArrowInvalid:
-            raw = column.cast(pa.binary()).to_pylist()
-            text = [None if v is None else v.decode("utf-8", "replace") for v in raw]
-            table = table.set_column(index, field, pa.array(text, pa.string()))
-    return table
 
 
 class PredictionLogReader:
@@ -194,19 +117,19 @@ class PredictionLogReader:
         The result has `columns` (every record field by default), plus `label_json` (null when
         no feedback came) when `with_feedback`. An unknown deployment reads as an empty table.
         """
-        _check_deployment(deployment)
+        check_deployment(deployment)
         schema = self._schema(deployment)
-        wanted = _check_columns(columns, schema)
+        wanted = check_columns(columns, schema)
         needed = {*wanted, "time_us", *(["request_id"] if with_feedback else [])}
         read = [name for name in schema.names if name in needed]
         timed = self._has_event_times(deployment)
         # rows without an event time were served in the window; those with one may have been
         # served up to MAX_AHEAD_US before their event, or any time after it
-        where, by_event = _time_filter(since_us, until_us), None
+        where, by_event = time_filter(since_us, until_us), None
         folders = served_between(since_us, until_us)
         event_folders = events_between(since_us, until_us)
         if timed:
-            by_event = _time_filter(since_us, until_us, time="event_time_us")
+            by_event = time_filter(since_us, until_us, time="event_time_us")
         if limit is not None:
             where, by_event, folders = self._newest_only(
                 deployment, limit, where=where, by_event=by_event, folders=folders,
@@ -223,9 +146,9 @@ class PredictionLogReader:
             table = table.take(newest)
         if with_feedback:
             labels = self._labels(deployment, table, by_id=limit is not None)
-            table = _with_labels(table, labels)
+            table = with_labels(table, labels)
             wanted.append("label_json")
-        return _sorted(table, newest_first=limit is not None).select(wanted)
+        return in_time_order(table, newest_first=limit is not None).select(wanted)
 
     def read_batches(
         self,
@@ -240,15 +163,15 @@ class PredictionLogReader:
         in no set order: folder by folder, each folder's labels read once and joined, so
         memory holds one piece and one hour's labels however long the window. A file that
         goes away meanwhile (a compaction or an expiry) raises `LogChanged`: start over."""
-        _check_deployment(deployment)
+        check_deployment(deployment)
         full = self._schema(deployment)
-        wanted = _check_columns(columns, full)
+        wanted = check_columns(columns, full)
         read = [n for n in full.names if n in {*wanted, "time_us", "request_id"}]
         file_columns = [name for name in read if name != "deployment"]
         trees = [(PREDICTIONS_DIR, served_between(since_us, until_us),
-                  _time_filter(since_us, until_us))]  # fmt: skip
+                  time_filter(since_us, until_us))]  # fmt: skip
         if self._has_event_times(deployment):
-            by_event = _time_filter(since_us, until_us, time="event_time_us")
+            by_event = time_filter(since_us, until_us, time="event_time_us")
             trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), by_event))
         schema = pa.schema([f for f in full if f.name != "deployment"])
         for kind, keep, where in trees:
@@ -259,11 +182,11 @@ class PredictionLogReader:
                     batches = self._storage.dataset(paths, schema).to_batches(
                         columns=file_columns, filter=where, batch_size=batch_rows
                     )
-                    for table in _pieces(batches, batch_rows):
+                    for table in pieces(batches, batch_rows):
                         untimed = bool(request_times_us(table["request_id"]).null_count)
                         if labels is None or untimed:
                             labels = self._folder_labels(deployment, folder, table, untimed)
-                        table = _with_labels(table, labels)
+                        table = with_labels(table, labels)
                         if "deployment" in wanted:
                             name = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
                             table = table.append_column("deployment", name)
@@ -291,7 +214,7 @@ class PredictionLogReader:
         """The `n` newest predictions of `deployment`, newest first (text that is not UTF-8,
         which another writer may have left, shown with replacement characters); typed inputs
         are also shown as JSON text in `inputs_json`, as older rows hold them."""
-        return _as_text(self.read(deployment, limit=n))
+        return as_text(self.read(deployment, limit=n))
 
     def get(self, request_id: str, deployment: str | None = None) -> dict[str, Any] | None:
         """One prediction (the served one before any shadow's) with `label_json`, or None.
@@ -316,7 +239,7 @@ class PredictionLogReader:
         match = ds.field("request_id") == request_id
         since_us, until_us = _id_window([request_id], margin_us or ID_TIME_MARGIN_US)
         hours = served_between(since_us, until_us)
-        where = _and(match, _time_filter(since_us, until_us))
+        where = both(match, time_filter(since_us, until_us))
         made_ms = unix_ms_of(request_id)
         with ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="log-lookup") as pool:
             scans = [
@@ -328,20 +251,20 @@ class PredictionLogReader:
                 for name in deployments
             }  # fmt: skip
             found = [scan.result() for scan in scans]
-            rows = _joined(found) if found else PREDICTION_SCHEMA.empty_table()
+            rows = joined(found) if found else PREDICTION_SCHEMA.empty_table()
             if rows.num_rows == 0:
                 rows = self._get_by_event_time(match, since_us, until_us, deployments) or rows
             if rows.num_rows == 0:
                 return None
             ordered = rows.sort_by([("shadow", "ascending"), ("time_us", "ascending")])
-            first = _as_text(ordered.slice(0, 1))
+            first = as_text(ordered.slice(0, 1))
             name = first["deployment"][0].as_py()
             labels = (
                 labelled[name].result()
                 if name in labelled
                 else self._labels(name, first, by_id=True)
             )
-        latest = _as_text(labels).column("label_json").to_pylist()
+        latest = as_text(labels).column("label_json").to_pylist()
         return {**first.to_pylist()[0], "label_json": latest[0] if latest else None}
 
     def _id_labels(self, deployment: str, request_id: str, made_us: int) -> pa.Table:
@@ -363,17 +286,17 @@ class PredictionLogReader:
             for name in deployments
             if self._has_event_times(name)
         ]
-        return _joined(found) if found else None
+        return joined(found) if found else None
 
     def served_ids(self, deployment: str, request_ids: list[str]) -> set[str]:
         """Which of `request_ids` the log holds a prediction of, for `deployment`: one read,
         limited to the hours the ids' own times span."""
-        _check_deployment(deployment)
+        check_deployment(deployment)
         if not request_ids:
             return set()
         since_us, until_us = _id_window(request_ids)
         hours = served_between(since_us, until_us)
-        where = _and(ds.field("request_id").isin(request_ids), _time_filter(since_us, until_us))
+        where = both(ds.field("request_id").isin(request_ids), time_filter(since_us, until_us))
         found = self._scan(PREDICTIONS_DIR, deployment, hours, where, ["request_id"])
         ids = set(found["request_id"].to_pylist())
         rest = [rid for rid in request_ids if rid not in ids]
@@ -396,8 +319,8 @@ class PredictionLogReader:
         `path`, piece by piece (`read_batches`: memory holds one piece, however long the
         window), each piece in time order; the file appears whole or not at all. Returns how
         many rows it holds."""
-        _check_deployment(deployment)
-        _check_known(deployment, self._deployments())
+        check_deployment(deployment)
+        check_known(deployment, self._deployments())
         full = self._schema(deployment)
         names = [n for n in full.names if n != "deployment"]
         schema = pa.schema([*(f for f in full if f.name in names),
@@ -412,7 +335,7 @@ class PredictionLogReader:
                     )
                     with pq.ParquetWriter(part, schema, compression="zstd") as out:
                         for piece in pieces:
-                            out.write_table(_sorted(piece, newest_first=False).cast(schema))
+                            out.write_table(in_time_order(piece, newest_first=False).cast(schema))
                             rows += piece.num_rows
                 except LogChanged:
                     continue  # a compaction or an expiry ran: write it again
@@ -469,14 +392,14 @@ class PredictionLogReader:
         oldest_kept = pc.min(table["time_us"].take(newest)).as_py()
         bound = ds.field("time_us") >= oldest_kept
         narrowed = served_between(oldest_kept, None)
-        return _and(bound, where), _and(bound, by_event), lambda k: folders(k) and narrowed(k)
+        return both(bound, where), both(bound, by_event), lambda k: folders(k) and narrowed(k)
 
     def _labels(self, deployment: str, rows: pa.Table, *, by_id: bool) -> pa.Table:
         """The latest `label_json` per request id of `deployment`'s predictions `rows` (which
         need `request_id` and `time_us`), from the feedback folders of their requests' hours;
         only the labels of their ids when `by_id`, else every label in those folders."""
         if rows.num_rows == 0:
-            return _LABELS_SCHEMA.empty_table()
+            return LABELS_SCHEMA.empty_table()
         made = request_times_us(rows["request_id"])
         earliest = [pc.min(made).as_py(), pc.min(rows["time_us"]).as_py()]
         since = min(t for t in earliest if t is not None) - ID_TIME_MARGIN_US
@@ -496,12 +419,12 @@ class PredictionLogReader:
         feedback = self._scan(FEEDBACK_DIR, deployment, labels_between(since_us, until_us),
                               where, columns)  # fmt: skip
         if feedback.num_rows == 0:
-            return _LABELS_SCHEMA.empty_table()
+            return LABELS_SCHEMA.empty_table()
         ordered = feedback.sort_by([("request_id", "ascending"), ("time_us", "ascending")])
         latest = ordered.group_by("request_id", use_threads=False).aggregate(
             [("label_json", "last")]
         )
-        return latest.select(["request_id", "label_json_last"]).rename_columns(_LABELS_SCHEMA.names)
+        return latest.select(["request_id", "label_json_last"]).rename_columns(LABELS_SCHEMA.names)
 
     def _has_event_times(self, deployment: str | None) -> bool:
         """Whether some row of `deployment` (of any, if None) carries an event time."""
@@ -532,7 +455,7 @@ class PredictionLogReader:
         file_columns = [name for name in columns if name != "deployment"]
         table = self._storage.read_live(
             lambda: self._storage.folders(relative, keep),
-            lambda paths: _read_paths(self._storage, paths, where, file_columns, schema),
+            lambda paths: read_paths(self._storage, paths, where, file_columns, schema),
         )
         if "deployment" in columns:
             constant = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
@@ -544,46 +467,10 @@ class PredictionLogReader:
         schema: pa.Schema,
     ) -> pa.Table:  # fmt: skip
         return self._storage.read_live(
-            lambda: folders, lambda paths: _read_paths(self._storage, paths, where, columns, schema)
+            lambda: folders, lambda paths: read_paths(self._storage, paths, where, columns, schema)
         )
-
-
-def _pieces(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """`batches` joined into tables of at most `rows` rows (a file's row groups may be smaller
-    than a piece), none empty."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        if count + batch.num_rows > rows and pending:
-            yield pa.Table.from_batches(pending)
-            pending, count = [], 0
-        if batch.num_rows:
-            pending.append(batch)
-            count += batch.num_rows
-    if pending:
-        yield pa.Table.from_batches(pending)
-
-
-def _joined(tables: list[pa.Table]) -> pa.Table:
-    """Rows of several deployments, whose typed input columns may differ."""
-    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _span_end(folder: Folder) -> int:
     span = folder.served_span
     return span[1] if span else 2**63 - 1
-
-
-def _read_paths(
-    storage: LogStorage,
-    paths: list[str],
-    where: ds.Expression | None,
-    columns: list[str],
-    schema: pa.Schema,
-) -> pa.Table:
-    """`columns` of the rows of the Parquet files `paths` matching `where` (a file without a
-    column, written before it existed, reads it as null)."""
-    file_schema = pa.schema([f for f in schema if f.name != "deployment"])
-    if not paths:
-        return file_schema.empty_table().select(columns)
-    return storage.dataset(paths, file_schema).to_table(columns=columns, filter=where)

@@ -9,7 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loopml.serving.frames import BatchFrame, RequestError, ServedRows, batch_frame
+from loopml.serving.frames import (
+    BatchFrame,
+    RequestError,
+    ServedRows,
+    batch_frame,
+    logged_inputs,
+)
 
 if TYPE_CHECKING:
     from loopml.serving.app import Server
@@ -34,7 +40,9 @@ class _Answer:
 class _Logged:
     """The served rows of one batch, gathered for one append to the log."""
 
-    rows: list[Any] = field(default_factory=list)
+    prepared: BatchFrame
+    spans: list[range] = field(default_factory=list)
+    """The batch's input rows that were served, request by request."""
     ids: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
@@ -52,7 +60,7 @@ class _Logged:
         *,
         times: list[int] | None = None,
     ) -> None:
-        self.rows += prepared.logged[span.start : span.stop]
+        self.spans.append(span)
         self.ids += ids
         self.flags += prepared.flags[span.start : span.stop]
         self.outputs += outputs
@@ -113,7 +121,7 @@ def _split(
         start += len(job.rows)
     refused = _refused(spans, prepared)
     ids = server.ids.new(sum(len(s) for i, s in enumerate(spans) if i not in refused))
-    logged = _Logged()
+    logged = _Logged(prepared)
     if any(job.event_times_us is not None for job in jobs):
         logged.times = []
     results: list[Any] = []
@@ -158,12 +166,13 @@ def _log(server: Server, host: ModelHost, logged: _Logged, answer: _Answer) -> N
     if server.sink is None:
         return
     version = answer.served.version
+    rows, inputs = logged_inputs(logged.prepared, logged.spans)
     server.sink.log_predictions(
         ServedRows(
             host.deployment,
             version.name,
             version.version,
-            logged.rows,
+            rows,
             logged.outputs,
             logged.ids,
             answer.latency_us,
@@ -171,5 +180,6 @@ def _log(server: Server, host: ModelHost, logged: _Logged, answer: _Answer) -> N
             shadow=host.role == "shadow",
             probabilities=logged.probs if answer.probabilities is not None else None,
             event_times_us=logged.times,
+            inputs=inputs,
         )
     )

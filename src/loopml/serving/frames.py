@@ -19,14 +19,16 @@ import itertools
 import math
 import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from loopml.domain.event_time import SPELLING, NotATime, event_time_us, event_times_us
 from loopml.domain.signature import ColumnType
+from loopml.ports.prediction_log import INPUT_PREFIX
 from loopml.serving.door import NONE_TYPE, typed_column
 
 MAX_ROWS = 10_000
@@ -62,6 +64,9 @@ class ServedRows:
     """Per row, the id the client gave its request (V2's `id`), if any."""
     event_times_us: Sequence[int | None] | None = None
     """Per row, the event time the request gave, if any (epoch microseconds)."""
+    inputs: Any = None
+    """The rows' inputs as typed columns (an Arrow table of `input.<name>` columns); when
+    given, `rows` is empty and the log keeps these."""
 
 
 def _split_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -162,12 +167,43 @@ class BatchFrame:
     """Input row -> why it could not be served (`field 'x' is ...`)."""
     flags: list[str]
     names: list[str]
-    logged: Sequence[Mapping[str, Any]]
-    """Per input row, the signature's fields as the model got them (what the log keeps)."""
+    _logged: Sequence[Mapping[str, Any]] | Callable[[], Sequence[Mapping[str, Any]]]
+    """Per input row, the signature's fields as the model got them, or how to make them."""
+    columns: Sequence[tuple[str, ColumnType, Any, Any]] = ()
+    """Per signature column: name, type, values over the input rows (numpy) and null mask."""
     values: Any = None
     """All-numeric signatures: the kept rows as one float64 matrix (columns in `names` order);
     the data frame is built from it only when something asks for `frame`."""
+    null_matrix: Any = None
+    """With `values`: where a value is null."""
     _frame: Any = None
+
+    @property
+    def logged(self) -> Sequence[Mapping[str, Any]]:
+        """Per input row, the signature's fields as Python values (made when first asked: the
+        log takes the typed columns, `inputs`, and needs these only for what Arrow cannot
+        type)."""
+        if callable(self._logged):
+            self._logged = self._logged()
+        return self._logged
+
+    def typed(self, spans: Sequence[range]) -> TypedInputs | None:
+        """The input rows of `spans` as the model got them, column by column (numpy views when
+        the spans are contiguous), for the log's typed columns; None when a column is of the
+        `object` type (any JSON value: logged as JSON text)."""
+        kinds = tuple(kind for _, kind, _, _ in self.columns)
+        if not kinds or any(kind not in _ARROW_TYPES for kind in kinds):
+            return None
+        contiguous = all(a.stop == b.start for a, b in itertools.pairwise(spans))
+        rows: Any = slice(spans[0].start, spans[-1].stop) if spans else slice(0, 0)
+        if not contiguous:  # a refused request between served ones
+            rows = np.concatenate([np.arange(span.start, span.stop) for span in spans])
+        names = tuple(name for name, _, _, _ in self.columns)
+        if self.values is not None and self.null_matrix is not None:  # all numeric: 2 views
+            return TypedInputs(names, kinds, self.values[rows], self.null_matrix[rows])
+        values = tuple(values[rows] for _, _, values, _ in self.columns)
+        nulls = tuple(nulls[rows] for _, _, _, nulls in self.columns)
+        return TypedInputs(names, kinds, values, nulls)
 
     @property
     def frame(self) -> Any:
@@ -185,6 +221,23 @@ class BatchFrame:
 
 
 _NUMERIC = frozenset({ColumnType.INTEGER, ColumnType.FLOAT})
+_ARROW_TYPES: dict[ColumnType, Callable[[], Any]] = {
+    ColumnType.INTEGER: lambda: _pa().int64(),
+    ColumnType.FLOAT: lambda: _pa().float64(),
+    ColumnType.BOOLEAN: lambda: _pa().bool_(),
+    ColumnType.STRING: lambda: _pa().string(),
+    ColumnType.CATEGORY: lambda: _pa().string(),
+    ColumnType.DATETIME: lambda: _pa().timestamp("us"),
+}
+"""What each signature type is logged as (Arrow is imported only when a row is logged)."""
+
+
+def _pa() -> Any:
+    import pyarrow as pa
+
+    return pa
+
+
 _TYPES = {kind.value: kind for kind in ColumnType}
 """A dict lookup: `ColumnType(text)` costs about 0.7 us, paid per column of every batch."""
 _NONE = np.array(None, dtype=object)
@@ -266,10 +319,12 @@ def _numeric_batch(
         if not np.all(fine | nulls[:, integer]):
             return None
     exact = _typed_already(rows, names, integer, kinds) and _as_given(rows, len(names))
-    logged = rows if exact else _numeric_logged(values, nulls, names, integer)
+    logged = rows if exact else partial(_numeric_logged, values, nulls, names, integer)
     kept = np.ones(len(rows), dtype=bool)
     flags = _flags(names, nulls, kept, None, {})
-    return BatchFrame(kept, {}, flags, names, logged, values=values)
+    columns = [(name, kind, values[:, j], nulls[:, j]) for j, (name, kind) in
+               enumerate(zip(names, types, strict=True))]  # fmt: skip
+    return BatchFrame(kept, {}, flags, names, logged, columns, values=values, null_matrix=nulls)
 
 
 def columns_frame(
@@ -307,12 +362,20 @@ def columns_frame(
     nulls = np.column_stack([c.nulls[kept] for c in columns]) if columns else None
     if nulls is None:
         nulls = np.zeros((served, 0), dtype=bool)
-    logged: Sequence[Mapping[str, Any]] | None = rows
+    logged: Sequence[Mapping[str, Any]] | Callable[[], Sequence[Mapping[str, Any]]] = rows or []
     if rows is None or not (all(c.as_given for c in columns) and _as_given(rows, len(names))):
-        typed_rows = zip(*(c.logged for c in columns), strict=True)
-        logged = [dict(zip(names, row, strict=True)) for row in typed_rows] or [{}] * count
+        logged = partial(_typed_rows, names, [c.logged for c in columns], count)
     flags = _flags(names, nulls, kept, frame, categories or {})
-    return BatchFrame(kept, errors, flags, names, logged or [], _frame=frame)
+    typed = [
+        (name, _TYPES.get(kind) or ColumnType(kind), c.array, c.nulls)
+        for (name, kind), c in zip(signature, columns, strict=True)
+    ]
+    return BatchFrame(kept, errors, flags, names, logged, typed, _frame=frame)
+
+
+def _typed_rows(names: list[str], columns: list[Sequence[Any]], count: int) -> list[dict[str, Any]]:
+    typed_rows = zip(*columns, strict=True)
+    return [dict(zip(names, row, strict=True)) for row in typed_rows] or [{}] * count
 
 
 def batch_frame(
@@ -330,6 +393,78 @@ def batch_frame(
             return numeric
     values = [[row[name] for row in rows] for name in names]
     return columns_frame(values, signature, categories, rows)
+
+
+def logged_inputs(prepared: BatchFrame, spans: Sequence[range]) -> tuple[list[Any], Any]:
+    """The served rows' inputs for the log: (no rows, their typed columns), or (their values
+    row by row, None) when a column is of the `object` type."""
+    typed = prepared.typed(spans)
+    if typed is not None:
+        return [], typed
+    return [row for span in spans for row in prepared.logged[span.start : span.stop]], None
+
+
+@dataclass(frozen=True)
+class TypedInputs:
+    """Served rows' inputs as the model got them, column by column: one float64 matrix (all
+    numeric signatures) or one numpy array per column, with their null masks. The log sink
+    makes Arrow of many requests' inputs at once (`arrow_inputs`): building Arrow columns
+    costs microseconds per column, which a one-row request must not pay on its own."""
+
+    names: tuple[str, ...]
+    kinds: tuple[ColumnType, ...]
+    values: Any
+    """A 2-D matrix (columns in `names` order), or a tuple of 1-D arrays."""
+    nulls: Any
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], tuple[ColumnType, ...]]:
+        """Requests with the same key make one table."""
+        return self.names, self.kinds
+
+    @property
+    def rows(self) -> int:
+        return len(self.values) if isinstance(self.values, np.ndarray) else len(self.values[0])
+
+    def column(self, j: int) -> tuple[Any, Any]:
+        if isinstance(self.values, np.ndarray):
+            return self.values[:, j], self.nulls[:, j]
+        return self.values[j], self.nulls[j]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as Python values (None where null), for JSON text."""
+        columns = []
+        for j in range(len(self.names)):
+            values, nulls = self.column(j)
+            listed = values.tolist()
+            for i in np.flatnonzero(nulls).tolist():
+                listed[i] = None
+            columns.append(listed)
+        return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def arrow_inputs(parts: Sequence[TypedInputs]) -> Any:
+    """The typed inputs of several requests of one signature (`key`) as one Arrow table of
+    `input.<name>` columns, or None when a column's values have no Arrow type."""
+    import pyarrow as pa
+
+    first = parts[0]
+    if len(parts) > 1 and all(isinstance(part.values, np.ndarray) for part in parts):
+        matrix = np.concatenate([part.values for part in parts])  # one copy, not one per column
+        first = TypedInputs(first.names, first.kinds, matrix,
+                            np.concatenate([part.nulls for part in parts]))  # fmt: skip
+        parts = [first]
+    arrays = {}
+    for j, (name, kind) in enumerate(zip(first.names, first.kinds, strict=True)):
+        pieces = [part.column(j) for part in parts]
+        values = np.concatenate([v for v, _ in pieces]) if len(pieces) > 1 else pieces[0][0]
+        nulls = np.concatenate([n for _, n in pieces]) if len(pieces) > 1 else pieces[0][1]
+        try:
+            array = pa.array(values, mask=np.asarray(nulls, dtype=bool))
+            arrays[f"{INPUT_PREFIX}{name}"] = array.cast(_ARROW_TYPES[kind](), safe=False)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            return None
+    return pa.table(arrays)
 
 
 def _flags(

@@ -4,7 +4,8 @@ Rows are appended against room the server reserved before answering (see
 `loopml.adapters.prediction_log` for the back-pressure rule), so an answered row is a logged row.
 
 A request's rows are added to columns the sink gathers (a list extend per column, a few
-microseconds), and every `batch_s` (50 ms) or `batch_rows` rows the gathered columns go to the
+microseconds; its inputs are the typed Arrow columns the model got, kept as one table, never a
+JSON text per row), and every `batch_s` (50 ms) or `batch_rows` rows the gathered columns go to the
 writer as one Arrow table: building a table costs some 50 us whatever its size, which a
 one-row request must not pay on its own. Gathered rows hold their reservation in the writer
 until they are handed over, so back-pressure sees them, and `flush`/`close` hand them over first.
@@ -22,7 +23,7 @@ import pyarrow as pa
 from loopml.adapters.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, now_us
 from loopml.domain.jsonable import to_json
 from loopml.ports import PredictionReader, PredictionWriter
-from loopml.serving.frames import ServedRows
+from loopml.serving.frames import ServedRows, TypedInputs, arrow_inputs
 
 log = logging.getLogger("loopml.serving")
 
@@ -32,15 +33,48 @@ def _json(value: Any) -> str:
 
 
 class _Gathered:
-    """Columns of rows not yet handed to the writer, in the log's schema."""
+    """Columns of rows not yet handed to the writer, in the log's schema, and the typed input
+    columns of the requests that had them (an Arrow table each, kept as it came)."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
         self.rows = 0
+        self.inputs: list[tuple[int, TypedInputs]] = []
+        """(the first of its rows, the typed inputs of its rows), request by request."""
 
-    def table(self) -> pa.Table:
-        return pa.table(self.columns, schema=self.schema)
+    def tables(self) -> list[pa.Table]:
+        """The gathered rows as tables for the writer: one per run of requests whose typed
+        input columns agree (rows logged as JSON text are a run of their own)."""
+        table = pa.table(self.columns, schema=self.schema)
+        runs: list[tuple[int, int, list[TypedInputs]]] = []
+        position = 0
+        for start, inputs in self.inputs:
+            if start > position:
+                runs.append((position, start, []))
+            stop = start + inputs.rows
+            if runs and runs[-1][2] and runs[-1][1] == start and runs[-1][2][0].key == inputs.key:
+                runs[-1] = (runs[-1][0], stop, [*runs[-1][2], inputs])
+            else:
+                runs.append((start, stop, [inputs]))
+            position = stop
+        if position < self.rows:
+            runs.append((position, self.rows, []))
+        return [_with_inputs(table.slice(a, b - a), typed) for a, b, typed in runs]
+
+
+def _with_inputs(rows: pa.Table, typed: list[TypedInputs]) -> pa.Table:
+    """`rows` with their typed input columns; as JSON text when Arrow cannot type them."""
+    if not typed:
+        return rows
+    inputs = arrow_inputs(typed)
+    if inputs is None:
+        text = [_json(row) for part in typed for row in part.records()]
+        where = rows.column_names.index("inputs_json")
+        return rows.set_column(where, "inputs_json", pa.array(text, pa.string()))
+    for name in inputs.column_names:
+        rows = rows.append_column(name, inputs[name])
+    return rows
 
 
 def _add_predictions(into: _Gathered, served: ServedRows, when_us: int) -> None:
@@ -51,7 +85,11 @@ def _add_predictions(into: _Gathered, served: ServedRows, when_us: int) -> None:
     c["deployment"].extend([served.deployment] * count)
     c["model"].extend([served.model] * count)
     c["model_version"].extend([served.model_version] * count)
-    c["inputs_json"].extend([_json(row) for row in served.rows])
+    if served.inputs is not None:  # typed columns: no JSON text, no per-row object
+        into.inputs.append((into.rows, served.inputs))
+        c["inputs_json"].extend([None] * count)
+    else:
+        c["inputs_json"].extend([_json(row) for row in served.rows])
     c["output_json"].extend([_json(output) for output in served.outputs])
     c["latency_us"].extend([served.latency_us] * count)
     c["flags"].extend(served.flags)
@@ -141,9 +179,11 @@ class LogSink:
                 predictions, self._predictions = self._predictions, _Gathered(PREDICTION_SCHEMA)
                 feedback, self._feedback = self._feedback, _Gathered(FEEDBACK_SCHEMA)
             if predictions.rows:
-                self.writer.append(predictions.table(), reserved=True)
+                for table in predictions.tables():
+                    self.writer.append(table, reserved=True)
             if feedback.rows:
-                self.writer.append_feedback(feedback.table(), reserved=True)
+                for table in feedback.tables():
+                    self.writer.append_feedback(table, reserved=True)
 
     def _hand_over_every(self, batch_s: float) -> None:
         while not self._stop.wait(batch_s):

@@ -41,6 +41,7 @@ from loopml.serving.frames import (
     RequestError,
     ServedRows,
     columns_frame,
+    logged_inputs,
     request_event_times,
 )
 from loopml.serving.json_io import json_response, read_json
@@ -169,12 +170,13 @@ def _infer(
         probabilities = _listed(probabilities)
     server.recent.add(host.deployment, ids)
     if server.sink is not None:
+        rows, inputs = logged_inputs(prepared, [range(decoded.rows)])
         server.sink.log_predictions(
             ServedRows(
                 host.deployment,
                 version.name,
                 version.version,
-                prepared.logged,
+                rows,
                 _listed(logged[0]),
                 ids,
                 (time.perf_counter_ns() - started) // 1000,
@@ -182,6 +184,7 @@ def _infer(
                 probabilities=probabilities,
                 client_ids=[decoded.id] * len(ids),
                 event_times_us=times,
+                inputs=inputs,
             )
         )
     server.telemetry.rows(host.deployment, len(ids))

@@ -80,3 +80,50 @@ def test_rows_in_the_hand_over_count_as_served(tmp_path: Path) -> None:
     assert sink.served_ids("churn", ids[:5]) == set(ids[:5])  # feedback for them is taken
     releaser.join()
     sink.close()
+
+
+def test_requests_with_typed_inputs_and_json_rows_gathered_together_are_logged_whole(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from loopml.domain.signature import ColumnType
+    from loopml.serving.frames import TypedInputs
+
+    root = str(tmp_path)
+    writer = PredictionLogWriter(root, flush_interval_s=3600)
+    sink = LogSink(writer, PredictionLogReader(root), batch_s=3600)  # hands over on flush only
+    first = _served(2)
+    none = np.zeros(2, dtype=bool)
+    one = TypedInputs(
+        ("x", "plan"),
+        (ColumnType.FLOAT, ColumnType.STRING),
+        (np.array([1.5, 2.5]), np.array(["a", "b"], dtype=object)),
+        (none, none),
+    )
+    integer = (ColumnType.INTEGER,)  # a version with other inputs, all numeric: a matrix
+    swapped = TypedInputs(("x",), integer, np.array([[7.0]]), np.array([[False]]))
+    batches = [
+        ServedRows(**{**first.__dict__, "rows": [], "inputs": one}),
+        _served(1),  # inputs Arrow could not type: JSON text
+        ServedRows(**{**_served(1).__dict__, "rows": [], "inputs": swapped, "model_version": 2}),
+        ServedRows(**{**_served(2).__dict__, "rows": [], "inputs": one}),
+    ]
+    for served in batches:
+        assert sink.reserve(len(served.request_ids))
+        sink.log_predictions(served)
+    sink.flush()
+    sink.close()
+    log = PredictionLogReader(root).read("churn", with_feedback=False)
+    by_id = dict(zip(log["request_id"].to_pylist(), log.select(
+        ["inputs_json", "input.x", "input.plan"]).to_pylist(), strict=True))  # fmt: skip
+    logged = [by_id[rid] for served in batches for rid in served.request_ids]
+    assert logged == [
+        {"inputs_json": None, "input.x": 1.5, "input.plan": "a"},
+        {"inputs_json": None, "input.x": 2.5, "input.plan": "b"},
+        {"inputs_json": '{"x":0}', "input.x": None, "input.plan": None},
+        {"inputs_json": None, "input.x": 7.0, "input.plan": None},
+        {"inputs_json": None, "input.x": 1.5, "input.plan": "a"},
+        {"inputs_json": None, "input.x": 2.5, "input.plan": "b"},
+    ]
+    assert writer.stats()["invalid_rows"] == 0

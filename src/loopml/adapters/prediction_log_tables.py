@@ -1,0 +1,143 @@
+"""The tables a read of the prediction log gives, and the checks on what it is asked:
+columns of the deployment's schema, time filters, labels joined, pieces of a window, and text
+made safe to show (`loopml.adapters.prediction_log_reader` reads with these)."""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from loopml.adapters.prediction_log import PREDICTION_SCHEMA
+from loopml.adapters.prediction_log_files import LogStorage
+from loopml.domain.jsonable import to_json
+from loopml.errors import InvalidInput
+from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS
+
+LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
+
+
+def time_filter(
+    since_us: int | None, until_us: int | None, *, time: str = "time_us"
+) -> ds.Expression | None:
+    """The exact time bounds, `since_us <= time < until_us`."""
+    parts = []
+    if since_us is not None:
+        parts.append(ds.field(time) >= since_us)
+    if until_us is not None:
+        parts.append(ds.field(time) < until_us)
+    return functools.reduce(operator.and_, parts) if parts else None
+
+
+def both(left: ds.Expression, right: ds.Expression | None) -> ds.Expression:
+    return left if right is None else left & right
+
+
+def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str]:
+    """`columns` of a deployment whose log has `schema` (`INPUTS` expanded); all by default."""
+    if columns is None:
+        return list(schema.names)
+    typed = [name for name in schema.names if name.startswith(INPUT_PREFIX)]
+    wanted = [name for column in columns for name in (typed if column == INPUTS else [column])]
+    known = {*PREDICTION_SCHEMA.names, *typed}
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise InvalidInput(
+            f"Unknown prediction log columns: {', '.join(unknown)}.",
+            f"Choose among: {', '.join([*PREDICTION_SCHEMA.names, INPUTS])}.",
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def check_deployment(deployment: str) -> None:
+    if not deployment:
+        raise InvalidInput("The deployment name is empty.", "Pass the name of a deployment.")
+
+
+def check_known(deployment: str, known: list[str]) -> None:
+    if deployment not in known:
+        raise InvalidInput(
+            f"The prediction log holds no rows of deployment {deployment!r}.",
+            f"Deployments in the log: {', '.join(known) or 'none yet'}.",
+        )
+
+
+def in_time_order(table: pa.Table, *, newest_first: bool) -> pa.Table:
+    return table.sort_by([("time_us", "descending" if newest_first else "ascending")])
+
+
+def with_labels(table: pa.Table, labels: pa.Table) -> pa.Table:
+    """`table` left-joined with `labels` on request_id (skipped when there are none)."""
+    if labels.num_rows == 0:
+        return table.append_column("label_json", pa.nulls(table.num_rows, pa.string()))
+    return table.join(labels, keys="request_id")
+
+
+def as_text(table: pa.Table) -> pa.Table:
+    """`table` with every string column valid UTF-8: a column holding bytes that are not (a
+    file another tool wrote) is decoded with replacement characters, so showing a record never
+    fails on it; and typed inputs written as JSON text into `inputs_json` where it is null, as
+    rows written before typed columns hold them. For the few rows a person looks at, not for
+    whole windows."""
+    typed = [name for name in table.column_names if name.startswith(INPUT_PREFIX)]
+    if typed and "inputs_json" in table.column_names:
+        values = table.select(typed).to_pylist()
+        text = [
+            None if all(v is None for v in row.values()) else to_json(
+                {name.removeprefix(INPUT_PREFIX): value for name, value in row.items()}
+            ).decode()
+            for row in values
+        ]  # fmt: skip
+        written = pc.coalesce(table["inputs_json"], pa.array(text, pa.string()))
+        table = table.set_column(table.column_names.index("inputs_json"), "inputs_json", written)
+    for index, field in enumerate(table.schema):
+        if field.type != pa.string():
+            continue
+        column = table.column(index)
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            raw = column.cast(pa.binary()).to_pylist()
+            text = [None if v is None else v.decode("utf-8", "replace") for v in raw]
+            table = table.set_column(index, field, pa.array(text, pa.string()))
+    return table
+
+
+def pieces(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """`batches` joined into tables of at most `rows` rows (a file's row groups may be smaller
+    than a piece), none empty."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if count + batch.num_rows > rows and pending:
+            yield pa.Table.from_batches(pending)
+            pending, count = [], 0
+        if batch.num_rows:
+            pending.append(batch)
+            count += batch.num_rows
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def joined(tables: list[pa.Table]) -> pa.Table:
+    """Rows of several deployments, whose typed input columns may differ."""
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def read_paths(
+    storage: LogStorage,
+    paths: list[str],
+    where: ds.Expression | None,
+    columns: list[str],
+    schema: pa.Schema,
+) -> pa.Table:
+    """`columns` of the rows of the Parquet files `paths` matching `where` (a file without a
+    column, written before it existed, reads it as null)."""
+    file_schema = pa.schema([f for f in schema if f.name != "deployment"])
+    if not paths:
+        return file_schema.empty_table().select(columns)
+    return storage.dataset(paths, file_schema).to_table(columns=columns, filter=where)
