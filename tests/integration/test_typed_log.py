@@ -197,3 +197,18 @@ def test_a_column_that_is_not_an_input_is_refused_and_nothing_is_taken(tmp_path:
         assert writer.stats()["queue_depth"] == 0
     finally:
         writer.close()
+
+
+def test_a_damaged_schema_record_stops_reads_and_merges_and_loses_nothing(
+    three_versions: str,
+) -> None:
+    folder = Path(three_versions) / "predictions" / "deployment=churn" / "_schemas"
+    (folder / f"{'0' * 32}.arrow").write_bytes(b"not an arrow schema")
+    files = sorted(Path(three_versions).rglob("*.parquet"))
+    with pytest.raises(pa.ArrowInvalid):  # a monitor reports it as a damaged file (IntegrityError)
+        PredictionLogReader(three_versions).read("churn")
+    with pytest.raises(pa.ArrowInvalid):  # never a merge that would drop columns it cannot see
+        LogCompactor(
+            LogStorage(three_versions), clock_us=lambda: NOV_27 + 30 * 24 * HOUR_US
+        ).compact(min_age_s=0)
+    assert sorted(Path(three_versions).rglob("*.parquet")) == files
