@@ -42,8 +42,15 @@ def record(n: int, time_us: int, deployment: str = "churn", **changes: Any) -> P
 
 
 def as_dict(rec: PredictionRecord, label: str | None = None) -> dict[str, Any]:
+    """The record as `get` gives it: typed columns it was written without are left out."""
     names = PredictionRecord._fields
     return {**{name: getattr(rec, name) for name in names}, "label_json": label}
+
+
+def as_row(rec: PredictionRecord, label: str | None = None) -> dict[str, Any]:
+    """The record as a read gives it: every deployment has the typed output and probabilities
+    columns, null in rows written as JSON text."""
+    return {**as_dict(rec, label), "output": None, "proba": None}
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> bool:
@@ -99,7 +106,7 @@ def test_round_trip_partitions_and_feedback(
         "files_written": 4,
     }
     reader = PredictionLogReader(str(tmp_path))
-    expected = [as_dict(r, '"late"' if r.request_id == "r1" else None) for r in day1 + day2]
+    expected = [as_row(r, '"late"' if r.request_id == "r1" else None) for r in day1 + day2]
     assert reader.read("churn").to_pylist() == expected
     assert reader.read("fraud/eu", with_feedback=False).num_rows == 2
 
@@ -127,7 +134,7 @@ def test_filters_limit_get_tail_and_unknown(
     assert reader.get("nope") is None
     empty = reader.read("fraud")
     assert empty.num_rows == 0
-    assert empty.column_names == [*PredictionRecord._fields, "label_json"]
+    assert empty.column_names == [*PredictionRecord._fields, "output", "proba", "label_json"]
     with pytest.raises(InvalidInput, match="colour"):
         reader.read("churn", columns=["colour"])
 
@@ -281,7 +288,7 @@ def test_s3_write_and_read(
 
     reader = PredictionLogReader(root, options)
     assert reader.read("churn").to_pylist() == [
-        as_dict(r, "0" if r.request_id == "r2" else None) for r in records
+        as_row(r, "0" if r.request_id == "r2" else None) for r in records
     ]
     assert reader.get("r2") == as_dict(records[2], "0")
     assert reader.read("fraud").num_rows == 0

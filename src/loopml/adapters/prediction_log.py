@@ -70,7 +70,7 @@ from loopml.adapters.prediction_log_files import (
     request_times_us,
 )
 from loopml.errors import Unavailable
-from loopml.ports.prediction_log import INPUT_PREFIX
+from loopml.ports.prediction_log import is_typed
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -157,15 +157,12 @@ def _to_table(batch: Sequence[Record], schema: pa.Schema) -> pa.Table:
 
 
 def _conformed(rows: Rows, schema: pa.Schema) -> pa.Table:
-    """`rows` with exactly `schema`'s columns, in order, then (for predictions) its typed input
-    columns (`input.<feature>`) as they are: a missing column is all null, a column of another
-    type is cast; ValueError names a column that cannot be, or that is unknown."""
+    """`rows` with exactly `schema`'s columns, in order, then (for predictions) its typed
+    columns (`input.<feature>`, `output`, `proba`) as they are: a missing column is all null, a
+    column of another type is cast; ValueError names a column that cannot be, or that is
+    unknown."""
     table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-    typed = [
-        name
-        for name in table.column_names
-        if schema is PREDICTION_SCHEMA and name.startswith(INPUT_PREFIX) and name != INPUT_PREFIX
-    ]
+    typed = [name for name in table.column_names if schema is PREDICTION_SCHEMA and is_typed(name)]
     unknown = set(table.column_names) - set(schema.names) - set(typed)
     if unknown:
         raise ValueError(f"columns the prediction log does not have: {sorted(unknown)}")
@@ -182,14 +179,14 @@ def _conformed(rows: Rows, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def inputs_of(schema: pa.Schema) -> pa.Schema:
-    """The typed input columns of a table of the log."""
-    return pa.schema([field for field in schema if field.name.startswith(INPUT_PREFIX)])
+def typed_of(schema: pa.Schema) -> pa.Schema:
+    """The typed columns of a table of the log (inputs, output, probabilities)."""
+    return pa.schema([field for field in schema if is_typed(field.name)])
 
 
-def _by_inputs(tables: Sequence[pa.Table]) -> list[pa.Table]:
-    """`tables` joined into one per set of typed input columns, in the order first seen (rows
-    of two model versions with different signatures go to different files)."""
+def _by_typed(tables: Sequence[pa.Table]) -> list[pa.Table]:
+    """`tables` joined into one per set of typed columns, in the order first seen (rows of two
+    model versions with different signatures go to different files)."""
     groups: dict[pa.Schema, list[pa.Table]] = {}
     for table in tables:
         groups.setdefault(table.schema.remove_metadata(), []).append(table)
@@ -444,7 +441,7 @@ class PredictionLogWriter:
         if not batch:
             return True
         leftover: list[pa.Table] = []
-        for table in _by_inputs(batch):
+        for table in _by_typed(batch):
             rest = table if leftover else self._write_batch(table, kind)  # after a failure: later
             if rest.num_rows:
                 leftover.append(rest)
@@ -481,9 +478,9 @@ class PredictionLogWriter:
 
     def _write_partition(self, kind: str, table: pa.Table, group: _Partition) -> None:
         rows = table.filter(group.mask).drop_columns(["deployment"])
-        inputs = inputs_of(rows.schema)
-        if len(inputs):  # readers learn of the columns before they meet a file with them
-            self._storage.add_inputs(group.deployment, inputs)
+        typed = typed_of(rows.schema)
+        if len(typed):  # readers learn of the columns before they meet a file with them
+            self._storage.add_typed(group.deployment, typed)
         name = f"part-{self._clock_us()}-{uuid.uuid4().hex}.parquet"
         relative = f"{group.relative(kind)}/{name}"
         self._storage.put(relative, _parquet_bytes(rows))

@@ -174,12 +174,12 @@ class LogCompactor:
         return FolderChange(folder.relative, len(merging), 1, rows, before, after)
 
     def _file_schema(self, deployment: str, kind: str) -> pa.Schema:
-        """The columns of the folder's files: the record's, and the deployment's typed input
-        columns (all its versions' together: a merged file has every column of its parts)."""
+        """The columns of the folder's files: the record's, and the deployment's typed columns
+        (all its versions' together: a merged file has every column of its parts)."""
         if kind == FEEDBACK_DIR:
             return pa.schema([f for f in FEEDBACK_SCHEMA if f.name != "deployment"])
         fields = [f for f in PREDICTION_SCHEMA if f.name != "deployment"]
-        return pa.schema([*fields, *self._storage.inputs(deployment)])
+        return pa.schema([*fields, *self._storage.typed(deployment)])
 
     def _delete(self, folder: Folder, names: Iterable[str]) -> None:
         for name in names:

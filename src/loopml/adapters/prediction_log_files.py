@@ -210,7 +210,7 @@ class LogStorage:
         self._replaced: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
         self._schemas_written: set[str] = set()
-        self._inputs: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
+        self._typed: dict[tuple[str, tuple[str, ...]], pa.Schema] = {}
 
     @functools.cached_property
     def reading_fs(self) -> Any:
@@ -349,12 +349,12 @@ class LogStorage:
             self._replaced[relative] = names
         return names
 
-    # -- typed input columns ------------------------------------------------------------------
+    # -- typed columns ------------------------------------------------------------------------
 
-    def add_inputs(self, deployment: str, inputs: pa.Schema) -> None:
-        """Record that `deployment` has rows with the typed input columns `inputs` (once per
-        process and set of columns)."""
-        data = inputs.serialize().to_pybytes()
+    def add_typed(self, deployment: str, typed: pa.Schema) -> None:
+        """Record that `deployment` has rows with the typed columns `typed` (inputs, output,
+        probabilities; once per process and set of columns)."""
+        data = typed.serialize().to_pybytes()
         name = f"{hashlib.sha256(data).hexdigest()[:32]}.arrow"
         relative = f"{partition_dir(PREDICTIONS_DIR, deployment)}/{SCHEMAS_DIR}/{name}"
         if relative in self._schemas_written:
@@ -362,8 +362,8 @@ class LogStorage:
         self.put(relative, data)
         self._schemas_written.add(relative)
 
-    def inputs(self, deployment: str) -> pa.Schema:
-        """The typed input columns `deployment`'s rows were written with, all versions' together
+    def typed(self, deployment: str) -> pa.Schema:
+        """The typed columns `deployment`'s rows were written with, all versions' together
         (a column typed differently by two versions reads as float64 when both are numbers,
         else as text; files without a column read it as null)."""
         import pyarrow as pa
@@ -373,10 +373,10 @@ class LogStorage:
         if not names:
             return pa.schema([])
         key = (deployment, tuple(names))
-        known = self._inputs.get(key)
+        known = self._typed.get(key)
         if known is None:
             schemas = [_read_schema(self.read_bytes(f"{folder}/{name}")) for name in names]
-            known = self._inputs[key] = union_inputs(schemas)
+            known = self._typed[key] = union_typed(schemas)
         return known
 
     def read_bytes(self, relative: str) -> bytes:
@@ -454,8 +454,8 @@ def _read_schema(data: bytes) -> pa.Schema:
     return pyarrow.ipc.read_schema(pa.py_buffer(data))
 
 
-def union_inputs(schemas: Sequence[pa.Schema]) -> pa.Schema:
-    """The typed input columns of `schemas` together, in the order first seen: a column with
+def union_typed(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """The typed columns of `schemas` together, in the order first seen: a column with
     two types is float64 when both are numbers, else text (Arrow casts each file's on reading)."""
     import pyarrow as pa
 

@@ -63,9 +63,10 @@ from loopml.adapters.prediction_log_tables import (
     read_paths,
     time_filter,
     with_labels,
+    with_typed,
 )
 from loopml.domain.request_ids import unix_ms_of
-from loopml.ports.prediction_log import PIECE_ROWS, LogChanged
+from loopml.ports.prediction_log import PIECE_ROWS, LogChanged, is_typed
 
 LOOKUP_THREADS = 8
 """Reads a lookup by id runs side by side (each waits on the store, not on the processor)."""
@@ -265,7 +266,12 @@ class PredictionLogReader:
                 else self._labels(name, first, by_id=True)
             )
         latest = as_text(labels).column("label_json").to_pylist()
-        return {**first.to_pylist()[0], "label_json": latest[0] if latest else None}
+        record = {  # typed columns the row was written without are left out
+            key: value
+            for key, value in first.to_pylist()[0].items()
+            if value is not None or not is_typed(key)
+        }
+        return {**record, "label_json": latest[0] if latest else None}
 
     def _id_labels(self, deployment: str, request_id: str, made_us: int) -> pa.Table:
         """The labels of `request_id` (made at `made_us`), from its hour's feedback folder."""
@@ -432,9 +438,9 @@ class PredictionLogReader:
         return self._storage.isdir(where)
 
     def _schema(self, deployment: str) -> pa.Schema:
-        """The log's columns for `deployment`: the record's, then its typed input columns."""
-        inputs = self._storage.inputs(deployment)
-        return pa.schema([*PREDICTION_SCHEMA, *inputs]) if len(inputs) else PREDICTION_SCHEMA
+        """The log's columns for `deployment`: the record's, then its typed columns, with the
+        typed output and probabilities always among them (null in a log that has none)."""
+        return with_typed(self._storage.typed(deployment))
 
     def _deployments(self) -> list[str]:
         return self._storage.deployments(PREDICTIONS_DIR)

@@ -16,9 +16,18 @@ from loopml.adapters.prediction_log import PREDICTION_SCHEMA
 from loopml.adapters.prediction_log_files import LogStorage
 from loopml.domain.jsonable import to_json
 from loopml.errors import InvalidInput
-from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS
+from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS, OUTPUT, PROBA
 
 LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
+_ALWAYS = {OUTPUT: pa.string(), PROBA: pa.list_(pa.float64())}
+"""The typed columns every deployment's schema has (null in a log written without them)."""
+
+
+def with_typed(typed: pa.Schema) -> pa.Schema:
+    """A deployment's columns: the record's, then its typed columns (`typed`, from its schema
+    registry), the output and the probabilities among them whether or not it wrote any."""
+    missing = [(name, kind) for name, kind in _ALWAYS.items() if name not in typed.names]
+    return pa.schema([*PREDICTION_SCHEMA, *missing, *typed])
 
 
 def time_filter(
@@ -43,12 +52,11 @@ def check_columns(columns: list[str] | None, schema: pa.Schema) -> list[str]:
         return list(schema.names)
     typed = [name for name in schema.names if name.startswith(INPUT_PREFIX)]
     wanted = [name for column in columns for name in (typed if column == INPUTS else [column])]
-    known = {*PREDICTION_SCHEMA.names, *typed}
-    unknown = sorted(set(wanted) - known)
+    unknown = sorted(set(wanted) - {*PREDICTION_SCHEMA.names, *_ALWAYS, *typed})
     if unknown:
         raise InvalidInput(
             f"Unknown prediction log columns: {', '.join(unknown)}.",
-            f"Choose among: {', '.join([*PREDICTION_SCHEMA.names, INPUTS])}.",
+            f"Choose among: {', '.join([*PREDICTION_SCHEMA.names, *_ALWAYS, INPUTS])}.",
         )
     return list(dict.fromkeys(wanted))
 
@@ -71,18 +79,21 @@ def in_time_order(table: pa.Table, *, newest_first: bool) -> pa.Table:
 
 
 def with_labels(table: pa.Table, labels: pa.Table) -> pa.Table:
-    """`table` left-joined with `labels` on request_id (skipped when there are none)."""
+    """`table` with the label of each row's request id from `labels` (one per id), null where
+    none came; rows keep their order. (A lookup, not Arrow's join, which takes no list column
+    such as `proba`.)"""
     if labels.num_rows == 0:
         return table.append_column("label_json", pa.nulls(table.num_rows, pa.string()))
-    return table.join(labels, keys="request_id")
+    where = pc.index_in(table["request_id"], value_set=labels["request_id"])
+    return table.append_column("label_json", labels["label_json"].take(where))
 
 
 def as_text(table: pa.Table) -> pa.Table:
     """`table` with every string column valid UTF-8: a column holding bytes that are not (a
     file another tool wrote) is decoded with replacement characters, so showing a record never
-    fails on it; and typed inputs written as JSON text into `inputs_json` where it is null, as
-    rows written before typed columns hold them. For the few rows a person looks at, not for
-    whole windows."""
+    fails on it; and typed columns written as JSON text into `inputs_json`, `output_json` and
+    `proba_json` where those are null, as rows written before typed columns hold them. For the
+    few rows a person looks at, not for whole windows."""
     typed = [name for name in table.column_names if name.startswith(INPUT_PREFIX)]
     if typed and "inputs_json" in table.column_names:
         values = table.select(typed).to_pylist()
@@ -92,8 +103,12 @@ def as_text(table: pa.Table) -> pa.Table:
             ).decode()
             for row in values
         ]  # fmt: skip
-        written = pc.coalesce(table["inputs_json"], pa.array(text, pa.string()))
-        table = table.set_column(table.column_names.index("inputs_json"), "inputs_json", written)
+        table = _coalesced(table, "inputs_json", text)
+    for name in (OUTPUT, PROBA):
+        if name in table.column_names and f"{name}_json" in table.column_names:
+            written = table[name].to_pylist()
+            text = [None if v is None else to_json(v).decode() for v in written]
+            table = _coalesced(table, f"{name}_json", text)
     for index, field in enumerate(table.schema):
         if field.type != pa.string():
             continue
@@ -105,6 +120,11 @@ def as_text(table: pa.Table) -> pa.Table:
             text = [None if v is None else v.decode("utf-8", "replace") for v in raw]
             table = table.set_column(index, field, pa.array(text, pa.string()))
     return table
+
+
+def _coalesced(table: pa.Table, name: str, text: list[str | None]) -> pa.Table:
+    written = pc.coalesce(table[name], pa.array(text, pa.string()))
+    return table.set_column(table.column_names.index(name), name, written)
 
 
 def pieces(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:

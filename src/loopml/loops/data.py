@@ -119,7 +119,7 @@ def labelled(
 
     from loopml.monitoring.json_columns import read_values
     from loopml.monitoring.monitors import read_served
-    from loopml.monitoring.window import read_inputs
+    from loopml.monitoring.window import read_inputs, read_outputs
 
     served = read_served(ws, deployment, max(0, start_us), end_us, extra=["event_time_us"])
     served = served.filter(pc.invert(pc.is_null(served["label_json"])))
@@ -131,7 +131,7 @@ def labelled(
     if "event_time_us" in served.column_names:
         times = pc.coalesce(served["event_time_us"], times)
     inputs = read_inputs(served)
-    labels, outputs = read_values(served["label_json"]), read_values(served["output_json"])
+    labels, outputs = read_values(served["label_json"]), read_outputs(served)
     table = inputs.table.drop_columns(
         [c for c in (label, OUTPUT, TIME) if c in inputs.table.column_names]
     )

@@ -24,7 +24,7 @@ from loopml.domain.performance_counts import (
     ProbabilityCounts,
     Residuals,
 )
-from loopml.monitoring.column_kinds import VECTOR, number_text
+from loopml.monitoring.column_kinds import VECTOR, Parsed, number_text
 from loopml.monitoring.json_columns import as_numbers, read_values
 
 MIN_LABELLED = 30
@@ -78,18 +78,25 @@ class PerformanceCounts:
         probabilities: pa.ChunkedArray | None = None,
     ) -> None:
         """Fold in one piece: served outputs, labels and probabilities (JSON text, aligned)."""
-        scores = None
-        if probabilities is not None:
+        scores = None if probabilities is None else json_values(probabilities, VECTOR)
+        self.add_read(read_values(outputs, self.kinds[0]), labels, scores)
+
+    def add_read(
+        self, served_outputs: Parsed, labels: pa.ChunkedArray, scores: pa.ChunkedArray | None
+    ) -> None:
+        """Fold in one piece whose outputs are read already (a `value` column, as the log's
+        typed outputs are) and whose probabilities are lists of floats (None: not logged);
+        labels are JSON text, aligned."""
+        if scores is not None:
             self.any_probabilities = True
-            scores = json_values(probabilities, VECTOR)
             if scores.null_count < len(scores):
                 self.confidence.add(_probabilities(scores))
         have = pc.is_valid(labels)
-        served = read_values(outputs.filter(have), self.kinds[0])
         fed_back = read_values(labels.filter(have), self.kinds[1])
-        self.unreadable["unreadable_outputs"] += served.count
+        wanted = np.asarray(have)
+        self.unreadable["unreadable_outputs"] += int(served_outputs.bad_rows()[wanted].sum())
         self.unreadable["unreadable_labels"] += fed_back.count
-        predicted, truth = served.table["value"], fed_back.table["value"]
+        predicted, truth = served_outputs.table["value"].filter(have), fed_back.table["value"]
         self.regression = self.regression or _is_regression(predicted) or _is_regression(truth)
         numbers = as_numbers(predicted), as_numbers(truth)  # a label "n/a" is no score
         known = _both(*numbers)

@@ -23,13 +23,20 @@ import pyarrow.compute as pc
 
 from loopml.bootstrap import Workspace, prediction_log_reader
 from loopml.errors import IntegrityError, Unavailable
-from loopml.monitoring.column_kinds import Parsed, Unreadable
+from loopml.monitoring.column_kinds import VECTOR, Parsed, Unreadable
 from loopml.monitoring.drift import DriftCounts, Reference
 from loopml.monitoring.json_columns import conform, read_objects, read_values
-from loopml.monitoring.performance import PerformanceCounts
+from loopml.monitoring.performance import PerformanceCounts, json_values
 from loopml.monitoring.quality import QualityCounts
 from loopml.monitoring.references import PREDICTION
-from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS, PIECE_ROWS, LogChanged
+from loopml.ports.prediction_log import (
+    INPUT_PREFIX,
+    INPUTS,
+    OUTPUT,
+    PIECE_ROWS,
+    PROBA,
+    LogChanged,
+)
 
 LOG_COLUMNS = [
     "request_id",
@@ -39,7 +46,9 @@ LOG_COLUMNS = [
     "inputs_json",
     INPUTS,
     "output_json",
+    OUTPUT,
     "proba_json",
+    PROBA,
     "shadow",
 ]
 EXAMPLES = 3
@@ -87,16 +96,16 @@ def read_window(served: pa.Table, reference: Reference, roles: Mapping[str, Any]
     """The served rows' inputs, plus their outputs (`prediction`) and fed-back labels when the
     reference has those roles, each column read as the reference's kind; never raises on what
     the log holds."""
-    sources = {}
+    sources: dict[str, Any] = {}
     if roles.get("prediction"):
-        sources[PREDICTION] = "output_json"
+        sources[PREDICTION] = lambda kind: read_outputs(served, kind)
     if roles.get("label"):
-        sources[str(roles["label"])] = "label_json"
+        sources[str(roles["label"])] = lambda kind: read_values(served["label_json"], kind)
     inputs = {name: kind for name, kind in reference.kinds.items() if name not in sources}
     parsed = read_inputs(served, inputs)
     table, found = parsed.table, list(parsed.unreadable)
-    for name, source in sources.items():
-        values = read_values(served[source], reference.kinds.get(name))
+    for name, read in sources.items():
+        values = read(reference.kinds.get(name))
         if name in table.column_names:  # an input of that name: the role's column wins
             table = table.drop_columns([name])
         table = table.append_column(name, values.table["value"])
@@ -124,6 +133,32 @@ def read_inputs(served: pa.Table, kinds: Mapping[str, str] | None = None) -> Par
         table = table.drop_columns([name]) if name in table.column_names else table
         table = table.append_column(name, column)
     return Parsed(table, (*parsed.unreadable, *read.unreadable))
+
+
+def read_outputs(served: pa.Table, kind: str | None = None) -> Parsed:
+    """The served rows' outputs as one column, `value` (read as `kind`, when given): the typed
+    output, and the one read from JSON text where a row has none."""
+    text = served["output_json"]
+    typed = served[OUTPUT] if OUTPUT in served.column_names else None
+    if typed is None or typed.null_count == len(typed):
+        return read_values(text, kind)
+    read = conform(pa.table({"value": typed}), None if kind is None else {"value": kind})
+    if text.null_count == len(text):
+        return read
+    from_text = read_values(text, kind)
+    value = _either(read.table["value"], from_text.table["value"])
+    return Parsed(pa.table({"value": value}), (*read.unreadable, *from_text.unreadable))
+
+
+def read_scores(served: pa.Table) -> pa.ChunkedArray:
+    """The served rows' class probabilities, a list of floats per row (null where the server
+    computed none): typed, else read from JSON text."""
+    typed = served[PROBA] if PROBA in served.column_names else None
+    text = served["proba_json"]
+    if typed is not None and text.null_count == len(text):
+        return typed.cast(pa.list_(pa.float64()))
+    from_text = json_values(text, VECTOR)
+    return from_text if typed is None else _either(typed, from_text)
 
 
 def _either(typed: pa.ChunkedArray, text: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -179,7 +214,8 @@ class WindowFold:
             self._unreadable[found.column, found.kind] = (count + found.count, examples)
         self.quality.add(parsed.table, parsed.counts())
         self.drift.add(parsed.table)
-        self.performance.add(served["output_json"], served["label_json"], served["proba_json"])
+        outputs = read_outputs(served, self.performance.kinds[0])
+        self.performance.add_read(outputs, served["label_json"], read_scores(served))
         served_by = served.group_by(["model", "model_version"], use_threads=False)
         for row in served_by.aggregate([("model", "count")]).to_pylist():
             key = (row["model"], row["model_version"])

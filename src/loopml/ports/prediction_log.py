@@ -20,6 +20,21 @@ INPUT_PREFIX = "input."
 with a log column); rows written before typed columns keep them as JSON text (`inputs_json`)."""
 INPUTS = "input.*"
 """Among the columns a read asks for: every typed input column of the deployment."""
+OUTPUT = "output"
+"""A served row's output as a typed column (the model's type: integer, float, boolean or text);
+null where the output is JSON text in `output_json` (rows written before typed outputs, and
+outputs Arrow cannot type, such as a multi-output model's lists)."""
+PROBA = "proba"
+"""A served row's class probabilities as a list of floats, when the server computed them; null
+where they are JSON text in `proba_json` (rows written before typed probabilities)."""
+
+
+def is_typed(name: str) -> bool:
+    """Whether a log column is one of the typed columns a deployment's schema registry lists:
+    an input feature's, the output or the probabilities."""
+    return name in (OUTPUT, PROBA) or (name.startswith(INPUT_PREFIX) and name != INPUT_PREFIX)
+
+
 PIECE_ROWS = 131_072
 """Rows of the log held at once by a reader of pieces (`read_batches`), and a compacted file's
 row group: small enough to skip by statistics and to keep memory flat, large enough for zstd and

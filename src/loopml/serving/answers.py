@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from loopml.serving.frames import (
     BatchFrame,
     RequestError,
@@ -27,6 +29,22 @@ def _outputs(values: Any) -> list[Any]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
+def _given(values: Any) -> Any:
+    """What a model returned, as a numpy array (a pandas series or frame becomes one), or as a
+    list when it is neither."""
+    if isinstance(values, np.ndarray | list):
+        return values
+    return np.asarray(values) if hasattr(values, "__array__") else list(values)
+
+
+def _joined(parts: list[Any]) -> Any:
+    """Slices of the model's answer, one per served request, as one: a numpy array stays one
+    (the log keeps it typed)."""
+    if all(isinstance(part, np.ndarray) for part in parts):
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return [value for part in parts for value in part]
+
+
 @dataclass(frozen=True)
 class _Answer:
     served: Served
@@ -34,6 +52,9 @@ class _Answer:
     predictions: list[Any]
     probabilities: list[Any] | None
     latency_us: int
+    given: tuple[Any, Any] = (None, None)
+    """The predictions and the probabilities as the model gave them (numpy arrays, usually),
+    for the log."""
 
 
 @dataclass
@@ -46,7 +67,9 @@ class _Logged:
     ids: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)
+    """Per served request, its slice of the model's predictions (as the model gave them)."""
     probs: list[Any] = field(default_factory=list)
+    """Likewise for the probabilities, when the model gave them."""
     times: list[int | None] | None = None
     """Per row, its event time; None when no request of the batch gave one."""
 
@@ -55,18 +78,18 @@ class _Logged:
         prepared: BatchFrame,
         span: range,
         ids: list[str],
-        outputs: list[Any],
-        probs: list[Any] | None,
+        given: tuple[Any, Any],
         *,
         times: list[int] | None = None,
     ) -> None:
         self.spans.append(span)
         self.ids += ids
         self.flags += prepared.flags[span.start : span.stop]
-        self.outputs += outputs
-        self.probs += probs if probs is not None else [None] * len(outputs)
+        self.outputs.append(given[0])
+        if given[1] is not None:
+            self.probs.append(given[1])
         if self.times is not None:
-            self.times += times if times is not None else [None] * len(outputs)
+            self.times += times if times is not None else [None] * len(ids)
 
 
 def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[Any]:
@@ -82,20 +105,22 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
         else:
             features = served.features(prepared.frame)
         count = prepared.rows
-        predictions = _outputs(served.model.predict(features)) if count else []
+        given = _given(served.model.predict(features)) if count else []
         wants_proba = served.has_proba and (
             server.log_probabilities or any(j.probabilities for j in jobs)
         )
-        probabilities = (
-            _outputs(served.model.predict_proba(features)) if wants_proba and count else None
+        given_proba = (
+            _given(served.model.predict_proba(features)) if wants_proba and count else None
         )
+        predictions = _outputs(given)
+        probabilities = None if given_proba is None else _outputs(given_proba)
     except Exception as exc:
         error = RequestError(
             422, f"The model could not predict these rows: {type(exc).__name__}: {exc}"
         )
         return [error] * len(jobs)
     latency_us = (time.perf_counter_ns() - started) // 1000
-    answer = _Answer(served, predictions, probabilities, latency_us)
+    answer = _Answer(served, predictions, probabilities, latency_us, (given, given_proba))
     return _split(server, host, jobs, prepared, answer)
 
 
@@ -134,11 +159,14 @@ def _split(
             continue
         rows = len(span)
         job_ids = ids[len(logged.ids) : len(logged.ids) + rows]
-        outputs = answer.predictions[position : position + rows]
-        probs = answer.probabilities[position : position + rows] if answer.probabilities else None
+        here = slice(position, position + rows)
+        outputs = answer.predictions[here]
+        probs = answer.probabilities[here] if answer.probabilities else None
         position += rows
         results.append(_result(answer.served, job, outputs, probs, job_ids))
-        logged.add(prepared, span, job_ids, outputs, probs, times=job.event_times_us)
+        given, given_proba = answer.given
+        given_slices = (given[here], None if given_proba is None else given_proba[here])
+        logged.add(prepared, span, job_ids, given_slices, times=job.event_times_us)
     if logged.ids:
         _log(server, host, logged, answer)
     server.telemetry.rows(host.deployment, len(logged.ids))
@@ -173,12 +201,12 @@ def _log(server: Server, host: ModelHost, logged: _Logged, answer: _Answer) -> N
             version.name,
             version.version,
             rows,
-            logged.outputs,
+            _joined(logged.outputs),
             logged.ids,
             answer.latency_us,
             logged.flags,
             shadow=host.role == "shadow",
-            probabilities=logged.probs if answer.probabilities is not None else None,
+            probabilities=_joined(logged.probs) if logged.probs else None,
             event_times_us=logged.times,
             inputs=inputs,
         )

@@ -55,11 +55,13 @@ class ServedRows:
     model_version: int
     rows: Sequence[Mapping[str, Any]]
     outputs: Sequence[Any]
+    """One per row: a numpy array the log keeps as a typed column, or values it keeps as JSON."""
     request_ids: Sequence[str]
     latency_us: int
     flags: Sequence[str]
     shadow: bool = False
     probabilities: Sequence[Any] | None = None
+    """A row of class probabilities per row (a float matrix is kept typed), or None."""
     client_ids: Sequence[str | None] | None = None
     """Per row, the id the client gave its request (V2's `id`), if any."""
     event_times_us: Sequence[int | None] | None = None

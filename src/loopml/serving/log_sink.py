@@ -4,11 +4,12 @@ Rows are appended against room the server reserved before answering (see
 `loopml.adapters.prediction_log` for the back-pressure rule), so an answered row is a logged row.
 
 A request's rows are added to columns the sink gathers (a list extend per column, a few
-microseconds; its inputs are the typed Arrow columns the model got, kept as one table, never a
-JSON text per row), and every `batch_s` (50 ms) or `batch_rows` rows the gathered columns go to the
-writer as one Arrow table: building a table costs some 50 us whatever its size, which a
-one-row request must not pay on its own. Gathered rows hold their reservation in the writer
-until they are handed over, so back-pressure sees them, and `flush`/`close` hand them over first.
+microseconds; its inputs, outputs and probabilities are the typed arrays the model took and
+gave, kept as they are, never a JSON text per row), and every `batch_s` (50 ms) or
+`batch_rows` rows the gathered columns go to the writer as one Arrow table: building a table
+costs some 50 us whatever its size, which a one-row request must not pay on its own. Gathered
+rows hold their reservation in the writer until they are handed over, so back-pressure sees
+them, and `flush`/`close` hand them over first.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from loopml.adapters.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, now_us
 from loopml.domain.jsonable import to_json
 from loopml.ports import PredictionReader, PredictionWriter
+from loopml.ports.prediction_log import OUTPUT, PROBA
 from loopml.serving.frames import ServedRows, TypedInputs, arrow_inputs
 
 log = logging.getLogger("loopml.serving")
@@ -42,11 +45,17 @@ class _Gathered:
         self.rows = 0
         self.inputs: list[tuple[int, TypedInputs]] = []
         """(the first of its rows, the typed inputs of its rows), request by request."""
+        self.typed: dict[str, list[tuple[int, Any]]] = {OUTPUT: [], PROBA: []}
+        """Per typed column, (the first of its rows, a numpy array of their values): outputs
+        as one value per row, probabilities as a row of floats per row."""
 
     def tables(self) -> list[pa.Table]:
         """The gathered rows as tables for the writer: one per run of requests whose typed
         input columns agree (rows logged as JSON text are a run of their own)."""
         table = pa.table(self.columns, schema=self.schema)
+        for name, parts in self.typed.items():
+            if parts:
+                table = table.append_column(name, _placed(parts, self.rows))
         runs: list[tuple[int, int, list[TypedInputs]]] = []
         position = 0
         for start, inputs in self.inputs:
@@ -77,6 +86,63 @@ def _with_inputs(rows: pa.Table, typed: list[TypedInputs]) -> pa.Table:
     return rows
 
 
+def _typed_outputs(values: Any) -> Any:
+    """`values` as a numpy array Arrow types as the log's `output` column (int64, float64,
+    bool or text), or None when they are not one such value per row (logged as JSON)."""
+    if not isinstance(values, np.ndarray) or values.ndim != 1:
+        return None
+    kind = values.dtype.kind
+    if kind == "u" and values.dtype.itemsize == 8 and values.size and values.max() >= 2**63:
+        return None
+    if kind in "iu":
+        return values.astype(np.int64, copy=False)
+    if kind == "f":
+        return values.astype(np.float64, copy=False)
+    if kind in "bU" or (kind == "O" and set(map(type, values)) == {str}):
+        return values
+    return None
+
+
+def _typed_probabilities(values: Any) -> Any:
+    """Class probabilities as a float64 matrix (a row per served row), or None (JSON)."""
+    if not isinstance(values, np.ndarray) or values.ndim != 2 or values.dtype.kind not in "iuf":
+        return None
+    return values.astype(np.float64, copy=False)
+
+
+def _listed(values: Any) -> Any:
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
+def _arrow(values: Any) -> pa.Array:
+    if values.ndim == 2:  # a list of floats per row
+        count, width = values.shape
+        offsets = pa.array(np.arange(0, count * width + 1, width, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
+    return pa.array(values)
+
+
+def _placed(parts: list[tuple[int, Any]], rows: int) -> pa.Array:
+    """One column of `rows` rows holding each part's values from its first row on, null
+    between (rows whose values went to JSON text); parts of different types, from two model
+    versions, meet as float64 when both are numbers, else as text."""
+    arrays = [_arrow(values) for _, values in parts]
+    if len({array.type for array in arrays}) > 1:
+        numbers = all(pa.types.is_integer(a.type) or pa.types.is_floating(a.type) for a in arrays)
+        arrays = [array.cast(pa.float64() if numbers else pa.string()) for array in arrays]
+    values = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
+    if len(values) == rows:  # every row typed: the parts follow each other
+        return values
+    index = np.zeros(rows, dtype=np.int64)
+    typed = np.zeros(rows, dtype=bool)
+    position = 0
+    for start, part in parts:
+        index[start : start + len(part)] = np.arange(position, position + len(part))
+        typed[start : start + len(part)] = True
+        position += len(part)
+    return values.take(pa.array(index, mask=~typed))
+
+
 def _add_predictions(into: _Gathered, served: ServedRows, when_us: int) -> None:
     count = len(served.request_ids)
     c = into.columns
@@ -90,12 +156,23 @@ def _add_predictions(into: _Gathered, served: ServedRows, when_us: int) -> None:
         c["inputs_json"].extend([None] * count)
     else:
         c["inputs_json"].extend([_json(row) for row in served.rows])
-    c["output_json"].extend([_json(output) for output in served.outputs])
+    outputs = _typed_outputs(served.outputs)
+    if outputs is not None:
+        into.typed[OUTPUT].append((into.rows, outputs))
+        c["output_json"].extend([None] * count)
+    else:
+        c["output_json"].extend([_json(output) for output in _listed(served.outputs)])
     c["latency_us"].extend([served.latency_us] * count)
     c["flags"].extend(served.flags)
     c["shadow"].extend([served.shadow] * count)
-    probabilities = served.probabilities or [None] * count
-    c["proba_json"].extend([None if p is None else _json(p) for p in probabilities])
+    probabilities = _typed_probabilities(served.probabilities)
+    if probabilities is not None:
+        into.typed[PROBA].append((into.rows, probabilities))
+        c["proba_json"].extend([None] * count)
+    else:
+        given = served.probabilities
+        listed = [None] * count if given is None or not len(given) else _listed(given)
+        c["proba_json"].extend([None if p is None else _json(p) for p in listed])
     c["client_id"].extend(served.client_ids or [None] * count)
     c["event_time_us"].extend(served.event_times_us or [None] * count)
     into.rows += count

@@ -128,6 +128,11 @@ def _listed(values: Any) -> list[Any]:
     return list(values.tolist()) if hasattr(values, "tolist") else list(values)
 
 
+def _kept(values: Any) -> Any:
+    """Values for the log: a numpy array as it is (kept as a typed column), else a list."""
+    return values if type(values).__module__ == "numpy" else _listed(values)
+
+
 def _python_values(column: Any) -> list[Any]:
     """A decoded column as Python values, None where a float tensor held null (NaN)."""
     import numpy as np
@@ -167,7 +172,7 @@ def _infer(
     logged = [v for k, v in outputs.items() if k != PROBABILITIES] or list(outputs.values())
     probabilities = outputs.get(PROBABILITIES)
     if probabilities is not None:
-        probabilities = _listed(probabilities)
+        probabilities = _kept(probabilities)
     server.recent.add(host.deployment, ids)
     if server.sink is not None:
         rows, inputs = logged_inputs(prepared, [range(decoded.rows)])
@@ -177,7 +182,7 @@ def _infer(
                 version.name,
                 version.version,
                 rows,
-                _listed(logged[0]),
+                _kept(logged[0]),
                 ids,
                 (time.perf_counter_ns() - started) // 1000,
                 prepared.flags,

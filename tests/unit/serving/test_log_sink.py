@@ -127,3 +127,42 @@ def test_requests_with_typed_inputs_and_json_rows_gathered_together_are_logged_w
         {"inputs_json": None, "input.x": 2.5, "input.plan": "b"},
     ]
     assert writer.stats()["invalid_rows"] == 0
+
+
+def test_outputs_and_probabilities_are_typed_where_arrow_types_them_and_json_elsewhere(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    root = str(tmp_path)
+    writer = PredictionLogWriter(root, flush_interval_s=3600)
+    sink = LogSink(writer, PredictionLogReader(root), batch_s=3600)  # hands over on flush only
+    given: list[tuple[Any, Any]] = [
+        (np.array([1, 0]), np.array([[0.2, 0.8], [0.9, 0.1]])),  # a classifier's
+        (np.array([[1.0, 2.0]]), None),  # a multi-output model's row: JSON text
+        (np.array([0.25]), np.array([[0.5, 0.5]])),  # a version with float outputs
+        (np.array(["yes"], dtype=object), None),  # text labels, as scikit-learn gives them
+        (np.array([{"a": 1}], dtype=object), None),  # objects: JSON text
+    ]
+    batches = []
+    for outputs, probabilities in given:
+        served = _served(len(outputs))
+        batches.append(
+            ServedRows(**{**served.__dict__, "outputs": outputs, "probabilities": probabilities})
+        )
+        assert sink.reserve(len(outputs))
+        sink.log_predictions(batches[-1])
+    sink.close()
+    log = PredictionLogReader(root).read("churn", with_feedback=False)
+    by_id = dict(zip(log["request_id"].to_pylist(), log.select(
+        ["output", "output_json", "proba", "proba_json"]).to_pylist(), strict=True))  # fmt: skip
+    logged = [list(by_id[rid].values()) for served in batches for rid in served.request_ids]
+    assert logged == [
+        ["1", None, [0.2, 0.8], None],  # numbers and text in one hand-over: text
+        ["0", None, [0.9, 0.1], None],
+        [None, "[1.0,2.0]", None, None],
+        ["0.25", None, [0.5, 0.5], None],
+        ["yes", None, None, None],
+        [None, '{"a":1}', None, None],
+    ]
+    assert log.schema.field("proba").type.value_type.bit_width == 64
