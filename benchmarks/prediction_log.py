@@ -47,13 +47,17 @@ DEPLOYMENT = "churn-prod"
 LABEL_DELAY_US = 1_800_000_000
 COLUMNS = ["request_id", "time_us", "model", "model_version", "inputs_json", "output_json",
            "proba_json", "shadow"]  # fmt: skip
+TYPED_COLUMNS = [*COLUMNS, "input.*", "output", "proba"]
+"""What a monitor reads of a log with typed columns (this loopml's)."""
 
 
 # -- the worker: runs in its own process, with the layout's code on PYTHONPATH ------------------
 
 
-def _batch(writer: int, flush: int, rows: int, seed: int) -> Any:
-    """One flush of one writer: rows with 12 features, in the log's columns."""
+def _batch(writer: int, flush: int, rows: int, seed: int, typed: bool) -> Any:
+    """One flush of one writer: rows with 12 features, in the log's columns: typed columns
+    (`input.<feature>`, `output`), as this loopml's server writes them, or JSON text, as the
+    earlier one did (`typed` False). The same values either way."""
     import numpy as np
     import pyarrow as pa
 
@@ -65,27 +69,31 @@ def _batch(writer: int, flush: int, rows: int, seed: int) -> Any:
     plans = rng.choice(["basic", "plus", "family", "student"], rows)
     regions = rng.choice(["eu", "us", "apac"], rows)
     flags = rng.random((rows, 2)) < 0.3
-    inputs = [
+    out = rng.integers(0, 2, rows)
+    columns: dict[str, Any] = {
+        "request_id": ids,
+        "time_us": pa.array(times, pa.int64()),
+        "deployment": [DEPLOYMENT] * rows,
+        "model": ["churn"] * rows,
+        "model_version": pa.array([3] * rows, pa.int64()),
+        "latency_us": pa.array(rng.integers(300, 3000, rows), pa.int64()),
+        "flags": [""] * rows,
+        "shadow": [False] * rows,
+    }
+    if typed:
+        features = {f"x{k}": numbers[:, k] for k in range(8)}
+        features |= {"plan": plans, "region": regions, "promo": flags[:, 0], "paper": flags[:, 1]}
+        columns |= {f"input.{name}": pa.array(values) for name, values in features.items()}
+        columns["output"] = pa.array(out, pa.int64())
+        return pa.table(columns)
+    columns["inputs_json"] = [
         json.dumps({**{f"x{k}": float(numbers[i, k]) for k in range(8)}, "plan": str(plans[i]),
                     "region": str(regions[i]), "promo": bool(flags[i, 0]),
                     "paper": bool(flags[i, 1])}, separators=(",", ":"))
         for i in range(rows)
     ]  # fmt: skip
-    out = rng.integers(0, 2, rows)
-    return pa.table(
-        {
-            "request_id": ids,
-            "time_us": pa.array(times, pa.int64()),
-            "deployment": [DEPLOYMENT] * rows,
-            "model": ["churn"] * rows,
-            "model_version": pa.array([3] * rows, pa.int64()),
-            "inputs_json": inputs,
-            "output_json": [str(int(v)) for v in out],
-            "latency_us": pa.array(rng.integers(300, 3000, rows), pa.int64()),
-            "flags": [""] * rows,
-            "shadow": [False] * rows,
-        }
-    )
+    columns["output_json"] = [str(int(v)) for v in out]
+    return pa.table(columns)
 
 
 def _uuid7(unix_ms: int, rng: Any) -> str:
@@ -96,6 +104,8 @@ def _uuid7(unix_ms: int, rng: Any) -> str:
 
 
 FLUSH_US = 10_000_000
+NOW = ROOT / "src"
+"""This loopml's code: its servers write typed columns (the earlier one's, JSON text)."""
 
 
 def worker_write(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,16 +124,17 @@ def worker_write(args: argparse.Namespace) -> dict[str, Any]:
     labels: list[Any] = []
     started = time.perf_counter()
     for flush in range(flushes):
-        batch = _batch(args.writer, flush, per_flush, args.seed)
+        batch = _batch(args.writer, flush, per_flush, args.seed, args.typed)
         writer.append(batch)
         chosen = batch.filter(pc.less(pc.random(batch.num_rows, initializer=flush), 0.3))
+        said = pc.cast(chosen["output"], pa.string()) if args.typed else chosen["output_json"]
         labels.append(
             pa.table(
                 {
                     "request_id": chosen["request_id"],
                     "time_us": pc.add(chosen["time_us"], LABEL_DELAY_US),
                     "deployment": chosen["deployment"],
-                    "label_json": chosen["output_json"],
+                    "label_json": said,
                 }
             )
         )
@@ -144,9 +155,10 @@ def worker_measure(args: argparse.Namespace) -> dict[str, Any]:
 
     end = START_US + int(args.hours * 3600) * 1_000_000
     reader = PredictionLogReader(args.root, _options(args))
+    columns = TYPED_COLUMNS if args.typed else COLUMNS
     figures: dict[str, Any] = {}
     started = time.perf_counter()
-    hour = reader.read(DEPLOYMENT, since_us=end - HOUR_US, until_us=end, columns=COLUMNS)
+    hour = reader.read(DEPLOYMENT, since_us=end - HOUR_US, until_us=end, columns=columns)
     figures["newest_hour_s"] = time.perf_counter() - started
     figures["newest_hour_rows"] = hour.num_rows
     middle = START_US + int(args.hours * 3600 / 2) * 1_000_000
@@ -162,7 +174,7 @@ def worker_measure(args: argparse.Namespace) -> dict[str, Any]:
     print(json.dumps(figures), flush=True)
     sys.stdin.readline()  # the parent takes the memory baseline here
     started = time.perf_counter()
-    everything = reader.read(DEPLOYMENT, columns=COLUMNS)
+    everything = reader.read(DEPLOYMENT, columns=columns)
     figures["whole_window_s"] = time.perf_counter() - started
     figures["whole_window_rows"] = everything.num_rows
     figures["labelled_rows"] = everything.num_rows - everything["label_json"].null_count
@@ -274,6 +286,7 @@ def _run_worker(code: Path, mode: str, root: str, args: argparse.Namespace,
     for key, value in extra.items():
         command += [f"--{key}", str(value)]
     env = {**os.environ, "PYTHONPATH": str(code)}
+    command += ["--typed"] if code == NOW else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{mode} failed ({code}):\n{done.stderr[-3000:]}")
@@ -289,6 +302,7 @@ def _measure(
     command = [sys.executable, __file__, "--worker", mode, "--root", root,
                "--options", options, "--hours", str(args.hours), "--seed", str(args.seed),
                "--window-hours", str(window_hours)]  # fmt: skip
+    command += ["--typed"] if code == NOW else []
     env = {**os.environ, "PYTHONPATH": str(code)}
     process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True)  # fmt: skip
@@ -316,6 +330,7 @@ def _write(code: Path, root: str, args: argparse.Namespace) -> dict[str, Any]:
                "--options", json.dumps(args.storage_options or {}), "--rows", str(args.rows),
                "--hours", str(args.hours), "--writers", str(args.writers),
                "--flush-s", str(args.flush_s)]  # fmt: skip
+    command += ["--typed"] if code == NOW else []
     env = {**os.environ, "PYTHONPATH": str(code)}
     workers = [
         subprocess.Popen([*command, "--writer", str(n)], env=env, stdout=subprocess.PIPE, text=True)
@@ -359,6 +374,7 @@ def main() -> None:
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--options", help=argparse.SUPPRESS)
     parser.add_argument("--window-hours", type=float, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--typed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         work = {"write": worker_write, "measure": worker_measure, "compact": worker_compact,
@@ -368,7 +384,7 @@ def main() -> None:
     if args.quick:
         args.rows, args.hours, args.writers, args.flush_s, args.runs = 60_000, 2, 2, 60.0, 1
     before = _baseline_code(args.baseline, args.anchors)
-    now = ROOT / "src"
+    now = NOW
     with tempfile.TemporaryDirectory(prefix="loopml-logbench-") as scratch:
         if args.local:
             args.storage_options = None

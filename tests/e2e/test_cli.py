@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -567,6 +568,8 @@ def _fill_small_workspace(folder: Path) -> dict[str, str]:
     from loopml.testing.contracts.stores import draft, loop_spec
 
     _write_csv(folder / "train.csv", 0)
+    earlier = time.time() - 60  # written a minute ago: the hash cache trusts it at once (a file
+    os.utime(folder / "train.csv", (earlier, earlier))  # hashed in its write's tick is not)
     when = datetime(2026, 11, 28, 13, tzinfo=UTC)
     ws = open_workspace()
     try:

@@ -54,6 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import numpy as np
@@ -210,30 +211,39 @@ class _Partition:
         return f"{folder}/served={self.date}/hour={self.hour}/date={self.event_date}"
 
 
-def _when(times_us: pa.ChunkedArray, format: str) -> pa.ChunkedArray:
-    return pc.strftime(pc.cast(times_us, pa.timestamp("us")), format=format)
+_HOUR_US, _DAY_US = 3_600_000_000, 86_400_000_000
+
+
+def _utc(time_us: int, format: str) -> str:
+    return datetime.fromtimestamp(time_us / 1e6, UTC).strftime(format)
 
 
 def _partitions(table: pa.Table, kind: str) -> list[_Partition]:
     """The (deployment, UTC date and hour[, event date]) groups of `table`, each with its row
     mask. Labels go by the hour their request was made (when their id says it), predictions by
-    the hour they were served."""
+    the hour they were served. Hours are integer divisions, grouped by Arrow; only each
+    group's key is formatted as a date."""
     at = table["time_us"]
     if kind == FEEDBACK_DIR:
         at = pc.coalesce(request_times_us(table["request_id"]), at)
-    served = _when(at, "%Y-%m-%d %H")
-    keys = pc.binary_join_element_wise(table["deployment"], served, "\x00")
-    events = "event_time_us" in table.column_names and table["event_time_us"].null_count < len(
-        table
-    )
-    if events:
-        event_days = pc.fill_null(_when(table["event_time_us"], "%Y-%m-%d"), "")
-        keys = pc.binary_join_element_wise(keys, event_days, "\x00")
+    keys = {"deployment": table["deployment"], "hour": pc.divide(at, _HOUR_US)}
+    if "event_time_us" in table.column_names and table["event_time_us"].null_count < len(table):
+        keys["day"] = pc.divide(table["event_time_us"], _DAY_US)
+    by = pa.table(keys)
     groups = []
-    for key in pc.unique(keys).to_pylist():
-        deployment, served_at, *event = str(key).rsplit("\x00", 2 if events else 1)
-        date, hour = served_at.split(" ")
-        groups.append(_Partition(deployment, date, hour, pc.equal(keys, key), "".join(event)))
+    for key in by.group_by(list(keys), use_threads=False).aggregate([]).to_pylist():
+        mask = pc.and_(pc.equal(by["deployment"], key["deployment"]),
+                       pc.equal(by["hour"], key["hour"]))  # fmt: skip
+        event = ""
+        if "day" in keys:
+            day = key["day"]
+            same = pc.is_null(by["day"]) if day is None else pc.fill_null(
+                pc.equal(by["day"], day), False
+            )  # fmt: skip
+            mask = pc.and_(mask, same)
+            event = "" if day is None else _utc(day * _DAY_US, "%Y-%m-%d")
+        date, hour = _utc(key["hour"] * _HOUR_US, "%Y-%m-%d %H").split(" ")
+        groups.append(_Partition(key["deployment"], date, hour, mask, event))
     return groups
 
 

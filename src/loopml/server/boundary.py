@@ -64,7 +64,7 @@ def parse_host(text: str, default_port: int | None = None) -> HostName:
         name, port = text.split(":")
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         raise InvalidInput(f"{text!r} is not a host name with a port.", "Write NAME or NAME:PORT.")
-    if not name or any(c in name for c in "/@?#\\ ") or "[" in name:
+    if not name or not name.isprintable() or any(c.isspace() or c in "/@?#\\[" for c in name):
         raise InvalidInput(f"{text!r} is not a host name.", "Write NAME or NAME:PORT.")
     return HostName(name, int(port) if port is not None else default_port)
 

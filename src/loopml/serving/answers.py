@@ -98,7 +98,7 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
     started = time.perf_counter_ns()
     served = host.current  # the whole batch is answered by this version, even mid-swap
     rows = [row for job in jobs for row in job.rows]
-    prepared = batch_frame(rows, served.inputs, served.categories)
+    prepared = batch_frame(rows, served.inputs, served.categories, _values(jobs, served.inputs))
     try:
         if served.array_input and prepared.values is not None:
             features = prepared.values  # no data frame is ever built for this batch
@@ -122,6 +122,17 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
     latency_us = (time.perf_counter_ns() - started) // 1000
     answer = _Answer(served, predictions, probabilities, latency_us, (given, given_proba))
     return _split(server, host, jobs, prepared, answer)
+
+
+def _values(jobs: Sequence[Job], signature: Sequence[tuple[str, str]]) -> Any:
+    """The batch's field values as the requests' checks made them, when every request was
+    checked against this signature (a live swap may have changed it since); else None."""
+    names = tuple(name for name, _ in signature)
+    if any(job.values is None or job.names != names for job in jobs):
+        return None
+    if len(jobs) == 1:
+        return jobs[0].values
+    return [values for job in jobs for values in job.values or ()]
 
 
 def _refused(spans: list[range], prepared: BatchFrame) -> dict[int, int]:

@@ -30,13 +30,9 @@ from starlette.routing import Route
 from loopml.domain.request_ids import RequestIds
 from loopml.serving.answers import answer_batch
 from loopml.serving.batching import Job, MicroBatcher
+from loopml.serving.bodies import request_event_times, request_rows
 from loopml.serving.feedback import RecentIds, check_served, feedback_items, typed_labels
-from loopml.serving.frames import (
-    RequestError,
-    batch_frame,
-    request_event_times,
-    request_rows,
-)
+from loopml.serving.frames import RequestError, batch_frame
 from loopml.serving.host import NO_FEATURE_NAMES, DeploymentHosts, ModelHost
 from loopml.serving.json_io import error_response, json_response, read_json
 from loopml.serving.log_sink import LogSink
@@ -126,12 +122,14 @@ class Server:
         the shadow in the background, never waiting for it."""
         deployment = self.deployments[host.deployment]
         chosen = deployment.pick(random.uniform(0.0, 100.0))
-        rows = request_rows(body, chosen.current.inputs)
+        signature = chosen.current.inputs
+        rows, values = request_rows(body, signature)
         wanted = bool(body.get("probabilities")) if isinstance(body, dict) else False
         times = request_event_times(body, len(rows))
         await self.admit(len(rows))
+        given = (tuple(name for name, _ in signature), values)
         try:
-            result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted, times)
+            result: dict[str, Any] = await self.batcher(chosen).submit(rows, wanted, times, given)
         except BaseException:
             self.release(len(rows))
             raise
@@ -165,7 +163,8 @@ class Server:
         from loopml.serving.explain import explain
 
         served = host.current
-        prepared = batch_frame(request_rows(body, served.inputs), served.inputs)
+        rows, values = request_rows(body, served.inputs)
+        prepared = batch_frame(rows, served.inputs, values=values)
         if prepared.errors:
             first = min(prepared.errors)
             raise RequestError(422, f"Row {first}: {prepared.errors[first]}")

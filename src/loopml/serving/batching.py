@@ -36,6 +36,11 @@ class Job:
     future: asyncio.Future[Any] = field(repr=False)
     event_times_us: list[int] | None = None
     """Per row, the event time the request gave (None: it gave none)."""
+    names: tuple[str, ...] = ()
+    values: list[tuple[Any, ...]] | None = None
+    """Per row, the values of the fields `names`, when the request's check made them already
+    (`loopml.serving.bodies.request_rows`): a batch of the same signature takes them as they
+    are."""
 
 
 BatchFn = Callable[[Sequence[Job]], Sequence[Any]]
@@ -74,9 +79,14 @@ class MicroBatcher:
         rows: list[dict[str, Any]],
         probabilities: bool,
         event_times_us: list[int] | None = None,
+        values: tuple[tuple[str, ...], list[tuple[Any, ...]]] | None = None,
     ) -> Any:
+        """The answer to one request's `rows`; `values` are (field names, per row their
+        values), when the request's check made them."""
         loop = asyncio.get_running_loop()
         job = Job(rows, probabilities, loop.create_future(), event_times_us)
+        if values is not None:
+            job.names, job.values = values
         if not self.enabled:
             await self._settle(loop, [job])
             return await job.future

@@ -49,29 +49,39 @@ class FeedbackLog(Protocol):
 
 
 class RecentIds:
-    """The ids this process issued lately, per deployment, at most `limit` in all."""
+    """The ids this process issued lately, per deployment, at most `limit` in all. Issuing is
+    an append of the batch's list (a served row pays no hashing); the sets a feedback check
+    looks ids up in are made from the pending batches when a check first needs them."""
 
     def __init__(self, limit: int = MAX_RECENT_IDS) -> None:
         self._limit = limit
         self._lock = threading.Lock()
         self._by_deployment: dict[str, set[str]] = {}
+        self._pending: dict[str, list[Sequence[str]]] = {}
+        """Per deployment, batches issued since its set was last brought up to date."""
         self._batches: deque[tuple[str, Sequence[str]]] = deque()
         self._count = 0
 
     def add(self, deployment: str, request_ids: Sequence[str]) -> None:
         with self._lock:
-            self._by_deployment.setdefault(deployment, set()).update(request_ids)
+            self._pending.setdefault(deployment, []).append(request_ids)
             self._batches.append((deployment, request_ids))
             self._count += len(request_ids)
             while self._count > self._limit and len(self._batches) > 1:
                 old_deployment, old = self._batches.popleft()
-                self._by_deployment[old_deployment].difference_update(old)
+                waiting = self._pending.get(old_deployment, [])
+                if waiting and waiting[0] is old:  # never made into the set: just drop it
+                    waiting.pop(0)
+                else:
+                    self._by_deployment[old_deployment].difference_update(old)
                 self._count -= len(old)
 
     def unknown(self, deployment: str, request_ids: Sequence[str]) -> list[str]:
         """Those of `request_ids` not issued lately for `deployment`."""
         with self._lock:
-            known = self._by_deployment.get(deployment, set())
+            known = self._by_deployment.setdefault(deployment, set())
+            for batch in self._pending.pop(deployment, []):
+                known.update(batch)
             return [request_id for request_id in request_ids if request_id not in known]
 
 

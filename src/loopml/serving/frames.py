@@ -9,8 +9,10 @@ served and flagged. Fields the model does not take are ignored: only the signatu
 reach the model and the log, as the typed values the model got.
 
 The checks cost little: an all-numeric signature (the common case) is one list of the batch's
-values, one pass collecting their Python types, and one numpy conversion; other signatures are
-checked column by column the same way (`loopml.serving.door`).
+values, one pass collecting their Python types and one Arrow conversion (nulls kept apart from
+NaN); a value that is no number sends the batch to the column-wise checks, which name it. Other
+signatures are checked column by column (`loopml.serving.door`). The request's rows come from
+`loopml.serving.bodies`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -26,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from loopml.domain.event_time import SPELLING, NotATime, event_time_us, event_times_us
 from loopml.domain.signature import ColumnType
 from loopml.ports.prediction_log import INPUT_PREFIX
-from loopml.serving.door import NONE_TYPE, typed_column
+from loopml.serving.door import typed_column
 
 MAX_ROWS = 10_000
 """Rows per request; more is refused with 413."""
@@ -69,96 +69,6 @@ class ServedRows:
     inputs: Any = None
     """The rows' inputs as typed columns (an Arrow table of `input.<name>` columns); when
     given, `rows` is empty and the log keeps these."""
-
-
-def _split_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    columns, data = body.get("columns"), body.get("data")
-    if not isinstance(columns, list) or not isinstance(data, list):
-        raise RequestError(422, "Give 'rows' (a list of objects) or 'columns' and 'data'.")
-    if not all(isinstance(name, str) for name in columns):
-        raise RequestError(422, "'columns' must be a list of column names (strings).")
-    if len(set(columns)) < len(columns):
-        raise RequestError(422, "'columns' names a column twice; name each column once.")
-    for index, row in enumerate(data):
-        if not isinstance(row, list) or len(row) != len(columns):
-            raise RequestError(422, f"Row {index} of 'data' does not have {len(columns)} values.")
-    return [dict(zip(columns, row, strict=True)) for row in data]
-
-
-def _rows_of(body: Any) -> list[dict[str, Any]]:
-    if not isinstance(body, Mapping):
-        raise RequestError(422, "The body must be a JSON object with 'rows' or 'columns'+'data'.")
-    if "rows" not in body:
-        return _split_rows(body)
-    rows = body["rows"]
-    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-        raise RequestError(422, "'rows' must be a list of objects, one per row.")
-    return rows
-
-
-def _check_present(rows: list[dict[str, Any]], names: Sequence[str]) -> None:
-    if all(map(set(names).issubset, rows)):  # one C-level pass over the rows
-        return
-    for index, row in enumerate(rows):
-        missing = sorted(set(names) - row.keys())
-        if missing:
-            raise RequestError(422, f"Row {index} has no field {missing[0]!r}.")
-
-
-def request_rows(
-    body: Any, signature: Sequence[tuple[str, str]], max_rows: int = MAX_ROWS
-) -> list[dict[str, Any]]:
-    """The request's rows, checked for shape, size and presence of every field (cheap checks,
-    done per request); values are checked and converted per batch by `batch_frame`."""
-    rows = _rows_of(body)
-    if not rows:
-        raise RequestError(422, "The request has no rows.")
-    if len(rows) > max_rows:
-        raise RequestError(
-            413, f"The request has {len(rows)} rows; at most {max_rows} are served per request."
-        )
-    _check_present(rows, [name for name, _ in signature])
-    return rows
-
-
-def now_us() -> int:
-    """Epoch microseconds, UTC (the serving time event times are checked against)."""
-    return time.time_ns() // 1000
-
-
-def request_event_times(body: Any, rows: int, prefix: str = "") -> list[int] | None:
-    """Per row, the event time `body` gives: its `event_time` (one for every row) or its
-    `event_times` (one per row); None when it gives neither. A 422 names the field and the fix
-    when a value is not a time, lies before 1970 or more than a day ahead, or the list does not
-    have one time per row. `prefix` names where the fields sit (`parameters.` for V2)."""
-    if not isinstance(body, Mapping):
-        return None
-    one, many = body.get("event_time"), body.get("event_times")
-    if one is None and many is None:
-        return None
-    if one is not None and many is not None:
-        raise RequestError(
-            422,
-            f"The request gives both '{prefix}event_time' and '{prefix}event_times'; give "
-            "one time for the whole request or one per row, not both.",
-        )
-    now = now_us()
-    try:
-        if one is not None:
-            return [event_time_us(one, now)] * rows
-        if not isinstance(many, list) or len(many) != rows:
-            given = f"{len(many)} values" if isinstance(many, list) else repr(many)[:40]
-            raise RequestError(
-                422,
-                f"'{prefix}event_times' is {given} for {rows} rows; give a list of one event "
-                f"time per row, or one '{prefix}event_time' for the whole request.",
-            )
-        return event_times_us(many, now)
-    except NotATime as exc:
-        field = f"{prefix}event_time" if one is not None else f"{prefix}event_times"
-        raise RequestError(
-            422, f"'{field}' is refused: {exc}. Give {SPELLING}, at most a day ahead."
-        ) from None
 
 
 @dataclass
@@ -242,8 +152,7 @@ def _pa() -> Any:
 
 _TYPES = {kind.value: kind for kind in ColumnType}
 """A dict lookup: `ColumnType(text)` costs about 0.7 us, paid per column of every batch."""
-_NONE = np.array(None, dtype=object)
-_NUMBERS = frozenset({int, float, NONE_TYPE})
+_NUMBERS = frozenset({int, float, type(None)})
 _EXACT_IN_FLOAT = 2.0**53
 """Integers below this in magnitude are exact in a float64."""
 
@@ -264,69 +173,64 @@ def _numeric_logged(
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def _typed_already(
-    rows: Sequence[Mapping[str, Any]], names: list[str], integer: list[int], kinds: set[type]
-) -> bool:
-    """Every integer column holds ints and every float column floats (or nulls)."""
-    if not integer:
-        return kinds <= {float, NONE_TYPE}
-    if len(integer) == len(names):
-        return kinds <= {int, NONE_TYPE}
-    ints = set(integer)
-    for j, name in enumerate(names):  # one pass per column: types differ by column here
-        wanted = {int, NONE_TYPE} if j in ints else {float, NONE_TYPE}
-        if not set(map(type, map(operator.itemgetter(name), rows))) <= wanted:
-            return False
-    return True
-
-
-def _numeric_values(
-    rows: Sequence[Mapping[str, Any]], names: list[str]
-) -> tuple[Any, Any, set[type]] | None:
-    """The batch as one float64 matrix, its null mask and the Python types of its values; None
-    when some value is not a JSON number or null (the column-wise checks name it)."""
-    if len(names) > 1:  # one C-level pass per row: about twice as fast as a comprehension
-        flat = list(itertools.chain.from_iterable(map(operator.itemgetter(*names), rows)))
-    else:
-        flat = [row[names[0]] for row in rows]
-    kinds = set(map(type, flat))
-    if not kinds <= _NUMBERS:
-        return None
+def field_values(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Per row, the values of the fields `names`, in that order (one C-level pass over the
+    rows); a 422 names the first row that lacks one."""
     try:
-        values = np.array(flat, dtype=np.float64).reshape(len(rows), len(names))
-    except OverflowError:
+        if len(names) > 1:
+            return list(map(operator.itemgetter(*names), rows))
+        return list(zip(map(operator.itemgetter(*names), rows))) if names else [()] * len(rows)
+    except KeyError:
+        for index, row in enumerate(rows):
+            missing = sorted(set(names) - row.keys())
+            if missing:
+                raise RequestError(422, f"Row {index} has no field {missing[0]!r}.") from None
+        raise
+
+
+def _numeric_values(values: Sequence[tuple[Any, ...]], width: int) -> tuple[Any, Any] | None:
+    """The batch as one float64 matrix and its null mask; None when some value is not a JSON
+    number or null, or is an integer a float64 cannot hold exactly (the column-wise checks
+    then name it, or take it)."""
+    pa = _pa()
+    flat = list(itertools.chain.from_iterable(values))
+    if not set(map(type, flat)) <= _NUMBERS:  # a boolean is no number here, nor a text
         return None
-    nulls = np.isnan(values)
-    if NONE_TYPE in kinds:
-        given = np.fromiter(flat, dtype=object, count=len(flat)).reshape(values.shape)
-        fine = np.array_equal(nulls, np.equal(given, _NONE))  # no NaN that is not a null
+    try:  # one C-level conversion, nulls kept apart from NaN
+        array = pa.array(flat, pa.float64())
+    except (pa.ArrowInvalid, OverflowError):  # an integer a float64 cannot hold exactly
+        return None
+    matrix = array.to_numpy(zero_copy_only=False, writable=True).reshape(len(values), width)
+    if array.null_count:
+        nulls = array.is_null().to_numpy(zero_copy_only=False).reshape(matrix.shape)
     else:
-        fine = not nulls.any()
-    return (values, nulls, kinds) if fine and not np.isinf(values).any() else None
+        nulls = np.zeros(matrix.shape, dtype=bool)
+    if np.count_nonzero(np.isnan(matrix)) != array.null_count or np.isinf(matrix).any():
+        return None  # a NaN that is not a null, or an infinity: named by the column checks
+    return matrix, nulls
 
 
 def _numeric_batch(
-    rows: Sequence[Mapping[str, Any]], names: list[str], types: list[ColumnType]
+    values: Sequence[tuple[Any, ...]], names: list[str], types: list[ColumnType]
 ) -> BatchFrame | None:
     """All-numeric signatures: one conversion for the whole batch; None when some value needs
     the column-wise checks (a refusal to name, or an integer beyond float64's exact range)."""
-    converted = _numeric_values(rows, names)
+    converted = _numeric_values(values, len(names))
     if converted is None:
         return None
-    values, nulls, kinds = converted
+    matrix, nulls = converted
     integer = [j for j, kind in enumerate(types) if kind is ColumnType.INTEGER]
     if integer:
-        whole = values[:, integer]
+        whole = matrix[:, integer]
         fine = (whole == np.trunc(whole)) & (np.abs(whole) < _EXACT_IN_FLOAT)
         if not np.all(fine | nulls[:, integer]):
             return None
-    exact = _typed_already(rows, names, integer, kinds) and _as_given(rows, len(names))
-    logged = rows if exact else partial(_numeric_logged, values, nulls, names, integer)
-    kept = np.ones(len(rows), dtype=bool)
+    logged = partial(_numeric_logged, matrix, nulls, names, integer)
+    kept = np.ones(len(values), dtype=bool)
     flags = _flags(names, nulls, kept, None, {})
-    columns = [(name, kind, values[:, j], nulls[:, j]) for j, (name, kind) in
+    columns = [(name, kind, matrix[:, j], nulls[:, j]) for j, (name, kind) in
                enumerate(zip(names, types, strict=True))]  # fmt: skip
-    return BatchFrame(kept, {}, flags, names, logged, columns, values=values, null_matrix=nulls)
+    return BatchFrame(kept, {}, flags, names, logged, columns, values=matrix, null_matrix=nulls)
 
 
 def columns_frame(
@@ -384,17 +288,21 @@ def batch_frame(
     rows: Sequence[Mapping[str, Any]],
     signature: Sequence[tuple[str, str]],
     categories: Mapping[str, frozenset[str]] | None = None,
+    values: Sequence[tuple[Any, ...]] | None = None,
 ) -> BatchFrame:
     """The batch's rows checked and converted to the signature's types; rows that cannot be
-    are set aside with the reason, so one bad request does not fail the others."""
+    are set aside with the reason, so one bad request does not fail the others. `values`, per
+    row its fields in signature order, when `request_rows` gave them already."""
     names = [name for name, _ in signature]
     types = [_TYPES.get(kind) or ColumnType(kind) for _, kind in signature]
+    if values is None:
+        values = field_values(rows, names)
     if names and all(kind in _NUMERIC for kind in types):
-        numeric = _numeric_batch(rows, names, types)
+        numeric = _numeric_batch(values, names, types)
         if numeric is not None:
             return numeric
-    values = [[row[name] for row in rows] for name in names]
-    return columns_frame(values, signature, categories, rows)
+    columns = list(zip(*values, strict=True)) if values else [() for _ in names]
+    return columns_frame(columns, signature, categories, rows)
 
 
 def logged_inputs(prepared: BatchFrame, spans: Sequence[range]) -> tuple[list[Any], Any]:

@@ -212,6 +212,9 @@ class LogSink:
         self._predictions = _Gathered(PREDICTION_SCHEMA)
         self._feedback = _Gathered(FEEDBACK_SCHEMA)
         self._stop = threading.Event()
+        self._full = threading.Event()
+        """Set when `batch_rows` rows are gathered: the sink's thread hands them over at once
+        (never the request's thread, which would answer later by the table's making)."""
         self._thread = threading.Thread(
             target=self._hand_over_every, args=(batch_s,), name="log-sink", daemon=True
         )
@@ -237,7 +240,7 @@ class LogSink:
             self.predictions_logged += len(served.request_ids)
             full = self._predictions.rows >= self._batch_rows
         if full:
-            self.hand_over()
+            self._full.set()
 
     def log_feedback(self, deployment: str, items: Sequence[tuple[str, Any]]) -> None:
         """Take the labels against room reserved for them."""
@@ -247,7 +250,7 @@ class LogSink:
             self.labels_logged += len(items)
             full = self._feedback.rows >= self._batch_rows
         if full:
-            self.hand_over()
+            self._full.set()
 
     def hand_over(self) -> None:
         """Give the writer every row gathered so far, as one table of each kind."""
@@ -263,7 +266,9 @@ class LogSink:
                     self.writer.append_feedback(table, reserved=True)
 
     def _hand_over_every(self, batch_s: float) -> None:
-        while not self._stop.wait(batch_s):
+        while not self._stop.is_set():
+            self._full.wait(batch_s)
+            self._full.clear()
             try:
                 self.hand_over()
             except Exception:  # the thread must outlive any bug in one hand-over
@@ -303,6 +308,7 @@ class LogSink:
     def close(self) -> None:
         """Hand over what is gathered, then flush and stop the writer."""
         self._stop.set()
+        self._full.set()
         self._thread.join(10)
         self.hand_over()
         self.writer.close()

@@ -11,7 +11,7 @@ Every row gets a server-made request id; the response carries them as
 `"parameters": {"request_ids": [...]}` (for `/feedback`), and echoes the client's `id`, which the
 log keeps beside the server's ids (`client_id`), never instead of them. A request may give its
 event time as `"parameters": {"event_time": ...}` (every row) or `{"event_times": [...]}` (one
-per row), checked as `/predict` checks its own (`loopml.serving.frames.request_event_times`).
+per row), checked as `/predict` checks its own (`loopml.serving.bodies.request_event_times`).
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from loopml.domain.inference_protocol import (
 )
 from loopml.domain.signature import PREDICTION_COLUMN
 from loopml.errors import InvalidInput
+from loopml.serving.bodies import request_event_times
 from loopml.serving.frames import (
     MAX_ROWS,
     RequestError,
     ServedRows,
     columns_frame,
     logged_inputs,
-    request_event_times,
 )
 from loopml.serving.json_io import json_response, read_json
 

@@ -9,6 +9,8 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopml.domain.request_ids import RequestIds
 from loopml.serving.feedback import RecentIds, check_served, feedback_items, typed_labels
@@ -157,3 +159,31 @@ def test_malformed_feedback_bodies_are_refused(body: Any, status: int, words: st
         feedback_items(body)
     assert refused.value.status == status
     assert words in refused.value.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.sampled_from(["a", "b"]), st.integers(1, 4)),
+        max_size=30,
+    ),
+    limit=st.integers(1, 12),
+)
+def test_recent_ids_know_exactly_the_newest_batches_within_the_limit(
+    steps: list[tuple[bool, str, int]], limit: int
+) -> None:
+    recent = RecentIds(limit)
+    issued: list[tuple[str, list[str]]] = []  # the model: every batch, oldest first
+    made = 0
+    for is_check, deployment, size in steps:
+        if not is_check:
+            batch = [f"id{made + i}" for i in range(size)]
+            made += size
+            recent.add(deployment, batch)
+            issued.append((deployment, batch))
+            while sum(len(b) for _, b in issued) > limit and len(issued) > 1:
+                issued.pop(0)
+            continue
+        asked = [f"id{i}" for i in range(made)]
+        kept = {rid for d, batch in issued if d == deployment for rid in batch}
+        assert recent.unknown(deployment, asked) == [rid for rid in asked if rid not in kept]

@@ -100,8 +100,9 @@ def _explain(
 ) -> dict[str, Any]:
     """The attributions of the model version that served `record`, as `/explain` gives them
     (the version is loaded once and kept, a few at a time); or why there are none."""
+    from loopml.serving.bodies import request_rows
     from loopml.serving.explain import explain
-    from loopml.serving.frames import batch_frame, request_rows
+    from loopml.serving.frames import batch_frame
     from loopml.serving.host import ModelHost
 
     ref = f"{record['model']}/{record['model_version']}"
@@ -111,7 +112,8 @@ def _explain(
             lambda: ModelHost(views.ws, record["deployment"], ref, project=project),
         )
         served = host.current
-        frame = batch_frame(request_rows({"rows": [inputs]}, served.inputs), served.inputs)
+        rows, values = request_rows({"rows": [inputs]}, served.inputs)
+        frame = batch_frame(rows, served.inputs, values=values)
         if frame.errors:
             why = next(iter(frame.errors.values()))
             return {"error": f"The logged row does not fit the model now: {why.rstrip('.')}."}
