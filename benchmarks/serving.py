@@ -8,14 +8,16 @@ The model: scikit-learn's HistGradientBoostingClassifier(random_state=0) fitted 
 of its bundled breast_cancer data (a stratified 75/25 split, random_state=0). This script writes
 the data and the request bodies once; each tool fits the same model on the same rows (MLflow in
 its own venv: competitors/mlflow_model.py). Requests: the first test row, and 1,000 rows drawn
-with replacement (seed 0), as `{"rows": [...]}` for loopml and `{"dataframe_split": ...}` for
-MLflow, the same values. Both servers run as one process with OMP_NUM_THREADS=1 on 127.0.0.1.
+with replacement (seed 0), as `{"rows": [...]}` (records) and `{"columns": ..., "data": ...}`
+(split) for loopml and `{"dataframe_split": ...}` for MLflow, the same values. Both servers run
+as one process with OMP_NUM_THREADS=1 on 127.0.0.1.
 
 The load: competitors/loadgen.py (in .anchors/loadgen; closed loop, keep-alive connections,
 --seconds measured after 2 s of warm-up per scenario) on the same CPUs as the server.
   MLflow:  GET /ping at concurrency 16 (the client's and the HTTP stack's ceiling); 1 row at
-           concurrency 1 and 16; 1,000 rows at concurrency 1
-  loopml:  GET /health at concurrency 16; 1 row at concurrency 1, 16 and 64; 1,000 rows at 1;
+           concurrency 1 and 16; 1,000 rows at concurrency 1 and 4
+  loopml:  GET /health at concurrency 16; 1 row at concurrency 1, 16 and 64; 1,000 rows as
+           records at 1, and split (MLflow's body, unwrapped) at 1 and 4;
            1 row at 16 with prediction logging off (`--no-log`: the cost of logging); and a bare
            endpoint on the same uvicorn/Starlette stack that parses the body and returns a
            constant (the ceiling), at concurrency 16 and 64
@@ -61,6 +63,7 @@ MLFLOW: list[Scenario] = [
     ("1row_c1", "/invocations", "1row_split.json", 1),
     ("1row_c16", "/invocations", "1row_split.json", 16),
     ("1000rows_c1", "/invocations", "1000rows_split.json", 1),
+    ("1000rows_c4", "/invocations", "1000rows_split.json", 4),
 ]
 LOOPML: list[Scenario] = [
     ("health_c16", "/health", None, 16),
@@ -68,6 +71,8 @@ LOOPML: list[Scenario] = [
     ("1row_c16", "/predict", "1row_rows.json", 16),
     ("1row_c64", "/predict", "1row_rows.json", 64),
     ("1000rows_c1", "/predict", "1000rows_rows.json", 1),
+    ("1000rows_split_c1", "/predict", "1000rows_columns.json", 1),
+    ("1000rows_split_c4", "/predict", "1000rows_columns.json", 4),
 ]
 NO_LOG: list[Scenario] = [("1row_c16_no_log", "/predict", "1row_rows.json", 16)]
 BARE: list[Scenario] = [
@@ -104,6 +109,7 @@ def write_inputs(folder: Path) -> None:
     for name, rows in {"1row": test.iloc[:1], "1000rows": features.iloc[picks]}.items():
         split_body = {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}
         (folder / f"{name}_split.json").write_text(json.dumps({"dataframe_split": split_body}))
+        (folder / f"{name}_columns.json").write_text(json.dumps(split_body))  # loopml's split
         records = rows.to_dict(orient="records")
         (folder / f"{name}_rows.json").write_text(json.dumps({"rows": records}))
 
@@ -241,6 +247,11 @@ def checks(ours: dict[str, Any], theirs: dict[str, Any] | None) -> dict[str, flo
     if theirs is not None:
         for name in ("1row_c1", "1row_c16", "1000rows_c1"):
             found[f"times_mlflow_rps_{name}"] = rps(ours, name) / rps(theirs, name)
+        for concurrency in (1, 4):  # the same split body to both
+            name = f"1000rows_split_c{concurrency}"
+            found[f"times_mlflow_rps_{name}"] = rps(ours, name) / rps(
+                theirs, f"1000rows_c{concurrency}"
+            )
     return {k: round(v, 3) for k, v in found.items()}
 
 

@@ -86,6 +86,23 @@ def test_predict_answers_with_version_and_request_ids(served: Any) -> None:
     assert split.json()["predictions"] == [1]
 
 
+def test_a_split_body_in_any_column_order_is_served_and_logged_as_the_same_rows(
+    served: Any,
+) -> None:
+    _, _, client, sink = served
+    frame, _ = _frame(40, seed=3)
+    records = client.post("/predict", json={"rows": frame.to_dict(orient="records")}).json()
+    mixed = frame.assign(note="ignored")[["monthly", "note", "plan", "tenure"]]
+    split = client.post("/predict", json=mixed.to_dict(orient="split", index=False)).json()
+    assert split["predictions"] == records["predictions"]
+    sink.flush()
+    reader = sink.reader
+    logged = [reader.get(rid) for rid in (records["request_ids"][5], split["request_ids"][5])]
+    inputs = [{k: v for k, v in row.items() if k.startswith("input.")} for row in logged if row]
+    assert len(inputs) == 2
+    assert inputs[0] == inputs[1] == {f"input.{k}": v for k, v in frame.iloc[5].items()}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
@@ -98,6 +115,7 @@ def test_predict_answers_with_version_and_request_ids(served: Any) -> None:
         ({"rows": []}, 422, "no rows"),
         ({"rows": "x"}, 422, "list of objects"),
         ({"columns": ["tenure"], "data": [[1, 2]]}, 422, "Row 0 of 'data'"),
+        ({"columns": ["tenure", "plan"], "data": [[1, "pro"]]}, 422, "no field 'monthly'"),
         ({"rows": [ROW] * 10_001}, 413, "at most 10000"),
         ([1, 2], 422, "JSON object"),
     ],
@@ -107,6 +125,7 @@ def test_predict_answers_with_version_and_request_ids(served: Any) -> None:
         "empty",
         "rows-not-list",
         "split-shape",
+        "split-missing-field",
         "too-many-rows",
         "not-an-object",
     ],

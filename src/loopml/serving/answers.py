@@ -97,8 +97,9 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
     gets its 422 and the others their predictions."""
     started = time.perf_counter_ns()
     served = host.current  # the whole batch is answered by this version, even mid-swap
-    rows = [row for job in jobs for row in job.rows]
-    prepared = batch_frame(rows, served.inputs, served.categories, _values(jobs, served.inputs))
+    values = _values(jobs, served.inputs)  # the rows themselves are read only without them
+    rows = [] if values is not None else [row for job in jobs for row in job.rows]
+    prepared = batch_frame(rows, served.inputs, served.categories, values)
     try:
         if served.array_input and prepared.values is not None:
             features = prepared.values  # no data frame is ever built for this batch

@@ -138,7 +138,7 @@ class Server:
         return result
 
     def _mirror(
-        self, shadow: ModelHost, rows: list[dict[str, Any]], times: list[int] | None
+        self, shadow: ModelHost, rows: Sequence[dict[str, Any]], times: list[int] | None
     ) -> None:
         """Send the rows to the shadow if the log has room for them now (a shadow's rows are
         never answered, so they are skipped, and counted, rather than waited for)."""

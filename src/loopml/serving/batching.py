@@ -31,13 +31,13 @@ log = logging.getLogger("loopml.serving")
 
 @dataclass
 class Job:
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
     probabilities: bool
     future: asyncio.Future[Any] = field(repr=False)
     event_times_us: list[int] | None = None
     """Per row, the event time the request gave (None: it gave none)."""
     names: tuple[str, ...] = ()
-    values: list[tuple[Any, ...]] | None = None
+    values: Sequence[Sequence[Any]] | None = None
     """Per row, the values of the fields `names`, when the request's check made them already
     (`loopml.serving.bodies.request_rows`): a batch of the same signature takes them as they
     are."""
@@ -76,10 +76,10 @@ class MicroBatcher:
 
     async def submit(
         self,
-        rows: list[dict[str, Any]],
+        rows: Sequence[dict[str, Any]],
         probabilities: bool,
         event_times_us: list[int] | None = None,
-        values: tuple[tuple[str, ...], list[tuple[Any, ...]]] | None = None,
+        values: tuple[tuple[str, ...], Sequence[Sequence[Any]]] | None = None,
     ) -> Any:
         """The answer to one request's `rows`; `values` are (field names, per row their
         values), when the request's check made them."""

@@ -18,7 +18,23 @@ from loopml.domain.event_time import SPELLING, NotATime, event_time_us, event_ti
 from loopml.serving.frames import MAX_ROWS, RequestError, field_values
 
 
-def _split_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+class SplitRows(Sequence[dict[str, Any]]):
+    """The rows of a split body, each made a dict only when asked for: a batch of the model's
+    signature takes the values straight from `data` (`split_values`)."""
+
+    def __init__(self, columns: list[str], data: list[list[Any]]) -> None:
+        self.columns, self.data = columns, data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [dict(zip(self.columns, row, strict=True)) for row in self.data[index]]
+        return dict(zip(self.columns, self.data[index], strict=True))
+
+
+def _split_rows(body: Mapping[str, Any]) -> SplitRows:
     columns, data = body.get("columns"), body.get("data")
     if not isinstance(columns, list) or not isinstance(data, list):
         raise RequestError(422, "Give 'rows' (a list of objects) or 'columns' and 'data'.")
@@ -26,13 +42,28 @@ def _split_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise RequestError(422, "'columns' must be a list of column names (strings).")
     if len(set(columns)) < len(columns):
         raise RequestError(422, "'columns' names a column twice; name each column once.")
-    for index, row in enumerate(data):
-        if not isinstance(row, list) or len(row) != len(columns):
-            raise RequestError(422, f"Row {index} of 'data' does not have {len(columns)} values.")
-    return [dict(zip(columns, row, strict=True)) for row in data]
+    if not (set(map(type, data)) <= {list} and set(map(len, data)) <= {len(columns)}):
+        for index, row in enumerate(data):  # one C-level pass above; this one names the row
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise RequestError(
+                    422, f"Row {index} of 'data' does not have {len(columns)} values."
+                )
+    return SplitRows(columns, data)
 
 
-def _rows_of(body: Any) -> list[dict[str, Any]]:
+def split_values(rows: SplitRows, names: Sequence[str]) -> Sequence[Sequence[Any]]:
+    """Per row of a split body, the values of the fields `names` in that order: `data` itself
+    when its columns are those; a 422 names a field the body does not have."""
+    if rows.columns == list(names):
+        return rows.data
+    where = {name: index for index, name in enumerate(rows.columns)}
+    missing = [name for name in names if name not in where]
+    if missing:
+        raise RequestError(422, f"Row 0 has no field {missing[0]!r}.")
+    return field_values(rows.data, [where[name] for name in names])
+
+
+def _rows_of(body: Any) -> Sequence[dict[str, Any]]:
     if not isinstance(body, Mapping):
         raise RequestError(422, "The body must be a JSON object with 'rows' or 'columns'+'data'.")
     if "rows" not in body:
@@ -49,10 +80,10 @@ def _rows_of(body: Any) -> list[dict[str, Any]]:
 
 def request_rows(
     body: Any, signature: Sequence[tuple[str, str]], max_rows: int = MAX_ROWS
-) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+) -> tuple[Sequence[dict[str, Any]], Sequence[Sequence[Any]]]:
     """The request's rows, checked for shape, size and presence of every field (cheap checks,
-    done per request), and per row its fields' values in signature order (`field_values`);
-    the values are checked and converted per batch by `batch_frame`."""
+    done per request), and per row its fields' values in signature order; the values are
+    checked and converted per batch by `batch_frame`."""
     rows = _rows_of(body)
     if not rows:
         raise RequestError(422, "The request has no rows.")
@@ -60,7 +91,10 @@ def request_rows(
         raise RequestError(
             413, f"The request has {len(rows)} rows; at most {max_rows} are served per request."
         )
-    return rows, field_values(rows, [name for name, _ in signature])
+    names = [name for name, _ in signature]
+    if isinstance(rows, SplitRows):
+        return rows, split_values(rows, names)
+    return rows, field_values(rows, names)
 
 
 def now_us() -> int:

@@ -173,9 +173,10 @@ def _numeric_logged(
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def field_values(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Per row, the values of the fields `names`, in that order (one C-level pass over the
-    rows); a 422 names the first row that lacks one."""
+def field_values(rows: Sequence[Any], names: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Per row, the values of the fields `names` (keys of dict rows, or positions of list
+    rows), in that order (one C-level pass over the rows); a 422 names the first row that
+    lacks one."""
     try:
         if len(names) > 1:
             return list(map(operator.itemgetter(*names), rows))
@@ -188,7 +189,7 @@ def field_values(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> lis
         raise
 
 
-def _numeric_values(values: Sequence[tuple[Any, ...]], width: int) -> tuple[Any, Any] | None:
+def _numeric_values(values: Sequence[Sequence[Any]], width: int) -> tuple[Any, Any] | None:
     """The batch as one float64 matrix and its null mask; None when some value is not a JSON
     number or null, or is an integer a float64 cannot hold exactly (the column-wise checks
     then name it, or take it)."""
@@ -211,7 +212,7 @@ def _numeric_values(values: Sequence[tuple[Any, ...]], width: int) -> tuple[Any,
 
 
 def _numeric_batch(
-    values: Sequence[tuple[Any, ...]], names: list[str], types: list[ColumnType]
+    values: Sequence[Sequence[Any]], names: list[str], types: list[ColumnType]
 ) -> BatchFrame | None:
     """All-numeric signatures: one conversion for the whole batch; None when some value needs
     the column-wise checks (a refusal to name, or an integer beyond float64's exact range)."""
@@ -288,7 +289,7 @@ def batch_frame(
     rows: Sequence[Mapping[str, Any]],
     signature: Sequence[tuple[str, str]],
     categories: Mapping[str, frozenset[str]] | None = None,
-    values: Sequence[tuple[Any, ...]] | None = None,
+    values: Sequence[Sequence[Any]] | None = None,
 ) -> BatchFrame:
     """The batch's rows checked and converted to the signature's types; rows that cannot be
     are set aside with the reason, so one bad request does not fail the others. `values`, per
@@ -302,7 +303,7 @@ def batch_frame(
         if numeric is not None:
             return numeric
     columns = list(zip(*values, strict=True)) if values else [() for _ in names]
-    return columns_frame(columns, signature, categories, rows)
+    return columns_frame(columns, signature, categories, rows or None)
 
 
 def logged_inputs(prepared: BatchFrame, spans: Sequence[range]) -> tuple[list[Any], Any]:
