@@ -19,6 +19,7 @@ from loopml.adapters.prediction_log_compaction import LogCompactor
 from loopml.adapters.prediction_log_files import LogStorage
 from loopml.adapters.prediction_log_reader import PredictionLogReader
 from loopml.domain.request_ids import RequestIds
+from loopml.errors import IntegrityError
 from loopml.monitoring.window import read_inputs
 from loopml.ports.prediction_log import INPUTS
 from loopml.testing.seaweed import S3Endpoint
@@ -205,10 +206,32 @@ def test_a_damaged_schema_record_stops_reads_and_merges_and_loses_nothing(
     folder = Path(three_versions) / "predictions" / "deployment=churn" / "_schemas"
     (folder / f"{'0' * 32}.arrow").write_bytes(b"not an arrow schema")
     files = sorted(Path(three_versions).rglob("*.parquet"))
-    with pytest.raises(pa.ArrowInvalid):  # a monitor reports it as a damaged file (IntegrityError)
+    with pytest.raises(IntegrityError, match=f"{'0' * 32}.arrow cannot be read") as refused:
         PredictionLogReader(three_versions).read("churn")
-    with pytest.raises(pa.ArrowInvalid):  # never a merge that would drop columns it cannot see
+    assert "Move the file out of the _schemas folder" in refused.value.hint
+    with pytest.raises(IntegrityError):  # never a merge that would drop columns it cannot see
         LogCompactor(
             LogStorage(three_versions), clock_us=lambda: NOV_27 + 30 * 24 * HOUR_US
         ).compact(min_age_s=0)
     assert sorted(Path(three_versions).rglob("*.parquet")) == files
+
+
+def test_a_file_another_tool_wrote_keeps_its_typed_columns_through_compaction(
+    three_versions: str,
+) -> None:
+    hour = Path(three_versions) / "predictions" / "deployment=churn" / "date=2026-11-27" / "hour=00"
+    foreign = served(2, NOV_27 + 200_000_000, 3, {"region": pa.array(["eu", "us"])})
+    pq.write_table(foreign.drop_columns(["deployment"]), hour / "part-9-from-spark.parquet")
+    reader = PredictionLogReader(three_versions)
+    assert "input.region" not in reader.read("churn", columns=[INPUTS]).column_names  # unlisted
+    LogCompactor(LogStorage(three_versions), clock_us=lambda: NOV_27 + 30 * 24 * HOUR_US).compact(
+        min_age_s=0
+    )
+    (merged,) = hour.glob("compact-*.parquet")
+    assert "input.region" in pq.read_schema(merged).names
+    log = PredictionLogReader(three_versions).read("churn", columns=["model_version", INPUTS])
+    assert log.num_rows == 9
+    assert log.filter(pa.compute.equal(log["model_version"], 3))["input.region"].to_pylist() == [
+        "eu",
+        "us",
+    ]

@@ -42,6 +42,7 @@ from loopml.adapters.prediction_log_files import (
     partition_dir,
 )
 from loopml.domain.log_upkeep import FolderChange, UpkeepReport
+from loopml.ports.prediction_log import is_typed
 
 ROW_GROUP_ROWS = 16_384
 """Rows per row group of a merged file, each group in time order: a lookup by id reads the one
@@ -67,6 +68,18 @@ def _to_merge(sizes: dict[str, int]) -> list[str]:
         if sizes[name] <= KEEP_FACTOR * below:
             return order[index:]
     return []
+
+
+def _unregistered(dataset: ds.Dataset, schema: pa.Schema) -> pa.Schema:
+    """Typed columns (`input.*`, `output`, `proba`) some file of `dataset` holds and the
+    deployment's registry does not list: a file written by another tool. A merge by the
+    registry alone would drop them; they are registered first (readers then see them too)."""
+    found: dict[str, pa.DataType] = {}
+    for fragment in dataset.get_fragments():
+        for field in fragment.physical_schema:
+            if is_typed(field.name) and field.name not in schema.names:
+                found.setdefault(field.name, field.type)
+    return pa.schema(list(found.items()))
 
 
 def _batches_in_time_order(dataset: ds.Dataset) -> Iterator[pa.Table]:
@@ -154,6 +167,11 @@ class LogCompactor:
         paths = [self._storage.path(folder.path(name)) for name in merging]
         schema = self._file_schema(deployment, kind)
         dataset = self._storage.dataset(paths, schema)
+        foreign = _unregistered(dataset, schema) if kind != FEEDBACK_DIR else pa.schema([])
+        if len(foreign) and not dry_run:  # a file another tool wrote: its columns are kept
+            self._storage.add_typed(deployment, foreign)
+            schema = self._file_schema(deployment, kind)
+            dataset = self._storage.dataset(paths, schema)
         if dry_run:
             rows = self._storage.rows_in(paths)
             return FolderChange(folder.relative, len(merging), 1, rows, before, before)

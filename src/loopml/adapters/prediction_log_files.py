@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
 from loopml.adapters.local_files import fsync_dir, local_root, remote_fs
-from loopml.errors import Unavailable
+from loopml.errors import IntegrityError, Unavailable
 
 PREDICTIONS_DIR = "predictions"
 EVENT_TIME_DIR = f"{PREDICTIONS_DIR}/_event_time"
@@ -375,9 +375,25 @@ class LogStorage:
         key = (deployment, tuple(names))
         known = self._typed.get(key)
         if known is None:
-            schemas = [_read_schema(self.read_bytes(f"{folder}/{name}")) for name in names]
+            schemas = [self._read_schema(f"{folder}/{name}") for name in names]
             known = self._typed[key] = union_typed(schemas)
         return known
+
+    def _read_schema(self, relative: str) -> pa.Schema:
+        import pyarrow as pa
+        import pyarrow.ipc
+
+        try:
+            return pyarrow.ipc.read_schema(pa.py_buffer(self.read_bytes(relative)))
+        except pa.ArrowInvalid:
+            raise IntegrityError(
+                f"The prediction log's record of typed columns {self.path(relative)} cannot be "
+                "read (cut short or damaged), so no read or merge of that deployment's rows "
+                "can know all their columns; nothing was read or changed.",
+                "Move the file out of the _schemas folder: each server process writes its "
+                "record again with its first rows, and `loopml log compact` records the columns "
+                "of the files it merges.",
+            ) from None
 
     def read_bytes(self, relative: str) -> bytes:
         if self.fs is None:
@@ -445,13 +461,6 @@ class LogStorage:
             f"The prediction log at {self.root} kept changing while it was read.",
             "Try again; if it persists, check that one compaction runs at a time.",
         )
-
-
-def _read_schema(data: bytes) -> pa.Schema:
-    import pyarrow as pa
-    import pyarrow.ipc
-
-    return pyarrow.ipc.read_schema(pa.py_buffer(data))
 
 
 def union_typed(schemas: Sequence[pa.Schema]) -> pa.Schema:
