@@ -23,8 +23,9 @@ Then, each in a fresh process, --runs times:
                        memory (monitor_memory_mb), before and now (after compaction)
 for `before` (the earlier loopml, --baseline, its code from a git worktree in --anchors, run
 with this interpreter), `hours` (this loopml, as written) and `compacted` (after `log compact`,
-also timed), with the files per hour and the bytes stored, and the bytes of one zstd Parquet
-file of the same rows for scale. --local writes to a temporary folder instead of SeaweedFS.
+also timed), with the files per hour and the bytes stored (predictions and labels apart), and
+for scale the bytes of one zstd Parquet file of the same predictions and one of the labels.
+--local writes to a temporary folder instead of SeaweedFS.
 """
 
 from __future__ import annotations
@@ -256,17 +257,25 @@ def worker_layout(args: argparse.Namespace) -> dict[str, Any]:
         if fs is None
         else [str(p) for p in fs.find(root) if p.endswith(".parquet")]
     )
-    sizes = [os.path.getsize(n) if fs is None else fs.size(n) for n in names]
+    sizes = {n: os.path.getsize(n) if fs is None else fs.size(n) for n in names}
     predictions = [n for n in names if "/predictions/" in n]
+    labels = [n for n in names if "/feedback/" in n]
     hours = int(args.hours) or 1
-    one = io.BytesIO()
-    table = ds.dataset(predictions, format="parquet", filesystem=fs).to_table()
-    pq.write_table(table, one, compression="zstd")
+
+    def one_file(paths: list[str]) -> int:
+        one = io.BytesIO()
+        table = ds.dataset(paths, format="parquet", filesystem=fs).to_table()
+        pq.write_table(table, one, compression="zstd")
+        return one.tell()
+
     return {
         "prediction_files": len(predictions),
         "files_per_hour": len(predictions) / hours,
-        "bytes_stored": sum(sizes),
-        "one_file_bytes": one.tell(),
+        "bytes_stored": sum(sizes.values()),
+        "prediction_bytes": sum(sizes[n] for n in predictions),
+        "label_bytes": sum(sizes[n] for n in labels),
+        "one_file_bytes": one_file(predictions),
+        "one_label_file_bytes": one_file(labels),
     }
 
 
