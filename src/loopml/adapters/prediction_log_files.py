@@ -375,6 +375,8 @@ class LogStorage:
         key = (deployment, tuple(names))
         known = self._typed.get(key)
         if known is None:
+            from loopml.adapters.prediction_log_typed import union_typed  # imports Arrow
+
             schemas = [self._read_schema(f"{folder}/{name}") for name in names]
             known = self._typed[key] = union_typed(schemas)
         return known
@@ -461,30 +463,6 @@ class LogStorage:
             f"The prediction log at {self.root} kept changing while it was read.",
             "Try again; if it persists, check that one compaction runs at a time.",
         )
-
-
-def union_typed(schemas: Sequence[pa.Schema]) -> pa.Schema:
-    """The typed columns of `schemas` together, in the order first seen: a column with
-    two types is float64 when both are numbers, else text (Arrow casts each file's on reading)."""
-    import pyarrow as pa
-
-    types: dict[str, pa.DataType] = {}
-    for schema in schemas:
-        for field in schema:
-            seen = types.get(field.name)
-            if seen is None or seen == field.type:
-                types[field.name] = field.type
-            elif _is_number(seen) and _is_number(field.type):
-                types[field.name] = pa.float64()
-            else:
-                types[field.name] = pa.string()
-    return pa.schema(list(types.items()))
-
-
-def _is_number(kind: pa.DataType) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

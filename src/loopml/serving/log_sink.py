@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.adapters.prediction_log import FEEDBACK_SCHEMA, PREDICTION_SCHEMA, now_us
+from loopml.adapters.prediction_log_typed import common_type
 from loopml.domain.jsonable import to_json
 from loopml.ports import PredictionReader, PredictionWriter
 from loopml.ports.prediction_log import OUTPUT, PROBA
@@ -127,9 +128,8 @@ def _placed(parts: list[tuple[int, Any]], rows: int) -> pa.Array:
     between (rows whose values went to JSON text); parts of different types, from two model
     versions, meet as float64 when both are numbers, else as text."""
     arrays = [_arrow(values) for _, values in parts]
-    if len({array.type for array in arrays}) > 1:
-        numbers = all(pa.types.is_integer(a.type) or pa.types.is_floating(a.type) for a in arrays)
-        arrays = [array.cast(pa.float64() if numbers else pa.string()) for array in arrays]
+    kind = common_type(array.type for array in arrays)
+    arrays = [array if array.type == kind else array.cast(kind) for array in arrays]
     values = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
     if len(values) == rows:  # every row typed: the parts follow each other
         return values
