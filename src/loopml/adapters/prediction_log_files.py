@@ -129,34 +129,51 @@ def labels_between(since_us: int, until_us: int | None) -> Keep:
 
 def request_times_us(request_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The time (epoch microseconds) each UUIDv7 request id carries; null for an id that is not
-    one. Vectorised: the 12 hex digits of the time are sliced out and read as numbers."""
+    one. Vectorised: the valid ids are 36 ASCII bytes each, so their text is one byte matrix
+    whose 12 hex digits of the time are read as one number per row."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ids = pc.utf8_lower(request_ids)
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    valid = pc.fill_null(pc.match_substring_regex(ids, UUID7), False)
-    digits = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(ids, 0, 8), pc.utf8_slice_codeunits(ids, 9, 13), ""
-    )
-    digits = pc.if_else(valid, digits, "000000000000").cast(pa.binary()).cast(pa.binary(12))
-    raw = np.frombuffer(digits.buffers()[1], np.uint8, len(digits) * 12, digits.offset * 12)
-    values = _hex_values()[raw.reshape(-1, 12)] @ (16 ** np.arange(11, -1, -1, dtype=np.int64))
-    return pa.array(values * 1000, pa.int64(), mask=~valid.to_numpy(zero_copy_only=False))
+    ids = request_ids.combine_chunks() if isinstance(request_ids, pa.ChunkedArray) else request_ids
+    if ids.type != pa.string():
+        ids = ids.cast(pa.string())
+    valid = pc.fill_null(pc.match_substring_regex(ids, UUID7, ignore_case=True), False)
+    timed = valid.to_numpy(zero_copy_only=False)
+    times = np.zeros(len(ids), np.int64)
+    if timed.any():
+        picked = ids if timed.all() else ids.filter(valid)
+        first = np.frombuffer(picked.buffers()[1], np.int32, 1, picked.offset * 4)[0]
+        text = np.frombuffer(picked.buffers()[2], np.uint8, len(picked) * 36, first)
+        digits = _hex_values()[text.reshape(-1, 36)[:, _TIME_DIGITS]]
+        times[timed] = (digits @ 16.0 ** np.arange(11, -1, -1)).astype(np.int64) * 1000
+    return pa.array(times, pa.int64(), mask=~timed)
+
+
+def all_timed(request_ids: pa.ChunkedArray) -> bool:
+    """Whether every id is a UUIDv7, so carries the time its request was made."""
+    import pyarrow.compute as pc
+
+    valid = pc.match_substring_regex(request_ids, UUID7, ignore_case=True)
+    return valid.null_count == 0 and bool(pc.all(valid).as_py())
 
 
 UUID7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+_TIME_DIGITS = [*range(8), *range(9, 13)]
+"""Where a UUIDv7's 48-bit millisecond time sits in its text (`tttttttt-tttt-7...`)."""
 
 
 @functools.cache
 def _hex_values() -> Any:
-    """The value of each hex digit, indexed by its byte."""
+    """The value of each hex digit (either case), indexed by its byte, as floats: twelve digits
+    make at most 2**48, exact in a float64, so the digits meet their weights in one matrix
+    product."""
     import numpy as np
 
-    table = np.zeros(256, np.int64)
+    table = np.zeros(256, np.float64)
     for value, digit in enumerate(b"0123456789abcdef"):
+        table[digit] = value
+    for value, digit in enumerate(b"ABCDEF", start=10):
         table[digit] = value
     return table
 

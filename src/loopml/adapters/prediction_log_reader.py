@@ -44,6 +44,7 @@ from loopml.adapters.prediction_log_files import (
     Folder,
     Keep,
     LogStorage,
+    all_timed,
     events_between,
     labels_between,
     partition_dir,
@@ -59,8 +60,8 @@ from loopml.adapters.prediction_log_tables import (
     check_known,
     in_time_order,
     joined,
-    pieces,
     read_paths,
+    scan_pieces,
     time_filter,
     with_labels,
     with_typed,
@@ -170,23 +171,26 @@ class PredictionLogReader:
         read = [n for n in full.names if n in {*wanted, "time_us", "request_id"}]
         file_columns = [name for name in read if name != "deployment"]
         trees = [(PREDICTIONS_DIR, served_between(since_us, until_us),
-                  time_filter(since_us, until_us))]  # fmt: skip
+                  time_filter(since_us, until_us), "time_us")]  # fmt: skip
         if self._has_event_times(deployment):
             by_event = time_filter(since_us, until_us, time="event_time_us")
-            trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), by_event))
+            trees.append(
+                (EVENT_TIME_DIR, events_between(since_us, until_us), by_event, "event_time_us")
+            )
         schema = pa.schema([f for f in full if f.name != "deployment"])
-        for kind, keep, where in trees:
+        for kind, keep, where, time in trees:
             for folder in self._storage.folders(partition_dir(kind, deployment), keep):
                 paths = [self._storage.path(folder.path(n)) for n in self._storage.live(folder)]
-                labels: pa.Table | None = None
                 try:
-                    batches = self._storage.dataset(paths, schema).to_batches(
-                        columns=file_columns, filter=where, batch_size=batch_rows
-                    )
-                    for table in pieces(batches, batch_rows):
-                        untimed = bool(request_times_us(table["request_id"]).null_count)
-                        if labels is None or untimed:
-                            labels = self._folder_labels(deployment, folder, table, untimed)
+                    # the folder's labels once, then its rows a piece at a time
+                    hour_labels = self._folder_labels(deployment, folder)
+                    dataset = self._storage.dataset(paths, schema)
+                    for table in scan_pieces(
+                        dataset, file_columns, where, batch_rows, where_reads=time
+                    ):
+                        labels = hour_labels
+                        if labels is None or not all_timed(table["request_id"]):
+                            labels = self._labels(deployment, table, by_id=True)
                         table = with_labels(table, labels)
                         if "deployment" in wanted:
                             name = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
@@ -199,15 +203,13 @@ class PredictionLogReader:
                         "Read it again.",
                     ) from exc
 
-    def _folder_labels(
-        self, deployment: str, folder: Folder, rows: pa.Table, untimed: bool
-    ) -> pa.Table:
-        """Every label of the requests `folder`'s rows were made in (the hours around it),
-        or, when its time cannot bound them (a folder loopml did not name, or `untimed`: ids
-        that carry no time), the labels of `rows`' ids alone."""
+    def _folder_labels(self, deployment: str, folder: Folder) -> pa.Table | None:
+        """Every label of the requests `folder`'s rows were made in (the hours around it);
+        None when its time cannot bound them (a folder loopml did not name): then each piece
+        looks its ids' labels up, as it must for ids that carry no time."""
         span = folder.served_span
-        if span is None or untimed:
-            return self._labels(deployment, rows, by_id=True)
+        if span is None:
+            return None
         since, until = span[0] - ID_TIME_MARGIN_US, span[1] + ID_TIME_MARGIN_US
         return self._labels_between(deployment, since, until, None)
 
@@ -427,10 +429,12 @@ class PredictionLogReader:
         if feedback.num_rows == 0:
             return LABELS_SCHEMA.empty_table()
         ordered = feedback.sort_by([("request_id", "ascending"), ("time_us", "ascending")])
-        latest = ordered.group_by("request_id", use_threads=False).aggregate(
-            [("label_json", "last")]
-        )
-        return latest.select(["request_id", "label_json_last"]).rename_columns(LABELS_SCHEMA.names)
+        ids = ordered["request_id"].combine_chunks()
+        last = pc.fill_null(pc.not_equal(ids[:-1], ids[1:]), True)  # a run's last is its latest
+        last = pa.concat_arrays([last, pa.array([True])])
+        return ordered.filter(last).select(
+            LABELS_SCHEMA.names
+        )  # sorted by id, as with_labels wants
 
     def _has_event_times(self, deployment: str | None) -> bool:
         """Whether some row of `deployment` (of any, if None) carries an event time."""

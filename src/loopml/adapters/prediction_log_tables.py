@@ -79,13 +79,29 @@ def in_time_order(table: pa.Table, *, newest_first: bool) -> pa.Table:
 
 
 def with_labels(table: pa.Table, labels: pa.Table) -> pa.Table:
-    """`table` with the label of each row's request id from `labels` (one per id), null where
-    none came; rows keep their order. (A lookup, not Arrow's join, which takes no list column
-    such as `proba`.)"""
+    """`table` with the label of each row's request id from `labels` (one per id, sorted by
+    id, as the reader's label queries give them), null where none came; rows keep their order.
+    (A lookup, not Arrow's join, which takes no list column such as `proba`.) Only the labels
+    whose ids lie between the table's least and greatest are hashed: a piece of a window
+    meets an hour's labels a slice at a time, not all of them per piece."""
+    labels = _ids_between(labels, table["request_id"])
     if labels.num_rows == 0:
         return table.append_column("label_json", pa.nulls(table.num_rows, pa.string()))
     where = pc.index_in(table["request_id"], value_set=labels["request_id"])
     return table.append_column("label_json", labels["label_json"].take(where))
+
+
+def _ids_between(labels: pa.Table, ids: pa.ChunkedArray) -> pa.Table:
+    """The rows of `labels` (sorted by `request_id`) whose id lies within the range of `ids`."""
+    if labels.num_rows == 0:
+        return labels
+    bounds = pc.min_max(ids)
+    if not bounds["min"].is_valid:
+        return labels.slice(0, 0)
+    column = labels["request_id"]
+    start = pc.sum(pc.less(column, bounds["min"])).as_py() or 0
+    stop = pc.sum(pc.less_equal(column, bounds["max"])).as_py() or 0
+    return labels.slice(start, stop - start)
 
 
 def as_text(table: pa.Table) -> pa.Table:
@@ -127,20 +143,52 @@ def _coalesced(table: pa.Table, name: str, text: list[str | None]) -> pa.Table:
     return table.set_column(table.column_names.index(name), name, written)
 
 
-def pieces(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """`batches` joined into tables of at most `rows` rows (a file's row groups may be smaller
-    than a piece), none empty."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        if count + batch.num_rows > rows and pending:
-            yield pa.Table.from_batches(pending)
-            pending, count = [], 0
-        if batch.num_rows:
-            pending.append(batch)
-            count += batch.num_rows
-    if pending:
-        yield pa.Table.from_batches(pending)
+def scan_pieces(
+    dataset: ds.FileSystemDataset,
+    columns: list[str],
+    where: ds.Expression | None,
+    rows: int,
+    *,
+    where_reads: str = "time_us",
+) -> Iterator[pa.Table]:
+    """`columns` of the rows of `dataset` that match `where` (on the column `where_reads`), in
+    tables of at most `rows` rows, none empty: file by file, the row groups whose statistics
+    may match read a piece at a time. (Arrow's dataset scan keeps a file's decoded row groups
+    until it is done with the file: hundreds of MB for an hour compacted into one file.)"""
+    import pyarrow.parquet as pq
+
+    read = columns if where is None or where_reads in columns else [*columns, where_reads]
+    target = pa.schema([dataset.schema.field(name) for name in read])
+    for fragment in dataset.get_fragments(filter=where):
+        kept = fragment if where is None else fragment.subset(filter=where)
+        groups = [group.id for group in kept.row_groups]
+        if not groups:
+            continue
+        file = pq.ParquetFile(fragment.open(), metadata=fragment.metadata, pre_buffer=False)
+        present = [name for name in read if name in file.schema_arrow.names]
+        batches = file.iter_batches(batch_size=rows, row_groups=groups, columns=present)
+        pending: list[pa.Table] = []
+        count = 0
+        for batch in batches:
+            table = _conformed(pa.Table.from_batches([batch]), target)
+            table = table if where is None else table.filter(where).select(columns)
+            if count + table.num_rows > rows and pending:
+                yield pa.concat_tables(pending)
+                pending, count = [], 0
+            if table.num_rows:
+                pending.append(table)
+                count += table.num_rows
+        if pending:
+            yield pa.concat_tables(pending)
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` in `schema`: a column the file was written without is null, others cast."""
+    columns = [
+        table[field.name] if field.name in table.column_names else pa.nulls(table.num_rows)
+        for field in schema
+    ]
+    return pa.table(columns, names=schema.names).cast(schema)
 
 
 def joined(tables: list[pa.Table]) -> pa.Table:

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loopml.domain.p_values import chi2_sf, fisher_p_value, ks_p_value
+
 Array = npt.NDArray[Any]
 
 NUMERIC_BINS = 1000
@@ -281,16 +283,6 @@ def numeric_drift(reference: NumericSummary, current: NumericSummary) -> Numeric
     )
 
 
-def ks_p_value(statistic: float, n: int, m: int) -> float:
-    """Asymptotic two-sample Kolmogorov-Smirnov p-value (as scipy's `ks_2samp`, 'asymp')."""
-    from scipy import stats
-
-    effective = n * m / (n + m)
-    if effective < 10_000:
-        return float(stats.kstwo.sf(statistic, round(effective)))
-    return float(stats.kstwobign.sf(statistic * math.sqrt(effective)))
-
-
 def _wasserstein(reference: NumericSummary, current: NumericSummary, gaps: Array) -> float:
     """Integral of |F_ref - F_cur| over the reference spread. Between edges the gap is taken
     as linear (trapezoids on the exact gaps at the edges); beyond the outer edges the integral
@@ -400,15 +392,7 @@ def homogeneity(ref: Array, cur: Array) -> tuple[str, float, float, int]:
     statistic, p_value, dof = _pearson(ref, cur)
     if dof != 1:
         return "chi2", statistic, p_value, dof
-    return "fisher", statistic, _fisher_p_value(ref, cur), dof
-
-
-def _fisher_p_value(ref: Array, cur: Array) -> float:
-    """Two-sided Fisher's exact p-value of a 2 x 2 table (two counts per sample)."""
-    from scipy import stats
-
-    table = np.vstack([ref, cur]).round().astype(np.int64)
-    return float(stats.fisher_exact(table).pvalue)
+    return "fisher", statistic, fisher_p_value(np.vstack([ref, cur]).round()), dof
 
 
 def chi2_homogeneity(ref: Array, cur: Array) -> tuple[float, float, int]:
@@ -439,8 +423,6 @@ def _pool_sparse(ref: Array, cur: Array) -> tuple[Array, Array]:
 
 
 def _pearson(ref: Array, cur: Array) -> tuple[float, float, int]:
-    from scipy import stats
-
     n, m = ref.sum(), cur.sum()
     pooled = ref + cur
     cells = pooled.size
@@ -453,7 +435,7 @@ def _pearson(ref: Array, cur: Array) -> tuple[float, float, int]:
         + np.sum((cur - expected_cur) ** 2 / expected_cur)
     )
     dof = cells - 1
-    return statistic, float(stats.chi2.sf(statistic, dof)), dof
+    return statistic, chi2_sf(statistic, dof), dof
 
 
 def js_distance(ref: Array, cur: Array) -> float:

@@ -207,12 +207,11 @@ def estimate_drop(
     """Whether a label-free estimate of accuracy (from the model's own confidence, with its
     standard error) is surely below `baseline - margin`: its upper bound at `confidence`
     (normal) must be. The estimate sees covariate shift, never concept drift."""
-    from scipy import stats
-
     from loopml.domain.confidence import check_confidence
+    from loopml.domain.p_values import normal_quantile
 
     check_confidence(confidence)
-    high = estimate + float(stats.norm.ppf(confidence)) * max(standard_error, 0.0)
+    high = estimate + normal_quantile(confidence) * max(standard_error, 0.0)
     dropped = high < baseline - margin
     detail = (
         f"estimated accuracy {estimate:.4f} (upper bound {high:.4f} at {confidence:.0%}) on "

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loopml.domain.uniques import encode, pair_counts
 from loopml.domain.weighted_metrics import EncodedRows, weighted_auc
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,7 +51,7 @@ class SparseCounts:
         if self.keys.size:
             keys = np.concatenate([self.keys, keys])
             weights = np.concatenate([self.sums, weights])
-        self.keys, where = np.unique(keys, return_inverse=True)
+        self.keys, where = encode(keys)
         self.sums = np.column_stack(
             [np.bincount(where.ravel(), column, self.keys.size) for column in weights.T]
         )
@@ -65,8 +66,8 @@ class Confusion:
     def add(self, truth: npt.NDArray[Any], predicted: npt.NDArray[Any]) -> None:
         if truth.size == 0:
             return
-        pairs, counts = np.unique(np.stack([truth, predicted], axis=1), axis=0, return_counts=True)
-        for (real, said), count in zip(pairs.tolist(), counts.tolist(), strict=True):
+        reals, saids, counts = pair_counts(truth, predicted)
+        for real, said, count in zip(reals.tolist(), saids.tolist(), counts.tolist(), strict=True):
             self.counts[real, said] = self.counts.get((real, said), 0) + count
 
     @property
@@ -142,8 +143,7 @@ class ProbabilityCounts:
         if not self.width:
             self.width = matrix.shape[1]
             self.scores = [SparseCounts() for _ in range(self.width)]
-        present, where = np.unique(truth, return_inverse=True)
-        where = where.ravel()
+        present, where = encode(truth)
         codes = np.array([self.labels.setdefault(label, len(self.labels)) for label in present])
         eps = np.finfo(np.float64).eps
         losses = -np.log(np.clip(matrix, eps, 1 - eps))

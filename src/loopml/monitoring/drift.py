@@ -38,6 +38,7 @@ weighs the same and it equals the drift share (`loopml.domain.importance`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -402,5 +403,11 @@ def _parallel(work: Callable[[str], _T], names: list[str]) -> list[_T]:
     """`work(name)` for each column, on a few threads (Arrow and numpy release the GIL)."""
     if len(names) < 2:
         return [work(name) for name in names]
-    with ThreadPoolExecutor(max_workers=min(4, len(names))) as pool:
-        return list(pool.map(work, names))
+    return list(_pool().map(work, names))
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """One pool for every piece of every window (starting threads per piece costs more than
+    counting a small piece)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="loopml-drift")

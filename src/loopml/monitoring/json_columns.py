@@ -59,6 +59,8 @@ def read_objects(column: pa.ChunkedArray, kinds: Mapping[str, str] | None = None
     numeric, categorical, text or vector) or inferred; never raises on the content."""
     if len(column) == 0:
         return Parsed(pa.table({}))
+    if column.null_count == len(column):  # rows logged with typed columns: nothing to parse
+        return Parsed(empty_table(len(column)))
     return _read(_text(column, "{}"), kinds)  # a null row stays a row, of nulls
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -178,11 +179,12 @@ def _classification(predicted: pa.ChunkedArray, truth: pa.ChunkedArray) -> dict[
     }
 
 
-def _as_labels(values: pa.ChunkedArray) -> list[str]:
-    """Labels as text, so 1, 1.0 and true compare equal to their own kind only once."""
+def _as_labels(values: pa.ChunkedArray) -> npt.NDArray[np.object_]:
+    """Labels as text (an array of str), so 1, 1.0 and true compare equal to their own kind
+    only once."""
     if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):
         values = pa.chunked_array([number_text(values)])
-    text: list[str] = values.cast(pa.string()).to_numpy(zero_copy_only=False).tolist()
+    text: npt.NDArray[np.object_] = values.cast(pa.string()).to_numpy(zero_copy_only=False)
     return text
 
 

@@ -31,9 +31,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loopml.domain.uniques import distinct
 from loopml.monitoring.column_kinds import ROW
 from loopml.monitoring.drift import Reference
 from loopml.monitoring.json_columns import conform
+from loopml.monitoring.row_hashes import row_hashes
 
 
 @dataclass(frozen=True)
@@ -193,15 +195,17 @@ def _out_of_range(column: pa.ChunkedArray, low: float, high: float) -> tuple[int
 
 
 EXACT_ROWS = 4_000_000
-"""Distinct rows whose hashes are kept (32 MB) before the count becomes an estimate."""
+"""Distinct rows whose hashes are kept (32 MB; up to twice as many rows between merges) before
+the count becomes an estimate."""
 SKETCH_BITS = 14
 """HyperLogLog registers: 2**14 of them, a relative error of about 0.8%."""
 
 
 class DistinctRows:
     """How many distinct rows the pieces of a window hold (a row repeating another exactly,
-    every column alike, is a duplicate): each row's 64-bit hash (pandas' row hash) is kept, so
-    the count is exact up to `EXACT_ROWS` distinct rows; past that the hashes go into a
+    every column alike, is a duplicate): each row's 64-bit hash (`row_hashes`) is kept, so
+    the count is exact up to `EXACT_ROWS` distinct rows (at least); when twice that many
+    hashes are kept they are merged, and past `EXACT_ROWS` distinct ones they go into a
     HyperLogLog sketch and the count is an estimate (`estimated`), so memory stays flat."""
 
     def __init__(self) -> None:
@@ -216,16 +220,13 @@ class DistinctRows:
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0 or table.num_columns == 0:
             return
-        import pandas as pd
-
-        frame = table.to_pandas()
-        hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+        hashes = row_hashes(table)
         if self._registers is not None:
             self._sketch(hashes)
             return
-        self._hashes.append(np.unique(hashes))
-        self._kept += self._hashes[-1].size
-        if self._kept > EXACT_ROWS:
+        self._hashes.append(hashes)
+        self._kept += hashes.size
+        if self._kept > 2 * EXACT_ROWS:  # at least EXACT_ROWS new rows between two merges
             merged = self._merged()
             self._hashes, self._kept = [merged], merged.size
             if merged.size > EXACT_ROWS:
@@ -246,7 +247,7 @@ class DistinctRows:
         return round(estimate)
 
     def _merged(self) -> Any:
-        return np.unique(np.concatenate(self._hashes)) if self._hashes else np.empty(0, np.uint64)
+        return distinct(np.concatenate(self._hashes)) if self._hashes else np.empty(0, np.uint64)
 
     def _sketch(self, hashes: Any) -> None:
         index = (hashes >> np.uint64(64 - SKETCH_BITS)).astype(np.intp)
