@@ -635,7 +635,7 @@ def test_labels_coming_late_to_a_merged_hour_are_merged_beside_it_not_into_it(
     tmp_path: Path,
 ) -> None:
     root = str(tmp_path)
-    served = rows(0, 4_000, NOV_27)
+    served = rows(0, 20_000, NOV_27)  # a merged hour far larger than a small file's footer
     write(root, [served])
     writer = PredictionLogWriter(root, flush_interval_s=60.0)
 
@@ -646,19 +646,19 @@ def test_labels_coming_late_to_a_merged_hour_are_merged_beside_it_not_into_it(
         writer.flush()
 
     for batch in range(6):  # the hour's labels, as they came in its first hours
-        label(batch * 400, 400, batch + 1)
+        label(batch * 2_000, 2_000, batch + 1)
     compactor = LogCompactor(LogStorage(root), clock_us=lambda: LATER)
     compactor.compact(min_age_s=0)
     (hour,) = files_of(tmp_path, "feedback")
     for day in range(1, 4):  # a few labels days late, one file a day, merged daily
-        label(2_400 + day * 10, 10, 24 * day)
-        label(2_500 + day * 10, 10, 24 * day + 1)
+        label(12_000 + day * 10, 10, 24 * day)
+        label(12_500 + day * 10, 10, 24 * day + 1)
         compactor.compact(min_age_s=0)
         assert hour in files_of(tmp_path, "feedback")  # the hour's file is not rewritten
     assert len(files_of(tmp_path, "feedback")) == 2
-    label(3_000, 1_000, 100)  # then more than a quarter of the hour's labels: one file again
+    label(15_000, 5_000, 100)  # then more than a quarter of the hour's labels: one file again
     compactor.compact(min_age_s=0)
     assert len(files_of(tmp_path, "feedback")) == 1
     writer.close()
     labelled = PredictionLogReader(root).read("churn")["label_json"].drop_null()
-    assert len(labelled) == 2_400 + 60 + 1_000
+    assert len(labelled) == 12_000 + 60 + 5_000

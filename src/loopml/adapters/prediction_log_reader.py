@@ -60,6 +60,7 @@ from loopml.adapters.prediction_log_tables import (
     check_known,
     in_time_order,
     joined,
+    read_ahead,
     read_paths,
     scan_pieces,
     time_filter,
@@ -163,22 +164,34 @@ class PredictionLogReader:
     ) -> Iterator[pa.Table]:
         """The rows `read` gives (with `label_json`), in pieces of at most `batch_rows` rows and
         in no set order: folder by folder, each folder's labels read once and joined, so
-        memory holds one piece and one hour's labels however long the window. A file that
-        goes away meanwhile (a compaction or an expiry) raises `LogChanged`: start over."""
+        memory holds one piece and one hour's labels however long the window (and the next
+        piece, read on a thread while the caller works on this one). A file that goes away
+        meanwhile (a compaction or an expiry) raises `LogChanged`: start over."""
         check_deployment(deployment)
         full = self._schema(deployment)
+        pieces = self._pieces(deployment, full, since_us=since_us, until_us=until_us,
+                              columns=columns, batch_rows=batch_rows)  # fmt: skip
+        return read_ahead(pieces)
+
+    def _pieces(
+        self,
+        deployment: str,
+        full: pa.Schema,
+        *,
+        since_us: int | None,
+        until_us: int | None,
+        columns: list[str] | None,
+        batch_rows: int,
+    ) -> Iterator[pa.Table]:
         wanted = check_columns(columns, full)
         read = [n for n in full.names if n in {*wanted, "time_us", "request_id"}]
         file_columns = [name for name in read if name != "deployment"]
-        trees = [(PREDICTIONS_DIR, served_between(since_us, until_us),
-                  time_filter(since_us, until_us), "time_us")]  # fmt: skip
+        trees = [(PREDICTIONS_DIR, served_between(since_us, until_us), "time_us")]
         if self._has_event_times(deployment):
-            by_event = time_filter(since_us, until_us, time="event_time_us")
-            trees.append(
-                (EVENT_TIME_DIR, events_between(since_us, until_us), by_event, "event_time_us")
-            )
+            trees.append((EVENT_TIME_DIR, events_between(since_us, until_us), "event_time_us"))
         schema = pa.schema([f for f in full if f.name != "deployment"])
-        for kind, keep, where, time in trees:
+        for kind, keep, time in trees:
+            where = time_filter(since_us, until_us, time=time)
             for folder in self._storage.folders(partition_dir(kind, deployment), keep):
                 paths = [self._storage.path(folder.path(n)) for n in self._storage.live(folder)]
                 try:

@@ -182,6 +182,20 @@ def scan_pieces(
             yield pa.concat_tables(pending)
 
 
+def read_ahead(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`items`, the next one made on a thread while the caller works on this one: reading a
+    piece is Arrow's I/O and decoding, what callers do with it (folding, compressing) mostly
+    Arrow's and numpy's kernels; all let go of the GIL, so on two cores they overlap. Memory
+    holds one piece more."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="loopml-read-ahead") as pool:
+        coming = pool.submit(next, items, None)
+        while (item := coming.result()) is not None:
+            coming = pool.submit(next, items, None)
+            yield item
+
+
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` in `schema`: a column the file was written without is null, others cast."""
     columns = [

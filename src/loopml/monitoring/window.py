@@ -275,7 +275,7 @@ def fold_window(
                     columns=LOG_COLUMNS,
                     batch_rows=PIECE_ROWS,
                 )
-                for piece in _read_ahead(pieces):
+                for piece in pieces:
                     fold.add(piece.filter(pc.invert(pc.fill_null(piece["shadow"], False))))
         except LogChanged:
             continue
@@ -288,16 +288,3 @@ def fold_window(
 
 
 READ_ATTEMPTS = 5
-
-
-def _read_ahead(pieces: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """`pieces`, the next one read on a thread while this one is folded: reading is Arrow's
-    I/O and decoding, folding mostly Arrow's and numpy's kernels; both let go of the GIL, so
-    on two cores they overlap. Memory holds one piece more."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="loopml-read-ahead") as pool:
-        coming = pool.submit(next, pieces, None)
-        while (piece := coming.result()) is not None:
-            coming = pool.submit(next, pieces, None)
-            yield piece
