@@ -153,33 +153,48 @@ def scan_pieces(
 ) -> Iterator[pa.Table]:
     """`columns` of the rows of `dataset` that match `where` (on the column `where_reads`), in
     tables of at most `rows` rows, none empty: file by file, the row groups whose statistics
-    may match read a piece at a time. (Arrow's dataset scan keeps a file's decoded row groups
-    until it is done with the file: hundreds of MB for an hour compacted into one file.)"""
+    may match read a piece's worth at a time, each piece's byte ranges fetched together (a few
+    requests to S3, not one per column chunk). Arrow's dataset scan keeps a file's decoded
+    row groups until it is done with the file: hundreds of MB for an hour merged into one."""
     import pyarrow.parquet as pq
 
     read = columns if where is None or where_reads in columns else [*columns, where_reads]
     target = pa.schema([dataset.schema.field(name) for name in read])
+    pending: list[pa.Table] = []
+    count = 0
     for fragment in dataset.get_fragments(filter=where):
         kept = fragment if where is None else fragment.subset(filter=where)
-        groups = [group.id for group in kept.row_groups]
+        groups = [(group.id, group.num_rows) for group in kept.row_groups]
         if not groups:
             continue
-        file = pq.ParquetFile(fragment.open(), metadata=fragment.metadata, pre_buffer=False)
+        file = pq.ParquetFile(fragment.open(), metadata=fragment.metadata, pre_buffer=True)
         present = [name for name in read if name in file.schema_arrow.names]
-        batches = file.iter_batches(batch_size=rows, row_groups=groups, columns=present)
-        pending: list[pa.Table] = []
-        count = 0
-        for batch in batches:
-            table = _conformed(pa.Table.from_batches([batch]), target)
+        for chunk in _chunks(groups, rows):
+            table = _conformed(file.read_row_groups(chunk, columns=present), target)
             table = table if where is None else table.filter(where).select(columns)
-            if count + table.num_rows > rows and pending:
-                yield pa.concat_tables(pending)
-                pending, count = [], 0
-            if table.num_rows:
-                pending.append(table)
-                count += table.num_rows
-        if pending:
-            yield pa.concat_tables(pending)
+            for start in range(0, table.num_rows, rows):  # a row group larger than a piece
+                part = table.slice(start, rows)
+                if count + part.num_rows > rows:
+                    yield pa.concat_tables(pending)
+                    pending, count = [], 0
+                pending.append(part)
+                count += part.num_rows
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def _chunks(groups: list[tuple[int, int]], rows: int) -> Iterator[list[int]]:
+    """Row groups (id, rows) in consecutive runs of at most `rows` rows (a larger group alone)."""
+    chunk: list[int] = []
+    count = 0
+    for group, size in groups:
+        if chunk and count + size > rows:
+            yield chunk
+            chunk, count = [], 0
+        chunk.append(group)
+        count += size
+    if chunk:
+        yield chunk
 
 
 def read_ahead(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
