@@ -4,6 +4,7 @@ earlier loopml, on SeaweedFS (S3), the same simulated traffic written to both in
     python benchmarks/prediction_log.py [--rows 1000000] [--hours 3] [--writers 8]
                                         [--flush-s 60] [--baseline bfdb9d6] [--runs 3]
                                         [--quick] [--local] [--out results/prediction_log.json]
+                                        [--skip-before] [--stream-only]
 
 Traffic: --writers server processes, each writing what it served every --flush-s seconds of a
 simulated clock (one file per flush, as a server writes one per second) over --hours hours
@@ -25,7 +26,9 @@ for `before` (the earlier loopml, --baseline, its code from a git worktree in --
 with this interpreter), `hours` (this loopml, as written) and `compacted` (after `log compact`,
 also timed), with the files per hour and the bytes stored (predictions and labels apart), and
 for scale the bytes of one zstd Parquet file of the same predictions and one of the labels.
---local writes to a temporary folder instead of SeaweedFS.
+--local writes to a temporary folder instead of SeaweedFS. For a day at 100M rows
+(`--rows 100000000 --hours 24 --runs 1`), --skip-before measures this loopml alone and
+--stream-only leaves out the whole-window read into one table.
 """
 
 from __future__ import annotations
@@ -175,6 +178,8 @@ def worker_measure(args: argparse.Namespace) -> dict[str, Any]:
     figures["tail_ms"] = _median_ms(lambda: reader.tail(DEPLOYMENT, 20), 3)
     print(json.dumps(figures), flush=True)
     sys.stdin.readline()  # the parent takes the memory baseline here
+    if args.no_whole:
+        return figures
     started = time.perf_counter()
     everything = reader.read(DEPLOYMENT, columns=columns)
     figures["whole_window_s"] = time.perf_counter() - started
@@ -314,6 +319,7 @@ def _measure(
                "--options", options, "--hours", str(args.hours), "--seed", str(args.seed),
                "--window-hours", str(window_hours)]  # fmt: skip
     command += ["--typed"] if code == NOW else []
+    command += ["--no-whole"] if args.stream_only else []
     env = {**os.environ, "PYTHONPATH": str(code)}
     process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True)  # fmt: skip
@@ -331,7 +337,7 @@ def _measure(
     figures = json.loads(out.strip().splitlines()[-1])
     if mode == "monitor":
         return {**figures, "monitor_memory_mb": memory}
-    return {**figures, "whole_window_memory_mb": memory}
+    return figures if args.stream_only else {**figures, "whole_window_memory_mb": memory}
 
 
 def _write(code: Path, root: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -379,6 +385,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a small run, to check the script")
     parser.add_argument("--local", action="store_true", help="a local folder, not SeaweedFS")
+    parser.add_argument("--skip-before", action="store_true",
+                        help="measure this loopml alone (for a day's traffic, which the earlier "
+                             "layout takes hours over)")  # fmt: skip
+    parser.add_argument("--stream-only", action="store_true",
+                        help="leave out the whole-window read into one table (a day of rows "
+                             "does not fit in memory); monitors stream theirs")  # fmt: skip
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--writer", type=int, default=0, help=argparse.SUPPRESS)
@@ -386,6 +398,7 @@ def main() -> None:
     parser.add_argument("--options", help=argparse.SUPPRESS)
     parser.add_argument("--window-hours", type=float, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--typed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-whole", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         work = {"write": worker_write, "measure": worker_measure, "compact": worker_compact,
@@ -421,7 +434,8 @@ def _compare(args: argparse.Namespace, before: Path, now: Path, root_of: Any) ->
             "labelled": 0.3,
         },
     }
-    for name, code in (("before", before), ("hours", now)):
+    layouts = (("hours", now),) if args.skip_before else (("before", before), ("hours", now))
+    for name, code in layouts:
         root = root_of(name)
         result[name] = {**_write(code, root, args), **_run_worker(code, "layout", root, args)}
         result[name]["reads"] = summarise([_measure(code, root, args) for _ in range(args.runs)])
@@ -436,6 +450,7 @@ def _compare(args: argparse.Namespace, before: Path, now: Path, root_of: Any) ->
             [_measure(code, root_of(tree), args, "monitor", hours) for _ in range(args.runs)]
         )
         for name, code, tree in (("before", before, "before"), ("now", now, "hours"))
+        if not (args.skip_before and name == "before")
         for hours in sorted({1, args.hours})
     }
     emit(result, args.out)
