@@ -28,7 +28,8 @@ also timed), with the files per hour and the bytes stored (predictions and label
 for scale the bytes of one zstd Parquet file of the same predictions and one of the labels.
 --local writes to a temporary folder instead of SeaweedFS. For a day at 100M rows
 (`--rows 100000000 --hours 24 --runs 1`), --skip-before measures this loopml alone and
---stream-only leaves out the whole-window read into one table.
+--stream-only leaves out the whole-window read into one table and the one-file comparison of
+storage (both hold every row in memory).
 """
 
 from __future__ import annotations
@@ -275,12 +276,17 @@ def worker_layout(args: argparse.Namespace) -> dict[str, Any]:
         pq.write_table(table, one, compression="zstd")
         return one.tell()
 
-    return {
+    layout = {
         "prediction_files": len(predictions),
         "files_per_hour": len(predictions) / hours,
         "bytes_stored": sum(sizes.values()),
         "prediction_bytes": sum(sizes[n] for n in predictions),
         "label_bytes": sum(sizes[n] for n in labels),
+    }
+    if args.no_whole:  # one file of every row is made in memory
+        return layout
+    return {
+        **layout,
         "one_file_bytes": one_file(predictions),
         "one_label_file_bytes": one_file(labels),
     }
@@ -301,6 +307,7 @@ def _run_worker(code: Path, mode: str, root: str, args: argparse.Namespace,
                "--flush-s", str(args.flush_s)]  # fmt: skip
     for key, value in extra.items():
         command += [f"--{key}", str(value)]
+    command += ["--no-whole"] if args.stream_only else []
     env = {**os.environ, "PYTHONPATH": str(code)}
     command += ["--typed"] if code == NOW else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
