@@ -73,7 +73,7 @@ def _bits(array: pa.Array) -> Hashes:
 def _text_hashes(array: pa.Array) -> Hashes:
     import pandas as pd
 
-    encoded = pc.dictionary_encode(array.cast(pa.string()) if array.type != pa.string() else array)
+    encoded = pc.dictionary_encode(array)  # bytes as they are: no UTF-8 check to fail on
     words = encoded.dictionary.to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(np.asarray(words, dtype=object)) if len(words) else _empty()
     indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)

@@ -85,3 +85,10 @@ def test_list_order_matters_and_a_sliced_column_hashes_as_its_rows() -> None:
     assert hashes[0] != hashes[1]
     assert hashes[0] == hashes[3]
     assert row_hashes(pa.table({"v": column.slice(1)})).tolist() == hashes[1:].tolist()
+
+
+def test_bytes_that_are_not_utf8_hash_without_failing() -> None:
+    column = pa.array([b"\xff\xfe", b"ok", b"\xff\xfe", None], pa.binary())
+    hashes = row_hashes(pa.table({"raw": column}))
+    assert hashes[0] == hashes[2]
+    assert len(set(hashes.tolist())) == 3
