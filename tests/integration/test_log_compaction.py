@@ -140,6 +140,36 @@ def test_a_window_read_in_pieces_holds_the_rows_and_labels_of_the_whole_read(
     assert _pieces(reader).equals(reader.read("churn").sort_by("time_us"))
 
 
+def test_each_row_of_an_hour_gets_its_label_whatever_the_case_or_clock_of_its_id(
+    tmp_path: Path,
+) -> None:
+    """An hour's labels are read by the range of its ids' times (row groups skipped by their
+    statistics): ids in upper or mixed case, and ids made minutes before their row was logged
+    (a clock stepped back) or in the neighbouring hours, all find their labels."""
+    root = str(tmp_path)
+    made_at = [-9 * 60_000_000, -1, 0, 1, HOUR_US - 1, HOUR_US, HOUR_US + 9 * 60_000_000]
+    served: list[PredictionRecord] = []
+    for n, offset in enumerate(made_at):
+        for case in (str.lower, str.upper, lambda text: text[:4].upper() + text[4:]):
+            row = rows(10 * n, 1, NOV_27 + HOUR_US + offset)[0]
+            logged = NOV_27 + HOUR_US + min(max(offset, 0), HOUR_US - 1)  # served in hour 01
+            served.append(row._replace(request_id=case(row.request_id), time_us=logged))
+    neighbours = rows(900, 20, NOV_27 + HOUR_US // 2) + rows(950, 20, NOV_27 + 2 * HOUR_US + 5)
+    write(root, [served, neighbours])
+    writer = PredictionLogWriter(root, flush_interval_s=60.0)
+    late = NOV_27 + 30 * HOUR_US
+    writer.append_feedback([FeedbackRecord(r.request_id, late, "churn", f'"{r.request_id}"')
+                            for r in served + neighbours])  # fmt: skip
+    writer.close()
+    reader = PredictionLogReader(root)
+    hour = {"since_us": NOV_27 + HOUR_US, "until_us": NOV_27 + 2 * HOUR_US}
+    for _ in ("as written", "merged"):
+        read = _pieces(reader, **hour)
+        assert sorted(read["request_id"].to_pylist()) == sorted(r.request_id for r in served)
+        assert read["label_json"].to_pylist() == [f'"{i}"' for i in read["request_id"].to_pylist()]
+        LogCompactor(LogStorage(root), clock_us=lambda: LATER).compact(min_age_s=0)
+
+
 def test_a_merged_hour_is_read_by_id_in_small_groups_and_by_window_in_whole_pieces(
     tmp_path: Path,
 ) -> None:

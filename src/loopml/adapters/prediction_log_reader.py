@@ -1,10 +1,9 @@
 """Reads the prediction log back: Arrow tables, filters pushed down, latest labels joined.
 
-A read lists only the folders of one deployment that may hold rows of its time range (the
-`date=` and `hour=` folders around it; see `loopml.adapters.prediction_log_files`), takes the
-files that hold their rows (a compact file's replaced parts left out) and scans them with
-`pyarrow.dataset`, the exact time bounds pushed down to the row groups. A read that finds a
-file gone (a compaction or an expiry ran meanwhile) lists again.
+A read lists only the folders of one deployment that may hold rows of its time range (`date=`
+and `hour=` folders; see `loopml.adapters.prediction_log_files`), takes their live files (a
+compact file's replaced parts left out) and reads them, the exact time bounds pushed down to the
+row groups; a file gone meanwhile (a compaction or an expiry ran) makes it list again.
 Time ranges select by the row's time, its event time when the request gave one and else its
 serving time, and are half-open: `since_us <= coalesce(event_time_us, time_us) < until_us`.
 Rows with an event time sit in their own tree (`predictions/_event_time/`, see
@@ -67,15 +66,14 @@ from loopml.adapters.prediction_log_tables import (
     with_labels,
     with_typed,
 )
-from loopml.domain.request_ids import unix_ms_of
+from loopml.domain.request_ids import text_bounds, unix_ms_of
 from loopml.ports.prediction_log import PIECE_ROWS, LogChanged, is_typed
 
 LOOKUP_THREADS = 8
 """Reads a lookup by id runs side by side (each waits on the store, not on the processor)."""
 ID_NEAR_US = 5_000_000
-"""Where a lookup by id looks first: a server stamps a row's `time_us` a model call after it
-made the row's id (milliseconds); only when the row is not there does it look `ID_TIME_MARGIN_US`
-either side (a clock stepped back)."""
+"""Where a lookup by id looks first (a row's `time_us` is stamped a model call after its id);
+only when the row is not there does it look `ID_TIME_MARGIN_US` either side."""
 ID_TIME_MARGIN_US = 600_000_000
 """How far a row's `time_us` may lie from the time its request id carries (both come from the
 serving process's clock, a few milliseconds apart; the margin covers a clock stepped back)."""
@@ -224,7 +222,9 @@ class PredictionLogReader:
         if span is None:
             return None
         since, until = span[0] - ID_TIME_MARGIN_US, span[1] + ID_TIME_MARGIN_US
-        return self._labels_between(deployment, since, until, None)
+        low, high = text_bounds(since, until)  # the ids of those hours, not all their labels
+        made = (ds.field("request_id") >= low) & (ds.field("request_id") < high)
+        return self._labels_between(deployment, since, until, made)
 
     def tail(self, deployment: str, n: int = 20) -> pa.Table:
         """The `n` newest predictions of `deployment`, newest first (text that is not UTF-8,
@@ -291,7 +291,8 @@ class PredictionLogReader:
     def _id_labels(self, deployment: str, request_id: str, made_us: int) -> pa.Table:
         """The labels of `request_id` (made at `made_us`), from its hour's feedback folder."""
         since_us = made_us - ID_TIME_MARGIN_US  # the label came after its row was logged
-        return self._labels_between(deployment, since_us, made_us + 1, pa.array([request_id]))
+        wanted = ds.field("request_id") == request_id
+        return self._labels_between(deployment, since_us, made_us + 1, wanted)
 
     def _get_by_event_time(
         self,
@@ -425,17 +426,17 @@ class PredictionLogReader:
         earliest = [pc.min(made).as_py(), pc.min(rows["time_us"]).as_py()]
         since = min(t for t in earliest if t is not None) - ID_TIME_MARGIN_US
         until = None if made.null_count else pc.max(made).as_py() + 1  # no time: any hour
-        ids = rows["request_id"].combine_chunks() if by_id else None
+        ids = ds.field("request_id").isin(rows["request_id"].combine_chunks()) if by_id else None
         return self._labels_between(deployment, since, until, ids)
 
     def _labels_between(
-        self, deployment: str, since_us: int, until_us: int | None, ids: pa.Array | None
+        self, deployment: str, since_us: int, until_us: int | None, ids: ds.Expression | None
     ) -> pa.Table:
         """The latest label per request id among those of requests made in `[since_us,
-        until_us)` (of `ids` alone, if given)."""
+        until_us)` (of the ids `ids` matches alone, if given)."""
         where = ds.field("time_us") >= since_us  # no label comes before its prediction
         if ids is not None:
-            where = where & ds.field("request_id").isin(ids)
+            where = where & ids
         columns = ["request_id", "time_us", "label_json"]
         feedback = self._scan(FEEDBACK_DIR, deployment, labels_between(since_us, until_us),
                               where, columns)  # fmt: skip
@@ -445,9 +446,7 @@ class PredictionLogReader:
         ids = ordered["request_id"].combine_chunks()
         last = pc.fill_null(pc.not_equal(ids[:-1], ids[1:]), True)  # a run's last is its latest
         last = pa.concat_arrays([last, pa.array([True])])
-        return ordered.filter(last).select(
-            LABELS_SCHEMA.names
-        )  # sorted by id, as with_labels wants
+        return ordered.filter(last).select(LABELS_SCHEMA.names)  # by id, as with_labels wants
 
     def _has_event_times(self, deployment: str | None) -> bool:
         """Whether some row of `deployment` (of any, if None) carries an event time."""

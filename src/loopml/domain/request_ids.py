@@ -57,6 +57,23 @@ def unix_ms_of(request_id: str) -> int | None:
     return int(text[:8] + text[9:13], 16)
 
 
+def text_bounds(since_us: int, until_us: int) -> tuple[str, str]:
+    """Text `(low, high)` such that every UUIDv7 id made in `[since_us, until_us)`, written in
+    either case or a mix, sorts in `[low, high)` as bytes, as Arrow and Parquet statistics
+    compare text: `low` spells the first millisecond in upper case (digits sort before letters,
+    and upper-case letters before lower-case), `high` the millisecond after the last in lower
+    case. A range on the column, so a reader can skip row groups by their statistics; it may
+    keep a few ids just outside, never drop one inside."""
+    first, after = since_us // 1000, -(-until_us // 1000)
+
+    def prefix(unix_ms: int) -> str:
+        text = f"{max(0, min(unix_ms, (1 << 48) - 1)):012x}"
+        return f"{text[:8]}-{text[8:]}"
+
+    high = prefix(after) if after < 1 << 48 else "g"  # past the last millisecond: past any hex
+    return prefix(first).upper(), high
+
+
 def _format(value: int) -> str:
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

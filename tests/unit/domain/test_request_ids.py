@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopml.domain.request_ids import COUNTER_BITS, RequestIds, unix_ms_of
+from loopml.domain.request_ids import COUNTER_BITS, RequestIds, text_bounds, unix_ms_of
 
 EPOCH_2026_MS = 1_767_225_600_000
 
@@ -127,3 +127,33 @@ def test_an_uppercase_id_reads_like_its_lowercase_form() -> None:
 def test_a_batch_beyond_the_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="count must be between"):
         RequestIds(lambda: EPOCH_2026_MS, os.urandom).new(-1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    made_ms=st.integers(0, (1 << 48) - 1),
+    since_from_made_us=st.one_of(
+        st.integers(-3_000_000, 3_000_000), st.integers(-(10**15), 10**15)
+    ),
+    span_us=st.one_of(st.integers(1, 3_000_000), st.integers(1, 10**13)),
+    cases=st.lists(st.booleans(), min_size=36, max_size=36),
+    tail=st.integers(0, (1 << 80) - 1),
+)
+def test_text_bounds_keep_every_id_of_their_time_in_any_case(
+    made_ms: int, since_from_made_us: int, span_us: int, cases: list[bool], tail: int
+) -> None:
+    since_us = made_ms * 1000 + since_from_made_us  # near the id's time, and far from it
+    until_us = since_us + span_us
+    value = (made_ms << 80) | (0x7 << 76) | (tail & ((1 << 76) - 1))
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    lower = str(uuid.UUID(int=value))
+    mixed = "".join(c.upper() if up else c for c, up in zip(lower, cases, strict=True))
+    low, high = text_bounds(since_us, until_us)
+    inside = since_us <= made_ms * 1000 < until_us
+    for text in (lower, lower.upper(), mixed):
+        kept = low.encode() <= text.encode() < high.encode()
+        assert kept or not inside, (text, low, high)
+    if made_ms * 1000 >= until_us:
+        assert not low.encode() <= lower.encode() < high.encode()  # lower case: dropped after
+    if made_ms < since_us // 1000:
+        assert not low.encode() <= lower.upper().encode()  # upper case: dropped before
