@@ -21,7 +21,10 @@ Then, each in a fresh process, --runs times:
   tail_ms              `predictions tail -n 20` (median of 3, likewise)
   monitor_s            a drift monitor's whole run (`monitors.run`: read, parse, quality, drift,
                        performance) over the newest hour and over every hour, and its peak
-                       memory (monitor_memory_mb), before and now (after compaction)
+                       memory (monitor_memory_mb), before and now (after compaction); and
+                       now, the monitor's next run over every hour, which takes the hours
+                       its first run kept (`loopml.monitoring.window_cache`) and reads the
+                       newest
 for `before` (the earlier loopml, --baseline, its code from a git worktree in --anchors, run
 with this interpreter), `hours` (this loopml, as written) and `compacted` (after `log compact`,
 also timed), with the files per hour and the bytes stored (predictions and labels apart), and
@@ -202,10 +205,17 @@ def worker_monitor(args: argparse.Namespace) -> dict[str, Any]:
     from loopml.monitoring import monitors
     from loopml.settings import Settings
 
-    home = Path(tempfile.mkdtemp(prefix="loopml-logbench-ws-"))
+    home = Path(args.home or tempfile.mkdtemp(prefix="loopml-logbench-ws-"))
     settings = Settings.from_env(env={"LOOPML_HOME": str(home), "LOOPML_ARTIFACTS": args.root})
     settings = dataclasses.replace(settings, storage_options=_options(args) or {})
     ws = open_workspace(settings)
+    end = START_US + int(args.hours * 3600) * 1_000_000
+    if (home / "reference.parquet").exists():  # the monitor's next run: its hours are kept
+        print(json.dumps({"ready": True}), flush=True)
+        sys.stdin.readline()
+        started = time.perf_counter()
+        result = monitors.run("drift", now_us=end, workspace=ws)
+        return {"monitor_s": time.perf_counter() - started, "monitor_rows": result.run.rows}
     rng = np.random.default_rng(args.seed)
     rows = 20_000
     numbers = rng.normal(size=(rows, 8)).round(4)
@@ -218,13 +228,13 @@ def worker_monitor(args: argparse.Namespace) -> dict[str, Any]:
     window_s = int(args.window_hours * 3600)
     monitors.create("drift", deployment=DEPLOYMENT, reference="reference", window=window_s,
                     workspace=ws)  # fmt: skip
-    end = START_US + int(args.hours * 3600) * 1_000_000
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()  # the parent takes the memory baseline here
     started = time.perf_counter()
     result = monitors.run("drift", now_us=end, workspace=ws)
     took = time.perf_counter() - started
-    shutil.rmtree(home, ignore_errors=True)
+    if not args.home:
+        shutil.rmtree(home, ignore_errors=True)
     return {"monitor_s": took, "monitor_rows": result.run.rows}
 
 
@@ -317,14 +327,21 @@ def _run_worker(code: Path, mode: str, root: str, args: argparse.Namespace,
 
 
 def _measure(
-    code: Path, root: str, args: argparse.Namespace, mode: str = "measure", window_hours: float = 1
+    code: Path,
+    root: str,
+    args: argparse.Namespace,
+    mode: str = "measure",
+    window_hours: float = 1,
+    *,
+    home: str | None = None,
 ) -> dict[str, Any]:
     """One pass of reads (or a monitor's run) in a fresh process, the whole-window read's (the
-    run's) memory sampled."""
+    run's) memory sampled. A monitor in `home` runs again there when it ran before."""
     options = json.dumps(args.storage_options or {})
     command = [sys.executable, __file__, "--worker", mode, "--root", root,
                "--options", options, "--hours", str(args.hours), "--seed", str(args.seed),
                "--window-hours", str(window_hours)]  # fmt: skip
+    command += ["--home", home] if home else []
     command += ["--typed"] if code == NOW else []
     command += ["--no-whole"] if args.stream_only else []
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -406,6 +423,7 @@ def main() -> None:
     parser.add_argument("--window-hours", type=float, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--typed", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-whole", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         work = {"write": worker_write, "measure": worker_measure, "compact": worker_compact,
@@ -451,16 +469,30 @@ def _compare(args: argparse.Namespace, before: Path, now: Path, root_of: Any) ->
     result["compacted"]["reads"] = summarise(
         [_measure(now, root_of("hours"), args) for _ in range(args.runs)]
     )
-    # a drift monitor's whole run, over the newest hour and over every hour written
-    result["monitor"] = {
-        f"{name} {hours:g}h": summarise(
-            [_measure(code, root_of(tree), args, "monitor", hours) for _ in range(args.runs)]
-        )
-        for name, code, tree in (("before", before, "before"), ("now", now, "hours"))
-        if not (args.skip_before and name == "before")
-        for hours in sorted({1, args.hours})
-    }
+    # a drift monitor's whole run, over the newest hour and over every hour written; now, also
+    # its next run over every hour, which takes the settled hours the first one kept
+    result["monitor"] = {}
+    for name, code, tree in (("before", before, "before"), ("now", now, "hours")):
+        for hours in [] if args.skip_before and name == "before" else sorted({1, args.hours}):
+            if name == "now" and hours > 1:
+                pairs = [_monitor_twice(code, root_of(tree), args) for _ in range(args.runs)]
+                result["monitor"][f"now {hours:g}h"] = summarise([p[0] for p in pairs])
+                result["monitor"][f"now {hours:g}h, next run"] = summarise([p[1] for p in pairs])
+                continue
+            runs = [_measure(code, root_of(tree), args, "monitor", hours) for _ in range(args.runs)]
+            result["monitor"][f"{name} {hours:g}h"] = summarise(runs)
     emit(result, args.out)
+
+
+def _monitor_twice(code: Path, root: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """A monitor's first run over every hour written, and its next, in one workspace: the
+    settled hours the first run folded (all but the newest) are taken from what it kept."""
+    home = tempfile.mkdtemp(prefix="loopml-logbench-ws-")
+    try:
+        first = _measure(code, root, args, "monitor", args.hours, home=home)
+        return first, _measure(code, root, args, "monitor", args.hours, home=home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 | LOOPML_PROJECT | project used when none is given | default |
 | LOOPML_ACTOR | name recorded on events | the operating-system user |
 | LOOPML_S3_ENDPOINT_URL | endpoint of an S3-compatible server | AWS |
-| LOOPML_CACHE_DIR | local cache (file hashes) | $LOOPML_HOME/cache |
+| LOOPML_CACHE_DIR | local cache (file hashes, monitors' kept hours) | $LOOPML_HOME/cache |
 | LOOPML_SERVER | a team server's URL: data, runs, models and the audit trail live there | none |
 | LOOPML_TOKEN | the API token sent to LOOPML_SERVER | none |
 | LOOPML_RUN_TIMEOUT_S | seconds without a heartbeat after which a run is marked killed | 600 |

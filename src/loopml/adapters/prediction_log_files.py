@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
 from loopml.adapters.local_files import fsync_dir, local_root, remote_fs
+from loopml.domain.request_ids import UUID7_TEXT
 from loopml.errors import IntegrityError, Unavailable
 
 PREDICTIONS_DIR = "predictions"
@@ -138,7 +139,7 @@ def request_times_us(request_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
     ids = request_ids.combine_chunks() if isinstance(request_ids, pa.ChunkedArray) else request_ids
     if ids.type != pa.string():
         ids = ids.cast(pa.string())
-    valid = pc.fill_null(pc.match_substring_regex(ids, UUID7, ignore_case=True), False)
+    valid = pc.fill_null(pc.match_substring_regex(ids, UUID7_TEXT, ignore_case=True), False)
     timed = valid.to_numpy(zero_copy_only=False)
     times = np.zeros(len(ids), np.int64)
     if timed.any():
@@ -154,11 +155,10 @@ def all_timed(request_ids: pa.ChunkedArray) -> bool:
     """Whether every id is a UUIDv7, so carries the time its request was made."""
     import pyarrow.compute as pc
 
-    valid = pc.match_substring_regex(request_ids, UUID7, ignore_case=True)
+    valid = pc.match_substring_regex(request_ids, UUID7_TEXT, ignore_case=True)
     return valid.null_count == 0 and bool(pc.all(valid).as_py())
 
 
-UUID7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 _TIME_DIGITS = [*range(8), *range(9, 13)]
 """Where a UUIDv7's 48-bit millisecond time sits in its text (`tttttttt-tttt-7...`)."""
 

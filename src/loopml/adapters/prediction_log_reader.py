@@ -23,6 +23,7 @@ Older ids (not UUIDv7) are looked up everywhere. Files written before the `clien
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ from loopml.adapters.prediction_log_files import (
     request_times_us,
     served_between,
 )
+from loopml.adapters.prediction_log_newest import newest_only
 from loopml.adapters.prediction_log_tables import (
     LABELS_SCHEMA,
     as_text,
@@ -132,9 +134,9 @@ class PredictionLogReader:
         if timed:
             by_event = time_filter(since_us, until_us, time="event_time_us")
         if limit is not None:
-            where, by_event, folders = self._newest_only(
-                deployment, limit, where=where, by_event=by_event, folders=folders,
-                event_folders=event_folders,
+            where, by_event, folders = newest_only(
+                self._storage, deployment, limit, where=where, by_event=by_event,
+                folders=folders, event_folders=event_folders,
             )  # fmt: skip
         table = self._scan(PREDICTIONS_DIR, deployment, folders, where, read)
         if timed:
@@ -170,6 +172,21 @@ class PredictionLogReader:
         pieces = self._pieces(deployment, full, since_us=since_us, until_us=until_us,
                               columns=columns, batch_rows=batch_rows)  # fmt: skip
         return read_ahead(pieces)
+
+    def files_of(self, deployment: str, since_us: int, until_us: int) -> str | None:
+        """The names of the Parquet files that may hold `deployment`'s rows served in `[since_us,
+        until_us)` and the labels of their requests (folders around the span by
+        `ID_TIME_MARGIN_US`), as one text; None when it has rows by event time. Files are never
+        rewritten under a name, so any change to those rows or labels changes the text."""
+        check_deployment(deployment)
+        if self._has_event_times(deployment):
+            return None
+        margin = since_us - ID_TIME_MARGIN_US, until_us + ID_TIME_MARGIN_US
+        found = [*self._storage.folders(partition_dir(PREDICTIONS_DIR, deployment),
+                                        served_between(since_us, until_us)),
+                 *self._storage.folders(partition_dir(FEEDBACK_DIR, deployment),
+                                        labels_between(*margin))]  # fmt: skip
+        return json.dumps([[folder.relative, *folder.files] for folder in found])
 
     def _pieces(
         self,
@@ -372,50 +389,6 @@ class PredictionLogReader:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _newest_only(
-        self,
-        deployment: str,
-        limit: int,
-        *,
-        where: ds.Expression | None,
-        by_event: ds.Expression | None,
-        folders: Keep,
-        event_folders: Keep,
-    ) -> tuple[ds.Expression | None, ds.Expression | None, Keep]:
-        """`where` (and `by_event`, for the event-time tree), narrowed to rows served no earlier
-        than the `limit`-th newest: found from the time column alone, hour folder by hour
-        folder from the newest, so the wide columns are read only from the files that hold
-        those rows and a year of log is not scanned for the last twenty rows."""
-        trees = [(PREDICTIONS_DIR, folders, where)]
-        if by_event is not None:
-            trees.append((EVENT_TIME_DIR, event_folders, by_event))
-        found = [
-            (folder, rows)
-            for kind, keep, rows in trees
-            for folder in self._storage.folders(partition_dir(kind, deployment), keep)
-        ]
-        found.sort(key=lambda item: _span_end(item[0]), reverse=True)
-        times: list[pa.Table] = []
-        count, oldest_start = 0, None
-        for folder, rows in found:
-            end = _span_end(folder)
-            if count >= limit and oldest_start is not None and end <= oldest_start:
-                break  # every row left was served before the `limit` newest
-            part = self._read_folders([folder], rows, ["time_us"], PREDICTION_SCHEMA)
-            times.append(part)
-            count += part.num_rows
-            span = folder.served_span
-            start = span[0] if span else -(2**63)
-            oldest_start = start if oldest_start is None else min(oldest_start, start)
-        if count <= limit:
-            return where, by_event, folders
-        table = pa.concat_tables(times)
-        newest = pc.select_k_unstable(table, limit, [("time_us", "descending")])
-        oldest_kept = pc.min(table["time_us"].take(newest)).as_py()
-        bound = ds.field("time_us") >= oldest_kept
-        narrowed = served_between(oldest_kept, None)
-        return both(bound, where), both(bound, by_event), lambda k: folders(k) and narrowed(k)
-
     def _labels(self, deployment: str, rows: pa.Table, *, by_id: bool) -> pa.Table:
         """The latest `label_json` per request id of `deployment`'s predictions `rows` (which
         need `request_id` and `time_us`), from the feedback folders of their requests' hours;
@@ -483,16 +456,3 @@ class PredictionLogReader:
             constant = pa.repeat(pa.scalar(deployment, pa.string()), table.num_rows)
             table = table.append_column("deployment", constant)
         return table.select(columns).cast(schema.empty_table().select(columns).schema)
-
-    def _read_folders(
-        self, folders: list[Folder], where: ds.Expression | None, columns: list[str],
-        schema: pa.Schema,
-    ) -> pa.Table:  # fmt: skip
-        return self._storage.read_live(
-            lambda: folders, lambda paths: read_paths(self._storage, paths, where, columns, schema)
-        )
-
-
-def _span_end(folder: Folder) -> int:
-    span = folder.served_span
-    return span[1] if span else 2**63 - 1

@@ -56,6 +56,16 @@ class SparseCounts:
             [np.bincount(where.ravel(), column, self.keys.size) for column in weights.T]
         )
 
+    def state(self) -> dict[str, Any]:
+        return {"keys": self.keys, "sums": self.sums}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SparseCounts:
+        keys, sums = np.asarray(state["keys"], np.int64), np.asarray(state["sums"], np.float64)
+        if keys.ndim != 1 or sums.ndim != 2 or sums.shape[0] != keys.size:
+            raise ValueError("sums that do not match their keys")
+        return cls(keys, sums)
+
 
 class Confusion:
     """Counts of (label, prediction) pairs, labels as text."""
@@ -69,6 +79,19 @@ class Confusion:
         reals, saids, counts = pair_counts(truth, predicted)
         for real, said, count in zip(reals.tolist(), saids.tolist(), counts.tolist(), strict=True):
             self.counts[real, said] = self.counts.get((real, said), 0) + count
+
+    def merge(self, other: Confusion) -> None:
+        for pair, count in other.counts.items():
+            self.counts[pair] = self.counts.get(pair, 0) + count
+
+    def state(self) -> dict[str, Any]:
+        return {"pairs": [[real, said, count] for (real, said), count in self.counts.items()]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Confusion:
+        made = cls()
+        made.counts = {(str(real), str(said)): int(n) for real, said, n in state["pairs"]}
+        return made
 
     @property
     def rows(self) -> int:
@@ -107,6 +130,29 @@ class Residuals:
         self.mean += delta * truth.size / rows
         self.rows = rows
 
+    def merge(self, other: Residuals) -> None:
+        """Another part's residuals into these (Chan's update, as `add`)."""
+        if other.rows == 0:
+            return
+        rows = self.rows + other.rows
+        delta = other.mean - self.mean
+        self.deviations += other.deviations + delta * delta * self.rows * other.rows / rows
+        self.mean += delta * other.rows / rows
+        self.absolute += other.absolute
+        self.squared += other.squared
+        self.rows = rows
+
+    def state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _RESIDUALS}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Residuals:
+        made = cls()
+        made.rows = int(state["rows"])
+        for name in _RESIDUALS[1:]:
+            setattr(made, name, float(state[name]))
+        return made
+
     def metrics(self) -> dict[str, float]:
         """MAE, RMSE and R2 (1 when the labels do not vary and every error is 0, else 0 then,
         as scikit-learn)."""
@@ -119,6 +165,9 @@ class Residuals:
             "rmse": float(np.sqrt(self.squared / self.rows)),
             "r2": r2,
         }
+
+
+_RESIDUALS = ("rows", "absolute", "squared", "mean", "deviations")
 
 
 class ProbabilityCounts:
@@ -154,6 +203,50 @@ class ProbabilityCounts:
         ones = np.ones((truth.size, 1))
         for column, counts in enumerate(self.scores):
             counts.add(codes * (GRID + 1) + _cells(matrix[:, column]), ones)
+
+    def merge(self, other: ProbabilityCounts) -> None:
+        """Another part's counts into these (its label codes mapped onto these)."""
+        if not self.valid or other.width == 0:
+            self.valid = self.valid and other.valid
+            return
+        if not other.valid or (self.width and other.width != self.width):
+            self.valid = False
+            return
+        if not self.width:
+            self.width = other.width
+            self.scores = [SparseCounts() for _ in range(self.width)]
+        codes = np.array(
+            [self.labels.setdefault(label, len(self.labels)) for label in other.labels]
+        )
+        for label, row in other.losses.items():
+            self.losses[label] = self.losses.get(label, np.zeros(self.width)) + row
+        for counts, theirs in zip(self.scores, other.scores, strict=True):
+            their_codes, cells = np.divmod(theirs.keys, GRID + 1)
+            counts.add(codes[their_codes] * (GRID + 1) + cells, theirs.sums)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "width": self.width,
+            "labels": list(self.labels),
+            "losses": [self.losses[label] for label in self.labels],
+            "scores": [counts.state() for counts in self.scores],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ProbabilityCounts:
+        made = cls()
+        made.valid, made.width = bool(state["valid"]), int(state["width"])
+        labels = [str(label) for label in state["labels"]]
+        made.labels = {label: code for code, label in enumerate(labels)}
+        made.losses = {
+            label: np.asarray(loss, np.float64).reshape(made.width)
+            for label, loss in zip(labels, state["losses"], strict=True)
+        }
+        made.scores = [SparseCounts.from_state(counts) for counts in state["scores"]]
+        if made.width and len(made.scores) != made.width:
+            raise ValueError("probability counts of another width")
+        return made
 
     @property
     def rows(self) -> int:
@@ -199,6 +292,26 @@ class ConfidenceCounts:
         self.right += float(right.sum())
         self.spread += float(np.sum(right * (1 - right)))
         self.cells.add(_cells(positive), np.column_stack([np.ones(positive.size), positive]))
+
+    def merge(self, other: ConfidenceCounts) -> None:
+        self.valid = self.valid and other.valid
+        if self.valid:
+            self.rows += other.rows
+            self.right += other.right
+            self.spread += other.spread
+            self.cells.add(other.cells.keys, other.cells.sums)
+
+    def state(self) -> dict[str, Any]:
+        return {"valid": self.valid, "rows": self.rows, "right": self.right,
+                "spread": self.spread, "cells": self.cells.state()}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ConfidenceCounts:
+        made = cls()
+        made.valid, made.rows = bool(state["valid"]), int(state["rows"])
+        made.right, made.spread = float(state["right"]), float(state["spread"])
+        made.cells = SparseCounts.from_state(state["cells"])
+        return made
 
     def estimate(self, min_rows: int) -> dict[str, Any]:
         if not self.valid or self.rows < min_rows:

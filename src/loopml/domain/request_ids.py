@@ -42,7 +42,9 @@ _LOW_MASK = (1 << _LOW_BITS) - 1
 _VARIANT = 0b10 << 62
 _VECTOR_FROM = 12
 """From this many ids on, numpy formats them faster than Python does one by one."""
-_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+UUID7_TEXT = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+"""A UUIDv7 in lower case, the whole text (match it ignoring case to take either)."""
+_PATTERN = re.compile(UUID7_TEXT)
 _HEX_AT = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 MAX_BATCH = 1 << 20
 """Ids made by one call at most."""

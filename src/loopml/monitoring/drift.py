@@ -203,6 +203,32 @@ class DriftCounts:
             self.counted[name] = part if whole is None else method.merge(whole, part)
         self.rows += table.num_rows
 
+    def merge(self, other: DriftCounts) -> None:
+        """Another part's counts (on the same reference) into these: a column one part lacks
+        counts as null in its rows, as `add` counts it."""
+        kinds = self.reference.kinds
+        for name in [*self.counted, *(n for n in other.counted if n not in self.counted)]:
+            mine, theirs = self.counted.get(name), other.counted.get(name)
+            if mine is None and self.rows:
+                mine = _count(self.reference, [name], _nulls(name, kinds[name], self.rows))[0]
+            if theirs is None and other.rows:
+                theirs = _count(self.reference, [name], _nulls(name, kinds[name], other.rows))[0]
+            both = [part for part in (mine, theirs) if part is not None]
+            self.counted[name] = both[0] if len(both) == 1 else method_for(kinds[name]).merge(*both)
+        self.rows += other.rows
+
+    def state(self) -> dict[str, Any]:
+        counted = {name: part.to_dict() for name, part in self.counted.items()}
+        return {"rows": self.rows, "counted": counted}
+
+    @classmethod
+    def from_state(cls, reference: Reference, state: Mapping[str, Any]) -> DriftCounts:
+        made = cls(reference)
+        made.rows = int(state["rows"])
+        for name, part in state["counted"].items():
+            made.counted[name] = method_for(reference.kinds[name]).read(part)
+        return made
+
     def report(
         self,
         columns: Sequence[str],

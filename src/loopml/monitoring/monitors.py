@@ -164,7 +164,8 @@ def run(
         return _record(ws, draft, document, None)
     stored = json.loads(ws.blobs.read_bytes(monitor.summary_digest))
     reference, roles = Reference.from_dict(stored), stored.get("roles") or {}
-    window = fold_window(ws, monitor.deployment, start, end, reference=reference, roles=roles)
+    window = fold_window(ws, monitor.deployment, start, end, reference=reference, roles=roles,
+                         keep_as=monitor.summary_digest, now_us=end)  # fmt: skip
     if window.rows == 0:
         raise NothingToMonitor(
             f"Deployment {monitor.deployment!r} served no rows between {_when(start)} and "

@@ -116,6 +116,45 @@ class PerformanceCounts:
                 kept = np.asarray(real)[np.asarray(present)]
                 self.probabilities.add(kept, _probabilities(scored.filter(present)))
 
+    def merge(self, other: PerformanceCounts) -> None:
+        """Another part of the window's counts into these, as if its pieces were added here."""
+        self.regression = self.regression or other.regression
+        self.residuals.merge(other.residuals)
+        self.confidence.merge(other.confidence)
+        self.any_probabilities = self.any_probabilities or other.any_probabilities
+        for name, count in other.unreadable.items():
+            self.unreadable[name] += count
+        if self.regression:
+            self.confusion, self.probabilities = Confusion(), ProbabilityCounts()
+            return
+        self.confusion.merge(other.confusion)
+        self.probabilities.merge(other.probabilities)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "regression": self.regression,
+            "confusion": self.confusion.state(),
+            "residuals": self.residuals.state(),
+            "probabilities": self.probabilities.state(),
+            "confidence": self.confidence.state(),
+            "unreadable": dict(self.unreadable),
+            "any_probabilities": self.any_probabilities,
+        }
+
+    @classmethod
+    def from_state(
+        cls, kinds: tuple[str | None, str | None], state: Mapping[str, Any]
+    ) -> PerformanceCounts:
+        made = cls(kinds)
+        made.regression = bool(state["regression"])
+        made.confusion = Confusion.from_state(state["confusion"])
+        made.residuals = Residuals.from_state(state["residuals"])
+        made.probabilities = ProbabilityCounts.from_state(state["probabilities"])
+        made.confidence = ConfidenceCounts.from_state(state["confidence"])
+        made.unreadable = {name: int(state["unreadable"][name]) for name in made.unreadable}
+        made.any_probabilities = bool(state["any_probabilities"])
+        return made
+
     def report(self, expected: Mapping[str, float] | None = None) -> dict[str, Any]:
         """The performance section: labelled rows, metrics (none with fewer than
         `MIN_LABELLED`), the model version's own metrics beside them, and the estimate."""

@@ -86,6 +86,9 @@ class ColumnCounts:
     """Values below the reference's minimum or above its maximum."""
 
 
+_COUNTS = ("rows", "nulls", "invalid", "values", "outside")
+
+
 class QualityCounts:
     """What the quality check needs of a window, counted piece by piece (`add`), so a window of
     any length is checked holding one piece: counts per column, and the rows' hashes for the
@@ -119,6 +122,36 @@ class QualityCounts:
                 counts.values += present
                 counts.outside += outside
         self.distinct.add(table)
+
+    def merge(self, other: QualityCounts) -> None:
+        """Another part's counts (on the same reference) into these."""
+        self.rows += other.rows
+        self.seen.update(other.seen)
+        for name, theirs in other.columns.items():
+            mine = self.columns.setdefault(name, ColumnCounts())
+            for field in _COUNTS:
+                setattr(mine, field, getattr(mine, field) + getattr(theirs, field))
+        self.distinct.merge(other.distinct)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "seen": list(self.seen),
+            "columns": {name: [getattr(c, f) for f in _COUNTS] for name, c in self.columns.items()},
+            "distinct": self.distinct.state(),
+        }
+
+    @classmethod
+    def from_state(cls, reference: Reference, state: Mapping[str, Any]) -> QualityCounts:
+        made = cls(reference)
+        made.rows = int(state["rows"])
+        made.seen = dict.fromkeys(str(name) for name in state["seen"])
+        made.columns = {
+            str(name): ColumnCounts(*(int(n) for n in counts))
+            for name, counts in state["columns"].items()
+        }
+        made.distinct = DistinctRows.from_state(state["distinct"])
+        return made
 
     def report(
         self,
@@ -197,6 +230,9 @@ def _out_of_range(column: pa.ChunkedArray, low: float, high: float) -> tuple[int
 EXACT_ROWS = 4_000_000
 """Distinct rows whose hashes are kept (32 MB; up to twice as many rows between merges) before
 the count becomes an estimate."""
+KEPT_HASHES = 1_000_000
+"""Distinct rows whose hashes a kept summary of part of a window holds (8 MB); past it, the
+sketch (16 KB), and a window counted from such parts is an estimate."""
 SKETCH_BITS = 14
 """HyperLogLog registers: 2**14 of them, a relative error of about 0.8%."""
 
@@ -220,7 +256,44 @@ class DistinctRows:
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0 or table.num_columns == 0:
             return
-        hashes = row_hashes(table)
+        self._take(row_hashes(table))
+
+    def merge(self, other: DistinctRows) -> None:
+        """Another part's rows into these: hashes while both count exactly, else the sketch."""
+        if other._registers is None:
+            self._take(other._merged())
+            return
+        if self._registers is None:
+            self._registers = np.zeros(1 << SKETCH_BITS, np.uint8)
+            self._sketch(self._merged())
+            self._hashes, self._kept = [], 0
+        np.maximum(self._registers, other._registers, out=self._registers)
+
+    def state(self) -> dict[str, Any]:
+        """The hashes (distinct) while they number at most `KEPT_HASHES`, else the sketch."""
+        if self._registers is not None:
+            return {"registers": self._registers}
+        merged = self._merged()
+        if merged.size <= KEPT_HASHES:
+            return {"hashes": merged}
+        sketch = DistinctRows()
+        sketch._registers = np.zeros(1 << SKETCH_BITS, np.uint8)
+        sketch._sketch(merged)
+        return {"registers": sketch._registers}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> DistinctRows:
+        made = cls()
+        if "registers" in state:
+            registers = np.asarray(state["registers"], np.uint8)
+            if registers.shape != (1 << SKETCH_BITS,):
+                raise ValueError("a sketch of another size")
+            made._registers = registers.copy()
+        else:
+            made._take(np.asarray(state["hashes"], np.uint64))
+        return made
+
+    def _take(self, hashes: Any) -> None:
         if self._registers is not None:
             self._sketch(hashes)
             return

@@ -14,6 +14,7 @@ window.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.bootstrap import Workspace, prediction_log_reader
+from loopml.domain.request_ids import UUID7_TEXT
 from loopml.errors import IntegrityError, Unavailable
 from loopml.monitoring.column_kinds import VECTOR, Parsed, Unreadable
 from loopml.monitoring.drift import DriftCounts, Reference
@@ -29,6 +31,7 @@ from loopml.monitoring.json_columns import conform, read_objects, read_values
 from loopml.monitoring.performance import PerformanceCounts, json_values
 from loopml.monitoring.quality import QualityCounts
 from loopml.monitoring.references import PREDICTION
+from loopml.monitoring.window_cache import HOUR_US, HourCache, hour_key, settled_hours
 from loopml.ports.prediction_log import (
     INPUT_PREFIX,
     INPUTS,
@@ -36,6 +39,7 @@ from loopml.ports.prediction_log import (
     PIECE_ROWS,
     PROBA,
     LogChanged,
+    PredictionReader,
 )
 
 LOG_COLUMNS = [
@@ -51,6 +55,7 @@ LOG_COLUMNS = [
     PROBA,
     "shadow",
 ]
+_log = logging.getLogger("loopml.monitoring")
 EXAMPLES = 3
 """Request ids kept per kind of unreadable value, to look the rows up (`loopml predictions`)."""
 
@@ -221,6 +226,50 @@ class WindowFold:
             key = (row["model"], row["model_version"])
             self._models[key] = self._models.get(key, 0) + row["model_count"]
 
+    def merge(self, other: WindowFold) -> None:
+        """Another part of the window (folded on the same reference) into this one, as if its
+        pieces had been added here."""
+        self.rows += other.rows
+        for key, (count, examples) in other._unreadable.items():
+            had, kept = self._unreadable.get(key, (0, []))
+            self._unreadable[key] = (had + count, [*kept, *examples][:EXAMPLES])
+        self.quality.merge(other.quality)
+        self.drift.merge(other.drift)
+        self.performance.merge(other.performance)
+        for served_by, rows in other._models.items():
+            self._models[served_by] = self._models.get(served_by, 0) + rows
+
+    def state(self) -> dict[str, Any]:
+        """Everything folded, as plain values and numpy arrays (`window_cache` keeps it)."""
+        return {
+            "rows": self.rows,
+            "unreadable": [[*key, count, examples] for key, (count, examples)
+                           in self._unreadable.items()],
+            "models": [[*key, rows] for key, rows in self._models.items()],
+            "quality": self.quality.state(),
+            "drift": self.drift.state(),
+            "performance": self.performance.state(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(
+        cls, reference: Reference, roles: Mapping[str, Any], state: Mapping[str, Any]
+    ) -> WindowFold:
+        """A fold back from its `state` (ValueError, KeyError or TypeError if it is not one)."""
+        made = cls(reference, roles)
+        made.rows = int(state["rows"])
+        made._unreadable = {
+            (str(column), str(kind)): (int(count), [None if e is None else str(e) for e in ids])
+            for column, kind, count, ids in state["unreadable"]
+        }
+        made._models = {(str(model), int(version)): int(rows)
+                        for model, version, rows in state["models"]}  # fmt: skip
+        made.quality = QualityCounts.from_state(reference, state["quality"])
+        made.drift = DriftCounts.from_state(reference, state["drift"])
+        made.performance = PerformanceCounts.from_state(made.performance.kinds,
+                                                        state["performance"])  # fmt: skip
+        return made
+
     def unreadable(self) -> list[dict[str, Any]]:
         """The report's list of unreadable values: column, kind, count and a few request ids."""
         return [
@@ -260,12 +309,66 @@ def fold_window(
     *,
     reference: Reference,
     roles: Mapping[str, Any],
+    keep_as: str | None = None,
+    now_us: int | None = None,
 ) -> WindowFold:
     """The window `[start_us, end_us)` of `deployment` folded piece by piece (`WindowFold`),
-    read again from its start when a compaction or an expiry changed the log meanwhile."""
+    read again from its start when a compaction or an expiry changed the log meanwhile. With
+    `keep_as` (the monitor's stored reference summary), its whole hours settled by `now_us`
+    are folded one at a time and kept, and taken from what was kept when their files have not
+    changed since (`loopml.monitoring.window_cache`)."""
     reader = prediction_log_reader(ws.settings)
+    hours = [] if keep_as is None else settled_hours(start_us, end_us, now_us or end_us)
+    if not hours:
+        return _fold(reader, deployment, start_us, end_us, reference=reference, roles=roles)[0]
+    kept = HourCache(ws.settings.cache_dir / "monitor-hours")
+    fold, cursor = WindowFold(reference, roles), start_us
+    for hour in [*hours, None]:
+        until = end_us if hour is None else hour
+        if cursor < until:
+            fresh = _fold(reader, deployment, cursor, until, reference=reference, roles=roles)
+            fold.merge(fresh[0])
+        if hour is None:
+            break
+        files = reader.files_of(deployment, hour, hour + HOUR_US)  # before the hour is read
+        key = None if files is None else hour_key(keep_as or "", deployment, hour, files)
+        part = None if key is None else _kept(kept.get(key), reference, roles)
+        if part is None:  # not kept, or its files changed since
+            part, timed = _fold(reader, deployment, hour, hour + HOUR_US, reference=reference,
+                                roles=roles, check_ids=True)  # fmt: skip
+            if key is not None and timed:
+                kept.put(key, part.state())
+        fold.merge(part)
+        cursor = hour + HOUR_US
+    return fold
+
+
+def _kept(
+    state: dict[str, Any] | None, reference: Reference, roles: Mapping[str, Any]
+) -> WindowFold | None:
+    if state is None:
+        return None
+    try:
+        return WindowFold.from_state(reference, roles, state)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        _log.warning("a kept monitor summary did not fit its reference (%s); folding again", exc)
+        return None
+
+
+def _fold(
+    reader: PredictionReader,
+    deployment: str,
+    start_us: int,
+    end_us: int,
+    *,
+    reference: Reference,
+    roles: Mapping[str, Any],
+    check_ids: bool = False,
+) -> tuple[WindowFold, bool]:
+    """`[start_us, end_us)` folded, and (with `check_ids`) whether every row's request id
+    carries its time (a UUIDv7), so its labels can only be in the folders around it."""
     for _ in range(READ_ATTEMPTS):
-        fold = WindowFold(reference, roles)
+        fold, timed = WindowFold(reference, roles), True
         try:
             with _log_errors(deployment):
                 pieces = reader.read_batches(
@@ -276,10 +379,14 @@ def fold_window(
                     batch_rows=PIECE_ROWS,
                 )
                 for piece in pieces:
+                    if check_ids and timed:
+                        made = pc.match_substring_regex(piece["request_id"], UUID7_TEXT,
+                                                        ignore_case=True)  # fmt: skip
+                        timed = made.null_count == 0 and bool(pc.all(made).as_py())
                     fold.add(piece.filter(pc.invert(pc.fill_null(piece["shadow"], False))))
         except LogChanged:
             continue
-        return fold
+        return fold, timed
     raise Unavailable(
         f"The prediction log of deployment {deployment!r} kept changing while it was read; "
         "nothing was stored.",

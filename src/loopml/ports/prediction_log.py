@@ -122,6 +122,13 @@ class PredictionReader(Protocol):
         no set order (memory holds one piece); `LogChanged` when a file went away meanwhile."""
         ...
 
+    def files_of(self, deployment: str, since_us: int, until_us: int) -> str | None:
+        """A fingerprint of the files the rows of `[since_us, until_us)` and their labels are
+        read from: it changes whenever a file that may hold one of them comes, goes or is
+        merged, so a summary of those rows can be kept under it. None when the rows cannot be
+        bounded by folder (a deployment whose requests give event times)."""
+        ...
+
     def tail(self, deployment: str, n: int = 20) -> pa.Table:
         """The `n` newest rows of `deployment`, newest first."""
         ...
