@@ -323,10 +323,12 @@ class DistinctRows:
         return distinct(np.concatenate(self._hashes)) if self._hashes else np.empty(0, np.uint64)
 
     def _sketch(self, hashes: Any) -> None:
-        index = (hashes >> np.uint64(64 - SKETCH_BITS)).astype(np.intp)
-        rest = (hashes << np.uint64(SKETCH_BITS)) | np.uint64(1 << (SKETCH_BITS - 1))
-        rank = (64 - np.floor(np.log2(rest.astype(np.float64)))).astype(np.uint8)
-        np.maximum.at(self._registers, index, rank)
+        for start in range(0, hashes.size, 1 << 20):  # a few MB of temporaries at a time
+            part = hashes[start : start + (1 << 20)]
+            index = (part >> np.uint64(64 - SKETCH_BITS)).astype(np.intp)
+            rest = (part << np.uint64(SKETCH_BITS)) | np.uint64(1 << (SKETCH_BITS - 1))
+            rank = (64 - np.floor(np.log2(rest.astype(np.float64)))).astype(np.uint8)
+            np.maximum.at(self._registers, index, rank)
 
 
 def _volume(rows: int, history: Sequence[int], limits: QualityLimits) -> dict[str, Any]:
