@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,6 +65,102 @@ def test_a_third_party_v2_client_can_infer(server: ServerProcess) -> None:
             client.infer("churn", inputs, outputs=[v2.InferRequestedOutput("score", False)])
     finally:
         client.close()
+
+
+def test_tritonclient_with_its_defaults_sends_and_reads_binary_tensors(
+    server: ServerProcess,
+) -> None:
+    """tritonclient sends inputs as binary data and asks for every output as binary data
+    unless told otherwise; the rows are logged like any other."""
+    import tritonclient.http as v2
+
+    client = v2.InferenceServerClient(url=server.url.removeprefix("http://"))
+    try:
+        assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+        inputs = []
+        for name, values in (("tenure", np.array([3.0, 60.0, 12.0])),
+                             ("monthly", np.array([29.5, 80.0, 45.0])),
+                             ("plan", np.array([b"basic", b"pro", "família".encode()],
+                                               dtype=object))):  # fmt: skip
+            tensor = v2.InferInput(name, list(values.shape), "BYTES" if name == "plan" else "FP64")
+            tensor.set_data_from_numpy(values)  # binary_data=True, the default
+            inputs.append(tensor)
+        result = client.infer("churn", inputs, request_id="tc-binary")
+        assert result.as_numpy("prediction").tolist() == [1, 0, 1]
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (3, 2)
+        assert np.allclose(probabilities.sum(axis=1), 1.0)
+        outputs = result.get_response()["outputs"]
+        assert all("binary_data_size" in o["parameters"] for o in outputs)
+        ids = result.get_response()["parameters"]["request_ids"]
+
+        only = client.infer("churn", inputs, outputs=[v2.InferRequestedOutput("probabilities")])
+        assert only.as_numpy("prediction") is None
+        assert np.allclose(only.as_numpy("probabilities"), probabilities)
+    finally:
+        client.close()
+    rows = _logged(server, "tc-binary", 3)
+    assert sorted(rows["request_id"].to_pylist()) == sorted(ids)
+    assert sorted(rows["input.plan"].to_pylist()) == ["basic", "família", "pro"]
+
+
+def _logged(server: ServerProcess, client_id: str, rows: int) -> Any:
+    """The logged rows of `client_id`, once `rows` of them are there (the log flushes every
+    second) or ten seconds have passed."""
+    import pyarrow.compute as pc
+
+    from loopml.bootstrap import prediction_log_reader
+
+    deadline = time.monotonic() + 10
+    while True:
+        logged = prediction_log_reader(server.settings).read("churn", with_feedback=False)
+        found = logged.filter(pc.equal(logged["client_id"], client_id))
+        if found.num_rows >= rows or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_binary_requests_whose_sizes_disagree_are_refused_and_nothing_is_logged(
+    server: ServerProcess,
+) -> None:
+    import httpx
+    import orjson
+
+    def infer(
+        declared: int, extra: bytes = b"", header: str | None = None, tenure: float = 3.0
+    ) -> httpx.Response:
+        request = {
+            "id": "tc-bad",
+            "inputs": [
+                {"name": "tenure", "shape": [1], "datatype": "FP64",
+                 "parameters": {"binary_data_size": declared}},
+                {"name": "monthly", "shape": [1], "datatype": "FP64", "data": [29.5]},
+                {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
+            ],
+        }  # fmt: skip
+        json_part = orjson.dumps(request)
+        return httpx.post(
+            f"{server.url}/v2/models/churn/infer",
+            content=json_part + np.array([tenure], "<f8").tobytes() + extra,
+            headers={"Inference-Header-Content-Length": header or str(len(json_part))},
+        )
+
+    for answer, message in (
+        (infer(16), "declares 16 bytes of binary data, but the body holds 8 more"),
+        (infer(8, b"\x00" * 4), "holds 4 bytes after the JSON"),
+        (infer(8, header="12abc"), "not a length in bytes"),
+        (infer(8, header="100000"), "but the body has"),
+    ):
+        assert answer.status_code == 400, answer.text
+        assert message in answer.json()["error"]
+    poison = infer(8, tenure=float("inf"))
+    assert poison.status_code == 422, poison.text
+    assert "inf, not a finite number" in poison.json()["error"]
+    good = infer(8)
+    assert good.status_code == 200, good.text
+    assert good.json()["outputs"][0]["data"] == [1]  # no binary output asked for: JSON
+    time.sleep(1.5)  # a flush, for anything refused that would have been logged
+    assert _logged(server, "tc-bad", 1).num_rows == 1  # the good request, not the refused
 
 
 def test_no_generated_request_gets_a_server_error(server: ServerProcess, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loopml.domain.binary_tensors import SIZE, BinaryData, decode_binary, encode_binary
 from loopml.domain.column_values import refusal
 from loopml.domain.signature import ColumnType
 from loopml.domain.tensor_data import (
@@ -205,8 +206,50 @@ def encode_error(message: str) -> dict[str, str]:
 
 
 def server_metadata(name: str, version: str) -> dict[str, Any]:
-    """The V2 server metadata body; loopml implements no protocol extensions."""
-    return {"name": name, "version": version, "extensions": []}
+    """The V2 server metadata body, with the protocol extensions loopml implements."""
+    return {"name": name, "version": version, "extensions": ["binary_tensor_data"]}
+
+
+def binary_outputs(body: Mapping[str, Any]) -> frozenset[str] | None:
+    """The outputs a request wants as binary data: every one (None) when its parameters say
+    `binary_data_output`, else those whose own parameters say `binary_data`."""
+    parameters = body.get("parameters")
+    if isinstance(parameters, Mapping) and parameters.get("binary_data_output") is True:
+        return None
+    outputs = body.get("outputs")
+    return frozenset(
+        item["name"]
+        for item in (outputs if isinstance(outputs, list) else [])
+        if isinstance(item, Mapping)
+        and isinstance(item.get("parameters"), Mapping)
+        and item["parameters"].get("binary_data") is True
+        and isinstance(item.get("name"), str)
+    )
+
+
+def encode_binary_response(
+    response: Mapping[str, Any], outputs: Mapping[str, Array], binary: frozenset[str] | None
+) -> tuple[bytes, int]:
+    """`encode_infer_response`'s `response` for `outputs` with the outputs named in `binary`
+    (all when None) sent as bytes after the JSON: the body, and the JSON's length for the
+    `Inference-Header-Content-Length` header."""
+    from loopml.domain.jsonable import to_json
+
+    entries, chunks = [], []
+    for entry, (name, array) in zip(response["outputs"], outputs.items(), strict=True):
+        if binary is not None and name not in binary:
+            entries.append(entry)
+            continue
+        flat = np.asarray(array).reshape(-1)
+        if flat.dtype.kind in "biuf":
+            raw = encode_binary(entry["datatype"], flat)
+        else:  # text, datetimes, objects: the text the JSON would carry
+            raw = encode_binary("BYTES", np.asarray(entry["data"], dtype=object))
+        chunks.append(raw)
+        fields = {key: value for key, value in entry.items() if key != "data"}
+        entries.append({**fields, "parameters": {SIZE: len(raw)}})
+    header = to_json({**response, "outputs": entries})
+    return header + b"".join(chunks), len(header)
 
 
 def model_metadata(
@@ -310,7 +353,11 @@ def _parse_tensor(item: object, index: int) -> _Tensor:
             f"Use one of: {', '.join(sorted(DATATYPES))}.",
         )
     shape = _shape(label, item["shape"])
-    values, bad = decode_data(label, datatype, shape, item["data"])
+    data = item["data"]
+    if isinstance(data, BinaryData):
+        values, bad = decode_binary(label, datatype, shape, data.raw)
+    else:
+        values, bad = decode_data(label, datatype, shape, data)
     return _Tensor(item["name"], datatype, shape, values, bad)
 
 

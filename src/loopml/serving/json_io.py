@@ -34,6 +34,15 @@ def error_response(status: int, message: str, retry_after_s: int | None = None) 
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    try:
+        return orjson.loads(await read_body(request, limit))
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"The body is not valid JSON: {exc}.") from None
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, refused with 413 past `limit` bytes (before it is read when its
+    declared length says so)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"The body is {declared} bytes; at most {limit} are accepted.")
@@ -43,7 +52,4 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         if size > limit:
             raise RequestError(413, f"The body is over {limit} bytes.")
         chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"The body is not valid JSON: {exc}.") from None
+    return b"".join(chunks)

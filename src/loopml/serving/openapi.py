@@ -183,7 +183,9 @@ def openapi_document(
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     ver = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
     infer = _post(
-        "Open Inference Protocol inference (the server's row ids in parameters.request_ids)",
+        "Open Inference Protocol inference (the server's row ids in parameters.request_ids); "
+        "also as the binary tensor data extension: JSON, then the tensors' bytes "
+        "(Inference-Header-Content-Length gives the JSON's length)",
         _INFER_BODY,
         _INFER_ANSWER,
         (400, 404, 413, 422, 503),

@@ -25,11 +25,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from loopml.domain.binary_tensors import split_request
 from loopml.domain.inference_protocol import (
     DecodedRequest,
     RefusedValue,
+    binary_outputs,
     declared_rows,
     decode_infer_request,
+    encode_binary_response,
     encode_infer_response,
     model_metadata,
     server_metadata,
@@ -44,7 +47,7 @@ from loopml.serving.frames import (
     columns_frame,
     logged_inputs,
 )
-from loopml.serving.json_io import json_response, read_json
+from loopml.serving.json_io import json_response, read_body, read_json
 
 if TYPE_CHECKING:
     from loopml.serving.app import Server
@@ -146,7 +149,7 @@ def _python_values(column: Any) -> list[Any]:
 
 def _infer(
     server: Server, host: ModelHost, served: Served, decoded: DecodedRequest
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Typed columns, the model's outputs, the answer; the rows logged last (room for them
     is reserved), so nothing fails after they are."""
     started = time.perf_counter_ns()
@@ -193,7 +196,19 @@ def _infer(
             )
         )
     server.telemetry.rows(host.deployment, len(ids))
-    return answer
+    return answer, outputs
+
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def _split(body: bytes, header: str) -> dict[str, Any]:
+    if not header.isdigit():
+        raise RequestError(400, f"{HEADER_LENGTH} is {header!r}, not a length in bytes.")
+    try:
+        return split_request(body, int(header))
+    except InvalidInput as error:
+        raise RequestError(400, str(error)) from None
 
 
 def routes(server: Server, wrap: Wrap) -> list[Route]:
@@ -224,15 +239,24 @@ def routes(server: Server, wrap: Wrap) -> list[Route]:
     async def infer(request: Request) -> Response:
         host = server.host(request.path_params["name"])
         served = _check_version(host, request)
-        body = await read_json(request)
+        header = request.headers.get(HEADER_LENGTH)
+        if header is None:
+            body = await read_json(request)
+        else:  # the binary tensor data extension: JSON, then the binary inputs' bytes
+            body = _split(await read_body(request), header)
         decoded = await run_in_threadpool(_decode, body, served)
         await server.admit(decoded.rows)
         try:
-            answer = await run_in_threadpool(_infer, server, host, served, decoded)
+            answer, outputs = await run_in_threadpool(_infer, server, host, served, decoded)
         except BaseException:
             server.release(decoded.rows)
             raise
-        return json_response(answer)
+        binary = binary_outputs(body) if isinstance(body, dict) else frozenset()
+        if binary is not None and not binary:
+            return json_response(answer)
+        content, length = encode_binary_response(answer, outputs, binary)
+        return Response(content, media_type="application/octet-stream",
+                        headers={HEADER_LENGTH: str(length)})  # fmt: skip
 
     base, versioned = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
     return [

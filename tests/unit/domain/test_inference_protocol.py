@@ -464,7 +464,7 @@ def test_server_metadata() -> None:
     assert server_metadata("loopml", "0.1.0") == {
         "name": "loopml",
         "version": "0.1.0",
-        "extensions": [],
+        "extensions": ["binary_tensor_data"],
     }
 
 
