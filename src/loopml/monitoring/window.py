@@ -350,7 +350,7 @@ def _kept(
         return None
     try:
         return WindowFold.from_state(reference, roles, state)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, RecursionError) as exc:
         _log.warning("a kept monitor summary did not fit its reference (%s); folding again", exc)
         return None
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class HourCache:
             state = decode(data)
             if not isinstance(state, dict):
                 raise TypeError("not a fold's state")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             _log.warning("a kept monitor summary could not be read (%s); folding again", exc)
             return None
         os.utime(path)  # used: kept another KEEP_DAYS days
@@ -83,7 +84,7 @@ class HourCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f"{key}.json.zst"
-            part = path.with_name(f".{path.name}.{os.getpid()}.part")
+            part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
             part.write_bytes(encode(state))
             os.replace(part, path)
             self._prune()
@@ -113,7 +114,7 @@ def decode(data: bytes) -> Any:
     if len(data) < 8:
         raise ValueError("too short")
     size = int.from_bytes(data[:8], "little")
-    if size > 1 << 31:
+    if size > 1 << 30:
         raise ValueError("too large")
     try:
         text = pa.decompress(data[8:], size, "zstd", asbytes=True)

@@ -5,6 +5,7 @@ refusal of anything but plain data."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,11 +135,8 @@ def test_a_damaged_kept_state_is_refused(stored: bytes, why: str) -> None:
 def test_only_plain_arrays_come_back_from_a_kept_state() -> None:
     import json
 
-    import pyarrow as pa
-
     def stored(document: object) -> bytes:
-        text = json.dumps(document).encode()
-        return len(text).to_bytes(8, "little") + pa.compress(text, "zstd", asbytes=True)
+        return encode_raw(json.dumps(document).encode())
 
     assert decode(encode({"a": np.arange(3, dtype=np.uint64)}))["a"].tolist() == [0, 1, 2]
     for dtype in ("|O", "<U4", "|V8"):
@@ -146,6 +144,23 @@ def test_only_plain_arrays_come_back_from_a_kept_state() -> None:
             decode(stored({"a": {"$array": dtype, "shape": [1], "data": "AAAAAAAAAAA="}}))
     with pytest.raises(ValueError, match=r"reshape|buffer size"):  # too few bytes for the shape
         decode(stored({"a": {"$array": "<f8", "shape": [4], "data": "AAAAAAAAAAA="}}))
+
+
+def test_a_kept_entry_nested_past_any_state_is_passed_over(tmp_path: Path) -> None:
+    from loopml.monitoring.window_cache import HourCache
+
+    kept = HourCache(tmp_path)
+    kept.put("k", {"deep": "x"})
+    (tmp_path / "k.json.zst").write_bytes(encode_raw(("[" * 100_000 + "]" * 100_000).encode()))
+    assert kept.get("k") is None
+    assert kept.get("missing") is None
+
+
+def encode_raw(text: bytes) -> bytes:
+    """`text` in the cache's framing: its length, then zstd."""
+    import pyarrow as pa
+
+    return len(text).to_bytes(8, "little") + pa.compress(text, "zstd", asbytes=True)
 
 
 def test_only_whole_hours_settled_before_the_run_are_kept() -> None:
