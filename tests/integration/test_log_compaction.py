@@ -229,6 +229,32 @@ def test_a_compaction_during_a_read_in_pieces_says_so_and_export_starts_over(
     assert exported["label_json"].drop_null().to_pylist() == ['"yes"']
 
 
+def test_a_merged_hour_is_in_time_order_across_its_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers' files of one minute overlap in time; the merged file is sorted throughout, so
+    each row group holds a short stretch of time and a lookup reads few of them."""
+    from loopml.adapters import prediction_log_compaction as compaction
+
+    monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 7)
+    monkeypatch.setattr(compaction, "RELEASE_ROWS", 20)
+    minute = 60_000_000
+    files = [rows(100 * w + 10 * m, 10, NOV_27 + m * minute + w * 3_000_000 + 1)
+             for m in range(6) for w in range(3)]  # fmt: skip
+    files = [[r._replace(time_us=r.time_us + (i % 10) * 5_000_000) for i, r in enumerate(f)]
+             for f in files]  # each file spans 45 s: they overlap  # fmt: skip
+    write(str(tmp_path), files)
+    LogCompactor(LogStorage(str(tmp_path)), clock_us=lambda: LATER).compact(min_age_s=0)
+    (merged,) = files_of(tmp_path)
+    parquet = pq.ParquetFile(tmp_path / merged)
+    times = parquet.read(columns=["time_us"])["time_us"].to_pylist()
+    assert times == sorted(r.time_us for f in files for r in f)
+    assert parquet.metadata.num_row_groups == -(-len(times) // 7)
+    assert sorted(every_id(PredictionLogReader(str(tmp_path)))) == sorted(
+        r.request_id for f in files for r in f
+    )
+
+
 def test_an_hour_still_open_is_left_alone(
     tmp_path: Path, hour_of_files: list[PredictionRecord]
 ) -> None:
@@ -258,7 +284,9 @@ def test_files_of_an_older_schema_and_day_folders_are_merged_too(tmp_path: Path)
     day.mkdir(parents=True)
     for n, batch in enumerate([rows(0, 5, NOV_27), rows(5, 5, NOV_27 + 7 * HOUR_US)]):
         table = pa.Table.from_pylist([r._asdict() for r in batch]).select(old_schema.names)
-        pq.write_table(table.cast(old_schema), day / f"part-{n}-old.parquet")
+        # the second as another tool may write it: without statistics (merged unsorted)
+        pq.write_table(table.cast(old_schema), day / f"part-{n}-old.parquet",
+                       write_statistics=n == 0)  # fmt: skip
     reader = PredictionLogReader(str(tmp_path))
     before = reader.read("churn")
     report = LogCompactor(LogStorage(str(tmp_path)), clock_us=lambda: LATER).compact(min_age_s=0)

@@ -22,6 +22,7 @@ before a given time, file by file; a reader that listed one of them lists again.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -114,10 +116,89 @@ def _unregistered(dataset: ds.Dataset, schema: pa.Schema) -> pa.Schema:
 
 
 def _batches_in_time_order(dataset: ds.FileSystemDataset) -> Iterator[pa.Table]:
-    """The dataset's rows as tables of ROW_GROUP_ROWS (the last one smaller), each in time
-    order, the files taken in the order given (their names start with their time), read a
-    file at a time, one piece ahead (Arrow's dataset scan read far ahead of a writer busy
-    compressing)."""
+    """The dataset's rows in time order, as tables of ROW_GROUP_ROWS (the last one smaller),
+    read a file at a time, one piece ahead (Arrow's dataset scan read far ahead of a writer
+    busy compressing), holding only the rows that may still have earlier ones to come.
+
+    Each file's least time is in its footer's statistics, so before file k is read every row
+    not yet read is known to be no earlier than the least time of files k and after: rows
+    before that bound are released, sorted, and every row released later is no earlier (the
+    bound only grows). The writers' files of one minute overlap, so a minute or two of rows is
+    held. A file without time statistics (another tool's) makes each group sorted on its own."""
+    fragments = list(dataset.get_fragments())
+    lows = [_least_time(fragment) for fragment in fragments]
+    known = [low for low in lows if low is not None]
+    if len(known) < len(lows):
+        yield from _groups_sorted_apart(dataset)
+        return
+    through = list(itertools.accumulate(reversed(known), min))[::-1]  # least of files k and after
+
+    def pieces() -> Iterator[tuple[int, pa.Table]]:
+        for k, fragment in enumerate(fragments):
+            alone = ds.FileSystemDataset([fragment], dataset.schema, dataset.format,
+                                         dataset.filesystem)  # fmt: skip
+            for piece in scan_pieces(alone, dataset.schema.names, None, ROW_GROUP_ROWS):
+                yield through[k], piece
+
+    held: list[pa.Table] = []
+    ready = _Groups()
+    for bound, piece in read_ahead(pieces()):
+        held.append(piece)
+        if sum(table.num_rows for table in held) < RELEASE_ROWS:
+            continue
+        table = pa.concat_tables(held)
+        early = pc.less(table["time_us"], bound)
+        held = [table.filter(pc.invert(early))]
+        yield from ready.add(table.filter(early).sort_by("time_us"))
+    if held:
+        yield from ready.add(pa.concat_tables(held).sort_by("time_us"))
+    yield from ready.rest()
+
+
+RELEASE_ROWS = 4 * ROW_GROUP_ROWS
+"""Rows held before those that can go are sorted and let go (a copy of the held rows each
+time: not once a piece)."""
+
+
+class _Groups:
+    """Sorted runs of rows, each no earlier than the one before, cut into row groups."""
+
+    def __init__(self) -> None:
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def add(self, run: pa.Table) -> Iterator[pa.Table]:
+        self._pending.append(run)
+        self._rows += run.num_rows
+        while self._rows >= ROW_GROUP_ROWS:
+            joined = pa.concat_tables(self._pending)
+            yield joined.slice(0, ROW_GROUP_ROWS)
+            self._pending = [joined.slice(ROW_GROUP_ROWS)]
+            self._rows -= ROW_GROUP_ROWS
+
+    def rest(self) -> Iterator[pa.Table]:
+        if self._rows:
+            yield pa.concat_tables(self._pending)
+
+
+def _least_time(fragment: ds.ParquetFileFragment) -> int | None:
+    """The least `time_us` in the file, from its footer's statistics (None when it has none)."""
+    metadata = fragment.metadata
+    names = metadata.schema.names
+    if "time_us" not in names:
+        return None
+    column = names.index("time_us")
+    least = 2**63 - 1  # a file without rows holds nothing back
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(column).statistics
+        if statistics is None or not statistics.has_min_max:
+            return None
+        least = min(least, int(statistics.min))
+    return least
+
+
+def _groups_sorted_apart(dataset: ds.FileSystemDataset) -> Iterator[pa.Table]:
+    """The dataset's rows as tables of ROW_GROUP_ROWS, each sorted by time on its own."""
     pending: list[pa.Table] = []
     count = 0
     for table in read_ahead(scan_pieces(dataset, dataset.schema.names, None, ROW_GROUP_ROWS)):

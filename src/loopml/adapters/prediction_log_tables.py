@@ -8,6 +8,7 @@ import bisect
 import functools
 import operator
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +20,7 @@ from loopml.domain.jsonable import to_json
 from loopml.errors import InvalidInput
 from loopml.ports.prediction_log import INPUT_PREFIX, INPUTS, OUTPUT, PROBA
 
+T = TypeVar("T")
 LABELS_SCHEMA = pa.schema([("request_id", pa.string()), ("label_json", pa.string())])
 _ALWAYS = {OUTPUT: pa.string(), PROBA: pa.list_(pa.float64())}
 """The typed columns every deployment's schema has (null in a log written without them)."""
@@ -212,7 +214,7 @@ def _chunks(groups: list[tuple[int, int]], rows: int) -> Iterator[list[int]]:
         yield chunk
 
 
-def read_ahead(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
     """`items`, the next one made on a thread while the caller works on this one: reading a
     piece is Arrow's I/O and decoding, what callers do with it (folding, compressing) mostly
     Arrow's and numpy's kernels; all let go of the GIL, so on two cores they overlap. Memory
