@@ -52,11 +52,10 @@ ZSTD_LEVEL = 6
 """A merged file's compression: 4 points of storage fewer than zstd's level 1, for a tenth more
 time in a background job (the servers' small files stay at level 1)."""
 ROW_GROUP_ROWS = 16_384
-"""Rows per row group of a merged file, each group in time order (some 3.5 MB at 12 features):
-a lookup by id reads the groups whose statistics may hold the id's time, not a piece's worth.
-The files go in by name, so a group spans a minute or two of several writers' rows and groups
-overlap (a lookup in the benchmark's hour reads 9 of 257); readers of a window join groups into
-pieces of `PIECE_ROWS`."""
+"""Rows per row group of a merged file, which is in time order throughout (some 3.5 MB at 12
+features): a lookup by id reads the one or two groups whose times hold the id's, not a piece's
+worth (9 of an hour's 257 when each group was sorted on its own); readers of a window join
+groups into pieces of `PIECE_ROWS`."""
 
 
 KEEP_FACTOR = 4

@@ -5,7 +5,6 @@ with a `limit` narrow their filters with this)."""
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from loopml.adapters.prediction_log import PREDICTION_SCHEMA
@@ -58,9 +57,14 @@ def newest_only(
         oldest_start = start if oldest_start is None else min(oldest_start, start)
     if count <= limit:
         return where, by_event, folders
-    table = pa.concat_tables(times)
-    newest = pc.select_k_unstable(table, limit, [("time_us", "descending")])
-    oldest_kept = pc.min(table["time_us"].take(newest)).as_py()
+    import numpy as np
+
+    served = pa.concat_tables(times)["time_us"].drop_null().combine_chunks().to_numpy()
+    if served.size <= limit:
+        return where, by_event, folders
+    # the limit-th newest time, by selection (Arrow's select_k keeps a heap, which sorted
+    # input, as a merged hour is, turns into its slowest case: 0.38 s for 4.2M times)
+    oldest_kept = int(np.partition(served, served.size - limit)[served.size - limit])
     bound = ds.field("time_us") >= oldest_kept
     narrowed = served_between(oldest_kept, None)
     return both(bound, where), both(bound, by_event), lambda k: folders(k) and narrowed(k)
