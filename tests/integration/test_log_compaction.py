@@ -229,11 +229,13 @@ def test_a_compaction_during_a_read_in_pieces_says_so_and_export_starts_over(
     assert exported["label_json"].drop_null().to_pylist() == ['"yes"']
 
 
+@pytest.mark.parametrize("names", ["in time order", "against it"])
 def test_a_merged_hour_is_in_time_order_across_its_row_groups(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: str
 ) -> None:
     """Writers' files of one minute overlap in time; the merged file is sorted throughout, so
-    each row group holds a short stretch of time and a lookup reads few of them."""
+    each row group holds a short stretch of time and a lookup reads few of them. A writer that
+    fell behind names older rows later: the files go in by their least time, not by name."""
     from loopml.adapters import prediction_log_compaction as compaction
 
     monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 7)
@@ -243,7 +245,7 @@ def test_a_merged_hour_is_in_time_order_across_its_row_groups(
              for m in range(6) for w in range(3)]  # fmt: skip
     files = [[r._replace(time_us=r.time_us + (i % 10) * 5_000_000) for i, r in enumerate(f)]
              for f in files]  # each file spans 45 s: they overlap  # fmt: skip
-    write(str(tmp_path), files)
+    write(str(tmp_path), files if names == "in time order" else files[::-1])
     LogCompactor(LogStorage(str(tmp_path)), clock_us=lambda: LATER).compact(min_age_s=0)
     (merged,) = files_of(tmp_path)
     parquet = pq.ParquetFile(tmp_path / merged)

@@ -22,7 +22,6 @@ before a given time, file by file; a reader that listed one of them lists again.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import uuid
@@ -119,18 +118,23 @@ def _batches_in_time_order(dataset: ds.FileSystemDataset) -> Iterator[pa.Table]:
     read a file at a time, one piece ahead (Arrow's dataset scan read far ahead of a writer
     busy compressing), holding only the rows that may still have earlier ones to come.
 
-    Each file's least time is in its footer's statistics, so before file k is read every row
-    not yet read is known to be no earlier than the least time of files k and after: rows
-    before that bound are released, sorted, and every row released later is no earlier (the
-    bound only grows). The writers' files of one minute overlap, so a minute or two of rows is
-    held. A file without time statistics (another tool's) makes each group sorted on its own."""
+    Each file's least time is in its footer's statistics; the files are read in that order, so
+    while file k is read every row not yet read is no earlier than its least time: rows before
+    that bound are released, sorted, and every row released later is no earlier (the bound only
+    grows). Files overlap by the span of one flush, so about that much is held, whatever order
+    their names give. A file without time statistics (another tool's) makes each group sorted
+    on its own."""
     fragments = list(dataset.get_fragments())
     lows = [_least_time(fragment) for fragment in fragments]
     known = [low for low in lows if low is not None]
     if len(known) < len(lows):
         yield from _groups_sorted_apart(dataset)
         return
-    through = list(itertools.accumulate(reversed(known), min))[::-1]  # least of files k and after
+    # by least time, not by name: a name is the writer's clock when it wrote the file, and a
+    # writer that fell behind (or retried) wrote older rows under a later name
+    order = sorted(range(len(fragments)), key=lambda k: (known[k], k))
+    fragments = [fragments[k] for k in order]
+    through = [known[k] for k in order]  # no file after k starts before file k does
 
     def pieces() -> Iterator[tuple[int, pa.Table]]:
         for k, fragment in enumerate(fragments):
@@ -141,10 +145,12 @@ def _batches_in_time_order(dataset: ds.FileSystemDataset) -> Iterator[pa.Table]:
 
     held: list[pa.Table] = []
     ready = _Groups()
+    released = -(2**63)
     for bound, piece in read_ahead(pieces()):
         held.append(piece)
-        if sum(table.num_rows for table in held) < RELEASE_ROWS:
-            continue
+        if bound <= released or sum(table.num_rows for table in held) < RELEASE_ROWS:
+            continue  # nothing more can go than went last time: no copy of the held rows
+        released = bound
         table = pa.concat_tables(held)
         early = pc.less(table["time_us"], bound)
         held = [table.filter(pc.invert(early))]
