@@ -72,8 +72,10 @@ def text_bounds(since_us: int, until_us: int) -> tuple[str, str]:
         text = f"{max(0, min(unix_ms, (1 << 48) - 1)):012x}"
         return f"{text[:8]}-{text[8:]}"
 
-    high = prefix(after) if after < 1 << 48 else "g"  # past the last millisecond: past any hex
-    return prefix(first).upper(), high
+    past = "g"  # sorts after any hex digit in either case: past the last millisecond
+    low = prefix(first).upper() if first < 1 << 48 else past  # a range after every id: empty
+    high = prefix(after) if after < 1 << 48 else past
+    return low, high
 
 
 def _format(value: int) -> str:

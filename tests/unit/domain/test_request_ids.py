@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from loopml.domain.request_ids import COUNTER_BITS, RequestIds, text_bounds, unix_ms_of
@@ -138,6 +138,9 @@ def test_a_batch_beyond_the_limit_is_refused() -> None:
     span_us=st.one_of(st.integers(1, 3_000_000), st.integers(1, 10**13)),
     cases=st.lists(st.booleans(), min_size=36, max_size=36),
     tail=st.integers(0, (1 << 80) - 1),
+)
+@example(  # a range that starts after the last millisecond an id can carry keeps nothing
+    made_ms=(1 << 48) - 1, since_from_made_us=1000, span_us=1, cases=[False] * 36, tail=0
 )
 def test_text_bounds_keep_every_id_of_their_time_in_any_case(
     made_ms: int, since_from_made_us: int, span_us: int, cases: list[bool], tail: int
