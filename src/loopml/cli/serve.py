@@ -57,12 +57,24 @@ def serve(
     workers: int = typer.Option(
         1, "--workers", min=1, help="Server processes sharing the port (each loads the models)."
     ),
+    grpc_port: int = typer.Option(
+        None,
+        "--grpc-port",
+        min=0,
+        max=65535,
+        help="Also serve the V2 gRPC service (inference.GRPCInferenceService, as tritonclient.grpc "
+        "calls it) on this port, logged like every request; needs loopml[grpc].",
+    ),
     project: str = PROJECT_OPTION,
 ) -> None:
-    """Serve a model over HTTP: /predict, /feedback, the V2 protocol, /metrics."""
+    """Serve a model over HTTP: /predict, /feedback, the V2 protocol, /metrics; and over V2
+    gRPC with --grpc-port."""
     import uvicorn
 
     from loopml.serving.workers import listen, nodelay_protocol, run_workers
+
+    if grpc_port is not None:
+        _check_grpc()
 
     def serve_one(fd: int | None) -> None:
         from loopml.bootstrap import open_workspace, prediction_log_reader, prediction_log_writer
@@ -82,7 +94,10 @@ def serve(
             "max_wait_ms": batch_wait_ms,
             "enabled": not no_batching,
         }
-        app = create_app(hosts, sink, batching=batching, log_probabilities=log_probabilities)
+        grpc = None if grpc_port is None else (host, grpc_port)
+        app = create_app(
+            hosts, sink, batching=batching, log_probabilities=log_probabilities, grpc=grpc
+        )
         for name, hosted in hosts.items():
             said.info(
                 "serving %s as %r on http://%s:%s",
@@ -109,6 +124,22 @@ def serve(
         serve_one(None)
         return
     raise typer.Exit(run_workers(workers, listen(host, port), serve_one))
+
+
+def _check_grpc() -> None:
+    """InvalidInput naming the extra when the gRPC library is not installed."""
+    import importlib.util
+
+    from loopml.errors import InvalidInput
+
+    if (
+        importlib.util.find_spec("grpc") is None
+        or importlib.util.find_spec("google.protobuf") is None
+    ):
+        raise InvalidInput(
+            "--grpc-port serves the V2 gRPC service, and grpcio is not installed.",
+            "pip install 'loopml[grpc]', or serve without --grpc-port.",
+        )
 
 
 def _server_log() -> Any:

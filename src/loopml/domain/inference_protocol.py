@@ -240,16 +240,24 @@ def encode_binary_response(
         if binary is not None and name not in binary:
             entries.append(entry)
             continue
-        flat = np.asarray(array).reshape(-1)
-        if flat.dtype.kind in "biuf":
-            raw = encode_binary(entry["datatype"], flat)
-        else:  # text, datetimes, objects: the text the JSON would carry
-            raw = encode_binary("BYTES", np.asarray(entry["data"], dtype=object))
+        _, _, raw = binary_tensor(name, array)
         chunks.append(raw)
         fields = {key: value for key, value in entry.items() if key != "data"}
         entries.append({**fields, "parameters": {SIZE: len(raw)}})
     header = to_json({**response, "outputs": entries})
     return header + b"".join(chunks), len(header)
+
+
+def binary_tensor(name: str, array: Any) -> tuple[str, list[int], bytes]:
+    """An output tensor's datatype, shape and elements in the binary data layout; text,
+    datetimes and objects as the BYTES text the JSON would carry."""
+    array = np.asarray(array)
+    flat = array.reshape(-1)
+    if flat.dtype.kind in "biuf":
+        datatype = _DATATYPE_BY_DTYPE[flat.dtype.newbyteorder("=")]
+        return datatype, list(array.shape), encode_binary(datatype, flat)
+    datatype, data = _encode_data(name, flat)
+    return datatype, list(array.shape), encode_binary(datatype, np.asarray(data, dtype=object))
 
 
 def model_metadata(

@@ -38,6 +38,8 @@ from loopml.serving.json_io import error_response, json_response, read_json
 from loopml.serving.log_sink import LogSink
 from loopml.serving.telemetry import Telemetry
 
+GRPC_GRACE_S = 10.0
+"""How long a stopping server lets gRPC calls in flight finish."""
 LOG_WAIT_S = 2.0
 """How long a request waits for room in a full prediction log before its 503."""
 RETRY_AFTER_S = 1
@@ -72,6 +74,8 @@ class Server:
         """The ids this process issued lately, for the feedback check."""
         self.requests = 0
         """Requests answered (any status) on the model routes, for the line at shutdown."""
+        self.grpc_address: tuple[str, int] | None = None
+        """Where the V2 gRPC service listens (`loopml.serving.grpc_service`), if it does."""
 
     def host(self, name: str | None) -> ModelHost:
         if name is None:
@@ -223,9 +227,18 @@ def _lifespan(
         every = [h for d in server.deployments.values() for h in d.all()]
         for host in every:
             host.start()
+        grpc_server = None
+        if server.grpc_address is not None:
+            from loopml.serving import grpc_service
+
+            grpc_server, port = await grpc_service.start(server, *server.grpc_address)
+            server.grpc_address = (server.grpc_address[0], port)
+            log.info("serving the V2 gRPC service on %s:%s", *server.grpc_address)
         try:
             yield
         finally:  # graceful shutdown (SIGTERM): stop following aliases, write the queued log
+            if grpc_server is not None:  # calls in flight finish (bounded) and are logged
+                await grpc_server.stop(GRPC_GRACE_S)
             if server._shadow_tasks:  # let mirrored requests finish (bounded), so they are logged
                 await asyncio.wait(list(server._shadow_tasks), timeout=5)
             for host in every:
@@ -258,12 +271,15 @@ def create_app(
     *,
     batching: Mapping[str, Any] | None = None,
     log_probabilities: bool = False,
+    grpc: tuple[str, int] | None = None,
 ) -> Starlette:
     """The ASGI app serving `hosts` (deployment name -> host), logging to `sink`.
 
     `batching` configures the micro-batcher: `max_batch_rows`, `max_wait_ms`, `enabled`.
     `log_probabilities` computes a classifier's class probabilities for every row and logs
-    them, so monitoring can estimate performance before labels arrive.
+    them, so monitoring can estimate performance before labels arrive. `grpc` (host, port)
+    also serves the V2 gRPC service there while the app runs (port 0: any free one, then
+    `app.state.server.grpc_address` says which).
     """
     from loopml.serving import protocol_routes
 
@@ -273,6 +289,7 @@ def create_app(
     telemetry = Telemetry(primaries, sink)
     server = Server(hosts, sink, telemetry, batching)
     server.log_probabilities = log_probabilities
+    server.grpc_address = grpc
 
     async def predict(request: Request) -> Response:
         host = server.host(request.query_params.get("deployment"))

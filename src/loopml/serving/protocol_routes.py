@@ -56,10 +56,10 @@ if TYPE_CHECKING:
 Wrap = Callable[["Server", str, Callable[[Request], Awaitable[Response]]], Callable[..., Any]]
 
 
-def _check_version(host: ModelHost, request: Request) -> Served:
+def check_version(host: ModelHost, wanted: str | None) -> Served:
+    """The version `host` serves, or 404 when the client asks for another (`wanted`)."""
     served = host.current
-    wanted = request.path_params.get("version")
-    if wanted is not None and wanted != str(served.version.version):
+    if wanted and wanted != str(served.version.version):
         raise RequestError(
             404,
             f"Model {host.name!r} version {wanted} is not served here; "
@@ -112,6 +112,15 @@ def _outputs(served: Served, features: Any, wanted: list[str] | None) -> dict[st
     return {name: outputs[name] for name in chosen if name in outputs}
 
 
+def metadata(name: str, served: Served) -> dict[str, Any]:
+    """The V2 model metadata of the version `served` under `name`."""
+    v = served.version
+    body = model_metadata(name, [str(v.version)], f"loopml-{v.flavor}", served.inputs, [])
+    if served.tensors is not None:  # the model's own tensors (an ONNX graph's), as they are
+        return {**body, **served.tensors}
+    return {**body, "outputs": _output_metadata(served)}
+
+
 def _decode(body: Any, served: Served) -> DecodedRequest:
     rows = declared_rows(body)
     if rows > MAX_ROWS:
@@ -149,9 +158,9 @@ def _python_values(column: Any) -> list[Any]:
 
 def _infer(
     server: Server, host: ModelHost, served: Served, decoded: DecodedRequest
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Typed columns, the model's outputs, the answer; the rows logged last (room for them
-    is reserved), so nothing fails after they are."""
+) -> tuple[list[str], dict[str, Any]]:
+    """Typed columns, the model's outputs and the rows' ids; the rows logged last (room for
+    them is reserved), so nothing fails after they are."""
     started = time.perf_counter_ns()
     times = request_event_times(decoded.parameters, decoded.rows, "parameters.")
     values = [_python_values(decoded.columns[name]) for name, _ in served.inputs]
@@ -169,9 +178,6 @@ def _infer(
         ) from None
     ids = server.ids.new(decoded.rows)
     version = served.version
-    answer = encode_infer_response(
-        version.name, str(version.version), outputs, decoded.id, {"request_ids": ids}
-    )
     logged = [v for k, v in outputs.items() if k != PROBABILITIES] or list(outputs.values())
     probabilities = outputs.get(PROBABILITIES)
     if probabilities is not None:
@@ -196,7 +202,23 @@ def _infer(
             )
         )
     server.telemetry.rows(host.deployment, len(ids))
-    return answer, outputs
+    return ids, outputs
+
+
+async def answer(
+    server: Server, host: ModelHost, served: Served, body: Any
+) -> tuple[DecodedRequest, list[str], dict[str, Any]]:
+    """A V2 request (its JSON form, binary inputs as `BinaryData`) decoded, admitted to the
+    log, predicted and logged: the request, its rows' ids and the outputs by name. Both the
+    REST routes and the gRPC service answer through here."""
+    decoded = await run_in_threadpool(_decode, body, served)
+    await server.admit(decoded.rows)
+    try:
+        ids, outputs = await run_in_threadpool(_infer, server, host, served, decoded)
+    except BaseException:
+        server.release(decoded.rows)
+        raise
+    return decoded, ids, outputs
 
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -224,37 +246,31 @@ def routes(server: Server, wrap: Wrap) -> list[Route]:
         return json_response({"ready": all(h.current is not None for h in server.hosts.values())})
 
     async def model(request: Request) -> Response:
-        host = server.host(request.path_params["name"])
-        served = _check_version(host, request)
-        v = served.version
-        body = model_metadata(
-            request.path_params["name"], [str(v.version)], f"loopml-{v.flavor}", served.inputs, []
-        )
-        return json_response({**body, "outputs": _output_metadata(served)})
+        name = request.path_params["name"]
+        served = check_version(server.host(name), request.path_params.get("version"))
+        return json_response(metadata(name, served))
 
     async def model_ready(request: Request) -> Response:
-        _check_version(server.host(request.path_params["name"]), request)
+        check_version(server.host(request.path_params["name"]), request.path_params.get("version"))
         return json_response({"name": request.path_params["name"], "ready": True})
 
     async def infer(request: Request) -> Response:
         host = server.host(request.path_params["name"])
-        served = _check_version(host, request)
+        served = check_version(host, request.path_params.get("version"))
         header = request.headers.get(HEADER_LENGTH)
         if header is None:
             body = await read_json(request)
         else:  # the binary tensor data extension: JSON, then the binary inputs' bytes
             body = _split(await read_body(request), header)
-        decoded = await run_in_threadpool(_decode, body, served)
-        await server.admit(decoded.rows)
-        try:
-            answer, outputs = await run_in_threadpool(_infer, server, host, served, decoded)
-        except BaseException:
-            server.release(decoded.rows)
-            raise
+        decoded, ids, outputs = await answer(server, host, served, body)
+        version = served.version
+        reply = encode_infer_response(
+            version.name, str(version.version), outputs, decoded.id, {"request_ids": ids}
+        )
         binary = binary_outputs(body) if isinstance(body, dict) else frozenset()
         if binary is not None and not binary:
-            return json_response(answer)
-        content, length = encode_binary_response(answer, outputs, binary)
+            return json_response(reply)
+        content, length = encode_binary_response(reply, outputs, binary)
         return Response(content, media_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(length)})  # fmt: skip
 

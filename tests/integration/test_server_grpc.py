@@ -1,0 +1,180 @@
+"""The V2 gRPC service as clients call it: NVIDIA's `tritonclient.grpc` with its defaults (raw
+tensor bytes), requests with typed contents, and requests that must be refused without a row
+logged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from served import ServerProcess, free_port, register_churn, serving, settings_in
+
+pytest.importorskip("grpc", reason="the V2 gRPC service needs loopml[grpc]")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    settings = settings_in(tmp_path_factory.mktemp("grpc") / "ws")
+    register_churn(settings, with_plan=True)
+    port = free_port()
+    with serving(settings, "churn", "--grpc-port", str(port)) as running:
+        yield running, f"127.0.0.1:{port}"
+
+
+def _columns(rows: int = 3) -> dict[str, np.ndarray]:
+    tenure = np.array([3.0, 60.0, 12.0] * rows)[:rows]
+    monthly = np.array([29.5, 80.0, 45.0] * rows)[:rows]
+    plan = np.array([b"basic", b"pro", "família".encode()] * rows, dtype=object)[:rows]
+    return {"tenure": tenure, "monthly": monthly, "plan": plan}
+
+
+def _logged(server: ServerProcess, client_id: str, rows: int) -> Any:
+    """The logged rows of `client_id`, once `rows` of them are there or ten seconds passed."""
+    import pyarrow.compute as pc
+
+    from loopml.bootstrap import prediction_log_reader
+
+    deadline = time.monotonic() + 10
+    while True:
+        logged = prediction_log_reader(server.settings).read("churn", with_feedback=False)
+        found = logged.filter(pc.equal(logged["client_id"], client_id))
+        if found.num_rows >= rows or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_tritonclient_grpc_with_its_defaults_infers_and_the_rows_are_logged(
+    server: tuple[ServerProcess, str],
+) -> None:
+    import tritonclient.grpc as v2
+
+    process, address = server
+    client = v2.InferenceServerClient(url=address)
+    try:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready("churn")
+        assert not client.is_model_ready("churn", "99")
+        assert "binary_tensor_data" in client.get_server_metadata().extensions
+        metadata = client.get_model_metadata("churn", as_json=True)
+        assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == {
+            "tenure": "FP64",
+            "monthly": "FP64",
+            "plan": "BYTES",
+        }
+        assert "probabilities" in {o["name"] for o in metadata["outputs"]}
+        inputs = []
+        for name, values in _columns().items():
+            tensor = v2.InferInput(name, list(values.shape), "BYTES" if name == "plan" else "FP64")
+            tensor.set_data_from_numpy(values)  # raw_input_contents, the client's only way
+            inputs.append(tensor)
+        result = client.infer("churn", inputs, request_id="grpc-1")
+        assert result.as_numpy("prediction").tolist() == [1, 0, 1]
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (3, 2)
+        assert np.allclose(probabilities.sum(axis=1), 1.0)
+        response = result.get_response()
+        assert response.id == "grpc-1"
+        ids = response.parameters["request_ids"].string_param.split(",")
+        assert len(set(ids)) == 3
+
+        only = client.infer("churn", inputs, outputs=[v2.InferRequestedOutput("probabilities")])
+        assert only.as_numpy("prediction") is None
+        assert np.allclose(only.as_numpy("probabilities"), probabilities)
+    finally:
+        client.close()
+    rows = _logged(process, "grpc-1", 3)
+    assert sorted(rows["request_id"].to_pylist()) == sorted(ids)
+    assert sorted(rows["input.plan"].to_pylist()) == ["basic", "família", "pro"]
+
+
+def _call(address: str, request: Any) -> Any:
+    """ModelInfer through the client library's own stub (its message classes, not ours)."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        return service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+
+
+def _request(client_id: str, **tensors: tuple[str, dict[str, Any]]) -> Any:
+    from tritonclient.grpc import service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="churn", id=client_id)
+    for name, (datatype, contents) in tensors.items():
+        request.inputs.add(
+            name=name, datatype=datatype, shape=[1], contents=pb.InferTensorContents(**contents)
+        )
+    return request
+
+
+def test_typed_contents_are_served_and_wrong_ones_refused_with_nothing_logged(
+    server: tuple[ServerProcess, str],
+) -> None:
+    import grpc
+
+    process, address = server
+    good = {
+        "tenure": ("FP64", {"fp64_contents": [3.0]}),
+        "monthly": ("FP64", {"fp64_contents": [29.5]}),
+        "plan": ("BYTES", {"bytes_contents": [b"basic"]}),
+    }
+    answer = _call(address, _request("grpc-typed", **good))
+    assert np.frombuffer(answer.raw_output_contents[0], "<i8").tolist() == [1]
+
+    refused = [
+        ({**good, "tenure": ("FP64", {"int64_contents": [3]})}, "holds its elements in "
+         "contents.int64_contents. Send FP64 elements in contents.fp64_contents"),
+        ({**good, "tenure": ("BYTES", {"bytes_contents": [b"3"]})}, "BYTES, which cannot feed"),
+        ({**good, "tenure": ("FP64", {"fp64_contents": [float("inf")]})}, "not a finite number"),
+        ({**good, "plan": ("BYTES", {"bytes_contents": [b"\xff\xfe"]})}, "not UTF-8"),
+        ({**good, "tenure": ("FP16", {})}, "Send its bytes in raw_input_contents"),
+        ({k: v for k, v in good.items() if k != "plan"}, "lacks the model inputs ['plan']"),
+    ]  # fmt: skip
+    for tensors, message in refused:
+        with pytest.raises(grpc.RpcError) as caught:
+            _call(address, _request("grpc-refused", **tensors))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert message in caught.value.details()
+
+    raw = _request("grpc-refused", **good)
+    raw.raw_input_contents.append(np.array([3.0], "<f8").tobytes())  # one of three inputs
+    with pytest.raises(grpc.RpcError, match="3 inputs but 1 raw_input_contents"):
+        _call(address, raw)
+    raw.raw_input_contents[0] = b"\x00" * 4  # three inputs, 4 bytes for an FP64
+    for _ in range(2):
+        raw.raw_input_contents.append(b"")
+    with pytest.raises(grpc.RpcError, match="8 bytes\\) but 4 bytes"):
+        _call(address, raw)
+
+    elsewhere = _request("grpc-refused", **good)
+    elsewhere.model_name = "nobody"
+    with pytest.raises(grpc.RpcError) as caught:
+        _call(address, elsewhere)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    time.sleep(1.5)  # a flush, for anything refused that would have been logged
+    assert _logged(process, "grpc-typed", 1).num_rows == 1
+    assert _logged(process, "grpc-refused", 1).num_rows == 0
+
+
+def test_more_rows_than_served_at_once_are_refused_before_decoding(
+    server: tuple[ServerProcess, str],
+) -> None:
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    _, address = server
+    request = pb.ModelInferRequest(model_name="churn")
+    for name in ("tenure", "monthly"):
+        request.inputs.add(name=name, datatype="FP64", shape=[20_000])
+        request.raw_input_contents.append(np.zeros(20_000, "<f8").tobytes())
+    request.inputs.add(name="plan", datatype="BYTES", shape=[20_000])
+    request.raw_input_contents.append(b"")
+    with pytest.raises(grpc.RpcError) as caught:
+        _call(address, request)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "at most 10000 are served" in caught.value.details()
