@@ -130,6 +130,50 @@ def check_input(signature: Signature, frame_columns_and_types: Mapping[str, str]
     return problems
 
 
+def tensor_signature(tensors: Mapping[str, Any], example: Signature | None) -> Signature:
+    """The signature of a model whose graph declares its tensors (ONNX), `example`'s columns
+    (when one was given) fitted to them: the graph is the truth for the types.
+
+    `tensors` is {"inputs": [...], "outputs": [...]}, each {"name", "dtype" (a numpy dtype name),
+    "shape" (None for a varying size)}. One `[rows, k]` input is k columns, named as the
+    example's are ("0".."k-1" without one); `[rows]` or `[rows, 1]` inputs are a column each,
+    named after the input. The first output is the `prediction` column, unless the example
+    named its outputs. Other inputs (an image batch) keep the example's columns.
+    """
+    given = example.inputs if example is not None else ()
+    inputs = [
+        (str(t["name"]), t.get("shape"), _tensor_type(t.get("dtype"))) for t in tensors["inputs"]
+    ]
+    columns = given
+    only = inputs[0][1] if len(inputs) == 1 else None
+    if only is not None and len(only) == 2 and only[1] != 1:  # one [rows, k] input
+        name, _, column_type = inputs[0]
+        width = only[1]
+        if given and width is not None and len(given) != width:
+            raise InvalidInput(
+                f"The input example has {len(given)} columns; the model's input {name!r} takes "
+                f"{width}.",
+                f"Pass an example of exactly the model's {width} feature columns, in order.",
+            )
+        names = [c.name for c in given] or [str(i) for i in range(width or 0)]
+        columns = tuple(ColumnSpec(n, column_type) for n in names)
+    elif all(shape is None or len(shape) == 1 or shape[1:] == [1] for _, shape, _ in inputs):
+        columns = tuple(ColumnSpec(name, column_type) for name, _, column_type in inputs)
+    outputs = example.outputs if example is not None else ()
+    if not outputs and tensors.get("outputs"):
+        first = tensors["outputs"][0]
+        outputs = (ColumnSpec(PREDICTION_COLUMN, _tensor_type(first.get("dtype"))),)
+    return Signature(inputs=columns, outputs=outputs)
+
+
+def _tensor_type(dtype: object) -> ColumnType:
+    """The column type of a tensor's element type: numpy's name for it, `object` for strings."""
+    try:
+        return _dtype_type(np.dtype(str(dtype))) or ColumnType.STRING
+    except TypeError:  # a type numpy lacks (bfloat16)
+        return ColumnType.OBJECT
+
+
 def _table_columns(example: object, side: str) -> tuple[ColumnSpec, ...]:
     if isinstance(example, Mapping):
         return _mapping_columns(example)

@@ -66,6 +66,16 @@ class Registration:
         return f"registered {v.ref}"
 
 
+def _with_tensors(signature: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    """The signature of a model whose flavor read its tensors from the model itself (onnx):
+    those are the truth, so they type the columns and are recorded beside them (the model
+    server reports them as its V2 metadata)."""
+    from loopml.domain.signature import Signature, tensor_signature
+
+    example = Signature.from_dict(signature) if signature else None
+    return {**tensor_signature(tensors, example).to_dict(), "tensors": tensors}
+
+
 class RegistryService:
     def __init__(
         self,
@@ -149,6 +159,8 @@ class RegistryService:
         with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
             flavor, info = self._serializer.save(model, Path(tmp))
             manifest = store_folder(self._blobs, Path(tmp))
+        if isinstance(info.get("tensors"), dict):
+            signature = _with_tensors(signature, info["tensors"])
         new = NewModelVersion(
             project,
             name,

@@ -39,6 +39,10 @@ class Served:
     categories: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     """Categories seen in training per text input; a value outside them is flagged."""
 
+    tensors: dict[str, list[dict[str, Any]]] | None = None
+    """The V2 metadata of the model's own tensors ({"inputs", "outputs"}) when its signature
+    records them (an ONNX graph's): their real datatypes and shapes, -1 for a varying size."""
+
     def features(self, frame: Any) -> Any:
         """What the model is called with for `frame`."""
         return frame.to_numpy(dtype="float64") if self.array_input else frame
@@ -50,6 +54,28 @@ class Served:
 
 def _inputs_of(version: ModelVersion) -> tuple[tuple[str, str], ...]:
     return tuple((c["name"], c["type"]) for c in version.signature.get("inputs", []))
+
+
+def _tensor_metadata(signature: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
+    """The tensors a signature records (numpy dtype names, None for a varying size) as V2
+    tensor metadata; None when it records none."""
+    from loopml.domain.tensor_data import NUMPY_DTYPE
+
+    tensors = signature.get("tensors")
+    if not isinstance(tensors, dict):
+        return None
+    datatypes = {dtype.name: name for name, dtype in NUMPY_DTYPE.items()}  # object: BYTES
+    return {
+        side: [
+            {
+                "name": t["name"],
+                "datatype": datatypes.get(str(t.get("dtype")), "BYTES"),
+                "shape": [-1 if size is None else size for size in t.get("shape") or [None]],
+            }
+            for t in tensors.get(side, [])
+        ]
+        for side in ("inputs", "outputs")
+    }
 
 
 def _categories(
@@ -128,7 +154,7 @@ class ModelHost:
     def _load(self, version: ModelVersion) -> Served:
         model = self.workspace.registry.load(version.ref, project=self.project, trust=self.trust)
         inputs = _inputs_of(version)
-        served = _warm(Served(version, model, inputs))
+        served = _warm(Served(version, model, inputs, tensors=_tensor_metadata(version.signature)))
         reference, categories = self._training_data(version, inputs)
         return dataclasses.replace(served, reference=reference, categories=categories)
 

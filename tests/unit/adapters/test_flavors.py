@@ -364,8 +364,8 @@ def test_flavor_for_without_predict_is_refused(model: object) -> None:
 
 
 def test_unknown_flavor_name_is_refused() -> None:
-    with pytest.raises(InvalidInput, match="Unknown model flavor 'onnx'") as caught:
-        get_flavor("onnx")
+    with pytest.raises(InvalidInput, match="Unknown model flavor 'mxnet'") as caught:
+        get_flavor("mxnet")
 
     assert "python, sklearn" in caught.value.hint
 
