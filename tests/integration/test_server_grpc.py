@@ -178,3 +178,105 @@ def test_more_rows_than_served_at_once_are_refused_before_decoding(
         _call(address, request)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "at most 10000 are served" in caught.value.details()
+
+
+@pytest.fixture(scope="module")
+def numeric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    settings = settings_in(tmp_path_factory.mktemp("grpc-numeric") / "ws")
+    register_churn(settings)  # tenure and monthly: V2 rows batch as one matrix
+    port = free_port()
+    with serving(settings, "churn", "--grpc-port", str(port)) as running:
+        yield running, f"127.0.0.1:{port}"
+
+
+async def _send_json(client: Any, rid: str, matrix: Any) -> tuple[Any, Any]:
+    tensor = {"name": "x", "shape": list(matrix.shape), "datatype": "FP64"}
+    body = {"id": rid, "inputs": [{**tensor, "data": matrix.reshape(-1).tolist()}]}
+    answer = await client.post("/v2/models/churn/infer", json=body)
+    outputs = {o["name"]: np.array(o["data"], dtype=float) for o in answer.json()["outputs"]}
+    return outputs["prediction"], outputs["probabilities"].reshape(-1, 2)
+
+
+async def _send_binary(client: Any, rid: str, matrix: Any) -> tuple[Any, Any]:
+    import orjson
+
+    raw = matrix.astype("<f8").tobytes()
+    tensor = {"name": "x", "shape": list(matrix.shape), "datatype": "FP64",
+              "parameters": {"binary_data_size": len(raw)}}  # fmt: skip
+    header = orjson.dumps(
+        {"id": rid, "parameters": {"binary_data_output": True}, "inputs": [tensor]}
+    )
+    length = {"Inference-Header-Content-Length": str(len(header))}
+    answer = await client.post("/v2/models/churn/infer", content=header + raw, headers=length)
+    size = int(answer.headers["Inference-Header-Content-Length"])
+    body, rest = orjson.loads(answer.content[:size]), answer.content[size:]
+    first = body["outputs"][0]["parameters"]["binary_data_size"]
+    return np.frombuffer(rest[:first], "<i8"), np.frombuffer(rest[first:], "<f8").reshape(-1, 2)
+
+
+async def _send_grpc(channel: Any, rid: str, matrix: Any) -> tuple[Any, Any]:
+    from tritonclient.grpc import service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="churn", id=rid)
+    request.inputs.add(name="x", datatype="FP64", shape=list(matrix.shape))
+    request.raw_input_contents.append(matrix.astype("<f8").tobytes())
+    call = channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelInfer",
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
+    raw = (await call(request, timeout=20)).raw_output_contents
+    return np.frombuffer(raw[0], "<i8"), np.frombuffer(raw[1], "<f8").reshape(-1, 2)
+
+
+def test_concurrent_requests_share_model_calls_and_each_gets_its_own_rows(
+    numeric: tuple[ServerProcess, str],
+) -> None:
+    """Requests over JSON, binary and gRPC at once, of 1 to 7 rows each: every answer holds
+    the model's outputs for its own rows, in order, and the log keeps each request's rows
+    under its own client id."""
+    import asyncio
+
+    import grpc
+    import httpx
+    import pandas as pd
+
+    from loopml.bootstrap import open_workspace, prediction_log_reader
+
+    process, address = numeric
+    ws = open_workspace(process.settings)
+    model = ws.registry.load("churn/1", project="default").raw
+    ws.close()
+    rng = np.random.default_rng(7)
+    requests = []
+    for index in range(48):
+        rows = int(rng.integers(1, 8))
+        matrix = np.column_stack([rng.integers(0, 72, rows), rng.normal(60, 15, rows)])
+        requests.append((f"mix-{index}", ("json", "binary", "grpc")[index % 3], matrix))
+
+    async def everything() -> list[Any]:
+        async with (
+            httpx.AsyncClient(base_url=process.url, timeout=20) as client,
+            grpc.aio.insecure_channel(address) as channel,
+        ):
+            sent = {"json": _send_json, "binary": _send_binary}
+            return await asyncio.gather(*(
+                _send_grpc(channel, rid, m) if how == "grpc" else sent[how](client, rid, m)
+                for rid, how, m in requests
+            ))  # fmt: skip
+
+    answers = asyncio.run(everything())
+    for (rid, how, matrix), (predicted, probabilities) in zip(requests, answers, strict=True):
+        frame = pd.DataFrame(matrix, columns=["tenure", "monthly"])
+        assert predicted.tolist() == model.predict(frame).tolist(), (rid, how)
+        assert np.allclose(probabilities, model.predict_proba(frame)), (rid, how)
+    metrics = httpx.get(f"{process.url}/metrics").text
+    batches = [line for line in metrics.splitlines() if line.startswith("loopml_batch_rows_count")]
+    assert float(batches[0].split()[-1]) < len(requests)  # requests shared model calls
+
+    time.sleep(1.5)
+    logged = prediction_log_reader(process.settings).read("churn", with_feedback=False)
+    by_client = logged.to_pandas().groupby("client_id")
+    for rid, _, matrix in requests:
+        rows = by_client.get_group(rid).sort_values("request_id")  # ids are made in row order
+        assert np.array_equal(rows[["input.tenure", "input.monthly"]].to_numpy(), matrix)

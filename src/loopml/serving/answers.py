@@ -1,6 +1,8 @@
 """One batch of `/predict` requests answered: one model call, each request's answer (or its
 422), the served rows' ids made in one call, and one append of every served row to the log
-(into room reserved before the requests were queued)."""
+(into room reserved before the requests were queued). A batch of V2 requests for an
+all-numeric signature (`Job.tensors`) is answered the same way from their matrices, each with
+its slice of the model's outputs as arrays (`TensorAnswer`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from loopml.serving.frames import (
     RequestError,
     ServedRows,
     batch_frame,
+    column_types,
     logged_inputs,
+    matrix_frame,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +61,17 @@ class _Answer:
     for the log."""
 
 
+@dataclass(frozen=True)
+class TensorAnswer:
+    """A V2 request's answer from its batch: the version that answered, the rows' ids, and
+    the model's predictions and probabilities (None unless asked for) for its rows."""
+
+    served: Served
+    ids: list[str]
+    predictions: Any
+    probabilities: Any
+
+
 @dataclass
 class _Logged:
     """The served rows of one batch, gathered for one append to the log."""
@@ -72,6 +87,8 @@ class _Logged:
     """Likewise for the probabilities, when the model gave them."""
     times: list[int | None] | None = None
     """Per row, its event time; None when no request of the batch gave one."""
+    client_ids: list[str | None] = field(default_factory=list)
+    """Per row, the id its request gave (V2's `id`), if any."""
 
     def add(
         self,
@@ -81,9 +98,11 @@ class _Logged:
         given: tuple[Any, Any],
         *,
         times: list[int] | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.spans.append(span)
         self.ids += ids
+        self.client_ids += [client_id] * len(ids)
         self.flags += prepared.flags[span.start : span.stop]
         self.outputs.append(given[0])
         if given[1] is not None:
@@ -97,9 +116,11 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
     gets its 422 and the others their predictions."""
     started = time.perf_counter_ns()
     served = host.current  # the whole batch is answered by this version, even mid-swap
-    values = _values(jobs, served.inputs)  # the rows themselves are read only without them
-    rows = [] if values is not None else [row for job in jobs for row in job.rows]
-    prepared = batch_frame(rows, served.inputs, served.categories, values)
+    tensors = jobs[0].tensors is not None  # a batcher takes one kind of job (`Server.batcher`)
+    try:
+        prepared = _prepared(jobs, served)
+    except RequestError as changed:
+        return [changed] * len(jobs)
     try:
         if served.array_input and prepared.values is not None:
             features = prepared.values  # no data frame is ever built for this batch
@@ -113,8 +134,8 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
         given_proba = (
             _given(served.model.predict_proba(features)) if wants_proba and count else None
         )
-        predictions = _outputs(given)
-        probabilities = None if given_proba is None else _outputs(given_proba)
+        predictions = given if tensors else _outputs(given)
+        probabilities = None if given_proba is None or tensors else _outputs(given_proba)
     except Exception as exc:
         error = RequestError(
             422, f"The model could not predict these rows: {type(exc).__name__}: {exc}"
@@ -123,6 +144,24 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
     latency_us = (time.perf_counter_ns() - started) // 1000
     answer = _Answer(served, predictions, probabilities, latency_us, (given, given_proba))
     return _split(server, host, jobs, prepared, answer)
+
+
+def _prepared(jobs: Sequence[Job], served: Served) -> BatchFrame:
+    """The batch's rows checked and converted: V2 matrices joined as they are; `/predict`
+    rows from their values, or from the rows themselves."""
+    parts = [job.tensors for job in jobs if job.tensors is not None]
+    if not parts:
+        values = _values(jobs, served.inputs)  # the rows themselves are read only without them
+        rows = [] if values is not None else [row for job in jobs for row in job.rows]
+        return batch_frame(rows, served.inputs, served.categories, values)
+    names = tuple(name for name, _ in served.inputs)
+    if any(part.names != names for part in parts):  # checked against a version swapped out
+        raise RequestError(
+            503, "The served model changed while these rows waited for it; send them again."
+        )
+    matrix = parts[0].matrix if len(parts) == 1 else np.concatenate([p.matrix for p in parts])
+    nulls = parts[0].nulls if len(parts) == 1 else np.concatenate([p.nulls for p in parts])
+    return matrix_frame(matrix, nulls, list(names), column_types(served.inputs))
 
 
 def _values(jobs: Sequence[Job], signature: Sequence[tuple[str, str]]) -> Any:
@@ -175,10 +214,16 @@ def _split(
         outputs = answer.predictions[here]
         probs = answer.probabilities[here] if answer.probabilities else None
         position += rows
-        results.append(_result(answer.served, job, outputs, probs, job_ids))
         given, given_proba = answer.given
         given_slices = (given[here], None if given_proba is None else given_proba[here])
-        logged.add(prepared, span, job_ids, given_slices, times=job.event_times_us)
+        if job.tensors is not None:
+            wanted = given_slices[1] if job.probabilities else None
+            results.append(TensorAnswer(answer.served, job_ids, given_slices[0], wanted))
+        else:
+            results.append(_result(answer.served, job, outputs, probs, job_ids))
+        client_id = None if job.tensors is None else job.tensors.client_id
+        logged.add(prepared, span, job_ids, given_slices, times=job.event_times_us,
+                   client_id=client_id)  # fmt: skip
     if logged.ids:
         _log(server, host, logged, answer)
     server.telemetry.rows(host.deployment, len(logged.ids))
@@ -221,5 +266,6 @@ def _log(server: Server, host: ModelHost, logged: _Logged, answer: _Answer) -> N
             probabilities=_joined(logged.probs) if logged.probs else None,
             event_times_us=logged.times,
             inputs=inputs,
+            client_ids=logged.client_ids if any(logged.client_ids) else None,
         )
     )

@@ -87,8 +87,10 @@ class Server:
                 return host
         raise RequestError(404, f"No deployment or model named {name!r} is served here.")
 
-    def batcher(self, host: ModelHost) -> MicroBatcher:
-        key = f"{host.deployment}:{host.role}"
+    def batcher(self, host: ModelHost, *, tensors: bool = False) -> MicroBatcher:
+        """The micro-batcher of `host`'s `/predict` requests, or of its V2 requests whose rows
+        are matrices (`tensors`): one kind per batcher, so neither converts the other's."""
+        key = f"{host.deployment}:{host.role}{':tensors' if tensors else ''}"
         batcher = self._batchers.get(key)
         if batcher is None:
             batcher = self._batchers[key] = MicroBatcher(

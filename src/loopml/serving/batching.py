@@ -31,7 +31,8 @@ log = logging.getLogger("loopml.serving")
 
 @dataclass
 class Job:
-    rows: Sequence[dict[str, Any]]
+    rows: Sequence[Any]
+    """The request's rows (dicts, for `/predict`; for `tensors`, only their count matters)."""
     probabilities: bool
     future: asyncio.Future[Any] = field(repr=False)
     event_times_us: list[int] | None = None
@@ -41,6 +42,21 @@ class Job:
     """Per row, the values of the fields `names`, when the request's check made them already
     (`loopml.serving.bodies.request_rows`): a batch of the same signature takes them as they
     are."""
+    tensors: TensorRows | None = None
+    """A V2 request's rows, already a matrix; its answer is then the model's outputs as
+    arrays (`loopml.serving.answers.TensorAnswer`), not a `/predict` body."""
+
+
+@dataclass(frozen=True)
+class TensorRows:
+    """The rows of a V2 request for an all-numeric signature, decoded and checked: one
+    float64 matrix (columns in `names` order) and its null mask; batched with other such
+    requests without a value ever becoming a Python object."""
+
+    names: tuple[str, ...]
+    matrix: Any
+    nulls: Any
+    client_id: str | None = None
 
 
 BatchFn = Callable[[Sequence[Job]], Sequence[Any]]
@@ -76,15 +92,17 @@ class MicroBatcher:
 
     async def submit(
         self,
-        rows: Sequence[dict[str, Any]],
+        rows: Sequence[Any],
         probabilities: bool,
         event_times_us: list[int] | None = None,
         values: tuple[tuple[str, ...], Sequence[Sequence[Any]]] | None = None,
+        tensors: TensorRows | None = None,
     ) -> Any:
         """The answer to one request's `rows`; `values` are (field names, per row their
-        values), when the request's check made them."""
+        values), when the request's check made them; `tensors` a V2 request's matrix (then
+        `rows` only counts them)."""
         loop = asyncio.get_running_loop()
-        job = Job(rows, probabilities, loop.create_future(), event_times_us)
+        job = Job(rows, probabilities, loop.create_future(), event_times_us, tensors=tensors)
         if values is not None:
             job.names, job.values = values
         if not self.enabled:

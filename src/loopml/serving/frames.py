@@ -132,7 +132,7 @@ class BatchFrame:
         return len(self.values) if self.values is not None else len(self._frame)
 
 
-_NUMERIC = frozenset({ColumnType.INTEGER, ColumnType.FLOAT})
+NUMERIC = frozenset({ColumnType.INTEGER, ColumnType.FLOAT})
 _ARROW_TYPES: dict[ColumnType, Callable[[], Any]] = {
     ColumnType.INTEGER: lambda: _pa().int64(),
     ColumnType.FLOAT: lambda: _pa().float64(),
@@ -155,6 +155,11 @@ _TYPES = {kind.value: kind for kind in ColumnType}
 _NUMBERS = frozenset({int, float, type(None)})
 _EXACT_IN_FLOAT = 2.0**53
 """Integers below this in magnitude are exact in a float64."""
+
+
+def column_types(signature: Sequence[tuple[str, str]]) -> list[ColumnType]:
+    """The signature's column types, in its order."""
+    return [_TYPES.get(kind) or ColumnType(kind) for _, kind in signature]
 
 
 def _as_given(rows: Sequence[Mapping[str, Any]], width: int) -> bool:
@@ -220,14 +225,30 @@ def _numeric_batch(
     if converted is None:
         return None
     matrix, nulls = converted
+    if not exact_integers(matrix, nulls, types):
+        return None
+    return matrix_frame(matrix, nulls, names, types)
+
+
+def exact_integers(matrix: Any, nulls: Any, types: Sequence[ColumnType]) -> bool:
+    """Whether every value of an integer column of `matrix` is a whole number a float64 holds
+    exactly (or null)."""
     integer = [j for j, kind in enumerate(types) if kind is ColumnType.INTEGER]
-    if integer:
-        whole = matrix[:, integer]
-        fine = (whole == np.trunc(whole)) & (np.abs(whole) < _EXACT_IN_FLOAT)
-        if not np.all(fine | nulls[:, integer]):
-            return None
+    if not integer:
+        return True
+    whole = matrix[:, integer]
+    fine = (whole == np.trunc(whole)) & (np.abs(whole) < _EXACT_IN_FLOAT)
+    return bool(np.all(fine | nulls[:, integer]))
+
+
+def matrix_frame(
+    matrix: Any, nulls: Any, names: list[str], types: Sequence[ColumnType]
+) -> BatchFrame:
+    """An all-numeric batch already checked and converted: its float64 matrix (columns in
+    `names` order, `exact_integers`) and null mask, every row kept."""
+    integer = [j for j, kind in enumerate(types) if kind is ColumnType.INTEGER]
     logged = partial(_numeric_logged, matrix, nulls, names, integer)
-    kept = np.ones(len(values), dtype=bool)
+    kept = np.ones(len(matrix), dtype=bool)
     flags = _flags(names, nulls, kept, None, {})
     columns = [(name, kind, matrix[:, j], nulls[:, j]) for j, (name, kind) in
                enumerate(zip(names, types, strict=True))]  # fmt: skip
@@ -295,10 +316,10 @@ def batch_frame(
     are set aside with the reason, so one bad request does not fail the others. `values`, per
     row its fields in signature order, when `request_rows` gave them already."""
     names = [name for name, _ in signature]
-    types = [_TYPES.get(kind) or ColumnType(kind) for _, kind in signature]
+    types = column_types(signature)
     if values is None:
         values = field_values(rows, names)
-    if names and all(kind in _NUMERIC for kind in types):
+    if names and all(kind in NUMERIC for kind in types):
         numeric = _numeric_batch(values, names, types)
         if numeric is not None:
             return numeric

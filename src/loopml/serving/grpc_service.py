@@ -175,9 +175,9 @@ class Service:
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         host = self.server.host(request.model_name or None)
         served = check_version(host, request.model_version)
-        _, ids, outputs = await answer(self.server, host, served, request_body(request))
+        _, ids, outputs, version = await answer(self.server, host, served, request_body(request))
         reply = self.messages["ModelInferResponse"]
-        return response_message(reply, served.version, request.id, ids, outputs)
+        return response_message(reply, version, request.id, ids, outputs)
 
 
 def _method(server: Server, name: str, call: Callable[[Any, Any], Awaitable[Any]]) -> Any:

@@ -39,17 +39,23 @@ from loopml.domain.inference_protocol import (
 )
 from loopml.domain.signature import PREDICTION_COLUMN
 from loopml.errors import InvalidInput
+from loopml.serving.batching import TensorRows
 from loopml.serving.bodies import request_event_times
 from loopml.serving.frames import (
     MAX_ROWS,
+    NUMERIC,
     RequestError,
     ServedRows,
+    column_types,
     columns_frame,
+    exact_integers,
     logged_inputs,
 )
 from loopml.serving.json_io import json_response, read_body, read_json
 
 if TYPE_CHECKING:
+    from loopml.domain.records import ModelVersion
+    from loopml.serving.answers import TensorAnswer
     from loopml.serving.app import Server
     from loopml.serving.host import ModelHost, Served
 
@@ -88,28 +94,87 @@ def _output_metadata(served: Served) -> list[dict[str, Any]]:
     return entries
 
 
-def _outputs(served: Served, features: Any, wanted: list[str] | None) -> dict[str, Any]:
-    """The output tensors asked for (all of them when `wanted` is None), by name."""
-    import numpy as np
-
+def _available(served: Served) -> tuple[list[str], list[str]]:
+    """The model's declared prediction outputs, and every output it can give."""
     declared = [name for name, _ in _declared_outputs(served)]
-    available = declared + ([PROBABILITIES] if served.has_proba else [])
+    return declared, declared + ([PROBABILITIES] if served.has_proba else [])
+
+
+def _check_wanted(served: Served, wanted: list[str] | None) -> None:
+    """400 naming the first output asked for that the model does not have."""
+    _, available = _available(served)
     unknown = [name for name in wanted or [] if name not in available]
     if unknown:
         raise RequestError(
             400, f"The model has no output {unknown[0]!r}; it has: {', '.join(available)}."
         )
+
+
+def _named(
+    served: Served, predicted: Any, probabilities: Any, wanted: list[str] | None
+) -> dict[str, Any]:
+    """The output tensors asked for (all of them when `wanted` is None), by name, from the
+    model's predictions (split by column when it declares several outputs) and probabilities."""
+    import numpy as np
+
+    declared, available = _available(served)
     chosen = available if wanted is None else wanted
     outputs: dict[str, Any] = {}
-    if any(name in declared for name in chosen):
-        predicted = np.asarray(served.model.predict(features))
+    if predicted is not None and any(name in declared for name in chosen):
+        predicted = np.asarray(predicted)
         if len(declared) > 1 and predicted.ndim == 2 and predicted.shape[1] == len(declared):
             outputs |= {name: predicted[:, i] for i, name in enumerate(declared)}
         else:
             outputs[declared[0]] = predicted
-    if PROBABILITIES in chosen:
-        outputs[PROBABILITIES] = served.model.predict_proba(features)
+    if PROBABILITIES in chosen and probabilities is not None:
+        outputs[PROBABILITIES] = probabilities
     return {name: outputs[name] for name in chosen if name in outputs}
+
+
+def _outputs(served: Served, features: Any, wanted: list[str] | None) -> dict[str, Any]:
+    """The output tensors asked for, from one call of the model on `features`."""
+    _check_wanted(served, wanted)
+    declared, available = _available(served)
+    chosen = available if wanted is None else wanted
+    predicted = None
+    if any(name in declared for name in chosen):
+        predicted = served.model.predict(features)
+    probabilities = None
+    if PROBABILITIES in chosen:
+        probabilities = served.model.predict_proba(features)
+    return _named(served, predicted, probabilities, wanted)
+
+
+def tensor_rows(decoded: DecodedRequest, served: Served) -> TensorRows | None:
+    """The request's rows as one float64 matrix and its null mask (NaN in a float tensor is a
+    missing value, as JSON's null), when the signature is all numeric and every value fits
+    its column exactly; None when a column needs the value-by-value checks, which then take
+    the request (and name any value they refuse)."""
+    import numpy as np
+
+    types = column_types(served.inputs)
+    if not types or any(kind not in NUMERIC for kind in types):
+        return None
+    columns = [decoded.columns[name] for name, _ in served.inputs]
+    if any(column.dtype.kind not in "iuf" for column in columns):
+        return None
+    matrix = np.empty((decoded.rows, len(columns)), dtype=np.float64)
+    for j, column in enumerate(columns):
+        if column.dtype.kind in "iu" and column.size and np.abs(column).max() >= _EXACT:
+            return None  # an integer a float64 cannot hold exactly
+        matrix[:, j] = column
+    nulls = np.isnan(matrix)
+    if not exact_integers(matrix, nulls, types):
+        return None
+    names = tuple(name for name, _ in served.inputs)
+    return TensorRows(names, matrix, nulls, decoded.id)
+
+
+_EXACT = 2**53
+"""Integers below this in magnitude are exact in a float64."""
+INLINE_ROWS = 64
+"""Requests of at most this many rows are decoded on the event loop: a thread hand-off costs
+more than their decoding."""
 
 
 def metadata(name: str, served: Served) -> dict[str, Any]:
@@ -207,18 +272,35 @@ def _infer(
 
 async def answer(
     server: Server, host: ModelHost, served: Served, body: Any
-) -> tuple[DecodedRequest, list[str], dict[str, Any]]:
+) -> tuple[DecodedRequest, list[str], dict[str, Any], ModelVersion]:
     """A V2 request (its JSON form, binary inputs as `BinaryData`) decoded, admitted to the
-    log, predicted and logged: the request, its rows' ids and the outputs by name. Both the
-    REST routes and the gRPC service answer through here."""
-    decoded = await run_in_threadpool(_decode, body, served)
+    log, predicted and logged: the request, its rows' ids, the outputs by name and the version
+    that answered. Rows that make a matrix share a model call with other requests' (the
+    micro-batcher); others are answered alone. Both the REST routes and the gRPC service
+    answer through here."""
+    if declared_rows(body) <= INLINE_ROWS:
+        decoded = _decode(body, served)
+    else:
+        decoded = await run_in_threadpool(_decode, body, served)
+    wanted = decoded.requested_outputs
+    _check_wanted(served, wanted)
+    times = request_event_times(decoded.parameters, decoded.rows, "parameters.")
+    rows = tensor_rows(decoded, served)
     await server.admit(decoded.rows)
     try:
-        ids, outputs = await run_in_threadpool(_infer, server, host, served, decoded)
+        if rows is None:
+            ids, outputs = await run_in_threadpool(_infer, server, host, served, decoded)
+            return decoded, ids, outputs, served.version
+        probabilities = served.has_proba and (wanted is None or PROBABILITIES in wanted)
+        batcher = server.batcher(host, tensors=True)
+        done: TensorAnswer = await batcher.submit(
+            range(decoded.rows), probabilities, times, tensors=rows
+        )
     except BaseException:
         server.release(decoded.rows)
         raise
-    return decoded, ids, outputs
+    outputs = _named(done.served, done.predictions, done.probabilities, wanted)
+    return decoded, done.ids, outputs, done.served.version
 
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -262,8 +344,7 @@ def routes(server: Server, wrap: Wrap) -> list[Route]:
             body = await read_json(request)
         else:  # the binary tensor data extension: JSON, then the binary inputs' bytes
             body = _split(await read_body(request), header)
-        decoded, ids, outputs = await answer(server, host, served, body)
-        version = served.version
+        decoded, ids, outputs, version = await answer(server, host, served, body)
         reply = encode_infer_response(
             version.name, str(version.version), outputs, decoded.id, {"request_ids": ids}
         )
