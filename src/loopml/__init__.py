@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from loopml import data, models
+    from loopml.autologging import autolog
     from loopml.fluent import active_run, get_run, search_runs, start_run
     from loopml.pipelines import run_pipeline
     from loopml.steps import pipeline, step
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "active_run",
+    "autolog",
     "data",
     "get_run",
     "models",
@@ -38,6 +40,7 @@ __all__ = [
 
 _LAZY = {
     "active_run": "loopml.fluent",
+    "autolog": "loopml.autologging",
     "get_run": "loopml.fluent",
     "search_runs": "loopml.fluent",
     "start_run": "loopml.fluent",

@@ -19,11 +19,14 @@ def start_run(
     project: str | None = None,
     tags: dict[str, Any] | None = None,
     parent: ActiveRun | str | None = None,
+    autolog: bool | None = None,
 ) -> ActiveRun:
     """Start a run in the workspace of this process (`LOOPML_*` settings, else ./.loopml/).
 
     Use it in a `with` block: the run ends when the block ends, and is marked failed with the
     error text if an exception escapes it. Until it ends it is this context's current run.
+    `autolog=True` logs the fits made in it (see `loopml.autolog`), `False` does not even when
+    `loopml.autolog()` is on; None follows `loopml.autolog()`.
     """
     workspace = default_workspace()
     parent_id = parent.id if isinstance(parent, ActiveRun) else parent
@@ -33,6 +36,10 @@ def start_run(
         tags=tags,
         parent_id=RunId(parent_id) if parent_id else None,
     )
+    if autolog is not None:
+        from loopml.autologging import choose_for_run  # patches libraries: only when asked
+
+        choose_for_run(run, autolog)
     return run.activate()
 
 

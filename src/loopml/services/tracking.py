@@ -111,6 +111,8 @@ class ActiveRun:
         self._last_flush = time.monotonic()
         self._ended = False
         self._token: Token[ActiveRun | None] | None = None
+        self.before_end: list[Callable[[], None]] = []
+        """Called as the run ends, before its last writes (logging done in the background)."""
         _FLUSHER.watch(self)
 
     def deactivate(self) -> None:
@@ -225,6 +227,8 @@ class ActiveRun:
         """Close the run with `status`, writing the buffered points in the same transaction."""
         if self._ended:
             return
+        while self.before_end:
+            self.before_end.pop(0)()
         _FLUSHER.forget(self)
         with self._flushing:  # a background flush in flight lands before the run ends
             with self._lock:
