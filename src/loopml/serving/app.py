@@ -89,12 +89,21 @@ class Server:
 
     def batcher(self, host: ModelHost, *, tensors: bool = False) -> MicroBatcher:
         """The micro-batcher of `host`'s `/predict` requests, or of its V2 requests whose rows
-        are matrices (`tensors`): one kind per batcher, so neither converts the other's."""
+        are matrices (`tensors`): one kind per batcher, so neither converts the other's.
+
+        V2 batches always call the model in the batcher's thread, never on the event loop: the
+        gRPC service hands the loop one new call per wake-up, so a model called on the loop
+        keeps calls from gathering (at concurrency 16 a batch held 1.2 requests and a
+        HistGradientBoosting model answered 370 single-row calls/s; in the thread, batches
+        fill while the model runs: 700-1,100/s)."""
         key = f"{host.deployment}:{host.role}{':tensors' if tensors else ''}"
         batcher = self._batchers.get(key)
         if batcher is None:
+            options = dict(self._batching)
+            if tensors:
+                options["inline_under_ms"] = 0.0
             batcher = self._batchers[key] = MicroBatcher(
-                lambda jobs: self.run_batch(host, jobs), **self._batching
+                lambda jobs: self.run_batch(host, jobs), **options
             )
         return batcher
 
