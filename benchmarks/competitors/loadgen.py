@@ -9,6 +9,12 @@ A request's latency runs from sending it to reading the last byte of its answer;
 count towards rps and the latencies. With --body the request is a POST of that file's bytes as
 application/json (unless --method says otherwise); without, a GET.
 
+`--header NAME:VALUE` (repeatable) adds a header to every request (e.g. the V2 binary
+extension's `Inference-Header-Content-Length`). `--grpc METHOD` loads a gRPC server instead: URL
+is host:port, and each request is one unary call of METHOD (`/inference.GRPCInferenceService/
+ModelInfer`) carrying --body's bytes as the serialized request message, over one channel per
+client; a call that ends with a status other than OK counts as non_2xx (by status name).
+
 Prints one JSON line: rps, ok, non_2xx, errors (by exception type), latency_ms mean, p50, p90,
 p99 and max. Exits 1 when no request succeeded. The load generator shares the machine's CPUs with
 the server it loads, so serving.py also loads a bare endpoint to show the ceiling of the two.
@@ -34,7 +40,7 @@ class Tally:
     """What the clients saw in the measured window."""
 
     latencies_s: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
+    statuses: Counter[int | str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -71,11 +77,46 @@ async def client(
                 tally.latencies_s.append(took)
 
 
+async def grpc_client(
+    args: argparse.Namespace, body: bytes, window: tuple[float, float], tally: Tally
+) -> None:
+    """One closed-loop gRPC client on its own channel: call, await the answer, repeat."""
+    import grpc
+
+    counted_from, stop_at = window
+    async with grpc.aio.insecure_channel(args.url) as channel:
+        call = channel.unary_unary(args.grpc)  # bytes in, bytes out: no message classes
+        while (sent := time.perf_counter()) < stop_at:
+            counted = sent >= counted_from
+            try:
+                await call(body, timeout=args.timeout)
+                took, status = time.perf_counter() - sent, 200
+            except grpc.aio.AioRpcError as error:
+                took, status = 0.0, error.code().name
+            except Exception as error:  # a load test counts failures and goes on
+                if counted:
+                    tally.errors[type(error).__name__] += 1
+                continue
+            if counted:
+                tally.statuses[status] += 1
+                if status == 200:
+                    tally.latencies_s.append(took)
+
+
 async def drive(args: argparse.Namespace, body: bytes | None) -> tuple[Tally, float]:
     tally = Tally()
     counted_from = time.perf_counter() + args.warmup
     window = (counted_from, counted_from + args.duration)
+    if args.grpc:
+        assert body is not None, "--grpc needs --body (the serialized request message)"
+        await asyncio.gather(
+            *(grpc_client(args, body, window, tally) for _ in range(args.concurrency))
+        )
+        return tally, time.perf_counter() - counted_from
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    for header in args.header:
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
     connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     async with aiohttp.ClientSession(
@@ -85,6 +126,10 @@ async def drive(args: argparse.Namespace, body: bytes | None) -> tuple[Tally, fl
             *(client(session, args, body, window, tally) for _ in range(args.concurrency))
         )
     return tally, time.perf_counter() - counted_from
+
+
+def _ok(status: int | str) -> bool:
+    return isinstance(status, int) and 200 <= status < 300
 
 
 def summary(args: argparse.Namespace, tally: Tally, measured_s: float) -> dict[str, object]:
@@ -109,8 +154,8 @@ def summary(args: argparse.Namespace, tally: Tally, measured_s: float) -> dict[s
         "measured_s": round(measured_s, 3),
         "rps": round(len(ordered) / measured_s, 2),
         "ok": len(ordered),
-        "non_2xx": sum(n for status, n in tally.statuses.items() if not 200 <= status < 300),
-        "statuses": {str(s): n for s, n in sorted(tally.statuses.items())},
+        "non_2xx": sum(n for status, n in tally.statuses.items() if not _ok(status)),
+        "statuses": {str(s): n for s, n in sorted(tally.statuses.items(), key=str)},
         "errors": dict(tally.errors),
         "latency_ms": latency,
     }
@@ -128,6 +173,8 @@ def main() -> int:
     parser.add_argument("--method", help="default: POST with --body, GET without")
     parser.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
     parser.add_argument("--label", default="")
+    parser.add_argument("--header", action="append", default=[], help="NAME:VALUE, repeatable")
+    parser.add_argument("--grpc", help="a gRPC method to call (URL is then host:port)")
     args = parser.parse_args()
     body = args.body.read_bytes() if args.body else None
     args.method = args.method or ("POST" if body is not None else "GET")

@@ -5,7 +5,7 @@
 #                                                        which .gitignore leaves out)
 #   PYTHON=python3.11 bash benchmarks/competitors/setup.sh   to choose the interpreter the venvs are made from
 #
-# One venv per file in benchmarks/competitors/requirements/ (mlflow, evidently, dvc, loadgen), each installed
+# One venv per file in benchmarks/competitors/requirements/ (mlflow, evidently, dvc, loadgen, mlserver), each installed
 # from PyPI with the exact versions pinned there. DIR/<name>/installed.txt is `pip freeze` after the install: it
 # records every version measured and marks the venv finished. A finished venv whose requirements file has not
 # changed since is skipped; one whose pins changed, or whose install was interrupted, is installed again.
@@ -26,7 +26,8 @@ declare -A IMPORTS=(
   [mlflow]="mlflow, sklearn, psycopg"
   [evidently]="evidently, pandas, pyarrow"
   [dvc]="dvc.repo"
-  [loadgen]="aiohttp"
+  [loadgen]="aiohttp, grpc"
+  [mlserver]="mlserver, mlserver_sklearn, mlserver_xgboost, mlserver_lightgbm"
 )
 
 build() {  # NAME: create or refresh DIR/NAME from requirements/NAME.txt
