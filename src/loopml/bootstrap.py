@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         PredictionReader,
         PredictionWriter,
     )
+    from loopml.services.compile import CompileService
     from loopml.services.gc import GarbageCollector
     from loopml.services.log_upkeep import LogUpkeep
 
@@ -86,6 +87,18 @@ class Workspace:
         """The metadata database (SQLAlchemy), built on first use when the stores read quickly;
         None in a memory workspace (its callers check `stores.in_process` first)."""
         return self.stores.database()  # type: ignore[return-value]
+
+    @property
+    def compiler(self) -> CompileService:
+        """Compiles model versions to ONNX (`loopml models compile`): built when asked for,
+        as its modules bring numpy and the converters are imported on use."""
+        from loopml.adapters.onnx_compiler import OnnxCompiler
+        from loopml.adapters.table_files import read_frame
+        from loopml.services.compile import CompileService
+
+        return CompileService(
+            self.registry, self.stores.runs, self.data, read_frame, [OnnxCompiler()]
+        )
 
     def close(self) -> None:
         self.tracking.close_all()

@@ -72,3 +72,27 @@ def list_models(*, project: str | None = None) -> list[ModelSummary]:
 def versions(name: str, *, project: str | None = None) -> list[ModelVersion]:
     workspace = default_workspace()
     return workspace.registry.versions(name, project or workspace.project)
+
+
+def compile(
+    ref: str,
+    *,
+    to: str = "onnx",
+    tolerance: float = 1e-4,
+    data: str | None = None,
+    rows: Any = None,
+    project: str | None = None,
+) -> ModelVersion:
+    """Compile `churn/3` (or `churn@champion`) to ONNX and register it as the next version of
+    `churn`, if it predicts what the source predicts within `tolerance` on `rows` (a data
+    frame), else on the dataset version `data`, else on the source's training data; InvalidInput
+    (and nothing registered) if not. See `loopml.services.compile`."""
+    workspace = default_workspace()
+    return workspace.compiler.compile(
+        ref,
+        project=project or workspace.project,
+        to=to,
+        tolerance=tolerance,
+        data=data,
+        rows=rows,
+    ).version

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loopml.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:  # Arrow is imported by the functions that read, so `is_tabular` stays light
+    import pandas as pd
     import pyarrow as pa
 
     from loopml.domain.profile import TableProfile
@@ -45,6 +47,15 @@ def read_table(path: Path) -> pa.Table:
             f"{path} could not be read as {file_format}: {exc}",
             f"Check that the file is valid {file_format}, {_FALLBACK_HINT}",
         ) from exc
+
+
+def read_frame(paths: Sequence[Path]) -> pd.DataFrame | None:
+    """The first tabular file among `paths` as a pandas data frame, or None if none is."""
+    for path in paths:
+        if is_tabular(path):
+            frame: pd.DataFrame = read_table(path).to_pandas()
+            return frame
+    return None
 
 
 def describe_table_file(path: Path) -> tuple[TableSchema, TableProfile]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -96,6 +97,7 @@ def show(
             ("run", version.run_id),
             ("artifact", version.artifact_digest),
             ("created", f"{when(version.created_at)} by {version.actor}"),
+            *_compiled_fields(version.flavor_info),
         ]
     )
     inputs = version.signature.get("inputs", [])
@@ -103,6 +105,22 @@ def show(
         print_table("signature", ["input", "type"], [(c["name"], c["type"]) for c in inputs])
     if version.metrics:
         print_table("metrics", ["metric", "value"], sorted(version.metrics.items()))
+
+
+def _compiled_fields(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """The source and parity of a version `loopml models compile` made, else nothing."""
+    if not info.get("metadata"):
+        return []
+    from loopml.domain.parity import recorded_parity, recorded_source
+
+    source, parity = recorded_source(info), recorded_parity(info)
+    fields = []
+    if source is not None:
+        made = f"{source.get('model')}/{source.get('version')} ({source.get('flavor')})"
+        fields.append(("compiled from", made))
+    if parity is not None:
+        fields.append(("parity", parity.describe()))
+    return fields
 
 
 @app.command("promote")
@@ -177,3 +195,49 @@ def alias_delete(
         print_json({"model": name, "alias": alias, "previous": before})
         return
     sys.stdout.write(f"{name}@{alias} removed (was {before})\n")
+
+
+@app.command("compile")
+def compile_(
+    ref: str = typer.Argument(..., help="Version to compile: churn/3, churn@champion or churn."),
+    to: str = typer.Option("onnx", "--to", help="The format: onnx (served by onnxruntime)."),
+    tolerance: float = typer.Option(
+        1e-4,
+        "--tolerance",
+        help="The largest absolute difference of a prediction or probability to accept "
+        "between the compiled model and the source (ONNX computes in float32: expect ~1e-7).",
+    ),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="Dataset version to check parity on, e.g. churn@3 (default: the data the source "
+        "was trained on; up to 1,000 rows).",
+    ),
+    project: str = PROJECT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Compile a model version to ONNX for faster serving, as the next version of the model.
+
+    The source (scikit-learn estimator or pipeline, XGBoost or LightGBM model) is converted
+    (skl2onnx, onnxmltools: pip install 'loopml[compile]') and both predict the same rows; the
+    new version is registered only if every probability or prediction is within --tolerance
+    and every class label matches (but at a tie within it). It keeps the source's run, metrics
+    and input columns, and records the source version and the parity figures (`loopml models
+    show NAME/VERSION`). Serve it like any version (`loopml serve NAME/VERSION`, or promote
+    it)."""
+    workspace = open_workspace()
+    done = workspace.compiler.compile(
+        ref, project=project_of(workspace, project), to=to, tolerance=tolerance, data=data
+    )
+    if as_json:
+        print_json(
+            {
+                "version": done.version,
+                "source": done.source.ref,
+                "outcome": done.outcome.value,
+                "checked_on": done.checked_on,
+                "parity": done.parity.to_dict(),
+            }
+        )
+        return
+    sys.stdout.write(done.describe() + "\n")

@@ -10,7 +10,10 @@ A rule is `METRIC OP THRESHOLD`, written as people write it:
 
 The threshold is `factor * champion.METRIC + margin` (factor 1 and margin 0 when absent), or the
 number. OP is one of < <= > >= ==. METRIC, on either side, is one of `KNOWN_METRICS`: the
-classification and regression metrics of monitoring, and the single-row prediction latency.
+classification and regression metrics of monitoring, the single-row prediction latency, and
+`parity_max_abs_diff`, read from what the version records (`loopml.domain.parity.gate_value`):
+`parity_max_abs_diff <= 0.0001` passes a compiled (ONNX) version only if it carries a passed
+parity check with no larger difference, and any version that is not ONNX.
 
 A latency rule (a latency metric against a number or against a champion's latency), given the
 timings as `LatencyEvidence`, is judged on the interval of `value - threshold`
@@ -27,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from loopml.domain.latency import PERCENTILES, Finding, LatencyEvidence, interval_of, judge
+from loopml.domain.parity import PARITY_METRIC
 from loopml.errors import InvalidInput
 
 LATENCY_METRICS = frozenset(PERCENTILES)
@@ -35,6 +39,7 @@ rule names one."""
 KNOWN_METRICS = (
     frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2"})
     | LATENCY_METRICS
+    | {PARITY_METRIC}
 )
 """Every metric a gate can measure (which ones it does depends on the task and the model)."""
 RULE_HINT = (

@@ -11,7 +11,10 @@ champion.latency_p99_ms`; OP is one of < <= > >= ==. Every rule must hold. The m
 of monitoring (accuracy, precision, recall, f1, roc_auc, log_loss; mae, rmse, r2), computed on
 every row of the dataset version that has a label, and, only when a rule names one, the latency
 of single-row predictions (latency_p50_ms, latency_p99_ms: milliseconds). The label column is
-`--label`, or the one column of the data the model does not take.
+`--label`, or the one column of the data the model does not take. `parity_max_abs_diff` is read,
+not measured: the largest difference the version's parity check found when `loopml models
+compile` made it (`--rule "parity_max_abs_diff <= 0.0001"`: an ONNX version without a passed
+check fails; a version that is not ONNX has 0).
 
 Latency is timed for candidate and champion together, taking turns in blocks on the same rows
 (`loopml.monitoring.latency`: 2,000 calls each or 3 s per model, whichever first), so the load
@@ -60,6 +63,7 @@ from loopml.domain.paired import (
     Verdict,
     decide,
 )
+from loopml.domain.parity import PARITY_METRIC, gate_value
 from loopml.errors import InvalidInput
 from loopml.monitoring.latency import BUDGET_S, Timed, time_interleaved
 from loopml.monitoring.performance import score
@@ -278,6 +282,7 @@ def gate(
         scores[0] |= evidence.candidate
         if evidence.champion is not None:
             scores[1] |= evidence.champion
+    _add_parity(parsed, scores, versions)
     candidate_metrics = scores[0]
     champion_metrics = scores[1] if len(scores) > 1 else None
     outcomes = [apply_rule(rule, candidate_metrics, champion_metrics, evidence) for rule in parsed]
@@ -303,6 +308,15 @@ def gate(
         [r for r, found in comparisons.items() if found.verdict is Verdict.UNDECIDED],
         data_checks,
     )
+
+
+def _add_parity(
+    parsed: Sequence[Rule], scores: list[dict[str, float]], versions: Sequence[Any]
+) -> None:
+    """When a rule names `parity_max_abs_diff`, each version's, as it records it."""
+    if any(PARITY_METRIC in (r.metric, r.against) for r in parsed):
+        for each, recorded in zip(scores, versions, strict=True):
+            each[PARITY_METRIC] = gate_value(recorded.flavor, recorded.flavor_info)
 
 
 def _judge_paired(

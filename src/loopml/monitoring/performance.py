@@ -269,6 +269,9 @@ def _probabilistic(truth: pa.ChunkedArray, scores: pa.ChunkedArray) -> dict[str,
     classes = np.unique(y)
     if classes.size < 2 or classes.size != matrix.shape[1]:
         return {}
+    sums = matrix.sum(axis=1, keepdims=True)
+    if np.allclose(sums, 1.0, atol=1e-4):  # float32 ones (ONNX) sum to 1 only within rounding
+        matrix = matrix / sums
     if classes.size == 2:
         auc = roc_auc_score(y == classes[1], matrix[:, 1])
     else:

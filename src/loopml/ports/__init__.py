@@ -11,7 +11,7 @@ module of its concept:
                      BlobAccess
     datasets         DatasetStore, TableDescriber
     runs             RunStore (and RunHeartbeats, SilentRunReaper), EnvironmentProbe
-    models           ModelStore, Flavor, ModelSerializer, LoadedModel
+    models           ModelStore, Flavor, ModelSerializer, LoadedModel, ModelCompiler
     events           EventLog (the audit trail)
     pipelines        PipelineStore, LineageStore (PipelineRecords: both), ValueSerializer,
                      Executor
@@ -45,6 +45,7 @@ from loopml.ports.events import EventLog
 from loopml.ports.models import (
     Flavor,
     LoadedModel,
+    ModelCompiler,
     ModelSerializer,
     ModelStore,
     NewModelVersion,
@@ -99,6 +100,7 @@ __all__ = [
     "LoadedModel",
     "LoopStore",
     "MetadataPorts",
+    "ModelCompiler",
     "ModelSerializer",
     "ModelStore",
     "MonitorStore",

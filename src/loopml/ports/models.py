@@ -1,11 +1,12 @@
 """Models: the registry's store of model versions and aliases, the flavors that save and load
-each kind of model, and a loaded model ready to predict."""
+each kind of model, a loaded model ready to predict, and the compiler that converts one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from loopml.domain.manifest import Manifest
 from loopml.domain.records import (
@@ -14,6 +15,9 @@ from loopml.domain.records import (
     ModelVersion,
     RunId,
 )
+
+if TYPE_CHECKING:  # numpy comes with the signature module: not on the way to `loopml --help`
+    from loopml.domain.signature import ColumnSpec
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,22 @@ class ModelSerializer(Protocol):
     def load(
         self, flavor: str, directory: Path, info: dict[str, Any], *, trust: bool
     ) -> LoadedModel: ...
+
+
+class ModelCompiler(Protocol):
+    """Converts a loaded model into a format served faster (ONNX, run by onnxruntime)."""
+
+    @property
+    def target(self) -> str:
+        """The format it compiles to, as `--to` names it (`onnx`)."""
+        ...
+
+    def compile(self, model: LoadedModel, inputs: Sequence[ColumnSpec], name: str) -> LoadedModel:
+        """`model` converted, then loaded as the registry would load it, taking rows of the
+        columns `inputs`; InvalidInput naming the part that cannot be converted, or the extra
+        to install."""
+        ...
+
+    def to_register(self, compiled: LoadedModel, notes: Mapping[str, str]) -> Any:
+        """The object to register for `compiled`, with `notes` kept in its file's metadata."""
+        ...

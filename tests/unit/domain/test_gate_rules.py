@@ -20,7 +20,7 @@ _OPERATORS = {
 }
 
 
-def test_known_metrics_are_those_of_monitoring_and_latency() -> None:
+def test_known_metrics_are_those_of_monitoring_latency_and_parity() -> None:
     assert sorted(KNOWN_METRICS) == [
         "accuracy",
         "f1",
@@ -28,6 +28,7 @@ def test_known_metrics_are_those_of_monitoring_and_latency() -> None:
         "latency_p99_ms",
         "log_loss",
         "mae",
+        "parity_max_abs_diff",
         "precision",
         "r2",
         "recall",

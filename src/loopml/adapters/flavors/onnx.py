@@ -5,9 +5,11 @@ bytes, so the same model gives the same digest; an exporter that names each grap
 as skl2onnx does without `name=`, makes each export another file) with an `info` recording
 the tensor signature: each graph input and output with its name, element type (a numpy dtype
 name) and shape (None for a symbolic size such as the rows), the opsets, which output `predict`
-gives and which `predict_proba` gives, and the classes. `tensors` in the info is the model as
-loopml calls it (its graph inputs; `prediction` and `probabilities` out): the registry records
-it in the version's signature, and the model server reports it as the V2 model metadata.
+gives and which `predict_proba` gives, the classes, and the model's `metadata_props` as
+`metadata` (where `loopml models compile` notes the source and parity). `tensors` in the info
+is the model as loopml calls it (its graph inputs; `prediction` and `probabilities` out): the
+registry records it in the version's signature, and the model server reports it as the V2 model
+metadata.
 
 `load` builds an onnxruntime InferenceSession from the bytes and hands back an `OnnxModel`
 (`loopml.adapters.flavors.onnx_model`) that predicts from a data frame. Nothing is unpickled,
@@ -124,7 +126,15 @@ def describe(onnx: Any, proto: Any) -> dict[str, Any]:
         "ir_version": int(proto.ir_version),
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
         "tensors": {"inputs": [_plain(t) for t in inputs], "outputs": served},
+        **_metadata(proto),
     }
+
+
+def _metadata(proto: Any) -> dict[str, Any]:
+    """The model's `metadata_props` (key -> text), when it has any: what its exporter noted,
+    such as the source and parity figures `loopml models compile` keeps there."""
+    found = {entry.key: entry.value for entry in proto.metadata_props}
+    return {"metadata": dict(sorted(found.items()))} if found else {}
 
 
 def _plain(tensor: Tensor) -> dict[str, Any]:
