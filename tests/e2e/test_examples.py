@@ -46,3 +46,28 @@ def test_quickstart_runs_and_leaves_a_registered_champion(tmp_path: Path) -> Non
         check=True,
     )
     assert "champion" in listing.stdout
+
+
+@pytest.mark.parametrize("flavor", ["xgboost", "lightgbm", "onnx"])
+def test_each_flavor_example_registers_its_model_in_its_own_format(
+    flavor: str, tmp_path: Path
+) -> None:
+    """examples/flavors/*_churn.py: the model is registered under its flavor (not pickled as a
+    python model) and loads back answering as the trained one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    script = ROOT / "examples" / "flavors" / f"{flavor}_churn.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"as {flavor};" in done.stdout
+    if flavor == "onnx":  # float32 in the graph: a row on the 0.5 line may flip
+        assert float(done.stdout.rsplit("same answers: ", 1)[1].split("%")[0]) >= 99.0
+    else:
+        assert "same=True" in done.stdout
+    assert (tmp_path / ".loopml").is_dir()

@@ -1,6 +1,11 @@
 """Per-feature attributions for served rows: why the model said what it said.
 
-Two methods, chosen per model and reported in every answer:
+Three methods, chosen per model and reported in every answer:
+- `tree-contributions`: a loaded model that offers `contributions(frame)` (the xgboost and
+  lightgbm flavors): the library's own per-feature contributions (TreeSHAP) to the row's raw
+  margin score (log-odds for a binary classifier, the predicted class's margin for a
+  multiclass one, the prediction for a regressor); the attributions and the answer's
+  `base_values` (the trees' expected margin) add up exactly to that score. No reference is used.
 - `linear-exact`: a linear model fed numeric features (LogisticRegression, Ridge, ...):
   attribution = coefficient x (value - reference), in the model's decision-function units; the
   attributions and the reference's score add up exactly to the row's score.
@@ -95,8 +100,25 @@ def _occlusion(served: Served, frame: Any, reference: Mapping[str, Any]) -> Any:
     return (scores[0] - scores[1:]).T
 
 
+def _tree_contributions(contributions: Any, frame: Any) -> dict[str, Any]:
+    """The model's own contributions: `contributions(frame)` gives (rows x frame's columns,
+    the base value of each row)."""
+    values, base = contributions(frame)
+    names = list(frame.columns)
+    return {
+        "method": "tree-contributions",
+        "reference": {"source": "the model's expected margin (base_values)", "values": {}},
+        "output": "raw margin",
+        "base_values": [float(value) for value in base],
+        "explanations": [dict(zip(names, map(float, row), strict=True)) for row in values],
+    }
+
+
 def explain(served: Served, frame: Any, reference: Mapping[str, Any] | None) -> dict[str, Any]:
     """Attributions per row and feature, the method, and the reference that was used."""
+    contributions = getattr(served.model, "contributions", None)
+    if callable(contributions):  # an optional capability of a loaded model (tree flavors)
+        return _tree_contributions(contributions, frame)
     source = "training profile"
     if reference is None:
         reference, source = _batch_reference(frame), "this request's means and modes"

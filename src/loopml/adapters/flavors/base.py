@@ -31,6 +31,8 @@ from loopml.errors import AlreadyExists, InvalidInput
 from loopml.ports import Flavor
 
 FLAVORS: tuple[tuple[str, str], ...] = (
+    ("loopml.adapters.flavors.xgboost", "XGBoostFlavor"),
+    ("loopml.adapters.flavors.lightgbm", "LightGBMFlavor"),
     ("loopml.adapters.flavors.onnx", "OnnxFlavor"),
     ("loopml.adapters.flavors.sklearn", "SklearnFlavor"),
     ("loopml.adapters.flavors.python", "PythonFlavor"),
