@@ -233,3 +233,31 @@ def _strings(values: list[str]) -> Any:
     import pyarrow as pa
 
     return pa.array(values, type=pa.string())
+
+
+def test_a_raw_booster_registers_with_the_output_its_flavor_predicts(tmp_path: Any) -> None:
+    """An XGBoost Booster takes no data frame: its output type comes from the model as the
+    flavor loads it; a model that predicts nothing for its example is a clear error."""
+    import xgboost as xgb
+
+    from loopml.bootstrap import open_workspace
+    from loopml.errors import InvalidInput
+
+    features = _frame(200, seed=3)[FEATURES]
+    labels = (features["tenure"] < 20).astype(int)
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(features, label=labels), 5)
+    ws = open_workspace(settings_in(tmp_path))
+    try:
+        version = ws.registry.register(booster, "raw", project="default", input_example=features)
+        assert version.flavor == "xgboost"
+        assert version.signature["outputs"] == [{"name": "prediction", "type": "float"}]
+
+        class Refuses:
+            def predict(self, frame: Any) -> Any:
+                raise TypeError("takes no frames")
+
+        with pytest.raises(InvalidInput, match="could not predict its input example"):
+            ws.registry.register(Refuses(), "no", project="default", input_example=features)
+        assert [m.name for m in ws.registry.models("default")] == ["raw"]  # nothing half-made
+    finally:
+        ws.close()

@@ -66,6 +66,15 @@ class Registration:
         return f"registered {v.ref}"
 
 
+def _unpredictable(model: Any, error: Exception) -> InvalidInput:
+    return InvalidInput(
+        f"The {type(model).__name__} could not predict its input example "
+        f"({type(error).__name__}: {error}), so its output type cannot be recorded.",
+        "Give an input example the model takes (a data frame of its columns), or pass "
+        "output_example= with what it returns for the input example.",
+    )
+
+
 def _with_tensors(signature: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
     """The signature of a model whose flavor read its tensors from the model itself (onnx):
     those are the truth, so they type the columns and are recorded beside them (the model
@@ -100,6 +109,23 @@ class RegistryService:
         twin = copy.copy(self)
         twin._actor = actor
         return twin
+
+    def _example_output(
+        self, model: Any, example: Any, flavor: str, info: dict[str, Any], folder: str
+    ) -> Any:
+        """What the model answers for its input example: its own `predict`, else (a model
+        that takes no data frame, such as an XGBoost Booster) the `predict` of the model as
+        its flavor loads it from the saved folder, which takes one."""
+        try:
+            return model.predict(example)
+        except Exception as direct:
+            if flavor == "python":  # loading it back would run its pickle: no second try
+                raise _unpredictable(model, direct) from None
+            try:
+                loaded = self._serializer.load(flavor, Path(folder), info, trust=False)
+                return loaded.predict(example)
+            except Exception:
+                raise _unpredictable(model, direct) from None
 
     def register(
         self,
@@ -150,15 +176,15 @@ class RegistryService:
             snapshot.update(run.metrics)
         snapshot.update(metrics or {})
         signature: dict[str, Any] = {}
-        if input_example is not None:
-            from loopml.domain.signature import infer_signature  # numpy: only when needed
-
-            if output_example is None and callable(getattr(model, "predict", None)):
-                output_example = model.predict(input_example)
-            signature = infer_signature(input_example, output_example).to_dict()
         with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
             flavor, info = self._serializer.save(model, Path(tmp))
             manifest = store_folder(self._blobs, Path(tmp))
+            if input_example is not None:
+                from loopml.domain.signature import infer_signature  # numpy: only when needed
+
+                if output_example is None and callable(getattr(model, "predict", None)):
+                    output_example = self._example_output(model, input_example, flavor, info, tmp)
+                signature = infer_signature(input_example, output_example).to_dict()
         if isinstance(info.get("tensors"), dict):
             signature = _with_tensors(signature, info["tensors"])
         new = NewModelVersion(

@@ -49,6 +49,12 @@ class Served:
 
     @property
     def has_proba(self) -> bool:
+        """Whether the model gives class probabilities: as its flavor says (a classifying
+        XGBoost or LightGBM Booster does, without a `predict_proba` of its own), else whether
+        it has `predict_proba`."""
+        said = getattr(self.model, "has_predict_proba", None)
+        if isinstance(said, bool):
+            return said
         return callable(getattr(self.model.raw, "predict_proba", None))
 
 
