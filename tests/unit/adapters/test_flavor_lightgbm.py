@@ -367,3 +367,29 @@ def test_an_early_stopped_model_answers_and_explains_with_its_best_trees(tmp_pat
     np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame))
     margins = model.predict(frame, raw_score=True)
     np.testing.assert_allclose(values.sum(axis=1) + base, margins, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_columns_with_spaces_are_read_as_lightgbm_spells_them(
+    wrapped: bool, tmp_path: Path
+) -> None:
+    """LightGBM keeps `mean radius` as `mean_radius`: the rows it was fitted on, with their
+    own column names, still get the original's answers and contributions."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"mean radius": rng.random(300), "worst area": rng.random(300)})
+    labels = (frame["mean radius"] > 0.5).astype(int)
+    if wrapped:
+        model = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame, labels)
+    else:
+        model = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(frame, labels), 5)
+    flavor = get_flavor("lightgbm")
+    info = flavor.save(model, tmp_path / "m")
+    loaded = flavor.load(tmp_path / "m", info, trust_pickle=False)
+    reordered = frame[["worst area", "mean radius"]]
+    assert np.allclose(loaded.predict(reordered), model.predict(frame))
+    values, base = loaded.contributions(reordered)
+    margin = (model.booster_ if wrapped else model).predict(frame, raw_score=True)
+    assert np.allclose(values.sum(axis=1) + base, margin)
+    assert np.abs(values[:, 1]).sum() > 0  # "mean radius" is read, not left at zero

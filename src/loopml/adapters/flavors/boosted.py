@@ -86,10 +86,14 @@ class BoostedModel(FlavorModel):
         order = list(self.features) if self.features is not None else names
         position = {name: index for index, name in enumerate(order)}
         aligned = np.zeros((len(rows), len(names)))
-        for column, name in enumerate(names):
+        for column, name in enumerate(self.spelled(names)):
             if name in position:
                 aligned[:, column] = values[:, position[name]]
         return aligned, base
+
+    def spelled(self, names: list[Any]) -> list[Any]:
+        """Column names as the library spells its features (LightGBM changes some)."""
+        return names
 
     def select(self, frame: Any) -> Any:
         """`frame`'s columns the model was trained on, in training order.

@@ -227,11 +227,30 @@ def _default_names(names: list[str]) -> bool:
     return names == [f"Column_{index}" for index in range(len(names))]
 
 
+def lightgbm_names(names: Any) -> list[str]:
+    """Feature names as LightGBM keeps them: each whitespace character becomes `_`."""
+    return [re.sub(r"\s", "_", str(name)) for name in names]
+
+
 @dataclass(frozen=True)
 class LightGBMModel(BoostedModel):
-    """A loaded LightGBM Booster or wrapper; a Booster is given the DataFrame itself."""
+    """A loaded LightGBM Booster or wrapper; a Booster is given the DataFrame itself. LightGBM
+    names a feature fitted as `mean radius` `mean_radius` (its file keeps only that), so a
+    frame's columns are read with that spelling too: the rows a model was fitted on are the
+    rows it is served."""
 
     wrapped: bool = False
+
+    def spelled(self, names: list[Any]) -> list[Any]:
+        return lightgbm_names(names)
+
+    def select(self, frame: Any) -> Any:
+        """As for any booster, after naming the frame's columns as LightGBM does."""
+        if hasattr(frame, "columns") and self.features is not None:
+            names = lightgbm_names(frame.columns)
+            if names != [str(name) for name in frame.columns]:
+                frame = frame.set_axis(names, axis=1)
+        return super().select(frame)
 
     def _booster_has_proba(self) -> bool:
         return not self.wrapped and self.objective in PROBA_OBJECTIVES
