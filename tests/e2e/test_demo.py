@@ -56,6 +56,32 @@ def test_a_short_demo_closes_the_loop(cli, tmp_path: Path, monkeypatch: pytest.M
     assert "accuracy" in out.splitlines()[0]
 
 
+@pytest.mark.slow
+def test_the_demo_closes_the_loop_with_a_lightgbm_model(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--learner lightgbm`: the pipeline fits LightGBM, registered in its own format; the
+    server, the monitor and the loop (which scores champion and challenger) take it as they
+    take the scikit-learn model, and a retrained LightGBM model is promoted."""
+    code, out, err = cli(
+        "demo", "--dir", "boosted", "--periods", "5", "--rows", "1500", "--learner", "lightgbm"
+    )
+    assert code == 0, err
+    assert "promoted churn 2" in out
+    ws = open_workspace(Settings.from_env(env={}, cwd=tmp_path / "boosted"))
+    try:
+        champion = ws.registry.resolve("churn@champion", "default")
+        assert champion.version >= 2
+        assert {ws.registry.resolve(f"churn/{v}", "default").flavor for v in (1, 2)} == {"lightgbm"}
+        promoted = [r for r in ws.loops.history("churn-loop", "default") if r.status == "promoted"]
+        failed = [r for r in ws.loops.history("churn-loop", "default") if r.status == "failed"]
+        assert promoted
+        assert failed == []
+    finally:
+        ws.close()
+    code, _, err = cli("demo", "--dir", "other", "--learner", "catboost")
+    assert code != 0
+    assert "--learner is 'catboost'" in err
+
+
 def _fits_80_columns(out: str, periods: int) -> None:
     """No line is longer than 80 characters, no log line ends with the source line that
     printed it, and the timeline has one line per period."""

@@ -81,8 +81,11 @@ class Step:
     """When the last row of the period was served (monotonic seconds)."""
 
 
-def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list[Step]:
-    """The whole loop in `folder`; `say(text)` reports progress. Returns the timeline."""
+def run_demo(
+    folder: Path, periods: int, rows: int, seed: int, say: Any, learner: str = "logistic"
+) -> list[Step]:
+    """The whole loop in `folder`, fitting `learner` (the pipeline's `learner` parameter);
+    `say(text)` reports progress. Returns the timeline."""
     from loopml.bootstrap import open_workspace, prediction_log_reader, prediction_log_writer
     from loopml.cli import demo_pipeline
     from loopml.cli.demo_services import Hooks, InProcessServer
@@ -107,8 +110,9 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     reference = ws.data.add(folder / "data" / "period-0.csv", name="churn", project=project)
     first = f"churn@{reference.version.version}"
     say(f"versioned the first period as {first}")
+    params = {"dataset": first, "learner": learner}
     trained = run_pipeline(
-        load_pipeline(f"{pipeline_file}:churn"), {"dataset": first}, workspace=ws, project=project
+        load_pipeline(f"{pipeline_file}:churn"), params, workspace=ws, project=project
     )
     if not trained.ok:
         raise RuntimeError(f"the demo pipeline failed: {trained.run.error}")
@@ -116,7 +120,7 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     ws.registry.promote("churn", champion, project=project)
     say(f"ran pipeline.py on {first}: churn {champion}, promoted to champion")
 
-    _set_up_watch(ws, f"{pipeline_file}:churn", first, ["log:", f"webhook:{hook_url}"])
+    _set_up_watch(ws, f"{pipeline_file}:churn", first, ["log:", f"webhook:{hook_url}"], learner)
     say("made deployment churn-prod, monitor churn-drift, two alert rules, loop churn-loop")
 
     host = ModelHost(ws, "churn-prod", "churn@champion", project=project, poll_s=0.3)
@@ -140,8 +144,11 @@ def run_demo(folder: Path, periods: int, rows: int, seed: int, say: Any) -> list
     return timeline
 
 
-def _set_up_watch(ws: Any, pipeline: str, first: str, channels: list[str]) -> None:
-    """The deployment, its drift monitor, two alert rules, and the loop that retrains."""
+def _set_up_watch(
+    ws: Any, pipeline: str, first: str, channels: list[str], learner: str = "logistic"
+) -> None:
+    """The deployment, its drift monitor, two alert rules, and the loop that retrains (with
+    the same learner)."""
     from loopml import loops
     from loopml.monitoring import monitors
 
@@ -168,6 +175,7 @@ def _set_up_watch(ws: Any, pipeline: str, first: str, channels: list[str]) -> No
         confidence=0.9,
         watch=f"{WINDOW_S}s",
         notify=channels,
+        params={"learner": learner},
         workspace=ws,
     )
 
@@ -340,6 +348,12 @@ def demo(
         help="Clear an earlier demo in --dir and run there (by default a fresh DIR-2, DIR-3, "
         "... is taken); a workspace the demo did not make is never cleared.",
     ),
+    learner: str = typer.Option(
+        "logistic",
+        "--learner",
+        help="The model the pipeline fits: logistic (scikit-learn) or lightgbm (needs "
+        "loopml[lightgbm]; registered in LightGBM's own format).",
+    ),
 ) -> None:
     """Run the whole loop on generated data: version, train, serve, monitor, alert, retrain,
     gate, promote; then print the timeline and the commands to look at what happened."""
@@ -347,15 +361,32 @@ def demo(
 
     from loopml.cli.demo_view import look_around, timeline_table
 
+    _check_learner(learner)
     console = Console(log_path=False)
     folder, note = demo_folder(folder, force)
     if note:
         console.print(note)
     began = time.monotonic()
     with console.status("running the loop...") as status:
-        timeline = run_demo(folder, periods, rows, seed, lambda text: console.log(text))
+        timeline = run_demo(folder, periods, rows, seed, lambda text: console.log(text), learner)
         status.update("done")
     console.print(timeline_table(timeline))
     console.print(f"finished in {time.monotonic() - began:.0f} s. Look around:")
     for command in look_around(folder):
         console.print(f"  {command}", soft_wrap=False)
+
+
+def _check_learner(learner: str) -> None:
+    """InvalidInput for a learner the pipeline has not, or whose library is missing."""
+    import importlib.util
+
+    from loopml.cli.demo_pipeline import LEARNERS
+    from loopml.errors import InvalidInput
+
+    if learner not in LEARNERS:
+        raise InvalidInput(f"--learner is {learner!r}.", f"Use one of: {', '.join(LEARNERS)}.")
+    if learner == "lightgbm" and importlib.util.find_spec("lightgbm") is None:
+        raise InvalidInput(
+            "--learner lightgbm fits a LightGBM model, and lightgbm is not installed.",
+            "pip install 'loopml[lightgbm]', or run the demo with --learner logistic.",
+        )

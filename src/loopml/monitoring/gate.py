@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from loopml.adapters.flavors.base import has_probabilities
 from loopml.bootstrap import Workspace
 from loopml.domain.confidence import check_confidence, check_horizon
 from loopml.domain.data_checks import CheckOutcome, DataChecks, DataFacts, apply_checks
@@ -360,8 +361,8 @@ def _score(loaded: Any, features: Any, truth: Any) -> _Scored:
     version on `features` against `truth`."""
     predicted = np.asarray(loaded.predict(features))
     proba = (
-        np.asarray(loaded.raw.predict_proba(features), dtype=np.float64)
-        if callable(getattr(loaded.raw, "predict_proba", None))
+        np.asarray(loaded.predict_proba(features), dtype=np.float64)
+        if has_probabilities(loaded)
         else None
     )
     task, metrics = score(predicted, truth, proba)

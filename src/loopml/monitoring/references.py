@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from loopml.adapters.flavors.base import has_probabilities
 from loopml.bootstrap import Workspace
 from loopml.errors import InvalidInput, LoopmlError
 from loopml.monitoring.drift import summarize
@@ -59,7 +60,7 @@ def with_predictions(
         )
     frame = table.select(inputs).to_pandas() if inputs else table.to_pandas()
     predicted = np.asarray(loaded.predict(frame))
-    categorical = [PREDICTION] if callable(getattr(loaded.raw, "predict_proba", None)) else []
+    categorical = [PREDICTION] if has_probabilities(loaded) else []
     column = pa.array(predicted.astype(str) if categorical else predicted)
     importance = None
     if inputs:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from loopml.adapters.flavors.base import has_probabilities
 from loopml.bootstrap import Workspace
 from loopml.domain.records import ModelVersion
 from loopml.domain.refs import ModelRef, parse_model_ref
@@ -52,10 +53,7 @@ class Served:
         """Whether the model gives class probabilities: as its flavor says (a classifying
         XGBoost or LightGBM Booster does, without a `predict_proba` of its own), else whether
         it has `predict_proba`."""
-        said = getattr(self.model, "has_predict_proba", None)
-        if isinstance(said, bool):
-            return said
-        return callable(getattr(self.model.raw, "predict_proba", None))
+        return has_probabilities(self.model)
 
 
 def _inputs_of(version: ModelVersion) -> tuple[tuple[str, str], ...]:

@@ -115,3 +115,14 @@ def prepare_empty_directory(directory: Path) -> None:
             f"Cannot save a model into {directory}: the folder is not empty.",
             "Save into a new, empty folder.",
         )
+
+
+def has_probabilities(loaded: Any) -> bool:
+    """Whether a loaded model gives class probabilities: as its flavor says (a classifying
+    XGBoost or LightGBM Booster does, with no `predict_proba` of its own), else whether it has
+    `predict_proba`. Its own `predict_proba` is then the one to call: it reads the rows as
+    the model needs them (the columns it was fitted on, text as categories)."""
+    said = getattr(loaded, "has_predict_proba", None)
+    if isinstance(said, bool):
+        return said
+    return callable(getattr(loaded.raw, "predict_proba", None))
