@@ -27,6 +27,7 @@ from loopml.adapters.flavors.boosted import (
     first_line,
     import_library,
     label_values,
+    numeric_matrix,
     recorded_features,
     recorded_labels,
     recorded_params,
@@ -187,13 +188,15 @@ class XGBoostModel(BoostedModel):
         return not self.wrapped and self.objective in PROBA_OBJECTIVES
 
     def _predict(self, selected: Any) -> Any:
-        if self.wrapped:
-            return self.raw.predict(selected)
+        if self.wrapped:  # the wrapper's own predict, from a matrix when the rows make one
+            matrix = numeric_matrix(selected)
+            return self.raw.predict(selected if matrix is None else matrix)
         return self.raw.predict(self._matrix(selected))
 
     def _predict_proba(self, selected: Any) -> Any:
         if self.wrapped:
-            return self.raw.predict_proba(selected)
+            matrix = numeric_matrix(selected)
+            return self.raw.predict_proba(selected if matrix is None else matrix)
         if self.objective == "multi:softmax":
             from scipy.special import softmax
 
