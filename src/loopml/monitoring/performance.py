@@ -270,8 +270,9 @@ def _probabilistic(truth: pa.ChunkedArray, scores: pa.ChunkedArray) -> dict[str,
     if classes.size < 2 or classes.size != matrix.shape[1]:
         return {}
     sums = matrix.sum(axis=1, keepdims=True)
-    if np.allclose(sums, 1.0, atol=1e-4):  # float32 ones (ONNX) sum to 1 only within rounding
-        matrix = matrix / sums
+    exact = np.allclose(sums, 1.0, rtol=0.0, atol=1e-9)  # left as they are: no tie moves
+    if not exact and np.allclose(sums, 1.0, atol=1e-4):  # float32 ones (ONNX) sum to 1 only
+        matrix = matrix / sums  # within their rounding, which scikit-learn's checks refuse
     if classes.size == 2:
         auc = roc_auc_score(y == classes[1], matrix[:, 1])
     else:
