@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from served import ServerProcess, serving, settings_in
+from served import ServerProcess, free_port, serving, settings_in
 
 from loopml.bootstrap import open_workspace, prediction_log_reader
 from loopml.monitoring import monitors
@@ -29,6 +29,8 @@ class Served:
     model: Any
     """The scikit-learn model the ONNX file was exported from."""
     features: pd.DataFrame
+    grpc: str
+    """host:port of the V2 gRPC service."""
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,9 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             proto, "iris", project="default", run_id=run.id, input_example=features.head(3)
         )
     ws.close()
-    with serving(settings, "iris") as running:
-        yield Served(running, model, features)
+    port = free_port()
+    with serving(settings, "iris", "--grpc-port", str(port)) as running:
+        yield Served(running, model, features, f"127.0.0.1:{port}")
 
 
 def test_registration_records_the_graphs_tensors(iris: Served) -> None:
@@ -143,6 +146,27 @@ def test_tritonclient_with_its_defaults_infers_from_the_metadata(iris: Served) -
         )
     finally:
         client.close()
+
+
+def test_tritonclient_grpc_with_its_defaults_infers_from_the_metadata(iris: Served) -> None:
+    """Over gRPC: the metadata names the graph's FP32 tensor, and the raw bytes sent for it
+    are answered with the graph's own output types."""
+    import tritonclient.grpc as v2
+
+    client = v2.InferenceServerClient(url=iris.grpc)
+    try:
+        (spec,) = client.get_model_metadata("iris", as_json=True)["inputs"]
+        assert (spec["datatype"], spec["shape"]) == ("FP32", ["-1", "4"])
+        rows = iris.features.to_numpy(dtype=np.float32)
+        tensor = v2.InferInput(spec["name"], list(rows.shape), spec["datatype"])
+        tensor.set_data_from_numpy(rows)
+        result = client.infer("iris", [tensor], request_id="onnx-grpc")
+    finally:
+        client.close()
+    assert result.as_numpy("prediction").tolist() == iris.model.predict(iris.features).tolist()
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities, iris.model.predict_proba(iris.features), atol=1e-5)
 
 
 def test_explain_uses_occlusion_against_the_training_profile(iris: Served) -> None:

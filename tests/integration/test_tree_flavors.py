@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from served import ServerProcess, serving, settings_in
+from served import ServerProcess, free_port, serving, settings_in
 
 FEATURES = ["tenure", "monthly", "calls"]
 SERVED_ROWS = 300
@@ -50,6 +50,8 @@ class Case:
     model: Any
     version: Any
     server: ServerProcess
+    grpc: str
+    """host:port of the V2 gRPC service."""
 
 
 @pytest.fixture(scope="module", params=["xgboost", "lightgbm"])
@@ -81,8 +83,9 @@ def case(
                 )
         finally:
             reset_default_workspace()
-    with serving(settings, "churn") as server:
-        yield Case(request.param, model, version, server)
+    port = free_port()
+    with serving(settings, "churn", "--grpc-port", str(port)) as server:
+        yield Case(request.param, model, version, server, f"127.0.0.1:{port}")
 
 
 def test_registration_records_the_flavor_and_the_signature(case: Case) -> None:
@@ -142,6 +145,30 @@ def test_tritonclient_with_its_defaults(case: Case) -> None:
             tensor.set_data_from_numpy(rows[name].to_numpy())  # binary, the default
             inputs.append(tensor)
         result = client.infer("churn", inputs, request_id="triton-1")
+    finally:
+        client.close()
+
+    assert result.as_numpy("prediction").tolist() == case.model.predict(rows).tolist()
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"), case.model.predict_proba(rows), rtol=1e-6
+    )
+
+
+def test_tritonclient_grpc_with_its_defaults(case: Case) -> None:
+    import tritonclient.grpc as v2
+
+    rows = _frame(6, seed=8)
+    client = v2.InferenceServerClient(url=case.grpc)
+    try:
+        assert client.is_model_ready("churn")
+        metadata = client.get_model_metadata("churn", as_json=True)
+        assert [i["datatype"] for i in metadata["inputs"]] == ["FP64"] * len(FEATURES)
+        inputs = []
+        for name in FEATURES:
+            tensor = v2.InferInput(name, [6], "FP64")
+            tensor.set_data_from_numpy(rows[name].to_numpy())  # raw contents, the client's way
+            inputs.append(tensor)
+        result = client.infer("churn", inputs, request_id="grpc-1")
     finally:
         client.close()
 
