@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from loopml.adapters.flavors.base import FlavorModel
+from loopml.adapters.flavors.base import FlavorModel, loaded_class
 from loopml.errors import IntegrityError, InvalidInput
 
 PARAM_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -27,6 +27,19 @@ PARAM_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 LABEL_KINDS = frozenset("iufbUO")
 """numpy dtype kinds of class labels kept in `info`: numbers, booleans and strings."""
+
+
+def booster_or_wrapper(
+    model: object, booster: tuple[str, str], wrappers_module: str, wrappers: Any
+) -> bool:
+    """Whether `model` is the library's Booster (`booster` = module, class) or one of its
+    scikit-learn `wrappers` by class name, the class itself, not a subclass (a subclass may
+    change what predict means). Only classes already imported are looked at."""
+    kind = loaded_class(*booster)
+    if kind is not None and isinstance(model, kind):
+        return True
+    cls = type(model)
+    return cls.__name__ in wrappers and loaded_class(wrappers_module, cls.__name__) is cls
 
 
 def import_library(module: str, model_kind: str, extra: str) -> Any:

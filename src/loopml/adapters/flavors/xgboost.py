@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loopml.adapters.flavors.base import loaded_class, prepare_empty_directory
+from loopml.adapters.flavors.base import prepare_empty_directory
 from loopml.adapters.flavors.boosted import (
     BoostedModel,
     binary_proba,
+    booster_or_wrapper,
     check_info_flavor,
     first_line,
     import_library,
@@ -67,11 +68,7 @@ class XGBoostFlavor:
     same bytes (tested), and loading runs no code."""
 
     def accepts(self, model: object) -> bool:
-        booster = loaded_class("xgboost.core", "Booster")
-        if booster is not None and isinstance(model, booster):
-            return True
-        kind = type(model)
-        return kind.__name__ in WRAPPERS and loaded_class("xgboost.sklearn", kind.__name__) is kind
+        return booster_or_wrapper(model, ("xgboost.core", "Booster"), "xgboost.sklearn", WRAPPERS)
 
     def check_shared(self, info: dict[str, Any], model_types: tuple[str, ...]) -> None:
         """A team server may load any version: the file holds trees and numbers that XGBoost
