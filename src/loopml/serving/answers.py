@@ -127,13 +127,18 @@ def answer_batch(server: Server, host: ModelHost, jobs: Sequence[Job]) -> list[A
         else:
             features = served.features(prepared.frame)
         count = prepared.rows
-        given = _given(served.model.predict(features)) if count else []
         wants_proba = served.has_proba and (
             server.log_probabilities or any(j.probabilities for j in jobs)
         )
-        given_proba = (
-            _given(served.model.predict_proba(features)) if wants_proba and count else None
-        )
+        both = getattr(served.model, "predict_with_proba", None) if wants_proba else None
+        if both is not None and count:  # one pass for both (a booster's flavor offers it)
+            labels, probabilities_given = both(features)
+            given, given_proba = _given(labels), _given(probabilities_given)
+        else:
+            given = _given(served.model.predict(features)) if count else []
+            given_proba = (
+                _given(served.model.predict_proba(features)) if wants_proba and count else None
+            )
         predictions = given if tensors else _outputs(given)
         probabilities = None if given_proba is None or tensors else _outputs(given_proba)
     except Exception as exc:

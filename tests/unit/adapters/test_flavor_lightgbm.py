@@ -393,3 +393,22 @@ def test_columns_with_spaces_are_read_as_lightgbm_spells_them(
     margin = (model.booster_ if wrapped else model).predict(frame, raw_score=True)
     assert np.allclose(values.sum(axis=1) + base, margin)
     assert np.abs(values[:, 1]).sum() > 0  # "mean radius" is read, not left at zero
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_predict_with_proba_answers_as_predict_and_predict_proba(
+    classes: int, tmp_path: Path
+) -> None:
+    """The server's one call for both outputs gives what the two calls give, to the bit."""
+    rng = np.random.default_rng(classes)
+    frame = pd.DataFrame({"a": rng.random(400), "b": rng.random(400), "c": rng.random(400)})
+    labels = np.minimum((frame["a"] * classes).astype(int), classes - 1)
+    model = lgb.LGBMClassifier(n_estimators=8, num_leaves=7, verbose=-1).fit(frame, labels)
+    flavor = get_flavor("lightgbm")
+    info = flavor.save(model, tmp_path / "m")
+    loaded = flavor.load(tmp_path / "m", info, trust_pickle=False)
+    rows = frame[["c", "a", "b"]]  # another column order
+    predicted, probabilities = loaded.predict_with_proba(rows)
+    assert np.array_equal(predicted, model.predict(frame))
+    assert np.array_equal(probabilities, model.predict_proba(frame))
+    assert np.array_equal(predicted, loaded.predict(rows))

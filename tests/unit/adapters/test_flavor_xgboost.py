@@ -406,3 +406,22 @@ def test_an_early_stopped_model_answers_and_explains_with_its_best_trees(tmp_pat
     np.testing.assert_allclose(loaded.predict_proba(frame), model.predict_proba(frame))
     margins = model.predict(frame, output_margin=True)
     np.testing.assert_allclose(values.sum(axis=1) + base, margins, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_predict_with_proba_answers_as_predict_and_predict_proba(
+    classes: int, tmp_path: Path
+) -> None:
+    """The server's one call for both outputs gives what the two calls give, to the bit."""
+    rng = np.random.default_rng(classes)
+    frame = pd.DataFrame({"a": rng.random(400), "b": rng.random(400), "c": rng.random(400)})
+    labels = np.minimum((frame["a"] * classes).astype(int), classes - 1)
+    model = xgb.XGBClassifier(n_estimators=8, max_depth=3).fit(frame, labels)
+    flavor = get_flavor("xgboost")
+    info = flavor.save(model, tmp_path / "m")
+    loaded = flavor.load(tmp_path / "m", info, trust_pickle=False)
+    rows = frame[["c", "a", "b"]]  # another column order
+    predicted, probabilities = loaded.predict_with_proba(rows)
+    assert np.array_equal(predicted, model.predict(frame))
+    assert np.array_equal(probabilities, model.predict_proba(frame))
+    assert np.array_equal(predicted, loaded.predict(rows))

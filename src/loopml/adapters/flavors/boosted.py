@@ -72,6 +72,13 @@ class BoostedModel(FlavorModel):
     def predict(self, frame: Any) -> Any:
         return self._predict(self.select(frame))
 
+    def predict_with_proba(self, frame: Any) -> tuple[Any, Any]:
+        """`predict` and `predict_proba` of the same rows, their columns picked once (the
+        server asks for both of every batch); a library that can derive its labels from its
+        probabilities exactly as its own `predict` does calls its trees once."""
+        selected = self.select(frame)
+        return self._predict(selected), self._predict_proba(selected)
+
     def predict_proba(self, frame: Any) -> Any:
         if not self.has_predict_proba:
             raise InvalidInput(

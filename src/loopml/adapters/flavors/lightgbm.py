@@ -9,6 +9,7 @@ objective, the number and labels of classes and the feature names. `load` reads 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,14 @@ def _default_names(names: list[str]) -> bool:
     return names == [f"Column_{index}" for index in range(len(names))]
 
 
+@functools.lru_cache(maxsize=64)
+def _spelled(names: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`names` as LightGBM spells them, the same tuple when it changes none (served batches
+    ask with the same columns each time)."""
+    spelled = tuple(lightgbm_names(names))
+    return names if spelled == tuple(str(name) for name in names) else spelled
+
+
 def lightgbm_names(names: Any) -> list[str]:
     """Feature names as LightGBM keeps them: each whitespace character becomes `_`."""
     return [re.sub(r"\s", "_", str(name)) for name in names]
@@ -247,9 +256,10 @@ class LightGBMModel(BoostedModel):
     def select(self, frame: Any) -> Any:
         """As for any booster, after naming the frame's columns as LightGBM does."""
         if hasattr(frame, "columns") and self.features is not None:
-            names = lightgbm_names(frame.columns)
-            if names != [str(name) for name in frame.columns]:
-                frame = frame.set_axis(names, axis=1)
+            given = tuple(frame.columns.tolist())
+            names = _spelled(given)
+            if names != given:
+                frame = frame.set_axis(list(names), axis=1)
         return super().select(frame)
 
     def _booster_has_proba(self) -> bool:
@@ -265,6 +275,16 @@ class LightGBMModel(BoostedModel):
         import numpy as np
 
         return self.raw.classes_[np.argmax(self._probabilities(matrix), axis=1)]
+
+    def predict_with_proba(self, frame: Any) -> tuple[Any, Any]:
+        selected = self.select(frame)
+        matrix = numeric_matrix(selected) if self.wrapped else None
+        if matrix is None or WRAPPERS[type(self.raw).__name__] != "classifier":
+            return self._predict(selected), self._predict_proba(selected)
+        import numpy as np
+
+        probabilities = self._probabilities(matrix)  # the wrapper's predict: the most probable
+        return self.raw.classes_[np.argmax(probabilities, axis=1)], probabilities
 
     def _predict_proba(self, selected: Any) -> Any:
         if self.wrapped:

@@ -54,6 +54,12 @@ PROBA_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
 """Objectives whose Booster gives class probabilities (`predict_proba` of a raw Booster)."""
 
 
+LABELLED_BY_ARGMAX = ("binary:logistic", "multi:softprob")
+"""Objectives whose wrapper's `predict` is the most probable class of its `predict_proba`
+(binary: the positive class when its probability is over 0.5, which is where it is the larger
+of the two columns)."""
+
+
 def _xgboost() -> Any:
     return import_library("xgboost", "an XGBoost", "xgboost")
 
@@ -183,6 +189,16 @@ class XGBoostModel(BoostedModel):
 
     def _booster_has_proba(self) -> bool:
         return not self.wrapped and self.objective in PROBA_OBJECTIVES
+
+    def predict_with_proba(self, frame: Any) -> tuple[Any, Any]:
+        selected = self.select(frame)
+        matrix = numeric_matrix(selected) if self.wrapped else None
+        if matrix is None or self.objective not in LABELLED_BY_ARGMAX:
+            return self._predict(selected), self._predict_proba(selected)
+        import numpy as np
+
+        probabilities = self.raw.predict_proba(matrix)
+        return self.raw.classes_[np.argmax(probabilities, axis=1)], probabilities
 
     def _predict(self, selected: Any) -> Any:
         if self.wrapped:  # the wrapper's own predict, from a matrix when the rows make one
