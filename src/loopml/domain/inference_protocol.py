@@ -84,6 +84,9 @@ class DecodedRequest:
     rows: int
     requested_outputs: list[str] | None
     parameters: dict[str, Any]
+    matrix: Array | None = None
+    """The [rows, columns] matrix the columns are views of, when the request sent one tensor
+    for all of them (in signature order)."""
 
 
 @dataclass(frozen=True)
@@ -125,15 +128,17 @@ def decode_infer_request(
     requested_outputs = _requested_outputs(body)
     signature = [(name, _column_type(name, type_)) for name, type_ in signature_inputs]
     tensors = _parse_tensors(body["inputs"])
-    matrix = _is_matrix_layout(tensors, signature)
-    if matrix:
-        columns, rows = _split_matrix(tensors[0], signature)
+    matrix = None
+    if _is_matrix_layout(tensors, signature):
+        matrix = _matrix(tensors[0], signature)
+        rows = len(matrix)
+        columns = {name: matrix[:, index] for index, (name, _) in enumerate(signature)}
     else:
         columns, rows = _columns_by_name(tensors, signature)
-    refused = _refused(tensors, signature, matrix)
+    refused = _refused(tensors, signature, matrix is not None)
     if refused is not None:
         return refused
-    return DecodedRequest(request_id, columns, rows, requested_outputs, parameters)
+    return DecodedRequest(request_id, columns, rows, requested_outputs, parameters, matrix)
 
 
 def declared_rows(body: object) -> int:
@@ -384,9 +389,9 @@ def _is_matrix_layout(tensors: list[_Tensor], signature: list[tuple[str, ColumnT
     return len(tensors) == 1 and tensors[0].name not in names and len(tensors[0].shape) == 2
 
 
-def _split_matrix(
-    tensor: _Tensor, signature: list[tuple[str, ColumnType]]
-) -> tuple[dict[str, Array], int]:
+def _matrix(tensor: _Tensor, signature: list[tuple[str, ColumnType]]) -> Array:
+    """The one tensor's values as a [rows, columns] matrix, once its width and its datatype
+    are checked against every column it feeds."""
     rows, width = tensor.shape
     if width != len(signature):
         raise InvalidInput(
@@ -394,13 +399,12 @@ def _split_matrix(
             f"model takes {len(signature)} ({', '.join(name for name, _ in signature)}).",
             "Send one column per model input, in signature order, or one tensor per column.",
         )
-    matrix = tensor.values.reshape(rows, width)
-    for name, column_type in signature:
-        _check_feeds(tensor, name, column_type)
-    columns = {
-        name: np.ascontiguousarray(matrix[:, index]) for index, (name, _) in enumerate(signature)
-    }
-    return columns, rows
+    checked: set[ColumnType] = set()
+    for name, column_type in signature:  # once per type: the first column it cannot feed
+        if column_type not in checked:
+            checked.add(column_type)
+            _check_feeds(tensor, name, column_type)
+    return tensor.values.reshape(rows, width)
 
 
 def _columns_by_name(

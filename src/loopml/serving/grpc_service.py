@@ -175,7 +175,8 @@ class Service:
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         host = self.server.host(request.model_name or None)
         served = check_version(host, request.model_version)
-        _, ids, outputs, version = await answer(self.server, host, served, request_body(request))
+        body = request_body(request)
+        _, ids, outputs, version = await answer(self.server, host, served, body, from_grpc=True)
         reply = self.messages["ModelInferResponse"]
         return response_message(reply, version, request.id, ids, outputs)
 

@@ -117,6 +117,9 @@ def _warm(served: Served) -> Served:
         return served
     if not names or any(kind not in ("integer", "float") for _, kind in served.inputs):
         return served
+    ordered = getattr(served.model, "in_order", None)  # a booster checks the names once
+    if ordered is not None:
+        served = dataclasses.replace(served, model=ordered(names))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=NO_FEATURE_NAMES)

@@ -155,14 +155,20 @@ def tensor_rows(decoded: DecodedRequest, served: Served) -> TensorRows | None:
     types = column_types(served.inputs)
     if not types or any(kind not in NUMERIC for kind in types):
         return None
-    columns = [decoded.columns[name] for name, _ in served.inputs]
-    if any(column.dtype.kind not in "iuf" for column in columns):
+    if decoded.matrix is not None:  # sent as one tensor: converted as one
+        parts = [decoded.matrix]
+    else:
+        parts = [decoded.columns[name] for name, _ in served.inputs]
+    if any(part.dtype.kind not in "iuf" for part in parts):
         return None
-    matrix = np.empty((decoded.rows, len(columns)), dtype=np.float64)
-    for j, column in enumerate(columns):
-        if column.dtype.kind in "iu" and column.size and np.abs(column).max() >= _EXACT:
-            return None  # an integer a float64 cannot hold exactly
-        matrix[:, j] = column
+    if any(p.dtype.kind in "iu" and p.size and np.abs(p).max() >= _EXACT for p in parts):
+        return None  # an integer a float64 cannot hold exactly
+    if decoded.matrix is not None:
+        matrix = decoded.matrix.astype(np.float64)
+    else:
+        matrix = np.empty((decoded.rows, len(parts)), dtype=np.float64)
+        for j, column in enumerate(parts):
+            matrix[:, j] = column
     nulls = np.isnan(matrix)
     if not exact_integers(matrix, nulls, types):
         return None
@@ -271,13 +277,13 @@ def _infer(
 
 
 async def answer(
-    server: Server, host: ModelHost, served: Served, body: Any
+    server: Server, host: ModelHost, served: Served, body: Any, *, from_grpc: bool = False
 ) -> tuple[DecodedRequest, list[str], dict[str, Any], ModelVersion]:
     """A V2 request (its JSON form, binary inputs as `BinaryData`) decoded, admitted to the
     log, predicted and logged: the request, its rows' ids, the outputs by name and the version
     that answered. Rows that make a matrix share a model call with other requests' (the
     micro-batcher); others are answered alone. Both the REST routes and the gRPC service
-    answer through here."""
+    (`from_grpc`, which has its own batcher: `Server.batcher`) answer through here."""
     if declared_rows(body) <= INLINE_ROWS:
         decoded = _decode(body, served)
     else:
@@ -292,7 +298,7 @@ async def answer(
             ids, outputs = await run_in_threadpool(_infer, server, host, served, decoded)
             return decoded, ids, outputs, served.version
         probabilities = served.has_proba and (wanted is None or PROBABILITIES in wanted)
-        batcher = server.batcher(host, tensors=True)
+        batcher = server.batcher(host, kind="grpc" if from_grpc else "tensors")
         done: TensorAnswer = await batcher.submit(
             range(decoded.rows), probabilities, times, tensors=rows
         )

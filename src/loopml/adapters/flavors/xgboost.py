@@ -229,7 +229,11 @@ class XGBoostModel(BoostedModel):
         import xgboost
 
         missing = getattr(self.raw, "missing", None) if self.wrapped else None
-        return xgboost.DMatrix(selected, missing=missing, enable_categorical=True)
+        ordered = self.features is not None and not hasattr(selected, "columns")
+        names = list(self.features or ()) if ordered else None  # an array in training order
+        return xgboost.DMatrix(
+            selected, missing=missing, enable_categorical=True, feature_names=names
+        )
 
     def _iterations(self) -> tuple[int, int]:
         """The trees the wrapper's predict uses: up to the best iteration of early stopping."""
