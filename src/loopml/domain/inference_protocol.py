@@ -25,8 +25,9 @@ server can refuse an oversized request first.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ class DecodedRequest:
     """An inference request as named 1-D columns of `rows` values each."""
 
     id: str | None
-    columns: dict[str, Array]
+    columns: Mapping[str, Array]
     rows: int
     requested_outputs: list[str] | None
     parameters: dict[str, Any]
@@ -126,13 +127,14 @@ def decode_infer_request(
         )
     request_id, parameters = _request_id(body), _parameters(body)
     requested_outputs = _requested_outputs(body)
-    signature = [(name, _column_type(name, type_)) for name, type_ in signature_inputs]
+    signature, positions = _typed_signature(tuple(signature_inputs))
     tensors = _parse_tensors(body["inputs"])
     matrix = None
+    columns: Mapping[str, Array]
     if _is_matrix_layout(tensors, signature):
         matrix = _matrix(tensors[0], signature)
         rows = len(matrix)
-        columns = {name: matrix[:, index] for index, (name, _) in enumerate(signature)}
+        columns = _MatrixColumns(matrix, positions)
     else:
         columns, rows = _columns_by_name(tensors, signature)
     refused = _refused(tensors, signature, matrix is not None)
@@ -162,9 +164,11 @@ _TAKES_LABEL = (
 
 
 def _refused(
-    tensors: list[_Tensor], signature: list[tuple[str, ColumnType]], matrix: bool
+    tensors: list[_Tensor], signature: Sequence[tuple[str, ColumnType]], matrix: bool
 ) -> RefusedValue | None:
     """The first element (by row, then signature order) the model cannot take, or None."""
+    if all(tensor.bad is None for tensor in tensors):
+        return None
     types = dict(signature)
     found: list[RefusedValue] = []
     for tensor in tensors:
@@ -384,12 +388,39 @@ def _shape(label: str, shape: object) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _is_matrix_layout(tensors: list[_Tensor], signature: list[tuple[str, ColumnType]]) -> bool:
-    names = {name for name, _ in signature}
-    return len(tensors) == 1 and tensors[0].name not in names and len(tensors[0].shape) == 2
+def _is_matrix_layout(tensors: list[_Tensor], signature: Sequence[tuple[str, ColumnType]]) -> bool:
+    if len(tensors) != 1 or len(tensors[0].shape) != 2:
+        return False
+    return all(name != tensors[0].name for name, _ in signature)
 
 
-def _matrix(tensor: _Tensor, signature: list[tuple[str, ColumnType]]) -> Array:
+@functools.lru_cache(maxsize=64)
+def _typed_signature(
+    inputs: tuple[tuple[str, str], ...],
+) -> tuple[tuple[tuple[str, ColumnType], ...], dict[str, int]]:
+    """A served signature's columns with their types, and each column's position (a server
+    decodes every request against the same few signatures)."""
+    signature = tuple((name, _column_type(name, type_)) for name, type_ in inputs)
+    return signature, {name: index for index, (name, _) in enumerate(signature)}
+
+
+class _MatrixColumns(Mapping[str, Array]):
+    """The columns of a [rows, columns] matrix by name, each a view taken when asked for."""
+
+    def __init__(self, matrix: Array, positions: Mapping[str, int]) -> None:
+        self._matrix, self._positions = matrix, positions
+
+    def __getitem__(self, name: str) -> Array:
+        return self._matrix[:, self._positions[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
+def _matrix(tensor: _Tensor, signature: Sequence[tuple[str, ColumnType]]) -> Array:
     """The one tensor's values as a [rows, columns] matrix, once its width and its datatype
     are checked against every column it feeds."""
     rows, width = tensor.shape
@@ -408,7 +439,7 @@ def _matrix(tensor: _Tensor, signature: list[tuple[str, ColumnType]]) -> Array:
 
 
 def _columns_by_name(
-    tensors: list[_Tensor], signature: list[tuple[str, ColumnType]]
+    tensors: list[_Tensor], signature: Sequence[tuple[str, ColumnType]]
 ) -> tuple[dict[str, Array], int]:
     by_name = {tensor.name: tensor for tensor in tensors}
     missing = [name for name, _ in signature if name not in by_name]
