@@ -7,7 +7,10 @@ overhead (building a frame, entering the model) is paid per batch instead of per
 Before taking a batch the consumer lets the event loop turn once, so requests whose bytes arrived
 together all reach the queue first (1,000 more requests/s at concurrency 16, for no measurable
 latency alone). `max_wait_ms` optionally holds a batch open longer; `enabled=False` runs each
-request alone.
+request alone. `gather_ms` (the V2 batchers') holds a batch, for at most that long, until it
+has as many requests as the one before it: clients that wait for their answers send again
+together, but a gRPC server hands their calls to the loop one per turn, so a batch taken at
+once would hold few of them. A batch after one that held a single request never waits.
 
 Where the model runs: a model whose batches take under `inline_under_ms` (an average over recent
 batches) is called on the event loop itself, which saves two thread hand-offs per batch (the
@@ -62,6 +65,8 @@ class TensorRows:
 BatchFn = Callable[[Sequence[Job]], Sequence[Any]]
 """Runs one batch; returns one result (or exception) per job."""
 
+_GATHER_STEP_S = 0.0002
+"""How often a gathering batch looks for new requests."""
 _SMOOTHING = 0.2
 """Weight of the latest batch in the running average of batch durations."""
 
@@ -75,12 +80,16 @@ class MicroBatcher:
         max_wait_ms: float = 0.0,
         enabled: bool = True,
         inline_under_ms: float = 5.0,
+        gather_ms: float = 0.0,
     ) -> None:
         self._run_batch = run_batch
         self.max_batch_rows = max_batch_rows
         self.max_wait_s = max_wait_ms / 1000
         self.enabled = enabled
         self.inline_under_s = inline_under_ms / 1000
+        self.gather_s = gather_ms / 1000
+        self._last_jobs = 1
+        """How many requests the last batch held."""
         self.batch_s: float | None = None
         """Running average of how long a batch takes (None until the first one)."""
         self._queue: asyncio.Queue[Job] | None = None
@@ -120,16 +129,28 @@ class MicroBatcher:
         while True:
             batch = [await self._queue.get()]
             await asyncio.sleep(self.max_wait_s)  # 0: one turn of the loop
+            if self.gather_s and self._last_jobs > 1:
+                await self._gather(self._last_jobs - 1)
             rows = len(batch[0].rows)
             while not self._queue.empty() and rows < self.max_batch_rows:
                 job = self._queue.get_nowait()
                 batch.append(job)
                 rows += len(job.rows)
+            self._last_jobs = len(batch)
             try:
                 await self._settle(loop, batch)
             except Exception as exc:  # never let the consumer die: later requests would hang
                 log.exception("a batch failed outside the model call")
                 _fail(batch, exc)
+
+    async def _gather(self, jobs: int) -> None:
+        """Wait up to `gather_s` for `jobs` more requests: clients that each wait for their
+        answer send again together, but a gRPC server hands them to the loop one call per
+        turn, so a batch taken at once holds few of them."""
+        assert self._queue is not None
+        deadline = time.perf_counter() + self.gather_s
+        while self._queue.qsize() < jobs and time.perf_counter() < deadline:
+            await asyncio.sleep(_GATHER_STEP_S)
 
     def _inline(self) -> bool:
         return self.batch_s is not None and self.batch_s < self.inline_under_s

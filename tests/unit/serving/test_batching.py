@@ -141,3 +141,41 @@ def test_a_lone_request_is_answered_without_waiting_longer_than_asked(wait_ms: f
     took = asyncio.run(scenario())
     batcher.close()
     assert wait_ms / 1000 <= took < wait_ms / 1000 + 0.05
+
+
+async def _clients(batcher: MicroBatcher, clients: int, rounds: int, stagger_s: float) -> None:
+    """`clients` closed-loop clients: each sends, waits for its answer, sends again; their
+    requests reach the queue `stagger_s` apart, as a gRPC server hands over its calls."""
+
+    async def client(index: int) -> None:
+        for _ in range(rounds):
+            await asyncio.sleep(stagger_s * index)
+            await batcher.submit([{"x": index}], False)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+
+
+def test_a_crowd_arriving_one_by_one_is_gathered_into_full_batches() -> None:
+    plain, gathering = Model(delay_s=0.002), Model(delay_s=0.002)
+    for model, gather_ms in ((plain, 0.0), (gathering, 30.0)):
+        batcher = MicroBatcher(model, gather_ms=gather_ms, inline_under_ms=0.0)
+        asyncio.run(_clients(batcher, clients=8, rounds=8, stagger_s=0.001))
+        batcher.close()
+
+    assert sum(plain.calls) == sum(gathering.calls) == 64
+    assert len(gathering.calls) < 0.7 * len(plain.calls)  # about 15 calls instead of 30
+
+
+def test_a_lone_client_never_waits_to_gather() -> None:
+    batcher = MicroBatcher(Model(), gather_ms=200.0)
+
+    async def scenario() -> float:
+        await batcher.submit([{"x": 0}], False)
+        started = time.perf_counter()
+        for i in range(5):
+            await batcher.submit([{"x": i}], False)
+        return time.perf_counter() - started
+
+    took = asyncio.run(scenario())
+    batcher.close()
+    assert took < 0.1  # five requests, none held for the 200 ms a batch may gather
