@@ -28,6 +28,8 @@ The load: competitors/loadgen.py (.anchors/loadgen; closed loop, keep-alive HTTP
 one gRPC channel per client, --seconds measured after --warmup) on the same CPUs as the server:
 1 row at concurrency 1 and 16, and 1,000 rows at concurrency 1, per encoding. Both servers run
 as one process with OMP_NUM_THREADS=1. Each pass starts every server afresh; --runs passes.
+Each pass also loads a bare grpc.aio server (`bare_grpc`: it reads each single-row request and
+answers one fixed response; no model, no log) to show what the gRPC stack itself allows here.
 A scenario a server does not support (every request refused) is reported with its status.
 """
 
@@ -112,6 +114,45 @@ for flavor, model in models.items():
 """
 
 
+_BARE_GRPC = """
+import asyncio, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import grpc, uvloop
+from loopml.serving.grpc_messages import messages
+
+port, ready_port = int(sys.argv[1]), int(sys.argv[2])
+found = messages()
+answer = found["ModelInferResponse"](model_name="cancer", model_version="1")
+answer.outputs.add(name="prediction", datatype="INT64", shape=[1])
+answer.raw_output_contents.append(bytes(8))
+
+async def infer(request, context):
+    return answer
+
+class Ready(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+
+async def main():
+    handler = grpc.unary_unary_rpc_method_handler(
+        infer, request_deserializer=found["ModelInferRequest"].FromString,
+        response_serializer=found["ModelInferResponse"].SerializeToString)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelInfer": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    http = ThreadingHTTPServer(("127.0.0.1", ready_port), Ready)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    await server.wait_for_termination()
+
+uvloop.install()
+asyncio.run(main())
+"""
+"""The ceiling: a grpc.aio ModelInfer server (on uvloop, as loopml's) that reads each request
+into its message and answers one fixed response, with no model and no log."""
+
+
 def fit_and_register(flavors: list[str], folder: Path) -> None:
     """Fit every model, write MLServer's files and the request rows, register in loopml (one
     workspace per flavor, so each server serves only its flavor's model)."""
@@ -152,12 +193,16 @@ def write_bodies(folder: Path, flavor: str) -> dict[str, dict[str, Path]]:
 
 
 def load(
-    args: argparse.Namespace, http: str, grpc: str, bodies: dict[str, dict[str, Path]]
+    args: argparse.Namespace,
+    http: str,
+    grpc: str,
+    bodies: dict[str, dict[str, Path]],
+    encodings: tuple[str, ...] = ENCODINGS,
 ) -> dict[str, Any]:
     """Every load in every encoding against one server: rps, latencies, failures by name."""
     python = str(competitor_python(args.anchors, "loadgen"))
     results: dict[str, Any] = {}
-    for encoding in ENCODINGS:
+    for encoding in encodings:
         for name, rows, concurrency in LOADS:
             body = bodies[rows][encoding]
             command = [python, str(COMPETITORS / "loadgen.py"), "-c", str(concurrency)]
@@ -193,6 +238,16 @@ def loopml_pass(args: argparse.Namespace, folder: Path, flavor: str) -> dict[str
         return load(args, base, f"127.0.0.1:{grpc_port}", write_bodies(folder, flavor))
 
 
+def bare_pass(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The bare gRPC server under the single-row gRPC loads."""
+    port, ready_port = _free_port(), _free_port()
+    command = [sys.executable, "-c", _BARE_GRPC, str(port), str(ready_port)]
+    bodies = write_bodies(folder, "sklearn")
+    with server(command, ENV, f"http://127.0.0.1:{ready_port}/", folder / "bare-grpc.log"):
+        found = load(args, "", f"127.0.0.1:{port}", bodies, encodings=("grpc",))
+    return {name: value for name, value in found.items() if "1row" in name}
+
+
 def mlserver_pass(args: argparse.Namespace, folder: Path, flavor: str) -> dict[str, Any]:
     implementation, file_name = MLSERVER_RUNTIMES[flavor]
     models = folder / f"mlserver-{flavor}"
@@ -222,10 +277,7 @@ def checks(result: dict[str, Any]) -> dict[str, float]:
     onnx model's over its sklearn original's (1 row: target 1.5x)."""
 
     def rps(flavor: str, side: str, scenario: str) -> float | None:
-        found = result.get(flavor, {}).get(side, {}).get(scenario)
-        value = (found or {}).get("rps")
-        value = value["median"] if isinstance(value, dict) else value
-        return float(value) if value else None
+        return _rps(result, flavor, side, scenario)
 
     found: dict[str, float] = {}
     for flavor in MLSERVER_RUNTIMES:
@@ -240,6 +292,24 @@ def checks(result: dict[str, Any]) -> dict[str, float]:
             onnx, original = rps("onnx", "loopml", scenario), rps("sklearn", "loopml", scenario)
             if onnx and original:
                 found[f"onnx_times_sklearn_{scenario}"] = round(onnx / original, 3)
+    return found | _shares_of_bare(result)
+
+
+def _rps(result: dict[str, Any], flavor: str, side: str, scenario: str) -> float | None:
+    found = result.get(flavor, {}).get(side, {}).get(scenario)
+    value = (found or {}).get("rps")
+    value = value["median"] if isinstance(value, dict) else value
+    return float(value) if value else None
+
+
+def _shares_of_bare(result: dict[str, Any]) -> dict[str, float]:
+    """loopml's gRPC rps at concurrency 16 over the bare gRPC server's, per flavor."""
+    ceiling = (result.get("bare_grpc", {}).get("grpc_1row_c16") or {}).get("rps")
+    found: dict[str, float] = {}
+    for flavor in FLAVORS:
+        ours = _rps(result, flavor, "loopml", "grpc_1row_c16")
+        if ours and ceiling:
+            found[f"{flavor}_share_of_bare_grpc_c16"] = round(ours / ceiling["median"], 3)
     return found
 
 
@@ -275,7 +345,9 @@ def main() -> None:
         folder = Path(tmp)
         fit_and_register(flavors, folder)
         passes: dict[str, dict[str, list[dict[str, Any]]]] = {f: {} for f in flavors}
+        bare: list[dict[str, Any]] = []
         for _ in range(args.runs):
+            bare.append(bare_pass(args, folder))
             for flavor in flavors:
                 sides = passes[flavor]
                 if flavor in MLSERVER_RUNTIMES:
@@ -288,6 +360,7 @@ def main() -> None:
                 result[flavor][side] = {
                     name: summarise([r[name] for r in runs]) for name in runs[0]
                 }
+        result["bare_grpc"] = {name: summarise([r[name] for r in bare]) for name in bare[0]}
     result["checks"] = checks(result)
     emit(result, args.out)
 
