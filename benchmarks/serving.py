@@ -1,11 +1,14 @@
 """Model serving, loopml beside `mlflow models serve`, on the same model and requests in one
 invocation.
 
-    python benchmarks/serving.py [--seconds 10] [--runs 3] [--quick] [--anchors .anchors]
-                                 [--skip-mlflow] [--out F]
+    python benchmarks/serving.py [--model hist-gradient-boosting|xgboost] [--seconds 10]
+                                 [--runs 3] [--quick] [--anchors .anchors] [--skip-mlflow]
+                                 [--out F]
 
-The model: scikit-learn's HistGradientBoostingClassifier(random_state=0) fitted on the train rows
-of its bundled breast_cancer data (a stratified 75/25 split, random_state=0). This script writes
+The model: scikit-learn's HistGradientBoostingClassifier(random_state=0) (the default), or
+XGBClassifier(n_estimators=100, max_depth=4, random_state=0) with `--model xgboost` (loopml's
+xgboost flavor beside MLflow's), fitted on the train rows of scikit-learn's bundled
+breast_cancer data (a stratified 75/25 split, random_state=0). This script writes
 the data and the request bodies once; each tool fits the same model on the same rows (MLflow in
 its own venv: competitors/mlflow_model.py). Requests: the first test row, and 1,000 rows drawn
 with replacement (seed 0), as `{"rows": [...]}` (records) and `{"columns": ..., "data": ...}`
@@ -182,7 +185,8 @@ def load(args: argparse.Namespace, base: str, scenarios: list[Scenario]) -> dict
 def mlflow_model(args: argparse.Namespace, store: Path) -> dict[str, Any]:
     python = str(competitor_python(args.anchors, "mlflow"))
     script = str(COMPETITORS / "mlflow_model.py")
-    return run_json([python, script, str(args.inputs / "data.csv"), str(store)], env=ENV)
+    command = [python, script, str(args.inputs / "data.csv"), str(store), "--model", args.model]
+    return run_json(command, env=ENV)
 
 
 def mlflow_pass(args: argparse.Namespace, model: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -198,20 +202,34 @@ def mlflow_pass(args: argparse.Namespace, model: dict[str, Any], work: Path) -> 
         return load(args, base, MLFLOW)
 
 
-def register_loopml(data_csv: Path, home: Path, rows_body: Path) -> float:
+MODELS = {
+    "hist-gradient-boosting": (
+        "from sklearn.ensemble import HistGradientBoostingClassifier",
+        "HistGradientBoostingClassifier(random_state=0)",
+    ),
+    "xgboost": (
+        "from xgboost import XGBClassifier",
+        "XGBClassifier(n_estimators=100, max_depth=4, random_state=0)",
+    ),
+}
+"""--model: its import, and the estimator as both tools build it."""
+
+
+def register_loopml(model: str, data_csv: Path, home: Path, rows_body: Path) -> float:
     """Register the model as `cancer@champion`; returns the model's own call on the 1,000 rows
     (milliseconds, the median of 50 calls on a data frame, one thread): the floor under any
     server's answer to that request."""
+    imported, built = MODELS[model]
     script = textwrap.dedent(f"""
         import json, time
         import numpy as np
         import pandas as pd
-        from sklearn.ensemble import HistGradientBoostingClassifier
+        {imported}
         from loopml.bootstrap import open_workspace
         data = pd.read_csv({str(data_csv)!r})
         train = data[data["split"] == "train"]
         x = train.drop(columns=["target", "split"])
-        model = HistGradientBoostingClassifier(random_state=0).fit(x, train["target"])
+        model = {built}.fit(x, train["target"])
         ws = open_workspace()
         version = ws.registry.register(model, "cancer", project="default", input_example=x.head(5))
         ws.registry.set_alias("cancer", "champion", version.version, project="default")
@@ -276,6 +294,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="not counted, per scenario")
+    parser.add_argument("--model", choices=list(MODELS), default="hist-gradient-boosting")
     parser.add_argument("--skip-mlflow", action="store_true")
     add_run_options(parser)
     args = parser.parse_args()
@@ -283,21 +302,23 @@ def main() -> None:
         args.seconds, args.warmup, args.runs = 1.0, 0.5, 1
     competitor_python(args.anchors, "loadgen")  # needed by both sides: fail early
     tools = {"loopml": loopml_version()}
-    tools |= {f"loopml venv {n}": version(n) for n in ("scikit-learn", "uvicorn", "starlette")}
+    libraries = ["scikit-learn", "xgboost", "uvicorn"]
+    tools |= {f"loopml venv {n}": version(n) for n in [*libraries, "starlette"]}
     tools |= installed_versions(args.anchors, "loadgen", ["aiohttp"])
     if not args.skip_mlflow:
-        found = installed_versions(args.anchors, "mlflow", ["mlflow", "scikit-learn", "uvicorn"])
+        found = installed_versions(args.anchors, "mlflow", ["mlflow", *libraries])
         tools |= {"mlflow": found.pop("mlflow", "?")}
         tools |= {f"mlflow venv {n}": v for n, v in found.items()}
     result: dict[str, Any] = {"benchmark": "serving", "machine": machine(tools)}
-    result["settings"] = {"seconds": args.seconds, "warmup": args.warmup, "runs": args.runs}
+    result["settings"] = {"seconds": args.seconds, "warmup": args.warmup, "runs": args.runs,
+                          "model": args.model}  # fmt: skip
     result["settings"]["OMP_NUM_THREADS"] = "1"
     with tempfile.TemporaryDirectory(prefix="loopml-serving-") as tmp:
         work = Path(tmp)
         args.inputs = work
         write_inputs(work)
         predict_ms = register_loopml(
-            work / "data.csv", work / "loopml-home", work / "1000rows_rows.json"
+            args.model, work / "data.csv", work / "loopml-home", work / "1000rows_rows.json"
         )
         result["settings"]["model_call_1000_rows_ms"] = round(predict_ms, 2)
         model = None if args.skip_mlflow else mlflow_model(args, work / "mlflow-store")

@@ -23,7 +23,7 @@ esac
 
 # The module each venv must import once installed: a venv that installs but cannot import is not finished.
 declare -A IMPORTS=(
-  [mlflow]="mlflow, sklearn, psycopg"
+  [mlflow]="mlflow, sklearn, psycopg, xgboost"
   [evidently]="evidently, pandas, pyarrow"
   [dvc]="dvc.repo"
   [loadgen]="aiohttp, grpc"
