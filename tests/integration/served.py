@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -114,3 +115,19 @@ def settings_in(home: os.PathLike[str] | str) -> Settings:
         actor="tester",
         cache_dir=root / "cache",
     )
+
+
+def logged_rows(server: ServerProcess, client_id: str, rows: int) -> Any:
+    """The logged rows of `client_id` (V2's request `id`), once `rows` of them are there (the
+    log flushes every second) or ten seconds have passed."""
+    import pyarrow.compute as pc
+
+    from loopml.bootstrap import prediction_log_reader
+
+    deadline = time.monotonic() + 10
+    while True:
+        logged = prediction_log_reader(server.settings).read("churn", with_feedback=False)
+        found = logged.filter(pc.equal(logged["client_id"], client_id))
+        if found.num_rows >= rows or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)

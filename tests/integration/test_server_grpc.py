@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from served import ServerProcess, free_port, register_churn, serving, settings_in
+from served import ServerProcess, free_port, logged_rows, register_churn, serving, settings_in
 
 pytest.importorskip("grpc", reason="the V2 gRPC service needs loopml[grpc]")
 
@@ -31,22 +31,7 @@ def _columns(rows: int = 3) -> dict[str, np.ndarray]:
     return {"tenure": tenure, "monthly": monthly, "plan": plan}
 
 
-def _logged(server: ServerProcess, client_id: str, rows: int) -> Any:
-    """The logged rows of `client_id`, once `rows` of them are there or ten seconds passed."""
-    import pyarrow.compute as pc
-
-    from loopml.bootstrap import prediction_log_reader
-
-    deadline = time.monotonic() + 10
-    while True:
-        logged = prediction_log_reader(server.settings).read("churn", with_feedback=False)
-        found = logged.filter(pc.equal(logged["client_id"], client_id))
-        if found.num_rows >= rows or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def test_tritonclient_grpc_with_its_defaults_infers_and_the_rows_are_logged(
+def test_tritonclient_grpc_with_its_defaults_infers_and_the_rows_arelogged_rows(
     server: tuple[ServerProcess, str],
 ) -> None:
     import tritonclient.grpc as v2
@@ -86,7 +71,7 @@ def test_tritonclient_grpc_with_its_defaults_infers_and_the_rows_are_logged(
         assert np.allclose(only.as_numpy("probabilities"), probabilities)
     finally:
         client.close()
-    rows = _logged(process, "grpc-1", 3)
+    rows = logged_rows(process, "grpc-1", 3)
     assert sorted(rows["request_id"].to_pylist()) == sorted(ids)
     assert sorted(rows["input.plan"].to_pylist()) == ["basic", "família", "pro"]
 
@@ -111,7 +96,7 @@ def _request(client_id: str, **tensors: tuple[str, dict[str, Any]]) -> Any:
     return request
 
 
-def test_typed_contents_are_served_and_wrong_ones_refused_with_nothing_logged(
+def test_typed_contents_are_served_and_wrong_ones_refused_with_nothinglogged_rows(
     server: tuple[ServerProcess, str],
 ) -> None:
     import grpc
@@ -157,8 +142,8 @@ def test_typed_contents_are_served_and_wrong_ones_refused_with_nothing_logged(
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
     time.sleep(1.5)  # a flush, for anything refused that would have been logged
-    assert _logged(process, "grpc-typed", 1).num_rows == 1
-    assert _logged(process, "grpc-refused", 1).num_rows == 0
+    assert logged_rows(process, "grpc-typed", 1).num_rows == 1
+    assert logged_rows(process, "grpc-refused", 1).num_rows == 0
 
 
 def test_more_rows_than_served_at_once_are_refused_before_decoding(

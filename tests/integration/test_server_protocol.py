@@ -7,11 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from served import ServerProcess, register_churn, serving, settings_in
+from served import ServerProcess, logged_rows, register_churn, serving, settings_in
 
 from loopml.testing.fuzz import fuzz_openapi
 
@@ -99,28 +98,12 @@ def test_tritonclient_with_its_defaults_sends_and_reads_binary_tensors(
         assert np.allclose(only.as_numpy("probabilities"), probabilities)
     finally:
         client.close()
-    rows = _logged(server, "tc-binary", 3)
+    rows = logged_rows(server, "tc-binary", 3)
     assert sorted(rows["request_id"].to_pylist()) == sorted(ids)
     assert sorted(rows["input.plan"].to_pylist()) == ["basic", "família", "pro"]
 
 
-def _logged(server: ServerProcess, client_id: str, rows: int) -> Any:
-    """The logged rows of `client_id`, once `rows` of them are there (the log flushes every
-    second) or ten seconds have passed."""
-    import pyarrow.compute as pc
-
-    from loopml.bootstrap import prediction_log_reader
-
-    deadline = time.monotonic() + 10
-    while True:
-        logged = prediction_log_reader(server.settings).read("churn", with_feedback=False)
-        found = logged.filter(pc.equal(logged["client_id"], client_id))
-        if found.num_rows >= rows or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def test_binary_requests_whose_sizes_disagree_are_refused_and_nothing_is_logged(
+def test_binary_requests_whose_sizes_disagree_are_refused_and_nothing_islogged_rows(
     server: ServerProcess,
 ) -> None:
     import httpx
@@ -160,7 +143,7 @@ def test_binary_requests_whose_sizes_disagree_are_refused_and_nothing_is_logged(
     assert good.status_code == 200, good.text
     assert good.json()["outputs"][0]["data"] == [1]  # no binary output asked for: JSON
     time.sleep(1.5)  # a flush, for anything refused that would have been logged
-    assert _logged(server, "tc-bad", 1).num_rows == 1  # the good request, not the refused
+    assert logged_rows(server, "tc-bad", 1).num_rows == 1  # the good request, not the refused
 
 
 def test_no_generated_request_gets_a_server_error(server: ServerProcess, tmp_path: Path) -> None:
