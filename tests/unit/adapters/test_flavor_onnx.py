@@ -98,6 +98,10 @@ def test_a_classifier_predicts_labels_and_probabilities_as_its_source(
     assert info["classes"] == [0, 1, 2]
     # the model server calls it with the signature's float64 matrix: the same answers
     assert loaded.predict(features.to_numpy()).tolist() == model.predict(features).tolist()
+    # and asks for both outputs of a batch in one run of the graph: the same answers again
+    labels_too, probabilities_too = loaded.predict_with_proba(features.to_numpy())
+    assert labels_too.tolist() == loaded.predict(features).tolist()
+    np.testing.assert_array_equal(probabilities_too, probabilities)
 
 
 def test_string_classes_come_back_as_strings_in_class_order(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ path), so loading one runs no code from the file and reads nothing beside it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,17 @@ class OnnxFlavor:
                 f"({str(error).splitlines()[0][:300]}).",
                 "The file is damaged or was replaced; register the model again.",
             ) from None
-        return FlavorModel(raw=_model(session, data, info), flavor=self.name)
+        return OnnxFlavorModel(raw=_model(session, data, info), flavor=self.name)
+
+
+@dataclass(frozen=True)
+class OnnxFlavorModel(FlavorModel):
+    """A loaded ONNX model; a classifier's graph gives both of a batch's outputs in one run."""
+
+    def predict_with_proba(self, frame: Any) -> tuple[Any, Any]:
+        if isinstance(self.raw, OnnxClassifier):
+            return self.raw.predict_with_proba(frame)
+        return self.predict(frame), self.predict_proba(frame)
 
 
 def describe(onnx: Any, proto: Any) -> dict[str, Any]:

@@ -75,8 +75,7 @@ class OnnxModel:
     def predict(self, frame: Any) -> Any:
         """The model's prediction per row: labels for a classifier, else its first output."""
         (values,) = self.session.run([self.predict_output], self._feeds(frame))
-        values = np.asarray(values)
-        return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+        return _predictions(values)
 
     def run(self, feeds: Mapping[str, Any], outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Raw tensors: `feeds` by input name, the named `outputs` (all when None) by name."""
@@ -118,9 +117,24 @@ class OnnxClassifier(OnnxModel):
     def predict_proba(self, frame: Any) -> Any:
         """`[rows, classes]` probabilities, columns in the order of `classes_`."""
         (values,) = self.session.run([self.proba_output.name], self._feeds(frame))
+        return self._probabilities(values)
+
+    def predict_with_proba(self, frame: Any) -> tuple[Any, Any]:
+        """`predict` and `predict_proba` from one run of the graph, which computes both."""
+        outputs = [self.predict_output, self.proba_output.name]
+        labels, values = self.session.run(outputs, self._feeds(frame))
+        return _predictions(labels), self._probabilities(values)
+
+    def _probabilities(self, values: Any) -> Any:
         if self.proba_output.kind == "map_sequence":
             return _from_zipmap(values, self.classes_.tolist())
         return np.asarray(values)
+
+
+def _predictions(values: Any) -> Any:
+    """An output as `predict` gives it: a trailing dimension of 1 squeezed away."""
+    values = np.asarray(values)
+    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
 
 
 def _from_zipmap(rows: list[dict[Any, float]], classes: list[Any]) -> Any:
