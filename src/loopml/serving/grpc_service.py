@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from loopml.domain.binary_tensors import BinaryData
-from loopml.domain.inference_protocol import binary_tensor, server_metadata
+from loopml.domain.inference_protocol import server_metadata
+from loopml.domain.inference_responses import binary_tensor
 from loopml.serving.frames import RequestError
 from loopml.serving.json_io import MAX_BODY_BYTES
 from loopml.serving.protocol_routes import answer, check_version, metadata

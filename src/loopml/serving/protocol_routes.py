@@ -29,13 +29,15 @@ from loopml.domain.binary_tensors import split_request
 from loopml.domain.inference_protocol import (
     DecodedRequest,
     RefusedValue,
-    binary_outputs,
     declared_rows,
     decode_infer_request,
-    encode_binary_response,
-    encode_infer_response,
     model_metadata,
     server_metadata,
+)
+from loopml.domain.inference_responses import (
+    binary_outputs,
+    encode_binary_response,
+    encode_infer_response,
 )
 from loopml.domain.signature import PREDICTION_COLUMN
 from loopml.errors import InvalidInput

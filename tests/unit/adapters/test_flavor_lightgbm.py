@@ -14,6 +14,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from boosted_checks import check_arrays_only_in_training_order
 
 from loopml.adapters.flavors.base import flavor_for, get_flavor
 from loopml.adapters.flavors.boosted import BoostedModel
@@ -418,23 +419,8 @@ def test_predict_with_proba_answers_as_predict_and_predict_proba(
 def test_an_array_in_training_order_answers_as_the_frame_and_no_other_order_is_taken(
     name: str, tmp_path: Path
 ) -> None:
-    """A server checks its signature's names against the model's once (`in_order`, as
-    LightGBM spells them), then sends arrays; names in another order never let an array
-    through by position."""
-    loaded = _load(*_save(MODELS[name](), tmp_path))
     frame, _ = _data(20)
-    names = list(frame.columns)
-
-    ordered = loaded.in_order(names)
-    assert ordered.ordered_arrays
-    assert not loaded.ordered_arrays
-    np.testing.assert_array_equal(ordered.predict(frame.to_numpy()), loaded.predict(frame))
-    if loaded.has_predict_proba:
-        both = ordered.predict_with_proba(frame.to_numpy())
-        np.testing.assert_array_equal(both[1], loaded.predict_proba(frame))
-    swapped = loaded.in_order(names[::-1])
-    with pytest.raises(InvalidInput, match="reads its columns by name"):
-        swapped.predict(frame[names[::-1]].to_numpy())
+    check_arrays_only_in_training_order(_load(*_save(MODELS[name](), tmp_path)), frame)
 
 
 def test_signature_names_are_matched_as_lightgbm_spells_them(tmp_path: Path) -> None:

@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from loopml.domain.binary_tensors import BinaryData, decode_binary, encode_binary, split_request
-from loopml.domain.inference_protocol import (
-    DecodedRequest,
+from loopml.domain.inference_protocol import DecodedRequest, decode_infer_request
+from loopml.domain.inference_responses import (
     binary_outputs,
-    decode_infer_request,
     encode_binary_response,
     encode_infer_response,
 )

@@ -17,11 +17,10 @@ from loopml.domain.inference_protocol import (
     RefusedValue,
     declared_rows,
     decode_infer_request,
-    encode_error,
-    encode_infer_response,
     model_metadata,
     server_metadata,
 )
+from loopml.domain.inference_responses import encode_error, encode_infer_response
 from loopml.errors import InvalidInput
 
 SIGNATURE = [("age", "integer"), ("spend", "float"), ("active", "boolean"), ("plan", "string")]
