@@ -13,6 +13,7 @@ with its constructor parameters limited to plain scalars: nothing a registrant w
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import importlib
 import math
@@ -55,7 +56,7 @@ def import_library(module: str, model_kind: str, extra: str) -> Any:
 
 
 @dataclass(frozen=True)
-class BoostedModel(FlavorModel):
+class BoostedModel(FlavorModel, abc.ABC):
     """A loaded XGBoost or LightGBM model: `raw` is the library's own object (a Booster, or the
     rebuilt scikit-learn wrapper). `predict` and `predict_proba` answer what the original
     object's `predict` and `predict_proba` answer (a Booster's `predict` its raw `predict`
@@ -167,9 +168,10 @@ class BoostedModel(FlavorModel):
     def _predict_proba(self, selected: Any) -> Any:
         return self.raw.predict_proba(selected)
 
+    @abc.abstractmethod
     def _contribution_blocks(self, selected: Any) -> Any:
-        """rows x classes x (features + 1): per class, the contributions and the base last."""
-        raise NotImplementedError  # each library's model says how it computes them
+        """rows x classes x (features + 1): per class, the contributions and the base last
+        (each library's model says how it computes them)."""
 
 
 def _as_categories(frame: Any) -> Any:
