@@ -5,81 +5,28 @@ token, no change by a viewer, no way around with revoked tokens, odd names or tr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from team import DEMO_PIPELINE, LOOPML
+from team import clean_env as _env
+from team import loopml as _loopml
 
 from loopml.domain.filters import RunQuery
 from loopml.settings import Settings
 from loopml.testing.fuzz import fuzz_openapi, smallest_value
-from loopml.testing.seaweed import S3Endpoint
 from loopml.testing.team_server import (
     LiveServer,
     free_port,
     live_server,
     postgres_schema_url,
-    wait_until_healthy,
 )
-
-LOOPML = str(Path(sys.executable).parent / "loopml")
-
-
-def _env(**values: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    return {**clean, **values}
-
-
-def _loopml(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LOOPML, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
-    )
-
-
-@pytest.fixture
-def team(
-    tmp_path: Path, postgres_database: str, s3_endpoint: S3Endpoint
-) -> Iterator[dict[str, Any]]:
-    """`loopml server` on PostgreSQL and S3, with alice (admin) and bob (viewer on fraud)."""
-    server_env = _env(
-        LOOPML_DB_URL=postgres_schema_url(postgres_database),
-        LOOPML_ARTIFACTS=f"s3://{s3_endpoint.bucket}/{uuid.uuid4().hex}",
-        LOOPML_S3_ENDPOINT_URL=s3_endpoint.url,
-        AWS_ACCESS_KEY_ID=s3_endpoint.key,
-        AWS_SECRET_ACCESS_KEY=s3_endpoint.secret,
-        LOOPML_HOME=str(tmp_path / "server-home"),
-    )
-    home = tmp_path / "server"
-    home.mkdir()
-    assert _loopml(server_env, home, "users", "create", "alice", "--role", "admin").returncode == 0
-    alice = _loopml(server_env, home, "tokens", "create", "alice", "--name", "laptop")
-    assert alice.returncode == 0, alice.stderr
-    assert _loopml(server_env, home, "users", "create", "bob").returncode == 0
-    bob = _loopml(server_env, home, "tokens", "create", "bob").stdout.strip()
-    assert _loopml(server_env, home, "projects", "create", "fraud").returncode == 0
-    granted = _loopml(server_env, home, "projects", "grant", "fraud", "bob", "--role", "viewer")
-    assert granted.returncode == 0, granted.stderr
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    pipelines = str(Path(DEMO_PIPELINE).parent)  # the operator's folder of pipeline files
-    process = subprocess.Popen(
-        [LOOPML, "server", "--port", str(port), "--pipelines", pipelines],
-        env=server_env, cwd=home, stderr=log, stdout=log,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(url, process, tmp_path / "server.log")
-    yield {"url": url, "alice": alice.stdout.strip(), "bob": bob, "server_env": server_env}
-    process.terminate()
-    process.wait(30)
-    log.close()
-
 
 _TRAIN = """
 import loopml
@@ -146,9 +93,6 @@ def test_the_cli_and_the_sdk_work_unchanged_against_the_server(
     assert anonymous.returncode == 1
     assert "no API token" in anonymous.stderr
     assert "Traceback" not in refused.stderr + elsewhere.stderr + anonymous.stderr
-
-
-DEMO_PIPELINE = str(Path(__file__).parents[2] / "src" / "loopml" / "cli" / "demo_pipeline.py")
 
 
 def test_pipelines_deployments_monitors_alerts_and_loops_work_through_the_server(

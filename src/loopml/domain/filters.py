@@ -93,7 +93,9 @@ _TOKEN_RE = re.compile(
 
 
 @dataclass(frozen=True)
-class _Token:
+class Token:
+    """One token of a filter: its kind (the name of its group in the pattern), text, place."""
+
     kind: str
     text: str
     pos: int
@@ -109,8 +111,8 @@ _FILTER_HINT = (
 )
 
 
-def _tokens(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
+def _tokens(text: str) -> list[Token]:
+    tokens: list[Token] = []
     pos = 0
     while pos < len(text):
         match = _TOKEN_RE.match(text, pos)
@@ -118,12 +120,12 @@ def _tokens(text: str) -> list[_Token]:
             raise _error(text, pos, f"Unexpected character {text[pos]!r}", _FILTER_HINT)
         kind = match.lastgroup or ""
         if kind != "space":
-            tokens.append(_Token(kind, match.group(), pos))
+            tokens.append(Token(kind, match.group(), pos))
         pos = match.end()
     return tokens
 
 
-def _field(text: str, token: _Token) -> FieldRef:
+def _field(text: str, token: Token) -> FieldRef:
     prefix, key = token.text.split(".", 1)
     aliases = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": "attributes"}
     prefix = aliases.get(prefix.lower(), prefix.lower())
@@ -152,7 +154,7 @@ def _unquote(literal: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
-def _value(text: str, field: FieldRef, token: _Token) -> float | str:
+def _value(text: str, field: FieldRef, token: Token) -> float | str:
     if token.kind == "string":
         return _unquote(token.text)
     if token.kind != "number":
@@ -182,7 +184,7 @@ def _check_kind(text: str, field: FieldRef, value: float | str, pos: int) -> Non
         )
 
 
-def _expect(text: str, tokens: list[_Token], i: int, kind: str, what: str) -> _Token:
+def _expect(text: str, tokens: list[Token], i: int, kind: str, what: str) -> Token:
     """Token `i`, which must be of `kind`; otherwise an error pointing at it (or at the end)."""
     if i >= len(tokens):
         raise _error(text, len(text), f"The filter ends where {what} was expected", _FILTER_HINT)
@@ -192,7 +194,7 @@ def _expect(text: str, tokens: list[_Token], i: int, kind: str, what: str) -> _T
     return token
 
 
-def _clause(text: str, tokens: list[_Token], i: int) -> Comparison:
+def _clause(text: str, tokens: list[Token], i: int) -> Comparison:
     field = _field(text, _expect(text, tokens, i, "field", "a field such as metrics.f1"))
     op_tok = _expect(text, tokens, i + 1, "op", "an operator (=, !=, >, >=, <, <=)")
     value_tok = _expect(text, tokens, i + 2, "", "a value")
@@ -245,8 +247,8 @@ def parse_order_by(text: str | None) -> tuple[OrderKey, ...]:
     return tuple(keys)
 
 
-def _split_terms(text: str, tokens: list[_Token], hint: str) -> list[list[_Token]]:
-    terms: list[list[_Token]] = [[]]
+def _split_terms(text: str, tokens: list[Token], hint: str) -> list[list[Token]]:
+    terms: list[list[Token]] = [[]]
     for token in tokens:
         if token.kind == "comma":
             terms.append([])

@@ -176,7 +176,7 @@ def _blob_routes(router: APIRouter, c: Context, max_upload_bytes: int) -> None:
         check_digest(digest)
         with tempfile.TemporaryDirectory(prefix="loopml-upload-") as folder:
             path = Path(folder) / "blob"
-            await _receive(request, path, max_upload_bytes)
+            await receive_body(request, path, max_upload_bytes)
             ref = await run_in_threadpool(c.ws.blobs.put_file, path)
         if ref.digest != digest:
             raise Conflict(
@@ -214,7 +214,7 @@ def _blob_routes(router: APIRouter, c: Context, max_upload_bytes: int) -> None:
         )
 
 
-async def _receive(request: Request, path: Path, limit: int) -> None:
+async def receive_body(request: Request, path: Path, limit: int) -> None:
     """Stream the request body into `path`, refusing more than `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
