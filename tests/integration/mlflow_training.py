@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
 rng = np.random.default_rng(0)
@@ -24,7 +25,9 @@ with mlflow.start_run(run_name="first") as run:
     mlflow.log_param("C", 0.5)
     mlflow.log_params({"penalty": "l2", "solver": "lbfgs"})
     mlflow.set_tag("team", "growth")
-    mlflow.set_tags({"stage": "dev"})
+    mlflow.set_tags({"stage": "dev", "scratch": "x"})
+    client.delete_tag(run.info.run_id, "scratch")
+    mlflow.log_input(mlflow.data.from_numpy(X, name="train"), context="training")
     for step in range(5):
         mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
     mlflow.log_metrics({"accuracy": 0.9, "f1": 0.8})
@@ -55,6 +58,12 @@ ordered = mlflow.search_runs(order_by=["metrics.accuracy DESC"], output_format="
 children = mlflow.search_runs(
     filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'", output_format="list"
 )
+try:
+    client.delete_run(run.info.run_id)
+    refused = ""
+except MlflowException as error:
+    refused = error.error_code
+kept = client.get_run(run.info.run_id)
 print(
     json.dumps(
         {
@@ -74,6 +83,12 @@ print(
             "sub": [a.path for a in client.list_artifacts(run.info.run_id, "sub")],
             "config": mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json"),
             "version": registered.version,
+            "tags": {k: v for k, v in kept.data.tags.items() if not k.startswith("mlflow.")},
+            "inputs": [(i.dataset.name, i.tags[0].value) for i in kept.inputs.dataset_inputs],
+            "experiments": [
+                e.name for e in client.search_experiments(filter_string="name LIKE 'churn%'")
+            ],
+            "delete_run": refused,
             "by_alias": client.get_model_version_by_alias("churn-model", "champion").version,
         }
     )

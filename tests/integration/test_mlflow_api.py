@@ -49,6 +49,10 @@ def test_an_mlflow_training_script_runs_unchanged_against_loopml(
     assert seen["artifacts"] == ["config.json", "notes.txt", "sub"]
     assert seen["sub"] == ["sub/notes.txt"]
     assert seen["config"] == {"a": 1}
+    assert seen["tags"] == {"team": "growth", "stage": "dev"}  # "scratch" was deleted
+    assert seen["inputs"] == [["train", "training"]]
+    assert seen["experiments"] == ["churn-mlflow"]
+    assert seen["delete_run"] == "FEATURE_DISABLED"  # loopml keeps every run
 
     # what MLflow logged is loopml's: runs, artifacts, the model version, the audit trail
     as_alice = clean_env(
@@ -122,8 +126,10 @@ def test_requests_loopml_does_not_take_are_refused_in_mlflows_shape(served: Live
     with _client(served) as http:
         run_id = _run(http)
         _refused(http.get(f"{API}/nonexistent"), 404, "ENDPOINT_NOT_FOUND", "/nonexistent")
-        _refused(http.post(f"{API}/runs/delete", json={"run_id": run_id}), 404,
-                 "ENDPOINT_NOT_FOUND", "runs/delete")  # fmt: skip
+        _refused(http.post(f"{API}/runs/delete", json={"run_id": run_id}), 400,
+                 "FEATURE_DISABLED", "keeps every run")  # fmt: skip
+        _refused(http.post(f"{API}/runs/delete-tag", json={"run_id": run_id, "key": "x"}), 404,
+                 "RESOURCE_DOES_NOT_EXIST", "no tag 'x'")  # fmt: skip
         search = {"experiment_ids": ["0"], "filter": "tags.team LIKE 'gr%'"}
         _refused(http.post(f"{API}/runs/search", json=search), 400, "INVALID_PARAMETER_VALUE",
                  "LIKE")  # fmt: skip

@@ -26,6 +26,11 @@ DEFAULT_EXPERIMENT_NAME = "Default"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
+DATASET_TAG = "mlflow.dataset."
+"""A run's tag `mlflow.dataset.NAME.DIGEST` holds a dataset MLflow logged as the run's input
+(`mlflow.log_input`), as MLflow's `DatasetInput` JSON."""
+MODEL_HISTORY_TAG = "mlflow.log-model.history"
+"""Where MLflow 2 clients record the models logged among a run's artifacts."""
 STATUSES = {
     "RUNNING": RunStatus.RUNNING,
     "SCHEDULED": RunStatus.RUNNING,
@@ -112,10 +117,11 @@ def run_json(run: Run, metric_points: dict[str, tuple[int, int]] | None = None) 
     its latest value, where known (else 0 and the run's start)."""
     points = metric_points or {}
     unknown = (0, ms(run.start_time) or 0)
-    tags = dict(run.tags)
+    tags = {k: v for k, v in run.tags.items() if not k.startswith(_KEPT_APART)}
     tags.setdefault(RUN_NAME_TAG, run.name)
     if run.parent_id:
         tags.setdefault(PARENT_TAG, run.parent_id)
+    inputs = [json.loads(v) for k, v in sorted(run.tags.items()) if k.startswith(DATASET_TAG)]
     return {
         "info": run_info(run),
         "data": {
@@ -123,7 +129,7 @@ def run_json(run: Run, metric_points: dict[str, tuple[int, int]] | None = None) 
             "params": [{"key": k, "value": v} for k, v in run.params.items()],
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         },
-        "inputs": {"dataset_inputs": []},
+        "inputs": {"dataset_inputs": inputs},
     }
 
 
@@ -156,6 +162,11 @@ LOGGED_MODEL_TAG = "mlflow.loggedModel."
 run (its name, type, status, tags) as JSON; the model's files are the run's artifacts under
 `mlflow-models/MODEL_ID/` (MLflow 2 kept its logged models in a run tag too)."""
 LOGGED_MODEL_FILES = "mlflow-models"
+HAS_MODELS_TAG = "mlflow.hasLoggedModels"
+MODEL_NAME_TAG = "mlflow.loggedModelName."
+"""Run tags that let a search find the runs holding a logged model (of a name)."""
+_KEPT_APART = (LOGGED_MODEL_TAG, MODEL_NAME_TAG, HAS_MODELS_TAG, DATASET_TAG)
+"""The tags this module keeps MLflow's records in, shown as what they record, not as tags."""
 _MODEL_ID_RE = re.compile(r"m-([0-9a-f]{32})([0-9a-f]{8})")
 
 

@@ -18,6 +18,7 @@ refused with InvalidInput naming the part, never silently dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from loopml.domain.filters import (
@@ -193,3 +194,33 @@ def mlflow_run_query(project: str, text: str | None, order_by: list[str]) -> Run
     where, parent = parse_mlflow_filter(text)
     query = RunQuery(project, where, parse_mlflow_order_by(order_by))
     return check_query(replace(query, parent_id=parent) if parent else query)
+
+
+_NAME_CLAUSE = re.compile(
+    r"\s*(?:attributes?\.)?name\s+(=|!=|LIKE|ILIKE)\s+'((?:[^'\\]|\\.)*)'\s*", re.IGNORECASE
+)
+
+
+def experiment_names(text: str | None) -> Callable[[str], bool]:
+    """Whether an experiment's name meets an MLflow experiment filter: comparisons of `name`
+    (=, !=, LIKE and ILIKE with % and _) joined by `and`; InvalidInput for anything else."""
+    tests: list[Callable[[str], bool]] = []
+    for clause in re.split(r"\s+and\s+", text or "", flags=re.IGNORECASE):
+        if not clause.strip():
+            continue
+        matched = _NAME_CLAUSE.fullmatch(clause)
+        if matched is None:
+            raise InvalidInput(
+                f"loopml cannot filter experiments by {clause.strip()[:200]!r}.",
+                "Filter by name: name = 'churn', name LIKE 'churn%'.",
+            )
+        tests.append(_name_test(matched.group(1).upper(), re.sub(r"\\(.)", r"\1", matched[2])))
+    return lambda name: all(test(name) for test in tests)
+
+
+def _name_test(op: str, value: str) -> Callable[[str], bool]:
+    if op in ("=", "!="):
+        return lambda name: (name == value) == (op == "=")
+    pattern = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in value)
+    compiled = re.compile(pattern, re.DOTALL | (re.IGNORECASE if op == "ILIKE" else 0))
+    return lambda name: compiled.fullmatch(name) is not None

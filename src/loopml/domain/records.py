@@ -280,6 +280,13 @@ class Alert:
     deliveries: tuple[Delivery, ...]
 
 
+def missing_tag(run_id: str, key: str) -> NotFound:
+    """The error for a tag a run does not have."""
+    return NotFound(
+        f"Run {run_id} has no tag {key[:250]!r}.", f"See its tags with `loopml runs show {run_id}`."
+    )
+
+
 def missing_run(run_id: str) -> NotFound:
     """The error for a run that is not there (or that the caller may not know of)."""
     return NotFound(

@@ -69,6 +69,10 @@ class RunStore(Protocol):
         """Write metric points, params and tags in one transaction."""
         ...
 
+    def delete_tag(self, run_id: RunId, key: str) -> None:
+        """Remove tag `key` of a run (ended or not); NotFound when the run has no such tag."""
+        ...
+
     def add_inputs_and_artifacts(
         self,
         run_id: RunId,

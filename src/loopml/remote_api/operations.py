@@ -252,6 +252,7 @@ OPERATIONS: tuple[Operation, ...] = (
         Operation(RunStore.get_run, f"GET {_RUN}", scope="run"),
         Operation(RunStore.end_run, f"POST {_RUN}/end", "editor", "run", "run"),
         Operation(RunStore.log_batch, f"POST {_RUN}/batch", "editor", "run"),
+        Operation(RunStore.delete_tag, f"DELETE {_RUN}/tags/{{key:path}}", "editor", "run"),
         Operation(RunHeartbeats.heartbeat, "POST /runs/heartbeat", "editor", "anywhere",
                   retry=False),  # the next beat is the retry
         Operation(RunStore.add_inputs_and_artifacts, f"POST {_RUN}/links", "editor", "run"),

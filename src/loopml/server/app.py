@@ -40,6 +40,7 @@ from loopml.server.mlflow_errors import (
     is_mlflow_path,
     mlflow_answer,
     mlflow_error,
+    refusals_router,
 )
 from loopml.server.routes import build_router
 from loopml.server.scheduler import Scheduler
@@ -155,6 +156,7 @@ def _add_mlflow(
         (mlflow_tracking_router(c), "/api/2.0/mlflow"),
         (mlflow_models_router(c), "/api/2.0/mlflow"),
         (mlflow_registry_router(c), "/api/2.0/mlflow"),
+        (refusals_router(), "/api/2.0/mlflow"),
         (mlflow_artifacts_router(c, max_upload_bytes), "/api/2.0/mlflow-artifacts"),
     ]:
         app.include_router(

@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field
 
 from loopml.domain.filters import Comparison, FieldKind, FieldRef, RunQuery
 from loopml.domain.mlflow_records import (
+    HAS_MODELS_TAG,
     LOGGED_MODEL_TAG,
+    MODEL_NAME_TAG,
     logged_model_json,
     new_model_id,
     project_of_id,
@@ -42,9 +44,6 @@ from loopml.server.mlflow_tracking import readable_project
 from loopml.services.auth import Principal
 
 STATES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
-HAS_MODELS_TAG = "mlflow.hasLoggedModels"
-MODEL_NAME_TAG = "mlflow.loggedModelName."
-"""Run tags that let a search find the runs holding a logged model (of a name)."""
 MAX_SEARCHED_RUNS = 1000
 _CLAUSE = re.compile(r"\s*(name|source_run_id)\s*=\s*'([^']*)'\s*", re.IGNORECASE)
 

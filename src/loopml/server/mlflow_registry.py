@@ -50,6 +50,11 @@ class _Create(BaseModel):
     description: str | None = None
 
 
+class _Latest(BaseModel):
+    name: str
+    stages: list[str] = Field(default_factory=list)
+
+
 class _CreateVersion(BaseModel):
     name: str
     source: str = ""
@@ -148,6 +153,13 @@ def _model_routes(router: APIRouter, c: Context, registry: _Registry) -> None:
         now = int(time.time() * 1000)
         model = {"name": name, "creation_timestamp": now, "last_updated_timestamp": now}
         return {"registered_model": model}
+
+    @router.post("/registered-models/get-latest-versions")
+    def latest_versions(body: _Latest, who: Principal = Who) -> dict[str, Any]:
+        """The latest version (loopml has no stages: every version is in stage "None")."""
+        summary = registry.find(who, body.name)
+        wanted = not body.stages or "None" in body.stages
+        return {"model_versions": [model_version_json(registry.latest(summary))] if wanted else []}
 
     @router.get("/registered-models/get")
     def get(name: str, who: Principal = Who) -> dict[str, Any]:

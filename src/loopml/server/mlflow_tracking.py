@@ -10,6 +10,7 @@ that does not exist. Errors come in MLflow's shape (`loopml.server.mlflow_errors
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from datetime import UTC, datetime
@@ -20,10 +21,13 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from loopml.domain.mlflow_records import (
+    DATASET_TAG,
+    MODEL_HISTORY_TAG,
     PARENT_TAG,
     RUN_NAME_TAG,
     STATUSES,
     experiment_json,
+    experiment_name,
     page_offset,
     page_token,
     project_of_id,
@@ -31,13 +35,14 @@ from loopml.domain.mlflow_records import (
     run_info,
     run_json,
 )
-from loopml.domain.mlflow_search import mlflow_run_query
+from loopml.domain.mlflow_search import experiment_names, mlflow_run_query
 from loopml.domain.records import EventDraft, MetricPoint, Run, RunId, RunStatus
 from loopml.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
 from loopml.ports import NewRun
 from loopml.server.context import Context
 from loopml.server.mlflow_bodies import (
     MAX_KEY,
+    MAX_TAG_VALUE,
     KeyValue,
     checked_page_size,
     checked_params,
@@ -102,6 +107,35 @@ class _LogBatch(BaseModel):
     tags: list[KeyValue] = Field(default_factory=list)
 
 
+class _TagKey(BaseModel):
+    run_id: str
+    key: str
+
+
+class _Dataset(BaseModel):
+    name: str
+    digest: str
+    source_type: str = ""
+    source: str = ""
+    schema_: str | None = Field(default=None, alias="schema")
+    profile: str | None = None
+
+
+class _DatasetInput(BaseModel):
+    dataset: _Dataset
+    tags: list[KeyValue] = Field(default_factory=list)
+
+
+class _Inputs(BaseModel):
+    run_id: str
+    datasets: list[_DatasetInput] = Field(default_factory=list)
+
+
+class _ModelJson(BaseModel):
+    run_id: str
+    model_json: str
+
+
 class _SearchRuns(BaseModel):
     experiment_ids: list[str] = Field(default_factory=list)
     filter: str | None = None
@@ -117,6 +151,7 @@ def mlflow_tracking_router(c: Context) -> APIRouter:
     _experiment_routes(router, c)
     _run_routes(router, c)
     _logging_routes(router, c)
+    _point_routes(router, c)
     _search_routes(router, c)
     return router
 
@@ -166,13 +201,11 @@ def _experiment_routes(router: APIRouter, c: Context) -> None:
 
     @router.post("/experiments/search")
     def search_experiments(body: _SearchExperiments, who: Principal = Who) -> dict[str, Any]:
-        if body.filter and body.filter.strip():
-            raise InvalidInput(
-                f"loopml cannot filter experiments (the filter was {body.filter[:200]!r}).",
-                "Search without a filter, or get one by name with get_experiment_by_name.",
-            )
+        named = experiment_names(body.filter)
         offset, size = page_offset(body.page_token), checked_page_size(body.max_results)
-        readable = [p for p in grants.projects() if who.may(p, "viewer")]
+        readable = [
+            p for p in grants.projects() if who.may(p, "viewer") and named(experiment_name(p))
+        ]
         page = readable[offset : offset + size]
         answer: dict[str, Any] = {"experiments": [experiment_json(p) for p in page]}
         if offset + size < len(readable):
@@ -212,6 +245,40 @@ def _run_routes(router: APIRouter, c: Context) -> None:
 
 
 def _logging_routes(router: APIRouter, c: Context) -> None:
+    Who, runs = c.who, c.stores.runs
+
+    @router.post("/runs/delete-tag")
+    def delete_tag(body: _TagKey, who: Principal = Who) -> dict[str, Any]:
+        c.run_in(who, checked_run_id(body.run_id), "editor")
+        runs.delete_tag(RunId(body.run_id), body.key)
+        return {}
+
+    @router.post("/runs/log-inputs")
+    def log_inputs(body: _Inputs, who: Principal = Who) -> dict[str, Any]:
+        """Datasets MLflow logs as a run's inputs (`mlflow.log_input`), kept with the run."""
+        c.run_in(who, checked_run_id(body.run_id), "editor")
+        runs.log_batch(RunId(body.run_id), tags=dict(map(_dataset_tag, body.datasets)))
+        return {}
+
+    @router.post("/runs/log-model")
+    def log_model(body: _ModelJson, who: Principal = Who) -> dict[str, Any]:
+        """MLflow 2's record of a model logged among a run's artifacts (kept as MLflow keeps
+        it: the run's tag `mlflow.log-model.history`)."""
+        c.run_in(who, checked_run_id(body.run_id), "editor")
+        run = runs.get_run(RunId(body.run_id))
+        history = json.loads(run.tags.get(MODEL_HISTORY_TAG, "[]"))
+        history.append(json.loads(body.model_json))
+        text = json.dumps(history)
+        if len(text) > MAX_TAG_VALUE:
+            raise InvalidInput(
+                f"Run {body.run_id} records over {MAX_TAG_VALUE} characters of logged models.",
+                "Log fewer models per run.",
+            )
+        runs.log_batch(run.id, tags={MODEL_HISTORY_TAG: text})
+        return {}
+
+
+def _point_routes(router: APIRouter, c: Context) -> None:
     Who, runs = c.who, c.stores.runs
 
     @router.post("/runs/log-metric")
@@ -325,6 +392,24 @@ def _named(name: str) -> str:
         return project_of_name(name)
     except InvalidInput:  # no such experiment can exist: the client then creates it
         raise NotFound(f"No experiment is named {name[:200]!r}.", "Create it.") from None
+
+
+def _dataset_tag(given: _DatasetInput) -> tuple[str, str]:
+    """The run tag that keeps a dataset input: its key and its JSON."""
+    dataset = given.dataset
+    key = f"{DATASET_TAG}{checked_text(dataset.name, 150, 'dataset name')}.{dataset.digest[:80]}"
+    record = {
+        "tags": [t.model_dump() for t in given.tags],
+        "dataset": dataset.model_dump(by_alias=True, exclude_none=True),
+    }
+    text = json.dumps(record)
+    if len(text) > MAX_TAG_VALUE:
+        raise InvalidInput(
+            f"Dataset {dataset.name!r} is described in {len(text)} characters (its schema and "
+            f"profile); loopml keeps at most {MAX_TAG_VALUE} per input.",
+            "Log it with a shorter profile, or version the data with `loopml data add`.",
+        )
+    return key, text
 
 
 def _status(text: str) -> RunStatus:

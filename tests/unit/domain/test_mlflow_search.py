@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from loopml.domain.filters import Comparison, FieldKind, FieldRef, OrderKey
 from loopml.domain.mlflow_records import page_offset, page_token, project_of_id, project_of_name
-from loopml.domain.mlflow_search import mlflow_run_query, parse_mlflow_filter
+from loopml.domain.mlflow_search import experiment_names, mlflow_run_query, parse_mlflow_filter
 from loopml.errors import InvalidInput
 
 M, P, T, A = FieldKind.METRICS, FieldKind.PARAMS, FieldKind.TAGS, FieldKind.ATTRIBUTES
@@ -137,3 +137,25 @@ def test_experiments_are_projects() -> None:
     for bad in ["../x", "a b", "", "/Users/me/x"]:
         with pytest.raises(InvalidInput, match="cannot be a loopml project name"):
             project_of_name(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (None, ["churn", "churn-v2", "fraud", "Default"]),
+        ("name = 'fraud'", ["fraud"]),
+        ("name != 'fraud'", ["churn", "churn-v2", "Default"]),
+        ("name LIKE 'churn%'", ["churn", "churn-v2"]),
+        ("attribute.name LIKE 'churn_v_'", ["churn-v2"]),
+        ("name ILIKE 'DEF%' and name != 'x'", ["Default"]),
+        ("name LIKE 'c.urn'", []),  # a dot is a dot, not any character
+    ],
+)
+def test_experiment_filters_keep_the_names_they_match(text: str | None, kept: list[str]) -> None:
+    names = ["churn", "churn-v2", "fraud", "Default"]
+    assert [n for n in names if experiment_names(text)(n)] == kept
+
+
+def test_an_experiment_filter_on_anything_but_the_name_is_refused() -> None:
+    with pytest.raises(InvalidInput, match=r"tags\.team"):
+        experiment_names("tags.team = 'growth'")

@@ -24,6 +24,7 @@ from loopml.domain.records import (
     RunArtifact,
     RunId,
     RunStatus,
+    missing_tag,
 )
 from loopml.errors import Conflict, InvalidInput, NotFound
 from loopml.ports import NewRun, RunPage
@@ -179,6 +180,11 @@ class MemoryRunStore:
             _write_params(row, params or {})
             row.tags.update(tags or {})
             _write_metrics(row, metrics)
+
+    def delete_tag(self, run_id: RunId, key: str) -> None:
+        with self._db.lock:
+            if self._db.run(run_id).tags.pop(key, None) is None:
+                raise missing_tag(run_id, key)
 
     def add_inputs_and_artifacts(
         self,

@@ -179,6 +179,9 @@ class QuickRunStore(QuickStore["SqlRunStore"]):
     ) -> None:
         self.full.log_batch(run_id, metrics, params, tags)
 
+    def delete_tag(self, run_id: RunId, key: str) -> None:
+        self.full.delete_tag(run_id, key)
+
     def add_inputs_and_artifacts(
         self,
         run_id: RunId,

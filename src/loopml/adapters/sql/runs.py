@@ -32,6 +32,7 @@ from loopml.domain.records import (
     RunId,
     RunStatus,
     missing_run,
+    missing_tag,
 )
 from loopml.errors import Conflict, InvalidInput, NotFound
 from loopml.ports import NewRun, RunPage
@@ -252,6 +253,15 @@ class SqlRunStore:
                 )
             if metrics:
                 self._write_metrics(conn, run_id, metrics)
+
+    def delete_tag(self, run_id: RunId, key: str) -> None:
+        with self._db.write() as conn:
+            self._status(conn, run_id)  # NotFound when there is no such run
+            gone = conn.execute(
+                t.tags.delete().where(t.tags.c.run_id == run_id, t.tags.c.key == key)
+            ).rowcount
+        if not gone:
+            raise missing_tag(run_id, key)
 
     def _log_points_postgres(self, run_id: RunId, points: Sequence[MetricPoint]) -> None:
         """`log_batch` of points alone on PostgreSQL: the run's check and both writes in one

@@ -30,6 +30,7 @@ __all__ = [
     "test_a_run_can_be_recorded_already_finished",
     "test_a_run_reads_back_as_created",
     "test_a_search_page_out_of_range_is_refused",
+    "test_a_tag_can_be_deleted_once",
     "test_an_ended_run_takes_tags_but_no_metrics_or_params",
     "test_creating_and_ending_a_run_are_audited",
     "test_ending_writes_the_last_points_with_the_end",
@@ -182,6 +183,19 @@ def test_creating_and_ending_a_run_are_audited(stores: MetadataStores) -> None:
     assert ended.before == {"status": "running"}
     assert ended.after == {"status": "failed", "error": "boom"}
     assert stores.runs.get_run(run_id).error == "boom"
+
+
+def test_a_tag_can_be_deleted_once(stores: MetadataStores) -> None:
+    store = stores.runs
+    run_id = start_run(stores).id
+    store.log_batch(run_id, tags={"team": "growth", "stage": "dev"})
+    _end(store, run_id)
+    store.delete_tag(run_id, "team")  # an ended run's tags still change
+    assert store.get_run(run_id).tags == {"stage": "dev"}
+    with pytest.raises(NotFound, match="no tag 'team'"):
+        store.delete_tag(run_id, "team")
+    with pytest.raises(NotFound):
+        store.delete_tag(RunId("0" * 32), "stage")
 
 
 def test_unknown_run_is_not_found_by_every_call(stores: MetadataStores) -> None:
