@@ -74,6 +74,11 @@ def test_an_mlflow_training_script_runs_unchanged_against_loopml(
     )  # fmt: skip
     log = loopml(as_alice, tmp_path, "audit", "log", "--entity", "model:churn-mlflow/churn-model",
                  "--json")  # fmt: skip
+    loading = "import loopml; loopml.models.load('churn-model@champion')"
+    refused = subprocess.run([sys.executable, "-c", loading], env=as_alice, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert refused.returncode == 1
+    assert "as MLflow wrote it" in refused.stderr, refused.stderr[-2000:]
     events = json.loads(log.stdout)
     assert {e["action"] for e in events} >= {"model.version_registered", "model.alias_set"}
     assert {e["actor"] for e in events} == {"alice"}

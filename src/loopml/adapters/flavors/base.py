@@ -90,11 +90,24 @@ def flavor_for(model: object) -> Flavor:
     )
 
 
+FOREIGN = {
+    "mlflow": (
+        "This version holds a model folder as MLflow wrote it (registered through the team "
+        "server's MLflow API); loopml loads, serves and monitors models of its own flavors.",
+        "Load it with mlflow.pyfunc.load_model('models:/NAME/VERSION'), or register the model "
+        "with loopml.models.register to serve it with loopml.",
+    ),
+}
+"""Formats a version may hold that no flavor loads: why, and what to do instead."""
+
+
 def get_flavor(name: str) -> Flavor:
     """The flavor called `name`, or InvalidInput naming the known ones."""
     for flavor in flavors():
         if flavor.name == name:
             return flavor
+    if name in FOREIGN:
+        raise InvalidInput(*FOREIGN[name])
     raise InvalidInput(
         f"Unknown model flavor {name!r}.",
         f"Use one of: {', '.join(sorted(f.name for f in flavors()))}.",
