@@ -35,6 +35,7 @@ GROUPS = {
     "projects": ("server", "projects_app"),
     "predictions": ("serve", "predictions_app"),
     "log": ("log", "app"),
+    "import": ("importing", "app"),
 }
 """The command groups, in the order `loopml --help` lists them: (module of loopml.cli, name)."""
 COMMANDS = {

@@ -245,3 +245,32 @@ def registered_model_json(summary: ModelSummary, latest: ModelVersion | None) ->
         "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(summary.aliases.items())],
         "tags": [{"key": "loopml.project", "value": summary.project}],
     }
+
+
+def logged_model_tags(model_id: str, record: dict[str, Any]) -> dict[str, str]:
+    """The run tags that keep logged model `model_id` (`record`: what MLflow records of it)
+    and let a search find it by name."""
+    return {
+        LOGGED_MODEL_TAG + model_id: json.dumps(record),
+        HAS_MODELS_TAG: "true",
+        MODEL_NAME_TAG + str(record.get("name", "")): model_id,
+    }
+
+
+def folder_uri(project: str, run_id: str, folder: str) -> str:
+    """Where MLflow's clients download a model folder of a run from: a logged model's own
+    place, or the folder among the run's artifacts."""
+    where = experiment_id(project)
+    if folder.startswith(LOGGED_MODEL_FILES + "/"):
+        return f"mlflow-artifacts:/{where}/models/{folder.split('/')[1]}/artifacts"
+    return f"mlflow-artifacts:/{where}/{run_id}/artifacts/{folder}"
+
+
+def project_for_experiment(name: str) -> str:
+    """A project name for an MLflow experiment of any name (`Default` is `default`; a name
+    loopml does not allow, such as `/Users/ann/churn model`, has each run of other characters
+    made one '-': `Users-ann-churn-model`)."""
+    if name == DEFAULT_EXPERIMENT_NAME:
+        return DEFAULT_PROJECT
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-_.")[:200].strip("-_.")
+    return cleaned or "mlflow"

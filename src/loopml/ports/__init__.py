@@ -19,6 +19,7 @@ module of its concept:
     auth             UserStore, TokenStore, GrantStore (AuthStore: all three), SessionStore
     prediction_log   PredictionWriter, PredictionReader, PredictionLogUpkeep
     store_set        MetadataPorts: one store per metadata port, as a workspace holds them
+    mlflow_source    MlflowSource: an MLflow store to import from
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from loopml.ports.blobs import (
 )
 from loopml.ports.datasets import DatasetStore, NewDatasetVersion, TableDescriber
 from loopml.ports.events import EventLog
+from loopml.ports.mlflow_source import MlflowSource
 from loopml.ports.models import (
     Flavor,
     LoadedModel,
@@ -100,6 +102,7 @@ __all__ = [
     "LoadedModel",
     "LoopStore",
     "MetadataPorts",
+    "MlflowSource",
     "ModelCompiler",
     "ModelSerializer",
     "ModelStore",

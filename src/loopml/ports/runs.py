@@ -39,6 +39,8 @@ class NewRun:
     run_id: RunId | None = None
     """The id to give the run (chosen by the caller so a retried create makes one run); a new
     one when None."""
+    started: datetime | None = None
+    """When the run began, if not now (a run imported from another tracker keeps its time)."""
 
 
 class RunStore(Protocol):

@@ -26,6 +26,7 @@ from loopml.domain.mlflow_records import (
     LOGGED_MODEL_TAG,
     MODEL_NAME_TAG,
     logged_model_json,
+    logged_model_tags,
     new_model_id,
     project_of_id,
     run_of_model,
@@ -132,9 +133,10 @@ def _creating(router: APIRouter, c: Context) -> None:
             "name": name, "model_type": (body.model_type or "")[:250],
             "status": "LOGGED_MODEL_PENDING", "created": now, "tags": checked_tags(body.tags),
         }  # fmt: skip
-        marks = {HAS_MODELS_TAG: "true", MODEL_NAME_TAG + name: model_id}
-        runs.log_batch(RunId(body.source_run_id), tags=marks)
-        return _keep(c, runs.get_run(RunId(body.source_run_id)), model_id, record)
+        runs.log_batch(RunId(body.source_run_id), tags=logged_model_tags(model_id, record))
+        return {
+            "model": logged_model_json(runs.get_run(RunId(body.source_run_id)), model_id, record)
+        }
 
     @router.post("/logged-models/search")
     def search(body: _SearchModels, who: Principal = Who) -> dict[str, Any]:

@@ -20,21 +20,20 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from loopml.domain.auth import PROTECTED_ALIASES
-from loopml.domain.manifest import BlobRef, Manifest, safe_relative_path
+from loopml.domain.manifest import safe_relative_path
 from loopml.domain.mlflow_records import (
-    experiment_id,
     model_files,
     model_version_json,
     registered_model_json,
 )
-from loopml.domain.records import EventDraft, ModelSummary, ModelVersion, RunId
+from loopml.domain.records import EventDraft, ModelSummary, ModelVersion
 from loopml.domain.refs import check_alias, check_name
 from loopml.errors import AlreadyExists, InvalidInput, NotFound
-from loopml.ports import NewModelVersion
 from loopml.server.context import Context
 from loopml.server.mlflow_bodies import KeyValue, checked_run_id
 from loopml.server.mlflow_models import logged_model
 from loopml.services.auth import Principal
+from loopml.services.mlflow_registry import register_mlflow_folder
 
 _SOURCE_RE = re.compile(
     r"(?:runs:/(?P<run>[0-9a-f]{32})|mlflow-artifacts:/[^/]+/(?P<art>[0-9a-f]{32})/artifacts)"
@@ -252,30 +251,14 @@ def _register(
             f"Model {name!r} is in project {others[0]!r}, and this run is in {project!r}.",
             f"Register it under another name, or log the run in experiment {others[0]!r}.",
         )
-    files = {
-        a.path[len(folder) + 1 :]: BlobRef(a.digest, a.size)
-        for a in c.stores.runs.list_artifacts(RunId(run_id))
-        if a.path.startswith(folder + "/")
-    }
-    if "MLmodel" not in files:
-        raise InvalidInput(
-            f"There is no MLflow model (no MLmodel file) at {body.source[:200]!r}.",
-            "Register the model_uri that log_model returned.",
-        )
-    root = "models/" + model_id if model_id else f"{run_id}/artifacts/{folder}"
     origin = {
         "source": body.source or f"models:/{model_id}",
-        "artifact_uri": f"mlflow-artifacts:/{experiment_id(project)}/{root}"
-        + ("/artifacts" if model_id else ""),
         **({"model_id": model_id} if model_id else {}),
     }
-    run = c.stores.runs.get_run(RunId(run_id))
-    new = NewModelVersion(
-        project, name, RunId(run_id), "mlflow", {"mlflow": origin}, Manifest(files), {},
-        dict(run.metrics),
+    return register_mlflow_folder(
+        c.stores.runs, registry.models, name=name, run_id=run_id, folder=folder, origin=origin,
+        actor=who.user,
     )  # fmt: skip
-    event = EventDraft("model.version_registered", f"model:{project}/{name}", who.user)
-    return registry.models.register(new, event)
 
 
 def _source(c: Context, who: Principal, body: _CreateVersion) -> tuple[str, str, str | None]:

@@ -228,8 +228,9 @@ def _run_routes(router: APIRouter, c: Context) -> None:
         tags[RUN_NAME_TAG] = name
         if body.user_id:
             tags.setdefault("mlflow.user", body.user_id)
+        started = datetime.fromtimestamp(body.start_time / 1000, UTC) if body.start_time else None
         new = NewRun(project, name[:MAX_KEY], {"logged_by": "mlflow"}, tags,
-                     parent_id=RunId(parent) if parent else None)  # fmt: skip
+                     parent_id=RunId(parent) if parent else None, started=started)  # fmt: skip
         run = runs.create_run(new, EventDraft("run.created", f"run:{project}", who.user))
         return {"run": run_json(run)}
 

@@ -116,7 +116,7 @@ class MemoryRunStore:
                 project=new.project,
                 name=new.name,
                 status=status,
-                start_us=now,
+                start_us=datetime_to_us(new.started) if new.started else now,
                 end_us=now if new.finished else None,
                 parent_id=new.parent_id,
                 environment=json_copy(new.environment),

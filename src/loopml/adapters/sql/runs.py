@@ -142,7 +142,7 @@ class SqlRunStore:
                     project=new.project,
                     name=new.name,
                     status=status.value,
-                    start_us=now,
+                    start_us=datetime_to_us(new.started) if new.started else now,
                     end_us=now if new.finished else None,
                     heartbeat_us=now,
                     environment=new.environment,

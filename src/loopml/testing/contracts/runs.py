@@ -32,6 +32,7 @@ __all__ = [
     "test_a_search_page_out_of_range_is_refused",
     "test_a_tag_can_be_deleted_once",
     "test_an_ended_run_takes_tags_but_no_metrics_or_params",
+    "test_an_imported_run_keeps_its_start_time",
     "test_creating_and_ending_a_run_are_audited",
     "test_ending_writes_the_last_points_with_the_end",
     "test_filter_values_are_bound_not_spliced",
@@ -183,6 +184,17 @@ def test_creating_and_ending_a_run_are_audited(stores: MetadataStores) -> None:
     assert ended.before == {"status": "running"}
     assert ended.after == {"status": "failed", "error": "boom"}
     assert stores.runs.get_run(run_id).error == "boom"
+
+
+def test_an_imported_run_keeps_its_start_time(stores: MetadataStores) -> None:
+    began = datetime(2024, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+    new = NewRun("default", "imported", {}, {}, started=began)
+    run = stores.runs.create_run(new, draft("run.created", RUN))
+    store = stores.runs
+    store.end_run(run.id, RunStatus.FAILED, "boom", began + timedelta(minutes=5), draft("x", RUN))
+    again = store.get_run(run.id)
+    assert (again.start_time, again.end_time) == (began, began + timedelta(minutes=5))
+    assert again.status is RunStatus.FAILED
 
 
 def test_a_tag_can_be_deleted_once(stores: MetadataStores) -> None:
