@@ -37,6 +37,16 @@ with mlflow.start_run(run_name="sweep") as parent:
             model = LogisticRegression(C=c).fit(X, y)
             info = mlflow.sklearn.log_model(model, name="model")
             versions.append(mlflow.register_model(info.model_uri, "churn").version)
+with mlflow.start_run(run_name="other kinds"):
+    import xgboost
+
+    booster = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(X, y)
+    xgb_info = mlflow.xgboost.log_model(booster, name="xgb")
+    mlflow.register_model(xgb_info.model_uri, "churn-xgb")
+    pickled = mlflow.sklearn.log_model(
+        LogisticRegression().fit(X, y), name="pickled", serialization_format="cloudpickle"
+    )
+    mlflow.register_model(pickled.model_uri, "churn-pickle")
 try:
     with mlflow.start_run(run_name="broken"):
         mlflow.log_param("C", "bad")
@@ -46,8 +56,14 @@ except ValueError:
 client.set_registered_model_alias("churn", "champion", versions[0])
 client.set_registered_model_alias("churn", "challenger", versions[1])
 runs = mlflow.search_runs(output_format="list")
+champion = mlflow.pyfunc.load_model("models:/churn@champion")
 print(
     json.dumps(
-        {"runs": {r.info.run_name: r.info.run_id for r in runs}, "parent": parent.info.run_id}
+        {
+            "runs": {r.info.run_name: r.info.run_id for r in runs},
+            "parent": parent.info.run_id,
+            "champion": champion.predict(X[:10]).tolist(),
+            "xgb": booster.predict_proba(X[:10])[:, 1].tolist(),
+        }
     )
 )

@@ -54,7 +54,7 @@ def test_an_mlflow_store_is_imported_whole_and_a_rerun_doubles_nothing(
 ) -> None:
     uri, made = mlflow_store
     planned = _import(team, tmp_path, uri, "--dry-run")
-    assert (planned["runs"], planned["versions"], planned["dry_run"]) == (4, 2, True)
+    assert (planned["runs"], planned["versions"], planned["dry_run"]) == (5, 4, True)
     nothing = httpx.get(f"{team['url']}/api/2.0/mlflow/experiments/get",
                         params={"experiment_id": PROJECT},
                         headers={"Authorization": f"Bearer {team['alice']}"})  # fmt: skip
@@ -62,8 +62,13 @@ def test_an_mlflow_store_is_imported_whole_and_a_rerun_doubles_nothing(
 
     first = _import(team, tmp_path, uri)
     assert first["projects"]["Churn model / 2024"] == PROJECT
-    assert (first["runs"], first["runs_skipped"], first["metric_points"]) == (4, 0, 602)
-    assert (first["versions"], first["aliases"], first["logged_models"]) == (2, 2, 2)
+    assert (first["runs"], first["runs_skipped"], first["metric_points"]) == (5, 0, 602)
+    assert (first["versions"], first["aliases"], first["logged_models"]) == (4, 2, 4)
+    # scikit-learn saved with skops and XGBoost load from their own formats, a pickle does not
+    assert first["native_versions"] == 3
+    (kept,) = first["notes"]
+    assert kept.startswith("churn-pickle 1: kept as MLflow's folder")
+    assert "--trust-pickles" in kept
 
     source = MlflowClient(tracking_uri=uri)
     for name, run_id in made["runs"].items():
@@ -96,17 +101,28 @@ def test_an_mlflow_store_is_imported_whole_and_a_rerun_doubles_nothing(
     assert paths == {"report/summary.txt", "report/plots/loss.csv"}
     versions = json.loads(loopml(as_alice, tmp_path, "models", "versions", "churn",
                                  "--json").stdout)  # fmt: skip
-    assert sorted((v["version"], tuple(v["aliases"])) for v in versions) == [
-        (1, ("champion",)), (2, ("challenger",)),
+    assert sorted((v["version"], v["flavor"], tuple(v["aliases"])) for v in versions) == [
+        (1, "sklearn", ("champion",)), (2, "sklearn", ("challenger",)),
     ]  # fmt: skip
+    predicting = (
+        "import json, loopml, numpy as np; X = np.random.default_rng(0).normal(size=(80, 3)); "
+        "print(json.dumps([loopml.models.load('churn@champion').predict(X[:10]).tolist(), "
+        "loopml.models.load('churn-xgb/1').predict_proba(X[:10])[:, 1].tolist()]))"
+    )
+    done = subprocess.run([sys.executable, "-c", predicting], env=as_alice, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    champion, xgb = json.loads(done.stdout)
+    assert champion == made["champion"]  # the same model, loaded by loopml from MLflow's files
+    assert xgb == pytest.approx(made["xgb"], abs=1e-6)
     events = json.loads(loopml(as_alice, tmp_path, "audit", "log", "--json").stdout)
     imported = [e for e in events if e["action"] == "run.imported"]
-    assert len(imported) == 4
+    assert len(imported) == 5
     assert {e["actor"] for e in imported} == {"alice"}
 
     again = _import(team, tmp_path, uri)
-    assert (again["runs"], again["runs_skipped"], again["metric_points"]) == (0, 4, 0)
-    assert (again["versions"], again["versions_skipped"], again["aliases"]) == (0, 2, 0)
+    assert (again["runs"], again["runs_skipped"], again["metric_points"]) == (0, 5, 0)
+    assert (again["versions"], again["versions_skipped"], again["aliases"]) == (0, 4, 0)
     after = json.loads(loopml(as_alice, tmp_path, "audit", "log", "--json").stdout)
     assert len(after) == len(events)  # not one change the second time
 
@@ -146,4 +162,4 @@ def test_a_source_that_cannot_be_read_stops_the_import_with_nothing_half_written
     damaged.unlink()
     damaged.write_text("two candidates")
     finished = _import(team, tmp_path, uri)
-    assert (finished["runs"], finished["runs_skipped"]) == (4, 0)
+    assert (finished["runs"], finished["runs_skipped"]) == (5, 0)

@@ -57,14 +57,23 @@ def mlflow(
         None, "--artifacts-root", help="For a database whose runs' files a tracking server kept "
         "(mlflow-artifacts:/...): the folder it kept them in (its --artifacts-destination).",
     ),
+    trust_pickles: bool = typer.Option(
+        False, "--trust-pickles", help="Load models MLflow saved as pickles (running their "
+        "code) to register them in a loopml flavor; only for a store you trust.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be imported; write "
                                  "nothing."),
     as_json: bool = JSON_OPTION,
 ) -> None:  # fmt: skip
     """Import an MLflow store: experiments as projects; runs with their ids, times, status,
     params, tags, every metric point and their artifacts; MLflow 3 logged models; with
-    --models, registered model versions and aliases. A rerun skips what a previous import
-    brought whole, and finishes what it did not."""
+    --models, registered model versions and aliases (in loopml's own flavor when the model
+    loads from its library's format: XGBoost, LightGBM, ONNX, scikit-learn saved with skops; a
+    pickle only with --trust-pickles; else as MLflow's folder). A rerun skips what a previous
+    import brought whole, and finishes what it did not."""
+    from functools import partial
+
+    from loopml.adapters.mlflow_models import native_model
     from loopml.adapters.mlflow_source import MlflowClientSource
     from loopml.services.mlflow_import import MlflowImport
 
@@ -75,6 +84,8 @@ def mlflow(
         importer = MlflowImport(
             source, stores.runs, stores.models, workspace.blobs, actor=workspace.settings.actor,
             experiments=experiments, project=project, with_models=models,
+            native=partial(native_model, trust_pickles=trust_pickles),
+            register=workspace.registry.register_once,
         )  # fmt: skip
         with _progress() as progress:
             report = importer.run(dry_run=dry_run, progress=progress)
@@ -91,8 +102,8 @@ def mlflow(
         ("artifacts", report.artifacts, size(report.artifact_bytes)),
         ("logged models", report.logged_models, ""),
         ("model versions", report.versions,
-         f"{report.versions_skipped} already imported, {report.aliases} aliases set" if models
-         else "use --models"),
+         f"{report.native_versions} in their own flavor, {report.versions_skipped} already "
+         f"imported, {report.aliases} aliases set" if models else "use --models"),
     ]  # fmt: skip
     print_table(f"{verb} from {tracking_uri}", ["what", "count", ""], rows)
     for note in report.notes:

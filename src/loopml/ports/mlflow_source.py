@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from loopml.domain.records import MetricPoint
 
@@ -54,6 +54,16 @@ class SourceVersion:
     aliases: tuple[str, ...] = ()
     stage: str = "None"
     description: str = ""
+
+
+@dataclass(frozen=True)
+class NativeModel:
+    """A model of an MLflow model folder, loaded from its library's own format."""
+
+    model: Any
+    example: Any
+    """The folder's input example (a DataFrame or an array), or None."""
+    kind: str
 
 
 class MlflowSource(Protocol):

@@ -46,18 +46,23 @@ from loopml.domain.refs import check_alias, check_name
 from loopml.errors import InvalidInput, NotFound
 from loopml.ports import BlobStore, MlflowSource, ModelStore, NewRun, RunStore
 from loopml.ports.mlflow_source import (
+    NativeModel,
     SourceExperiment,
     SourceLoggedModel,
     SourceRun,
     SourceVersion,
 )
-from loopml.services.mlflow_registry import register_mlflow_folder
+from loopml.services.folders import fetch_folder
+from loopml.services.mlflow_registry import model_folder, register_mlflow_folder
+from loopml.services.registry import Outcome, Registration
 
 IMPORTED_TAG = "mlflow.imported"
 RUN_ID_TAG = "mlflow.runId"
 EXPERIMENT_TAG = "mlflow.experiment"
 BATCH = 1000
 Progress = Callable[[str, int, int], None]
+Register = Callable[..., Registration]
+"""`RegistryService.register_once`."""
 """(what is being done, how many are done, of how many)."""
 
 
@@ -76,6 +81,8 @@ class ImportReport:
     logged_models: int = 0
     versions: int = 0
     versions_skipped: int = 0
+    native_versions: int = 0
+    """Versions registered in their own loopml flavor (xgboost, lightgbm, onnx, sklearn)."""
     aliases: int = 0
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -112,12 +119,17 @@ class MlflowImport:
         experiments: Sequence[str] = (),
         project: str | None = None,
         with_models: bool = True,
+        native: Callable[[Path], NativeModel | str] | None = None,
+        register: Register | None = None,
     ) -> None:
         self.source, self.runs, self.models, self.blobs = source, runs, models, blobs
         self.actor = actor
         self.names = list(experiments)
         self.project = None if project is None else check_name(project, "project")
         self.with_models = with_models
+        self.native, self.register = native, register
+        """Load a model folder in its own format, and register it in its loopml flavor:
+        both, or neither (every version then keeps MLflow's folder)."""
 
     def plan(self) -> _Plan:
         """Everything to import, listed from the source (before anything is written: a source
@@ -244,7 +256,11 @@ class MlflowImport:
             )
             return
         run_id, folder = where
-        made = self._kept(version, run_id)
+        made = self._native(version, run_id, folder, report)
+        if made is None:
+            made = self._kept(version, run_id)
+            if made is not None:
+                report.versions_skipped += 1
         if made is None:
             origin = {"source": version.source, "mlflow_version": version.version,
                       "stage": version.stage, "description": version.description}  # fmt: skip
@@ -257,10 +273,37 @@ class MlflowImport:
                 report.notes.append(f"{version.name} {version.version}: {refused.message}")
                 return
             report.versions += 1
-        else:
-            report.versions_skipped += 1
         for alias in version.aliases:
             report.aliases += self._point(made.project, made.name, check_alias(alias), made.version)
+
+    def _native(
+        self, version: SourceVersion, run_id: str, folder: str, report: ImportReport
+    ) -> ModelVersion | None:
+        """The version registered in the model's own loopml flavor, if it loads from its
+        library's format (see `loopml.adapters.mlflow_models`); None to keep MLflow's folder."""
+        if self.native is None or self.register is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="loopml-import-model-") as tmp:
+            fetch_folder(self.blobs, model_folder(self.runs, run_id, folder), Path(tmp))
+            loaded = self.native(Path(tmp))
+        label = f"{version.name} {version.version}"
+        if isinstance(loaded, str):
+            report.notes.append(f"{label}: kept as MLflow's folder (flavor mlflow): {loaded}.")
+            return None
+        project = self.runs.get_run(RunId(run_id)).project
+        done = self.register(
+            loaded.model, check_name(version.name, "model"), project=project, run_id=run_id,
+            input_example=loaded.example,
+        )  # fmt: skip
+        if done.outcome is Outcome.HELD:
+            report.notes.append(f"{label}: registrations are held in project {project!r}.")
+            return None
+        if done.outcome is Outcome.CREATED:
+            report.versions += 1
+            report.native_versions += 1
+        else:
+            report.versions_skipped += 1
+        return done.version
 
     def _kept(self, version: SourceVersion, run_id: str) -> ModelVersion | None:
         """The version a previous import made of this one (same run, same MLflow number)."""

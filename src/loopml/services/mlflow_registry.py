@@ -33,10 +33,22 @@ def register_mlflow_folder(
     """A version of model `name` (in the run's project) holding `folder` of run `run_id`'s
     artifacts; the same folder of the same run again is the same version."""
     run = runs.get_run(RunId(run_id))
+    manifest = model_folder(runs, run_id, folder)
+    info = {**origin, "artifact_uri": folder_uri(run.project, run.id, folder.rstrip("/"))}
+    new = NewModelVersion(
+        run.project, name, run.id, FLAVOR, {FLAVOR: info}, manifest, {}, dict(run.metrics)
+    )
+    event = EventDraft("model.version_registered", f"model:{run.project}/{name}", actor)
+    return models.register(new, event)
+
+
+def model_folder(runs: RunStore, run_id: str, folder: str) -> Manifest:
+    """The files of MLflow's model folder `folder` of run `run_id`'s artifacts; InvalidInput
+    when it holds no MLflow model."""
     prefix = folder.rstrip("/") + "/"
     files = {
         a.path[len(prefix) :]: BlobRef(a.digest, a.size)
-        for a in runs.list_artifacts(run.id)
+        for a in runs.list_artifacts(RunId(run_id))
         if a.path.startswith(prefix)
     }
     if "MLmodel" not in files:
@@ -44,9 +56,4 @@ def register_mlflow_folder(
             f"There is no MLflow model (no MLmodel file) in {folder!r} of run {run_id}.",
             "Register the model_uri that log_model returned.",
         )
-    info = {**origin, "artifact_uri": folder_uri(run.project, run.id, folder.rstrip("/"))}
-    new = NewModelVersion(
-        run.project, name, run.id, FLAVOR, {FLAVOR: info}, Manifest(files), {}, dict(run.metrics)
-    )
-    event = EventDraft("model.version_registered", f"model:{run.project}/{name}", actor)
-    return models.register(new, event)
+    return Manifest(files)
