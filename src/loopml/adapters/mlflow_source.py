@@ -97,8 +97,7 @@ class MlflowClientSource:
                 [experiment_id], max_results=PAGE, page_token=token
             ),
         )
-        runs = [_run(r) for r in found]
-        return _parents_first(runs)
+        return [_run(r) for r in found]
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         history = self._call(
@@ -236,19 +235,6 @@ def _run(found: Any) -> SourceRun:
         info.status, int(info.start_time or 0), int(info.end_time) if info.end_time else None,
         dict(data.params), dict(data.tags), tuple(sorted(data.metrics)),
     )  # fmt: skip
-
-
-def _parents_first(runs: list[SourceRun]) -> list[SourceRun]:
-    """`runs` ordered so that every parent comes before its children."""
-    parent = {r.id: r.tags.get("mlflow.parentRunId") for r in runs}
-
-    def depth(run_id: str, seen: int = 0) -> int:
-        above = parent.get(run_id)
-        return (
-            seen if above is None or above not in parent or seen > 100 else depth(above, seen + 1)
-        )
-
-    return sorted(runs, key=lambda r: (depth(r.id), r.start_ms, r.id))
 
 
 def _translated(uri: str, what: str, error: Exception) -> LoopmlError:

@@ -135,7 +135,11 @@ class MlflowImport:
         """Everything to import, listed from the source (before anything is written: a source
         that cannot be read stops the import here)."""
         experiments = [
-            (e, self.project or project_for_experiment(e.name), self.source.runs(e.id))
+            (
+                e,
+                self.project or project_for_experiment(e.name),
+                parents_first(self.source.runs(e.id)),
+            )
             for e in self.source.experiments(self.names)
         ]
         return _Plan(experiments, self.source.versions() if self.with_models else [])
@@ -338,6 +342,19 @@ class MlflowImport:
         if marker in version.source:
             return version.run_id, version.source.split(marker, 1)[1].strip("/")
         return None
+
+
+def parents_first(runs: list[SourceRun]) -> list[SourceRun]:
+    """`runs` ordered so that every parent comes before its children."""
+    parent = {r.id: r.tags.get("mlflow.parentRunId") for r in runs}
+
+    def depth(run_id: str, seen: int = 0) -> int:
+        above = parent.get(run_id)
+        return (
+            seen if above is None or above not in parent or seen > 100 else depth(above, seen + 1)
+        )
+
+    return sorted(runs, key=lambda r: (depth(r.id), r.start_ms, r.id))
 
 
 def _by_run(models: list[SourceLoggedModel]) -> dict[str, list[SourceLoggedModel]]:
