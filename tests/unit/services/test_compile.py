@@ -7,40 +7,20 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from loopml.bootstrap import Workspace, open_workspace
+from loopml.bootstrap import Workspace
 from loopml.domain.parity import recorded_parity, recorded_source
 from loopml.errors import InvalidInput
-from loopml.settings import Settings
 
 pytest.importorskip("skl2onnx")
 pytest.importorskip("onnxmltools")
 
 PROJECT = "default"
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    home = tmp_path / "ws"
-    home.mkdir()
-    workspace = open_workspace(
-        Settings(
-            home=home,
-            db_url="memory://",
-            artifacts_url=str(home / "artifacts"),
-            actor="tester",
-            cache_dir=home / "cache",
-        )
-    )
-    yield workspace
-    workspace.close()
 
 
 @pytest.fixture(scope="module")

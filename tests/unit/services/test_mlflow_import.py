@@ -4,12 +4,12 @@ project for every experiment, what a failing read leaves behind, and what a reru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from loopml.bootstrap import Workspace, open_workspace
+from loopml.bootstrap import Workspace
 from loopml.domain.records import MetricPoint, RunId, RunStatus
 from loopml.errors import InvalidInput, NotFound
 from loopml.ports.mlflow_source import (
@@ -19,7 +19,6 @@ from loopml.ports.mlflow_source import (
     SourceVersion,
 )
 from loopml.services.mlflow_import import IMPORTED_TAG, MlflowImport
-from loopml.settings import Settings
 
 PARENT, CHILD, LIVE = "a" * 32, "b" * 32, "c" * 32
 
@@ -64,22 +63,6 @@ class Source:
 
     def versions(self) -> list[SourceVersion]:
         return [SourceVersion("churn", 1, f"runs:/{CHILD}/nowhere", CHILD, None)]
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    home = tmp_path / "ws"
-    workspace = open_workspace(
-        Settings(
-            home=home,
-            db_url="memory://",
-            artifacts_url=str(home / "artifacts"),
-            actor="importer",
-            cache_dir=home / "cache",
-        )
-    )
-    yield workspace
-    workspace.close()
 
 
 def _importer(ws: Workspace, source: Source, **options: object) -> MlflowImport:
