@@ -80,9 +80,8 @@ def mlflow(
     source = MlflowClientSource(tracking_uri, artifacts_root)
     workspace = open_workspace()
     try:
-        stores = workspace.stores
         importer = MlflowImport(
-            source, stores.runs, stores.models, workspace.blobs, actor=workspace.settings.actor,
+            source, workspace.stores, workspace.blobs, actor=workspace.settings.actor,
             experiments=experiments, project=project, with_models=models,
             native=partial(native_model, trust_pickles=trust_pickles),
             register=workspace.registry.register_once,

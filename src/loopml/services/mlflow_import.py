@@ -44,7 +44,7 @@ from loopml.domain.records import (
 )
 from loopml.domain.refs import check_alias, check_name
 from loopml.errors import InvalidInput, NotFound
-from loopml.ports import BlobStore, MlflowSource, ModelStore, NewRun, RunStore
+from loopml.ports import BlobStore, MetadataPorts, MlflowSource, NewRun
 from loopml.ports.mlflow_source import (
     NativeModel,
     SourceExperiment,
@@ -111,8 +111,7 @@ class MlflowImport:
     def __init__(
         self,
         source: MlflowSource,
-        runs: RunStore,
-        models: ModelStore,
+        stores: MetadataPorts,
         blobs: BlobStore,
         *,
         actor: str,
@@ -122,7 +121,8 @@ class MlflowImport:
         native: Callable[[Path], NativeModel | str] | None = None,
         register: Register | None = None,
     ) -> None:
-        self.source, self.runs, self.models, self.blobs = source, runs, models, blobs
+        self.source, self.blobs = source, blobs
+        self.runs, self.models, self.grants = stores.runs, stores.models, stores.grants
         self.actor = actor
         self.names = list(experiments)
         self.project = None if project is None else check_name(project, "project")
@@ -152,6 +152,9 @@ class MlflowImport:
         if dry_run:
             report.runs, report.versions = total, len(plan.versions)
             return report
+        for project in dict.fromkeys(p for _, p, _ in plan.experiments):
+            event = EventDraft("project.created", f"project:{project}", self.actor)
+            self.grants.create_project(project, event)  # recorded where it is new
         done = 0
         for experiment, project, runs in plan.experiments:
             models = _by_run(self.source.logged_models(experiment.id))

@@ -66,8 +66,7 @@ class Source:
 
 
 def _importer(ws: Workspace, source: Source, **options: object) -> MlflowImport:
-    stores = ws.stores
-    return MlflowImport(source, stores.runs, stores.models, ws.blobs, actor="importer",
+    return MlflowImport(source, ws.stores, ws.blobs, actor="importer",
                         **options)  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -92,6 +91,9 @@ def test_runs_keep_their_ids_times_states_parents_and_files(ws: Workspace) -> No
         (0, 1.0), (1, 0.5), (2, 1 / 3),
     ]  # fmt: skip
     assert [a.path for a in runs.list_artifacts(RunId(CHILD))] == ["plots/bbbb.csv"]
+    events = [(e.action, e.entity, e.actor) for e in ws.stores.events.iterate()]
+    assert ("project.created", "project:Churn-2024", "importer") in events
+    assert sum(action == "run.imported" for action, _, _ in events) == 3
     # the version's folder is not among the run's files: a note, no version
     (note,) = report.notes
     assert note.startswith("churn 1: There is no MLflow model")
