@@ -33,13 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _common import (  # the script's folder is on sys.path
     COMPETITORS,
     add_run_options,
@@ -49,12 +45,20 @@ from _common import (  # the script's folder is on sys.path
     loopml_version,
     machine,
     make_runs,
-    run_json,
     summarise,
 )
+from _servers import (
+    analyze,
+    database,
+    free_port,
+    loopml_server,
+    loopml_token,
+    mlflow_server,
+    populate_loopml,
+    populate_mlflow,
+    postgres_version,
+)
 
-POSTGRES = os.environ.get("LOOPML_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-LOOPML = str(Path(sys.executable).parent / "loopml")
 ROUNDTRIPS = 300
 
 LOOPML_CLIENT = r"""
@@ -98,72 +102,6 @@ print(json.dumps(out))
 """
 
 
-def _analyze(db_url: str) -> None:
-    """Refresh the planner's statistics, as autovacuum does on a live database after a bulk
-    load (both tools' databases get the same)."""
-    from sqlalchemy import create_engine
-
-    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
-    engine.dispose()
-
-
-def _postgres_version() -> str:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(f"{POSTGRES}/postgres")
-    with engine.connect() as conn:
-        version = str(conn.exec_driver_sql("SHOW server_version").scalar())
-    engine.dispose()
-    return version
-
-
-@contextmanager
-def _database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(args, env=env, stdout=sink, stderr=sink)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(ready_url, timeout=2).status_code < 500:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{args[0]} did not start; see {log}")
-                time.sleep(0.2)
-            yield
-        finally:
-            proc.terminate()
-            proc.wait(30)
-
-
 def _clients(command: list[str], count: int, env: dict[str, str]) -> list[dict[str, Any]]:
     """Run `count` client processes at once; their JSON answers. Logging clients start logging
     together at BENCH_START_AT, once every one has started up."""
@@ -187,36 +125,6 @@ def _together(points: int, answers: list[dict[str, Any]]) -> float:
     return points * len(answers) / (max(a["ended"] for a in answers) - answers[0]["start_at"])
 
 
-def _populate_loopml(db_url: str, folder: Path, runs: list[dict[str, Any]]) -> None:
-    from loopml.bootstrap import open_workspace
-    from loopml.settings import Settings
-
-    ws = open_workspace(
-        Settings(
-            home=folder,
-            db_url=db_url,
-            artifacts_url=str(folder / "artifacts"),
-            cache_dir=folder / "cache",
-            actor="bench",
-        )
-    )
-    for spec in runs:
-        with ws.tracking.start_run(
-            project="scale", name=spec["name"], tags=spec["tags"], capture_environment=False
-        ) as run:
-            run.log_params(spec["params"])
-            run.log_metrics(spec["metrics"])
-    ws.close()
-
-
-def _loopml_token(env: dict[str, str]) -> str:
-    subprocess.run([LOOPML, "users", "create", "bench", "--role", "admin"], env=env,
-                   check=True, capture_output=True)  # fmt: skip
-    return subprocess.run(
-        [LOOPML, "tokens", "create", "bench"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def _loopml_measures(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """One pass of the four measurements against a running loopml server."""
     client = [sys.executable, "-c", LOOPML_CLIENT]
@@ -235,21 +143,18 @@ def _loopml_measures(args: argparse.Namespace, env: dict[str, str]) -> dict[str,
 
 
 def measure_loopml(args: argparse.Namespace, root: Path, runs: list[Any]) -> list[dict[str, Any]]:
-    with _database() as db_url:
+    with database() as db_url:
         url_env = {
             **os.environ,
             "LOOPML_DB_URL": db_url,
             "LOOPML_HOME": str(root / "loopml-server"),
         }
-        token = _loopml_token(url_env)
+        token = loopml_token(url_env)
         began = time.perf_counter()
-        _populate_loopml(db_url, root / "loopml-populate", runs)
-        _analyze(db_url)
+        populate_loopml(db_url, root / "loopml-populate", runs)
+        analyze(db_url)
         populate_s = time.perf_counter() - began
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = [LOOPML, "server", "--port", str(port)]
-        with _process(server, url_env, f"{url}/api/v1/health", root / "loopml-server.log"):
+        with loopml_server(url_env, root / "loopml-server.log") as url:
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")},
                 "LOOPML_SERVER": url,
@@ -259,15 +164,6 @@ def measure_loopml(args: argparse.Namespace, root: Path, runs: list[Any]) -> lis
             return [
                 {**_loopml_measures(args, env), "populate_s": populate_s} for _ in range(args.runs)
             ]
-
-
-def populate_mlflow(args: argparse.Namespace, db_url: str, runs_file: Path) -> float:
-    python = str(competitor_python(args.anchors, "mlflow"))
-    began = time.perf_counter()
-    script = str(COMPETITORS / "mlflow_server_client.py")
-    run_json([python, script, "populate", db_url, str(runs_file)])
-    _analyze(db_url)
-    return time.perf_counter() - began
 
 
 def _mlflow_measures(args: argparse.Namespace, url: str, env: dict[str, str]) -> dict[str, Any]:
@@ -293,16 +189,10 @@ def _mlflow_measures(args: argparse.Namespace, url: str, env: dict[str, str]) ->
 def measure_mlflow(
     args: argparse.Namespace, root: Path, db_url: str, workers: int
 ) -> list[dict[str, Any]]:
-    mlflow_bin = str(competitor_python(args.anchors, "mlflow").with_name("mlflow"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    server = [
-        mlflow_bin, "server", "--backend-store-uri", db_url, "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers),
-        "--default-artifact-root", str(root / f"mlflow-artifacts-{workers}"),
-    ]  # fmt: skip
-    with _process(server, env, f"{url}/health", root / f"mlflow-{workers}.log"):
+    with mlflow_server(args.anchors, root, db_url, workers, port=port, env=env):
         return [{**_mlflow_measures(args, url, env), "workers": workers} for _ in range(args.runs)]
 
 
@@ -335,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.points, args.clients, args.search_runs, args.runs = 500, 2, 150, 1
-    tools = {"loopml": loopml_version(), "postgres": _postgres_version()}
+    tools = {"loopml": loopml_version(), "postgres": postgres_version()}
     if not args.skip_mlflow:
         competitor_python(args.anchors, "mlflow")
         tools |= installed_versions(args.anchors, "mlflow", ["mlflow", "psycopg", "uvicorn"])
@@ -356,8 +246,8 @@ def main() -> None:
         if args.skip_mlflow:
             emit(result, args.out)
             return
-        with _database() as mlflow_db:
-            populate_s = populate_mlflow(args, mlflow_db, runs_file)
+        with database() as mlflow_db:
+            populate_s = populate_mlflow(args.anchors, mlflow_db, runs_file)
             mlflow_4 = measure_mlflow(args, root, mlflow_db, 4)
             mlflow_1 = measure_mlflow(args, root, mlflow_db, 1)
     result["first_page_agrees"] = same_page(loopml, mlflow_4 + mlflow_1)

@@ -35,13 +35,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loopml.errors import InvalidInput, LoopmlError, NotFound, http_status
 from loopml.server.boundary import AllowedHosts, BrowserBoundary, Scope
-from loopml.server.mlflow_errors import (
-    endpoint_not_found,
-    is_mlflow_path,
-    mlflow_answer,
-    mlflow_error,
-    refusals_router,
-)
+from loopml.server.mlflow_app import mount_mlflow
+from loopml.server.mlflow_errors import endpoint_not_found, is_mlflow_path, mlflow_error
 from loopml.server.routes import build_router
 from loopml.server.scheduler import Scheduler
 from loopml.server.ui.routes import add_ui, ui_error
@@ -118,8 +113,6 @@ def create_server(
         dependencies=[Depends(principal)],
     )
 
-    _add_mlflow(app, ws, principal, max_upload_bytes)
-
     @app.get(f"/api/{API_VERSION}/health", tags=["health"])
     def health() -> dict[str, str]:
         """Liveness: answers without a token."""
@@ -127,6 +120,7 @@ def create_server(
 
     views = add_ui(app, ws, auth=auth, local=local)
     redact = redactor(ws.settings)
+    mount_mlflow(app, ws, principal, max_upload_bytes=max_upload_bytes, redact=redact)
     _answer_errors(app, views, redact)
     app.add_middleware(_HeadAsGet)
     app.add_middleware(
@@ -138,36 +132,6 @@ def create_server(
     _instrument(app)
     app.state.scheduler = scheduler
     return app
-
-
-def _add_mlflow(
-    app: FastAPI, ws: Workspace, principal: Callable[..., Any], max_upload_bytes: int
-) -> None:
-    """MLflow's REST API beside loopml's, for MLflow's clients (`loopml.server.mlflow_tracking`,
-    `loopml.server.mlflow_artifacts`), behind the same tokens."""
-    from loopml.server.context import Context
-    from loopml.server.mlflow_artifacts import mlflow_artifacts_router
-    from loopml.server.mlflow_models import mlflow_models_router
-    from loopml.server.mlflow_registry import mlflow_registry_router
-    from loopml.server.mlflow_tracking import mlflow_tracking_router
-
-    c = Context(ws, Depends(principal))
-    for router, prefix in [
-        (mlflow_tracking_router(c), "/api/2.0/mlflow"),
-        (mlflow_models_router(c), "/api/2.0/mlflow"),
-        (mlflow_registry_router(c), "/api/2.0/mlflow"),
-        (refusals_router(), "/api/2.0/mlflow"),
-        (mlflow_artifacts_router(c, max_upload_bytes), "/api/2.0/mlflow-artifacts"),
-    ]:
-        app.include_router(
-            router, prefix=prefix, dependencies=[Depends(principal)], include_in_schema=False
-        )
-
-    @app.get("/api/3.0/mlflow/server-info", include_in_schema=False)
-    def server_info() -> dict[str, Any]:
-        """What MLflow's clients ask of a tracking server before a download: no multipart."""
-        return {"store_type": "SqlStore", "multipart_uploads_enabled": False,
-                "multipart_downloads_enabled": False}  # fmt: skip
 
 
 def _refusal(views: Views, scope: Scope, error: LoopmlError) -> Response:
@@ -217,8 +181,6 @@ def _answer_errors(app: FastAPI, views: Views, redact: Callable[[str], str]) -> 
     def _loopml_error(request: Request, error: LoopmlError) -> Response:
         error = copy.copy(error)
         error.message, error.hint = redact(error.message), redact(error.hint)
-        if is_mlflow_path(request.url.path):
-            return mlflow_error(error)
         page = ui_error(views, request, error)
         if page is not None:
             return page
@@ -228,7 +190,7 @@ def _answer_errors(app: FastAPI, views: Views, redact: Callable[[str], str]) -> 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         if is_mlflow_path(request.url.path) and error.status_code in (404, 405):
-            return endpoint_not_found(request.method, request.url.path)
+            return endpoint_not_found(request.method, request.url.path)  # /api/3.0/mlflow/...
         if error.status_code == 404:
             missing = NotFound(f"There is no page {request.url.path}.", "Use the menu.")
             page = ui_error(views, request, missing)
@@ -252,9 +214,6 @@ def _answer_bad_requests(app: FastAPI, views: Views) -> None:
     def _invalid(request: Request, error: RequestValidationError) -> Response:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        if is_mlflow_path(request.url.path):
-            problem = f"The request is malformed at {where}: {first.get('msg', 'invalid')}."
-            return mlflow_answer("INVALID_PARAMETER_VALUE", 400, problem)
         message = f"The address is malformed at {where}: {first.get('msg', 'invalid')}."
         page = ui_error(views, request, InvalidInput(message, "Follow a link from a page."))
         if page is not None:
@@ -278,8 +237,6 @@ def _answer_bad_requests(app: FastAPI, views: Views) -> None:
     @app.exception_handler(Exception)
     def _unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        if is_mlflow_path(request.url.path):
-            return mlflow_answer("INTERNAL_ERROR", 500, "The server failed; see its log.")
         return _error(500, "The server failed on this request.", "See the server's log.", "")
 
 

@@ -104,10 +104,14 @@ class Context:
         project = self.projects.get(run_id)
         if project is None:
             project = self.stores.runs.get_run(RunId(run_id)).project
-            if len(self.projects) > 100_000:
-                self.projects.clear()
-            self.projects[run_id] = project
+            self.remember_run(run_id, project)
         return project
+
+    def remember_run(self, run_id: str, project: str) -> None:
+        """Keep the project of a run this server just read or made."""
+        if len(self.projects) > 100_000:
+            self.projects.clear()
+        self.projects[run_id] = project
 
     def readable_runs(self, who: Principal, run_ids: list[RunId]) -> list[str]:
         """Those of `run_ids` in projects `who` may read."""

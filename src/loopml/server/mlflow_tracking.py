@@ -10,6 +10,7 @@ that does not exist. Errors come in MLflow's shape (`loopml.server.mlflow_errors
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import uuid
@@ -37,7 +38,7 @@ from loopml.domain.mlflow_records import (
 )
 from loopml.domain.mlflow_search import experiment_names, mlflow_run_query
 from loopml.domain.records import EventDraft, MetricPoint, Run, RunId, RunStatus
-from loopml.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
+from loopml.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound
 from loopml.ports import NewRun
 from loopml.server.context import Context
 from loopml.server.mlflow_bodies import (
@@ -232,6 +233,7 @@ def _run_routes(router: APIRouter, c: Context) -> None:
         new = NewRun(project, name[:MAX_KEY], {"logged_by": "mlflow"}, tags,
                      parent_id=RunId(parent) if parent else None, started=started)  # fmt: skip
         run = runs.create_run(new, EventDraft("run.created", f"run:{project}", who.user))
+        c.remember_run(run.id, project)  # its next calls need not read it to find its project
         return {"run": run_json(run)}
 
     @router.get("/runs/get")
@@ -375,12 +377,11 @@ def _update(c: Context, project: str, body: _UpdateRun, who: Principal) -> Run:
         name = checked_text(body.run_name, MAX_KEY, "run name")
         runs.log_batch(run_id, tags={RUN_NAME_TAG: name})
     status = _status(body.status) if body.status else None
-    run = runs.get_run(run_id)
-    if status is None or status is RunStatus.RUNNING or run.status is not RunStatus.RUNNING:
-        return run
-    ended = datetime.fromtimestamp(body.end_time / 1000, UTC) if body.end_time else _now()
-    event = EventDraft(f"run.{status.value}", f"run:{project}/{run_id}", who.user)
-    runs.end_run(run_id, status, None, max(ended, run.start_time), event)
+    if status is not None and status is not RunStatus.RUNNING:
+        ended = datetime.fromtimestamp(body.end_time / 1000, UTC) if body.end_time else _now()
+        event = EventDraft(f"run.{status.value}", f"run:{project}/{run_id}", who.user)
+        with contextlib.suppress(Conflict):  # it had ended already: as it ended, it stays
+            runs.end_run(run_id, status, None, ended, event)
     return runs.get_run(run_id)
 
 

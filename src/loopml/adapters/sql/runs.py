@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Float, Text, cast, literal, null, select, text, union_all
 
 from loopml.adapters.sql import tables as t
 from loopml.adapters.sql.blob_refs import add_blob_refs
@@ -391,23 +391,18 @@ class SqlRunStore:
             return RunPage(self._hydrate(conn, ids), total)
 
     def _hydrate(self, conn: Connection, ids: list[str]) -> list[Run]:
+        """The runs `ids` whole, in two statements: their rows, then their params, latest
+        metrics, tags and inputs as one union (a round trip each, whatever the count)."""
         if not ids:
             return []
         rows = {r.id: r for r in conn.execute(select(t.runs).where(t.runs.c.id.in_(ids)))}
         side: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-        for name, table in (("params", t.params), ("metrics", t.latest_metrics), ("tags", t.tags)):
-            stmt = select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(ids))
-            for run_id, key, value in conn.execute(stmt):
-                side[run_id][name][key] = value
         inputs: dict[str, list[str]] = defaultdict(list)
-        stmt = (
-            select(t.run_inputs.c.run_id, t.datasets.c.name, t.dataset_versions.c.version)
-            .join(t.dataset_versions, t.dataset_versions.c.id == t.run_inputs.c.dataset_version_id)
-            .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
-            .where(t.run_inputs.c.run_id.in_(ids))
-        )
-        for run_id, name, version in conn.execute(stmt):
-            inputs[run_id].append(f"{name}@{version}")
+        for run_id, kind, key, text_value, number in conn.execute(_side_of(ids)):
+            if kind == "inputs":
+                inputs[run_id].append(f"{key}@{int(number)}")
+            else:
+                side[run_id][kind][key] = number if kind == "metrics" else text_value
         return [to_run(rows[i], side[i], inputs[i]) for i in ids if i in rows]
 
     def metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
@@ -437,3 +432,26 @@ class SqlRunStore:
     def end_silent_runs(self, silent_s: float, event: EventDraft) -> list[RunId]:
         """Mark killed the running runs silent for `silent_s` seconds (see `run_liveness`)."""
         return end_silent_runs(self._db, self._clock, silent_s, event)
+
+
+def _side_of(ids: list[str]) -> Any:
+    """(run id, kind, key, text, number) of every param, latest metric, tag and input (a
+    dataset name and its version) of the runs `ids`."""
+    no_text, no_number = cast(null(), Text), cast(null(), Float)
+    inputs = (
+        select(t.run_inputs.c.run_id, literal("inputs"), t.datasets.c.name, no_text,
+               cast(t.dataset_versions.c.version, Float))
+        .join(t.dataset_versions, t.dataset_versions.c.id == t.run_inputs.c.dataset_version_id)
+        .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
+        .where(t.run_inputs.c.run_id.in_(ids))
+    )  # fmt: skip
+    return union_all(
+        select(t.params.c.run_id, literal("params"), t.params.c.key, t.params.c.value, no_number)
+        .where(t.params.c.run_id.in_(ids)),
+        select(t.latest_metrics.c.run_id, literal("metrics"), t.latest_metrics.c.key, no_text,
+               t.latest_metrics.c.value)
+        .where(t.latest_metrics.c.run_id.in_(ids)),
+        select(t.tags.c.run_id, literal("tags"), t.tags.c.key, t.tags.c.value, no_number)
+        .where(t.tags.c.run_id.in_(ids)),
+        inputs,
+    )  # fmt: skip
